@@ -1,0 +1,44 @@
+from configparser import ConfigParser
+import setuptools
+from packaging.version import Version
+
+config = ConfigParser(delimiters=["="])
+config.read("settings.ini", encoding="utf-8")
+cfg = config["DEFAULT"]
+
+min_python = cfg["min_python"]
+requirements = cfg.get("requirements", "").split()
+dev_requirements = cfg.get("dev_requirements", "").split()
+Version(min_python)  # fail early on a malformed version
+licenses = {"apache2": ("Apache Software License 2.0", "OSI Approved :: Apache Software License")}
+lic = licenses[cfg["license"]]
+
+setuptools.setup(
+    name=cfg["lib_name"],
+    version=cfg["version"],
+    license=lic[0],
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Developers",
+        "Natural Language :: English",
+        "License :: " + lic[1],
+        "Programming Language :: Python :: 3",
+    ],
+    url=cfg["git_url"],
+    packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
+    include_package_data=True,
+    install_requires=requirements,
+    extras_require={"dev": dev_requirements},
+    python_requires=">=" + min_python,
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    zip_safe=False,
+    entry_points={
+        "console_scripts": cfg.get("console_scripts", "").split(),
+        "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],
+    },
+    author=cfg["author"],
+    author_email=cfg["author_email"],
+    description=cfg["description"],
+    keywords=cfg["keywords"],
+)
