@@ -10,18 +10,16 @@ min_python = cfg["min_python"]
 requirements = cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
 Version(min_python)  # fail early on a malformed version
-licenses = {"apache2": ("Apache Software License 2.0", "OSI Approved :: Apache Software License")}
-lic = licenses[cfg["license"]]
+licenses = {"apache2": "Apache-2.0"}  # SPDX expressions
 
 setuptools.setup(
     name=cfg["lib_name"],
     version=cfg["version"],
-    license=lic[0],
+    license=licenses[cfg["license"]],
     classifiers=[
         "Development Status :: 3 - Alpha",
         "Intended Audience :: Developers",
         "Natural Language :: English",
-        "License :: " + lic[1],
         "Programming Language :: Python :: 3",
     ],
     url=cfg["git_url"],
