@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from .inner_llm import modality_total, query_relevance
 from .layout import Kind
 from .pre_llm import window_budget, windivprune
-from .schedule import Schedule, _check_ratio
-from .seats import MODALITIES, _check_targets, last_token_index, pruning, resolve_schedule, seats
+from .schedule import Schedule, check_ratio
+from .seats import MODALITIES, last_token_index, prepare_run, pruning, seats
 
 # %% ../nbs/08_baselines.ipynb #225e88dc
 MIN_VIDEO_RATIO = 0.05  # the plain forms never keep less video than this
@@ -31,13 +31,6 @@ def audio_intact_ratios(video_ratio: float, audio_ratio: float, n_video: int, n_
     budget = video_ratio * n_video + audio_ratio * n_audio
     video = max((budget - n_audio) / n_video, min(min_video_ratio, budget / n_video))
     return video, min(1.0, (budget - video * n_video) / n_audio)
-
-def _prepare(thinker, schedule, video_ratio: float, audio_ratio: float) -> Schedule:
-    "The checks every method makes before any compute."
-    schedule = resolve_schedule(schedule)
-    schedule.check_model(thinker.config)
-    _check_targets(video_ratio, audio_ratio)
-    return schedule
 
 def _positions(state, row: int, kind: Kind) -> torch.LongTensor:
     "Positions of `kind` in one row of a state."
@@ -55,10 +48,10 @@ def _random_keep(generator: torch.Generator, size: int, count: int, device) -> t
 
 # %% ../nbs/08_baselines.ipynb #f67da517
 @contextmanager
-def full(thinker, schedule, video_ratio: float = 1.0, audio_ratio: float = 1.0):
+def full(thinker, schedule, video_ratio: float = 1.0, audio_ratio: float = 1.0, measure: bool = False):
     "No pruning, reported like every method (the ratios are ignored)."
-    _prepare(thinker, schedule, video_ratio, audio_ratio)
-    with pruning(thinker, "full", lambda recorder: {}) as run:
+    prepare_run(thinker, schedule, video_ratio, audio_ratio)
+    with pruning(thinker, "full", lambda recorder: {}, measure=measure) as run:
         yield run
 
 class PreLLM:
@@ -90,7 +83,9 @@ class PreLLM:
             for kind, where in positions.items():
                 if not len(where) or ratios[kind] >= 1:
                     continue
-                if self.omni or kind == Kind.VIDEO:
+                if ratios[kind] == 0:  # a target of 0: none of the modality enters the LLM
+                    keep[row, where] = False
+                elif self.omni or kind == Kind.VIDEO:
                     keep[row, where] = self.choose(state, row, where, kind, ratios[kind])
                 else:  # a vision method has no criterion for audio
                     keep[row, where] = _random_keep(self.generator, len(where), modality_total(ratios[kind], len(where)),
@@ -109,11 +104,11 @@ class RandomPruning(PreLLM):
         return _random_keep(self.generator, len(positions), modality_total(ratio, len(positions)), positions.device)
 
 @contextmanager
-def random_pruning(thinker, schedule, video_ratio: float, audio_ratio: float, seed: int = 0):
+def random_pruning(thinker, schedule, video_ratio: float, audio_ratio: float, seed: int = 0, measure: bool = False):
     "Random: before the LLM, keep a uniform random share of each row's video and of its audio (seeded)."
-    _prepare(thinker, schedule, video_ratio, audio_ratio)
+    prepare_run(thinker, schedule, video_ratio, audio_ratio)
     method = RandomPruning(video_ratio, audio_ratio, omni=True, seed=seed)
-    with pruning(thinker, "random", method.selectors) as run:
+    with pruning(thinker, "random", method.selectors, measure=measure) as run:
         yield run
 
 # %% ../nbs/08_baselines.ipynb #8f0179e9
@@ -125,11 +120,12 @@ class DivPrune(PreLLM):
         return _mask(len(positions), picked)
 
 @contextmanager
-def divprune(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bool = False, seed: int = 0):
+def divprune(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bool = False, seed: int = 0,
+             measure: bool = False):
     "DivPrune: before the LLM, a max-min diverse subset of video (and, with `omni`, of audio)."
-    _prepare(thinker, schedule, video_ratio, audio_ratio)
+    prepare_run(thinker, schedule, video_ratio, audio_ratio)
     method = DivPrune(video_ratio, audio_ratio, omni, seed)
-    with pruning(thinker, "divprune-om" if omni else "divprune", method.selectors) as run:
+    with pruning(thinker, "divprune-om" if omni else "divprune", method.selectors, measure=measure) as run:
         yield run
 
 # %% ../nbs/08_baselines.ipynb #0936f792
@@ -203,13 +199,14 @@ class VisionZip(PreLLM):
 
 @contextmanager
 def visionzip(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bool = False,
-              contextual_ratio: float = CONTEXTUAL_RATIO, seed: int = 0):
+              contextual_ratio: float = CONTEXTUAL_RATIO, seed: int = 0, measure: bool = False):
     "VisionZip: before the LLM, dominant tokens by encoder attention plus merged contextual tokens, per window."
-    schedule = _prepare(thinker, schedule, video_ratio, audio_ratio)
-    _check_ratio("contextual_ratio", contextual_ratio)
+    schedule = prepare_run(thinker, schedule, video_ratio, audio_ratio)
+    check_ratio("contextual_ratio", contextual_ratio)
     method = VisionZip(video_ratio, audio_ratio, omni, schedule, thinker.config.vision_config.spatial_merge_size,
                        contextual_ratio, seed)
-    with pruning(thinker, "visionzip-om" if omni else "visionzip", method.selectors, method.statistic_settings()) as run:
+    with pruning(thinker, "visionzip-om" if omni else "visionzip", method.selectors, method.statistic_settings(),
+                 measure=measure) as run:
         yield run
 
 # %% ../nbs/08_baselines.ipynb #feae99cb
@@ -264,6 +261,9 @@ class FastV:
                 ratio = fastv_keep_ratio(targets[kind], self.num_layers, self.after_layers)
                 if ratio >= 1:
                     continue
+                if targets[kind] == 0:  # a target of 0: the cut removes the whole modality
+                    keep[row, where] = False
+                    continue
                 count = modality_total(ratio, len(where))
                 if self.omni or kind == Kind.VIDEO:
                     top = torch.sort(scores[row, where], descending=True, stable=True).indices[:count]
@@ -277,13 +277,13 @@ class FastV:
 
 @contextmanager
 def fastv(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bool = False, after_layers: int = 2,
-          seed: int = 0):
+          seed: int = 0, measure: bool = False):
     "FastV: after `after_layers` layers, keep the video (and, with `omni`, audio) tokens the last token attends most."
-    schedule = _prepare(thinker, schedule, video_ratio, audio_ratio)
+    schedule = prepare_run(thinker, schedule, video_ratio, audio_ratio)
     if isinstance(after_layers, bool) or not isinstance(after_layers, int) or not 1 <= after_layers < schedule.num_layers:
         raise ValueError(f"after_layers={after_layers!r} is outside [1, {schedule.num_layers - 1}]")
     method = FastV(video_ratio, audio_ratio, omni, schedule.num_layers, after_layers, seed)
-    with pruning(thinker, "fastv-om" if omni else "fastv", method.selectors, notes=method.notes,
+    with pruning(thinker, "fastv-om" if omni else "fastv", method.selectors, measure=measure, notes=method.notes,
                  reachable=method.reachable) as run:
         yield run
 

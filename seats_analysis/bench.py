@@ -19,7 +19,7 @@ from transformers import Qwen2_5OmniThinkerForConditionalGeneration, WhisperFeat
 import seats_analysis
 from .baselines import METHODS
 from .layout import Kind, token_kinds
-from .probe import _markdown_table
+from .results import markdown_table
 from .testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker_config
 
 # %% ../nbs/09_bench.ipynb #c3241cd3
@@ -114,5 +114,5 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
         f"{first.hidden_size}; {first.threads} CPU thread(s) ({first.device}), torch {first.torch}. FLOPs are analytic "
         f"(`prefill_flops`); times are medians of {first.repeats} prefills per row (encoders + selection + LLM); "
         "speed-up is against the unpruned median. Written by `seats_analysis.bench.benchmark_prefill`.\n\n"
-        f"{_markdown_table(shown)}\n")
+        f"{markdown_table(shown)}\n")
     return path.with_suffix(".md")

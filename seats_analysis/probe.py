@@ -35,6 +35,7 @@ import seats_analysis
 from .blocks import CONDITIONS
 from .engine import _check_thinker, continue_from, drop_tokens
 from .layout import Kind, token_kinds
+from .results import append_jsonl, markdown_table, merge_records, read_parts, trim_torn_line
 from .testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
 # %% ../nbs/10_probe.ipynb #ba033e03
@@ -288,43 +289,10 @@ def _part_file(path: Path, rank: int) -> Path:
     return path / f"part-{rank:05d}.jsonl"
 
 # %% ../nbs/10_probe.ipynb #fa6fed3c
-def _read_part(file: Path) -> list[dict]:
-    "The records of one part file; a last line without its newline (a write cut off) is ignored."
-    complete = file.read_text().split("\n")[:-1]  # drops "" after the last newline, or a cut-off last line
-    records = []
-    for number, line in enumerate(complete, start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{file}:{number} is not a probe record ({err})") from None
-    return records
-
-def _trim_partial_line(file: Path):
-    "Cut a last line that has no newline (a write interrupted by a stop), so appending starts on a fresh line."
-    if file.exists():
-        data = file.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(file, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
-
-def _append_record(file: Path, record: dict):
-    "Append one record as a JSON line and push it to disk."
-    with open(file, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-# %% ../nbs/10_probe.ipynb #585cdf3a
 def _latest_records(path: Path) -> dict[str, dict]:
     "The record kept for every sample id in the folder's parts: the newest, a success before any failure."
-    chosen = {}
-    for file in sorted(path.glob(PART_GLOB)):
-        for record in _read_part(file):
-            old = chosen.get(record["sample"])
-            if old is None or not (record["error"] and not old["error"]):
-                chosen[record["sample"]] = record
-    return chosen
+    success_first = lambda new, old: not new["error"] or bool(old["error"])
+    return merge_records(read_parts(path, PART_GLOB), "sample", replaces=success_first)
 
 def _read_meta(path: Path) -> dict:
     "The settings and versions stored in a probe folder."
@@ -393,7 +361,7 @@ def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, la
         path = Path(path)
         _prepare_folder(path, settings, rank)
         part = _part_file(path, rank)
-        _trim_partial_line(part)
+        trim_torn_line(part)
         done = _latest_records(path)
     todo = [(i, s) for i, s in mine if s.id not in done or (retry_errors and done[s.id]["error"])]
     bar = tqdm(todo, desc=f"probe {settings['model_name']}", initial=len(mine) - len(todo), total=len(mine),
@@ -408,7 +376,7 @@ def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, la
         if path is None:
             records.append(record)
         else:
-            _append_record(part, record)
+            append_jsonl(part, record)
     if path is None:
         return records_to_table(records, settings)
     if state is not None:
@@ -420,13 +388,6 @@ def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, la
     return table.sel(sample=ids)
 
 # %% ../nbs/10_probe.ipynb #5b6c242a
-def _markdown_table(df: pd.DataFrame) -> str:
-    "A GitHub Markdown table of a small data frame."
-    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
-    rows = [list(df.columns), ["---"] * len(df.columns)] + [[cell(v) for v in row] for row in df.itertuples(index=False)]
-    return "\n".join("| " + " | ".join(map(str, row)) + " |" for row in rows)
-
-# %% ../nbs/10_probe.ipynb #d72b2746
 def benchmark_probe(num_layers: int = 24, hidden_size: int = 128, clip_seconds: float = 75.0, family: str = "qwen2_5",
                     num_threads: int = 1, path: str | Path | None = None) -> pd.DataFrame:
     "Time the three-condition probe of one long clip on a random-weight thinker, shared against naive."
@@ -465,5 +426,5 @@ def benchmark_probe(num_layers: int = 24, hidden_size: int = 128, clip_seconds: 
             f"Full probe (3 conditions x {num_layers} layers) of one {clip_seconds:g}-s synthetic clip ({len(kinds)} tokens) "
             f"on a random-weight {family} thinker (hidden {hidden_size}), {num_threads} CPU thread(s). "
             f"Shared takes **{ratio:.1%}** of the naive time. Written by `seats_analysis.probe.benchmark_probe`.\n\n"
-            f"{_markdown_table(df[['method', 'seconds', 'time_ratio', 'layer_positions', 'work_ratio', 'tokens', 'video_tokens', 'audio_tokens', 'max_abs_diff']])}\n")
+            f"{markdown_table(df[['method', 'seconds', 'time_ratio', 'layer_positions', 'work_ratio', 'tokens', 'video_tokens', 'audio_tokens', 'max_abs_diff']])}\n")
     return df
