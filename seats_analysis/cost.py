@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['decoder_layer_flops', 'prefill_flops', 'DecoderDims', 'decoder_dims', 'measured_flops']
 
-# %% ../nbs/06_cost.ipynb #52e8705d
+# %% ../nbs/06_cost.ipynb #4f6ce7f5
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .schedule import text_config
 
-# %% ../nbs/06_cost.ipynb #8305fc59
+# %% ../nbs/06_cost.ipynb #bb020369
 def decoder_layer_flops(seq_len: int, hidden_size: int, intermediate_size: int, num_heads: int,
                         num_kv_heads: int, head_dim: int | None = None) -> int:
     "Multiply-adds of one decoder layer on `seq_len` tokens."
@@ -22,7 +22,7 @@ def decoder_layer_flops(seq_len: int, hidden_size: int, intermediate_size: int, 
     return (2 * seq_len * hidden_size * attn_width + 2 * seq_len * hidden_size * kv_width
             + 2 * seq_len ** 2 * attn_width + 3 * seq_len * hidden_size * intermediate_size)
 
-# %% ../nbs/06_cost.ipynb #b88aad2e
+# %% ../nbs/06_cost.ipynb #486c36aa
 def _check_positive_int(name: str, value):
     "Raise unless `value` is an int >= 1."
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -53,7 +53,7 @@ def prefill_flops(seq_len: int, num_layers: int, hidden_size: int, intermediate_
     length = cuts.get(num_layers, length)
     return float(total + length * hidden_size * vocab_size)
 
-# %% ../nbs/06_cost.ipynb #ac380f2a
+# %% ../nbs/06_cost.ipynb #d0f57db7
 @dataclass(frozen=True)
 class DecoderDims:
     "The dimensions of a thinker's decoder that its prefill cost depends on."
@@ -89,7 +89,7 @@ def decoder_dims(config) -> DecoderDims:
     return DecoderDims(text.num_hidden_layers, text.hidden_size, widths[0] if len(set(widths)) == 1 else widths,
                        text.num_attention_heads, text.num_key_value_heads, head_dim, text.vocab_size)
 
-# %% ../nbs/06_cost.ipynb #597c795c
+# %% ../nbs/06_cost.ipynb #d49a08a4
 def measured_flops(fn, *args, **kwargs) -> float:
     "Multiply-adds of `fn(*args, **kwargs)` by torch's FlopCounterMode (which counts each as two FLOPs)."
     with FlopCounterMode(display=False) as counter:

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['MAX_LOGITS', 'ENCODER_KINDS', 'attention_received', 'vision_qk', 'vision_statistic', 'audio_statistic',
-           'EncoderStatistic', 'EncoderAttention', 'encoder_attention']
+           'EncoderStatistic', 'synchronize', 'EncoderAttention', 'encoder_attention']
 
-# %% ../nbs/04a_encoder_attention.ipynb #86445706
+# %% ../nbs/04a_encoder_attention.ipynb #ba8197b7
 import functools
 import sys
 import time
@@ -18,9 +18,9 @@ from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
 from transformers.models.qwen3_omni_moe import modeling_qwen3_omni_moe
 from transformers.vision_utils import get_vision_window_index
 
-from .layout import _token_id
+from .layout import token_id
 
-# %% ../nbs/04a_encoder_attention.ipynb #7541804b
+# %% ../nbs/04a_encoder_attention.ipynb #22bda7b5
 MAX_LOGITS = 2 ** 24  # largest block of attention logits computed at once: 64 MiB of float32
 
 def _received_in_windows(query: torch.Tensor, key: torch.Tensor, scaling: float, max_elements: int) -> torch.Tensor:
@@ -56,7 +56,7 @@ def attention_received(query: torch.Tensor, key: torch.Tensor, window_len: int, 
         parts.append(_received_in_windows(query[None, full:], key[None, full:], scaling, max_elements)[0])
     return torch.cat(parts) if parts else query.new_zeros(0, dtype=torch.float32)
 
-# %% ../nbs/04a_encoder_attention.ipynb #05d9a9b6
+# %% ../nbs/04a_encoder_attention.ipynb #7b221fe0
 def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     "(T, C) -> (T, H, C / H)."
     return x.reshape(x.shape[0], num_heads, -1)
@@ -111,7 +111,7 @@ def audio_statistic(attn, hidden_states: torch.Tensor, frame_lengths: list[int],
     statistic = torch.cat(statistics)
     return (statistic, torch.cat(pooled_keys)) if keys else statistic
 
-# %% ../nbs/04a_encoder_attention.ipynb #c8aa9e2a
+# %% ../nbs/04a_encoder_attention.ipynb #50d6530b
 ENCODER_KINDS = ("image", "video", "audio")
 
 @dataclass
@@ -128,7 +128,7 @@ class EncoderStatistic:
         "Mask (B, S) of `kind`'s placeholders, checked against the number of recorded values."
         if self.input_ids is None:
             raise ValueError("no input_ids were recorded: call the thinker with input_ids")
-        mask = self.input_ids == _token_id(self.config, kind)
+        mask = self.input_ids == token_id(self.config, kind)
         expected = sum(self.item_lengths.get(kind, []))
         if int(mask.sum()) != expected:
             raise ValueError(f"{int(mask.sum())} {kind} placeholders in input_ids, but the encoder produced {expected}")
@@ -159,9 +159,9 @@ class EncoderStatistic:
         index[mask] = torch.repeat_interleave(torch.arange(len(lengths), device=mask.device), lengths)
         return index
 
-# %% ../nbs/04a_encoder_attention.ipynb #1ddd0c58
-def _synchronize(device: torch.device):
-    "Wait for queued GPU work, so that wall-clock timings are honest."
+# %% ../nbs/04a_encoder_attention.ipynb #b4469126
+def synchronize(device: torch.device):
+    "Wait for the work queued on `device` when it is a GPU, so that a clock read next covers it."
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -228,11 +228,11 @@ class EncoderAttention:
 
     def _timed(self, device, compute):
         "Run `compute()`, adding its wall-clock time to `self.seconds`."
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         with torch.no_grad():
             result = compute()
-        _synchronize(device)
+        synchronize(device)
         self.seconds += time.perf_counter() - start
         return result
 

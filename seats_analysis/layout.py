@@ -5,20 +5,20 @@
 # %% auto #0
 __all__ = ['Kind', 'token_id', 'token_kinds', 'Window', 'temporal_windows']
 
-# %% ../nbs/00_layout.ipynb #8e782141
+# %% ../nbs/00_layout.ipynb #bdcb7e6c
 from dataclasses import dataclass
 from enum import IntEnum
 
 import torch
 
-# %% ../nbs/00_layout.ipynb #1526fcef
+# %% ../nbs/00_layout.ipynb #f9b058fd
 class Kind(IntEnum):
     "The kind of one LLM input position."
     TEXT = 0
     VIDEO = 1
     AUDIO = 2
 
-# %% ../nbs/00_layout.ipynb #550b54ee
+# %% ../nbs/00_layout.ipynb #c3b90fce
 def token_id(config, name: str) -> int:
     "The id of special token `name` (video, image, audio) from a Qwen2.5-Omni or Qwen3-Omni thinker config."
     for attr in (f"{name}_token_id", f"{name}_token_index"):
@@ -27,9 +27,7 @@ def token_id(config, name: str) -> int:
             return int(value)
     raise TypeError(f"{type(config).__name__} has no {name}_token_id; pass a Qwen-Omni thinker config")
 
-_token_id = token_id  # the former private name, still imported by seats_analysis.encoder_attention
-
-# %% ../nbs/00_layout.ipynb #5cb0cc49
+# %% ../nbs/00_layout.ipynb #f4afdc42
 def token_kinds(input_ids: torch.Tensor, config) -> torch.LongTensor:
     "The `Kind` of every position of `input_ids` (B, S), from the thinker config's placeholder token ids."
     if input_ids.dim() != 2:
@@ -40,7 +38,7 @@ def token_kinds(input_ids: torch.Tensor, config) -> torch.LongTensor:
     kinds[input_ids == token_id(config, "audio")] = Kind.AUDIO
     return kinds
 
-# %% ../nbs/00_layout.ipynb #a9f3bf57
+# %% ../nbs/00_layout.ipynb #682cf63c
 @dataclass(frozen=True)
 class Window:
     "One temporal window: the index range of its video run and of its audio run (either may be missing)."
@@ -52,14 +50,14 @@ class Window:
         "The first position of the window."
         return min(r.start for r in (self.video, self.audio) if r is not None)
 
-# %% ../nbs/00_layout.ipynb #08ead7ae
+# %% ../nbs/00_layout.ipynb #4808f50b
 def _runs(mask: torch.Tensor) -> list[range]:
     "Contiguous runs of True in a 1-D bool tensor, as index ranges."
     padded = torch.cat([mask.new_zeros(1), mask, mask.new_zeros(1)]).to(torch.int8)
     edges = torch.diff(padded).nonzero().flatten().tolist()
     return [range(start, stop) for start, stop in zip(edges[::2], edges[1::2])]
 
-# %% ../nbs/00_layout.ipynb #6033c721
+# %% ../nbs/00_layout.ipynb #55486d73
 def temporal_windows(kinds_row: torch.Tensor) -> list[Window]:
     "Pair the i-th video run with the i-th audio run of one row of kinds (S,); unpaired runs stand alone."
     if kinds_row.dim() != 1:

@@ -7,7 +7,7 @@ __all__ = ['METRICS', 'METHODS', 'REMOVED_KINDS', 'META_FILE', 'PART_GLOB', 'TAB
            'as_samples', 'score_logits', 'removal_logits', 'layer_positions', 'probe_sample', 'records_to_table',
            'merge_parts', 'probe', 'benchmark_probe']
 
-# %% ../nbs/10_probe.ipynb #f2c88a4d
+# %% ../nbs/10_probe.ipynb #be6ae1dd
 import json
 import math
 import os
@@ -33,17 +33,17 @@ from transformers import WhisperFeatureExtractor
 
 import seats_analysis
 from .blocks import CONDITIONS
-from .engine import _check_thinker, continue_from, drop_tokens
+from .engine import check_thinker, continue_from, drop_tokens
 from .layout import Kind, token_kinds
 from .results import append_jsonl, markdown_table, merge_records, read_parts, trim_torn_line
 from .testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
-# %% ../nbs/10_probe.ipynb #ba033e03
+# %% ../nbs/10_probe.ipynb #bec8806a
 METRICS = ("accuracy", "kl", "logprob")
 METHODS = ("shared", "naive")
 REMOVED_KINDS = {"video": (Kind.VIDEO,), "audio": (Kind.AUDIO,), "both": (Kind.VIDEO, Kind.AUDIO)}
 
-# %% ../nbs/10_probe.ipynb #3f8682e5
+# %% ../nbs/10_probe.ipynb #6d7bed0e
 @dataclass
 class ProbeSample:
     "One item to probe: its model inputs (batch of one, or a function building them) and, if labelled, its options."
@@ -75,7 +75,7 @@ class ProbeSample:
         "The processor output, built now if `inputs` is a function."
         return self.inputs() if callable(self.inputs) else self.inputs
 
-# %% ../nbs/10_probe.ipynb #e8a44d50
+# %% ../nbs/10_probe.ipynb #d0b1bfd3
 def option_ids(tokenizer, letters: Iterable[str] = "ABCD") -> list[int]:
     "The token id of each option letter (each must be exactly one token)."
     ids = []
@@ -86,7 +86,7 @@ def option_ids(tokenizer, letters: Iterable[str] = "ABCD") -> list[int]:
         ids.append(tokens[0])
     return ids
 
-# %% ../nbs/10_probe.ipynb #88aec4d9
+# %% ../nbs/10_probe.ipynb #826a7f45
 def as_samples(samples: Iterable) -> list[ProbeSample]:
     "`ProbeSample`s from samples, dicts of their fields, or bare model inputs (id = position); ids must be unique."
     out = []
@@ -105,7 +105,7 @@ def as_samples(samples: Iterable) -> list[ProbeSample]:
         raise ValueError(f"sample ids must be unique; repeated: {repeated}")
     return out
 
-# %% ../nbs/10_probe.ipynb #1605416e
+# %% ../nbs/10_probe.ipynb #3bbc91d8
 def score_logits(logits: torch.Tensor, ref_logits: torch.Tensor, metrics: Sequence[str] = METRICS,
                  options: Sequence[int] | None = None, answer: int | None = None) -> dict[str, float]:
     "Each metric for next-token logits (V,) against the unpruned logits (V,); accuracy is NaN without options."
@@ -124,7 +124,7 @@ def score_logits(logits: torch.Tensor, ref_logits: torch.Tensor, metrics: Sequen
             raise ValueError(f"metric={metric!r} is not one of {METRICS}")
     return scores
 
-# %% ../nbs/10_probe.ipynb #dd0f5be0
+# %% ../nbs/10_probe.ipynb #13729089
 def _keep_without(state, kinds: Sequence[Kind]) -> torch.Tensor:
     "Keep mask (B, S_k): every real token that is not of `kinds`."
     removed = torch.isin(state.kinds, torch.tensor([int(k) for k in kinds], dtype=torch.long, device=state.kinds.device))
@@ -134,7 +134,7 @@ def _last_logits(thinker, hidden: torch.Tensor) -> torch.Tensor:
     "Logits (V,) at the last position of a batch of one, from the decoder's final (normed) hidden states (1, S, D)."
     return thinker.lm_head(hidden[0, -1])
 
-# %% ../nbs/10_probe.ipynb #a875d106
+# %% ../nbs/10_probe.ipynb #4bac1043
 def removal_logits(thinker, inputs: Mapping, removals: Mapping[str, Sequence[Kind]], boundaries: Iterable[int],
                    method: str = "shared", use_audio_in_video: bool = True) -> tuple[torch.Tensor, dict]:
     "Unpruned last-position logits (V,) and those of every removal at every boundary k, {(name, k): (V,)}."
@@ -162,21 +162,21 @@ def removal_logits(thinker, inputs: Mapping, removals: Mapping[str, Sequence[Kin
             ref = _last_logits(thinker, thinker.model(**inputs, **forward).last_hidden_state)
     return ref, branches
 
-# %% ../nbs/10_probe.ipynb #3aeccf32
+# %% ../nbs/10_probe.ipynb #5cbf3dc9
 @contextmanager
 def layer_positions(thinker):
     "Within the block, count the positions all decoder layers process, summed over layers and calls: `[count]`."
     count = [0]
     def hook(module, args, kwargs):
         count[0] += (args[0] if args else kwargs["hidden_states"]).shape[1]
-    hooks = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in _check_thinker(thinker).layers]
+    hooks = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in check_thinker(thinker).layers]
     try:
         yield count
     finally:
         for h in hooks:
             h.remove()
 
-# %% ../nbs/10_probe.ipynb #b99396ca
+# %% ../nbs/10_probe.ipynb #23737c53
 def _check_settings(num_layers: int, conditions, layers, metrics, method) -> tuple:
     "Validated (conditions, layers, metrics) as tuples; errors name the bad value and what is allowed."
     conditions = (conditions,) if isinstance(conditions, str) else tuple(conditions)
@@ -198,7 +198,7 @@ def _check_settings(num_layers: int, conditions, layers, metrics, method) -> tup
             raise ValueError(f"{name}={list(values)} must be non-empty and without repeats")
     return conditions, tuple(sorted(int(l) for l in layers)), metrics
 
-# %% ../nbs/10_probe.ipynb #22dcc94e
+# %% ../nbs/10_probe.ipynb #e57788af
 def _model_inputs(sample: ProbeSample, thinker) -> Mapping:
     "The sample's inputs on the thinker's device (floating tensors in its dtype); one item only."
     inputs = {k: v.to(thinker.device, thinker.dtype if v.is_floating_point() else None)
@@ -209,11 +209,11 @@ def _model_inputs(sample: ProbeSample, thinker) -> Mapping:
         raise ValueError(f"sample {sample.id!r}: input_ids must be a batch of one (1, S), got {shape}")
     return inputs
 
-# %% ../nbs/10_probe.ipynb #03c90c0d
+# %% ../nbs/10_probe.ipynb #f5212d25
 def probe_sample(thinker, sample: ProbeSample, conditions: Sequence[str] = CONDITIONS, layers=None,
                  metrics: Sequence[str] = METRICS, method: str = "shared") -> dict:
     "Scores (condition, layer) per metric for one sample, its unpruned scores, and why a condition was skipped."
-    num_layers = len(_check_thinker(thinker).layers)
+    num_layers = len(check_thinker(thinker).layers)
     conditions, layers, metrics = _check_settings(num_layers, conditions, layers, metrics, method)
     inputs = _model_inputs(sample, thinker)
     kinds = token_kinds(inputs["input_ids"], thinker.config)[0]  # (S,)
@@ -238,12 +238,12 @@ def probe_sample(thinker, sample: ProbeSample, conditions: Sequence[str] = CONDI
     return dict(sample=sample.id, error="", skipped=skipped, scores={m: v.tolist() for m, v in scores.items()},
                 reference=score_logits(ref, ref, metrics, **label))
 
-# %% ../nbs/10_probe.ipynb #80e619f6
+# %% ../nbs/10_probe.ipynb #c280cec6
 def _settings(thinker, conditions, layers, metrics, method, model_name) -> dict:
     "What defines a probe table: model, layers, conditions, metrics, method (a resumed run must match)."
     config = thinker.config
     model_name = model_name or getattr(config, "_name_or_path", "") or type(thinker).__name__
-    return dict(model_name=model_name, num_layers=len(_check_thinker(thinker).layers), conditions=list(conditions),
+    return dict(model_name=model_name, num_layers=len(check_thinker(thinker).layers), conditions=list(conditions),
                 layers=list(layers), metrics=list(metrics), method=method, thinker_class=type(thinker).__name__,
                 dtype=str(thinker.dtype), attn_implementation=str(config._attn_implementation))
 
@@ -253,14 +253,14 @@ def _versions() -> dict:
             "torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate.__version__,
             "numpy": np.__version__, "xarray": xr.__version__}
 
-# %% ../nbs/10_probe.ipynb #47ec9e9d
+# %% ../nbs/10_probe.ipynb #2c1b7b94
 def _failed_record(sample_id: str, err: BaseException, conditions, layers, metrics) -> dict:
     "The record of a sample that could not be probed: NaN everywhere and the error."
     nan = np.full((len(conditions), len(layers)), np.nan).tolist()
     return dict(sample=sample_id, error=f"{type(err).__name__}: {err}", skipped={c: "" for c in conditions},
                 scores={m: nan for m in metrics}, reference={m: math.nan for m in metrics})
 
-# %% ../nbs/10_probe.ipynb #8edca4ec
+# %% ../nbs/10_probe.ipynb #fbca49b1
 def records_to_table(records: Sequence[dict], settings: dict, versions: dict | None = None) -> xr.Dataset:
     "The probe table (see `seats_analysis.blocks`) from per-sample records, in the records' order."
     conditions, layers, metrics = settings["conditions"], settings["layers"], settings["metrics"]
@@ -279,7 +279,7 @@ def records_to_table(records: Sequence[dict], settings: dict, versions: dict | N
     return xr.Dataset(data, coords={"condition": list(conditions), "layer": list(layers),
                                     "sample": [r["sample"] for r in records]}, attrs=attrs)
 
-# %% ../nbs/10_probe.ipynb #c1516429
+# %% ../nbs/10_probe.ipynb #41757780
 META_FILE = "meta.json"
 PART_GLOB = "part-*.jsonl"
 TABLE_FILE = "probe.nc"
@@ -288,7 +288,7 @@ def _part_file(path: Path, rank: int) -> Path:
     "The part file that process (or shard) `rank` appends to."
     return path / f"part-{rank:05d}.jsonl"
 
-# %% ../nbs/10_probe.ipynb #fa6fed3c
+# %% ../nbs/10_probe.ipynb #c32b7e51
 def _latest_records(path: Path) -> dict[str, dict]:
     "The record kept for every sample id in the folder's parts: the newest, a success before any failure."
     success_first = lambda new, old: not new["error"] or bool(old["error"])
@@ -317,7 +317,7 @@ def _prepare_folder(path: Path, settings: dict, rank: int) -> dict:
     os.replace(tmp, path / META_FILE)  # atomic: ranks starting together write the same content
     return meta
 
-# %% ../nbs/10_probe.ipynb #7d619acc
+# %% ../nbs/10_probe.ipynb #def38ae7
 def merge_parts(path: str | Path) -> xr.Dataset:
     "One probe table from every part in a probe folder, a row per sample id, ordered as the samples were given."
     path = Path(path)
@@ -325,7 +325,7 @@ def merge_parts(path: str | Path) -> xr.Dataset:
     records = sorted(_latest_records(path).values(), key=lambda r: (r["index"], r["sample"]))
     return records_to_table(records, meta["settings"], meta["versions"])
 
-# %% ../nbs/10_probe.ipynb #c3c53ae5
+# %% ../nbs/10_probe.ipynb #ad4db9d6
 def _shard(shard, thinker) -> tuple[int, int, PartialState | None]:
     "(rank, number of processes, the accelerate state when the processes must meet at the end)."
     if shard is not None:
@@ -340,13 +340,13 @@ def _shard(shard, thinker) -> tuple[int, int, PartialState | None]:
                            "create the accelerate state for your device before probing")
     return state.process_index, state.num_processes, (state if state.num_processes > 1 else None)
 
-# %% ../nbs/10_probe.ipynb #44254cd9
+# %% ../nbs/10_probe.ipynb #2dc769d9
 def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, layers: Iterable[int] | None = None,
           metrics: Sequence[str] = METRICS, method: str = "shared", path: str | Path | None = None,
           model_name: str | None = None, retry_errors: bool = False, shard: tuple[int, int] | None = None,
           progress: bool = True) -> xr.Dataset:
     "The layer-wise dependency probe: scores per (condition, layer, sample) with the unpruned reference, as a table."
-    num_layers = len(_check_thinker(thinker).layers)
+    num_layers = len(check_thinker(thinker).layers)
     conditions, layers, metrics = _check_settings(num_layers, conditions, layers, metrics, method)
     if thinker.training:
         raise ValueError("the thinker is in training mode (dropout); call thinker.eval() first")
@@ -387,7 +387,7 @@ def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, la
     ids = [s.id for i, s in (mine if shard is not None else enumerate(samples))]
     return table.sel(sample=ids)
 
-# %% ../nbs/10_probe.ipynb #5b6c242a
+# %% ../nbs/10_probe.ipynb #d794d387
 def benchmark_probe(num_layers: int = 24, hidden_size: int = 128, clip_seconds: float = 75.0, family: str = "qwen2_5",
                     num_threads: int = 1, path: str | Path | None = None) -> pd.DataFrame:
     "Time the three-condition probe of one long clip on a random-weight thinker, shared against naive."

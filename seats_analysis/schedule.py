@@ -7,7 +7,7 @@ __all__ = ['RETENTION_SCHEDULES', 'BISECTION_STEPS', 'KEEP_RATIO_DECIMALS', 'PRO
            'last_multimodal_layer', 'KeepRatioPlan', 'solve_keep_ratios', 'keep_ratios', 'retention_curve',
            'average_retention', 'text_config', 'text_num_layers', 'Schedule', 'audio_rates']
 
-# %% ../nbs/03_schedule.ipynb #7ac0b88b
+# %% ../nbs/03_schedule.ipynb #850c751b
 import json
 import math
 from collections.abc import Sequence
@@ -18,18 +18,17 @@ from transformers import WhisperFeatureExtractor
 from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
 from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import _get_feat_extract_output_lengths
 
-# %% ../nbs/03_schedule.ipynb #1a2fa99d
+# %% ../nbs/03_schedule.ipynb #d85edbf7
 def _check_int_in(name: str, value, low: int, high: int):
     "Raise unless `value` is an int in [low, high]."
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name}={value!r} is outside [{low}, {high}]")
 
-def check_ratio(name: str, value):
-    "Raise a ValueError naming `name` unless `value` is a number in [0, 1]."
+def check_ratio(name: str, value) -> float:
+    "`value` as a float; a ValueError naming `name` unless it is a number in [0, 1]."
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise ValueError(f"{name}={value!r} is outside [0, 1]")
-
-_check_ratio = check_ratio  # the former private name, still imported by seats_analysis.evaluate
+    return float(value)
 
 def _check_layers(num_layers, drop_layers, late_block_layer):
     "Validate the layer layout shared by the keep-ratio solver and the schedule file."
@@ -42,7 +41,7 @@ def _check_layers(num_layers, drop_layers, late_block_layer):
     if any(b <= a for a, b in zip(drop_layers, drop_layers[1:])):
         raise ValueError(f"drop_layers={list(drop_layers)} must be strictly increasing")
 
-# %% ../nbs/03_schedule.ipynb #ad31c13e
+# %% ../nbs/03_schedule.ipynb #093686b0
 RETENTION_SCHEDULES = ("exp", "linear")
 BISECTION_STEPS = 50
 KEEP_RATIO_DECIMALS = 4
@@ -61,7 +60,7 @@ def _step_weights(num_steps: int, schedule: str) -> list[float]:
         raise ValueError(f"schedule={schedule!r} is not one of {list(RETENTION_SCHEDULES)}")
     return [w / sum(raw) for w in raw]
 
-# %% ../nbs/03_schedule.ipynb #3c9b87aa
+# %% ../nbs/03_schedule.ipynb #20026e7e
 @dataclass(frozen=True)
 class KeepRatioPlan:
     "Stage II keep ratios solved from a retention target, and what they achieve."
@@ -77,7 +76,7 @@ class KeepRatioPlan:
         "Whether the target lies within what the schedule can achieve."
         return self.clipped_to is None
 
-# %% ../nbs/03_schedule.ipynb #872eb7c4
+# %% ../nbs/03_schedule.ipynb #6d20f165
 def solve_keep_ratios(num_layers: int, drop_layers: Sequence[int], late_block_layer: int | None,
                       encoder_ratio: float, target_ratio: float, schedule: str = "exp") -> KeepRatioPlan:
     "Solve the removed fraction f by bisection and return the keep ratio of every effective drop layer."
@@ -118,7 +117,7 @@ def keep_ratios(num_layers: int, drop_layers: Sequence[int], late_block_layer: i
     "Stage II keep ratios (one per drop layer at or before L_rm) that meet the retention target."
     return solve_keep_ratios(num_layers, drop_layers, late_block_layer, encoder_ratio, target_ratio, schedule).keep_ratios
 
-# %% ../nbs/03_schedule.ipynb #900007b7
+# %% ../nbs/03_schedule.ipynb #ecc4032c
 def retention_curve(num_layers: int, drop_layers: Sequence[int], keep_ratios: Sequence[float],
                     late_block_layer: int | None, encoder_ratio: float = 1.0) -> list[float]:
     "Fraction of a modality's original tokens that each layer 1..L sees."
@@ -141,7 +140,7 @@ def average_retention(num_layers: int, drop_layers: Sequence[int], keep_ratios: 
     "Retention averaged over all layers (SPEC section 0)."
     return sum(retention_curve(num_layers, drop_layers, keep_ratios, late_block_layer, encoder_ratio)) / num_layers
 
-# %% ../nbs/03_schedule.ipynb #9e976725
+# %% ../nbs/03_schedule.ipynb #ec95c4df
 PROVENANCE_SOURCES = ("paper", "probe", "manual")
 
 def text_config(config):
@@ -154,7 +153,7 @@ def text_num_layers(config) -> int:
     "Number of decoder layers of the thinker that `config` describes."
     return text_config(config).num_hidden_layers
 
-# %% ../nbs/03_schedule.ipynb #4662ba03
+# %% ../nbs/03_schedule.ipynb #a3c0800e
 @dataclass(kw_only=True)
 class Schedule:
     "A model's SEATS schedule: blocks, drop layers and window constants (the JSON schedule file)."
@@ -245,7 +244,7 @@ class Schedule:
             raise ValueError(f"{path}: unknown schedule fields {unknown}")
         return cls(**data)
 
-# %% ../nbs/03_schedule.ipynb #89aa5670
+# %% ../nbs/03_schedule.ipynb #07146bcb
 def audio_rates(family: str, seconds: int = 60) -> dict[str, float]:
     "Audio LLM tokens and encoder frames per second of a Qwen-Omni family, from transformers' length formulas."
     extractor = WhisperFeatureExtractor()

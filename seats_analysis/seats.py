@@ -6,7 +6,7 @@
 __all__ = ['MODALITIES', 'resolve_schedule', 'prepare_run', 'Latency', 'PrefillClock', 'TensorMemory', 'Measured', 'PrefillMeter',
            'PruningRun', 'pruning', 'plan_notes', 'last_token_index', 'SeatsSelectors', 'seats']
 
-# %% ../nbs/07_seats.ipynb #8a96e07a
+# %% ../nbs/07_seats.ipynb #ee7cf9e1
 import time
 import weakref
 from contextlib import ExitStack, contextmanager
@@ -19,14 +19,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from .cost import decoder_dims, measured_flops
-from .encoder_attention import encoder_attention, _synchronize
+from .encoder_attention import encoder_attention, synchronize
 from .engine import drop_tokens
 from .inner_llm import query_relevance, top_down_keep
 from .layout import Kind
 from .pre_llm import windowed_windivprune
 from .schedule import Schedule, check_ratio
 
-# %% ../nbs/07_seats.ipynb #834e3832
+# %% ../nbs/07_seats.ipynb #6fd6c1ae
 MODALITIES = {Kind.VIDEO: "video", Kind.AUDIO: "audio"}
 _FIXED_FIELDS = ("model_name", "num_layers", "provenance")  # describe the model, not a run
 
@@ -50,7 +50,7 @@ def prepare_run(thinker, schedule, video_ratio: float, audio_ratio: float, **ove
     check_ratio("audio_ratio", audio_ratio)
     return schedule
 
-# %% ../nbs/07_seats.ipynb #e76afae1
+# %% ../nbs/07_seats.ipynb #7330d0dc
 @dataclass
 class Latency:
     "Wall-clock seconds of prefills: encoders, selection (statistic and selectors) and LLM."
@@ -83,7 +83,7 @@ class PrefillClock:
         self._encoder_start = None
 
     def _now(self) -> float:
-        _synchronize(self.device)
+        synchronize(self.device)
         return time.perf_counter()
 
     def _latency(self) -> Latency:
@@ -138,7 +138,7 @@ class PrefillClock:
             for handle in handles:
                 handle.remove()
 
-# %% ../nbs/07_seats.ipynb #3a8b99d6
+# %% ../nbs/07_seats.ipynb #fe0dc61f
 class TensorMemory(TorchDispatchMode):
     "Within the block: bytes of the tensor storages that ops create on `device` and that are still alive, and the peak."
 
@@ -242,7 +242,7 @@ class PrefillMeter:
             if cuda:
                 self.measured.device_peak_bytes = torch.cuda.max_memory_allocated(self.device)
 
-# %% ../nbs/07_seats.ipynb #54345339
+# %% ../nbs/07_seats.ipynb #507c5ec8
 class PruningRun:
     "What a pruning method did to the prefills of its `with` block: drop events, retention, FLOPs, latency."
 
@@ -319,14 +319,14 @@ def pruning(thinker, method: str, make_selectors, statistic: dict | None = None,
         measured = stack.enter_context(PrefillMeter(thinker).installed()).measured if measure else None
         yield PruningRun(thinker, method, engine_run, clock, measured=measured, **report)
 
-# %% ../nbs/07_seats.ipynb #a2ac5a1d
+# %% ../nbs/07_seats.ipynb #861b7ef2
 def plan_notes(plans: dict) -> list[str]:
     "A sentence for every modality whose target the plan cannot reach."
     return [f"{name}_ratio={plan.target_retention} cannot be reached with this schedule: the closest it gets is "
             f"{plan.achieved_retention:.4f} (removed fraction clipped to {plan.clipped_to})"
             for name, plan in plans.items() if not plan.reachable]
 
-# %% ../nbs/07_seats.ipynb #1c779bfa
+# %% ../nbs/07_seats.ipynb #e9f29212
 def last_token_index(padding_mask: torch.Tensor) -> torch.LongTensor:
     "Index of each row's last real token (B,)."
     positions = torch.arange(padding_mask.shape[1], device=padding_mask.device)
@@ -421,7 +421,7 @@ class SeatsSelectors:
             selectors[late - 1] = self.stage_three
         return selectors
 
-# %% ../nbs/07_seats.ipynb #243422f7
+# %% ../nbs/07_seats.ipynb #2fc83772
 @contextmanager
 def seats(thinker, schedule, video_ratio: float, audio_ratio: float, measure: bool = False, **overrides):
     "Within the block, every prefill of `thinker` runs SEATS' three stages for the target retentions; yields a `PruningRun`."
