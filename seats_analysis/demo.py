@@ -6,7 +6,7 @@
 __all__ = ['ROOT', 'ORGANISM_LATE_TOLERANCE', 'organism_samples', 'organism_schedule', 'OrganismRecord', 'organism_records',
            'register_organism', 'evaluate_method', 'evaluate_methods', 'DemoOutputs', 'run_demo']
 
-# %% ../nbs/41_demo.ipynb #b7892f1c
+# %% ../nbs/41_demo.ipynb #48f5a824
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,29 +20,30 @@ from .blocks import derive_blocks
 from .evaluate import RATIO_PAIRS, EvalSpec, accuracy_score, ratio_name, register_benchmark
 from .prompts import parse_strict
 from .figures import dependency_figure, tradeoff_figure
+from .layout import Kind
 from .organism import DATA_DIR, load_organism
 from .probe import ProbeSample, probe
 from .results import markdown_table
 from .synth import KINDS, LETTERS, answer_token_ids, chat, make_inputs, synth_items
 
-# %% ../nbs/41_demo.ipynb #7f596fad
+# %% ../nbs/41_demo.ipynb #04a15aa0
 ROOT = DATA_DIR.parents[1]  # the repository (data/organism lives at ROOT/data/organism)
 
-# %% ../nbs/41_demo.ipynb #027527e0
+# %% ../nbs/41_demo.ipynb #6478abfd
 def organism_samples(processor, items) -> list:
     "Probe samples of synthetic items: one processed input each, scored on the letters A-D."
     letters = answer_token_ids(processor)
     return [ProbeSample(id=str(item["id"]), inputs=make_inputs(processor, [item]), options=letters,
                         answer=LETTERS.index(str(item["answer"]))) for item in items]
 
-# %% ../nbs/41_demo.ipynb #e9f30c24
+# %% ../nbs/41_demo.ipynb #b132efef
 def organism_schedule(table, metric: str = "accuracy", **block_kwargs) -> tuple:
     "Blocks derived from a probe table and the schedule they give (drop layers spread over the middle block)."
     blocks = derive_blocks(table, metric=metric, **block_kwargs)
     schedule = blocks.to_schedule("seats-analysis/organism", num_drops=min(3, blocks.late_block_layer - 1))
     return blocks, schedule
 
-# %% ../nbs/41_demo.ipynb #eb19b919
+# %% ../nbs/41_demo.ipynb #d7cc60ac
 @dataclass
 class OrganismRecord:
     "One test item of the organism, in the shape the evaluation harness reads."
@@ -76,11 +77,11 @@ def register_organism(num_items: int = 240, seed: int = 0) -> EvalSpec:
         score=lambda rows: accuracy_score(rows, by=("kind",)))
     return register_benchmark("organism", spec, overwrite=True)
 
-# %% ../nbs/41_demo.ipynb #4d9f755b
+# %% ../nbs/41_demo.ipynb #ef6ade36
 def evaluate_method(thinker, processor, items, schedule, method: str, video_ratio: float, audio_ratio: float,
                     batch_size: int = 32) -> dict:
     "Accuracy per question kind and the cost of one method at one setting, over `items`."
-    predictions, retention, flops, full_flops, seconds, selection = [], [], 0.0, 0.0, 0.0, 0.0
+    predictions, retention, flops, full_flops, seconds, selection = [], {"video": [], "audio": []}, 0.0, 0.0, 0.0, 0.0
     for start in range(0, len(items), batch_size):
         batch = items[start:start + batch_size]
         inputs = make_inputs(processor, batch)
@@ -88,7 +89,8 @@ def evaluate_method(thinker, processor, items, schedule, method: str, video_rati
             next_tokens = thinker(**inputs, use_audio_in_video=True).logits[:, -1].argmax(-1)  # (B,)
         texts = processor.tokenizer.batch_decode(next_tokens[:, None], skip_special_tokens=True)
         predictions += [parse_strict(text) for text in texts]
-        retention.append(run.retention)
+        for name, kind in (("video", Kind.VIDEO), ("audio", Kind.AUDIO)):
+            retention[name].append(run.row_retention(kind))  # (B,)
         flops, full_flops = flops + run.flops, full_flops + run.full_flops
         seconds, selection = seconds + run.latency.total, selection + run.latency.selection
     correct = pd.Series([p == str(item["answer"]) for p, item in zip(predictions, items)])
@@ -96,14 +98,12 @@ def evaluate_method(thinker, processor, items, schedule, method: str, video_rati
     row = dict(method=method, setting=ratio_name(video_ratio, audio_ratio), video_ratio=video_ratio,
                audio_ratio=audio_ratio, accuracy=100 * correct.mean())
     row.update({f"accuracy_{kind}": 100 * correct[kinds == kind].mean() for kind in KINDS})
-    sizes = [len(items[start:start + batch_size]) for start in range(0, len(items), batch_size)]
-    for name in ("video", "audio"):  # weighted by batch size
-        row[f"{name}_retention"] = sum(r[name] * n for r, n in zip(retention, sizes)) / len(items)
+    row.update({f"{name}_retention": float(torch.cat(rows).nanmean()) for name, rows in retention.items()})
     row.update(gflops=flops / len(items) / 1e9, flops_reduction=full_flops / flops,
                prefill_ms=1e3 * seconds / len(items), selection_ms=1e3 * selection / len(items))
     return row
 
-# %% ../nbs/41_demo.ipynb #9ea9dc6b
+# %% ../nbs/41_demo.ipynb #0b4420d0
 def evaluate_methods(thinker, processor, items, schedule, methods=None, settings=None, batch_size: int = 32,
                      progress: bool = True) -> pd.DataFrame:
     "Full tokens once, then every method at every setting (the paper's R35-R10 by default): one row each."
@@ -117,7 +117,7 @@ def evaluate_methods(thinker, processor, items, schedule, methods=None, settings
             for m, v, a in tqdm(cells, desc="methods", disable=not progress)]
     return pd.DataFrame(rows)
 
-# %% ../nbs/41_demo.ipynb #98ddb52c
+# %% ../nbs/41_demo.ipynb #eb4527d0
 @dataclass
 class DemoOutputs:
     "What the main job produced: the probe table, the blocks, the schedule, the results table and file paths."
