@@ -144,8 +144,8 @@ def dependency_figure(probes, metric: str = "accuracy", blocks=None, path: str |
 # %% ../nbs/12_figures.ipynb #3bc443ad
 def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hue: str = "method",
                     style: str | None = "ratio_name", path: str | Path | None = None, title: str | None = None,
-                    xlabel: str | None = None, ylabel: str | None = None) -> Figure:
-    "Score against cost from a results table: one line per `hue`, one marker per `style`."
+                    xlabel: str | None = None, ylabel: str | None = None, paper: pd.DataFrame | None = None) -> Figure:
+    "Score against cost from a results table: one line per `hue`, one marker per `style`; `paper`'s rows as stars."
     columns = [c for c in (x, y, hue, style) if c is not None]
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -167,6 +167,12 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hu
     sns.scatterplot(data=table, x=x, y=y, hue=hue, hue_order=order, palette=palette, style=style,
                     style_order=style_order, s=45, zorder=3, ax=ax)
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False, fontsize=8)
+    if paper is not None:  # the paper's reported points, marked as the paper's
+        shown = paper.dropna(subset=[x, y])
+        ax.scatter(shown[x], shown[y], marker="*", s=90, color="black", zorder=4)
+        for _, row in shown.iterrows():
+            ax.annotate(f"paper: {row[hue]} {row[style] if style else ''}".strip(), (row[x], row[y]), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")
     ax.set(title=title, xlabel=xlabel or x, ylabel=ylabel or y)
     if path is not None:
         save_figure(fig, path)
