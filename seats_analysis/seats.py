@@ -307,6 +307,13 @@ class PruningRun:
         "`Latency` summed over prefills."
         return sum(self.latencies, Latency())
 
+    def __repr__(self) -> str:
+        retention = ", ".join(f"{name} {value:.3f}" for name, value in self.retention.items())
+        latency = self.latency
+        return (f"PruningRun({self.method}: {len(self.events)} prefill(s); retention averaged over layers: {retention}; "
+                f"prefill FLOPs {self.flops:.4g} ({self.full_flops / max(self.flops, 1):.2f}x fewer than full); "
+                f"seconds: encoders {latency.encoders:.3g}, selection {latency.selection:.3g}, LLM {latency.llm:.3g})")
+
 @contextmanager
 def pruning(thinker, method: str, make_selectors, statistic: dict | None = None, measure: bool = False, **report):
     "Run the selectors `make_selectors(recorder)` with the engine, timing (and with `measure`, counting) each prefill."
