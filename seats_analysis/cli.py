@@ -16,7 +16,7 @@ from pathlib import Path
 __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PARSE_MODES', 'PROBE_CONDITIONS', 'PROBE_METRICS',
            'PROBE_METHODS', 'DTYPES', 'SUMMARY_COLUMNS', 'positive_int', 'positive_float', 'names', 'ratio_names',
            'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments', 'add_probe_arguments',
-           'HelpFormatter', 'parser', 'main']
+           'HelpFormatter', 'command_parser', 'main']
 
 # %% ../nbs/40_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
@@ -320,7 +320,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
-def parser() -> argparse.ArgumentParser:
+def command_parser() -> argparse.ArgumentParser:
     "The `seats-analysis` command line: one sub-command per job."
     formatter = HelpFormatter
     top = argparse.ArgumentParser(prog="seats-analysis", formatter_class=formatter,
@@ -349,7 +349,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     "Entry point of the `seats-analysis` command (and of `python -m seats_analysis`)."
-    args = parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    args = command_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     if hasattr(args, "check"):
         args.check(args)
     import torch
