@@ -14,9 +14,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PARSE_MODES', 'PROBE_CONDITIONS', 'PROBE_METRICS',
-           'PROBE_METHODS', 'DTYPES', 'SUMMARY_COLUMNS', 'positive_int', 'positive_float', 'names', 'ratio_names',
-           'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments', 'add_probe_arguments',
-           'HelpFormatter', 'command_parser', 'main']
+           'PROBE_METHODS', 'DTYPES', 'DEMO_OUT', 'SUMMARY_COLUMNS', 'positive_int', 'positive_float', 'names',
+           'ratio_names', 'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments',
+           'add_probe_arguments', 'HelpFormatter', 'command_parser', 'main']
 
 # %% ../nbs/40_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
@@ -29,6 +29,7 @@ PROBE_CONDITIONS = ("video", "audio", "both")
 PROBE_METRICS = ("accuracy", "kl", "logprob")
 PROBE_METHODS = ("shared", "naive")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+DEMO_OUT = Path("seats-runs") / "demo"  # the demo's run folder, under the current directory
 
 # %% ../nbs/40_cli.ipynb #a1c0e005
 def positive_int(text: str) -> int:
@@ -142,20 +143,27 @@ def engine_demo(num_layers: int = 8, seconds: float = 8.0, seed: int = 0):
 
 # %% ../nbs/40_cli.ipynb #43ea2c12
 SUMMARY_COLUMNS = ["method", "setting", "accuracy", "accuracy_visual", "accuracy_audio", "accuracy_audiovisual",
-                   "video_retention", "audio_retention", "gflops", "flops_reduction", "prefill_ms"]
+                   "video_retention", "audio_retention", "gflops", "flops_reduction",
+                   "prefill_ms"]  # deprecated: the demo's table is `demo.summary_table`
 
 def _demo(args) -> int:
-    "The main job: probe, blocks, schedule, every method, tables and figures."
-    from seats_analysis.demo import run_demo
+    "The main job: probe, blocks, schedule, every method, tables and figures, into one run folder."
+    from seats_analysis.demo import DEFAULT_OUT, DemoPaths, run_demo, stored_probe_samples, summary_table
     items = 24 if args.quick else args.items
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
-    print(f"Probing the organism on {items} test items, deriving its blocks, evaluating every method...")
-    out = run_demo(num_items=items, methods=methods)
-    blocks = out.blocks
+    out = args.out or DEFAULT_OUT.with_name(DEFAULT_OUT.name + ("-quick" if args.quick else ""))
+    print(f"Probing the organism on {items} test items, deriving its blocks, evaluating every method; "
+          f"writing to {out}/")
+    stored = stored_probe_samples(DemoPaths.run_folder(out).probe)
+    if stored and not args.fresh_probe:
+        print(f"Reusing the probe records of {stored} samples stored in {DemoPaths.run_folder(out).probe}/ "
+              "(--fresh-probe probes again)")
+    result = run_demo(out, num_items=items, methods=methods, fresh_probe=args.fresh_probe)
+    blocks = result.blocks
     print(f"Blocks (from the probe): middle from layer {blocks.middle_block_layer}, late from layer "
-          f"{blocks.late_block_layer} of {blocks.num_layers}; drop layers {out.schedule.drop_layers}")
-    print(out.results[SUMMARY_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
-    print("Wrote:", *[str(f) for f in out.files], sep="\n  ")
+          f"{blocks.late_block_layer} of {blocks.num_layers}; drop layers {result.schedule.drop_layers}")
+    print(summary_table(result.results))
+    print("Wrote:", *[str(f) for f in result.files], sep="\n  ")
     return 0
 
 def _engine_demo(args) -> int:
@@ -205,7 +213,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help=f"comma-separated, from {', '.join(METHOD_NAMES)}")
     parser.add_argument("--ratios", type=ratio_names, default=",".join(RATIO_NAMES),
                         help=f"comma-separated {', '.join(RATIO_NAMES)} or video/audio pairs like 0.06/0.35")
-    parser.add_argument("--schedule", help="SEATS schedule JSON file (default for the organism: its own)")
+    parser.add_argument("--schedule", help="schedule: a JSON file or a shipped name (qwen2_5_omni_7b, "
+                                           "qwen3_omni_30b_a3b, organism); the organism's own by default for it")
     parser.add_argument("--mode", default="paper", choices=PARSE_MODES, help="answer parser")
     parser.add_argument("--max-new-tokens", type=positive_int, default=1024, help="generation cap per answer")
     parser.add_argument("--limit", type=positive_int, help="only the first N records of each benchmark")
@@ -330,6 +339,11 @@ def command_parser() -> argparse.ArgumentParser:
                                description=_demo.__doc__)
     demo.add_argument("--items", type=positive_int, default=240, help="test items to probe and evaluate")
     demo.add_argument("--quick", action="store_true", help="a few items and four methods, for a smoke test")
+    demo.add_argument("--out", type=Path, default=None,
+                      help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "
+                           f"{DEMO_OUT}-quick with --quick)")
+    demo.add_argument("--fresh-probe", action="store_true",
+                      help="probe again instead of reusing the probe records stored in the run folder")
     demo.set_defaults(run=_demo)
     engine = commands.add_parser("engine-demo", formatter_class=formatter, description=_engine_demo.__doc__,
                                  help="the token-dropping engine on a tiny random thinker")

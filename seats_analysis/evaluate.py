@@ -613,12 +613,10 @@ def load_thinker(pretrained: str | Path, dtype: str | torch.dtype = "auto", attn
 
 
 def default_schedule(pretrained: str | Path):
-    "The schedule shipped for a checkpoint folder: the organism's for `data/organism`, None for any other."
+    "The schedule shipped for a checkpoint folder: the organism's (`Schedule.load('organism')`) for `data/organism`, else None."
     from seats_analysis.organism import DATA_DIR
     from seats_analysis.schedule import Schedule
-    if Path(pretrained).resolve() == DATA_DIR.resolve():
-        return Schedule.load(DATA_DIR.parent / "schedules" / "organism.json")
-    return None
+    return Schedule.load("organism") if Path(pretrained).resolve() == DATA_DIR.resolve() else None
 
 # %% ../nbs/32_evaluate.ipynb #d050eeee
 def sweep_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -149,7 +149,7 @@ class SeatsQwenOmni(_ModelBase):
             schedule = default_schedule(pretrained)
             if schedule is None:
                 raise _stop(f"schedule= is required (method={self.method!r} checks it against the model): pass "
-                            "schedule=<schedule JSON file>, e.g. the paper's data/schedules/qwen2_5_omni_7b.json")
+                            "schedule=<a schedule JSON file or a shipped name>, e.g. schedule=qwen2_5_omni_7b")
         elif not isinstance(schedule, Schedule):
             try:
                 schedule = Schedule.load(schedule)
