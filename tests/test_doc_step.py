@@ -18,3 +18,16 @@ def test_doc_step(nb, tmp_path, monkeypatch):
     monkeypatch.setenv("IN_TEST", "1")  # as nbdev's own driver sets it: exports are not re-run
     monkeypatch.chdir(tmp_path)
     FilterDefaults()(read_nb(nb))
+
+
+def test_cells_nbdev_skips_jupyter_skips_too():
+    """A cell marked `#| eval: false` (maintainers' runs that rewrite shipped files) is tagged `skip-execution`, so
+    that `jupyter nbconvert --execute` leaves it out as nbdev does; script guards (`__main__`) are safe and exempt."""
+    untagged = []
+    for nb in NOTEBOOKS:
+        for cell in read_nb(nb).cells:
+            source = cell.source
+            if cell.cell_type == "code" and "#| eval: false" in source and '__name__ == "__main__"' not in source:
+                if "skip-execution" not in cell.metadata.get("tags", []):
+                    untagged.append(f"{nb.name} cell {cell.idx_}")
+    assert not untagged, untagged
