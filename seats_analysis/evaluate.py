@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 import warnings
 from collections import Counter
@@ -40,8 +41,8 @@ __all__ = ['EVAL_BENCHMARKS', 'RATIO_PAIRS', 'FULL_RATIOS', 'FULL_METHOD', 'SETT
            'ratio_name', 'ratio_pair', 'append_row', 'Elapsed', 'first_forward_clock', 'sample_cost', 'resolve_method',
            'processor_inputs', 'MethodSetupError', 'generate_response', 'summarize', 'evaluate', 'cell_path',
            'sweep_cells', 'sweep', 'cell_scores', 'reached_retention', 'summary_table', 'summary_markdown',
-           'write_summary', 'tradeoff_from_results', 'paper_results', 'with_paper_rows', 'load_thinker', 'sweep_parser',
-           'sweep_main']
+           'write_summary', 'tradeoff_from_results', 'paper_results', 'with_paper_rows', 'load_thinker',
+           'default_schedule', 'sweep_parser', 'sweep_main']
 
 # %% ../nbs/32_evaluate.ipynb #5383494a
 @dataclass(frozen=True)
@@ -260,8 +261,9 @@ class MethodSetupError(RuntimeError):
     "A method's context could not be entered: a setting problem, the same for every sample."
 
 
-def generate_response(thinker, processor, prompt: str, frames, audio, context, max_new_tokens: int) -> dict:
-    "Greedy generation for one video inside `context` (a method's context manager): response and costs."
+def generate_response(thinker, processor, prompt: str, frames, audio, context, max_new_tokens: int,
+                      **generate_kwargs) -> dict:
+    "Generation (greedy unless `generate_kwargs` say otherwise) for one video inside `context`: response and costs."
     inputs = processor_inputs(processor, prompt, frames, audio).to(device=thinker.device, dtype=thinker.dtype)
     tokenizer = processor.tokenizer
     prompt_len = inputs["input_ids"].shape[1]
@@ -272,9 +274,9 @@ def generate_response(thinker, processor, prompt: str, frames, audio, context, m
             raise MethodSetupError(f"the method could not be applied: {type(err).__name__}: {err}") from err
         clock = stack.enter_context(first_forward_clock(thinker))
         start = time.perf_counter()
-        output = thinker.generate(**inputs, use_audio_in_video=audio is not None, do_sample=False, num_beams=1,
-                                  max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                                  pad_token_id=tokenizer.pad_token_id)
+        settings = dict(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        output = thinker.generate(**inputs, use_audio_in_video=audio is not None, **settings | generate_kwargs)
     synchronize(thinker.device)
     new_tokens = output[:, prompt_len:]  # (1, T_new)
     response = processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
@@ -657,50 +659,23 @@ def load_thinker(pretrained: str | Path, dtype: str | torch.dtype = "auto", attn
     thinker = model.thinker if whole else model
     return thinker.to(device or "cpu").eval()
 
+
+def default_schedule(pretrained: str | Path):
+    "The schedule shipped for a checkpoint folder: the organism's (`Schedule.load('organism')`) for `data/organism`, else None."
+    from seats_analysis.organism import DATA_DIR
+    from seats_analysis.schedule import Schedule
+    return Schedule.load("organism") if Path(pretrained).resolve() == DATA_DIR.resolve() else None
+
 # %% ../nbs/32_evaluate.ipynb #d050eeee
-def _list(text: str) -> list[str]:
-    "Comma-separated words."
-    return [w.strip() for w in text.split(",") if w.strip()]
-
-
 def sweep_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    "The arguments of `seats-analysis sweep`."
-    parser = parser or argparse.ArgumentParser(prog="seats-analysis sweep", description=sweep.__doc__)
-    parser.add_argument("--model", required=True,
-                        help="checkpoint folder (a thinker or a whole Qwen-Omni model, with its processor)")
-    parser.add_argument("--data-root", required=True, help="folder with <benchmark>/annotations and <benchmark>/media")
-    parser.add_argument("--out", required=True, help="folder for the results files, summary and figure")
-    parser.add_argument("--benchmarks", type=_list, default=list(BENCHMARKS), help="comma-separated benchmark names")
-    parser.add_argument("--methods", type=_list, default=["full", "seats"], help="comma-separated method names")
-    parser.add_argument("--ratios", type=_list, default=list(RATIO_PAIRS),
-                        help="comma-separated R35/R25/R15/R10 or video/audio pairs like 0.06/0.35")
-    parser.add_argument("--schedule", help="SEATS schedule JSON file")
-    parser.add_argument("--mode", default="paper", choices=["paper", "strict"], help="answer parser")
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
-    parser.add_argument("--limit", type=int, help="only the first N records of each benchmark")
-    parser.add_argument("--seed", type=int, default=0, help="seed of Daily-Omni's random fallback")
-    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
-    parser.add_argument("--attn", default="sdpa", help="attention implementation")
-    parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is there")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
+    "The arguments of `seats-analysis sweep` (defined with the command line, `seats_analysis.cli`)."
+    from seats_analysis.cli import add_sweep_arguments
+    parser = parser or argparse.ArgumentParser(prog="seats-analysis sweep", description=sweep.__doc__,
+                                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return add_sweep_arguments(parser)
 
 
 def sweep_main(argv: Sequence[str] | None = None) -> int:
-    "`seats-analysis sweep`: evaluate methods x ratios x benchmarks and write the table and trade-off figure."
-    from accelerate import PartialState
-    from transformers import AutoProcessor
-
-    from seats_analysis.schedule import Schedule
-    args = sweep_parser().parse_args(argv)
-    state = PartialState(cpu=args.cpu or not torch.cuda.is_available())
-    thinker = load_thinker(args.model, args.dtype, args.attn, state.device)
-    processor = AutoProcessor.from_pretrained(args.model)
-    schedule = Schedule.load(args.schedule) if args.schedule else None
-    sweep(thinker, processor, args.benchmarks, args.methods, args.ratios, args.out, data_root=args.data_root,
-          schedule=schedule, mode=args.mode, max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed,
-          progress=not args.quiet)
-    if state.is_main_process:
-        tradeoff_from_results(args.out, path=Path(args.out) / "tradeoff")
-    state.wait_for_everyone()
-    return 0
+    "`seats-analysis sweep ...`: evaluate methods x ratios x benchmarks and write the table and trade-off figure."
+    from seats_analysis.cli import main
+    return main(["sweep", *(sys.argv[1:] if argv is None else argv)])
