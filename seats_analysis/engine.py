@@ -285,10 +285,14 @@ def cut(state: DropState, keep: torch.Tensor, cache=None) -> DropState:
         kept_rows = keep[visual_pos_masks]  # one flag per visual position, in row-major order
         visual_pos_masks = _take(visual_pos_masks, index) & padding_mask
         deepstack_embeds = [embeds[kept_rows] for embeds in deepstack_embeds]
+        visual = int(visual_pos_masks.sum())
+        assert all(len(embeds) == visual for embeds in deepstack_embeds), "a deepstack row for each kept visual token"
+    original_index = _take(state.original_index, index).masked_fill(~padding_mask, -1)  # (B, S_new)
+    both_real = padding_mask[:, 1:] & padding_mask[:, :-1]
+    assert bool((original_index.diff(dim=1) > 0)[both_real].all()), "kept positions must stay in their order"
     return replace(
         state, hidden_states=_take(state.hidden_states, index), padding_mask=padding_mask,
-        kinds=_take(state.kinds, index).masked_fill(~padding_mask, Kind.TEXT),
-        original_index=_take(state.original_index, index).masked_fill(~padding_mask, -1),
+        kinds=_take(state.kinds, index).masked_fill(~padding_mask, Kind.TEXT), original_index=original_index,
         position_ids=_take(state.position_ids, index, batch_dim=1, seq_dim=2),
         position_embeddings=tuple(_take(x, index) for x in state.position_embeddings),
         text_position_ids=None if state.text_position_ids is None else _take(state.text_position_ids, index),
