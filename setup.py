@@ -25,6 +25,7 @@ setuptools.setup(
     url=cfg["git_url"],
     packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
     include_package_data=True,
+    package_data={cfg["lib_name"]: ["schedules/*.json"]},
     install_requires=requirements,
     extras_require={"dev": dev_requirements, "lmms": cfg.get("lmms_requirements", "").split()},
     python_requires=">=" + min_python,

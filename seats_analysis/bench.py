@@ -64,7 +64,7 @@ def benchmark_prefill(thinker=None, inputs=None, schedule=None, methods: dict | 
     "Every method at every setting, `repeats` prefills each: retention, FLOPs reduction, speed-up, selection time."
     thinker = bench_thinker() if thinker is None else thinker
     inputs = clip_inputs() if inputs is None else inputs
-    schedule = DATA_DIR / "schedules" / "qwen2_5_omni_7b.json" if schedule is None else schedule
+    schedule = "qwen2_5_omni_7b" if schedule is None else schedule
     methods = {name: method for name, method in METHODS.items() if name != "full"} if methods is None else methods
     settings = SETTINGS if settings is None else settings
     runs = [("full", "full", 1.0, 1.0)] + [(name, setting, *ratios) for setting, ratios in settings.items()

@@ -9,11 +9,12 @@ __all__ = ['SUMMARY_COLUMNS', 'engine_demo', 'main']
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
 
-from .demo import run_demo
+from .demo import DEFAULT_OUT, SUMMARY_HEADERS, DemoPaths, run_demo, stored_probe_samples, summary_table
 from .engine import drop_tokens
 from .evaluate import sweep_main
 from .layout import Kind
@@ -42,20 +43,25 @@ def engine_demo(num_layers: int = 8, seconds: float = 8.0, seed: int = 0) -> pd.
     return pd.DataFrame(rows)
 
 # %% ../nbs/40_cli.ipynb #43ea2c12
-SUMMARY_COLUMNS = ["method", "setting", "accuracy", "accuracy_visual", "accuracy_audio", "accuracy_audiovisual",
-                   "video_retention", "audio_retention", "gflops", "flops_reduction", "prefill_ms"]
+SUMMARY_COLUMNS = list(SUMMARY_HEADERS)  # deprecated: the demo's table is `demo.summary_table`
 
 def _demo(args) -> int:
-    "The main job: probe, blocks, schedule, every method, tables and figures."
+    "The main job: probe, blocks, schedule, every method, tables and figures, into one run folder."
     items = 24 if args.quick else args.items
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
-    print(f"Probing the organism on {items} test items, deriving its blocks, evaluating every method...")
-    out = run_demo(num_items=items, methods=methods)
-    blocks = out.blocks
+    out = args.out or DEFAULT_OUT.with_name(DEFAULT_OUT.name + ("-quick" if args.quick else ""))
+    print(f"Probing the organism on {items} test items, deriving its blocks, evaluating every method; "
+          f"writing to {out}/")
+    stored = stored_probe_samples(DemoPaths.run_folder(out).probe)
+    if stored and not args.fresh_probe:
+        print(f"Reusing the probe records of {stored} samples stored in {DemoPaths.run_folder(out).probe}/ "
+              "(--fresh-probe probes again)")
+    result = run_demo(out, num_items=items, methods=methods, fresh_probe=args.fresh_probe)
+    blocks = result.blocks
     print(f"Blocks (from the probe): middle from layer {blocks.middle_block_layer}, late from layer "
-          f"{blocks.late_block_layer} of {blocks.num_layers}; drop layers {out.schedule.drop_layers}")
-    print(out.results[SUMMARY_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
-    print("Wrote:", *[str(f) for f in out.files], sep="\n  ")
+          f"{blocks.late_block_layer} of {blocks.num_layers}; drop layers {result.schedule.drop_layers}")
+    print(summary_table(result.results))
+    print("Wrote:", *[str(f) for f in result.files], sep="\n  ")
     return 0
 
 def _engine_demo(args) -> int:
@@ -73,6 +79,11 @@ def main(argv=None) -> int:
     demo = commands.add_parser("demo", help="the main job on the built-in model organism")
     demo.add_argument("--items", type=int, default=240, help="test items to probe and evaluate")
     demo.add_argument("--quick", action="store_true", help="a few items and four methods, for a smoke test")
+    demo.add_argument("--out", type=Path, default=None,
+                      help=f"run folder to write into (default: {DEFAULT_OUT} under the current directory, "
+                           f"{DEFAULT_OUT}-quick with --quick)")
+    demo.add_argument("--fresh-probe", action="store_true",
+                      help="probe again instead of reusing the probe records stored in the run folder")
     demo.set_defaults(run=_demo)
     engine = commands.add_parser("engine-demo", help="the token-dropping engine on a tiny random thinker")
     engine.add_argument("--layers", type=int, default=8, help="decoder layers of the tiny thinker")

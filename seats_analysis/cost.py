@@ -9,7 +9,8 @@ __all__ = ['decoder_layer_flops', 'prefill_flops', 'DecoderDims', 'decoder_dims'
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from torch.utils.flop_counter import FlopCounterMode
+import torch
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
 
 from .schedule import text_config
 
@@ -90,6 +91,16 @@ def decoder_dims(config) -> DecoderDims:
                        text.num_attention_heads, text.num_key_value_heads, head_dim, text.vocab_size)
 
 # %% ../nbs/06_cost.ipynb #d49a08a4
+def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    "FLOPs of one SDPA call as torch counts its CUDA kernels: the score matrix and the weighted sum, full size."
+    batch, query_heads, query_len, qk_dim = query_shape  # (B, H_q, S_q, d_qk); key/value may have fewer heads
+    key_len, value_dim = key_shape[2], value_shape[3]
+    return 2 * batch * query_heads * query_len * key_len * (qk_dim + value_dim)
+
+_CPU_SDPA = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+if _CPU_SDPA not in flop_registry:  # counted as zero otherwise (torch 2.14, for one)
+    register_flop_formula(_CPU_SDPA)(_sdpa_flops)
+
 def measured_flops(fn, *args, **kwargs) -> float:
     "Multiply-adds of `fn(*args, **kwargs)` by torch's FlopCounterMode (which counts each as two FLOPs)."
     with FlopCounterMode(display=False) as counter:

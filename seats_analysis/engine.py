@@ -64,6 +64,10 @@ class DropEvent:
         "Real (non-padding) tokens kept in each row, (B,)."
         return (self.kept >= 0).sum(1)
 
+    def __repr__(self) -> str:
+        return (f"DropEvent(k={self.k}, seq_len_after={self.seq_len_after}, "
+                f"kept per row={self.lengths.tolist()})")
+
 # %% ../nbs/02_engine.ipynb #cb3e8ff1
 @dataclass
 class Prefill:
@@ -93,6 +97,13 @@ class Prefill:
         "Fraction of the row's `kind` tokens processed, averaged over all layers, (B,); NaN where there are none."
         total = ((self.kinds == kind) & self.padding_mask).sum(1).double()  # (B,)
         return self.layer_counts(kind).double().mean(1) / total
+
+    def __repr__(self) -> str:
+        rows, seq_len = self.kinds.shape
+        kept = ", ".join(f"{kind.name.lower()} {self.retention(kind).nanmean().item():.3f}"
+                         for kind in (Kind.VIDEO, Kind.AUDIO) if ((self.kinds == kind) & self.padding_mask).any())
+        return (f"Prefill({rows} row(s) of {seq_len} tokens, {self.num_layers} layers; (k, seq_len_after) "
+                f"{self.drops}; retention averaged over layers: {kept or 'no video or audio'})")
 
 # %% ../nbs/02_engine.ipynb #527510b6
 def check_thinker(thinker) -> nn.Module:
@@ -171,6 +182,9 @@ class DropRun:
         self.events: list[Prefill] = []
         self._kept_padding = weakref.WeakKeyDictionary()  # cache of a pruned prefill -> its padding mask (B, S_kept)
         self._input_ids = None
+
+    def __repr__(self) -> str:
+        return f"DropRun(boundaries {sorted(self.selectors)}, {len(self.events)} prefill(s): {self.events})"
 
     def _remember_input_ids(self, module, args, kwargs):
         "Forward pre-hook on the module that receives the input ids (they tell the token kinds): keep them."

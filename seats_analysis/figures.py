@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['FIGURE_FORMATS', 'PNG_DPI', 'CONDITION_COLORS', 'CONDITION_LABELS', 'BLOCK_COLORS', 'HEADROOM', 'PANEL_SIZE',
-           'MAX_COLUMNS', 'save_figure', 'dependency_figure', 'tradeoff_figure']
+           'MAX_COLUMNS', 'PERCENT_METRICS', 'METHOD_LABELS', 'FAMILY_COLORS', 'SPARE_COLORS', 'SETTING_MARKERS',
+           'STYLE_TITLES', 'PERCENT_SCORES', 'save_figure', 'dependency_figure', 'method_style', 'tradeoff_figure']
 
 # %% ../nbs/12_figures.ipynb #2a30742b
 from pathlib import Path
@@ -15,6 +16,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import PercentFormatter
 
 from .blocks import (
     BLOCK_NAMES, CONDITIONS, HIGHER_IS_BETTER, Blocks, check_probe_table, derive_blocks, load_probe, usable_samples)
@@ -43,6 +45,7 @@ BLOCK_COLORS = {"shallow": "#f9e0e0", "middle": "#fdf3d3", "late": "#e3f0de"}
 HEADROOM = 0.12  # extra space above the curves for the block names, as a fraction of the y range
 PANEL_SIZE = (4.4, 3.2)  # inches per panel
 MAX_COLUMNS = 3
+PERCENT_METRICS = ("accuracy",)  # metrics that are fractions of 1
 
 # %% ../nbs/12_figures.ipynb #75b1071e
 def _panels(probes) -> dict[str, xr.Dataset]:
@@ -130,6 +133,9 @@ def dependency_figure(probes, metric: str = "accuracy", blocks=None, path: str |
         num_layers = int(ds.sizes["layer"])
         ax.set(title=title, xlim=(0.5, num_layers + 0.5), xlabel="first layer without the modality",
                ylabel=metric if HIGHER_IS_BETTER.get(metric, True) else f"{metric} (lower is better)")
+        if metric in PERCENT_METRICS:  # a fraction in the table, shown in percent like the trade-off figure
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1))
+            ax.set_ylabel(f"{metric} (%)")
     for ax in axes[len(panels):]:
         ax.set_axis_off()
     seen = [c for c in CONDITIONS if any(c in ds.condition for ds in panels.values())]
@@ -140,6 +146,33 @@ def dependency_figure(probes, metric: str = "accuracy", blocks=None, path: str |
     if path is not None:
         save_figure(fig, path)
     return fig
+
+# %% ../nbs/12_figures.ipynb #61ad7b85
+METHOD_LABELS = {"full": "full tokens", "seats": "SEATS", "random": "Random", "fastv": "FastV", "fastv-om": "FastV-om",
+                 "visionzip": "VisionZip", "visionzip-om": "VisionZip-om", "divprune": "DivPrune",
+                 "divprune-om": "DivPrune-om"}
+_TAB10 = sns.color_palette("tab10")
+FAMILY_COLORS = {"full": (0.0, 0.0, 0.0), "seats": _TAB10[3], "random": _TAB10[7], "fastv": _TAB10[0],
+                 "visionzip": _TAB10[2], "divprune": _TAB10[4]}  # black, red SEATS, grey, blue, green, purple
+SPARE_COLORS = [_TAB10[i] for i in (1, 5, 6, 8, 9)]  # orange, brown, pink, olive, cyan: other methods
+SETTING_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+STYLE_TITLES = {"ratio_name": "retention", "setting": "retention"}
+PERCENT_SCORES = ("accuracy", "score")  # scores in percent (0-100) in results tables
+
+def method_style(names) -> dict:
+    "Colour, dash, width and label per method name: one hue per family (`x` and `x-om`), SEATS emphasised."
+    families = list(dict.fromkeys(str(n).lower().removesuffix("-om") for n in names))
+    spare = iter(SPARE_COLORS * (1 + len(families) // len(SPARE_COLORS)))
+    colors = {family: FAMILY_COLORS.get(family) or next(spare) for family in families}
+    styles = {}
+    for name in names:
+        key = str(name).lower()
+        family = key.removesuffix("-om")
+        styles[name] = dict(color=colors[family], ls="--" if key.endswith("-om") else "-",
+                            lw=2.6 if family == "seats" else 1.3, zorder=4 if family == "seats" else 2,
+                            label=METHOD_LABELS.get(key, str(name)))
+    return styles
+
 
 # %% ../nbs/12_figures.ipynb #3bc443ad
 def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hue: str = "method",
@@ -157,17 +190,28 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hu
             count = int(((table[hue] == first[hue]) & (table[style] == first[style])).sum())
             raise ValueError(f"the table has {count} rows for {hue}={first[hue]!r}, {style}={first[style]!r}; "
                              f"aggregate them first")
-    fig = Figure(figsize=PANEL_SIZE, layout="constrained")
+    fig = Figure(figsize=(PANEL_SIZE[0] + 1.4, PANEL_SIZE[1] + 0.4), layout="constrained")
     ax = fig.subplots()
-    order = list(dict.fromkeys(table[hue]))
-    palette = dict(zip(order, sns.color_palette("colorblind", len(order))))
-    sns.lineplot(data=table, x=x, y=y, hue=hue, hue_order=order, palette=palette, estimator=None, sort=True,
-                 legend=False, ax=ax)
-    style_order = None if style is None else list(table.groupby(style)[x].mean().sort_values().index)  # by cost
-    sns.scatterplot(data=table, x=x, y=y, hue=hue, hue_order=order, palette=palette, style=style,
-                    style_order=style_order, s=45, zorder=3, ax=ax)
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False, fontsize=8)
-    ax.set(title=title, xlabel=xlabel or x, ylabel=ylabel or y)
+    styles = method_style(list(dict.fromkeys(table[hue])))
+    style_order = [None] if style is None else list(table.groupby(style)[x].mean().sort_values().index)  # by cost
+    markers = dict(zip(style_order, SETTING_MARKERS * len(style_order)))
+    for name, look in styles.items():
+        rows = table[table[hue] == name].sort_values(x)
+        ax.plot(rows[x], rows[y], color=look["color"], ls=look["ls"], lw=look["lw"], zorder=look["zorder"])
+        for setting, points in (rows.groupby(style, sort=False) if style is not None else [(None, rows)]):
+            ax.scatter(points[x], points[y], color=look["color"], marker=markers[setting], zorder=look["zorder"] + 1,
+                       s=70 if name == "seats" else 36, edgecolors="white", linewidths=0.5)
+    handles = [Line2D([], [], color=look["color"], ls=look["ls"], lw=look["lw"]) for look in styles.values()]
+    fig.legend(handles, [look["label"] for look in styles.values()], title="method", loc="outside right upper",
+               frameon=False, fontsize=8, title_fontsize=8)
+    if style is not None:
+        handles = [Line2D([], [], color="0.35", marker=markers[s], ls="") for s in style_order]
+        fig.legend(handles, [str(s) for s in style_order], title=STYLE_TITLES.get(style, style),
+                   loc="outside right lower", frameon=False, fontsize=8, title_fontsize=8)
+    if y in PERCENT_SCORES:
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=100))
+    ax.set(title=title, xlabel=xlabel or x, ylabel=ylabel or (f"{y} (%)" if y in PERCENT_SCORES else y))
     if path is not None:
         save_figure(fig, path)
     return fig
+

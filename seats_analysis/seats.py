@@ -32,11 +32,11 @@ MODALITIES = {Kind.VIDEO: "video", Kind.AUDIO: "audio"}
 _FIXED_FIELDS = ("model_name", "num_layers", "provenance")  # describe the model, not a run
 
 def resolve_schedule(schedule, **overrides) -> Schedule:
-    "The `Schedule` a run uses: `schedule` (a `Schedule` or a JSON path) with fields replaced by `overrides`."
+    "The `Schedule` a run uses: `schedule` (a `Schedule`, a JSON path or a shipped name) with fields replaced by `overrides`."
     if isinstance(schedule, (str, Path)):
         schedule = Schedule.load(schedule)
     if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a Schedule or a path to its JSON file, got {type(schedule).__name__}")
+        raise TypeError(f"schedule must be a Schedule, a path to its JSON file or a shipped name, got {type(schedule).__name__}")
     allowed = sorted(f.name for f in fields(Schedule) if f.name not in _FIXED_FIELDS)
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
@@ -307,6 +307,13 @@ class PruningRun:
     def latency(self) -> Latency:
         "`Latency` summed over prefills."
         return sum(self.latencies, Latency())
+
+    def __repr__(self) -> str:
+        retention = ", ".join(f"{name} {value:.3f}" for name, value in self.retention.items())
+        latency = self.latency
+        return (f"PruningRun({self.method}: {len(self.events)} prefill(s); retention averaged over layers: {retention}; "
+                f"prefill FLOPs {self.flops:.4g} ({self.full_flops / max(self.flops, 1):.2f}x fewer than full); "
+                f"seconds: encoders {latency.encoders:.3g}, selection {latency.selection:.3g}, LLM {latency.llm:.3g})")
 
 @contextmanager
 def pruning(thinker, method: str, make_selectors, statistic: dict | None = None, measure: bool = False, **report):
