@@ -172,10 +172,10 @@ def _config_and_subconfigs(config):
             yield from _config_and_subconfigs(getattr(config, name))
 
 def _config_from_pretrained(cls, path):
-    "The model config in `path`, its rotary fields in the installed version's form."
-    config = cls.config_class.from_pretrained(path)
+    "The model config in `path` with its rotary fields in 4.57's form, or None when it needs no change."
     if TRANSFORMERS_5:  # 5.x reads 4.57's rope_theta and rope_scaling itself
-        return config
+        return None
+    config, changed = cls.config_class.from_pretrained(path), False
     # transformers 4.57 keeps a 5.x `rope_parameters` dict as an unknown attribute; move it into its own fields
     for sub in _config_and_subconfigs(config):
         settings = getattr(sub, "rope_parameters", None)
@@ -184,11 +184,13 @@ def _config_from_pretrained(cls, path):
             sub.rope_theta = settings.pop("rope_theta", getattr(sub, "rope_theta", None))
             sub.rope_scaling = dict(settings, type=settings.get("rope_type", "default"))
             del sub.rope_parameters
-    return config
+            changed = True
+    return config if changed else None
 
 def thinker_from_pretrained(cls, path, **kwargs):
     "`cls.from_pretrained(path, **kwargs)` for a checkpoint saved by transformers 4.57 or 5.x."
-    return cls.from_pretrained(path, config=_config_from_pretrained(cls, path), **kwargs)
+    config = _config_from_pretrained(cls, path)
+    return cls.from_pretrained(path, **kwargs) if config is None else cls.from_pretrained(path, config=config, **kwargs)
 
 _NAMED_TOKENS = ("image_token", "audio_token", "video_token", "vision_bos_token", "vision_eos_token",
                  "audio_bos_token", "audio_eos_token")
@@ -196,7 +198,8 @@ _NAMED_TOKENS = ("image_token", "audio_token", "video_token", "vision_bos_token"
 def processor_from_pretrained(path):
     "`AutoProcessor.from_pretrained(path)` for a processor saved by transformers 4.57 or 5.x."
     from transformers import AutoProcessor
-    tokenizer_config = json.loads((Path(path) / "tokenizer_config.json").read_text())
+    file = Path(path) / "tokenizer_config.json"  # a local folder; a hub id is read as it is
+    tokenizer_config = json.loads(file.read_text()) if file.exists() else {}
     extra = tokenizer_config.get("extra_special_tokens")
     # transformers 4.57 wants extra_special_tokens as a dict of named tokens; 5.x writes a list of added tokens
     if TRANSFORMERS_5 or not isinstance(extra, list):
