@@ -598,24 +598,26 @@ _CONTAINER_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 
 def write_clip(path: Path | str, frames: np.ndarray, fps: int, audio: np.ndarray | None = None,
-               sample_rate: int = SAMPLE_RATE, gop: int | None = None) -> Path:
-    """Encode uint8 frames (T, H, W, 3) and optional mono float audio into a video file."""
+               sample_rate: int = SAMPLE_RATE, gop: int | None = None, lossless: bool = False) -> Path:
+    """Encode uint8 frames (T, H, W, 3) and optional mono float audio into a video file (`lossless`: RGB and PCM, .mkv)."""
     path = Path(path)
     fmt = _CONTAINER_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"suffix {path.suffix!r} is not one of {sorted(_CONTAINER_FORMATS)}")
+    if lossless and fmt != "matroska":
+        raise ValueError(f"lossless clips are written as .mkv, not {path.suffix!r}")
     t, h, w, _ = frames.shape
     if h % 2 or w % 2:
         raise ValueError(f"frame size {h}x{w} must be even for yuv420p")
     path.parent.mkdir(parents=True, exist_ok=True)
     gop = gop or fps
     with av.open(str(path), "w", format=fmt) as out:
-        video = out.add_stream("libx264", rate=fps, options={
+        video = out.add_stream("libx264rgb" if lossless else "libx264", rate=fps, options={
             "crf": "0", "preset": "veryfast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2"})
-        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+        video.width, video.height, video.pix_fmt = w, h, "rgb24" if lossless else "yuv420p"
         sound = None
         if audio is not None:
-            sound = out.add_stream("aac", rate=sample_rate, layout="mono")
+            sound = out.add_stream("pcm_f32le" if lossless else "aac", rate=sample_rate, layout="mono")
         for image in frames:
             for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
                 out.mux(packet)

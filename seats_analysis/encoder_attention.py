@@ -77,13 +77,13 @@ def vision_statistic(attn, hidden_states: torch.Tensor, position_embeddings, gri
                      window_grids: int, spatial_merge_size: int, window_index: torch.Tensor | None = None,
                      keys: bool = False, max_elements: int = MAX_LOGITS):
     "Attention received by each LLM token (N,) of the items in one vision encoder call, in LLM order (and keys (N, d))."
-    query, key, raw_key = vision_qk(attn, hidden_states, position_embeddings)  # (T, H, d) each
+    query, key, _ = vision_qk(attn, hidden_states, position_embeddings)  # (T, H, d) each, rotated
     sizes = grid_thw.prod(-1).tolist()  # patches per item
     received = [attention_received(q, k, window_grids * int(h) * int(w), attn.scaling, max_elements)
                 for q, k, (_, h, w) in zip(query.split(sizes), key.split(sizes), grid_thw.tolist())]
     merge_unit = spatial_merge_size ** 2
     statistic = _group_mean(torch.cat(received), merge_unit)  # (N,) in the encoder's order
-    pooled_keys = _group_mean(raw_key.float().mean(1), merge_unit) if keys else None  # (N, d)
+    pooled_keys = _group_mean(key.float().mean(1), merge_unit) if keys else None  # (N, d)
     if window_index is not None:  # Qwen2.5-Omni: undo the window permutation
         order = torch.argsort(window_index.to(statistic.device))
         statistic = statistic[order]

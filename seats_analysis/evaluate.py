@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 import warnings
 from collections import Counter
@@ -26,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .benchmarks import BENCHMARKS, load_benchmark, load_media
-from .compat import audio_from_video, processor_from_pretrained, thinker_from_pretrained
+from .compat import audio_from_video, thinker_from_pretrained
 from .cost import decoder_dims
 from .encoder_attention import synchronize
 from .figures import tradeoff_figure
@@ -36,12 +37,13 @@ from .results import append_jsonl, merge_records, read_jsonl, read_parts, trim_t
 from .schedule import check_ratio
 
 # %% auto #0
-__all__ = ['EVAL_BENCHMARKS', 'RATIO_PAIRS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'TRADEOFF_AXES',
-           'EvalSpec', 'register_benchmark', 'eval_spec', 'accuracy_score', 'ratio_name', 'ratio_pair', 'append_row',
-           'Elapsed', 'first_forward_clock', 'sample_cost', 'resolve_method', 'processor_inputs', 'MethodSetupError',
-           'generate_response', 'summarize', 'evaluate', 'cell_path', 'sweep_cells', 'sweep', 'cell_scores',
-           'summary_table', 'summary_markdown', 'write_summary', 'tradeoff_from_results', 'load_thinker',
-           'sweep_parser', 'sweep_main']
+__all__ = ['EVAL_BENCHMARKS', 'RATIO_PAIRS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'RETENTION_TOLERANCE',
+           'TRADEOFF_AXES', 'PAPER_RESULTS', 'EvalSpec', 'register_benchmark', 'eval_spec', 'accuracy_score',
+           'ratio_name', 'ratio_pair', 'append_row', 'Elapsed', 'first_forward_clock', 'sample_cost', 'resolve_method',
+           'processor_inputs', 'MethodSetupError', 'generate_response', 'summarize', 'evaluate', 'cell_path',
+           'sweep_cells', 'sweep', 'cell_scores', 'reached_retention', 'summary_table', 'summary_markdown',
+           'write_summary', 'tradeoff_from_results', 'paper_results', 'with_paper_rows', 'load_thinker',
+           'default_schedule', 'sweep_parser', 'sweep_main']
 
 # %% ../nbs/32_evaluate.ipynb #5383494a
 @dataclass(frozen=True)
@@ -206,6 +208,8 @@ def sample_cost(run, thinker) -> dict:
         flops = decoder_dims(thinker.config).prefill_flops(prefill.kinds.shape[1], prefill.drops)
     out = {"retention": retention, "flops": _finite(flops),
            "drops": None if prefill is None else [list(d) for d in prefill.drops]}
+    if prefill is not None:  # the same prefill in the paper's FLOPs convention (equal for dense Qwen2.5 decoders)
+        out["flops_paper"] = decoder_dims(thinker.config, "paper").prefill_flops(prefill.kinds.shape[1], prefill.drops)
     latency = _value(run, "latency")
     if latency is not None:
         out["latency"] = _seconds(latency)
@@ -257,8 +261,9 @@ class MethodSetupError(RuntimeError):
     "A method's context could not be entered: a setting problem, the same for every sample."
 
 
-def generate_response(thinker, processor, prompt: str, frames, audio, context, max_new_tokens: int) -> dict:
-    "Greedy generation for one video inside `context` (a method's context manager): response and costs."
+def generate_response(thinker, processor, prompt: str, frames, audio, context, max_new_tokens: int,
+                      **generate_kwargs) -> dict:
+    "Generation (greedy unless `generate_kwargs` say otherwise) for one video inside `context`: response and costs."
     inputs = processor_inputs(processor, prompt, frames, audio).to(device=thinker.device, dtype=thinker.dtype)
     tokenizer = processor.tokenizer
     prompt_len = inputs["input_ids"].shape[1]
@@ -269,9 +274,9 @@ def generate_response(thinker, processor, prompt: str, frames, audio, context, m
             raise MethodSetupError(f"the method could not be applied: {type(err).__name__}: {err}") from err
         clock = stack.enter_context(first_forward_clock(thinker))
         start = time.perf_counter()
-        output = thinker.generate(**inputs, use_audio_in_video=audio is not None, do_sample=False, num_beams=1,
-                                  max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                                  pad_token_id=tokenizer.pad_token_id)
+        settings = dict(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        output = thinker.generate(**inputs, use_audio_in_video=audio is not None, **settings | generate_kwargs)
     synchronize(thinker.device)
     new_tokens = output[:, prompt_len:]  # (1, T_new)
     response = processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
@@ -369,6 +374,7 @@ def summarize(spec: EvalSpec, rows: list[dict]) -> dict:
     scores.update(
         benchmark=spec.name, n_errors=sum(r.get("error") is not None for r in rows),
         tflops=_mean(r["flops"] / 1e12 if r.get("flops") is not None else None for r in rows),
+        tflops_paper=_mean(r["flops_paper"] / 1e12 if r.get("flops_paper") is not None else None for r in rows),
         prefill_seconds=_mean(r.get("prefill_seconds") for r in rows),
         retention={m: _mean((r.get("retention") or {}).get(m) for r in rows) for m in ("video", "audio")})
     return scores
@@ -420,7 +426,7 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         row = dict(key=keys[index], id=str(record.id), index=index, **settings, prompt=prompt,
                    response=out["response"], pred=pred, answer=record.answer, correct=pred == record.answer,
                    categories=dict(record.categories), retention=out.get("retention", {"video": None, "audio": None}),
-                   **{k: out.get(k) for k in ("flops", "drops", "seq_len", "new_tokens", "prefill_seconds",
+                   **{k: out.get(k) for k in ("flops", "flops_paper", "drops", "seq_len", "new_tokens", "prefill_seconds",
                                               "generate_seconds")})
         if "latency" in out:
             row["latency"] = out["latency"]
@@ -498,7 +504,8 @@ def cell_scores(out_dir: str | Path) -> pd.DataFrame:
         s = summarize(eval_spec(benchmark), unique)
         cells.append(dict(method=method, ratio_name=ratio_name(video_ratio, audio_ratio), video_ratio=video_ratio,
                           audio_ratio=audio_ratio, benchmark=benchmark, mode=mode, score=s["overall"], n=s["n"],
-                          n_errors=s["n_errors"], tflops=s["tflops"], prefill_seconds=s["prefill_seconds"],
+                          n_errors=s["n_errors"], tflops=s["tflops"], tflops_paper=s["tflops_paper"],
+                          prefill_seconds=s["prefill_seconds"],
                           video_retention=s["retention"]["video"], audio_retention=s["retention"]["audio"]))
     if not cells:
         raise ValueError(f"no results files (*.jsonl) under {out_dir}")
@@ -515,6 +522,15 @@ def _row_order(table: pd.DataFrame) -> pd.DataFrame:
     return keyed.sort_values(["_full", "_kept", "method"]).drop(columns=["_full", "_kept"]).reset_index(drop=True)
 
 
+RETENTION_TOLERANCE = 0.005  # achieved retention may exceed the requested one by this much (rounding)
+
+
+def reached_retention(table: pd.DataFrame, tolerance: float = RETENTION_TOLERANCE) -> pd.Series:
+    "Per row: whether each modality's achieved retention is at most the requested one (+ `tolerance`)."
+    return ((table["video_retention"] <= table["video_ratio"] + tolerance)
+            & (table["audio_retention"] <= table["audio_ratio"] + tolerance))
+
+
 def summary_table(out_dir: str | Path) -> pd.DataFrame:
     "The paper-shaped table (method, ratio, TFLOPs, per-benchmark scores, mean, % of full) from the results files."
     cells = cell_scores(out_dir)
@@ -522,7 +538,9 @@ def summary_table(out_dir: str | Path) -> pd.DataFrame:
     index = ["method", "ratio_name", "video_ratio", "audio_ratio"]
     scores = cells.pivot_table(index=index, columns="benchmark", values="score", aggfunc="first")
     scores = scores.reindex(columns=benchmarks)
-    extra = cells.groupby(index).agg(tflops=("tflops", "mean"), prefill_seconds=("prefill_seconds", "mean"),
+    extra = cells.groupby(index).agg(tflops_exact=("tflops", "mean"),
+                                     tflops_paper=("tflops_paper", lambda v: v.mean(skipna=False)),
+                                     prefill_seconds=("prefill_seconds", "mean"),
                                      video_retention=("video_retention", "mean"),
                                      audio_retention=("audio_retention", "mean"), n=("n", "sum"),
                                      n_errors=("n_errors", "sum"))
@@ -531,8 +549,12 @@ def summary_table(out_dir: str | Path) -> pd.DataFrame:
     table["mean"] = table[benchmarks].mean(axis=1, skipna=False)
     full = table.loc[table["method"] == FULL_METHOD, "mean"]
     table["pct_full"] = 100 * table["mean"] / full.iloc[0] if len(full) == 1 else np.nan
-    columns = [*index, "tflops", *benchmarks, "mean", "pct_full", "video_retention", "audio_retention",
-               "prefill_seconds", "n", "n_errors"]
+    paper = table["tflops_paper"].notna().all()  # the paper's convention when every row has it (older files: exact)
+    table["tflops"] = table["tflops_paper"] if paper else table["tflops_exact"]
+    table["flops_convention"] = "paper" if paper else "exact"
+    table["reached"] = reached_retention(table)
+    columns = [*index, "tflops", *benchmarks, "mean", "pct_full", "reached", "video_retention", "audio_retention",
+               "flops_convention", "tflops_exact", "prefill_seconds", "n", "n_errors"]
     return _row_order(table[columns])
 
 # %% ../nbs/32_evaluate.ipynb #f1f4a357
@@ -544,11 +566,14 @@ def _fmt(value, spec: str) -> str:
 def summary_markdown(table: pd.DataFrame) -> str:
     "The summary as a Markdown table with the paper's columns, titles and number formats."
     benchmarks = [b for b in EVAL_BENCHMARKS if b in table.columns]
-    header = ["Method", "Ratio", "TFLOPs", *(EVAL_BENCHMARKS[b].title for b in benchmarks), "Mean", "% of full"]
+    convention = "/".join(sorted(set(table["flops_convention"]))) if "flops_convention" in table else "exact"
+    header = ["Method", "Ratio", f"TFLOPs ({convention})", *(EVAL_BENCHMARKS[b].title for b in benchmarks), "Mean",
+              "% of full", "Reached"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for _, row in table.iterrows():
         cells = [row["method"], row["ratio_name"], _fmt(row["tflops"], ".4g"),
-                 *(_fmt(row[b], ".1f") for b in benchmarks), _fmt(row["mean"], ".1f"), _fmt(row["pct_full"], ".1f")]
+                 *(_fmt(row[b], ".1f") for b in benchmarks), _fmt(row["mean"], ".1f"), _fmt(row["pct_full"], ".1f"),
+                 {True: "yes", False: "no"}.get(row.get("reached"), "-")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -583,6 +608,31 @@ def tradeoff_from_results(out_dir: str | Path, path: str | Path | None = None, t
                                         ylabel="mean score")
     return figures
 
+# %% ../nbs/32_evaluate.ipynb #a7e4c002
+# in the repository beside the package (data/ is not package data)
+PAPER_RESULTS = (Path(importlib.import_module("seats_analysis").__file__).resolve().parents[1]
+                 / "data" / "paper" / "reported_results.csv")
+
+
+def paper_results(model: str | None = None, path: str | Path | None = None) -> pd.DataFrame:
+    "The paper's reported mean scores and TFLOPs (optionally of one `model`), marked `source = 'paper'`."
+    path = Path(path or PAPER_RESULTS)
+    if not path.exists():
+        raise FileNotFoundError(f"no table of the paper's results at {path} (it ships in the repository's data/)")
+    table = pd.read_csv(path).assign(source="paper")
+    if model is not None:
+        if model not in set(table["model"]):
+            raise ValueError(f"model={model!r} is not in {path.name}; it has {sorted(set(table['model']))}")
+        table = table[table["model"] == model].reset_index(drop=True)
+    return table
+
+
+def with_paper_rows(table: pd.DataFrame, model: str) -> pd.DataFrame:
+    "A summary table's rows (`source = 'this run'`) followed by the paper's rows for `model` in the same columns."
+    paper = paper_results(model).rename(columns={"setting": "ratio_name", "mean_score": "mean"})
+    ours = table.assign(source="this run")
+    return pd.concat([ours, paper.reindex(columns=ours.columns)], ignore_index=True)
+
 # %% ../nbs/32_evaluate.ipynb #817d2cdb
 def _thinker_classes() -> dict:
     "model_type -> (class, whether the checkpoint is a whole omni model whose `.thinker` is wanted)."
@@ -609,49 +659,23 @@ def load_thinker(pretrained: str | Path, dtype: str | torch.dtype = "auto", attn
     thinker = model.thinker if whole else model
     return thinker.to(device or "cpu").eval()
 
+
+def default_schedule(pretrained: str | Path):
+    "The schedule shipped for a checkpoint folder: the organism's (`Schedule.load('organism')`) for `data/organism`, else None."
+    from seats_analysis.organism import DATA_DIR
+    from seats_analysis.schedule import Schedule
+    return Schedule.load("organism") if Path(pretrained).resolve() == DATA_DIR.resolve() else None
+
 # %% ../nbs/32_evaluate.ipynb #d050eeee
-def _list(text: str) -> list[str]:
-    "Comma-separated words."
-    return [w.strip() for w in text.split(",") if w.strip()]
-
-
 def sweep_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    "The arguments of `seats-analysis sweep`."
-    parser = parser or argparse.ArgumentParser(prog="seats-analysis sweep", description=sweep.__doc__)
-    parser.add_argument("--model", required=True,
-                        help="checkpoint folder (a thinker or a whole Qwen-Omni model, with its processor)")
-    parser.add_argument("--data-root", required=True, help="folder with <benchmark>/annotations and <benchmark>/media")
-    parser.add_argument("--out", required=True, help="folder for the results files, summary and figure")
-    parser.add_argument("--benchmarks", type=_list, default=list(BENCHMARKS), help="comma-separated benchmark names")
-    parser.add_argument("--methods", type=_list, default=["full", "seats"], help="comma-separated method names")
-    parser.add_argument("--ratios", type=_list, default=list(RATIO_PAIRS),
-                        help="comma-separated R35/R25/R15/R10 or video/audio pairs like 0.06/0.35")
-    parser.add_argument("--schedule", help="SEATS schedule JSON file")
-    parser.add_argument("--mode", default="paper", choices=["paper", "strict"], help="answer parser")
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
-    parser.add_argument("--limit", type=int, help="only the first N records of each benchmark")
-    parser.add_argument("--seed", type=int, default=0, help="seed of Daily-Omni's random fallback")
-    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
-    parser.add_argument("--attn", default="sdpa", help="attention implementation")
-    parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is there")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
+    "The arguments of `seats-analysis sweep` (defined with the command line, `seats_analysis.cli`)."
+    from seats_analysis.cli import add_sweep_arguments
+    parser = parser or argparse.ArgumentParser(prog="seats-analysis sweep", description=sweep.__doc__,
+                                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return add_sweep_arguments(parser)
 
 
 def sweep_main(argv: Sequence[str] | None = None) -> int:
-    "`seats-analysis sweep`: evaluate methods x ratios x benchmarks and write the table and trade-off figure."
-    from accelerate import PartialState
-
-    from seats_analysis.schedule import Schedule
-    args = sweep_parser().parse_args(argv)
-    state = PartialState(cpu=args.cpu or not torch.cuda.is_available())
-    thinker = load_thinker(args.model, args.dtype, args.attn, state.device)
-    processor = processor_from_pretrained(args.model)
-    schedule = Schedule.load(args.schedule) if args.schedule else None
-    sweep(thinker, processor, args.benchmarks, args.methods, args.ratios, args.out, data_root=args.data_root,
-          schedule=schedule, mode=args.mode, max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed,
-          progress=not args.quiet)
-    if state.is_main_process:
-        tradeoff_from_results(args.out, path=Path(args.out) / "tradeoff")
-    state.wait_for_everyone()
-    return 0
+    "`seats-analysis sweep ...`: evaluate methods x ratios x benchmarks and write the table and trade-off figure."
+    from seats_analysis.cli import main
+    return main(["sweep", *(sys.argv[1:] if argv is None else argv)])

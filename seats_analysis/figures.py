@@ -177,8 +177,8 @@ def method_style(names) -> dict:
 # %% ../nbs/12_figures.ipynb #3bc443ad
 def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hue: str = "method",
                     style: str | None = "ratio_name", path: str | Path | None = None, title: str | None = None,
-                    xlabel: str | None = None, ylabel: str | None = None) -> Figure:
-    "Score against cost from a results table: one line per `hue`, one marker per `style`."
+                    xlabel: str | None = None, ylabel: str | None = None, paper: pd.DataFrame | None = None) -> Figure:
+    "Score against cost from a results table: one line per `hue`, one marker per `style`; `paper`'s rows as stars."
     columns = [c for c in (x, y, hue, style) if c is not None]
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -208,6 +208,12 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hu
         handles = [Line2D([], [], color="0.35", marker=markers[s], ls="") for s in style_order]
         fig.legend(handles, [str(s) for s in style_order], title=STYLE_TITLES.get(style, style),
                    loc="outside right lower", frameon=False, fontsize=8, title_fontsize=8)
+    if paper is not None:  # the paper's reported points, marked as the paper's
+        shown = paper.dropna(subset=[x, y])
+        ax.scatter(shown[x], shown[y], marker="*", s=90, color="black", zorder=10)
+        for _, row in shown.iterrows():
+            ax.annotate(f"paper: {row[hue]} {row[style] if style else ''}".strip(), (row[x], row[y]), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")
     if y in PERCENT_SCORES:
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=100))
     ax.set(title=title, xlabel=xlabel or x, ylabel=ylabel or (f"{y} (%)" if y in PERCENT_SCORES else y))

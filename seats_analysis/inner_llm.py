@@ -6,9 +6,6 @@
 __all__ = ['query_relevance', 'modality_total', 'window_budgets', 'top_down_keep']
 
 # %% ../nbs/05_inner_llm.ipynb #97a8604d
-import heapq
-import math
-
 import torch
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb  # the standard rotation
 
@@ -62,57 +59,41 @@ def modality_total(keep_ratio: float, count: int) -> int:
     "Tokens of a modality kept at `keep_ratio`: max(1, round(keep_ratio * count)), or 0 when absent."
     return max(1, round(keep_ratio * count)) if count else 0
 
-def _softmax(values: list[float], temperature: float) -> list[float]:
-    "Softmax of `values / temperature`; entries of -inf get weight 0."
-    finite = [v for v in values if v != -math.inf]
-    if not finite:
-        return [0.0] * len(values)
-    top = max(finite)
-    exps = [0.0 if v == -math.inf else math.exp((v - top) / temperature) for v in values]
-    return [e / sum(exps) for e in exps]
+def _repair(budgets: torch.LongTensor, capacity: torch.LongTensor, total: int) -> torch.LongTensor:
+    "Move `budgets` one token at a time towards summing to `total`, within [1, capacity]; stop when no move is left."
+    budgets = budgets.clone()
+    diff = int(budgets.sum()) - total
+    while diff > 0 and (budgets > 1).any():
+        budgets[torch.where(budgets > 1, budgets, -1).argmax()] -= 1  # the largest above 1 (first on ties)
+        diff -= 1
+    while diff < 0 and (budgets < capacity).any():
+        budgets[torch.where(budgets < capacity, budgets, int(capacity.max()) + 1).argmin()] += 1  # the smallest with room
+        diff += 1
+    return budgets
 
 def window_budgets(video_sizes: list[int], audio_sizes: list[int], video_importance: list[float],
                    audio_importance: list[float], total_video: int, total_audio: int,
                    temperature: float = 0.1) -> list[tuple[int, int]]:
-    "(video, audio) tokens to keep in each window: softmax window weights, exact repair, split by demand."
-    wv, wa = _softmax(video_importance, temperature), _softmax(audio_importance, temperature)
-    sizes = [nv + na for nv, na in zip(video_sizes, audio_sizes)]
+    "(video, audio) tokens to keep in each window as the release allocates them: softmax weights, repair, demand split."
+    nv, na = torch.tensor(video_sizes), torch.tensor(audio_sizes)  # (W,)
+    wv = torch.softmax(torch.tensor(video_importance, dtype=torch.float32) / temperature, dim=0)
+    wa = torch.softmax(torch.tensor(audio_importance, dtype=torch.float32) / temperature, dim=0)
     total = total_video + total_audio
-    weights = [(v + a) / 2 for v, a in zip(wv, wa)]
-    budgets = [min(max(round(w * total), 1), size) for w, size in zip(weights, sizes)]
-    excess = sum(budgets) - total
-    over = [(-b, i) for i, b in enumerate(budgets) if b > 1]  # largest budget first, then earlier window
-    heapq.heapify(over)
-    while excess > 0 and over:
-        _, i = heapq.heappop(over)
-        budgets[i] -= 1
-        excess -= 1
-        if budgets[i] > 1:
-            heapq.heappush(over, (-budgets[i], i))
-    if excess > 0:  # more windows than tokens: empty the least important windows
-        for i in sorted(range(len(budgets)), key=lambda i: (weights[i], i))[:excess]:
-            budgets[i] -= 1
-    under = [(b, i) for i, b in enumerate(budgets) if b < sizes[i]]  # smallest budget first, then earlier window
-    heapq.heapify(under)
-    while excess < 0:
-        _, i = heapq.heappop(under)
-        budgets[i] += 1
-        excess += 1
-        if budgets[i] < sizes[i]:
-            heapq.heappush(under, (budgets[i], i))
-    splits = []
-    for budget, nv, na, v, a in zip(budgets, video_sizes, audio_sizes, wv, wa):
-        share_v, share_a = v * total_video, a * total_audio
-        video_part = share_v / (share_v + share_a) if share_v + share_a > 0 else nv / (nv + na)
-        bv = min(round(budget * video_part), nv)
-        ba = min(budget - bv, na)
-        bv += budget - bv - ba  # a remainder (audio at capacity) goes to video; budget <= nv + na, so it fits
-        if nv and not bv and ba > 1:
-            bv, ba = 1, ba - 1
-        if na and not ba and bv > 1:
-            bv, ba = bv - 1, 1
-        splits.append((bv, ba))
-    return splits
+    budgets = ((wv + wa) / 2 * total).round().long().clamp(min=1).minimum(nv + na)
+    budgets = _repair(budgets, nv + na, total)
+    share_v, share_a = wv * total_video, wa * total_audio
+    bv = (budgets.float() * (share_v / (share_v + share_a + 1e-12))).round().long().clamp(min=0).minimum(nv)
+    ba = (budgets - bv).clamp(min=0).minimum(na)
+    extra = (budgets - bv - ba).clamp(min=0).minimum((nv - bv).clamp(min=0))  # a remainder goes to video first
+    bv = bv + extra
+    ba = ba + (budgets - bv - ba).clamp(min=0).minimum((na - ba).clamp(min=0))
+    no_video = (nv > 0) & (bv < 1)  # a window that has video keeps one
+    bv = torch.where(no_video, 1, bv)
+    ba = torch.where(no_video & (ba > 1), na.minimum((budgets - bv).clamp(min=0)).clamp(min=1), ba)
+    no_audio = (na > 0) & (ba < 1)  # and one audio token
+    ba = torch.where(no_audio, 1, ba)
+    bv = torch.where(no_audio & (bv > 1), nv.minimum((budgets - ba).clamp(min=0)).clamp(min=1), bv)
+    return list(zip(bv.tolist(), ba.tolist()))
 
 # %% ../nbs/05_inner_llm.ipynb #46be4663
 def _top(scores: torch.Tensor, index: torch.LongTensor, count: int) -> torch.LongTensor:
@@ -124,6 +105,14 @@ def _positions(span: range | None, device) -> torch.LongTensor:
     "The positions of a window's run as a LongTensor (empty when absent)."
     return torch.arange(span.start, span.stop, device=device) if span is not None else torch.zeros(0, dtype=torch.long, device=device)
 
+def _window_means(scores: torch.Tensor, runs: list[torch.LongTensor]) -> list[float]:
+    "Mean float32 score of each run, 0 for an empty one (the release's scatter-add over a size clamped to 1)."
+    sums = torch.zeros(len(runs), dtype=torch.float32)
+    for w, run in enumerate(runs):
+        sums.scatter_add_(0, torch.full((len(run),), w), scores[run].float().cpu())
+    sizes = torch.tensor([len(run) for run in runs], dtype=torch.float32).clamp(min=1)
+    return (sums / sizes).tolist()
+
 def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: float, audio_keep_ratio: float,
                   temperature: float = 0.1) -> torch.BoolTensor:
     "Keep mask (S,) of one row: all text, plus video and audio chosen by the top-down window budget."
@@ -133,7 +122,6 @@ def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: f
     _check_unit_interval("audio_keep_ratio", audio_keep_ratio)
     if not temperature > 0:
         raise ValueError(f"temperature={temperature!r} must be > 0")
-    scores = scores.double()
     keep = kinds == Kind.TEXT  # (S,)
     video, audio = (kinds == Kind.VIDEO).nonzero().flatten(), (kinds == Kind.AUDIO).nonzero().flatten()
     total_video = modality_total(video_keep_ratio, len(video))
@@ -144,8 +132,9 @@ def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: f
         keep[_top(scores, audio, total_audio)] = True
         return keep
     spans = [(_positions(w.video, kinds.device), _positions(w.audio, kinds.device)) for w in windows]
-    importance = [[math.fsum(scores[p].tolist()) / len(p) if len(p) else -math.inf for p in pair] for pair in zip(*spans)]
-    splits = window_budgets([len(v) for v, _ in spans], [len(a) for _, a in spans], *importance,
+    video_runs, audio_runs = [v for v, _ in spans], [a for _, a in spans]
+    splits = window_budgets([len(v) for v in video_runs], [len(a) for a in audio_runs],
+                            _window_means(scores, video_runs), _window_means(scores, audio_runs),
                             total_video, total_audio, temperature)
     for (v, a), (bv, ba) in zip(spans, splits):
         keep[_top(scores, v, bv)] = True

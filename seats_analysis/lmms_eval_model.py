@@ -6,16 +6,19 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .benchmarks import BENCHMARKS, load_media
+from .benchmarks import (BENCHMARKS, FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS,
+                                       VIDEO_MAX_PIXELS, load_media, write_clip)
 from .compat import processor_from_pretrained
-from .evaluate import (MethodSetupError, append_row, generate_response, load_thinker, processor_inputs,
+from .evaluate import (append_row, default_schedule, generate_response, load_thinker, processor_inputs,
                                      ratio_pair, resolve_method)
 from .prompts import chat_text, system_prompt
 
@@ -26,12 +29,15 @@ else:
     _ModelBase = object  # the class then runs on its own, outside lmms-eval's harness
 
 # %% auto #0
-__all__ = ['HAS_LMMS_EVAL', 'MODEL_NAME', 'DEFAULT_MAX_FRAMES', 'CLASS_PATH', 'ENTRY_POINT', 'task_benchmark', 'task_max_frames',
-           'task_messages', 'SeatsQwenOmni', 'manifest', 'register', 'main']
+__all__ = ['HAS_LMMS_EVAL', 'MODEL_NAME', 'DEFAULT_MAX_FRAMES', 'TOTAL_PIXELS_UNBOUNDED', 'AUTHORS_MAX_NEW_TOKENS', 'CLASS_PATH',
+           'ENTRY_POINT', 'ORGANISM_TASK', 'task_benchmark', 'task_max_frames', 'processor_media', 'task_media',
+           'task_messages', 'generation_settings', 'cut_at_stops', 'RunStopped', 'SeatsQwenOmni', 'manifest',
+           'register', 'main', 'write_organism_task']
 
 # %% ../nbs/33_lmms_eval.ipynb #40072341
 MODEL_NAME = "seats_qwen_omni"
 DEFAULT_MAX_FRAMES = 128
+TOTAL_PIXELS_UNBOUNDED = float("inf")
 
 
 def task_benchmark(task: str) -> str | None:
@@ -45,21 +51,80 @@ def task_max_frames(task: str) -> int:
     return BENCHMARKS[name].max_frames if name else DEFAULT_MAX_FRAMES
 
 
+def processor_media(processor) -> dict:
+    "`load_media` settings from a processor's own video processing: frame cap, frame rate and pixel bounds."
+    video = processor.video_processor
+    size = getattr(video, "size", None) or {}
+    if getattr(video, "do_resize", True):
+        min_pixels = size.get("shortest_edge", PROCESSOR_MIN_PIXELS)
+        max_pixels = size.get("longest_edge", PROCESSOR_MAX_PIXELS)
+    else:  # frames keep their size, rounded to whole patches (up to qwen-omni-utils' per-frame ceiling)
+        min_pixels, max_pixels = IMAGE_FACTOR ** 2, VIDEO_MAX_PIXELS
+    return dict(max_frames=getattr(video, "max_frames", None) or DEFAULT_MAX_FRAMES, fps=getattr(video, "fps", None) or FPS,
+                min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=TOTAL_PIXELS_UNBOUNDED)
+
+
+def task_media(task: str, processor, max_frames: int | None = None) -> dict:
+    "`load_media` settings for a task's videos: its benchmark's (the authors' rules), else the processor's own."
+    name = task_benchmark(task)
+    settings = dict(max_frames=BENCHMARKS[name].max_frames) if name else processor_media(processor)
+    return settings | ({"max_frames": max_frames} if max_frames else {})
+
+
 def task_messages(task: str, context: str, video: str | Path, system: str | None = None) -> list[dict]:
-    "Chat messages for one request: the system turn (by task name unless `system` is given), then video and text."
+    "Chat messages for one request: a system turn (by task name unless `system` is given), then video and text."
     if system is None:
         name = task_benchmark(task)
-        system = system_prompt(name) if name else ""
-    return [{"role": "system", "content": [{"type": "text", "text": system}]},
-            {"role": "user", "content": [{"type": "video", "video": str(video)}, {"type": "text", "text": context}]}]
+        system = system_prompt(name) if name else None
+    turns = [] if system is None else [{"role": "system", "content": [{"type": "text", "text": system}]}]
+    return turns + [{"role": "user", "content": [{"type": "video", "video": str(video)}, {"type": "text", "text": context}]}]
+
+# %% ../nbs/33_lmms_eval.ipynb #c3d10002
+AUTHORS_MAX_NEW_TOKENS = 1024
+
+
+def generation_settings(gen_kwargs: Mapping | None, max_new_tokens: int | None = None) -> tuple[int, dict, list[str]]:
+    "(new-token cap, extra `generate` arguments, stop strings) of one request: the task's, or the model's cap."
+    gen = dict(gen_kwargs or {})
+    until = gen.get("until") or []
+    until = [until] if isinstance(until, str) else list(until)
+    if max_new_tokens is None:
+        max_new_tokens = int(gen.get("max_new_tokens") or AUTHORS_MAX_NEW_TOKENS)
+    extra = {}
+    temperature = float(gen.get("temperature") or 0)
+    if temperature > 0 or gen.get("do_sample"):
+        extra.update(do_sample=True, temperature=temperature or 1.0)
+        if gen.get("top_p") is not None:
+            extra["top_p"] = float(gen["top_p"])
+    if gen.get("num_beams") is not None:
+        extra["num_beams"] = int(gen["num_beams"])
+    return max_new_tokens, extra, until
+
+
+def cut_at_stops(text: str, until: Sequence[str]) -> str:
+    "`text` up to the first occurrence of any stop string."
+    for stop in until:
+        if stop:
+            text = text.split(stop)[0]
+    return text
 
 # %% ../nbs/33_lmms_eval.ipynb #fcc2962f
+class RunStopped(SystemExit):
+    "Stops an lmms-eval run with a non-zero exit status and the reason (lmms-eval's command line exits 0 on errors)."
+
+
+def _stop(message: str, err: BaseException | None = None) -> RunStopped:
+    "A `RunStopped` with `message`, naming the error that caused it."
+    detail = f": {type(err).__name__}: {err}" if err is not None else ""
+    return RunStopped(f"{MODEL_NAME}: {message}{detail}")
+
+
 class SeatsQwenOmni(_ModelBase):
     "An lmms-eval model: a Qwen-Omni thinker with a token-pruning method applied, one video per request."
     is_simple = True
 
     def __init__(self, pretrained: str, method: str = "full", video_ratio: float = 1.0, audio_ratio: float = 1.0,
-                 schedule=None, max_frames: int | None = None, max_new_tokens: int = 1024,
+                 schedule=None, max_frames: int | None = None, max_new_tokens: int | None = None,
                  system_prompt: str | None = None, attn_implementation: str = "sdpa", dtype: str = "auto",
                  device: str | None = None, batch_size: int | str = 1, cost_log: str | None = None,
                  progress: bool = True, registry: Mapping | None = None, max_batch_size: int | None = None):
@@ -70,17 +135,39 @@ class SeatsQwenOmni(_ModelBase):
             super().__init__()
         else:
             self.task_dict = {}
-        if int(batch_size) != 1:  # lmms-eval also passes max_batch_size, which one-at-a-time requests ignore
-            raise ValueError(f"batch_size={batch_size} is not supported; requests run one at a time (batch_size=1)")
-        self.method, self.factory = resolve_method(method, registry)
-        self.video_ratio, self.audio_ratio = ratio_pair((video_ratio, audio_ratio))
-        self.schedule = Schedule.load(schedule) if isinstance(schedule, (str, Path)) else schedule
+        if str(batch_size) != "1":  # lmms-eval also passes max_batch_size, which one-at-a-time requests ignore
+            raise _stop(f"batch_size={batch_size} is not supported; requests run one at a time (batch_size=1)")
+        for name, value in (("max_new_tokens", max_new_tokens), ("max_frames", max_frames)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise _stop(f"{name}={value!r} must be a whole number >= 1 (or left out)")
+        try:
+            self.method, self.factory = resolve_method(method, registry)
+            self.video_ratio, self.audio_ratio = ratio_pair((video_ratio, audio_ratio))
+        except (ValueError, ImportError, AttributeError) as err:
+            raise _stop("bad model argument", err) from err
+        if schedule is None:
+            schedule = default_schedule(pretrained)
+            if schedule is None:
+                raise _stop(f"schedule= is required (method={self.method!r} checks it against the model): pass "
+                            "schedule=<a schedule JSON file or a shipped name>, e.g. schedule=qwen2_5_omni_7b")
+        elif not isinstance(schedule, Schedule):
+            try:
+                schedule = Schedule.load(schedule)
+            except Exception as err:
+                raise _stop(f"schedule={schedule!r} cannot be read", err) from err
+        self.schedule = schedule
         state = PartialState(cpu=device == "cpu" or (device is None and not torch.cuda.is_available()))
         self._rank, self._world_size = state.process_index, state.num_processes
         self._device = torch.device(device) if device is not None and state.num_processes == 1 else state.device
         self.thinker = load_thinker(pretrained, dtype, attn_implementation, self._device)
         self.processor = processor_from_pretrained(pretrained)
-        self.max_frames, self.max_new_tokens, self.system_prompt = max_frames, int(max_new_tokens), system_prompt
+        try:
+            with self._context():  # the method checks its schedule and settings against the model here
+                pass
+        except Exception as err:
+            raise _stop(f"method={self.method!r} cannot run with schedule={self.schedule.model_name!r} on "
+                        f"{pretrained}", err) from err
+        self.max_frames, self.max_new_tokens, self.system_prompt = max_frames, max_new_tokens, system_prompt
         self.progress = bool(progress)
         self.cost_log = None
         if cost_log:
@@ -114,27 +201,26 @@ class SeatsQwenOmni(_ModelBase):
         visuals = doc_to_visual(self.task_dict[task][split][doc_id])
         visuals = [visuals] if isinstance(visuals, (str, Path)) else list(visuals or [])
         if len(visuals) != 1 or not isinstance(visuals[0], (str, Path)):
-            raise ValueError(f"{task} doc {doc_id}: doc_to_visual must give one video path, got {visuals!r}")
-        frames, audio = load_media(visuals[0], self.max_frames or task_max_frames(task))
+            raise ValueError(f"doc_to_visual must give one video path, got {visuals!r}")
+        frames, audio = load_media(visuals[0], **task_media(task, self.processor, self.max_frames))
         prompt = chat_text(self.processor, task_messages(task, context, visuals[0], self.system_prompt))
         return prompt, frames, audio
 
     def generate_until(self, requests) -> list[str]:
-        "Greedy replies to (context, gen_kwargs, doc_to_visual, doc_id, task, split) requests; '' where one fails."
+        "Replies to (context, gen_kwargs, doc_to_visual, doc_id, task, split) requests, with the task's generation arguments."
         replies = []
         for request in tqdm(requests, desc=MODEL_NAME, disable=not self.progress or self.rank != 0):
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
             row = dict(task=task, split=split, doc_id=doc_id, method=self.method, video_ratio=self.video_ratio,
                        audio_ratio=self.audio_ratio)
             try:
+                max_new_tokens, extra, until = generation_settings(gen_kwargs, self.max_new_tokens)
                 prompt, frames, audio = self._request(doc_to_visual, doc_id, task, split, context)
                 out = generate_response(self.thinker, self.processor, prompt, frames, audio, self._context(),
-                                        self.max_new_tokens)
-            except MethodSetupError:
-                raise
+                                        max_new_tokens, **extra)
             except Exception as err:
-                out = dict(response="", error=f"{type(err).__name__}: {err}")
-            replies.append(out["response"])
+                raise _stop(f"{task} document {doc_id} failed", err) from err
+            replies.append(cut_at_stops(out["response"], until))
             if self.cost_log is not None:
                 append_row(self.cost_log, row | {k: v for k, v in out.items() if k != "response"})
         return replies
@@ -144,10 +230,13 @@ class SeatsQwenOmni(_ModelBase):
         results = []
         for request in tqdm(requests, desc=MODEL_NAME, disable=not self.progress or self.rank != 0):
             context, doc_to_target, doc_to_visual, doc_id, task, split = request.args
-            doc = self.task_dict[task][split][doc_id]
-            continuation = doc_to_target(doc) if callable(doc_to_target) else doc_to_target
-            prompt, frames, audio = self._request(doc_to_visual, doc_id, task, split, context)
-            results.append(self.continuation_logprob(prompt, str(continuation), frames, audio))
+            try:
+                doc = self.task_dict[task][split][doc_id]
+                continuation = doc_to_target(doc) if callable(doc_to_target) else doc_to_target
+                prompt, frames, audio = self._request(doc_to_visual, doc_id, task, split, context)
+                results.append(self.continuation_logprob(prompt, str(continuation), frames, audio))
+            except Exception as err:
+                raise _stop(f"{task} document {doc_id} failed", err) from err
         return results
 
     def continuation_logprob(self, prompt: str, continuation: str, frames, audio) -> tuple[float, bool]:
@@ -204,5 +293,64 @@ def main(argv: Sequence[str] | None = None):
 
 # %% ../nbs/33_lmms_eval.ipynb #e771c8eb
 #| eval: false
-if __name__ == "__main__":
+if __name__ == "__main__" and "__file__" in globals():  # run as a script, not in a notebook kernel
     main()
+
+# %% ../nbs/33_lmms_eval.ipynb #c3d10005
+ORGANISM_TASK = "seats_organism"
+
+_ORGANISM_YAML = """task: {task}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {docs}
+test_split: test
+output_type: generate_until
+doc_to_visual: !function utils.doc_to_visual
+doc_to_text: !function utils.doc_to_text
+doc_to_target: answer
+generation_kwargs:
+  max_new_tokens: {max_new_tokens}
+  until: []
+  do_sample: false
+process_results: !function utils.process_results
+metric_list:
+  - metric: accuracy
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 0.0
+"""
+
+_ORGANISM_UTILS = """from seats_analysis.prompts import parse_strict
+
+
+def doc_to_visual(doc):
+    return [doc["video"]]
+
+
+def doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    return doc["text"]
+
+
+def process_results(doc, results):
+    return {"accuracy": float(parse_strict(results[0]) == doc["answer"])}
+"""
+
+
+def write_organism_task(folder: str | Path, num_items: int = 24, seed: int = 0, max_new_tokens: int = 4) -> Path:
+    "Write the organism's first `num_items` test items as the lmms-eval task `seats_organism` in `folder`."
+    from seats_analysis.synth import FPS as ORGANISM_FPS
+    from seats_analysis.synth import prompt_text, synth_items
+    folder = Path(folder).resolve()
+    docs = []
+    for item in synth_items("test", num_items, seed):
+        video = write_clip(folder / "videos" / f"{item['id']}.mkv", np.asarray(item["frames"]), ORGANISM_FPS,
+                           audio=np.asarray(item["audio"], dtype=np.float32), lossless=True)
+        docs.append(dict(id=str(item["id"]), video=str(video), text=prompt_text(item), answer=str(item["answer"]),
+                         kind=str(item["kind"])))
+    (folder / "docs.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    (folder / f"{ORGANISM_TASK}.yaml").write_text(_ORGANISM_YAML.format(task=ORGANISM_TASK, docs=folder / "docs.jsonl",
+                                                                       max_new_tokens=max_new_tokens))
+    (folder / "utils.py").write_text(_ORGANISM_UTILS)
+    return folder

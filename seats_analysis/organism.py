@@ -18,6 +18,7 @@ from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditio
 from .compat import (multimodal_model, processor_from_pretrained, rope_fields, save_processor,
                                    text_model, thinker_from_pretrained, vision_features)
 
+import seats_analysis
 from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SEGMENTS,
                                   answer_token_ids, fast_inputs, item_seed, make_item, media_ids,
                                   synth_items)
@@ -28,7 +29,7 @@ __all__ = ['DATA_DIR', 'organism_config', 'build_organism', 'letter_logits', 'pr
            'modality_check']
 
 # %% ../nbs/21_organism.ipynb #7b183a26
-DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "organism" if "__file__" in globals() else Path("../data/organism")
+DATA_DIR = Path(seats_analysis.__file__).resolve().parents[1] / "data" / "organism"  # in the repository, from any folder
 
 
 def organism_config(processor, num_layers: int = 8, hidden_size: int = 128, num_heads: int = 4,

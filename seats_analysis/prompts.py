@@ -14,10 +14,11 @@ from .benchmarks import (BENCHMARKS, FPS, MAX_PIXELS, MIN_PIXELS, TOTAL_PIXELS, 
                                        clock_seconds, duration_bucket)
 
 # %% auto #0
-__all__ = ['QWEN_SYSTEM_PROMPT', 'ANSWER_SENTENCE', 'USER_PROMPTS', 'ANSWER_PREFIXES', 'ANSWER_PHRASES', 'FORMAT_PRIORITY',
-           'PARSE_MODES', 'SCORING', 'MULTI_LABEL', 'system_prompt', 'user_prompt', 'video_item', 'build_messages',
-           'chat_text', 'lmms_clean', 'parse_dailyomni_paper', 'parse_worldsense_paper', 'parse_prefix_paper',
-           'parse_videomme_paper', 'parse_strict', 'parse_answer', 'result_row', 'score']
+__all__ = ['QWEN_SYSTEM_PROMPT', 'ANSWER_SENTENCE', 'USER_PROMPTS', 'REASONING_TAGS', 'ANSWER_PREFIXES', 'ANSWER_PHRASES',
+           'FORMAT_PRIORITY', 'PARSE_MODES', 'SCORING', 'MULTI_LABEL', 'system_prompt', 'user_prompt', 'video_item',
+           'build_messages', 'chat_text', 'strip_reasoning_tags', 'lmms_clean', 'parse_dailyomni_paper',
+           'parse_worldsense_paper', 'parse_prefix_paper', 'extract_mcq_answer', 'parse_videomme_paper', 'parse_strict',
+           'parse_answer', 'result_row', 'score']
 
 # %% ../nbs/31_prompts.ipynb #d702d504
 QWEN_SYSTEM_PROMPT = ("You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of "
@@ -96,10 +97,26 @@ def chat_text(processor, messages: list[dict]) -> str:
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 # %% ../nbs/31_prompts.ipynb #e9554349
+REASONING_TAGS = (("<think>", "</think>"), ("<analysis>", "</analysis>"))  # lmms-eval's default
+
+
+def strip_reasoning_tags(text: str, tag_pairs=REASONING_TAGS) -> str:
+    """`text` without its reasoning blocks, as lmms-eval removes them (a lone closing tag keeps what follows it)."""
+    for start_tag, end_tag in tag_pairs:
+        while start_tag in text and end_tag in text:
+            start = text.find(start_tag)
+            end = text.find(end_tag, start)
+            if end < 0:  # the only closing tags come before the opening one
+                break
+            text = text[:start] + text[end + len(end_tag):]
+        if end_tag in text and start_tag not in text:  # the opening tag was in the prompt
+            text = text.rsplit(end_tag, 1)[-1]
+    return text.strip()
+
+
 def lmms_clean(response: str) -> str:
     """The reply as lmms-eval hands it to a task: reasoning blocks removed, whitespace stripped."""
-    text = re.sub(r"<think>.*?</think>", "", response or "", flags=re.S)
-    return re.sub(r"<analysis>.*?</analysis>", "", text, flags=re.S).strip()
+    return strip_reasoning_tags(response or "")
 
 
 def parse_dailyomni_paper(response: str, rng: random.Random | None = None) -> str:
@@ -151,11 +168,11 @@ FORMAT_PRIORITY = {"start": 10, "end": 9, "phrase": 7, "(X)": 6, "X.": 5, "X:": 
                    "anywhere": 0}
 
 
-def parse_videomme_paper(response: str, letters: str = "ABCD") -> str:
-    """Video-MME's parser (lmms-eval's priority-based extractor) over `letters`."""
-    text = lmms_clean(response)
-    if not text:
+def extract_mcq_answer(response: str, letters: str = "ABCDEFGH") -> str:
+    """The letter lmms-eval's shared multiple-choice extractor reads from `response` ("" when none)."""
+    if not response or not response.strip():
         return ""
+    text = response.strip()
     for ch in ",.!?;:'\"":
         text = text.strip(ch)
     text = f" {text} "
@@ -167,14 +184,10 @@ def parse_videomme_paper(response: str, letters: str = "ABCD") -> str:
                 found.append((FORMAT_PRIORITY[fmt], at, c))
     lower = text.lower()
     for phrase in ANSWER_PHRASES:
-        at = lower.rfind(phrase)
-        if at < 0:
-            continue
-        after = at + len(phrase)
-        for c in letters:
-            m = re.match(rf"[\s:*_`(\[]*({c})(?!\w)", text[after:])
-            if m:
-                found.append((FORMAT_PRIORITY["phrase"], after + m.start(1), c))
+        at = lower.find(phrase)  # the phrase's first occurrence
+        if at >= 0:
+            found += [(FORMAT_PRIORITY["phrase"], text.find(c, at + len(phrase)), c) for c in letters
+                      if text.find(c, at + len(phrase)) >= 0]  # any letter after it, inside words too
     core = text.strip()
     for c in letters:
         if core.startswith(c) and (len(core) == 1 or not core[1].isalpha()):
@@ -182,11 +195,13 @@ def parse_videomme_paper(response: str, letters: str = "ABCD") -> str:
         if core.endswith(c) and (len(core) == 1 or not core[-2].isalpha()):
             found.append((FORMAT_PRIORITY["end"], len(text) - 1, c))
     if not found:
-        for c in letters:
-            hits = [m.start() for m in re.finditer(rf"(?<!\w){c}(?!\w)", text)]
-            if hits:
-                found.append((FORMAT_PRIORITY["anywhere"], hits[-1], c))
+        found = [(FORMAT_PRIORITY["anywhere"], text.rfind(c), c) for c in letters if c in text]
     return max(found)[2] if found else ""
+
+
+def parse_videomme_paper(response: str, letters: str = "ABCD") -> str:
+    """Video-MME's parser: lmms-eval's `extract_mcq_answer` over `letters`, after its reasoning-tag removal."""
+    return extract_mcq_answer(lmms_clean(response), letters)
 
 # %% ../nbs/31_prompts.ipynb #8ef5592b
 _DECLARATION = re.compile(
