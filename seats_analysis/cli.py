@@ -253,11 +253,10 @@ def _model_dir(model: str) -> str | Path:
 
 def _load(args, state):
     "Thinker (on this process's device) and processor of --model."
-    from transformers import AutoProcessor
-
+    from seats_analysis.compat import processor_from_pretrained
     from seats_analysis.evaluate import load_thinker
     model = _model_dir(args.model)
-    return load_thinker(model, args.dtype, args.attn, state.device), AutoProcessor.from_pretrained(model)
+    return load_thinker(model, args.dtype, args.attn, state.device), processor_from_pretrained(model)
 
 
 def _probe_samples(args, processor) -> list:

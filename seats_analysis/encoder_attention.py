@@ -8,16 +8,15 @@ __all__ = ['MAX_LOGITS', 'ENCODER_KINDS', 'attention_received', 'vision_qk', 'vi
 
 # %% ../nbs/04a_encoder_attention.ipynb #ba8197b7
 import functools
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
-from transformers.models.qwen3_omni_moe import modeling_qwen3_omni_moe
-from transformers.vision_utils import get_vision_window_index
 
+from .compat import (multimodal_model, qwen3_audio_frames, rotate_vision, vision_rotary,
+                                   vision_window_index)
 from .layout import token_id
 
 # %% ../nbs/04a_encoder_attention.ipynb #22bda7b5
@@ -61,22 +60,20 @@ def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     "(T, C) -> (T, H, C / H)."
     return x.reshape(x.shape[0], num_heads, -1)
 
-def vision_qk(attn, hidden_states: torch.Tensor, position_embeddings: tuple) -> tuple:
+def vision_qk(attn, hidden_states: torch.Tensor, position_embeddings) -> tuple:
     "Queries and keys (T, H, d) of a vision attention module, with its rotary embedding, and the keys before it."
     if hasattr(attn, "qkv"):  # Qwen3-Omni: one fused projection
         query, key, _ = attn.qkv(hidden_states).reshape(hidden_states.shape[0], 3, attn.num_heads, -1).unbind(1)
     else:  # Qwen2.5-Omni
         query, key = _heads(attn.q(hidden_states), attn.num_heads), _heads(attn.k(hidden_states), attn.num_heads)
-    apply_rotary = sys.modules[type(attn).__module__].apply_rotary_pos_emb_vision
-    cos, sin = position_embeddings
-    rotated_query, rotated_key = apply_rotary(query, key, cos, sin)
+    rotated_query, rotated_key = rotate_vision(attn, query, key, position_embeddings)  # (cos, sin) or angles
     return rotated_query, rotated_key, key
 
 def _group_mean(x: torch.Tensor, group: int) -> torch.Tensor:
     "Mean over consecutive groups of `group` rows: (T, ...) -> (T / group, ...)."
     return x.reshape(x.shape[0] // group, group, *x.shape[1:]).mean(1)
 
-def vision_statistic(attn, hidden_states: torch.Tensor, position_embeddings: tuple, grid_thw: torch.Tensor,
+def vision_statistic(attn, hidden_states: torch.Tensor, position_embeddings, grid_thw: torch.Tensor,
                      window_grids: int, spatial_merge_size: int, window_index: torch.Tensor | None = None,
                      keys: bool = False, max_elements: int = MAX_LOGITS):
     "Attention received by each LLM token (N,) of the items in one vision encoder call, in LLM order (and keys (N, d))."
@@ -177,7 +174,7 @@ class EncoderAttention:
         for name, value in (("video_window_grids", video_window_grids), ("audio_window_frames", audio_window_frames)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name}={value!r} must be an int >= 1 (or None to skip that encoder)")
-        self.thinker, self.model = thinker, thinker.model
+        self.thinker, self.model = thinker, multimodal_model(thinker)
         self.family = "qwen3" if isinstance(thinker, Qwen3OmniMoeThinkerForConditionalGeneration) else "qwen2_5"
         self.video_window_grids, self.audio_window_frames = video_window_grids, audio_window_frames
         self.record_keys, self.max_elements = keys, max_elements
@@ -215,8 +212,7 @@ class EncoderAttention:
         grid_thw = _argument(args, kwargs, "grid_thw", 1)
         window_index = None
         if self.family == "qwen2_5":
-            window_index, _ = get_vision_window_index(grid_thw, module.spatial_merge_size, module.window_size,
-                                                      module.patch_size)
+            window_index = vision_window_index(module, grid_thw)
         kind = self._vision_kind
         self._vision_call = (kind, grid_thw, window_index, module.spatial_merge_size)
         self.current.grids[kind] = grid_thw
@@ -247,7 +243,7 @@ class EncoderAttention:
         "Forward hook on the last vision block's attention."
         kind, grid_thw, window_index, merge = self._vision_call
         hidden_states = _argument(args, kwargs, "hidden_states", 0)
-        position_embeddings = _argument(args, kwargs, "position_embeddings", 2)
+        position_embeddings = vision_rotary(kwargs)
         result = self._timed(hidden_states.device, lambda: vision_statistic(
             module, hidden_states, position_embeddings, grid_thw, self.video_window_grids, merge, window_index,
             self.record_keys, self.max_elements))
@@ -259,7 +255,7 @@ class EncoderAttention:
         if self.family == "qwen2_5":
             frames, _ = tower._get_feat_extract_output_lengths(self._feature_lens)
         else:
-            frames = modeling_qwen3_omni_moe._get_feat_extract_output_lengths(self._feature_lens, tower.n_window)
+            frames = qwen3_audio_frames(tower, self._feature_lens)
         return frames.tolist()
 
     def _audio_statistic(self, module, args, kwargs, output):

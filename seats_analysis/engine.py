@@ -17,9 +17,10 @@ import torch
 from torch import nn
 from transformers import (DynamicCache, Qwen2_5OmniThinkerForConditionalGeneration,
                           Qwen3OmniMoeThinkerForConditionalGeneration)
-from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPast, MoeModelOutputWithPast
 
+from .compat import (add_deepstack, causal_mask, layer_output, multimodal_model, text_model,
+                                   visual_position_mask)
 from .layout import Kind, token_kinds
 
 # %% ../nbs/02_engine.ipynb #30d5eb37
@@ -34,13 +35,13 @@ class DropState:
     hidden_states: torch.Tensor        # (B, S_k, D)
     kinds: torch.Tensor                # (B, S_k) Kind of each position; padding counts as TEXT
     position_ids: torch.Tensor         # (3, B, S_k) M-RoPE ids (temporal, height, width)
-    position_embeddings: tuple         # (cos, sin), each (B, S_k, head_dim)
+    position_embeddings: tuple         # (cos, sin) as the decoder made them, each (..., B, S_k, head_dim)
     original_index: torch.Tensor       # (B, S_k) index of each position in the unpruned input, -1 at padding
     padding_mask: torch.Tensor         # (B, S_k) True at real tokens
     layers: nn.ModuleList              # the decoder layers; layers[k] runs next
     config: object                     # the text config
     thinker: nn.Module
-    decoder: nn.Module                 # thinker.model.language_model
+    decoder: nn.Module                 # the text decoder, compat.text_model(thinker)
     text_position_ids: torch.Tensor | None = None  # (B, S_k) when the caller passed 4-row position ids
     visual_pos_masks: torch.Tensor | None = None   # (B, S_k) Qwen3-Omni deepstack: where visual features go
     deepstack_embeds: list | None = None           # Qwen3-Omni: features added after the first layers
@@ -106,11 +107,11 @@ class Prefill:
 
 # %% ../nbs/02_engine.ipynb #527510b6
 def check_thinker(thinker) -> nn.Module:
-    "The decoder (`language_model`) of a supported thinker, or a clear error."
+    "The text decoder of a supported thinker, or a clear error."
     if not isinstance(thinker, SUPPORTED_THINKERS):
         names = ", ".join(cls.__name__ for cls in SUPPORTED_THINKERS)
         raise TypeError(f"{type(thinker).__name__} is not supported; pass one of: {names}")
-    decoder = thinker.model.language_model
+    decoder = text_model(thinker)
     if "sliding_attention" in getattr(decoder.config, "layer_types", []):
         raise ValueError("sliding-window decoder layers are not supported (layer_types has 'sliding_attention')")
     return decoder
@@ -186,7 +187,7 @@ class DropRun:
         return f"DropRun(boundaries {sorted(self.selectors)}, {len(self.events)} prefill(s): {self.events})"
 
     def _remember_input_ids(self, module, args, kwargs):
-        "Forward pre-hook on the thinker's model: keep the input ids, which tell the token kinds."
+        "Forward pre-hook on the module that receives the input ids (they tell the token kinds): keep them."
         self._input_ids = kwargs.get("input_ids", args[0] if args else None)
 
     def forward(self, decoder, inputs_embeds=None, attention_mask=None, position_ids=None, past_key_values=None,
@@ -206,6 +207,7 @@ class DropRun:
             if kwargs.pop(flag, False):
                 raise ValueError(f"{flag}=True is not supported while tokens are being dropped")
         kwargs.pop("return_dict", None)
+        kwargs.pop("cache_position", None)  # transformers 4.57 passes one for the uncut prompt; the layers need none
         if inputs_embeds is None:
             inputs_embeds = decoder.embed_tokens(input_ids)
         use_cache = decoder.config.use_cache if use_cache is None else use_cache
@@ -257,9 +259,8 @@ class DropRun:
         original_index = torch.arange(seq_len, device=hidden.device).expand(batch, -1).masked_fill(~padding_mask, -1)
         state = DropState(0, hidden, kinds, position_ids, position_embeddings, original_index, padding_mask,
                           decoder.layers, decoder.config, self.thinker, decoder, text_position_ids,
-                          visual_pos_masks, deepstack_embeds)
-        mask = create_causal_mask(config=decoder.config, inputs_embeds=hidden, attention_mask=attention_mask,
-                                  past_key_values=cache, position_ids=text_position_ids)
+                          visual_position_mask(visual_pos_masks), deepstack_embeds)
+        mask = causal_mask(decoder.config, hidden, attention_mask, cache, text_position_ids)
         for layer_idx in range(self.num_layers):
             if layer_idx in self.selectors:
                 keep = _check_keep(self.selectors[layer_idx](state), state)
@@ -294,25 +295,25 @@ def cut(state: DropState, keep: torch.Tensor, cache=None) -> DropState:
         state, hidden_states=_take(state.hidden_states, index), padding_mask=padding_mask,
         kinds=_take(state.kinds, index).masked_fill(~padding_mask, Kind.TEXT), original_index=original_index,
         position_ids=_take(state.position_ids, index, batch_dim=1, seq_dim=2),
-        position_embeddings=tuple(_take(x, index) for x in state.position_embeddings),
+        position_embeddings=tuple(_take(x, index, batch_dim=x.dim() - 3, seq_dim=x.dim() - 2)
+                                  for x in state.position_embeddings),
         text_position_ids=None if state.text_position_ids is None else _take(state.text_position_ids, index),
         visual_pos_masks=visual_pos_masks, deepstack_embeds=deepstack_embeds)
 
 def _causal_mask(state: DropState, cache=None):
     "The decoder's causal mask for the state's (cut) sequence, sized against layer k of the cache."
-    return create_causal_mask(config=state.config, inputs_embeds=state.hidden_states,
-                              attention_mask=state.padding_mask.long(), past_key_values=cache,
-                              position_ids=state.text_position_ids, layer_idx=state.k)
+    return causal_mask(state.config, state.hidden_states, state.padding_mask.long(), cache, state.text_position_ids,
+                       layer_idx=state.k)
 
 def _run_layer(state: DropState, mask, cache, use_cache, kwargs) -> DropState:
     "Run decoder layer k (and Qwen3-Omni's deepstack injection after it): the state at boundary k + 1."
     layer_idx = state.k
-    hidden = state.layers[layer_idx](state.hidden_states, attention_mask=mask,
-                                     position_embeddings=state.position_embeddings,
-                                     position_ids=state.text_position_ids, past_key_values=cache,
-                                     use_cache=use_cache, **kwargs)
+    hidden = layer_output(state.layers[layer_idx](state.hidden_states, attention_mask=mask,
+                                                  position_embeddings=state.position_embeddings,
+                                                  position_ids=state.text_position_ids, past_key_values=cache,
+                                                  use_cache=use_cache, **kwargs))
     if state.deepstack_embeds is not None and layer_idx < len(state.deepstack_embeds):
-        hidden = state.decoder._deepstack_process(hidden, state.visual_pos_masks, state.deepstack_embeds[layer_idx])
+        hidden = add_deepstack(state.decoder, hidden, state.visual_pos_masks, state.deepstack_embeds[layer_idx])
     return replace(state, k=layer_idx + 1, hidden_states=hidden)
 
 # %% ../nbs/02_engine.ipynb #c81d282a
@@ -338,7 +339,7 @@ def drop_tokens(thinker, selectors: dict):
         raise RuntimeError("drop_tokens is already active on this thinker; nesting is not supported")
     had_own_forward = "forward" in decoder.__dict__
     own_forward = decoder.__dict__.get("forward")
-    hook = thinker.model.register_forward_pre_hook(run._remember_input_ids, with_kwargs=True)
+    hook = multimodal_model(thinker).register_forward_pre_hook(run._remember_input_ids, with_kwargs=True)
     decoder.forward = types.MethodType(run.forward, decoder)
     _ACTIVE.add(decoder)
     try:
@@ -388,7 +389,7 @@ def masked_oracle(thinker, alive: dict):
             return args, kwargs
         return hook
 
-    hooks = [thinker.model.register_forward_pre_hook(remember_padding, with_kwargs=True)]
+    hooks = [multimodal_model(thinker).register_forward_pre_hook(remember_padding, with_kwargs=True)]
     hooks += [layer.register_forward_pre_hook(mask_layer(i), with_kwargs=True) for i, layer in enumerate(decoder.layers)]
     try:
         yield thinker

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .benchmarks import BENCHMARKS, load_benchmark, load_media
+from .compat import audio_from_video, thinker_from_pretrained
 from .cost import decoder_dims
 from .encoder_attention import synchronize
 from .figures import tradeoff_figure
@@ -253,8 +254,7 @@ def processor_inputs(processor, prompt: str, frames, audio):
     "Processor inputs (a batch of one) for one video, with its audio track interleaved when it has one."
     if audio is None:
         return processor(text=[prompt], videos=[frames], return_tensors="pt")
-    return processor(text=[prompt], videos=[frames], audio=[audio], load_audio_from_video=True,
-                     audio_from_video_indices=[0], return_tensors="pt")
+    return processor(text=[prompt], videos=[frames], audio=[audio], return_tensors="pt", **audio_from_video(1))
 
 
 class MethodSetupError(RuntimeError):
@@ -647,15 +647,15 @@ def _thinker_classes() -> dict:
 def load_thinker(pretrained: str | Path, dtype: str | torch.dtype = "auto", attn_implementation: str = "sdpa",
                  device: str | torch.device | None = None):
     "The thinker of a Qwen-Omni checkpoint (thinker or whole model), in eval mode on `device`."
-    from transformers import AutoConfig
-    config = AutoConfig.from_pretrained(pretrained)
+    from transformers import PretrainedConfig
+    model_type = PretrainedConfig.get_config_dict(pretrained)[0].get("model_type")  # AutoConfig may not know thinkers
     classes = _thinker_classes()
-    if config.model_type not in classes:
-        raise ValueError(f"{pretrained} has model_type={config.model_type!r}; supported: {sorted(classes)}")
-    cls, whole = classes[config.model_type]
+    if model_type not in classes:
+        raise ValueError(f"{pretrained} has model_type={model_type!r}; supported: {sorted(classes)}")
+    cls, whole = classes[model_type]
     dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
     extra = dict(enable_audio_output=False) if whole else {}
-    model = cls.from_pretrained(pretrained, dtype=dtype, attn_implementation=attn_implementation, **extra)
+    model = thinker_from_pretrained(cls, pretrained, dtype=dtype, attn_implementation=attn_implementation, **extra)
     thinker = model.thinker if whole else model
     return thinker.to(device or "cpu").eval()
 

@@ -6,10 +6,10 @@
 __all__ = ['query_relevance', 'modality_total', 'window_budgets', 'top_down_keep']
 
 # %% ../nbs/05_inner_llm.ipynb #97a8604d
-import sys
-
 import torch
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb  # the standard rotation
 
+from .compat import text_rotary
 from .layout import Kind, temporal_windows
 
 # %% ../nbs/05_inner_llm.ipynb #b7589095
@@ -29,14 +29,13 @@ def query_relevance(hidden_states: torch.Tensor, layer: torch.nn.Module, positio
     if padding_mask is not None and not padding_mask[rows, query_index].all():
         raise ValueError("every query token must be a real token (padding_mask True at query_index)")
     attn = layer.self_attn
-    apply_rotary_pos_emb = sys.modules[type(attn).__module__].apply_rotary_pos_emb
     head_dim, groups = attn.head_dim, attn.num_key_value_groups
     normed = layer.input_layernorm(hidden_states)  # (B, S, D)
     q = attn.q_proj(normed[rows, query_index]).view(batch, 1, -1, head_dim)  # (B, 1, H, d_h)
     k = attn.k_proj(normed).view(batch, seq_len, -1, head_dim)  # (B, S, H_kv, d_h)
     if hasattr(attn, "q_norm"):
         q, k = attn.q_norm(q), attn.k_norm(k)
-    cos, sin = position_embeddings  # (B, S, d_h) each
+    cos, sin = text_rotary(attn, position_embeddings)  # (B, S, d_h) each
     # the stock function rotates a (q, k) pair of equal length; here q has one position, so each is rotated alone
     q, _ = apply_rotary_pos_emb(q.transpose(1, 2), q.transpose(1, 2), cos[rows, query_index][:, None],
                                 sin[rows, query_index][:, None])  # (B, H, 1, d_h)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .benchmarks import (BENCHMARKS, FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS,
                                        VIDEO_MAX_PIXELS, load_media, write_clip)
+from .compat import processor_from_pretrained
 from .evaluate import (append_row, default_schedule, generate_response, load_thinker, processor_inputs,
                                      ratio_pair, resolve_method)
 from .prompts import chat_text, system_prompt
@@ -128,7 +129,6 @@ class SeatsQwenOmni(_ModelBase):
                  device: str | None = None, batch_size: int | str = 1, cost_log: str | None = None,
                  progress: bool = True, registry: Mapping | None = None, max_batch_size: int | None = None):
         from accelerate import PartialState
-        from transformers import AutoProcessor
 
         from seats_analysis.schedule import Schedule
         if HAS_LMMS_EVAL:
@@ -160,7 +160,7 @@ class SeatsQwenOmni(_ModelBase):
         self._rank, self._world_size = state.process_index, state.num_processes
         self._device = torch.device(device) if device is not None and state.num_processes == 1 else state.device
         self.thinker = load_thinker(pretrained, dtype, attn_implementation, self._device)
-        self.processor = AutoProcessor.from_pretrained(pretrained)
+        self.processor = processor_from_pretrained(pretrained)
         try:
             with self._context():  # the method checks its schedule and settings against the model here
                 pass

@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoProcessor, Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+
+from .compat import (multimodal_model, processor_from_pretrained, rope_fields, save_processor,
+                                   text_model, thinker_from_pretrained, vision_features)
 
 import seats_analysis
 from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SEGMENTS,
@@ -44,7 +47,7 @@ def organism_config(processor, num_layers: int = 8, hidden_size: int = 128, num_
                 num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
                 max_position_embeddings=4096, rms_norm_eps=1e-6, pad_token_id=pad, eos_token_id=eos,
                 tie_word_embeddings=False,
-                rope_parameters=dict(rope_type="default", rope_theta=1e6, mrope_section=mrope_section))
+                **rope_fields(1e6, mrope_section))
     vision = dict(depth=vision_depth, hidden_size=vision_hidden_size, intermediate_size=2 * vision_hidden_size,
                   num_heads=4, in_channels=3, out_hidden_size=hidden_size, patch_size=14, spatial_merge_size=2,
                   temporal_patch_size=2, window_size=56, fullatt_block_indexes=[vision_depth - 1])
@@ -53,8 +56,8 @@ def organism_config(processor, num_layers: int = 8, hidden_size: int = 128, num_
                  max_source_positions=1500)
     return Qwen2_5OmniThinkerConfig(
         text_config=text, vision_config=vision, audio_config=audio,
-        audio_token_index=processor.audio_token_id, image_token_index=processor.image_token_id,
-        video_token_index=processor.video_token_id, vision_start_token_id=ids(processor.vision_bos_token),
+        audio_token_index=processor.tokenizer.audio_token_id, image_token_index=processor.tokenizer.image_token_id,
+        video_token_index=processor.tokenizer.video_token_id, vision_start_token_id=ids(processor.vision_bos_token),
         audio_start_token_id=ids(processor.audio_bos_token), audio_end_token_id=ids(processor.audio_eos_token),
         position_id_per_seconds=25, seconds_per_chunk=2, pad_token_id=pad, eos_token_id=eos)
 
@@ -64,7 +67,7 @@ def build_organism(config: Qwen2_5OmniThinkerConfig, seed: int = 0) -> Qwen2_5Om
     torch.manual_seed(seed)
     model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(
         config, attn_implementation="sdpa", dtype=torch.float32)
-    tower = model.model.audio_tower
+    tower = multimodal_model(model).audio_tower
     for conv in (tower.conv1, tower.conv2):
         nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
         nn.init.zeros_(conv.bias)
@@ -183,7 +186,7 @@ def train(out_dir=DATA_DIR, steps: int = 6000, batch_size: int = 16, lr: float =
     model = model or build_organism(organism_config(processor), seed=seed)
     model.train()
     letters, media = answer_token_ids(processor), media_ids(processor)
-    tower = model.model.audio_tower
+    tower = multimodal_model(model).audio_tower
     aux_head = nn.Linear(tower.config.output_dim, 1 + len(PITCHES_HZ))
     audio_params = list(tower.parameters()) + list(aux_head.parameters())
     audio_ids = {id(p) for p in audio_params}
@@ -198,8 +201,9 @@ def train(out_dir=DATA_DIR, steps: int = 6000, batch_size: int = 16, lr: float =
     base_lrs = [g["lr"] for g in opt.param_groups]
     captured = {}
     hooks = [tower.register_forward_hook(lambda m, a, out: captured.__setitem__("audio", out.last_hidden_state)),
-             model.model.visual.register_forward_hook(lambda m, a, out: captured.__setitem__("video", out.pooler_output)),
-             model.model.language_model.norm.register_forward_hook(lambda m, a, out: captured.__setitem__("last", out))]
+             multimodal_model(model).visual.register_forward_hook(
+                 lambda m, a, out: captured.__setitem__("video", vision_features(out))),
+             text_model(model).norm.register_forward_hook(lambda m, a, out: captured.__setitem__("last", out))]
     val_items = list(synth_items("validation", n_val, seed))
     tokens_per_clip = SECONDS * 25
     rng = np.random.default_rng([seed, 99])
@@ -232,7 +236,7 @@ def train(out_dir=DATA_DIR, steps: int = 6000, batch_size: int = 16, lr: float =
             colour_labels, direction_labels = video_token_labels(items)
             video_loss = (nn.functional.cross_entropy(colour_head(captured["video"]), colour_labels)
                           + nn.functional.cross_entropy(direction_head(captured["video"]), direction_labels))
-            at_audio = captured["last"][inputs.input_ids == processor.audio_token_id]  # (B * tokens, D), row-major
+            at_audio = captured["last"][inputs.input_ids == processor.tokenizer.audio_token_id]  # (B * tokens, D), row-major
             align_loss = nn.functional.cross_entropy(align_head(at_audio), audio_time_colours(items, tokens_per_clip))
             loss = answer_loss + aux_weight * aux_loss + video_aux_weight * video_loss + align_weight * align_loss
             opt.zero_grad()
@@ -255,7 +259,7 @@ def train(out_dir=DATA_DIR, steps: int = 6000, batch_size: int = 16, lr: float =
                 if acc["overall"] >= best:
                     best = acc["overall"]
                     model.save_pretrained(out_dir)
-                    processor.save_pretrained(out_dir)
+                    save_processor(processor, out_dir)
                     log.info("saved to %s (val %.3f)", out_dir, best)
                 if state_path is not None:
                     torch.save(dict(model=model.state_dict(), aux_head=aux_head.state_dict(),
@@ -278,8 +282,8 @@ def load_organism(path=DATA_DIR):
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no trained organism in {path} (config.json missing)")
-    model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
-    return model, AutoProcessor.from_pretrained(path)
+    model = thinker_from_pretrained(Qwen2_5OmniThinkerForConditionalGeneration, path, dtype=torch.float32).eval()
+    return model, processor_from_pretrained(path)
 
 # %% ../nbs/21_organism.ipynb #dcff01a0
 def drop_kinds(*kinds) -> callable:

@@ -33,6 +33,7 @@ from transformers import WhisperFeatureExtractor
 
 import seats_analysis
 from .blocks import CONDITIONS
+from .compat import last_hidden_state
 from .engine import check_thinker, continue_from, drop_tokens
 from .layout import Kind, token_kinds
 from .results import append_jsonl, markdown_table, merge_records, read_parts, trim_torn_line
@@ -145,11 +146,11 @@ def removal_logits(thinker, inputs: Mapping, removals: Mapping[str, Sequence[Kin
     branches = {}
     with torch.no_grad():
         if method == "naive":
-            ref = _last_logits(thinker, thinker.model(**inputs, **forward).last_hidden_state)
+            ref = _last_logits(thinker, last_hidden_state(thinker, **inputs, **forward))
             for name, kinds in removals.items():
                 for k in boundaries:
                     with drop_tokens(thinker, {k: lambda state, kinds=kinds: _keep_without(state, kinds)}):
-                        hidden = thinker.model(**inputs, **forward).last_hidden_state  # (1, S_kept, D)
+                        hidden = last_hidden_state(thinker, **inputs, **forward)  # (1, S_kept, D)
                     branches[name, k] = _last_logits(thinker, hidden)
             return ref, branches
 
@@ -159,7 +160,7 @@ def removal_logits(thinker, inputs: Mapping, removals: Mapping[str, Sequence[Kin
             return state.padding_mask  # the main run keeps everything
 
         with drop_tokens(thinker, {k: branch_off for k in boundaries}):
-            ref = _last_logits(thinker, thinker.model(**inputs, **forward).last_hidden_state)
+            ref = _last_logits(thinker, last_hidden_state(thinker, **inputs, **forward))
     return ref, branches
 
 # %% ../nbs/10_probe.ipynb #5cbf3dc9

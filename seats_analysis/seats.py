@@ -18,6 +18,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from .compat import multimodal_model, text_model
 from .cost import decoder_dims, measured_flops
 from .encoder_attention import encoder_attention, synchronize
 from .engine import drop_tokens
@@ -126,7 +127,7 @@ class PrefillClock:
     @contextmanager
     def installed(self):
         "Hooks on the thinker and its encoders for the duration of the block."
-        model = self.thinker.model
+        model = multimodal_model(self.thinker)
         handles = [self.thinker.register_forward_pre_hook(self._start_call, with_kwargs=True),
                    self.thinker.register_forward_hook(self._end_call, with_kwargs=True)]
         for encoder in (model.visual, model.audio_tower):
@@ -210,7 +211,7 @@ class PrefillMeter:
     @contextmanager
     def installed(self):
         "Within the block: decoder layers and LM head counted, MoE experts run eagerly, tensor memory tracked."
-        modules = [*self.thinker.model.language_model.layers, self.thinker.lm_head]
+        modules = [*text_model(self.thinker).layers, self.thinker.lm_head]
         own_forwards = [module.__dict__.get("forward") for module in modules]
         text = self.thinker.config.get_text_config()
         experts = getattr(text, "_experts_implementation", None)

@@ -10,12 +10,15 @@ __all__ = ['FAMILIES', 'PATCH_SIZE', 'SAMPLE_RATE', 'SPECIAL_TOKENS', 'CHAT_TEMP
 # %% ../nbs/01_testing.ipynb #e1927934
 import numpy as np
 import torch
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers.models import BPE
 from transformers import (BatchFeature, Qwen2_5OmniProcessor, Qwen2_5OmniThinkerConfig,
-                          Qwen2_5OmniThinkerForConditionalGeneration, Qwen2Tokenizer, Qwen2VLImageProcessor,
+                          Qwen2_5OmniThinkerForConditionalGeneration, Qwen2TokenizerFast, Qwen2VLImageProcessor,
                           Qwen2VLVideoProcessor, Qwen3OmniMoeProcessor, Qwen3OmniMoeThinkerConfig,
                           Qwen3OmniMoeThinkerForConditionalGeneration, WhisperFeatureExtractor)
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from .compat import audio_from_video, rope_fields
 from .schedule import Schedule, audio_rates
 
 # %% ../nbs/01_testing.ipynb #f19a2b9b
@@ -42,16 +45,20 @@ def _check_family(family):
         raise ValueError(f"family={family!r} is not one of {FAMILIES}")
 
 # %% ../nbs/01_testing.ipynb #a78ad6a3
-def offline_tokenizer() -> Qwen2Tokenizer:
+def offline_tokenizer() -> Qwen2TokenizerFast:
     "A byte-level Qwen2 tokenizer: one id per byte (0-255), then the Qwen-Omni special tokens."
     vocab = {char: i for i, char in enumerate(bytes_to_unicode().values())}
     vocab.update({token: len(vocab) + i for i, token in enumerate(SPECIAL_TOKENS)})
-    return Qwen2Tokenizer(
-        vocab=vocab, merges=[], unk_token="<|endoftext|>", eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        image_token="<|IMAGE|>", audio_token="<|AUDIO|>", video_token="<|VIDEO|>",
-        vision_bos_token="<|vision_bos|>", vision_eos_token="<|vision_eos|>",
-        audio_bos_token="<|audio_bos|>", audio_eos_token="<|audio_eos|>",
-        additional_special_tokens=list(SPECIAL_TOKENS[1:]))
+    backend = Tokenizer(BPE(vocab=vocab, merges=[], continuing_subword_prefix="", end_of_word_suffix=""))  # no merges
+    backend.normalizer = normalizers.NFC()
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS])
+    named = dict(image_token="<|IMAGE|>", audio_token="<|AUDIO|>", video_token="<|VIDEO|>",
+                 vision_bos_token="<|vision_bos|>", vision_eos_token="<|vision_eos|>",
+                 audio_bos_token="<|audio_bos|>", audio_eos_token="<|audio_eos|>")
+    return Qwen2TokenizerFast(tokenizer_object=backend, unk_token="<|endoftext|>", eos_token="<|im_end|>",
+                              pad_token="<|endoftext|>", extra_special_tokens=named)
 
 # %% ../nbs/01_testing.ipynb #354bfe30
 def offline_processor(family: str = "qwen2_5"):
@@ -89,7 +96,7 @@ def tiny_thinker_config(family: str = "qwen2_5", num_layers: int = 4, hidden_siz
     text = dict(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                 num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
                 max_position_embeddings=4096, rms_norm_eps=1e-6, pad_token_id=tok["pad"], eos_token_id=tok["eos"],
-                rope_parameters=dict(rope_type="default", rope_theta=1e6, mrope_section=mrope_section))
+                **rope_fields(1e6, mrope_section))
     ids = dict(vision_start_token_id=tok["vision_start"], audio_start_token_id=tok["audio_start"],
                audio_end_token_id=tok["audio_end"], pad_token_id=tok["pad"], eos_token_id=tok["eos"])
     if family == "qwen2_5":
@@ -105,7 +112,7 @@ def tiny_thinker_config(family: str = "qwen2_5", num_layers: int = 4, hidden_siz
             position_id_per_seconds=25, seconds_per_chunk=2, **ids)
     text.update(head_dim=head_dim, moe_intermediate_size=hidden_size, num_experts=4, num_experts_per_tok=2,
                 decoder_sparse_step=1, mlp_only_layers=[], norm_topk_prob=True, attention_bias=False)
-    text["rope_parameters"].update(mrope_interleaved=True, interleaved=True)
+    text.update(rope_fields(1e6, mrope_section, mrope_interleaved=True, interleaved=True))
     text.update(text_overrides)
     return Qwen3OmniMoeThinkerConfig(
         text_config=text,
@@ -161,9 +168,8 @@ def make_inputs(processor, questions, clips, system: str | None = None) -> Batch
         texts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
     frames = [clip[0] for clip in clips]
     audio = [clip[1] for clip in clips]
-    return processor(text=texts, videos=frames, audio=audio, load_audio_from_video=True,
-                     audio_from_video_indices=list(range(len(clips))), padding=True, padding_side="left",
-                     return_tensors="pt")
+    return processor(text=texts, videos=frames, audio=audio, padding=True, padding_side="left", return_tensors="pt",
+                     **audio_from_video(len(clips)))
 
 # %% ../nbs/01_testing.ipynb #dbdd8585
 TEST_QUESTIONS = ("What is happening?", "Which colour?")

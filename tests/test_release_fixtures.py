@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from seats_analysis.baselines import METHODS
+from seats_analysis.compat import text_model
 from seats_analysis.layout import Kind
 from seats_analysis.prompts import parse_answer
 from seats_analysis.testing import FAMILIES, clip_batch, tiny_schedule, tiny_thinker
@@ -43,7 +44,7 @@ def _positions_record():
 def _ours(thinker, schedule, inputs, record):
     "Kept original positions per boundary, and the embeddings entering layer 1, of this project's method."
     entering = {}
-    hook = thinker.model.language_model.layers[0].register_forward_pre_hook(
+    hook = text_model(thinker).layers[0].register_forward_pre_hook(
         lambda module, args, kwargs: entering.update(hidden=(args[0] if args else kwargs["hidden_states"])[0].clone()),
         with_kwargs=True)
     try:
