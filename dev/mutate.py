@@ -1,64 +1,161 @@
-"""Mutation testing over the exported modules: does the notebook that owns a module notice a small, realistic bug?
+"""Mutation testing over the exported modules: do the checks that cover a module notice a small, realistic bug?
 
-Each mutant replaces one exact piece of text in a module. The package, the notebooks and `data/` are copied into a
-temporary folder, the text is replaced there in the module and in the notebook's exported cell it came from, and
-that notebook's code cells are run in order (cells marked `#| eval: false` skipped) with the copy first on
-PYTHONPATH. The repository itself is never changed. A mutant is *caught* when a check fails with an
-AssertionError, *crashed* when another exception stops the notebook, *survived* when every cell passes.
+Each mutant replaces one exact piece of text in a module. The package, the notebooks, the tests and `data/` are
+copied into a temporary folder, the text is replaced there in the module and in the exported cell of the notebook
+the module comes from, and the checks of the mutant are run in order: notebooks (their code cells in order, cells
+marked `#| eval: false` skipped) and `tests/*.py` files (with pytest), the copy first on PYTHONPATH. The repository
+itself is never changed. A mutant is *caught* when a check fails with an AssertionError, *crashed* when another
+exception stops every check that failed, *survived* when every check passes. A mutant marked equivalent (it cannot
+change a result; the reason is given) is listed, not run; one whose original text is no longer in its module is
+*stale* (the code changed: update the mutant).
 
     python dev/mutate.py                     # every mutant below
     python dev/mutate.py inner_llm schedule  # the mutants of some modules
+    python dev/mutate.py blocks:3 probe:0    # single mutants, by index in their module's list
+    python dev/mutate.py --list              # the mutants, with their index, without running them
+    python dev/mutate.py --baseline blocks   # the checks of some modules on the unmutated code (must all pass)
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
-OWNER = {"engine": "02_engine", "schedule": "03_schedule", "pre_llm": "04_pre_llm", "inner_llm": "05_inner_llm",
-         "cost": "06_cost"}
+CHECKS = {  # module: the notebooks and test files run against each of its mutants, in order
+    "engine": ["02_engine"], "schedule": ["03_schedule"], "pre_llm": ["04_pre_llm"], "inner_llm": ["05_inner_llm"],
+    "cost": ["06_cost"], "baselines": ["08_baselines"], "probe": ["10_probe"], "blocks": ["11_blocks"],
+    "prompts": ["31_prompts"],
+}
 
-MUTANTS = {  # module: [(original text, mutated text), ...]; each original occurs exactly once in its module
+
+class Mutant(NamedTuple):
+    original: str  # occurs exactly once in the module
+    mutated: str
+    equivalent: str | None = None  # why the mutant cannot change a result (then it is not run)
+    checks: tuple[str, ...] | None = None  # the checks to run instead of the module's
+
+
+def M(original: str, mutated: str, equivalent: str | None = None, checks=None) -> Mutant:
+    return Mutant(original, mutated, equivalent, tuple(checks) if checks else None)
+
+
+MUTANTS = {  # module: [M(original text, mutated text[, equivalent=reason][, checks=...]), ...]
     "inner_llm": [
-        ("total_video, total_audio, temperature)", "total_video, total_audio)"),
-        ("(wv + wa) / 2 * total", "(wv + wa) * total"),
-        ("return max(1, round(keep_ratio * count)) if count else 0", "return max(1, int(keep_ratio * count)) if count else 0"),
-        ("descending=True, stable=True).indices[:count]", "descending=False, stable=True).indices[:count]"),
-        ("allowed = allowed & padding_mask", "allowed = allowed"),
-        ("no_audio = (na > 0) & (ba < 1)", "no_audio = (na < 0) & (ba < 1)"),
+        M("total_video, total_audio, temperature)", "total_video, total_audio)"),
+        M("(wv + wa) / 2 * total", "(wv + wa) * total"),
+        M("return max(1, round(keep_ratio * count)) if count else 0", "return max(1, int(keep_ratio * count)) if count else 0"),
+        M("descending=True, stable=True).indices[:count]", "descending=False, stable=True).indices[:count]"),
+        M("allowed = allowed & padding_mask", "allowed = allowed"),
+        M("no_audio = (na > 0) & (ba < 1)", "no_audio = (na < 0) & (ba < 1)"),
     ],
     "engine": [
-        ("kinds=_take(state.kinds, index).masked_fill(~padding_mask, Kind.TEXT)", "kinds=_take(state.kinds, index)"),
-        ("padding_mask[row, new_len - len(kept):] = True", "padding_mask[row, new_len - len(kept) + 1:] = True"),
-        ("if not keep[:, -1].all():", "if not keep[:, 0].all():"),
-        ("position_ids=_take(state.position_ids, index, batch_dim=1, seq_dim=2)",
-         "position_ids=state.position_ids[:, :, -index.shape[1]:]"),
+        M("kinds=_take(state.kinds, index).masked_fill(~padding_mask, Kind.TEXT)", "kinds=_take(state.kinds, index)"),
+        M("padding_mask[row, new_len - len(kept):] = True", "padding_mask[row, new_len - len(kept) + 1:] = True"),
+        M("if not keep[:, -1].all():", "if not keep[:, 0].all():"),
+        M("position_ids=_take(state.position_ids, index, batch_dim=1, seq_dim=2)",
+          "position_ids=state.position_ids[:, :, -index.shape[1]:]"),
     ],
     "schedule": [
-        ("return min(1.0, self.encoder_ratio_scale * target_ratio)", "return min(1.0, 1.4 * target_ratio)"),
-        ("return self.video_window_grids * grid_h * grid_w // spatial_merge_size ** 2",
-         "return 2 * grid_h * grid_w // spatial_merge_size ** 2"),
-        ("return round(self.audio_window_seconds * self.audio_encoder_frames_per_second)",
-         "return round(self.audio_window_seconds * self.audio_tokens_per_second)"),
-        ("return round(self.audio_window_seconds * self.audio_tokens_per_second)",
-         "return int(self.audio_window_seconds * self.audio_tokens_per_second)"),
+        M("return min(1.0, self.encoder_ratio_scale * target_ratio)", "return min(1.0, 1.4 * target_ratio)"),
+        M("return self.video_window_grids * grid_h * grid_w // spatial_merge_size ** 2",
+          "return 2 * grid_h * grid_w // spatial_merge_size ** 2"),
+        M("return round(self.audio_window_seconds * self.audio_encoder_frames_per_second)",
+          "return round(self.audio_window_seconds * self.audio_tokens_per_second)"),
+        M("return round(self.audio_window_seconds * self.audio_tokens_per_second)",
+          "return int(self.audio_window_seconds * self.audio_tokens_per_second)"),
     ],
     "pre_llm": [
-        ("return min(window_len, max(1, round(ratio * window_len)))", "return min(window_len, max(1, int(ratio * window_len)))"),
-        ("window_budget(total - full_len, ratio))", "window_budget(window_tokens, ratio))"),
-        ("offsets = torch.arange(start, stop, device=features.device)[:, None] * window_tokens",
-         "offsets = torch.arange(start, stop, device=features.device)[:, None] * budget"),
-        ("if num_full and budget >= window_tokens:", "if num_full and budget > window_tokens:"),
+        M("return min(window_len, max(1, round(ratio * window_len)))", "return min(window_len, max(1, int(ratio * window_len)))"),
+        M("window_budget(total - full_len, ratio))", "window_budget(window_tokens, ratio))"),
+        M("offsets = torch.arange(start, stop, device=features.device)[:, None] * window_tokens",
+          "offsets = torch.arange(start, stop, device=features.device)[:, None] * budget"),
+        M("if num_full and budget >= window_tokens:", "if num_full and budget > window_tokens:"),
     ],
     "cost": [
-        ("+ 2 * seq_len ** 2 * attn_width", "+ 2 * seq_len * attn_width"),
-        ("length = cuts.get(num_layers, length)", "length = length"),
-        ("return config.num_experts_per_tok * config.moe_intermediate_size + shared",
-         "return config.num_experts_per_tok * config.moe_intermediate_size"),
+        M("+ 2 * seq_len ** 2 * attn_width", "+ 2 * seq_len * attn_width"),
+        M("length = cuts.get(num_layers, length)", "length = length"),
+        M("return config.num_experts_per_tok * config.moe_intermediate_size + shared",
+          "return config.num_experts_per_tok * config.moe_intermediate_size"),
+    ],
+    "baselines": [
+        M("budget = int(video_ratio * n_video + audio_ratio * n_audio)", "budget = round(video_ratio * n_video + audio_ratio * n_audio)"),
+        M("video, audio = (budget - n_audio) / n_video, 1.0\n    if video < min_video_ratio:",
+          "video, audio = budget / n_video, 1.0\n    if video < min_video_ratio:"),
+        M("video = max(0.0, min(min_video_ratio, budget / n_video))", "video = max(0.0, min_video_ratio)"),
+        M("return min(max(int(ratio * count), 1), count) if ratio > 0 and count else 0",
+          "return min(max(round(ratio * count), 1), count) if ratio > 0 and count else 0"),
+        M("dominant_ratio = max(ratio - contextual_ratio, 0)", "dominant_ratio = max(ratio, 0)"),
+        M("contextual = min(max(round(contextual_ratio * window_len), 1), window_len - dominant)",
+          "contextual = min(max(int(contextual_ratio * window_len), 1), window_len - dominant)"),
+        M("anchors = rest[::max(1, len(rest) // num_contextual)][:num_contextual]", "anchors = rest[:num_contextual]"),
+        M("merged[anchors] = (features[anchors].float() + sums / sizes[:, None])", "merged[anchors] = (sums / sizes[:, None])"),
+        M("ratio = (target * num_layers - after_layers) / (num_layers - after_layers)",
+          "ratio = (target * num_layers - after_layers) / num_layers"),
+        M("state.layers[self.after_layers - 1]", "state.layers[self.after_layers]"),
+        M("return grid_h * grid_w // self.spatial_merge_size ** 2  # one temporal grid",
+          "return grid_h * grid_w // self.spatial_merge_size  # one temporal grid"),
+        M("return {self.after_layers: self.cut}", "return {self.after_layers - 1: self.cut}"),
+        M("picked = windivprune(state.hidden_states[row, positions], None, modality_total(ratio, len(positions)))",
+          "picked = windivprune(state.hidden_states[row, positions], None, truncated_count(ratio, len(positions)))"),
+        M("floor = after_layers / num_layers", "floor = (after_layers - 1) / num_layers"),
+    ],
+    "probe": [
+        M('F.kl_div(logp, ref_logp, reduction="sum", log_target=True)', 'F.kl_div(ref_logp, logp, reduction="sum", log_target=True)'),
+        M("float(logp[ref_logp.argmax()])", "float(logp[logp.argmax()])"),
+        M("float(int(logp[list(options)].argmax()) == answer)", "float(int(ref_logp[list(options)].argmax()) == answer)"),
+        M("return state.padding_mask & ~removed", "return ~removed"),
+        M("removal_logits(thinker, inputs, removals, [l - 1 for l in layers], method, use_audio_in_video)",
+          "removal_logits(thinker, inputs, removals, [l for l in layers], method, use_audio_in_video)"),
+        M("use_audio_in_video = (present[Kind.VIDEO] and present[Kind.AUDIO] if",
+          "use_audio_in_video = (present[Kind.VIDEO] or present[Kind.AUDIO] if"),
+        M("for k in REMOVED_KINDS[c] if not present[k])", "for k in REMOVED_KINDS[c] if present[k])"),
+        M("if i % world == rank]", "if i % world == 0]"),
+        M('success_first = lambda new, old: not new["error"] or bool(old["error"])',
+          'success_first = lambda new, old: not new["error"]'),
+        M('key=lambda r: (r["index"], r["sample"]))', 'key=lambda r: r["sample"])'),
+        M('count[0] += (args[0] if args else kwargs["hidden_states"]).shape[1]',
+          'count[0] += (args[0] if args else kwargs["hidden_states"]).shape[0]'),
+        M("not 1 <= layer <= num_layers:", "not 1 <= layer < num_layers:"),
+    ],
+    "blocks": [
+        M("within = s >= 1 - late_tolerance - ROUNDING", "within = s >= 1 - late_tolerance"),
+        M("late = int(np.argmax(from_here_on)) + 1 if", "late = int(np.argmax(from_here_on)) if"),
+        M("from_here_on = np.logical_and.accumulate(within[::-1])[::-1]", "from_here_on = within"),
+        M("recovered = s >= middle_fraction - ROUNDING", "recovered = s > middle_fraction"),
+        M("increasing=higher_is_better).x", "increasing=True).x"),
+        M("worst = float(fitted.min() if higher_is_better else fitted.max())", "worst = float(fitted.min())"),
+        M("return sign * (fitted - worst) / damage, worst", "return (fitted - worst) / damage, worst"),
+        M("return worst + fraction * (reference - worst)", "return fraction * (reference - worst)"),
+        M("BLOCK_NAMES[(layer >= self.middle_block_layer)", "BLOCK_NAMES[(layer > self.middle_block_layer)"),
+        M("[(1 - confidence) / 2, (1 + confidence) / 2]", "[1 - confidence, confidence]"),
+        M("np.where(layer < middle_block_layer, shallow,", "np.where(layer <= middle_block_layer, shallow,"),
+        M('keep &= ds["error"].astype(str) == ""', 'keep &= True'),
+        M("return [middle_block_layer + k * n // (num_drops + 1) for k in range(num_drops)]",
+          "return [middle_block_layer + k * n // num_drops for k in range(num_drops)]"),
+        M("late_threshold=_threshold(1 - late_tolerance,", "late_threshold=_threshold(late_tolerance,"),
+    ],
+    "prompts": [
+        M('return f"{QWEN_SYSTEM_PROMPT} {ANSWER_SENTENCE}" if _spec(benchmark).system_prompt else ""',
+          'return f"{QWEN_SYSTEM_PROMPT} {ANSWER_SENTENCE}" if not _spec(benchmark).system_prompt else ""'),
+        M('choices="\\n".join(record.options))', 'choices=" ".join(record.options))'),
+        M("return found[last_bracket.index(max(last_bracket))]", "return found[last_bracket.index(min(last_bracket))]"),
+        M("if len(text.split()) > 5:", "if len(text.split()) >= 5:"),
+        M("text = text[:start] + text[end + len(end_tag):]", "text = text[:start] + text[end:]"),
+        M("text = text.rsplit(end_tag, 1)[-1]", "text = text.split(end_tag, 1)[-1]"),
+        M('found = re.search("[ABCD]", text)', 'found = re.search("[A-Z]", text)'),
+        M('at = text.rfind(fmt.replace("X", c))', 'at = text.find(fmt.replace("X", c))'),
+        M("if core.startswith(c) and (len(core) == 1 or not core[1].isalpha()):",
+          "if core.startswith(c) and (len(core) == 1 or core[1].isalpha()):"),
+        M('return found.pop() if len(found) == 1 else ""', 'return found.pop() if found else ""'),
+        M('"overall": 100.0 * sum(counted) / len(counted)', '"overall": 100.0 * sum(counted) / len(results)'),
+        M('groups[value].setdefault(r["id"] if dedup else k, hit)', 'groups[value][r["id"] if dedup else k] = hit'),
+        M('return parse_strict(response, letters or "ABCD")', 'return parse_strict(response)'),
     ],
 }
 
@@ -87,51 +184,117 @@ print("survived")
 """
 
 
-def run_mutant(module: str, original: str, mutated: str, timeout: int = 900) -> tuple[str, str]:
-    "Apply one mutant in a temporary copy and run the owning notebook: (verdict, detail)."
+def _source_notebook(text: str) -> str:
+    "The notebook a module is exported from, read from its header."
+    return re.search(r"File to edit: \.\./nbs/(\S+)\.ipynb", text)[1]
+
+
+def _run_check(tmp: Path, check: str, timeout: int) -> tuple[str, str]:
+    "Run one notebook (by name) or tests file (by path) in the copy: (verdict, detail)."
+    env = {**os.environ, "PYTHONPATH": str(tmp), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if check.startswith("tests/"):
+        command, cwd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", check], tmp
+    else:
+        command, cwd = [sys.executable, str(tmp / "runner.py"), str(tmp / "nbs" / f"{check}.ipynb")], tmp / "nbs"
+    try:
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", f"{check}: over {timeout} s"
+    if check.startswith("tests/"):
+        if done.returncode == 0:
+            return "survived", check
+        failed = [l for l in done.stdout.splitlines() if l.startswith(("E ", "FAILED", "ERROR"))]
+        verdict = "caught" if any("AssertionError" in l or l.startswith("E       assert") for l in failed) else "crashed"
+        return verdict, f"{check}: {failed[-1][:200] if failed else done.stdout[-200:]}"
+    lines = done.stdout.strip().splitlines() or done.stderr.strip().splitlines()[-1:] or [""]
+    verdict = lines[-1].split()[0] if lines[-1] else "crashed"
+    return (verdict if verdict in ("caught", "crashed", "survived") else "crashed"), f"{check}: {lines[-1]}"
+
+
+def run_mutant(module: str, mutant: Mutant, timeout: int = 900) -> tuple[str, str]:
+    "Apply one mutant in a temporary copy and run its checks until one catches it: (verdict, detail)."
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for name in ("seats_analysis", "nbs", "data"):
-            shutil.copytree(REPO / name, tmp / name)
-        shutil.copy(REPO / "settings.ini", tmp / "settings.ini")
-        source = tmp / "seats_analysis" / f"{module}.py"
-        text = source.read_text()
-        if text.count(original) != 1:
-            return "skipped", f"{text.count(original)} matches in {module}.py"
-        source.write_text(text.replace(original, mutated))
-        notebook = tmp / "nbs" / f"{OWNER[module]}.ipynb"
-        nb = json.loads(notebook.read_text())
-        cells = [c for c in _exported_cells(nb) if original in "".join(c["source"])]
-        if len(cells) != 1:
-            return "skipped", f"{len(cells)} exported cells of {notebook.name} hold the text"
-        cells[0]["source"] = "".join(cells[0]["source"]).replace(original, mutated).splitlines(keepends=True)
-        notebook.write_text(json.dumps(nb))
+        for name in ("seats_analysis", "nbs", "data", "tests", "dev"):
+            shutil.copytree(REPO / name, tmp / name, ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("settings.ini", "pyproject.toml", "README.md"):
+            shutil.copy(REPO / name, tmp / name)
         (tmp / "runner.py").write_text(RUNNER)
-        try:
-            done = subprocess.run([sys.executable, str(tmp / "runner.py"), str(notebook)], cwd=tmp / "nbs",
-                                  env={**os.environ, "PYTHONPATH": str(tmp), "OMP_NUM_THREADS": "1"},
-                                  capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return "timeout", f"over {timeout} s"
-        lines = done.stdout.strip().splitlines() or done.stderr.strip().splitlines()[-1:] or [""]
-        return lines[-1].split()[0], lines[-1]
+        if mutant is not None:
+            source = tmp / "seats_analysis" / f"{module}.py"
+            text = source.read_text()
+            if text.count(mutant.original) == 0:
+                return "stale", f"the original text is no longer in {module}.py"
+            if text.count(mutant.original) > 1:
+                return "ambiguous", f"{text.count(mutant.original)} matches in {module}.py"
+            source.write_text(text.replace(mutant.original, mutant.mutated))
+            notebook = tmp / "nbs" / f"{_source_notebook(text)}.ipynb"
+            nb = json.loads(notebook.read_text())
+            cells = [c for c in _exported_cells(nb) if mutant.original in "".join(c["source"])]
+            if len(cells) != 1:
+                return "stale", f"{len(cells)} exported cells of {notebook.name} hold the text"
+            cells[0]["source"] = "".join(cells[0]["source"]).replace(mutant.original, mutant.mutated).splitlines(keepends=True)
+            notebook.write_text(json.dumps(nb))
+        checks = (mutant.checks if mutant is not None and mutant.checks else None) or CHECKS[module]
+        results = []
+        for check in checks:
+            verdict, detail = _run_check(tmp, check, timeout)
+            if verdict == "caught":
+                return verdict, detail
+            results.append((verdict, detail))
+        failed = [r for r in results if r[0] != "survived"]
+        return failed[0] if failed else ("survived", ", ".join(checks))
 
 
-def main(modules: list[str]):
-    tally = {}
-    for module in modules:
-        for original, mutated in MUTANTS[module]:
+VERDICTS = ("caught", "crashed", "survived", "equivalent", "stale")
+
+
+def _selected(args: list[str]) -> list[tuple[str, int]]:
+    "(module, index) of the mutants named on the command line (all when none)."
+    picked = []
+    for arg in args or [m for m in MUTANTS if MUTANTS[m]]:
+        module, _, index = arg.partition(":")
+        if module not in MUTANTS:
+            raise SystemExit(f"unknown module {module!r}; one of {sorted(MUTANTS)}")
+        picked += [(module, int(index))] if index else [(module, i) for i in range(len(MUTANTS[module]))]
+    return picked
+
+
+def main(args: list[str]):
+    if "--list" in args:
+        for module, i in _selected([a for a in args if a != "--list"]):
+            mutant = MUTANTS[module][i]
+            print(f"{module}:{i:<3d} {mutant.original!r} -> {mutant.mutated!r}"
+                  + (f"  [equivalent: {mutant.equivalent}]" if mutant.equivalent else ""))
+        return
+    if "--baseline" in args:
+        for module in [a for a in args if a != "--baseline"] or list(CHECKS):
             start = time.time()
-            verdict, detail = run_mutant(module, original, mutated)
-            tally.setdefault(module, {}).setdefault(verdict, 0)
-            tally[module][verdict] += 1
-            print(f"{module:10s} {verdict:9s} {time.time() - start:6.0f} s  {original!r} -> {mutated!r}  [{detail}]",
-                  flush=True)
-    print("\n| module | " + " | ".join(("caught", "crashed", "survived", "other")) + " |")
+            verdict, detail = run_mutant(module, None)
+            print(f"{module:10s} {'passes' if verdict == 'survived' else 'FAILS ' + verdict:9s} "
+                  f"{time.time() - start:6.0f} s  [{detail}]", flush=True)
+        return
+    tally = {}
+    for module, i in _selected(args):
+        mutant, start = MUTANTS[module][i], time.time()
+        if mutant.equivalent:
+            verdict, detail = "equivalent", mutant.equivalent
+        else:
+            verdict, detail = run_mutant(module, mutant)
+        counts = tally.setdefault(module, dict.fromkeys(VERDICTS + ("other",), 0))
+        counts[verdict if verdict in VERDICTS else "other"] += 1
+        print(f"{module}:{i:<3d} {verdict:10s} {time.time() - start:5.0f} s  {mutant.original!r} -> {mutant.mutated!r}"
+              f"  [{detail}]", flush=True)
+    print("\n| module | " + " | ".join(VERDICTS + ("other",)) + " |")
+    print("|---" * (len(VERDICTS) + 2) + "|")
     for module, counts in tally.items():
-        other = sum(v for k, v in counts.items() if k not in ("caught", "crashed", "survived"))
-        print(f"| {module} | {counts.get('caught', 0)} | {counts.get('crashed', 0)} | {counts.get('survived', 0)} | {other} |")
+        print(f"| {module} | " + " | ".join(str(counts[v]) for v in VERDICTS + ("other",)) + " |")
+    total = {v: sum(c[v] for c in tally.values()) for v in VERDICTS + ("other",)}
+    print("| total | " + " | ".join(str(total[v]) for v in VERDICTS + ("other",)) + " |")
+    run = total["caught"] + total["crashed"] + total["survived"]
+    if run:
+        print(f"\ncaught by an assertion: {total['caught']} of {run} non-equivalent mutants ({total['caught'] / run:.0%})")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or [m for m in MUTANTS if MUTANTS[m]])
+    main(sys.argv[1:])
