@@ -63,9 +63,11 @@ def on_device(inputs, thinker) -> dict:
 
 
 # %% ../nbs/09_bench.ipynb #b457b147
-def _prefill(thinker, method, schedule, video_ratio: float, audio_ratio: float, inputs, measure: bool = False) -> dict:
-    "One prefill of `inputs` under `method`: retention, FLOPs and latency (with `measure`, the selection's operations)."
-    with torch.no_grad(), method(thinker, schedule, video_ratio, audio_ratio, measure=measure) as run:
+def _prefill(thinker, method, schedule, video_ratio: float, audio_ratio: float, inputs, count_ops: bool = False) -> dict:
+    "One prefill of `inputs` under `method`: retention, FLOPs and latency (with `count_ops`, the selection's operations)."
+    with torch.no_grad(), method(thinker, schedule, video_ratio, audio_ratio) as run:
+        if count_ops:
+            run.count_operations()
         thinker(**inputs, use_audio_in_video=True)
     latency = run.latency
     return dict(video_retention=run.retention["video"], audio_retention=run.retention["audio"], flops=run.flops,
@@ -85,7 +87,7 @@ def benchmark_prefill(thinker=None, inputs=None, schedule=None, methods: dict | 
                       progress: bool = True) -> pd.DataFrame:
     """Every method at every setting: retention, FLOPs reduction, speed-up, selection time and operations.
 
-    A first pass runs every prefill once with `measure=True` to count the selection's operations; it also warms
+    A first pass runs every prefill once counting the selection's operations (`PruningRun.count_operations`); it warms
     the machine up. Then `repeats` timed passes, each running every method and setting once."""
     thinker = bench_thinker() if thinker is None else thinker
     inputs = on_device(clip_inputs() if inputs is None else inputs, thinker)
@@ -100,7 +102,7 @@ def benchmark_prefill(thinker=None, inputs=None, schedule=None, methods: dict | 
         counted = {}
         for name, setting, video_ratio, audio_ratio in runs:
             counted[name, setting] = _prefill(thinker, method_of(name), schedule, video_ratio, audio_ratio, inputs,
-                                              measure=True)["selection_ops"]
+                                              count_ops=True)["selection_ops"]
             bar.update()
         for _ in range(repeats):
             for name, setting, video_ratio, audio_ratio in runs:
@@ -198,7 +200,7 @@ def clip_scaling(thinker=None, schedule="qwen2_5_omni_7b", methods: dict | None 
         inputs = on_device(clip_inputs(seconds=factor * base_seconds), thinker)
         kinds = token_kinds(inputs["input_ids"], thinker.config)[0].cpu()
         for name, method in methods.items():
-            counted = _prefill(thinker, method, schedule, video_ratio, audio_ratio, inputs, measure=True)
+            counted = _prefill(thinker, method, schedule, video_ratio, audio_ratio, inputs, count_ops=True)
             timed = [_prefill(thinker, method, schedule, video_ratio, audio_ratio, inputs) for _ in range(repeats)]
             rows.append(dict(method=name, setting=setting, factor=factor, seconds=factor * base_seconds,
                              tokens=len(kinds), windows=len(temporal_windows(kinds)),

@@ -119,6 +119,12 @@ class PrefillClock:
         latency.selection += seconds - seconds_before
         latency.selection_ops += ops - ops_before
 
+    def count_operations(self):
+        "From now on, also count the tensor operations the selection dispatches (statistic and selectors)."
+        self.count_ops = True
+        if self.recorder is not None:
+            self.recorder.count_ops = True
+
     def timed(self, selector):
         "`selector`, with its time counted as selection."
         def timed_selector(state):
@@ -309,6 +315,11 @@ class PruningRun:
     def latencies(self) -> list:
         "`Latency` of each prefill."
         return self.clock.latencies
+
+    def count_operations(self) -> "PruningRun":
+        "Count the selection's dispatched operations in the prefills that follow (as `measure=True` does, without its FLOP count)."
+        self.clock.count_operations()
+        return self
 
     @property
     def latency(self) -> Latency:
