@@ -232,6 +232,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--seed", type=int, default=0, help="seed of Daily-Omni's random fallback")
     parser.add_argument("--retry-errors", action="store_true",
                         help="run again the samples that failed in the results files under --out")
+    parser.add_argument("--skip-malformed", action="store_true",
+                        help="leave out annotation rows that cannot be read (counted in a warning) instead of stopping")
     parser.add_argument("--max-errors", type=count,
                         help="exit with status 1 when a cell has more failed samples than this (all cells still run)")
     return parser
@@ -326,7 +328,8 @@ def _sweep(args) -> int:
         table = sweep(thinker, processor, args.benchmarks, args.methods, args.ratios, args.out,
                       data_root=args.data_root, records=records, schedule=schedule, mode=args.mode,
                       max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, progress=not args.quiet,
-                      retry_errors=args.retry_errors, max_errors=args.max_errors)
+                      retry_errors=args.retry_errors, max_errors=args.max_errors,
+                      on_error="skip" if args.skip_malformed else "raise")
     except TooManyFailures as failure:
         if state.is_main_process:
             print(f"seats-analysis sweep: {failure}; the summary under {args.out} counts them", file=sys.stderr)

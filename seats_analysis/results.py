@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['append_jsonl', 'read_jsonl', 'trim_torn_line', 'read_parts', 'merge_records', 'digest', 'file_digest',
-           'weights_digest', 'model_fingerprint', 'fingerprint_changes', 'check_fingerprint', 'StoreBusy',
+           'weights_digest', 'model_fingerprint', 'fingerprint_changes', 'check_fingerprint', 'StoreBusy', 'lock_file',
            'writer_lock', 'check_records_file', 'markdown_table']
 
 # %% ../nbs/13_results.ipynb #65bcec53
@@ -176,11 +176,16 @@ def _field(fingerprint: dict, dotted: str):
 class StoreBusy(RuntimeError):
     "Another process is writing the same results file."
 
+def lock_file(path: str | Path) -> Path:
+    "The lock file of a results file: hidden beside it, so that listings of results and parts never show it."
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
 @contextmanager
 def writer_lock(path: str | Path):
-    "Hold `<path>.lock` while writing `path`; a second writer is refused at once with `StoreBusy`."
+    "Hold `lock_file(path)` while writing `path`; a second writer is refused at once with `StoreBusy`."
     path = Path(path)
-    lock = filelock.FileLock(path.with_name(path.name + ".lock"))
+    lock = filelock.FileLock(lock_file(path))
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
