@@ -125,15 +125,19 @@ def _config_fields(value):
         return {k: _config_fields(v) for k, v in value.items() if k not in _UNSTORED_CONFIG}
     return value
 
+_SAME_WIDTH_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
 def weights_digest(model: torch.nn.Module) -> str:
-    "A digest of a model's parameters and buffers, computed on their device: per tensor its name, shape, dtype, sum, sum of squares, first and last value."
+    """A digest of a model's parameters and buffers, computed where they are: per tensor its name, shape and dtype,
+    and integer sums of its values' bit patterns (exact, so equal on every device and thread count)."""
     names, stats = [], []
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
-            flat = tensor.detach().reshape(-1).double()
+            bits = tensor.detach().reshape(-1).view(_SAME_WIDTH_INT[tensor.element_size()])
             names.append((name, list(tensor.shape), str(tensor.dtype)))
-            if flat.numel():
-                stats.append(torch.stack([flat.sum(), flat.square().sum(), flat[0], flat[-1]]))
+            if bits.numel():
+                stats.append(torch.stack([bits.sum(dtype=torch.int64), bits[1::2].sum(dtype=torch.int64),
+                                          bits[0].long(), bits[-1].long()]))
     return digest(names, torch.stack(stats).cpu() if stats else [])
 
 def model_fingerprint(model: torch.nn.Module) -> dict:
