@@ -118,7 +118,8 @@ class PreLLM:
                 if ratios[kind] == 0:  # a target of 0: none of the modality enters the LLM
                     keep[row, where] = False
                 elif self.omni or kind == Kind.VIDEO:
-                    keep[row, where] = self.choose(state, row, where, kind, ratios[kind])
+                    with torch.profiler.record_function(f"select.{type(self).__name__.lower()}.{MODALITIES[kind]}"):
+                        keep[row, where] = self.choose(state, row, where, kind, ratios[kind])
                 else:  # a vision method has no criterion for audio: the release drops it at random
                     keep[row, where] = _random_keep(self.generator, len(where), truncated_count(ratios[kind], len(where)),
                                                     keep.device)
@@ -179,23 +180,8 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 def visionzip_window(features: torch.Tensor, attention: torch.Tensor, keys: torch.Tensor, num_dominant: int,
                      num_contextual: int) -> tuple[torch.BoolTensor, torch.Tensor]:
     "Keep mask (N,) of one window and its features (N, D), each contextual anchor plus the mean of the rest of its group."
-    n = len(features)
-    keep = _mask(n, torch.sort(attention, descending=True, stable=True).indices[:num_dominant])
-    merged = features.clone()
-    rest = (~keep).nonzero().flatten()
-    num_contextual = min(num_contextual, len(rest))
-    if num_contextual <= 0:
-        return keep, merged
-    anchors = rest[::max(1, len(rest) // num_contextual)][:num_contextual]
-    keep[anchors] = True
-    others = rest[~torch.isin(rest, anchors)]
-    if len(others):
-        owner = (_unit(keys[others]) @ _unit(keys[anchors]).T).argmax(dim=1)  # anchor index of each other token
-        sums = torch.zeros(len(anchors), features.shape[-1], device=features.device).index_add(
-            0, owner, features[others].float())  # (c, D)
-        sizes = torch.bincount(owner, minlength=len(anchors)).clamp(min=1)  # (c,)
-        merged[anchors] = (features[anchors].float() + sums / sizes[:, None]).to(features.dtype)
-    return keep, merged
+    keep, merged = _visionzip_windows(features[None], attention[None], keys[None], num_dominant, num_contextual)
+    return keep[0], merged[0]
 
 class VisionZip(PreLLM):
     "Keep the most attended tokens of each window and merge the rest into a few contextual tokens."
@@ -235,15 +221,17 @@ class VisionZip(PreLLM):
             if name not in statistic.values:
                 continue
             items = statistic.item_index(name)[row, positions]  # item of each position (-1: other kind)
-            for item in items.unique()[items.unique() >= 0].tolist():
+            for item in items.unique()[items.unique() >= 0].tolist():  # each video or audio of the row
                 local = (items == item).nonzero().flatten()  # indices into `positions`
                 window = self._window_tokens(statistic, name, item)
-                for start in range(0, len(local), window):
-                    chunk = local[start:start + window]
-                    where = positions[chunk]
-                    dominant, contextual = visionzip_counts(len(chunk), ratio, self.contextual_ratio)
-                    keep[chunk], merged = visionzip_window(state.hidden_states[row, where], scores[where], keys[where],
-                                                           dominant, contextual)
+                full = len(local) // window * window
+                for chunk in (local[:full].view(-1, window), local[full:][None]):  # whole windows at once, then the rest
+                    if not chunk.numel():
+                        continue
+                    where = positions[chunk]  # (W, N)
+                    dominant, contextual = visionzip_counts(chunk.shape[1], ratio, self.contextual_ratio)
+                    keep[chunk], merged = _visionzip_windows(state.hidden_states[row, where], scores[where], keys[where],
+                                                             dominant, contextual)
                     state.hidden_states[row, where] = merged
         return keep
 
@@ -258,6 +246,34 @@ def visionzip(thinker, schedule, video_ratio: float, audio_ratio: float, omni: b
     with pruning(thinker, "visionzip-om" if omni else "visionzip", method.selectors, method.statistic_settings(),
                  measure=measure) as run:
         yield run
+
+# %% ../nbs/08_baselines.ipynb #1c9a50cb
+def _visionzip_windows(features: torch.Tensor, attention: torch.Tensor, keys: torch.Tensor, num_dominant: int,
+                       num_contextual: int) -> tuple[torch.BoolTensor, torch.Tensor]:
+    "`visionzip_window` on W equal windows at once: features (W, N, D), attention (W, N), keys (W, N, d)."
+    num_windows, n, _ = features.shape
+    windows = torch.arange(num_windows, device=features.device)[:, None]  # (W, 1)
+    dominant = torch.sort(attention, descending=True, stable=True).indices[:, :num_dominant]  # (W, n_d)
+    keep = torch.zeros(num_windows, n, dtype=torch.bool, device=features.device)
+    keep[windows, dominant] = True
+    merged = features.clone()
+    rest = (~keep).nonzero()[:, 1].view(num_windows, -1)  # (W, R): the other tokens of each window, in order
+    num_contextual = min(num_contextual, rest.shape[1])
+    if num_contextual <= 0:
+        return keep, merged
+    slots = torch.arange(rest.shape[1], device=features.device)
+    anchor_slots = slots[::max(1, rest.shape[1] // num_contextual)][:num_contextual]  # (c,) the same in every window
+    anchors, others = rest[:, anchor_slots], rest[:, ~torch.isin(slots, anchor_slots)]  # (W, c), (W, R - c)
+    keep[windows, anchors] = True
+    if others.shape[1]:
+        owner = (_unit(keys[windows, others]) @ _unit(keys[windows, anchors]).transpose(1, 2)).argmax(dim=2)  # (W, R-c)
+        group = (windows * num_contextual + owner).flatten()  # anchor of each other token, numbered over all windows
+        sums = torch.zeros(num_windows * num_contextual, features.shape[-1], device=features.device).index_add(
+            0, group, features[windows, others].flatten(0, 1).float())  # (W c, D)
+        sizes = torch.bincount(group, minlength=num_windows * num_contextual).clamp(min=1)  # (W c,)
+        mean = (sums / sizes[:, None]).view(num_windows, num_contextual, -1)  # (W, c, D)
+        merged[windows, anchors] = (features[windows, anchors].float() + mean).to(features.dtype)
+    return keep, merged
 
 # %% ../nbs/08_baselines.ipynb #feae99cb
 def fastv_keep_ratio(target: float, num_layers: int, after_layers: int, variant: str = "release") -> float:
@@ -308,8 +324,9 @@ class FastV:
 
     def cut(self, state) -> torch.Tensor:
         "Boundary K: keep each modality's share with the highest attention from the last token."
-        scores = query_relevance(state.hidden_states, state.layers[self.after_layers - 1], state.position_embeddings,
-                                 last_token_index(state.padding_mask), state.padding_mask)  # (B, S)
+        with torch.profiler.record_function("select.fastv.score"):
+            scores = query_relevance(state.hidden_states, state.layers[self.after_layers - 1], state.position_embeddings,
+                                     last_token_index(state.padding_mask), state.padding_mask)  # (B, S)
         keep = state.padding_mask.clone()
         for row in range(keep.shape[0]):
             positions = {kind: _positions(state, row, kind) for kind in MODALITIES}

@@ -232,6 +232,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--seed", type=int, default=0, help="seed of Daily-Omni's random fallback")
     parser.add_argument("--retry-errors", action="store_true",
                         help="run again the samples that failed in the results files under --out")
+    parser.add_argument("--skip-malformed", action="store_true",
+                        help="leave out annotation rows that cannot be read (counted in a warning) instead of stopping")
     parser.add_argument("--max-errors", type=count,
                         help="exit with status 1 when a cell has more failed samples than this (all cells still run)")
     return parser
@@ -255,6 +257,9 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--method", default="shared", choices=PROBE_METHODS,
                         help="shared: one prefix pass for every removal; naive: a full pass each")
     parser.add_argument("--seed", type=int, default=0, help="seed of the organism's test items")
+    parser.add_argument("--retry-errors", action="store_true", help="probe again the samples that failed in --out")
+    parser.add_argument("--max-errors", type=count,
+                        help="exit with status 1 when more samples than this have failed (the table is still written)")
     return parser
 
 # %% ../nbs/40_cli.ipynb #a1c0e00b
@@ -303,11 +308,16 @@ def _probe(args) -> int:
     samples = _probe_samples(args, processor)
     model_name = "seats-analysis/organism" if args.model == ORGANISM else str(args.model)
     table = probe(thinker, samples, conditions=args.conditions, metrics=args.metrics, method=args.method,
-                  path=args.out, model_name=model_name, progress=not args.quiet)
+                  path=args.out, model_name=model_name, retry_errors=args.retry_errors, progress=not args.quiet)
+    failed = int((table.error != "").sum())
     if state.is_main_process:
-        failed = int((table.error != "").sum())
         print(f"Probed {table.sizes['sample']} samples ({failed} failed) at {table.sizes['layer']} layers; "
               f"wrote {Path(args.out) / TABLE_FILE}")
+    if args.max_errors is not None and failed > args.max_errors:
+        if state.is_main_process:
+            print(f"seats-analysis probe: {failed} samples failed, more than --max-errors {args.max_errors}; "
+                  "--retry-errors probes them again", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -326,7 +336,8 @@ def _sweep(args) -> int:
         table = sweep(thinker, processor, args.benchmarks, args.methods, args.ratios, args.out,
                       data_root=args.data_root, records=records, schedule=schedule, mode=args.mode,
                       max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, progress=not args.quiet,
-                      retry_errors=args.retry_errors, max_errors=args.max_errors)
+                      retry_errors=args.retry_errors, max_errors=args.max_errors,
+                      on_error="skip" if args.skip_malformed else "raise")
     except TooManyFailures as failure:
         if state.is_main_process:
             print(f"seats-analysis sweep: {failure}; the summary under {args.out} counts them", file=sys.stderr)

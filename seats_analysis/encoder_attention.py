@@ -4,15 +4,17 @@
 
 # %% auto #0
 __all__ = ['MAX_LOGITS', 'ENCODER_KINDS', 'attention_received', 'vision_qk', 'vision_statistic', 'audio_statistic',
-           'EncoderStatistic', 'synchronize', 'EncoderAttention', 'encoder_attention']
+           'EncoderStatistic', 'synchronize', 'OpCounter', 'EncoderAttention', 'encoder_attention']
 
 # %% ../nbs/04a_encoder_attention.ipynb #ba8197b7
 import functools
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
+from torch.profiler import record_function
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
 
 from .compat import (multimodal_model, qwen3_audio_frames, rotate_vision, vision_rotary,
@@ -162,6 +164,18 @@ def synchronize(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
+class OpCounter(TorchDispatchMode):
+    "Within the block: how many tensor operations (aten kernels, as a GPU would launch them) were dispatched."
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "aten":
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
 def _argument(args: tuple, kwargs: dict, name: str, position: int):
     "A call's argument by keyword, or by position."
     return kwargs[name] if name in kwargs else (args[position] if len(args) > position else None)
@@ -170,7 +184,7 @@ class EncoderAttention:
     "Hooks that record the encoder attention statistic of every thinker forward."
 
     def __init__(self, thinker, video_window_grids: int | None = 2, audio_window_frames: int | None = 100,
-                 keys: bool = False, max_elements: int = MAX_LOGITS):
+                 keys: bool = False, max_elements: int = MAX_LOGITS, count_ops: bool = False):
         for name, value in (("video_window_grids", video_window_grids), ("audio_window_frames", audio_window_frames)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name}={value!r} must be an int >= 1 (or None to skip that encoder)")
@@ -181,6 +195,7 @@ class EncoderAttention:
         self.current = EncoderStatistic(config=thinker.config)  # being filled for the coming (or running) forward
         self._completed = EncoderStatistic(config=thinker.config)
         self.seconds = 0.0
+        self.count_ops, self.ops = count_ops, 0  # with `count_ops`: tensor operations of the statistic
         self._vision_kind, self._vision_call, self._feature_lens = "video", None, None
 
     @property
@@ -222,14 +237,16 @@ class EncoderAttention:
         "Note the mel lengths of this audio call's items."
         self._feature_lens = _argument(args, kwargs, "feature_lens", 1)
 
-    def _timed(self, device, compute):
-        "Run `compute()`, adding its wall-clock time to `self.seconds`."
+    def _timed(self, device, compute, kind: str):
+        "Run `compute()`, adding its wall-clock time to `self.seconds` (and, counting, its operations to `self.ops`)."
         synchronize(device)
         start = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), record_function(f"select.statistic.{kind}"), \
+                OpCounter() if self.count_ops else nullcontext() as counter:
             result = compute()
         synchronize(device)
         self.seconds += time.perf_counter() - start
+        self.ops += counter.count if self.count_ops else 0
         return result
 
     def _store(self, kind: str, result):
@@ -246,7 +263,7 @@ class EncoderAttention:
         position_embeddings = vision_rotary(kwargs)
         result = self._timed(hidden_states.device, lambda: vision_statistic(
             module, hidden_states, position_embeddings, grid_thw, self.video_window_grids, merge, window_index,
-            self.record_keys, self.max_elements))
+            self.record_keys, self.max_elements), "video")
         self._store(kind, result)
 
     def _audio_frames(self) -> list[int]:
@@ -266,7 +283,8 @@ class EncoderAttention:
             raise RuntimeError(f"audio frames {frames} do not add up to the encoder's {hidden_states.shape[0]} frames")
         pool_pairs = self.family == "qwen2_5"
         result = self._timed(hidden_states.device, lambda: audio_statistic(
-            module, hidden_states, frames, self.audio_window_frames, pool_pairs, self.record_keys, self.max_elements))
+            module, hidden_states, frames, self.audio_window_frames, pool_pairs, self.record_keys, self.max_elements),
+            "audio")
         self._store("audio", result)
         self.current.item_lengths["audio"] = [(n - 2) // 2 + 1 if pool_pairs else n for n in frames]
 
@@ -302,7 +320,8 @@ class EncoderAttention:
 
 @contextmanager
 def encoder_attention(thinker, video_window_grids: int | None = 2, audio_window_frames: int | None = 100,
-                      keys: bool = False, max_elements: int = MAX_LOGITS):
+                      keys: bool = False, max_elements: int = MAX_LOGITS, count_ops: bool = False):
     "Within the block, the encoders' last-layer attention statistic of every thinker forward is recorded."
-    with EncoderAttention(thinker, video_window_grids, audio_window_frames, keys, max_elements).installed() as recorder:
+    with EncoderAttention(thinker, video_window_grids, audio_window_frames, keys, max_elements,
+                          count_ops).installed() as recorder:
         yield recorder

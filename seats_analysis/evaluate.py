@@ -35,8 +35,8 @@ from .figures import tradeoff_figure
 from .layout import Kind
 from .prompts import PARSE_MODES, build_messages, chat_text, parse_answer, score
 from .results import (append_jsonl, check_fingerprint, check_records_file, digest, file_digest,
-                                    merge_records, model_fingerprint, read_jsonl, read_parts, trim_torn_line,
-                                    writer_lock)
+                                    lock_file, merge_records, model_fingerprint, read_jsonl, read_parts,
+                                    trim_torn_line, writer_lock)
 from .schedule import check_ratio
 
 # %% auto #0
@@ -55,18 +55,32 @@ class EvalSpec:
     "How the harness loads, prompts, parses and scores one multiple-choice benchmark."
     name: str
     title: str
-    load: Callable[[Path], list]     # the benchmark's data folder -> records
+    load: Callable[..., list]        # (the benchmark's data folder, on_error="raise"|"skip") -> records
     media: Callable[..., tuple]      # (record, **kwargs) -> (frames uint8 (T, H, W, 3), audio float32 16 kHz | None)
     messages: Callable[[Any], list]  # record -> chat messages (system, then user with one video item)
     parse: Callable[..., str]        # (response, record, mode, rng) -> letter ("" when none)
     score: Callable[[list], dict]    # result rows -> {"overall": accuracy x100, "by": {field: {value: x100}}, ...}
 
 
+def _records(name: str, folder: Path, on_error: str) -> list:
+    "The records of a published benchmark's data folder; with on_error='skip', unreadable rows left out with a warning."
+    loaded = load_benchmark(name, folder / "annotations", folder / "media", on_error=on_error)
+    if loaded.skipped:
+        warnings.warn(f"{name}: left out {sum(loaded.skipped.values())} row(s) that could not be read "
+                      f"{dict(loaded.skipped)}; first: {loaded.problems[0]}")
+    return loaded.records
+
+
+def _load_records(spec: EvalSpec, folder: Path, on_error: str = "raise") -> list:
+    "A spec's records from its data folder (`on_error` passed only when not the default: a user's spec may lack it)."
+    return spec.load(folder) if on_error == "raise" else spec.load(folder, on_error=on_error)
+
+
 def _published(name: str) -> EvalSpec:
     "The spec of one of the five published benchmarks, built from `benchmarks` and `prompts`."
     return EvalSpec(
         name=name, title=BENCHMARKS[name].title,
-        load=lambda folder: load_benchmark(name, Path(folder) / "annotations", Path(folder) / "media").records,
+        load=lambda folder, on_error="raise": _records(name, Path(folder), on_error),
         media=load_media, messages=build_messages,
         parse=lambda response, record, mode, rng: parse_answer(name, response, mode, rng=rng, letters=record.letters),
         score=lambda rows: score(name, rows))
@@ -375,8 +389,9 @@ def _merge(results_path: Path, keys: list[str]):
     tmp = results_path.with_name(results_path.name + ".merging")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in merged), encoding="utf-8")
     os.replace(tmp, results_path)
-    for path in _part_files(results_path):
+    for path in _part_files(results_path):  # every rank is done: their locks go with their parts
         path.unlink()
+        lock_file(path).unlink(missing_ok=True)
 
 
 def _resume(results_path: Path, rank: int, world_size: int, settings: dict, fingerprint: dict,
@@ -430,12 +445,13 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
              method_kwargs: dict | None = None, media_kwargs: dict | None = None,
              on_sample: Callable[[dict], None] | None = None, rank: int | None = None,
              world_size: int | None = None, progress: bool = True, retry_errors: bool = False,
-             max_errors: int | None = None) -> dict:
+             max_errors: int | None = None, on_error: str = "raise") -> dict:
     """Run `method` at the given retention over a benchmark, one JSON line per sample, resuming; return the scores.
 
     A sample that fails (unreadable media, say) is recorded with its error and no answer, left out of the scores and
     counted in `n_errors`; `retry_errors=True` runs the failed samples of a results file again. When more than
-    `max_errors` samples have failed, `TooManyFailures` is raised after everything is written."""
+    `max_errors` samples have failed, `TooManyFailures` is raised after everything is written. Records read from
+    `data_root` with `on_error="skip"` leave out malformed annotation rows (with a warning) instead of stopping."""
     spec = eval_spec(benchmark)
     method_name, factory = resolve_method(method, registry)
     video_ratio, audio_ratio = check_ratio("video_ratio", video_ratio), check_ratio("audio_ratio", audio_ratio)
@@ -450,7 +466,7 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     if records is None:
         if data_root is None:
             raise ValueError("pass records or a data_root holding <data_root>/<benchmark>/{annotations,media}")
-        records = spec.load(Path(data_root) / benchmark)
+        records = _load_records(spec, Path(data_root) / benchmark, on_error)
     records = list(records)[:limit]
     keys = _record_keys(records)
     rank, world_size, barrier = _distributed(rank, world_size, thinker.device)
@@ -557,7 +573,8 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
         if benchmark not in loaded:
             if data_root is None:
                 raise ValueError(f"no records for {benchmark!r}: pass records={{name: records}} or a data_root")
-            loaded[benchmark] = eval_spec(benchmark).load(Path(data_root) / benchmark)
+            loaded[benchmark] = _load_records(eval_spec(benchmark), Path(data_root) / benchmark,
+                                              evaluate_kwargs.get("on_error", "raise"))
         try:
             evaluate(thinker, processor, benchmark, method, video_ratio, audio_ratio, records=loaded[benchmark],
                      results_path=cell_path(out_dir, benchmark, method, video_ratio, audio_ratio), **evaluate_kwargs)

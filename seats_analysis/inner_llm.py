@@ -59,25 +59,51 @@ def modality_total(keep_ratio: float, count: int) -> int:
     "Tokens of a modality kept at `keep_ratio`: max(1, round(keep_ratio * count)), or 0 when absent."
     return max(1, round(keep_ratio * count)) if count else 0
 
-def _repair(budgets: torch.LongTensor, capacity: torch.LongTensor, total: int) -> torch.LongTensor:
-    "Move `budgets` one token at a time towards summing to `total`, within [1, capacity]; stop when no move is left."
-    budgets = budgets.clone()
-    diff = int(budgets.sum()) - total
-    while diff > 0 and (budgets > 1).any():
-        budgets[torch.where(budgets > 1, budgets, -1).argmax()] -= 1  # the largest above 1 (first on ties)
-        diff -= 1
-    while diff < 0 and (budgets < capacity).any():
-        budgets[torch.where(budgets < capacity, budgets, int(capacity.max()) + 1).argmin()] += 1  # the smallest with room
-        diff += 1
+def _level_down(budgets: torch.LongTensor, excess: int) -> torch.LongTensor:
+    "`budgets` after `excess` single cuts, each from the largest budget above 1 (first on ties), in closed form."
+    levels = torch.arange(1, int(budgets.max()) + 1)  # (T,)
+    removed = (budgets[None] - levels[:, None]).clamp(min=0).sum(1)  # (T,) cuts that bring every budget to <= level
+    level = int(levels[removed <= excess].min())  # the lowest level the cuts reach
+    budgets = budgets.clamp(max=level)
+    if level > 1:  # the cuts left over go, one each, to the first budgets standing at the level
+        rest = excess - int(removed[level - 1])
+        budgets[(budgets == level).nonzero().flatten()[:rest]] -= 1
     return budgets
 
-def window_budgets(video_sizes: list[int], audio_sizes: list[int], video_importance: list[float],
-                   audio_importance: list[float], total_video: int, total_audio: int,
+def _level_up(budgets: torch.LongTensor, capacity: torch.LongTensor, shortfall: int) -> torch.LongTensor:
+    "`budgets` after `shortfall` single additions, each to the smallest budget below its capacity (first on ties)."
+    levels = torch.arange(int(budgets.min()), int(capacity.max()) + 1)  # (T,)
+    added = (torch.minimum(levels[:, None], capacity[None]) - budgets[None]).clamp(min=0).sum(1)  # (T,)
+    level = int(levels[added <= shortfall].max())  # the highest level the additions fill every budget up to
+    budgets = torch.maximum(budgets, torch.minimum(capacity, torch.full_like(capacity, level)))
+    rest = shortfall - int(added[level - int(levels[0])])
+    room = ((budgets == level) & (capacity > level)).nonzero().flatten()[:rest]
+    budgets[room] += 1
+    return budgets
+
+def _repair(budgets: torch.LongTensor, capacity: torch.LongTensor, total: int) -> torch.LongTensor:
+    "`budgets` moved one token at a time towards summing to `total`, within [1, capacity], until no move is left."
+    diff = int(budgets.sum()) - total
+    if diff > 0:
+        return _level_down(budgets.clone(), diff)
+    if diff < 0:
+        return _level_up(budgets.clone(), capacity, -diff)
+    return budgets.clone()
+
+def window_budgets(video_sizes, audio_sizes, video_importance, audio_importance, total_video: int, total_audio: int,
                    temperature: float = 0.1) -> list[tuple[int, int]]:
     "(video, audio) tokens to keep in each window as the release allocates them: softmax weights, repair, demand split."
-    nv, na = torch.tensor(video_sizes), torch.tensor(audio_sizes)  # (W,)
-    wv = torch.softmax(torch.tensor(video_importance, dtype=torch.float32) / temperature, dim=0)
-    wa = torch.softmax(torch.tensor(audio_importance, dtype=torch.float32) / temperature, dim=0)
+    bv, ba = _window_budgets(torch.as_tensor(video_sizes), torch.as_tensor(audio_sizes),
+                             torch.as_tensor(video_importance, dtype=torch.float32),
+                             torch.as_tensor(audio_importance, dtype=torch.float32), total_video, total_audio, temperature)
+    return list(zip(bv.tolist(), ba.tolist()))
+
+def _window_budgets(nv: torch.LongTensor, na: torch.LongTensor, video_importance: torch.Tensor,
+                    audio_importance: torch.Tensor, total_video: int, total_audio: int,
+                    temperature: float) -> tuple[torch.LongTensor, torch.LongTensor]:
+    "`window_budgets` on tensors (W,): the video and the audio budget of every window."
+    wv = torch.softmax(video_importance / temperature, dim=0)
+    wa = torch.softmax(audio_importance / temperature, dim=0)
     total = total_video + total_audio
     budgets = ((wv + wa) / 2 * total).round().long().clamp(min=1).minimum(nv + na)
     budgets = _repair(budgets, nv + na, total)
@@ -93,25 +119,27 @@ def window_budgets(video_sizes: list[int], audio_sizes: list[int], video_importa
     no_audio = (na > 0) & (ba < 1)  # and one audio token
     ba = torch.where(no_audio, 1, ba)
     bv = torch.where(no_audio & (bv > 1), nv.minimum((budgets - ba).clamp(min=0)).clamp(min=1), bv)
-    return list(zip(bv.tolist(), ba.tolist()))
+    return bv, ba
+
 
 # %% ../nbs/05_inner_llm.ipynb #46be4663
-def _top(scores: torch.Tensor, index: torch.LongTensor, count: int) -> torch.LongTensor:
-    "The `count` positions of `index` with the highest scores (ties: earlier position first)."
-    order = torch.sort(scores[index], descending=True, stable=True).indices[:count]
-    return index[order]
+def _run_index(mask: torch.BoolTensor) -> tuple[torch.LongTensor, int]:
+    "Number of the contiguous run of True each position of a row (S,) lies in (-1 outside runs), and the run count."
+    starts = mask & ~torch.cat([mask.new_zeros(1), mask[:-1]])  # (S,) True where a run begins
+    return torch.where(mask, starts.cumsum(0) - 1, -1), int(starts.sum())
 
-def _positions(span: range | None, device) -> torch.LongTensor:
-    "The positions of a window's run as a LongTensor (empty when absent)."
-    return torch.arange(span.start, span.stop, device=device) if span is not None else torch.zeros(0, dtype=torch.long, device=device)
+def _top_per_group(scores: torch.Tensor, group: torch.LongTensor, counts: torch.LongTensor) -> torch.LongTensor:
+    "Positions of the `counts[g]` highest scores of each group g (ties: earlier position first), all groups at once."
+    order = torch.sort(scores, descending=True, stable=True).indices  # best first
+    order = order[torch.sort(group[order], stable=True).indices]  # grouped, best first inside each group
+    sizes = torch.bincount(group, minlength=len(counts))  # (G,)
+    rank = torch.arange(len(order)) - (sizes.cumsum(0) - sizes)[group[order]]  # rank inside the group
+    return order[rank < counts[group[order]]]
 
-def _window_means(scores: torch.Tensor, runs: list[torch.LongTensor]) -> list[float]:
-    "Mean float32 score of each run, 0 for an empty one (the release's scatter-add over a size clamped to 1)."
-    sums = torch.zeros(len(runs), dtype=torch.float32)
-    for w, run in enumerate(runs):
-        sums.scatter_add_(0, torch.full((len(run),), w), scores[run].float().cpu())
-    sizes = torch.tensor([len(run) for run in runs], dtype=torch.float32).clamp(min=1)
-    return (sums / sizes).tolist()
+def _window_means(scores: torch.Tensor, run: torch.LongTensor, num_windows: int) -> torch.Tensor:
+    "Mean float32 score of each window's run, 0 for an empty one (the release's scatter-add over a size clamped to 1)."
+    sums = torch.zeros(num_windows, dtype=torch.float32).scatter_add_(0, run, scores.float())
+    return sums / torch.bincount(run, minlength=num_windows).float().clamp(min=1)
 
 def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: float, audio_keep_ratio: float,
                   temperature: float = 0.1) -> torch.BoolTensor:
@@ -122,21 +150,26 @@ def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: f
     _check_unit_interval("audio_keep_ratio", audio_keep_ratio)
     if not temperature > 0:
         raise ValueError(f"temperature={temperature!r} must be > 0")
+    device = scores.device
+    scores, kinds = scores.cpu(), kinds.cpu()  # the budget is a few small steps: one copy, no launch per step
     keep = kinds == Kind.TEXT  # (S,)
-    video, audio = (kinds == Kind.VIDEO).nonzero().flatten(), (kinds == Kind.AUDIO).nonzero().flatten()
+    video_run, num_video_runs = _run_index(kinds == Kind.VIDEO)  # window w pairs video run w with audio run w
+    audio_run, num_audio_runs = _run_index(kinds == Kind.AUDIO)
+    video, audio = (video_run >= 0).nonzero().flatten(), (audio_run >= 0).nonzero().flatten()
     total_video = modality_total(video_keep_ratio, len(video))
     total_audio = modality_total(audio_keep_ratio, len(audio))
-    windows = temporal_windows(kinds)
-    if len(windows) <= 1 or not len(video) or not len(audio):
-        keep[_top(scores, video, total_video)] = True
-        keep[_top(scores, audio, total_audio)] = True
-        return keep
-    spans = [(_positions(w.video, kinds.device), _positions(w.audio, kinds.device)) for w in windows]
-    video_runs, audio_runs = [v for v, _ in spans], [a for _, a in spans]
-    splits = window_budgets([len(v) for v in video_runs], [len(a) for a in audio_runs],
-                            _window_means(scores, video_runs), _window_means(scores, audio_runs),
-                            total_video, total_audio, temperature)
-    for (v, a), (bv, ba) in zip(spans, splits):
-        keep[_top(scores, v, bv)] = True
-        keep[_top(scores, a, ba)] = True
-    return keep
+    num_windows = max(num_video_runs, num_audio_runs)
+    if num_windows <= 1 or not len(video) or not len(audio):  # the global top of each modality
+        keep[video[_top_per_group(scores[video], torch.zeros_like(video), torch.tensor([total_video]))]] = True
+        keep[audio[_top_per_group(scores[audio], torch.zeros_like(audio), torch.tensor([total_audio]))]] = True
+        return keep.to(device)
+    video_run, audio_run = video_run[video], audio_run[audio]  # (n_v,), (n_a,): the window of each token
+    bv, ba = _window_budgets(torch.bincount(video_run, minlength=num_windows),
+                             torch.bincount(audio_run, minlength=num_windows),
+                             _window_means(scores[video], video_run, num_windows),
+                             _window_means(scores[audio], audio_run, num_windows),
+                             total_video, total_audio, temperature)
+    keep[video[_top_per_group(scores[video], video_run, bv)]] = True
+    keep[audio[_top_per_group(scores[audio], audio_run, ba)]] = True
+    return keep.to(device)
+

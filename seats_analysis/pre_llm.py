@@ -7,10 +7,18 @@ __all__ = ['ATTENTION_SCALE', 'NORM_EPS', 'MAX_DISTANCE_ELEMENTS', 'windivprune'
 
 # %% ../nbs/04_pre_llm.ipynb #ece81d49
 import torch
+from torch.profiler import record_function
 
 # %% ../nbs/04_pre_llm.ipynb #7f31a4bb
 ATTENTION_SCALE = 1e6
 NORM_EPS = 1e-8  # the release divides by |x| + 1e-8 (not max(|x|, eps)); near-ties in the max-min pick depend on it
+
+def _second_smallest(dist: torch.Tensor) -> torch.Tensor:
+    "Second-smallest value of every column of (B, N, N), as `kthvalue(2, dim=1)` gives it, with plain reductions."
+    low = dist.amin(dim=1, keepdim=True)  # (B, 1, N)
+    at_low = dist == low
+    above = dist.masked_fill(at_low, float("inf")).amin(dim=1)  # (B, N): smallest value above the minimum
+    return torch.where(at_low.sum(dim=1) > 1, low[:, 0], above)  # a repeated minimum is also the second smallest
 
 def windivprune(features: torch.Tensor, attention: torch.Tensor | None, num_keep: int) -> torch.LongTensor:
     "Max-min diverse selection of `num_keep` tokens in one window (N, D) or a batch of equal windows (B, N, D)."
@@ -27,23 +35,26 @@ def windivprune(features: torch.Tensor, attention: torch.Tensor | None, num_keep
         picked = torch.arange(n, device=x.device).expand(batch, n)
         return picked if batched else picked[0]
     dtype = torch.promote_types(x.dtype, torch.float32)
-    x = x.to(dtype)
-    unit = x / (x.norm(dim=-1, keepdim=True) + NORM_EPS)  # (B, N, D), normalised as the release does
-    dist = 1 - unit @ unit.transpose(1, 2)  # (B, N, N): dist[b, i, j]
-    if attention is not None:
-        a = (attention if batched else attention[None]).to(dtype)  # (B, N)
-        dist = dist * (a * ATTENTION_SCALE)[:, None, :]
-    rows = torch.arange(batch, device=x.device)
-    first = dist.kthvalue(2, dim=1).values.argmax(dim=1)  # (B,)
-    picked = [first]
-    m = dist[rows, first].clone()  # (B, N)
-    m[rows, first] = -1
-    for _ in range(num_keep - 1):
-        new = m.argmax(dim=1)  # (B,)
-        picked.append(new)
-        m = torch.minimum(m, dist[rows, new])
-        m[rows, new] = -1
-    picked = torch.stack(picked, dim=1).sort(dim=1).values  # (B, num_keep)
+    with record_function("select.windivprune.distances"):
+        x = x.to(dtype)
+        unit = x / (x.norm(dim=-1, keepdim=True) + NORM_EPS)  # (B, N, D), normalised as the release does
+        dist = 1 - unit @ unit.transpose(1, 2)  # (B, N, N): dist[b, i, j]
+        if attention is not None:
+            a = (attention if batched else attention[None]).to(dtype)  # (B, N)
+            dist = dist * (a * ATTENTION_SCALE)[:, None, :]
+    with record_function("select.windivprune.first_pick"):
+        rows = torch.arange(batch, device=x.device)
+        first = _second_smallest(dist).argmax(dim=1)  # (B,)
+        picked = [first]
+        m = dist[rows, first].clone()  # (B, N)
+        m[rows, first] = -1
+    with record_function("select.windivprune.greedy"):  # the one sequential part: a step per pick, for every window
+        for _ in range(num_keep - 1):
+            new = m.argmax(dim=1)  # (B,)
+            picked.append(new)
+            m = torch.minimum(m, dist[rows, new])
+            m[rows, new] = -1
+        picked = torch.stack(picked, dim=1).sort(dim=1).values  # (B, num_keep)
     return picked if batched else picked[0]
 
 # %% ../nbs/04_pre_llm.ipynb #e51595f1

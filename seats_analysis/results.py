@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['append_jsonl', 'read_jsonl', 'trim_torn_line', 'read_parts', 'merge_records', 'digest', 'file_digest',
-           'weights_digest', 'model_fingerprint', 'fingerprint_changes', 'check_fingerprint', 'StoreBusy',
+           'weights_digest', 'model_fingerprint', 'fingerprint_changes', 'check_fingerprint', 'StoreBusy', 'lock_file',
            'writer_lock', 'check_records_file', 'markdown_table']
 
 # %% ../nbs/13_results.ipynb #65bcec53
@@ -125,15 +125,19 @@ def _config_fields(value):
         return {k: _config_fields(v) for k, v in value.items() if k not in _UNSTORED_CONFIG}
     return value
 
+_SAME_WIDTH_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
 def weights_digest(model: torch.nn.Module) -> str:
-    "A digest of a model's parameters and buffers, computed on their device: per tensor its name, shape, dtype, sum, sum of squares, first and last value."
+    """A digest of a model's parameters and buffers, computed where they are: per tensor its name, shape and dtype,
+    and integer sums of its values' bit patterns (exact, so equal on every device and thread count)."""
     names, stats = [], []
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
-            flat = tensor.detach().reshape(-1).double()
+            bits = tensor.detach().reshape(-1).view(_SAME_WIDTH_INT[tensor.element_size()])
             names.append((name, list(tensor.shape), str(tensor.dtype)))
-            if flat.numel():
-                stats.append(torch.stack([flat.sum(), flat.square().sum(), flat[0], flat[-1]]))
+            if bits.numel():
+                stats.append(torch.stack([bits.sum(dtype=torch.int64), bits[1::2].sum(dtype=torch.int64),
+                                          bits[0].long(), bits[-1].long()]))
     return digest(names, torch.stack(stats).cpu() if stats else [])
 
 def model_fingerprint(model: torch.nn.Module) -> dict:
@@ -176,11 +180,16 @@ def _field(fingerprint: dict, dotted: str):
 class StoreBusy(RuntimeError):
     "Another process is writing the same results file."
 
+def lock_file(path: str | Path) -> Path:
+    "The lock file of a results file: hidden beside it, so that listings of results and parts never show it."
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
 @contextmanager
 def writer_lock(path: str | Path):
-    "Hold `<path>.lock` while writing `path`; a second writer is refused at once with `StoreBusy`."
+    "Hold `lock_file(path)` while writing `path`; a second writer is refused at once with `StoreBusy`."
     path = Path(path)
-    lock = filelock.FileLock(path.with_name(path.name + ".lock"))
+    lock = filelock.FileLock(lock_file(path))
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:

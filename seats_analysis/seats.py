@@ -9,18 +9,19 @@ __all__ = ['MODALITIES', 'resolve_schedule', 'prepare_run', 'Latency', 'PrefillC
 # %% ../nbs/07_seats.ipynb #ee7cf9e1
 import time
 import weakref
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 
 import torch
+from torch.profiler import record_function
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from .compat import multimodal_model, text_model
 from .cost import decoder_dims, measured_flops
-from .encoder_attention import encoder_attention, synchronize
+from .encoder_attention import OpCounter, encoder_attention, synchronize
 from .engine import drop_tokens
 from .inner_llm import query_relevance, top_down_keep
 from .layout import Kind
@@ -54,10 +55,11 @@ def prepare_run(thinker, schedule, video_ratio: float, audio_ratio: float, **ove
 # %% ../nbs/07_seats.ipynb #7330d0dc
 @dataclass
 class Latency:
-    "Wall-clock seconds of prefills: encoders, selection (statistic and selectors) and LLM."
+    "Wall-clock seconds of prefills: encoders, selection (statistic and selectors) and LLM; and the selection's operations."
     encoders: float = 0.0
     selection: float = 0.0
     llm: float = 0.0
+    selection_ops: int = 0  # tensor operations dispatched by the selection, when counted (`measure=True`)
 
     @property
     def total(self) -> float:
@@ -65,7 +67,8 @@ class Latency:
         return self.encoders + self.selection + self.llm
 
     def __add__(self, other: "Latency") -> "Latency":
-        return Latency(self.encoders + other.encoders, self.selection + other.selection, self.llm + other.llm)
+        return Latency(self.encoders + other.encoders, self.selection + other.selection, self.llm + other.llm,
+                       self.selection_ops + other.selection_ops)
 
 def _starts_prefill(kwargs: dict) -> bool:
     "Whether a thinker call with these keyword arguments is a prefill (no cache, or an empty one)."
@@ -75,8 +78,8 @@ def _starts_prefill(kwargs: dict) -> bool:
 class PrefillClock:
     "Hooks that time every prefill of a thinker, split into encoders, selection and LLM."
 
-    def __init__(self, thinker, recorder=None):
-        self.thinker, self.recorder = thinker, recorder
+    def __init__(self, thinker, recorder=None, count_ops: bool = False):
+        self.thinker, self.recorder, self.count_ops = thinker, recorder, count_ops
         self.device = next(thinker.parameters()).device
         self.latencies: list[Latency] = []
         self._pending = Latency()  # encoder work done before the next prefill call
@@ -105,22 +108,32 @@ class PrefillClock:
             self._call = None
 
     def _start_encoder(self, module, args, kwargs):
-        statistic = self.recorder.seconds if self.recorder is not None else 0.0
+        statistic = (self.recorder.seconds, self.recorder.ops) if self.recorder is not None else (0.0, 0)
         self._encoder_start = (self._now(), statistic)
 
     def _end_encoder(self, module, args, kwargs, output):
-        start, statistic_before = self._encoder_start
-        statistic = (self.recorder.seconds if self.recorder is not None else 0.0) - statistic_before
+        start, (seconds_before, ops_before) = self._encoder_start
+        seconds, ops = (self.recorder.seconds, self.recorder.ops) if self.recorder is not None else (0.0, 0)
         latency = self._latency()
-        latency.encoders += self._now() - start - statistic
-        latency.selection += statistic
+        latency.encoders += self._now() - start - (seconds - seconds_before)
+        latency.selection += seconds - seconds_before
+        latency.selection_ops += ops - ops_before
+
+    def count_operations(self):
+        "From now on, also count the tensor operations the selection dispatches (statistic and selectors)."
+        self.count_ops = True
+        if self.recorder is not None:
+            self.recorder.count_ops = True
 
     def timed(self, selector):
         "`selector`, with its time counted as selection."
         def timed_selector(state):
             start = self._now()
-            keep = selector(state)
-            self._latency().selection += self._now() - start
+            with OpCounter() if self.count_ops else nullcontext() as counter:
+                keep = selector(state)
+            latency = self._latency()
+            latency.selection += self._now() - start
+            latency.selection_ops += counter.count if self.count_ops else 0
             return keep
         return timed_selector
 
@@ -303,6 +316,11 @@ class PruningRun:
         "`Latency` of each prefill."
         return self.clock.latencies
 
+    def count_operations(self) -> "PruningRun":
+        "Count the selection's dispatched operations in the prefills that follow (as `measure=True` does, without its FLOP count)."
+        self.clock.count_operations()
+        return self
+
     @property
     def latency(self) -> Latency:
         "`Latency` summed over prefills."
@@ -319,8 +337,9 @@ class PruningRun:
 def pruning(thinker, method: str, make_selectors, statistic: dict | None = None, measure: bool = False, **report):
     "Run the selectors `make_selectors(recorder)` with the engine, timing (and with `measure`, counting) each prefill."
     with ExitStack() as stack:
-        recorder = stack.enter_context(encoder_attention(thinker, **statistic)) if statistic is not None else None
-        clock = PrefillClock(thinker, recorder)
+        recorder = (stack.enter_context(encoder_attention(thinker, **statistic, count_ops=measure))
+                    if statistic is not None else None)
+        clock = PrefillClock(thinker, recorder, count_ops=measure)
         selectors = {k: clock.timed(selector) for k, selector in make_selectors(recorder).items()}
         engine_run = stack.enter_context(drop_tokens(thinker, selectors))
         stack.enter_context(clock.installed())
@@ -391,23 +410,26 @@ class SeatsSelectors:
             if not recorded:
                 raise RuntimeError(f"no encoder attention statistic for {MODALITIES[kind]}: Stage I needs the "
                                    "encoders to run inside the block (not precomputed encoder outputs)")
-            for name in recorded:
-                items = statistic.item_index(name).to(keep.device)  # (B, S)
-                for item in range(len(statistic.item_lengths[name])):
-                    rows, positions = (items == item).nonzero(as_tuple=True)
-                    row = int(rows[0])
-                    keep[row, positions] = windowed_windivprune(
-                        state.hidden_states[row, positions], scores[row, positions],
-                        self._window_tokens(statistic, name, item), self.encoder_ratios[kind])
+            with record_function(f"select.stage_one.{MODALITIES[kind]}"):
+                for name in recorded:
+                    items = statistic.item_index(name).to(keep.device)  # (B, S)
+                    for item in range(len(statistic.item_lengths[name])):  # each video or audio of the batch
+                        rows, positions = (items == item).nonzero(as_tuple=True)
+                        row = int(rows[0])
+                        keep[row, positions] = windowed_windivprune(
+                            state.hidden_states[row, positions], scores[row, positions],
+                            self._window_tokens(statistic, name, item), self.encoder_ratios[kind])
         return keep
 
     def stage_two(self, state, video_keep: float, audio_keep: float) -> torch.Tensor:
         "Boundary d: top-down budget on the last token's attention, recomputed with layer d's own weights."
-        scores = query_relevance(state.hidden_states, state.layers[state.k - 1], state.position_embeddings,
-                                 last_token_index(state.padding_mask), state.padding_mask)  # (B, S)
-        keep = torch.stack([top_down_keep(row_scores, row_kinds, video_keep, audio_keep, self.schedule.temperature)
-                            for row_scores, row_kinds in zip(scores, state.kinds)])
-        return keep & state.padding_mask
+        with record_function("select.stage_two.score"):
+            scores = query_relevance(state.hidden_states, state.layers[state.k - 1], state.position_embeddings,
+                                     last_token_index(state.padding_mask), state.padding_mask)  # (B, S)
+        with record_function("select.stage_two.choose"):
+            keep = torch.stack([top_down_keep(row_scores, row_kinds, video_keep, audio_keep, self.schedule.temperature)
+                                for row_scores, row_kinds in zip(scores, state.kinds)])
+            return keep & state.padding_mask
 
     @staticmethod
     def stage_three(state) -> torch.Tensor:

@@ -4,8 +4,7 @@ Each test injects one fault a real user meets: resuming with another model or ot
 is not a results file, a probe folder that lost its meta file, samples that fail, two processes writing one file,
 a run killed half-way, a crafted training-state file, bad command-line arguments.
 """
-import json
-import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +17,10 @@ import pytest
 import torch
 
 from seats_analysis.benchmarks import load_benchmark, make_fixture
-from seats_analysis.evaluate import TooManyFailures, evaluate
+from seats_analysis.evaluate import TooManyFailures, evaluate, sweep
 from seats_analysis.organism import load_training_state
 from seats_analysis.probe import probe
-from seats_analysis.results import StoreBusy, read_jsonl, read_parts
+from seats_analysis.results import StoreBusy, read_jsonl
 from seats_analysis.schedule import Schedule, audio_rates
 from seats_analysis.testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
@@ -182,6 +181,21 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(setup, tmp_path):
     uninterrupted = tmp_path / "whole.jsonl"
     evaluate(thinker, processor, "videomme", records=records, results_path=uninterrupted, **RUN)
     assert untimed(rows) == untimed(read_jsonl(uninterrupted))
+
+
+def test_one_unreadable_record_does_not_stop_a_sweep_when_skipping(setup, tmp_path):
+    thinker, processor, records, fixture = setup
+    data = tmp_path / "data" / "videomme"
+    shutil.copytree(fixture.annotations.parent, data)
+    next(p for p in (data / "media").rglob("*.mp4") if records[0].video_path.name == p.name).unlink()
+    settings = {k: v for k, v in RUN.items() if k != "method"}
+    with pytest.raises(FileNotFoundError, match=records[0].video_path.name):
+        sweep(thinker, processor, ["videomme"], ["full"], [], tmp_path / "stopped", data_root=tmp_path / "data",
+              **settings)
+    with pytest.warns(UserWarning, match=r"left out 1 row\(s\) that could not be read"):
+        table = sweep(thinker, processor, ["videomme"], ["full"], [], tmp_path / "out", data_root=tmp_path / "data",
+                      on_error="skip", **settings)
+    assert (table["n"].tolist(), table["n_errors"].tolist()) == ([len(records) - 1], [0])
 
 
 def test_crafted_training_state_is_refused_unrun(tmp_path):
