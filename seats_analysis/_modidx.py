@@ -829,4 +829,6 @@ d = { 'settings': { 'branch': 'main',
                                         'seats_analysis.testing.tiny_schedule': ('testing.html#tiny_schedule', 'seats_analysis/testing.py'),
                                         'seats_analysis.testing.tiny_thinker': ('testing.html#tiny_thinker', 'seats_analysis/testing.py'),
                                         'seats_analysis.testing.tiny_thinker_config': ( 'testing.html#tiny_thinker_config',
-                                                                                        'seats_analysis/testing.py')}}}
+                                                                                        'seats_analysis/testing.py'),
+                                        'seats_analysis.testing.weights_checksum': ( 'testing.html#weights_checksum',
+                                                                                     'seats_analysis/testing.py')}}}
