@@ -180,7 +180,7 @@ def visionzip_window(features: torch.Tensor, attention: torch.Tensor, keys: torc
                      num_contextual: int) -> tuple[torch.BoolTensor, torch.Tensor]:
     "Keep mask (N,) of one window and its features (N, D), each contextual anchor plus the mean of the rest of its group."
     n = len(features)
-    keep = _mask(n, torch.sort(attention, descending=True, stable=True).indices[:num_dominant])
+    keep = _mask(n, torch.topk(attention, num_dominant).indices)  # torch.topk as the release: its pick among exact ties
     merged = features.clone()
     rest = (~keep).nonzero().flatten()
     num_contextual = min(num_contextual, len(rest))
