@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['FAMILIES', 'PATCH_SIZE', 'SAMPLE_RATE', 'SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'TEST_QUESTIONS', 'offline_tokenizer',
-           'offline_processor', 'tiny_thinker_config', 'portable_init_', 'tiny_thinker', 'synthetic_clip',
-           'make_inputs', 'tiny_schedule', 'clip_batch', 'kept_mask']
+           'offline_processor', 'tiny_thinker_config', 'portable_init_', 'tiny_thinker', 'weights_checksum',
+           'synthetic_clip', 'make_inputs', 'tiny_schedule', 'clip_batch', 'kept_mask']
 
 # %% ../nbs/01_testing.ipynb #e1927934
 import re
@@ -171,6 +171,12 @@ def tiny_thinker(family: str = "qwen2_5", num_layers: int = 4, attn: str = "sdpa
     torch.manual_seed(seed)
     thinker = cls._from_config(config, attn_implementation=attn, dtype=torch.float32).eval()
     return portable_init_(thinker, seed) if portable else thinker
+
+def weights_checksum(thinker) -> list[float]:
+    "The sum and the sum of squares of all of `thinker`'s parameters (float64): a fingerprint of its weights."
+    with torch.no_grad():
+        values = [p.double() for p in thinker.parameters()]
+        return [sum(float(v.sum()) for v in values), sum(float(v.square().sum()) for v in values)]
 
 # %% ../nbs/01_testing.ipynb #6e31fd9c
 def synthetic_clip(seconds: float = 4.0, fps: int = 2, seed: int = 0, family: str = "qwen2_5", size=None):
