@@ -14,7 +14,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PARSE_MODES', 'PROBE_CONDITIONS', 'PROBE_METRICS',
-           'PROBE_METHODS', 'DTYPES', 'DEMO_OUT', 'SUMMARY_COLUMNS', 'positive_int', 'positive_float', 'names',
+           'PROBE_METHODS', 'DTYPES', 'DEMO_OUT', 'SUMMARY_COLUMNS', 'positive_int', 'count', 'positive_float', 'names',
            'ratio_names', 'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments',
            'add_probe_arguments', 'HelpFormatter', 'command_parser', 'main']
 
@@ -40,6 +40,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def count(text: str) -> int:
+    "An argparse type: a whole number >= 0."
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
     return value
 
 
@@ -219,6 +230,12 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--max-new-tokens", type=positive_int, default=1024, help="generation cap per answer")
     parser.add_argument("--limit", type=positive_int, help="only the first N records of each benchmark")
     parser.add_argument("--seed", type=int, default=0, help="seed of Daily-Omni's random fallback")
+    parser.add_argument("--retry-errors", action="store_true",
+                        help="run again the samples that failed in the results files under --out")
+    parser.add_argument("--skip-malformed", action="store_true",
+                        help="leave out annotation rows that cannot be read (counted in a warning) instead of stopping")
+    parser.add_argument("--max-errors", type=count,
+                        help="exit with status 1 when a cell has more failed samples than this (all cells still run)")
     return parser
 
 
@@ -240,6 +257,9 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--method", default="shared", choices=PROBE_METHODS,
                         help="shared: one prefix pass for every removal; naive: a full pass each")
     parser.add_argument("--seed", type=int, default=0, help="seed of the organism's test items")
+    parser.add_argument("--retry-errors", action="store_true", help="probe again the samples that failed in --out")
+    parser.add_argument("--max-errors", type=count,
+                        help="exit with status 1 when more samples than this have failed (the table is still written)")
     return parser
 
 # %% ../nbs/40_cli.ipynb #a1c0e00b
@@ -288,17 +308,22 @@ def _probe(args) -> int:
     samples = _probe_samples(args, processor)
     model_name = "seats-analysis/organism" if args.model == ORGANISM else str(args.model)
     table = probe(thinker, samples, conditions=args.conditions, metrics=args.metrics, method=args.method,
-                  path=args.out, model_name=model_name, progress=not args.quiet)
+                  path=args.out, model_name=model_name, retry_errors=args.retry_errors, progress=not args.quiet)
+    failed = int((table.error != "").sum())
     if state.is_main_process:
-        failed = int((table.error != "").sum())
         print(f"Probed {table.sizes['sample']} samples ({failed} failed) at {table.sizes['layer']} layers; "
               f"wrote {Path(args.out) / TABLE_FILE}")
+    if args.max_errors is not None and failed > args.max_errors:
+        if state.is_main_process:
+            print(f"seats-analysis probe: {failed} samples failed, more than --max-errors {args.max_errors}; "
+                  "--retry-errors probes them again", file=sys.stderr)
+        return 1
     return 0
 
 
 def _sweep(args) -> int:
     "Methods x ratios x benchmarks into results files, the summary and the trade-off figure (data parallel)."
-    from seats_analysis.evaluate import default_schedule, sweep, tradeoff_from_results
+    from seats_analysis.evaluate import TooManyFailures, default_schedule, sweep, tradeoff_from_results
     from seats_analysis.schedule import Schedule
     state = launch_state(args.cpu)
     records = {}
@@ -307,9 +332,17 @@ def _sweep(args) -> int:
         records[ORGANISM] = register_organism(num_items=args.limit or 240).load(None)
     thinker, processor = _load(args, state)
     schedule = Schedule.load(args.schedule) if args.schedule else default_schedule(_model_dir(args.model))
-    table = sweep(thinker, processor, args.benchmarks, args.methods, args.ratios, args.out, data_root=args.data_root,
-                  records=records, schedule=schedule, mode=args.mode, max_new_tokens=args.max_new_tokens,
-                  limit=args.limit, seed=args.seed, progress=not args.quiet)
+    try:
+        table = sweep(thinker, processor, args.benchmarks, args.methods, args.ratios, args.out,
+                      data_root=args.data_root, records=records, schedule=schedule, mode=args.mode,
+                      max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, progress=not args.quiet,
+                      retry_errors=args.retry_errors, max_errors=args.max_errors,
+                      on_error="skip" if args.skip_malformed else "raise")
+    except TooManyFailures as failure:
+        if state.is_main_process:
+            print(f"seats-analysis sweep: {failure}; the summary under {args.out} counts them", file=sys.stderr)
+        state.wait_for_everyone()
+        return 1
     if state.is_main_process:
         tradeoff_from_results(args.out, path=Path(args.out) / "tradeoff")
         columns = ["method", "ratio_name", *[b for b in args.benchmarks if b in table.columns], "mean", "tflops"]

@@ -16,8 +16,8 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, replace
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+import seats_analysis
 from .benchmarks import BENCHMARKS, load_benchmark, load_media
 from .compat import audio_from_video, thinker_from_pretrained
 from .cost import decoder_dims
@@ -33,17 +34,20 @@ from .encoder_attention import synchronize
 from .figures import tradeoff_figure
 from .layout import Kind
 from .prompts import PARSE_MODES, build_messages, chat_text, parse_answer, score
-from .results import append_jsonl, merge_records, read_jsonl, read_parts, trim_torn_line
+from .results import (append_jsonl, check_fingerprint, check_records_file, digest, file_digest,
+                                    lock_file, merge_records, model_fingerprint, read_jsonl, read_parts,
+                                    trim_torn_line, writer_lock)
 from .schedule import check_ratio
 
 # %% auto #0
-__all__ = ['EVAL_BENCHMARKS', 'RATIO_PAIRS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'RETENTION_TOLERANCE',
-           'TRADEOFF_AXES', 'PAPER_RESULTS', 'EvalSpec', 'register_benchmark', 'eval_spec', 'accuracy_score',
-           'ratio_name', 'ratio_pair', 'append_row', 'Elapsed', 'first_forward_clock', 'sample_cost', 'resolve_method',
-           'processor_inputs', 'MethodSetupError', 'generate_response', 'summarize', 'evaluate', 'cell_path',
-           'sweep_cells', 'sweep', 'cell_scores', 'reached_retention', 'summary_table', 'summary_markdown',
-           'write_summary', 'tradeoff_from_results', 'paper_results', 'with_paper_rows', 'load_thinker',
-           'default_schedule', 'sweep_parser', 'sweep_main']
+__all__ = ['EVAL_BENCHMARKS', 'RATIO_PAIRS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'MEDIA_FIELDS',
+           'RETENTION_TOLERANCE', 'TRADEOFF_AXES', 'PAPER_RESULTS', 'EvalSpec', 'register_benchmark', 'eval_spec',
+           'accuracy_score', 'ratio_name', 'ratio_pair', 'append_row', 'Elapsed', 'first_forward_clock', 'sample_cost',
+           'resolve_method', 'processor_inputs', 'MethodSetupError', 'generate_response', 'record_digest',
+           'run_fingerprint', 'summarize', 'evaluate', 'TooManyFailures', 'cell_path', 'sweep_cells', 'sweep',
+           'cell_scores', 'reached_retention', 'summary_table', 'summary_markdown', 'write_summary',
+           'tradeoff_from_results', 'paper_results', 'with_paper_rows', 'load_thinker', 'default_schedule',
+           'sweep_parser', 'sweep_main']
 
 # %% ../nbs/32_evaluate.ipynb #5383494a
 @dataclass(frozen=True)
@@ -51,18 +55,32 @@ class EvalSpec:
     "How the harness loads, prompts, parses and scores one multiple-choice benchmark."
     name: str
     title: str
-    load: Callable[[Path], list]     # the benchmark's data folder -> records
+    load: Callable[..., list]        # (the benchmark's data folder, on_error="raise"|"skip") -> records
     media: Callable[..., tuple]      # (record, **kwargs) -> (frames uint8 (T, H, W, 3), audio float32 16 kHz | None)
     messages: Callable[[Any], list]  # record -> chat messages (system, then user with one video item)
     parse: Callable[..., str]        # (response, record, mode, rng) -> letter ("" when none)
     score: Callable[[list], dict]    # result rows -> {"overall": accuracy x100, "by": {field: {value: x100}}, ...}
 
 
+def _records(name: str, folder: Path, on_error: str) -> list:
+    "The records of a published benchmark's data folder; with on_error='skip', unreadable rows left out with a warning."
+    loaded = load_benchmark(name, folder / "annotations", folder / "media", on_error=on_error)
+    if loaded.skipped:
+        warnings.warn(f"{name}: left out {sum(loaded.skipped.values())} row(s) that could not be read "
+                      f"{dict(loaded.skipped)}; first: {loaded.problems[0]}")
+    return loaded.records
+
+
+def _load_records(spec: EvalSpec, folder: Path, on_error: str = "raise") -> list:
+    "A spec's records from its data folder (`on_error` passed only when not the default: a user's spec may lack it)."
+    return spec.load(folder) if on_error == "raise" else spec.load(folder, on_error=on_error)
+
+
 def _published(name: str) -> EvalSpec:
     "The spec of one of the five published benchmarks, built from `benchmarks` and `prompts`."
     return EvalSpec(
         name=name, title=BENCHMARKS[name].title,
-        load=lambda folder: load_benchmark(name, Path(folder) / "annotations", Path(folder) / "media").records,
+        load=lambda folder, on_error="raise": _records(name, Path(folder), on_error),
         media=load_media, messages=build_messages,
         parse=lambda response, record, mode, rng: parse_answer(name, response, mode, rng=rng, letters=record.letters),
         score=lambda rows: score(name, rows))
@@ -307,6 +325,30 @@ def _first_stays(new: dict, old: dict) -> bool:
     return False
 
 
+def _success_first(new: dict, old: dict) -> bool:
+    "For `merge_records`: a retried sample's answer replaces its failure; otherwise the first row stays."
+    return old.get("error") is not None and new.get("error") is None
+
+
+MEDIA_FIELDS = ("video_path", "audio_path")  # record fields naming media files: their content is digested
+
+
+def record_digest(record) -> str:
+    "A digest of what a sample puts into the model: the record's fields and the content of its media files."
+    fields = asdict(record) if is_dataclass(record) else dict(getattr(record, "__dict__", {"record": record}))
+    media = [file_digest(fields[name]) for name in MEDIA_FIELDS if fields.get(name) and Path(fields[name]).is_file()]
+    described = {k: v for k, v in fields.items() if k not in (*MEDIA_FIELDS, "source")}  # where, not what
+    return digest(described, media)
+
+
+def run_fingerprint(thinker, method: str, schedule, method_kwargs: dict | None, media_kwargs: dict | None) -> dict:
+    "What a results file's rows depend on beyond their settings: model, method options, schedule, package version."
+    from seats_analysis.seats import resolve_schedule
+    schedule = None if schedule is None else asdict(resolve_schedule(schedule))
+    return dict(model=model_fingerprint(thinker), method=method, method_kwargs=method_kwargs or {},
+                media_kwargs=media_kwargs or {}, schedule=digest(schedule), package=seats_analysis.__version__)
+
+
 def _check_settings(rows: list[dict], settings: dict, path: Path):
     "Raise if a results file holds rows of other settings (it is another run's file)."
     for row in rows:
@@ -314,6 +356,17 @@ def _check_settings(rows: list[dict], settings: dict, path: Path):
         if other:
             raise ValueError(f"{path} holds rows with {other}, not {dict((k, settings[k]) for k in other)}; "
                              "use another results_path for these settings")
+
+
+def _check_run(rows: list[dict], fingerprint: dict, inputs: Mapping[str, str], path: Path):
+    "Raise if a results file's rows were written by another run, or for other inputs under the same sample keys."
+    for stored in {json.dumps(row.get("fingerprint"), sort_keys=True): row.get("fingerprint") for row in rows}.values():
+        check_fingerprint(path, stored, fingerprint)
+    changed = [row["key"] for row in rows  # a failed sample's inputs may be mended before it is retried
+               if row.get("error") is None and row["key"] in inputs and row.get("input") != inputs[row["key"]]]
+    if changed:
+        raise ValueError(f"{path}: the inputs of {len(changed)} stored sample(s) changed since they were run "
+                         f"(first: {changed[:3]}); use another results_path, or remove it to start again")
 
 
 def _distributed(rank, world_size, device: torch.device):
@@ -330,27 +383,31 @@ def _distributed(rank, world_size, device: torch.device):
 def _merge(results_path: Path, keys: list[str]):
     "Fold the part files into `results_path`: one row per key, in record order, then the parts are removed."
     rows = merge_records([*read_jsonl(results_path), *read_parts(results_path.parent, _part_pattern(results_path))],
-                         "key", _first_stays)
+                         "key", _success_first)
     order = {k: i for i, k in enumerate(keys)}
     merged = sorted(rows.values(), key=lambda r: order.get(r["key"], len(order)))
     tmp = results_path.with_name(results_path.name + ".merging")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in merged), encoding="utf-8")
     os.replace(tmp, results_path)
-    for path in _part_files(results_path):
+    for path in _part_files(results_path):  # every rank is done: their locks go with their parts
         path.unlink()
+        lock_file(path).unlink(missing_ok=True)
 
 
-def _resume(results_path: Path, rank: int, world_size: int, settings: dict) -> tuple[Path, set[str]]:
-    "This rank's file to append to (a torn last line cut off) and the keys some file already holds."
-    results_path.parent.mkdir(parents=True, exist_ok=True)
+def _resume(results_path: Path, rank: int, world_size: int, settings: dict, fingerprint: dict,
+            inputs: Mapping[str, str]) -> tuple[Path, dict[str, dict]]:
+    """This rank's file to append to and the row each key already has (an answer before a failure). Every file is
+    checked (a results file of these settings, this run and these inputs) before the rank's own is trimmed; the
+    caller holds the rank's `writer_lock`."""
     own = _part_path(results_path, rank, world_size)
-    trim_torn_line(own)
-    done = set()
+    rows = []
     for path in dict.fromkeys([results_path, *_part_files(results_path), own]):
-        rows = read_jsonl(path)
-        _check_settings(rows, settings, path)
-        done.update(row["key"] for row in rows)
-    return own, done
+        stored = check_records_file(path, ("key", *SETTINGS), "results file of seats_analysis.evaluate")
+        _check_settings(stored, settings, path)
+        _check_run(stored, fingerprint, inputs, path)
+        rows += stored
+    trim_torn_line(own)
+    return own, merge_records(rows, "key", _success_first)
 
 
 def _collect(results_path: Path, keys: list[str], rank: int, barrier) -> dict[str, dict]:
@@ -359,7 +416,7 @@ def _collect(results_path: Path, keys: list[str], rank: int, barrier) -> dict[st
     if rank == 0 and _part_files(results_path):
         _merge(results_path, keys)
     barrier()
-    return merge_records(read_jsonl(results_path), "key", _first_stays)
+    return merge_records(read_jsonl(results_path), "key", _success_first)
 
 # %% ../nbs/32_evaluate.ipynb #db91a3cd
 def _mean(values) -> float | None:
@@ -370,9 +427,10 @@ def _mean(values) -> float | None:
 
 def summarize(spec: EvalSpec, rows: list[dict]) -> dict:
     "The benchmark's scores for `rows`, with error count, mean TFLOPs, prefill seconds and retention."
-    scores = dict(spec.score(rows))
+    answered = [r for r in rows if r.get("error") is None]  # a failed sample has no answer to score
+    scores = dict(spec.score(answered)) if answered else dict(overall=None, n=0, by={})
     scores.update(
-        benchmark=spec.name, n_errors=sum(r.get("error") is not None for r in rows),
+        benchmark=spec.name, n_errors=len(rows) - len(answered),
         tflops=_mean(r["flops"] / 1e12 if r.get("flops") is not None else None for r in rows),
         tflops_paper=_mean(r["flops_paper"] / 1e12 if r.get("flops_paper") is not None else None for r in rows),
         prefill_seconds=_mean(r.get("prefill_seconds") for r in rows),
@@ -386,8 +444,14 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
              limit: int | None = None, seed: int = 0, registry: Mapping | None = None,
              method_kwargs: dict | None = None, media_kwargs: dict | None = None,
              on_sample: Callable[[dict], None] | None = None, rank: int | None = None,
-             world_size: int | None = None, progress: bool = True) -> dict:
-    "Run `method` at the given retention over a benchmark, one JSON line per sample, resuming; return the scores."
+             world_size: int | None = None, progress: bool = True, retry_errors: bool = False,
+             max_errors: int | None = None, on_error: str = "raise") -> dict:
+    """Run `method` at the given retention over a benchmark, one JSON line per sample, resuming; return the scores.
+
+    A sample that fails (unreadable media, say) is recorded with its error and no answer, left out of the scores and
+    counted in `n_errors`; `retry_errors=True` runs the failed samples of a results file again. When more than
+    `max_errors` samples have failed, `TooManyFailures` is raised after everything is written. Records read from
+    `data_root` with `on_error="skip"` leave out malformed annotation rows (with a warning) instead of stopping."""
     spec = eval_spec(benchmark)
     method_name, factory = resolve_method(method, registry)
     video_ratio, audio_ratio = check_ratio("video_ratio", video_ratio), check_ratio("audio_ratio", audio_ratio)
@@ -397,10 +461,12 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an int >= 1")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit={limit!r} must be None or an int >= 0")
+    if max_errors is not None and (isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 0):
+        raise ValueError(f"max_errors={max_errors!r} must be None or an int >= 0")
     if records is None:
         if data_root is None:
             raise ValueError("pass records or a data_root holding <data_root>/<benchmark>/{annotations,media}")
-        records = spec.load(Path(data_root) / benchmark)
+        records = _load_records(spec, Path(data_root) / benchmark, on_error)
     records = list(records)[:limit]
     keys = _record_keys(records)
     rank, world_size, barrier = _distributed(rank, world_size, thinker.device)
@@ -408,10 +474,15 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         raise ValueError(f"world_size={world_size} needs a results_path (each rank writes a part file next to it)")
     settings = dict(benchmark=benchmark, method=method_name, video_ratio=video_ratio, audio_ratio=audio_ratio,
                     mode=mode, max_new_tokens=max_new_tokens)
-    own, done = (None, set()) if results_path is None else _resume(Path(results_path), rank, world_size, settings)
+    own, done, fingerprint, inputs, lock = None, {}, None, {}, nullcontext()
+    if results_path is not None:
+        fingerprint = run_fingerprint(thinker, method_name, schedule, method_kwargs, media_kwargs)
+        inputs = {key: record_digest(record) for key, record in zip(keys, records)}
+        Path(results_path).parent.mkdir(parents=True, exist_ok=True)
+        lock = writer_lock(_part_path(Path(results_path), rank, world_size))
 
     def run_one(index: int, record) -> dict:
-        "The row of one record: prompt, response ('' after an error), letter, costs."
+        "The row of one record: prompt, response, letter and costs; after an error no response, letter or score."
         prompt, out, error = "", dict(response=""), None
         try:
             prompt = chat_text(processor, spec.messages(record))
@@ -422,30 +493,37 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
             raise
         except Exception as err:
             error = f"{type(err).__name__}: {err}"
-        pred = spec.parse(out["response"], record, mode, _rng(seed, benchmark, keys[index]))
+        pred = None if error else spec.parse(out["response"], record, mode, _rng(seed, benchmark, keys[index]))
         row = dict(key=keys[index], id=str(record.id), index=index, **settings, prompt=prompt,
-                   response=out["response"], pred=pred, answer=record.answer, correct=pred == record.answer,
+                   response=out["response"], pred=pred, answer=record.answer,
+                   correct=None if error else pred == record.answer,
                    categories=dict(record.categories), retention=out.get("retention", {"video": None, "audio": None}),
                    **{k: out.get(k) for k in ("flops", "flops_paper", "drops", "seq_len", "new_tokens", "prefill_seconds",
                                               "generate_seconds")})
         if "latency" in out:
             row["latency"] = out["latency"]
+        if own is not None:
+            row.update(fingerprint=fingerprint, input=inputs[keys[index]])
         return row | {"error": error}
 
-    todo = [(i, r) for i, r in enumerate(records) if i % world_size == rank and keys[i] not in done]
     new_rows, errors = [], 0
-    bar = tqdm(todo, desc=f"{benchmark} {method_name} {ratio_name(video_ratio, audio_ratio)}",
-               disable=not progress or rank != 0)
-    for index, record in bar:
-        row = run_one(index, record)
-        if own is not None:
-            append_row(own, row)
-        new_rows.append(row)
-        if row["error"] is not None:
-            errors += 1
-            bar.set_postfix(errors=errors)
-        if on_sample is not None:
-            on_sample(row)
+    with lock:  # one writer per file: a second process is refused before it reads or trims anything
+        if results_path is not None:
+            own, done = _resume(Path(results_path), rank, world_size, settings, fingerprint, inputs)
+        todo = [(i, r) for i, r in enumerate(records) if i % world_size == rank
+                and (keys[i] not in done or (retry_errors and done[keys[i]].get("error") is not None))]
+        bar = tqdm(todo, desc=f"{benchmark} {method_name} {ratio_name(video_ratio, audio_ratio)}",
+                   disable=not progress or rank != 0)
+        for index, record in bar:
+            row = run_one(index, record)
+            if own is not None:
+                append_row(own, row)
+            new_rows.append(row)
+            if row["error"] is not None:
+                errors += 1
+                bar.set_postfix(errors=errors)
+            if on_sample is not None:
+                on_sample(row)
 
     if results_path is None:
         rows_by_key = {r["key"]: r for r in new_rows}
@@ -455,7 +533,20 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     if len(rows) != len(keys):
         missing = [k for k in keys if k not in rows_by_key]
         raise RuntimeError(f"{len(missing)} of {len(keys)} samples have no result (first: {missing[:3]})")
-    return summarize(spec, rows)
+    scores = summarize(spec, rows)
+    if max_errors is not None and scores["n_errors"] > max_errors:
+        failed = [row for row in rows if row.get("error") is not None]
+        raise TooManyFailures(f"{benchmark} {method_name} {ratio_name(video_ratio, audio_ratio)}: {len(failed)} of "
+                              f"{len(rows)} samples failed (more than max_errors={max_errors}); first: "
+                              f"{failed[0]['key']}: {failed[0]['error']}", scores)
+    return scores
+
+
+class TooManyFailures(RuntimeError):
+    "More samples failed than a run allows; `.result` holds what the run computed all the same (scores or table)."
+    def __init__(self, message: str, result):
+        super().__init__(message)
+        self.result = result
 
 # %% ../nbs/32_evaluate.ipynb #283fe3a5
 def cell_path(out_dir: str | Path, benchmark: str, method: str, video_ratio: float, audio_ratio: float) -> Path:
@@ -477,15 +568,22 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
     out_dir = Path(out_dir)
     for benchmark in benchmarks:
         eval_spec(benchmark)
-    loaded = dict(records or {})
+    loaded, failures = dict(records or {}), []
     for benchmark, method, video_ratio, audio_ratio in sweep_cells(benchmarks, methods, ratio_pairs):
         if benchmark not in loaded:
             if data_root is None:
                 raise ValueError(f"no records for {benchmark!r}: pass records={{name: records}} or a data_root")
-            loaded[benchmark] = eval_spec(benchmark).load(Path(data_root) / benchmark)
-        evaluate(thinker, processor, benchmark, method, video_ratio, audio_ratio, records=loaded[benchmark],
-                 results_path=cell_path(out_dir, benchmark, method, video_ratio, audio_ratio), **evaluate_kwargs)
-    return write_summary(out_dir)
+            loaded[benchmark] = _load_records(eval_spec(benchmark), Path(data_root) / benchmark,
+                                              evaluate_kwargs.get("on_error", "raise"))
+        try:
+            evaluate(thinker, processor, benchmark, method, video_ratio, audio_ratio, records=loaded[benchmark],
+                     results_path=cell_path(out_dir, benchmark, method, video_ratio, audio_ratio), **evaluate_kwargs)
+        except TooManyFailures as failure:  # every cell still runs; the sweep fails at the end
+            failures.append(str(failure))
+    table = write_summary(out_dir)
+    if failures:
+        raise TooManyFailures(f"{len(failures)} cell(s) over max_errors: " + "; ".join(failures), table)
+    return table
 
 # %% ../nbs/32_evaluate.ipynb #0cb7bfc1
 def cell_scores(out_dir: str | Path) -> pd.DataFrame:
@@ -568,12 +666,12 @@ def summary_markdown(table: pd.DataFrame) -> str:
     benchmarks = [b for b in EVAL_BENCHMARKS if b in table.columns]
     convention = "/".join(sorted(set(table["flops_convention"]))) if "flops_convention" in table else "exact"
     header = ["Method", "Ratio", f"TFLOPs ({convention})", *(EVAL_BENCHMARKS[b].title for b in benchmarks), "Mean",
-              "% of full", "Reached"]
+              "% of full", "Reached", "Failed"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for _, row in table.iterrows():
         cells = [row["method"], row["ratio_name"], _fmt(row["tflops"], ".4g"),
                  *(_fmt(row[b], ".1f") for b in benchmarks), _fmt(row["mean"], ".1f"), _fmt(row["pct_full"], ".1f"),
-                 {True: "yes", False: "no"}.get(row.get("reached"), "-")]
+                 {True: "yes", False: "no"}.get(row.get("reached"), "-"), _fmt(row.get("n_errors"), "d")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import pickle
 import time
 from pathlib import Path
 
@@ -24,9 +25,9 @@ from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SE
                                   synth_items)
 
 # %% auto #0
-__all__ = ['DATA_DIR', 'organism_config', 'build_organism', 'letter_logits', 'predict', 'evaluate', 'audio_token_labels',
-           'video_token_labels', 'audio_time_colours', 'kind_weights', 'train', 'load_organism', 'drop_kinds',
-           'modality_check']
+__all__ = ['DATA_DIR', 'organism_config', 'build_organism', 'letter_logits', 'predict', 'evaluate', 'save_training_state',
+           'load_training_state', 'audio_token_labels', 'video_token_labels', 'audio_time_colours', 'kind_weights',
+           'train', 'load_organism', 'drop_kinds', 'modality_check']
 
 # %% ../nbs/21_organism.ipynb #7b183a26
 DATA_DIR = Path(seats_analysis.__file__).resolve().parents[1] / "data" / "organism"  # in the repository, from any folder
@@ -115,6 +116,20 @@ def evaluate(model, processor, items, batch_size: int = 32, selectors: dict | No
     acc = {k: float(np.mean(v)) for k, v in correct.items() if v}
     acc["overall"] = float(np.mean([p == str(it["answer"]) for it, p in zip(items, preds)]))
     return acc
+
+# %% ../nbs/21_organism.ipynb #0c99f65f
+def save_training_state(path, **state):
+    "Write a resumable training state: state dicts, tensors and plain values only (a numpy generator as its state dict)."
+    torch.save(state, path)
+
+def load_training_state(path) -> dict:
+    """A state written by `save_training_state`, read with `weights_only=True`: a file that holds anything else
+    (arbitrary objects, which unpickling could turn into running code) is refused before any of it is built."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path} is not a training state written by save_training_state: it holds objects other "
+                         "than tensors and plain values, and is not loaded") from error
 
 # %% ../nbs/21_organism.ipynb #3b89229f
 def audio_token_labels(items, tokens_per_clip: int) -> torch.Tensor:
@@ -209,7 +224,7 @@ def train(out_dir=DATA_DIR, steps: int = 6000, batch_size: int = 16, lr: float =
     rng = np.random.default_rng([seed, 99])
     start_step, best, acc, next_index, elapsed_before = 0, -1.0, None, 0, 0.0
     if state_path is not None and Path(state_path).exists():
-        state = torch.load(state_path, weights_only=False)
+        state = load_training_state(state_path)
         model.load_state_dict(state["model"])
         aux_head.load_state_dict(state["aux_head"])
         colour_head.load_state_dict(state["colour_head"])
@@ -217,7 +232,7 @@ def train(out_dir=DATA_DIR, steps: int = 6000, batch_size: int = 16, lr: float =
         align_head.load_state_dict(state["align_head"])
         opt.load_state_dict(state["opt"])
         start_step, best, acc, next_index = state["step"], state["best"], state["acc"], state["next_index"]
-        rng, elapsed_before = state["rng"], state["elapsed_s"]
+        rng.bit_generator.state, elapsed_before = state["rng"], state["elapsed_s"]
         log.info("resumed at step %d (best %.3f)", start_step, best)
     t0, losses = time.time(), []
     try:
@@ -262,12 +277,11 @@ def train(out_dir=DATA_DIR, steps: int = 6000, batch_size: int = 16, lr: float =
                     save_processor(processor, out_dir)
                     log.info("saved to %s (val %.3f)", out_dir, best)
                 if state_path is not None:
-                    torch.save(dict(model=model.state_dict(), aux_head=aux_head.state_dict(),
-                                    colour_head=colour_head.state_dict(), direction_head=direction_head.state_dict(),
-                                    align_head=align_head.state_dict(),
-                                    opt=opt.state_dict(),
-                                    step=step + 1, best=best, acc=acc, next_index=next_index, rng=rng,
-                                    elapsed_s=elapsed_before + time.time() - t0), state_path)
+                    save_training_state(state_path, model=model.state_dict(), aux_head=aux_head.state_dict(),
+                                        colour_head=colour_head.state_dict(), direction_head=direction_head.state_dict(),
+                                        align_head=align_head.state_dict(), opt=opt.state_dict(), step=step + 1,
+                                        best=best, acc=acc, next_index=next_index, rng=rng.bit_generator.state,
+                                        elapsed_s=elapsed_before + time.time() - t0)
                 if time_limit_s is not None and time.time() - t0 > time_limit_s:
                     log.info("time limit reached at step %d", step + 1)
                     break

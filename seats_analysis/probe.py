@@ -16,7 +16,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +36,8 @@ from .blocks import CONDITIONS
 from .compat import last_hidden_state
 from .engine import check_thinker, continue_from, drop_tokens
 from .layout import Kind, token_kinds
-from .results import append_jsonl, markdown_table, merge_records, read_parts, trim_torn_line
+from .results import (append_jsonl, check_fingerprint, digest, markdown_table, merge_records,
+                                    model_fingerprint, read_parts, trim_torn_line, writer_lock)
 from .testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
 # %% ../nbs/10_probe.ipynb #bec8806a
@@ -255,6 +256,12 @@ def _versions() -> dict:
             "numpy": np.__version__, "xarray": xr.__version__}
 
 # %% ../nbs/10_probe.ipynb #2c1b7b94
+def _input_digest(sample: ProbeSample) -> str | None:
+    "A digest of a sample's model inputs, options and answer (None for inputs built on demand: not checked)."
+    if callable(sample.inputs):
+        return None
+    return digest(dict(sample.inputs), sample.options, sample.answer, sample.use_audio_in_video)
+
 def _failed_record(sample_id: str, err: BaseException, conditions, layers, metrics) -> dict:
     "The record of a sample that could not be probed: NaN everywhere and the error."
     nan = np.full((len(conditions), len(layers)), np.nan).tolist()
@@ -302,8 +309,9 @@ def _read_meta(path: Path) -> dict:
         raise FileNotFoundError(f"{path} is not a probe folder: it has no {META_FILE}")
     return json.loads(file.read_text())
 
-def _prepare_folder(path: Path, settings: dict, rank: int) -> dict:
-    "Create the folder and its meta file, or check that an existing run has the same settings; return the meta."
+def _prepare_folder(path: Path, settings: dict, fingerprint: dict, rank: int) -> dict:
+    """Create the folder and its meta file, or check that an existing run has the same settings and model; return
+    the meta. A folder without a meta file that holds anything is not adopted: nothing in it is touched."""
     path.mkdir(parents=True, exist_ok=True)
     if (path / META_FILE).exists():
         meta = _read_meta(path)
@@ -311,8 +319,13 @@ def _prepare_folder(path: Path, settings: dict, rank: int) -> dict:
             diff = {k: (meta["settings"].get(k), v) for k, v in settings.items() if meta["settings"].get(k) != v}
             raise ValueError(f"{path} holds a probe run with other settings (stored, asked): {diff}; "
                              "use another path")
+        check_fingerprint(path, meta.get("fingerprint"), fingerprint)
         return meta
-    meta = dict(settings=settings, versions=_versions())
+    present = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+    if present:
+        raise ValueError(f"{path} is not a probe folder (it has no {META_FILE}) but holds {present[:3]}; nothing in "
+                         "it was changed: probe into a new or empty folder")
+    meta = dict(settings=settings, fingerprint=fingerprint, versions=_versions())
     tmp = path / f".{META_FILE}.{rank}.tmp"
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, path / META_FILE)  # atomic: ranks starting together write the same content
@@ -342,6 +355,14 @@ def _shard(shard, thinker) -> tuple[int, int, PartialState | None]:
     return state.process_index, state.num_processes, (state if state.num_processes > 1 else None)
 
 # %% ../nbs/10_probe.ipynb #2dc769d9
+def _check_inputs(path: Path, done: Mapping[str, dict], mine: Sequence[tuple[int, ProbeSample]]):
+    "Refuse to resume when a stored sample's inputs differ from the sample of the same id given now."
+    changed = [s.id for _, s in mine if s.id in done and not done[s.id]["error"]
+               and _input_digest(s) is not None and done[s.id].get("input") != _input_digest(s)]
+    if changed:
+        raise ValueError(f"{path}: the inputs of {len(changed)} stored sample(s) changed since they were probed "
+                         f"(first: {changed[:3]}); probe into another folder, or remove this one to start again")
+
 def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, layers: Iterable[int] | None = None,
           metrics: Sequence[str] = METRICS, method: str = "shared", path: str | Path | None = None,
           model_name: str | None = None, retry_errors: bool = False, shard: tuple[int, int] | None = None,
@@ -357,27 +378,31 @@ def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, la
     if world > 1 and path is None:
         raise ValueError(f"{world} processes need path= to write their parts to")
     mine = [(i, s) for i, s in enumerate(samples) if i % world == rank]
-    records, done = [], {}
+    records, done, part = [], {}, None
     if path is not None:
         path = Path(path)
-        _prepare_folder(path, settings, rank)
+        _prepare_folder(path, settings, dict(model=model_fingerprint(thinker), package=seats_analysis.__version__),
+                        rank)
         part = _part_file(path, rank)
-        trim_torn_line(part)
         done = _latest_records(path)
+        _check_inputs(path, done, mine)
     todo = [(i, s) for i, s in mine if s.id not in done or (retry_errors and done[s.id]["error"])]
     bar = tqdm(todo, desc=f"probe {settings['model_name']}", initial=len(mine) - len(todo), total=len(mine),
                disable=not progress or (state is not None and not state.is_main_process), unit="sample")
-    for index, sample in bar:
-        try:
-            record = probe_sample(thinker, sample, conditions, layers, metrics, method)
-        except Exception as err:  # recorded, not raised: one bad item must not end a long run
-            record = _failed_record(sample.id, err, conditions, layers, metrics)
-            warnings.warn(f"probe: sample {sample.id!r} failed: {record['error']}", stacklevel=2)
-        record["index"] = index
-        if path is None:
-            records.append(record)
-        else:
-            append_jsonl(part, record)
+    with writer_lock(part) if part is not None else nullcontext():
+        if part is not None:
+            trim_torn_line(part)
+        for index, sample in bar:
+            try:
+                record = probe_sample(thinker, sample, conditions, layers, metrics, method)
+            except Exception as err:  # recorded, not raised: one bad item must not end a long run
+                record = _failed_record(sample.id, err, conditions, layers, metrics)
+                warnings.warn(f"probe: sample {sample.id!r} failed: {record['error']}", stacklevel=2)
+            record.update(index=index, input=_input_digest(sample))
+            if path is None:
+                records.append(record)
+            else:
+                append_jsonl(part, record)
     if path is None:
         return records_to_table(records, settings)
     if state is not None:
