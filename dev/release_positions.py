@@ -11,8 +11,9 @@ state it was given is handed to the release's own selection functions, loaded at
 boundary. The release computes the scores these functions rank by inside its patched model forwards (the last
 token's attention recomputed with a decoder layer's weights; the encoder's windowed attention and keys); here
 they are the ones this project computed on the same state, so the recording checks the release's counting,
-budgeting, windowing, ranking and merging, not its attention arithmetic. Random draws from torch's global
-generator in the release, so only its counts are recorded. Nothing of the release is copied here.
+budgeting, windowing, ranking and merging, not its attention arithmetic (dev/release_forwards.py runs the release's
+own forwards end to end for that). Random draws from torch's global generator in the release, so only its counts are
+recorded. Nothing of the release is copied here.
 """
 import importlib
 import importlib.util

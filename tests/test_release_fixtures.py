@@ -1,7 +1,9 @@
 """This project against recordings of the authors' release (`xxayt/SEATS`), in `data/fixtures/release/`.
 
-The recordings were made by running the release's own code (`dev/release_*.py`, not part of the test run);
-each file names the release commit, the seeds and the recipe.
+The recordings were made by running the release's own code (`dev/release_*.py`, not part of the test run) with
+transformers 4.57.1 and torch 2.8; each file names the release commit, the seeds and the recipe. `positions.json`
+hands this project's states to the release's selection functions; `forwards.json` runs the release's patched model
+forwards end to end and holds, besides the kept positions, the last position's prefill logits.
 """
 import json
 from pathlib import Path
