@@ -11,11 +11,14 @@ state it was given is handed to the release's own selection functions, loaded at
 boundary. The release computes the scores these functions rank by inside its patched model forwards (the last
 token's attention recomputed with a decoder layer's weights; the encoder's windowed attention and keys); here
 they are the ones this project computed on the same state, so the recording checks the release's counting,
-budgeting, windowing, ranking and merging, not its attention arithmetic. Random draws from torch's global
-generator in the release, so only its counts are recorded. Nothing of the release is copied here.
+budgeting, windowing, ranking and merging, not its attention arithmetic (dev/release_forwards.py runs the release's
+own forwards end to end for that). Random draws from torch's global generator in the release, so only its counts are
+recorded. Nothing of the release is copied here.
 """
+import importlib
 import importlib.util
 import json
+import logging
 import subprocess
 import sys
 import types
@@ -28,9 +31,9 @@ import seats_analysis.seats as seats_module
 from seats_analysis.baselines import METHODS
 from seats_analysis.inner_llm import query_relevance
 from seats_analysis.layout import Kind
-from seats_analysis.schedule import RELEASE_QWEN3_AUDIO_RATES
+from seats_analysis.schedule import RELEASE_QWEN3_AUDIO_RATES, RELEASE_QWEN3_TEMPERATURE
 from seats_analysis.seats import last_token_index
-from seats_analysis.testing import FAMILIES, clip_batch, tiny_schedule, tiny_thinker
+from seats_analysis.testing import FAMILIES, clip_batch, tiny_schedule, tiny_thinker, weights_checksum
 
 COMMIT = "c553732cc472321f0c575ecc6369a32c1c1fd2df"
 SETTINGS = {"R35": (0.30, 0.65), "R25": (0.20, 0.55), "R15": (0.10, 0.45), "R10": (0.06, 0.35)}
@@ -40,13 +43,13 @@ SCHEDULE = dict(num_layers=NUM_LAYERS, middle_block_layer=4, late_block_layer=10
 RELEASE_NAMES = {"random": "random", "fastv": "fastv", "fastv-om": "fastv_omni", "visionzip": "visionzip",
                  "visionzip-om": "visionzip_omni", "seats": "seats"}
 THINKER_SEED = 0
+QWEN3_SETTINGS = {**RELEASE_QWEN3_AUDIO_RATES, "temperature": RELEASE_QWEN3_TEMPERATURE}
 PRUNING = seats_module.pruning  # this project's, wrapped below to record what the selectors see
 
 
 def fixture_schedule(family: str):
-    "The 12-layer tiny schedule the fixtures use (Qwen3: the release's audio window constants)."
-    rates = RELEASE_QWEN3_AUDIO_RATES if family == "qwen3" else {}
-    return tiny_schedule(family, **SCHEDULE, **rates)
+    "The 12-layer tiny schedule the fixtures use (Qwen3: the release's audio window constants and temperature)."
+    return tiny_schedule(family, **SCHEDULE, **QWEN3_SETTINGS if family == "qwen3" else {})
 
 
 def load(checkout: Path, relative: str):
@@ -58,13 +61,15 @@ def load(checkout: Path, relative: str):
 
 
 def release_modules(checkout: Path) -> dict:
-    sys.modules.setdefault("loguru", types.SimpleNamespace(logger=None))  # baselines/utils.py logs with it
+    sys.modules.setdefault("loguru", types.SimpleNamespace(logger=logging.getLogger("release")))  # baselines/utils.py logs
     sys.path.insert(0, str(checkout))  # so that `from baselines.utils import ...` resolves
     names = {"utils": "baselines/utils.py", "random": "baselines/random/random_units.py",
              "fastv": "baselines/fastv/fastv_units.py", "visionzip": "baselines/visionzip/visionzip_units.py",
              "pre": "seats/pre_llm_units.py", "inner": "seats/inner_llm_units.py",
              "scheduler": "seats/ratio_decay_scheduler.py"}
-    return {name: load(checkout, path) for name, path in names.items()}
+    modules = {name: load(checkout, path) for name, path in names.items()}
+    modules["inner_qwen3"] = importlib.import_module("seats.inner_llm_units_qwen3")  # relative imports: as a package
+    return modules
 
 
 def capture(log: list):
@@ -163,9 +168,13 @@ def release_boundary(name, entry, modules, family, thinker, inputs, targets, pla
                                                     sec_in_audio_window=2)
         return {"kept": kept(entry, vmask & amask)}
     scores = entry["scores"]
-    modules["inner"].compute_last_token_qk_scores_full = lambda **kwargs: scores
-    ones = torch.ones(3, 1, S, 1)
-    keep = modules["inner"].top_down_token_selection(
+    if family == "qwen3":  # the release's Qwen3 Stage II (its own temperature, Qwen3's rotary layout)
+        modules["inner_qwen3"].compute_last_token_qk_scores_full_qwen3 = lambda **kwargs: scores
+        select, ones = modules["inner_qwen3"].top_down_token_selection_qwen3, torch.ones(1, S, 1)
+    else:
+        modules["inner"].compute_last_token_qk_scores_full = lambda **kwargs: scores
+        select, ones = modules["inner"].top_down_token_selection, torch.ones(3, 1, S, 1)
+    keep = select(
         entry["hidden"], None, torch.zeros(3, 1, S, dtype=torch.long), (ones, ones), torch.arange(S), None,
         entry["k"] - 1, [None] * NUM_LAYERS, {"drop_layers": SCHEDULE["drop_layers"],
                                               "video_keep_ratio_list": plan["video_inner_progressive_ratio_list"],
@@ -180,9 +189,10 @@ def main(checkout: Path, out: Path):
     torch.set_num_threads(1)
     modules = release_modules(checkout)
     modules["scheduler"]._MODEL_NUM_LAYERS["tiny"] = NUM_LAYERS
-    records = []
+    records, checksums = [], {}
     for family in FAMILIES:
-        thinker = tiny_thinker(family, num_layers=NUM_LAYERS, seed=THINKER_SEED)
+        thinker = tiny_thinker(family, num_layers=NUM_LAYERS, seed=THINKER_SEED, portable=True)
+        checksums[family] = weights_checksum(thinker)
         schedule = fixture_schedule(family)
         for clip, seconds in enumerate(CLIP_SECONDS):
             inputs = clip_batch(family, seconds=(seconds,))
@@ -215,17 +225,17 @@ def main(checkout: Path, out: Path):
     out.parent.mkdir(parents=True, exist_ok=True)
     header = {
         "source": "xxayt/SEATS: baselines/{random,fastv,visionzip}/*_units.py, baselines/utils.py, "
-                  "seats/{pre_llm_units,inner_llm_units,ratio_decay_scheduler}.py",
+                  "seats/{pre_llm_units,inner_llm_units,inner_llm_units_qwen3,ratio_decay_scheduler}.py",
         "commit": commit or COMMIT,
-        "recipe": (f"seats_analysis.testing.tiny_thinker(family, num_layers={NUM_LAYERS}, seed={THINKER_SEED}) "
+        "recipe": (f"seats_analysis.testing.tiny_thinker(family, num_layers={NUM_LAYERS}, seed={THINKER_SEED}, portable=True) "
                    f"in float32 on CPU; inputs clip_batch(family, seconds=(s,)) for s in {list(CLIP_SECONDS)} "
                    "(synthetic clip seed 0, batch of one); schedule tiny_schedule(family, **schedule) with the "
-                   "release's audio window constants for Qwen3; settings (video, audio) as in each record. At "
+                   "release's audio window constants and Stage II temperature for Qwen3; settings (video, audio) as in each record. At "
                    "every boundary where this project's method selects, its state was handed to the release's "
                    "selection functions (see dev/release_positions.py for what is the release's and what is this "
                    "project's). Positions are original input indices."),
-        "num_layers": NUM_LAYERS, "thinker_seed": THINKER_SEED, "schedule": SCHEDULE,
-        "qwen3_audio_rates": RELEASE_QWEN3_AUDIO_RATES}
+        "num_layers": NUM_LAYERS, "thinker_seed": THINKER_SEED, "weights_checksum": checksums, "schedule": SCHEDULE,
+        "qwen3_settings": QWEN3_SETTINGS}
     lines = json.dumps(header, indent=1)[:-2] + ',\n "records": [\n'
     lines += ",\n".join(json.dumps(record, separators=(",", ":")) for record in records) + "\n ]\n}\n"
     out.write_text(lines)

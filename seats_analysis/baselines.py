@@ -253,7 +253,7 @@ def _visionzip_windows(features: torch.Tensor, attention: torch.Tensor, keys: to
     "`visionzip_window` on W equal windows at once: features (W, N, D), attention (W, N), keys (W, N, d)."
     num_windows, n, _ = features.shape
     windows = torch.arange(num_windows, device=features.device)[:, None]  # (W, 1)
-    dominant = torch.sort(attention, descending=True, stable=True).indices[:, :num_dominant]  # (W, n_d)
+    dominant = torch.topk(attention, num_dominant, dim=1).indices  # (W, n_d); torch.topk as the release: its pick among exact ties
     keep = torch.zeros(num_windows, n, dtype=torch.bool, device=features.device)
     keep[windows, dominant] = True
     merged = features.clone()

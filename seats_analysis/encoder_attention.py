@@ -27,7 +27,7 @@ MAX_LOGITS = 2 ** 24  # largest block of attention logits computed at once: 64 M
 def _received_in_windows(query: torch.Tensor, key: torch.Tensor, scaling: float, max_elements: int) -> torch.Tensor:
     "Head-averaged column sums of softmax(q k^T * scaling) for a batch of equal windows: (W, N, H, d) -> (W, N)."
     num_windows, window_len, num_heads, _ = query.shape
-    total = torch.zeros(num_windows, num_heads, window_len, dtype=torch.float32, device=query.device)  # (W, H, N)
+    total = torch.zeros(num_windows, window_len, dtype=torch.float32, device=query.device)  # (W, N)
     windows_per_step = max(1, max_elements // (num_heads * window_len * window_len))
     for w0 in range(0, num_windows, windows_per_step):
         w1 = min(w0 + windows_per_step, num_windows)
@@ -36,8 +36,9 @@ def _received_in_windows(query: torch.Tensor, key: torch.Tensor, scaling: float,
         for q0 in range(0, window_len, queries_per_step):
             q = query[w0:w1, q0:q0 + queries_per_step].transpose(1, 2).float()  # (w, H, n_q, d)
             weights = (q @ k.transpose(-1, -2) * scaling).softmax(dim=-1)  # (w, H, n_q, N)
-            total[w0:w1] += weights.sum(dim=2)
-    return total.mean(dim=1)  # (W, N)
+            # the mean over heads first, then the sum over queries: the release's order, so that exact ties stay ties
+            total[w0:w1] += weights.mean(dim=1).sum(dim=1)
+    return total
 
 def attention_received(query: torch.Tensor, key: torch.Tensor, window_len: int, scaling: float,
                        max_elements: int = MAX_LOGITS) -> torch.Tensor:

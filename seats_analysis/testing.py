@@ -4,10 +4,13 @@
 
 # %% auto #0
 __all__ = ['FAMILIES', 'PATCH_SIZE', 'SAMPLE_RATE', 'SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'TEST_QUESTIONS', 'offline_tokenizer',
-           'offline_processor', 'tiny_thinker_config', 'tiny_thinker', 'synthetic_clip', 'make_inputs', 'tiny_schedule',
-           'clip_batch', 'kept_mask']
+           'offline_processor', 'tiny_thinker_config', 'portable_init_', 'tiny_thinker', 'weights_checksum',
+           'synthetic_clip', 'make_inputs', 'tiny_schedule', 'clip_batch', 'kept_mask']
 
 # %% ../nbs/01_testing.ipynb #e1927934
+import re
+import zlib
+
 import numpy as np
 import torch
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers
@@ -126,13 +129,54 @@ def tiny_thinker_config(family: str = "qwen2_5", num_layers: int = 4, hidden_siz
         position_id_per_seconds=13, **ids)
 
 # %% ../nbs/01_testing.ipynb #4cd2c8a5
-def tiny_thinker(family: str = "qwen2_5", num_layers: int = 4, attn: str = "sdpa", seed: int = 0, **config_kwargs):
-    "A random-weight thinker of either family in eval mode, float32, built in code."
+def _portable_name(name: str) -> str:
+    "A parameter's name as transformers 4.57 spells it (5.x nests the decoder and both encoders under `model.`)."
+    name = re.sub(r"^model\.language_model\.", "model.", name)
+    return re.sub(r"^model\.(visual|audio_tower)\.", r"\1.", name)
+
+def _draw(seed: int, name: str, shape, std: float) -> torch.Tensor:
+    "Normal(0, std) numbers of `shape` that depend on `seed` and `name` only."
+    generator = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{name}".encode()))
+    return torch.randn(tuple(shape), generator=generator) * std
+
+@torch.no_grad()
+def portable_init_(thinker, seed: int = 0):
+    """Redraw `thinker`'s random weights from each parameter's own seeded generator, so that transformers 4.57 and 5.x
+    build the same thinker. Parameters the model sets to a constant (norm scales, biases) keep it."""
+    std = thinker.config.initializer_range
+    for name, param in thinker.named_parameters():
+        if param.numel() > 1 and bool((param == param.flatten()[0]).all()):
+            continue
+        name = _portable_name(name)
+        if name.endswith("experts.gate_up_proj"):  # 5.x fuses Qwen3's experts; 4.57 has one module per expert
+            prefix, half = name[:-len("gate_up_proj")], param.shape[1] // 2
+            param.copy_(torch.stack([torch.cat([_draw(seed, f"{prefix}{e}.{part}_proj.weight", (half, param.shape[2]), std)
+                                                for part in ("gate", "up")]) for e in range(len(param))]))
+        elif name.endswith("experts.down_proj"):
+            prefix = name[:-len("down_proj")]
+            param.copy_(torch.stack([_draw(seed, f"{prefix}{e}.down_proj.weight", param.shape[1:], std)
+                                     for e in range(len(param))]))
+        else:
+            param.copy_(_draw(seed, name, param.shape, std))
+    return thinker
+
+def tiny_thinker(family: str = "qwen2_5", num_layers: int = 4, attn: str = "sdpa", seed: int = 0, portable: bool = False,
+                 **config_kwargs):
+    """A random-weight thinker of either family in eval mode, float32, built in code. With `portable=True` its weights
+    are drawn by `portable_init_` and are the same under transformers 4.57 and 5.x (the default draws from torch's
+    global generator in the order the model builds its modules, and that order differs between the two)."""
     config = tiny_thinker_config(family, num_layers=num_layers, **config_kwargs)
     cls = (Qwen2_5OmniThinkerForConditionalGeneration if family == "qwen2_5"
            else Qwen3OmniMoeThinkerForConditionalGeneration)
     torch.manual_seed(seed)
-    return cls._from_config(config, attn_implementation=attn, dtype=torch.float32).eval()
+    thinker = cls._from_config(config, attn_implementation=attn, dtype=torch.float32).eval()
+    return portable_init_(thinker, seed) if portable else thinker
+
+def weights_checksum(thinker) -> list[float]:
+    "The sum and the sum of squares of all of `thinker`'s parameters (float64): a fingerprint of its weights."
+    with torch.no_grad():
+        values = [p.double() for p in thinker.parameters()]
+        return [sum(float(v.sum()) for v in values), sum(float(v.square().sum()) for v in values)]
 
 # %% ../nbs/01_testing.ipynb #6e31fd9c
 def synthetic_clip(seconds: float = 4.0, fps: int = 2, seed: int = 0, family: str = "qwen2_5", size=None):

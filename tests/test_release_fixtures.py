@@ -1,21 +1,20 @@
 """This project against recordings of the authors' release (`xxayt/SEATS`), in `data/fixtures/release/`.
 
-The recordings were made by running the release's own code (`dev/release_*.py`, not part of the test run);
-each file names the release commit, the seeds and the recipe.
+The recordings were made by running the release's own code (`dev/release_*.py`, not part of the test run) with
+transformers 4.57.1 and torch 2.8; each file names the release commit, the seeds and the recipe. `positions.json`
+hands this project's states to the release's selection functions; `forwards.json` runs the release's patched model
+forwards end to end and holds, besides the kept positions, the last position's prefill logits.
 """
 import json
 from pathlib import Path
 
-import pytest
 import torch
-import transformers
-from packaging.version import Version
 
 from seats_analysis.baselines import METHODS
 from seats_analysis.compat import text_model
 from seats_analysis.layout import Kind
 from seats_analysis.prompts import parse_answer
-from seats_analysis.testing import FAMILIES, clip_batch, tiny_schedule, tiny_thinker
+from seats_analysis.testing import FAMILIES, clip_batch, tiny_schedule, tiny_thinker, weights_checksum
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "release"
 
@@ -40,12 +39,25 @@ def test_paper_parsers_read_the_release_letters():
     assert not wrong, f"(benchmark, reply, release, ours): {wrong}"
 
 
-def _positions_record():
-    return json.loads((FIXTURES / "positions.json").read_text())
+def _record(name):
+    return json.loads((FIXTURES / name).read_text())
+
+
+def _thinker(record, family):
+    "The recording's portable tiny thinker, checked against the weights it was recorded with."
+    thinker = tiny_thinker(family, num_layers=record["num_layers"], seed=record["thinker_seed"], portable=True)
+    ours, recorded = weights_checksum(thinker), record["weights_checksum"][family]
+    assert all(abs(a - b) <= 1e-9 * abs(b) for a, b in zip(ours, recorded)), f"{family} weights {ours} != {recorded}"
+    return thinker
+
+
+def _schedule(record, family):
+    "The recording's schedule; for Qwen3 with the release's window constants and Stage II temperature."
+    return tiny_schedule(family, **record["schedule"], **record["qwen3_settings"] if family == "qwen3" else {})
 
 
 def _ours(thinker, schedule, inputs, record):
-    "Kept original positions per boundary, and the embeddings entering layer 1, of this project's method."
+    "Kept original positions per boundary, the embeddings entering layer 1 and the last logits of this project's method."
     entering = {}
     hook = text_model(thinker).layers[0].register_forward_pre_hook(
         lambda module, args, kwargs: entering.update(hidden=(args[0] if args else kwargs["hidden_states"])[0].clone()),
@@ -53,12 +65,12 @@ def _ours(thinker, schedule, inputs, record):
     try:
         with torch.no_grad(), METHODS[record["method"]](thinker, schedule, record["video_ratio"],
                                                         record["audio_ratio"]) as run:
-            thinker(**inputs, use_audio_in_video=True)
+            logits = thinker(**inputs, use_audio_in_video=True).logits[0, -1]
     finally:
         hook.remove()
     prefill = run.events[0]
     kept = {str(event.k): event.kept[0][event.kept[0] >= 0] for event in prefill.events}
-    return prefill.kinds[0], kept, entering["hidden"]
+    return prefill.kinds[0], kept, entering["hidden"], logits
 
 
 def _compare(record, kinds, kept, entering) -> list[str]:
@@ -90,24 +102,20 @@ def _compare(record, kinds, kept, entering) -> list[str]:
     return problems
 
 
-# The recording was made from states of transformers 5.x models. Under transformers 4.57.1 the same input ids give
-# other kept positions for FastV / FastV-om on Qwen2.5 and for SEATS' Stage I on the 3 s Qwen2.5 clip (every
-# Qwen3 record agrees); until that is explained the comparison runs under the 5.x line it was recorded with.
-@pytest.mark.skipif(Version(transformers.__version__) < Version("5"),
-                    reason="positions recorded from transformers 5.x model states; 4.57 differs for FastV on Qwen2.5")
+# Both recordings use portable thinkers (`tiny_thinker(..., portable=True)`), whose weights are the same under
+# transformers 4.57 and 5.x; the default thinker draws its weights in the order the model builds its modules, which
+# differs between the two lines (and the kept positions with it).
 def test_kept_positions_match_the_release():
-    record = _positions_record()
+    "This project's states handed to the release's selection functions (dev/release_positions.py)."
+    record = _record("positions.json")
     problems = []
     for family in FAMILIES:
-        torch.manual_seed(0)
-        thinker = tiny_thinker(family, num_layers=record["num_layers"], seed=record["thinker_seed"])
-        rates = record["qwen3_audio_rates"] if family == "qwen3" else {}
-        schedule = tiny_schedule(family, **record["schedule"], **rates)
+        thinker, schedule = _thinker(record, family), _schedule(record, family)
         rows = [r for r in record["records"] if r["family"] == family]
         for seconds in sorted({r["clip_seconds"] for r in rows}):
             inputs = clip_batch(family, seconds=(seconds,))
             for row in (r for r in rows if r["clip_seconds"] == seconds):
-                kinds, kept, entering = _ours(thinker, schedule, inputs, row)
+                kinds, kept, entering, _ = _ours(thinker, schedule, inputs, row)
                 problems += [f"{family} {seconds}s {row['method']} {row['setting']}: {p}"
                              for p in _compare(row, kinds, kept, entering)]
                 if row["method"] == "seats":
@@ -115,3 +123,48 @@ def test_kept_positions_match_the_release():
                     if ours != [row["keep_ratios"]["video"], row["keep_ratios"]["audio"]]:
                         problems.append(f"{family} {row['setting']} keep ratios {ours} != release {row['keep_ratios']}")
     assert not problems, "\n".join(problems)
+
+
+LOGIT_TOLERANCE = 1e-4  # float32
+METHODS_RECORDED = ("seats", "random", "fastv", "fastv-om", "visionzip", "visionzip-om")
+
+
+def _cuts(row) -> dict:
+    "All positions the release kept per boundary, leaving out boundaries where it cut nothing."
+    cuts, previous = {}, None
+    for k in sorted(row["boundaries"], key=int):
+        kept = row["boundaries"][k]["kept_all"]
+        if kept != previous:
+            cuts[k] = previous = kept
+    return cuts
+
+
+def test_release_forwards_keep_the_same_positions_and_give_the_same_logits():
+    "The release's own patched forwards run end to end (dev/release_forwards.py): positions per boundary and logits."
+    record = _record("forwards.json")
+    problems, compared, worst = [], {}, {}
+    for family in FAMILIES:
+        thinker, schedule = _thinker(record, family), _schedule(record, family)
+        rows = [r for r in record["records"] if r["family"] == family]
+        for seconds in sorted({r["clip_seconds"] for r in rows}):
+            inputs = clip_batch(family, seconds=(seconds,))
+            for row in (r for r in rows if r["clip_seconds"] == seconds):
+                kinds, kept, entering, logits = _ours(thinker, schedule, inputs, row)
+                name = f"{family} {seconds}s {row['method']} {row['setting']}"
+                problems += [f"{name}: {p}" for p in _compare(row, kinds, kept, entering)]
+                same = {k: v.tolist() for k, v in kept.items()} == _cuts(row)
+                if same:  # the same embeddings reach the same layers: the logits must agree
+                    gap = float((logits - torch.tensor(row["logits"])).abs().max())
+                    key = (family, row["method"])
+                    compared[key], worst[key] = compared.get(key, 0) + 1, max(worst.get(key, 0.0), gap)
+                    if gap > LOGIT_TOLERANCE:
+                        problems.append(f"{name}: last logits differ by {gap:.2e}")
+    assert not problems, "\n".join(problems)
+    # every record is compared, Random and the randomly dropped audio of plain FastV and VisionZip included: the
+    # release draws with torch.randperm from the global generator (seeded 0 before each recorded forward), this
+    # project from its own generator seeded 0, in the same order
+    for family in FAMILIES:
+        for method in METHODS_RECORDED:
+            assert compared.get((family, method)) == sum(
+                r["family"] == family and r["method"] == method for r in record["records"]), (family, method, compared)
+    print({f"{f} {m}": f"{n} compared, max |logit difference| {worst[f, m]:.1e}" for (f, m), n in compared.items()})
