@@ -47,7 +47,8 @@ def M(original: str, mutated: str, equivalent: str | None = None, checks=None) -
 
 MUTANTS = {  # module: [M(original text, mutated text[, equivalent=reason][, checks=...]), ...]
     "inner_llm": [
-        M("total_video, total_audio, temperature)\n    keep[video[_top_per_group(", "total_video, total_audio)\n    keep[video[_top_per_group("),
+        M("total_video, total_audio, temperature)\n    keep[video[_top_per_group(",  # the default 0.1 instead of the argument
+          "total_video, total_audio, 0.1)\n    keep[video[_top_per_group("),
         M("(wv + wa) / 2 * total", "(wv + wa) * total"),
         M("return max(1, round(keep_ratio * count)) if count else 0", "return max(1, int(keep_ratio * count)) if count else 0"),
         M("order = torch.sort(scores, descending=True, stable=True).indices  # best first",
@@ -93,7 +94,9 @@ MUTANTS = {  # module: [M(original text, mutated text[, equivalent=reason][, che
         M("window_budget(total - full_len, ratio))", "window_budget(window_tokens, ratio))"),
         M("offsets = torch.arange(start, stop, device=features.device)[:, None] * window_tokens",
           "offsets = torch.arange(start, stop, device=features.device)[:, None] * budget"),
-        M("if num_full and budget >= window_tokens:", "if num_full and budget > window_tokens:"),
+        M("if num_full and budget >= window_tokens:", "if num_full and budget > window_tokens:",
+          equivalent="budget is at most window_tokens, so only equality takes the shortcut; the general path then keeps "
+                     "every token of every full window too"),
         M("return torch.where(at_low.sum(dim=1) > 1, low[:, 0], above)", "return torch.where(at_low.sum(dim=1) > 1, above, low[:, 0])"),
         M("m = torch.minimum(m, dist[rows, new])", "m = torch.maximum(m, dist[rows, new])"),
         M("dist = dist * (a * ATTENTION_SCALE)[:, None, :]", "dist = dist * (a * ATTENTION_SCALE)[:, :, None]"),
