@@ -116,8 +116,9 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest(size, head, tail)
 
 # %% ../nbs/13_results.ipynb #4a46b0ff
-# where a config was loaded from or saved as, not what it computes (save_pretrained fills in `architectures`)
-_UNSTORED_CONFIG = ("_name_or_path", "transformers_version", "_commit_hash", "architectures")
+# where a config was loaded from or saved as, not what it computes: save_pretrained fills in `architectures` (and,
+# in transformers 4.57, `dtype`) on the live config; the weights' actual dtype is a field of the fingerprint itself
+_UNSTORED_CONFIG = ("_name_or_path", "transformers_version", "_commit_hash", "architectures", "dtype", "torch_dtype")
 
 def _config_fields(value):
     "A config dict without the fields that say where or with what it was loaded."
