@@ -32,26 +32,25 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 DEMO_OUT = Path("seats-runs") / "demo"  # the demo's run folder, under the current directory
 
 # %% ../nbs/40_cli.ipynb #a1c0e005
-def positive_int(text: str) -> int:
-    "An argparse type: a whole number >= 1."
+def _whole_number(text: str, minimum: int) -> int:
+    "`text` as a whole number >= `minimum`, or argparse's usage error."
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} must be >= {minimum}")
     return value
+
+
+def positive_int(text: str) -> int:
+    "An argparse type: a whole number >= 1."
+    return _whole_number(text, 1)
 
 
 def count(text: str) -> int:
     "An argparse type: a whole number >= 0."
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
+    return _whole_number(text, 0)
 
 
 def positive_float(text: str) -> float:

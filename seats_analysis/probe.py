@@ -357,8 +357,8 @@ def _shard(shard, thinker) -> tuple[int, int, PartialState | None]:
 # %% ../nbs/10_probe.ipynb #2dc769d9
 def _check_inputs(path: Path, done: Mapping[str, dict], mine: Sequence[tuple[int, ProbeSample]]):
     "Refuse to resume when a stored sample's inputs differ from the sample of the same id given now."
-    changed = [s.id for _, s in mine if s.id in done and not done[s.id]["error"]
-               and _input_digest(s) is not None and done[s.id].get("input") != _input_digest(s)]
+    stored = [(s, done[s.id]) for _, s in mine if s.id in done and not done[s.id]["error"]]
+    changed = [s.id for s, record in stored if (now := _input_digest(s)) is not None and record.get("input") != now]
     if changed:
         raise ValueError(f"{path}: the inputs of {len(changed)} stored sample(s) changed since they were probed "
                          f"(first: {changed[:3]}); probe into another folder, or remove this one to start again")

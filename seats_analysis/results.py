@@ -8,6 +8,7 @@ __all__ = ['append_jsonl', 'read_jsonl', 'trim_torn_line', 'read_parts', 'merge_
            'writer_lock', 'check_records_file', 'markdown_table']
 
 # %% ../nbs/13_results.ipynb #65bcec53
+import functools
 import hashlib
 import json
 import os
@@ -107,8 +108,12 @@ def digest(*parts) -> str:
 
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     "A digest of a media file: its size and its first and last `chunk` bytes (a re-encoded or replaced file differs)."
-    path = Path(path)
-    size = path.stat().st_size
+    status = Path(path).stat()  # a sweep digests each record once per cell: read a file again only when it changed
+    return _file_digest(str(Path(path).resolve()), status.st_size, status.st_mtime_ns, chunk)
+
+@functools.lru_cache(maxsize=4096)
+def _file_digest(path: str, size: int, mtime_ns: int, chunk: int) -> str:
+    "`file_digest` of the file at `path` as it was with this size and modification time."
     with open(path, "rb") as f:
         head = f.read(chunk)
         f.seek(max(size - chunk, 0))

@@ -102,6 +102,17 @@ def _compare(record, kinds, kept, entering) -> list[str]:
     return problems
 
 
+def _recorded_runs(record):
+    "(family, clip seconds, thinker, schedule, inputs, record row) for every recorded run, one thinker per family."
+    for family in FAMILIES:
+        thinker, schedule = _thinker(record, family), _schedule(record, family)
+        rows = [r for r in record["records"] if r["family"] == family]
+        for seconds in sorted({r["clip_seconds"] for r in rows}):
+            inputs = clip_batch(family, seconds=(seconds,))
+            for row in (r for r in rows if r["clip_seconds"] == seconds):
+                yield family, seconds, thinker, schedule, inputs, row
+
+
 # Both recordings use portable thinkers (`tiny_thinker(..., portable=True)`), whose weights are the same under
 # transformers 4.57 and 5.x; the default thinker draws its weights in the order the model builds its modules, which
 # differs between the two lines (and the kept positions with it).
@@ -109,19 +120,14 @@ def test_kept_positions_match_the_release():
     "This project's states handed to the release's selection functions (dev/release_positions.py)."
     record = _record("positions.json")
     problems = []
-    for family in FAMILIES:
-        thinker, schedule = _thinker(record, family), _schedule(record, family)
-        rows = [r for r in record["records"] if r["family"] == family]
-        for seconds in sorted({r["clip_seconds"] for r in rows}):
-            inputs = clip_batch(family, seconds=(seconds,))
-            for row in (r for r in rows if r["clip_seconds"] == seconds):
-                kinds, kept, entering, _ = _ours(thinker, schedule, inputs, row)
-                problems += [f"{family} {seconds}s {row['method']} {row['setting']}: {p}"
-                             for p in _compare(row, kinds, kept, entering)]
-                if row["method"] == "seats":
-                    ours = [schedule.plan(row[f"{m}_ratio"]).keep_ratios for m in ("video", "audio")]
-                    if ours != [row["keep_ratios"]["video"], row["keep_ratios"]["audio"]]:
-                        problems.append(f"{family} {row['setting']} keep ratios {ours} != release {row['keep_ratios']}")
+    for family, seconds, thinker, schedule, inputs, row in _recorded_runs(record):
+        kinds, kept, entering, _ = _ours(thinker, schedule, inputs, row)
+        problems += [f"{family} {seconds}s {row['method']} {row['setting']}: {p}"
+                     for p in _compare(row, kinds, kept, entering)]
+        if row["method"] == "seats":
+            ours = [schedule.plan(row[f"{m}_ratio"]).keep_ratios for m in ("video", "audio")]
+            if ours != [row["keep_ratios"]["video"], row["keep_ratios"]["audio"]]:
+                problems.append(f"{family} {row['setting']} keep ratios {ours} != release {row['keep_ratios']}")
     assert not problems, "\n".join(problems)
 
 
@@ -143,22 +149,17 @@ def test_release_forwards_keep_the_same_positions_and_give_the_same_logits():
     "The release's own patched forwards run end to end (dev/release_forwards.py): positions per boundary and logits."
     record = _record("forwards.json")
     problems, compared, worst = [], {}, {}
-    for family in FAMILIES:
-        thinker, schedule = _thinker(record, family), _schedule(record, family)
-        rows = [r for r in record["records"] if r["family"] == family]
-        for seconds in sorted({r["clip_seconds"] for r in rows}):
-            inputs = clip_batch(family, seconds=(seconds,))
-            for row in (r for r in rows if r["clip_seconds"] == seconds):
-                kinds, kept, entering, logits = _ours(thinker, schedule, inputs, row)
-                name = f"{family} {seconds}s {row['method']} {row['setting']}"
-                problems += [f"{name}: {p}" for p in _compare(row, kinds, kept, entering)]
-                same = {k: v.tolist() for k, v in kept.items()} == _cuts(row)
-                if same:  # the same embeddings reach the same layers: the logits must agree
-                    gap = float((logits - torch.tensor(row["logits"])).abs().max())
-                    key = (family, row["method"])
-                    compared[key], worst[key] = compared.get(key, 0) + 1, max(worst.get(key, 0.0), gap)
-                    if gap > LOGIT_TOLERANCE:
-                        problems.append(f"{name}: last logits differ by {gap:.2e}")
+    for family, seconds, thinker, schedule, inputs, row in _recorded_runs(record):
+        kinds, kept, entering, logits = _ours(thinker, schedule, inputs, row)
+        name = f"{family} {seconds}s {row['method']} {row['setting']}"
+        problems += [f"{name}: {p}" for p in _compare(row, kinds, kept, entering)]
+        same = {k: v.tolist() for k, v in kept.items()} == _cuts(row)
+        if same:  # the same embeddings reach the same layers: the logits must agree
+            gap = float((logits - torch.tensor(row["logits"])).abs().max())
+            key = (family, row["method"])
+            compared[key], worst[key] = compared.get(key, 0) + 1, max(worst.get(key, 0.0), gap)
+            if gap > LOGIT_TOLERANCE:
+                problems.append(f"{name}: last logits differ by {gap:.2e}")
     assert not problems, "\n".join(problems)
     # every record is compared, Random and the randomly dropped audio of plain FastV and VisionZip included: the
     # release draws with torch.randperm from the global generator (seeded 0 before each recorded forward), this
