@@ -311,25 +311,28 @@ def _read_meta(path: Path) -> dict:
 
 def _prepare_folder(path: Path, settings: dict, fingerprint: dict, rank: int) -> dict:
     """Create the folder and its meta file, or check that an existing run has the same settings and model; return
-    the meta. A folder without a meta file that holds anything is not adopted: nothing in it is touched."""
+    the meta. A folder without a meta file that holds anything is not adopted: nothing in it is touched. Processes
+    starting together take turns (one creates the meta file, the others find it)."""
     path.mkdir(parents=True, exist_ok=True)
-    if (path / META_FILE).exists():
-        meta = _read_meta(path)
-        if meta["settings"] != settings:
-            diff = {k: (meta["settings"].get(k), v) for k, v in settings.items() if meta["settings"].get(k) != v}
-            raise ValueError(f"{path} holds a probe run with other settings (stored, asked): {diff}; "
-                             "use another path")
-        check_fingerprint(path, meta.get("fingerprint"), fingerprint)
+    with writer_lock(path / META_FILE, wait=600):
+        if (path / META_FILE).exists():
+            meta = _read_meta(path)
+            if meta["settings"] != settings:
+                diff = {k: (meta["settings"].get(k), v) for k, v in settings.items()
+                        if meta["settings"].get(k) != v}
+                raise ValueError(f"{path} holds a probe run with other settings (stored, asked): {diff}; "
+                                 "use another path")
+            check_fingerprint(path, meta.get("fingerprint"), fingerprint)
+            return meta
+        present = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+        if present:
+            raise ValueError(f"{path} is not a probe folder (it has no {META_FILE}) but holds {present[:3]}; "
+                             "nothing in it was changed: probe into a new or empty folder")
+        meta = dict(settings=settings, fingerprint=fingerprint, versions=_versions())
+        tmp = path / f".{META_FILE}.{rank}.tmp"
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, path / META_FILE)  # atomic: a reader never sees half a meta file
         return meta
-    present = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
-    if present:
-        raise ValueError(f"{path} is not a probe folder (it has no {META_FILE}) but holds {present[:3]}; nothing in "
-                         "it was changed: probe into a new or empty folder")
-    meta = dict(settings=settings, fingerprint=fingerprint, versions=_versions())
-    tmp = path / f".{META_FILE}.{rank}.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, path / META_FILE)  # atomic: ranks starting together write the same content
-    return meta
 
 # %% ../nbs/10_probe.ipynb #def38ae7
 def merge_parts(path: str | Path) -> xr.Dataset:

@@ -192,12 +192,13 @@ def lock_file(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.lock")
 
 @contextmanager
-def writer_lock(path: str | Path):
-    "Hold `lock_file(path)` while writing `path`; a second writer is refused at once with `StoreBusy`."
+def writer_lock(path: str | Path, wait: float = 0):
+    """Hold `lock_file(path)` while writing `path`; a second writer waits up to `wait` seconds (by default not at
+    all) and is then refused with `StoreBusy`."""
     path = Path(path)
     lock = filelock.FileLock(lock_file(path))
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=wait)
     except filelock.Timeout:
         raise StoreBusy(f"another process is writing {path} (its lock {lock.lock_file} is held); "
                         "wait for it to finish, or write to another path") from None
