@@ -14,9 +14,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PARSE_MODES', 'PROBE_CONDITIONS', 'PROBE_METRICS',
-           'PROBE_METHODS', 'DTYPES', 'DEMO_OUT', 'SUMMARY_COLUMNS', 'positive_int', 'count', 'positive_float', 'names',
-           'ratio_names', 'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments',
-           'add_probe_arguments', 'HelpFormatter', 'command_parser', 'main']
+           'PROBE_METHODS', 'DTYPES', 'DEMO_OUT', 'DEMO_ITEMS', 'ORGANISM_TEST_ITEMS', 'SUMMARY_COLUMNS',
+           'positive_int', 'count', 'positive_float', 'names', 'ratio_names', 'requested_processes', 'launch_state',
+           'engine_demo', 'add_sweep_arguments', 'add_probe_arguments', 'HelpFormatter', 'command_parser', 'main']
 
 # %% ../nbs/40_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
@@ -30,6 +30,8 @@ PROBE_METRICS = ("accuracy", "kl", "logprob")
 PROBE_METHODS = ("shared", "naive")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 DEMO_OUT = Path("seats-runs") / "demo"  # the demo's run folder, under the current directory
+DEMO_ITEMS = 48  # test items the demo probes and evaluates
+ORGANISM_TEST_ITEMS = 600  # the organism's held-out test split
 
 # %% ../nbs/40_cli.ipynb #a1c0e005
 def _whole_number(text: str, minimum: int) -> int:
@@ -153,7 +155,7 @@ def engine_demo(num_layers: int = 8, seconds: float = 8.0, seed: int = 0):
 
 # %% ../nbs/40_cli.ipynb #43ea2c12
 SUMMARY_COLUMNS = ["method", "setting", "accuracy", "accuracy_visual", "accuracy_audio", "accuracy_audiovisual",
-                   "video_retention", "audio_retention", "gflops", "flops_reduction",
+                   "video_retention", "audio_retention", "reached", "gflops", "flops_reduction",
                    "prefill_ms"]  # deprecated: the demo's table is `demo.summary_table`
 
 def _demo(args) -> int:
@@ -246,7 +248,7 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--data-root", help="folder with <benchmark>/annotations and <benchmark>/media "
                                             "(not needed for the organism)")
     parser.add_argument("--items", type=positive_int,
-                        help="probe the first N items (default: all; the organism's test split has 240)")
+                        help=f"probe the first N items (default: all; the organism's test split has {ORGANISM_TEST_ITEMS})")
     parser.add_argument("--out", required=True, help="probe folder: one part file per process, then probe.nc; "
                                                      "a rerun resumes")
     parser.add_argument("--conditions", type=names(PROBE_CONDITIONS), default=",".join(PROBE_CONDITIONS),
@@ -284,7 +286,7 @@ def _probe_samples(args, processor) -> list:
     if args.benchmark == ORGANISM:
         from seats_analysis.demo import organism_samples
         from seats_analysis.synth import synth_items
-        return organism_samples(processor, list(synth_items("test", args.items or 240, args.seed)))
+        return organism_samples(processor, list(synth_items("test", args.items or ORGANISM_TEST_ITEMS, args.seed)))
     from seats_analysis.evaluate import eval_spec, processor_inputs
     from seats_analysis.prompts import chat_text
     spec = eval_spec(args.benchmark)
@@ -328,7 +330,7 @@ def _sweep(args) -> int:
     records = {}
     if ORGANISM in args.benchmarks:  # the organism's test items, registered with the harness as a benchmark
         from seats_analysis.demo import register_organism
-        records[ORGANISM] = register_organism(num_items=args.limit or 240).load(None)
+        records[ORGANISM] = register_organism(num_items=args.limit or ORGANISM_TEST_ITEMS).load(None)
     thinker, processor = _load(args, state)
     schedule = Schedule.load(args.schedule) if args.schedule else default_schedule(_model_dir(args.model))
     try:
@@ -368,7 +370,7 @@ def command_parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser("demo", formatter_class=formatter, help="the main job on the built-in model organism",
                                description=_demo.__doc__)
-    demo.add_argument("--items", type=positive_int, default=240, help="test items to probe and evaluate")
+    demo.add_argument("--items", type=positive_int, default=DEMO_ITEMS, help="test items to probe and evaluate")
     demo.add_argument("--quick", action="store_true", help="a few items and four methods, for a smoke test")
     demo.add_argument("--out", type=Path, default=None,
                       help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "

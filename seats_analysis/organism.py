@@ -6,34 +6,44 @@
 from __future__ import annotations
 
 import csv
-import logging
+import dataclasses
 import pickle
 import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
+from .layout import Kind
 from .compat import (multimodal_model, processor_from_pretrained, rope_fields, save_processor,
                                    text_model, thinker_from_pretrained, vision_features)
 
 import seats_analysis
+from .testing import offline_processor
 from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SEGMENTS,
                                   answer_token_ids, fast_inputs, item_seed, make_item, media_ids,
                                   synth_items)
 
 # %% auto #0
-__all__ = ['DATA_DIR', 'organism_config', 'build_organism', 'letter_logits', 'predict', 'evaluate', 'save_training_state',
-           'load_training_state', 'audio_token_labels', 'video_token_labels', 'audio_time_colours', 'kind_weights',
-           'train', 'load_organism', 'drop_kinds', 'modality_check']
+__all__ = ['DATA_DIR', 'TEST_ITEMS', 'AUDIO_TOKENS_PER_SECOND', 'REMOVALS', 'organism_config', 'build_organism', 'letter_logits',
+           'predict', 'evaluate', 'save_training_state', 'load_training_state', 'audio_token_labels',
+           'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings', 'TrainBatches',
+           'AuxiliaryHeads', 'training_losses', 'train', 'load_organism', 'drop_kinds', 'modality_predictions',
+           'accuracy_by_kind', 'modality_check']
 
 # %% ../nbs/21_organism.ipynb #7b183a26
 DATA_DIR = Path(seats_analysis.__file__).resolve().parents[1] / "data" / "organism"  # in the repository, from any folder
+TEST_ITEMS = 600  # the held-out test items the organism's accuracy is reported on
 
 
-def organism_config(processor, num_layers: int = 8, hidden_size: int = 128, num_heads: int = 4,
+def organism_config(processor, num_layers: int = 12, hidden_size: int = 128, num_heads: int = 4,
                     num_kv_heads: int = 2, intermediate_size: int = 384, vision_hidden_size: int = 64,
                     vision_depth: int = 2, audio_d_model: int = 64, audio_layers: int = 2) -> Qwen2_5OmniThinkerConfig:
     """A small Qwen2.5-Omni thinker config whose token ids match `processor`'s tokenizer."""
@@ -92,7 +102,7 @@ def predict(model, processor, items, batch_size: int = 32, selectors: dict | Non
     preds = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        inputs = inputs_fn(processor, chunk, media) if media is not None else inputs_fn(processor, chunk)
+        inputs = (inputs_fn(processor, chunk, media) if media is not None else inputs_fn(processor, chunk)).to(model.device)
         if selectors:
             with drop_tokens(model, selectors):
                 logits = letter_logits(model, inputs, letters)
@@ -176,6 +186,90 @@ def kind_weights(acc: dict | None, floor: float = 0.15) -> np.ndarray:
         w = np.array([1.0 - acc[k] + floor for k in KINDS])
     return w / w.sum()
 
+# %% ../nbs/21_organism.ipynb #2358645d
+AUDIO_TOKENS_PER_SECOND = 25  # Qwen2.5-Omni's audio encoder: one token per 40 ms
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The recipe of `train`."""
+
+    steps: int = 3000  # optimiser steps, one batch each
+    batch_size: int = 16
+    lr: float = 1e-3  # AdamW, weight decay 0.01, after a linear warm-up
+    audio_lr_scale: float = 1.5  # the audio tower and its head learn this much faster
+    audio_weight: float = 0.5  # per audio token: is the beep sounding, at which pitch (on the audio tower)
+    video_weight: float = 0.5  # per video token: the shape's colour and direction there (on the vision encoder)
+    align_weight: float = 0.5  # per audio token: the shape's colour at that moment (on the decoder's last layer)
+    warmup: int = 100  # steps of linear warm-up
+    eval_every: int = 200  # steps between validations (and saves)
+    n_val: int = 150  # validation items
+    seed: int = 0  # of the data; the model's initial weights come from `build_organism`
+
+
+class TrainBatches(torch.utils.data.Dataset):
+    """Batch `i` of the training stream: train items `i * batch_size ...` (kind and letter cycling as in
+    `synth_items`, so a batch is balanced and no clip is seen twice) with their model inputs and token labels."""
+
+    def __init__(self, processor, batch_size: int, seed: int = 0):
+        self.processor, self.batch_size, self.seed = processor, batch_size, seed
+        self.media, self.letters = media_ids(processor), answer_token_ids(processor)
+
+    def __getitem__(self, i: int) -> tuple[dict, dict]:
+        items = list(synth_items("train", self.batch_size, self.seed, start=i * self.batch_size))
+        tokens = SECONDS * AUDIO_TOKENS_PER_SECOND
+        colours, directions = video_token_labels(items)
+        labels = dict(answer=torch.tensor([self.letters[LETTERS.index(it["answer"])] for it in items]),
+                      audio=audio_token_labels(items, tokens), colour=colours, direction=directions,
+                      align=audio_time_colours(items, tokens))
+        return fast_inputs(self.processor, items, self.media), labels
+
+
+class AuxiliaryHeads(nn.Module):
+    "The linear heads of the auxiliary losses: used in training only, not saved with the model."
+
+    def __init__(self, audio_width: int, width: int):
+        super().__init__()
+        self.pitch = nn.Linear(audio_width, 1 + len(PITCHES_HZ))
+        self.colour, self.direction = nn.Linear(width, 1 + len(COLOURS)), nn.Linear(width, 1 + len(DIRECTIONS))
+        self.align = nn.Linear(width, len(COLOURS))
+
+
+@contextmanager
+def _captured(model):
+    "A dict that holds, during the block, the audio tower's, vision encoder's and decoder's last outputs."
+    captured = {}
+    keep = lambda name, read: lambda module, args, out: captured.__setitem__(name, read(out))
+    hooks = [multimodal_model(model).audio_tower.register_forward_hook(keep("audio", lambda o: o.last_hidden_state)),
+             multimodal_model(model).visual.register_forward_hook(keep("video", vision_features)),
+             text_model(model).norm.register_forward_hook(keep("last", lambda o: o))]
+    try:
+        yield captured
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def training_losses(model, heads: AuxiliaryHeads, inputs, labels: dict, captured: dict) -> dict[str, torch.Tensor]:
+    "The answer loss (the letter at the last position, over the whole vocabulary) and the auxiliary losses."
+    cross_entropy = nn.functional.cross_entropy
+    logits = model(**inputs, use_audio_in_video=True).logits[:, -1]  # (B, V)
+    at_audio = captured["last"][inputs.input_ids == model.config.audio_token_index]  # (B * tokens, D), row-major
+    return dict(answer=cross_entropy(logits, labels["answer"]),
+                audio=cross_entropy(heads.pitch(captured["audio"]), labels["audio"]),
+                video=cross_entropy(heads.colour(captured["video"]), labels["colour"])
+                + cross_entropy(heads.direction(captured["video"]), labels["direction"]),
+                align=cross_entropy(heads.align(at_audio), labels["align"]))
+
+
+def _optimizer(model, heads: AuxiliaryHeads, settings: TrainSettings) -> torch.optim.AdamW:
+    "AdamW with the audio tower and its head in a group of their own (a larger learning rate)."
+    audio = [*multimodal_model(model).audio_tower.parameters(), *heads.pitch.parameters()]
+    audio_ids = {id(p) for p in audio}
+    rest = [p for p in [*model.parameters(), *heads.parameters()] if id(p) not in audio_ids]
+    return torch.optim.AdamW([dict(params=rest, lr=settings.lr),
+                              dict(params=audio, lr=settings.lr * settings.audio_lr_scale)], weight_decay=0.01)
+
 
 def _write_log_row(path: Path, row: dict):
     """Append one row to the csv at `path`, writing the header first if the file is new."""
@@ -187,107 +281,74 @@ def _write_log_row(path: Path, row: dict):
         writer.writerow(row)
 
 
-def train(out_dir=DATA_DIR, steps: int = 6000, batch_size: int = 16, lr: float = 1e-3, audio_lr_scale: float = 1.5,
-          aux_weight: float = 0.5, video_aux_weight: float = 0.5, align_weight: float = 0.5, warmup: int = 100,
-          eval_every: int = 200, n_val: int = 150, seed: int = 0,
-          state_path=None, log=None, model=None, processor=None, time_limit_s: float | None = None):
-    """Train the organism; save the best model + processor to `out_dir`; return the model."""
-    from seats_analysis.testing import offline_processor
-
+def train(out_dir=DATA_DIR, settings: TrainSettings | None = None, model=None, processor=None, state_path=None,
+          time_limit_s: float | None = None, num_workers: int = 0, progress: bool = True, log=None, **changes):
+    """Train the organism (a new one unless `model` is given) on its device; save the best model and processor to
+    `out_dir` and append the curve to its `training_log.csv`; return the model. `changes` replace fields of
+    `settings` (`train(steps=100)`); `num_workers` processes build the batches."""
+    if log is not None:
+        warnings.warn("train(log=...) is no longer used: progress shows in a tqdm bar", DeprecationWarning, stacklevel=2)
+    renamed = dict(aux_weight="audio_weight", video_aux_weight="video_weight")
+    for old in renamed.keys() & changes.keys():
+        warnings.warn(f"train({old}=...) is now {renamed[old]}=", DeprecationWarning, stacklevel=2)
+        changes[renamed[old]] = changes.pop(old)
+    settings = dataclasses.replace(settings or TrainSettings(), **changes)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    log = log or logging.getLogger(__name__)
     processor = processor or offline_processor()
-    model = model or build_organism(organism_config(processor), seed=seed)
-    model.train()
-    letters, media = answer_token_ids(processor), media_ids(processor)
-    tower = multimodal_model(model).audio_tower
-    aux_head = nn.Linear(tower.config.output_dim, 1 + len(PITCHES_HZ))
-    audio_params = list(tower.parameters()) + list(aux_head.parameters())
-    audio_ids = {id(p) for p in audio_params}
-    other_params = [p for p in model.parameters() if id(p) not in audio_ids]
-    width = model.config.text_config.hidden_size
-    colour_head, direction_head = nn.Linear(width, 1 + len(COLOURS)), nn.Linear(width, 1 + len(DIRECTIONS))
-    video_heads = list(colour_head.parameters()) + list(direction_head.parameters())
-    align_head = nn.Linear(width, len(COLOURS))
-    opt = torch.optim.AdamW([dict(params=other_params, lr=lr), dict(params=audio_params, lr=lr * audio_lr_scale),
-                             dict(params=video_heads, lr=lr), dict(params=list(align_head.parameters()), lr=lr)],
-                            weight_decay=0.01)
+    model = (model or build_organism(organism_config(processor), seed=settings.seed)).train()
+    device = model.device
+    heads = AuxiliaryHeads(multimodal_model(model).audio_tower.config.output_dim,
+                           model.config.text_config.hidden_size).to(device)
+    opt = _optimizer(model, heads, settings)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    captured = {}
-    hooks = [tower.register_forward_hook(lambda m, a, out: captured.__setitem__("audio", out.last_hidden_state)),
-             multimodal_model(model).visual.register_forward_hook(
-                 lambda m, a, out: captured.__setitem__("video", vision_features(out))),
-             text_model(model).norm.register_forward_hook(lambda m, a, out: captured.__setitem__("last", out))]
-    val_items = list(synth_items("validation", n_val, seed))
-    tokens_per_clip = SECONDS * 25
-    rng = np.random.default_rng([seed, 99])
-    start_step, best, acc, next_index, elapsed_before = 0, -1.0, None, 0, 0.0
+    start, best, elapsed_before = 0, -1.0, 0.0
     if state_path is not None and Path(state_path).exists():
         state = load_training_state(state_path)
         model.load_state_dict(state["model"])
-        aux_head.load_state_dict(state["aux_head"])
-        colour_head.load_state_dict(state["colour_head"])
-        direction_head.load_state_dict(state["direction_head"])
-        align_head.load_state_dict(state["align_head"])
+        heads.load_state_dict(state["heads"])
         opt.load_state_dict(state["opt"])
-        start_step, best, acc, next_index = state["step"], state["best"], state["acc"], state["next_index"]
-        rng.bit_generator.state, elapsed_before = state["rng"], state["elapsed_s"]
-        log.info("resumed at step %d (best %.3f)", start_step, best)
+        start, best, elapsed_before = state["step"], state["best"], state["elapsed_s"]
+    val_items = list(synth_items("validation", settings.n_val, settings.seed))
+    batches = torch.utils.data.DataLoader(TrainBatches(processor, settings.batch_size, settings.seed),
+                                          sampler=range(start, settings.steps), batch_size=None,
+                                          num_workers=num_workers)
     t0, losses = time.time(), []
-    try:
-        for step in range(start_step, steps):
-            for g, base in zip(opt.param_groups, base_lrs):
-                g["lr"] = base * min(1.0, (step + 1) / warmup)
-            kinds = rng.choice(KINDS, size=batch_size, p=kind_weights(acc))
-            items = [make_item(item_seed("train", next_index + i, seed), str(k), LETTERS[rng.integers(4)])
-                     for i, k in enumerate(kinds)]
-            next_index += batch_size
-            inputs = fast_inputs(processor, items, media)
-            target = torch.tensor([letters[LETTERS.index(it["answer"])] for it in items])
-            logits = model(**inputs, use_audio_in_video=True).logits[:, -1]  # (B, V)
-            answer_loss = nn.functional.cross_entropy(logits, target)
-            aux_loss = nn.functional.cross_entropy(aux_head(captured["audio"]), audio_token_labels(items, tokens_per_clip))
-            colour_labels, direction_labels = video_token_labels(items)
-            video_loss = (nn.functional.cross_entropy(colour_head(captured["video"]), colour_labels)
-                          + nn.functional.cross_entropy(direction_head(captured["video"]), direction_labels))
-            at_audio = captured["last"][inputs.input_ids == processor.tokenizer.audio_token_id]  # (B * tokens, D), row-major
-            align_loss = nn.functional.cross_entropy(align_head(at_audio), audio_time_colours(items, tokens_per_clip))
-            loss = answer_loss + aux_weight * aux_loss + video_aux_weight * video_loss + align_weight * align_loss
+    bar = tqdm(batches, initial=start, total=settings.steps, desc="train organism", disable=not progress)
+    with _captured(model) as captured:
+        for step, (inputs, labels) in enumerate(bar, start=start + 1):
+            for group, base in zip(opt.param_groups, base_lrs):
+                group["lr"] = base * min(1.0, step / settings.warmup)
+            loss = training_losses(model, heads, inputs.to(device), {k: v.to(device) for k, v in labels.items()},
+                                   captured)
+            weighted = (loss["answer"] + settings.audio_weight * loss["audio"] + settings.video_weight * loss["video"]
+                        + settings.align_weight * loss["align"])
             opt.zero_grad()
-            loss.backward()
+            weighted.backward()
             torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
             opt.step()
-            losses.append((answer_loss.item(), aux_loss.item(), video_loss.item(), align_loss.item()))
-            if (step + 1) % 50 == 0:
-                log.info("step %d losses: answer %.3f audio %.3f video %.3f align %.3f (%.2f s/step)", step + 1,
-                         *np.mean(losses[-50:], axis=0), (time.time() - t0) / (step + 1 - start_step))
-            if (step + 1) % eval_every == 0 or step + 1 == steps:
-                acc = evaluate(model, processor, val_items)
-                mean_answer, mean_aux, mean_video, mean_align = np.mean(losses, axis=0)
-                losses = []
-                row = dict(step=step + 1, loss=round(float(mean_answer), 4), audio_loss=round(float(mean_aux), 4),
-                           video_loss=round(float(mean_video), 4), align_loss=round(float(mean_align), 4),
-                           **{f"val_{k}": round(v, 4) for k, v in acc.items()}, elapsed_s=round(elapsed_before + time.time() - t0))
-                _write_log_row(out_dir / "training_log.csv", row)
-                log.info("%s", row)
-                if acc["overall"] >= best:
-                    best = acc["overall"]
-                    model.save_pretrained(out_dir)
-                    save_processor(processor, out_dir)
-                    log.info("saved to %s (val %.3f)", out_dir, best)
-                if state_path is not None:
-                    save_training_state(state_path, model=model.state_dict(), aux_head=aux_head.state_dict(),
-                                        colour_head=colour_head.state_dict(), direction_head=direction_head.state_dict(),
-                                        align_head=align_head.state_dict(), opt=opt.state_dict(), step=step + 1,
-                                        best=best, acc=acc, next_index=next_index, rng=rng.bit_generator.state,
-                                        elapsed_s=elapsed_before + time.time() - t0)
-                if time_limit_s is not None and time.time() - t0 > time_limit_s:
-                    log.info("time limit reached at step %d", step + 1)
-                    break
-    finally:
-        for hook in hooks:
-            hook.remove()
+            losses.append({k: v.item() for k, v in loss.items()})
+            bar.set_postfix(answer=f"{losses[-1]['answer']:.3f}")
+            out_of_time = time_limit_s is not None and time.time() - t0 > time_limit_s
+            if step % settings.eval_every and step != settings.steps and not out_of_time:
+                continue
+            acc = evaluate(model, processor, val_items)
+            mean = pd.DataFrame(losses).mean()
+            losses = []
+            _write_log_row(out_dir / "training_log.csv", dict(
+                step=step, **{("loss" if k == "answer" else f"{k}_loss"): round(float(v), 4) for k, v in mean.items()},
+                **{f"val_{k}": round(v, 4) for k, v in acc.items()}, elapsed_s=round(elapsed_before + time.time() - t0)))
+            bar.write(f"step {step}: validation {acc}")
+            if acc["overall"] >= best:
+                best = acc["overall"]
+                model.save_pretrained(out_dir)
+                save_processor(processor, out_dir)
+            if state_path is not None:
+                save_training_state(state_path, model=model.state_dict(), heads=heads.state_dict(),
+                                    opt=opt.state_dict(), step=step, best=best,
+                                    elapsed_s=elapsed_before + time.time() - t0)
+            if out_of_time:
+                break
     return model.eval()
 
 # %% ../nbs/21_organism.ipynb #9c4994f4
@@ -310,12 +371,26 @@ def drop_kinds(*kinds) -> callable:
     return selector
 
 
+REMOVALS = {"none": (), "video": (Kind.VIDEO,), "audio": (Kind.AUDIO,), "both": (Kind.VIDEO, Kind.AUDIO)}
+
+
+def modality_predictions(model, processor, items, boundary: int = 0, batch_size: int = 32) -> dict[str, list[str]]:
+    "The predicted letter of every item with nothing, the video, the audio, or both removed at `boundary`."
+    items = list(items)
+    return {name: predict(model, processor, items, batch_size, {boundary: drop_kinds(*kinds)} if kinds else None)
+            for name, kinds in REMOVALS.items()}
+
+
+def accuracy_by_kind(items, predictions: list[str]) -> dict[str, float]:
+    "Accuracy per question kind and overall of `predictions` (letters) on `items`."
+    correct = pd.Series([p == str(it["answer"]) for it, p in zip(items, predictions, strict=True)])
+    kinds = pd.Series([str(it["kind"]) for it in items])
+    return {**{k: float(correct[kinds == k].mean()) for k in KINDS if (kinds == k).any()},
+            "overall": float(correct.mean())}
+
+
 def modality_check(model, processor, items, boundary: int = 0, batch_size: int = 32) -> dict[str, dict]:
     """Accuracy per kind with nothing, the video, the audio, or both removed at `boundary`."""
-    from seats_analysis.layout import Kind
-
-    conditions = {"none": None, "video": drop_kinds(Kind.VIDEO), "audio": drop_kinds(Kind.AUDIO),
-                  "both": drop_kinds(Kind.VIDEO, Kind.AUDIO)}
     items = list(items)
-    return {name: evaluate(model, processor, items, batch_size, {boundary: sel} if sel else None)
-            for name, sel in conditions.items()}
+    return {name: accuracy_by_kind(items, predictions)
+            for name, predictions in modality_predictions(model, processor, items, boundary, batch_size).items()}

@@ -15,17 +15,19 @@ from transformers import BatchFeature
 from .testing import make_inputs as testing_inputs
 
 # %% auto #0
-__all__ = ['SAMPLE_RATE', 'FPS', 'SECONDS', 'SEGMENTS', 'FRAME_SIZE', 'KINDS', 'LETTERS', 'SPLITS', 'DIRECTIONS', 'PITCHES_HZ',
-           'COLOURS', 'SHAPES', 'QUESTIONS', 'SYNTH_FEATURES', 'Clip', 'draw_frames', 'make_audio', 'make_clip',
-           'make_item', 'item_seed', 'synth_items', 'load_synth', 'prompt_text', 'chat', 'make_inputs',
-           'answer_token_ids', 'media_ids', 'patchify', 'fast_inputs']
+__all__ = ['SAMPLE_RATE', 'FPS', 'SECONDS', 'SEGMENTS', 'FRAME_SIZE', 'RADIUS_PX', 'TRAVEL_PX', 'KINDS', 'LETTERS', 'SPLITS',
+           'DIRECTIONS', 'PITCHES_HZ', 'COLOURS', 'SHAPES', 'QUESTIONS', 'SYNTH_FEATURES', 'Clip', 'draw_frames',
+           'make_audio', 'make_clip', 'make_item', 'item_seed', 'synth_items', 'load_synth', 'prompt_text', 'chat',
+           'make_inputs', 'answer_token_ids', 'media_ids', 'patchify', 'fast_inputs']
 
 # %% ../nbs/20_synth.ipynb #0535a573
 SAMPLE_RATE = 16_000  # audio samples per second (Whisper feature extractor)
 FPS = 2  # video frames per second
-SECONDS = 4  # clip length
-SEGMENTS = 4  # one-second segments; one colour each, the beep fills one
-FRAME_SIZE = 56  # frames are FRAME_SIZE x FRAME_SIZE (4x4 patches of 14 pixels)
+SECONDS = 8  # clip length
+SEGMENTS = 4  # two-second segments (one window of Qwen2.5-Omni's time interleaving); one colour each, the beep fills one
+FRAME_SIZE = 224  # frames are FRAME_SIZE x FRAME_SIZE (16x16 patches of 14 pixels, 8x8 video tokens a grid)
+RADIUS_PX = (14.0, 18.0)  # range of the shape's radius
+TRAVEL_PX = (104.0, 128.0)  # range of the distance the shape covers over the clip
 KINDS = ("visual", "audio", "audiovisual")
 LETTERS = ("A", "B", "C", "D")
 SPLITS = ("train", "validation", "test")
@@ -69,8 +71,8 @@ def _shape_mask(shape: str, cy: float, cx: float, radius: float) -> np.ndarray:
 def draw_frames(rng: np.random.Generator, direction: str, shape: str, colours: tuple[str, ...]) -> np.ndarray:
     """Frames (T, H, W, 3) uint8 of a shape crossing the frame in `direction`, one colour per segment."""
     n_frames = SECONDS * FPS
-    radius = rng.uniform(7.0, 9.0)
-    travel = rng.uniform(26.0, 32.0)  # pixels covered over the clip
+    radius = rng.uniform(*RADIUS_PX)
+    travel = rng.uniform(*TRAVEL_PX)
     margin = radius + 1.0
     along_start = rng.uniform(margin, FRAME_SIZE - margin - travel)
     across = rng.uniform(margin, FRAME_SIZE - margin)
