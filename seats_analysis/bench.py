@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from transformers import Qwen2_5OmniThinkerForConditionalGeneration, WhisperFeatureExtractor
 
 import seats_analysis
-from .baselines import METHODS
+from .methods import METHODS
 from .layout import Kind, temporal_windows, token_kinds
 from .results import markdown_table
 from .testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker_config
