@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from seats_analysis.baselines import METHODS
 from seats_analysis.compat import text_model
+from seats_analysis.methods import METHODS
 from seats_analysis.schedule import RELEASE_QWEN3_AUDIO_RATES
 from seats_analysis.testing import FAMILIES, clip_batch, tiny_schedule, tiny_thinker
 

@@ -28,11 +28,11 @@ import torch
 
 import seats_analysis.baselines as baselines
 import seats_analysis.seats as seats_module
-from seats_analysis.baselines import METHODS
 from seats_analysis.inner_llm import query_relevance
 from seats_analysis.layout import Kind
+from seats_analysis.methods import METHODS
+from seats_analysis.run import last_token_index
 from seats_analysis.schedule import RELEASE_QWEN3_AUDIO_RATES, RELEASE_QWEN3_TEMPERATURE
-from seats_analysis.seats import last_token_index
 from seats_analysis.testing import FAMILIES, clip_batch, tiny_schedule, tiny_thinker, weights_checksum
 
 COMMIT = "c553732cc472321f0c575ecc6369a32c1c1fd2df"

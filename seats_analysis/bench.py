@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from transformers import Qwen2_5OmniThinkerForConditionalGeneration, WhisperFeatureExtractor
 
 import seats_analysis
-from .baselines import METHODS
+from .methods import METHODS
 from .layout import Kind, temporal_windows, token_kinds
 from .results import markdown_table
-from .testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker_config
+from .stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker_config
 
 
 # %% ../nbs/09_bench.ipynb #c3241cd3

@@ -133,7 +133,7 @@ def engine_demo(num_layers: int = 8, seconds: float = 8.0, seed: int = 0):
 
     from seats_analysis.engine import drop_tokens
     from seats_analysis.layout import Kind
-    from seats_analysis.testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker
+    from seats_analysis.stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker
     thinker = tiny_thinker("qwen2_5", num_layers=num_layers, seed=seed)
     inputs = make_inputs(offline_processor("qwen2_5"), "What colour is the square?", synthetic_clip(seconds, seed=seed))
     with torch.no_grad():

@@ -20,12 +20,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .baselines import METHODS
 from .blocks import derive_blocks
 from .evaluate import RATIO_PAIRS, EvalSpec, accuracy_score, ratio_name, register_benchmark
 from .prompts import parse_strict
 from .figures import dependency_figure, tradeoff_figure
 from .layout import Kind
+from .methods import METHODS
 from .organism import DATA_DIR, TEST_ITEMS, load_organism
 from .probe import ProbeSample, probe
 from .results import markdown_table, read_parts

@@ -252,7 +252,7 @@ def _rng(seed: int, benchmark: str, key: str) -> random.Random:
 
 
 def resolve_method(method, registry: Mapping | None = None) -> tuple[str, Callable]:
-    "Name and factory of a method: a key of `registry` (default `baselines.METHODS`), 'module:factory', or a factory."
+    "Name and factory of a method: a key of `registry` (default `methods.METHODS`), 'module:factory', or a factory."
     if callable(method):
         return getattr(method, "__name__", type(method).__name__), method
     if ":" in method:
@@ -260,9 +260,9 @@ def resolve_method(method, registry: Mapping | None = None) -> tuple[str, Callab
         return method, getattr(importlib.import_module(module), name)
     if registry is None:
         try:
-            from seats_analysis.baselines import METHODS as registry
+            from seats_analysis.methods import METHODS as registry
         except ImportError as err:
-            raise ImportError(f"method {method!r} needs seats_analysis.baselines.METHODS, which cannot be imported "
+            raise ImportError(f"method {method!r} needs seats_analysis.methods.METHODS, which cannot be imported "
                               f"({err}); pass registry={{name: factory}}") from err
     if method not in registry:
         raise ValueError(f"method {method!r} is not one of {sorted(registry)}")
@@ -344,7 +344,7 @@ def record_digest(record) -> str:
 
 def run_fingerprint(thinker, method: str, schedule, method_kwargs: dict | None, media_kwargs: dict | None) -> dict:
     "What a results file's rows depend on beyond their settings: model, method options, schedule, package version."
-    from seats_analysis.seats import resolve_schedule
+    from seats_analysis.run import resolve_schedule
     schedule = None if schedule is None else asdict(resolve_schedule(schedule))
     return dict(model=model_fingerprint(thinker), method=method, method_kwargs=method_kwargs or {},
                 media_kwargs=media_kwargs or {}, schedule=digest(schedule), package=seats_analysis.__version__)

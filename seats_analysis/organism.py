@@ -26,7 +26,7 @@ from .compat import (multimodal_model, processor_from_pretrained, rope_fields, s
                                    text_model, thinker_from_pretrained, vision_features)
 
 import seats_analysis
-from .testing import offline_processor
+from .stand_ins import offline_processor
 from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SEGMENTS,
                                   answer_token_ids, fast_inputs, item_seed, make_item, media_ids,
                                   synth_items)

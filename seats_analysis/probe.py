@@ -38,7 +38,7 @@ from .engine import check_thinker, continue_from, drop_tokens
 from .layout import Kind, token_kinds
 from .results import (append_jsonl, check_fingerprint, digest, markdown_table, merge_records,
                                     model_fingerprint, read_parts, trim_torn_line, writer_lock)
-from .testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker
+from .stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
 # %% ../nbs/10_probe.ipynb #bec8806a
 METRICS = ("accuracy", "kl", "logprob")

@@ -12,7 +12,7 @@ import torch
 from datasets import Dataset, Features, Sequence, Value, Array4D
 from transformers import BatchFeature
 
-from .testing import make_inputs as testing_inputs
+from .stand_ins import make_inputs as stand_in_inputs
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'FPS', 'SECONDS', 'SEGMENTS', 'FRAME_SIZE', 'RADIUS_PX', 'TRAVEL_PX', 'KINDS', 'LETTERS', 'SPLITS',
@@ -198,7 +198,7 @@ def make_inputs(processor, items) -> BatchFeature:
     """Model inputs for `items` from the real processor (left-padded batch, audio from the video)."""
     items = list(items)
     clips = [(np.asarray(it["frames"]), np.asarray(it["audio"], dtype=np.float32)) for it in items]
-    return testing_inputs(processor, [prompt_text(it) for it in items], clips)
+    return stand_in_inputs(processor, [prompt_text(it) for it in items], clips)
 
 
 def answer_token_ids(processor) -> list[int]:

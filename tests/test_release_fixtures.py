@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from seats_analysis.baselines import METHODS
 from seats_analysis.compat import text_model
 from seats_analysis.layout import Kind
+from seats_analysis.methods import METHODS
 from seats_analysis.prompts import parse_answer
 from seats_analysis.testing import FAMILIES, clip_batch, tiny_schedule, tiny_thinker, weights_checksum
 
