@@ -35,7 +35,7 @@ from .layout import Kind
 from .prompts import PARSE_MODES, build_messages, chat_text, parse_answer, score
 from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, file_digest,
                                     first_success, merge_records, model_fingerprint, read_jsonl, writer_lock)
-from .schedule import check_ratio
+from .checks import check_ratio
 
 # %% auto #0
 __all__ = ['EVAL_BENCHMARKS', 'RATIO_PAIRS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'MEDIA_FIELDS',

@@ -33,6 +33,7 @@ from transformers import WhisperFeatureExtractor
 
 import seats_analysis
 from .blocks import CONDITIONS
+from .checks import check_int
 from .compat import last_hidden_state
 from .engine import check_thinker, continue_from, drop_tokens
 from .layout import Kind, token_kinds
@@ -193,8 +194,7 @@ def _check_settings(num_layers: int, conditions, layers, metrics, method) -> tup
         raise ValueError(f"method={method!r} is not one of {METHODS}")
     layers = range(1, num_layers + 1) if layers is None else layers
     for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 1 <= layer <= num_layers:
-            raise ValueError(f"layer={layer!r} is outside [1, {num_layers}] (1-based decoder layers)")
+        check_int("layer", layer, 1, num_layers, "1-based decoder layers")
     for name, values in (("conditions", conditions), ("metrics", metrics), ("layers", layers)):
         if not values or len(set(values)) != len(values):
             raise ValueError(f"{name}={list(values)} must be non-empty and without repeats")
