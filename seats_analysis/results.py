@@ -355,10 +355,7 @@ class ResultStore:
     def fold(self, order: Sequence[str] = ()):
         """Rewrite the results file of a `FileParts` layout as one record per key (the keys of `order` in that
         order, any other after them), then remove the parts and their locks. Call it once every rank is done."""
-        path = getattr(self.layout, "path", None)
-        if path is None:
-            raise TypeError(f"{type(self.layout).__name__} has no results file to fold its parts into")
-        path, position = Path(path), {key: i for i, key in enumerate(order)}
+        path, position = self._results_file(), {key: i for i, key in enumerate(order)}
         merged = sorted(self.records().values(), key=lambda r: position.get(r[self.key], len(position)))
         tmp = path.with_name(path.name + ".merging")
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged), encoding="utf-8")
@@ -370,11 +367,18 @@ class ResultStore:
     def collect(self, order: Sequence[str] = (), rank: int = 0, barrier: Callable[[], None] = lambda: None) -> dict:
         """Once every rank is done (`barrier`, e.g. accelerate's `wait_for_everyone`): rank 0 folds any parts into the
         results file, then every rank reads the record kept for every key."""
+        path = self._results_file()
         barrier()
         if rank == 0 and self.layout.parts():
             self.fold(order)
         barrier()
-        return self.kept(self.read(self.layout.path))
+        return self.kept(self.read(path))
+
+    def _results_file(self) -> Path:
+        "The file the parts are folded into (only a `FileParts` layout has one)."
+        if not isinstance(self.layout, FileParts):
+            raise TypeError(f"{type(self.layout).__name__} has no results file to fold its parts into")
+        return Path(self.layout.path)
 
 # %% ../nbs/13_results.ipynb #8d379f0a
 def markdown_table(df: pd.DataFrame) -> str:
