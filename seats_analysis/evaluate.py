@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 import seats_analysis
 from .benchmarks import BENCHMARKS, load_benchmark, load_media
+from .checks import check_ratio
 from .compat import audio_from_video, thinker_from_pretrained
 from .cost import decoder_dims
 from .encoder_attention import synchronize
@@ -35,7 +36,6 @@ from .layout import Kind
 from .prompts import PARSE_MODES, build_messages, chat_text, parse_answer, score
 from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, file_digest,
                                     first_success, merge_records, model_fingerprint, read_jsonl, writer_lock)
-from .checks import check_ratio
 
 # %% auto #0
 __all__ = ['EVAL_BENCHMARKS', 'RATIO_PAIRS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'MEDIA_FIELDS',
