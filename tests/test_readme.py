@@ -32,7 +32,7 @@ def test_python_blocks_run_from_any_folder(tmp_path, monkeypatch):
     shown = printed.getvalue()
     # the run objects print readable summaries, not raw tensors
     assert "PruningRun(seats:" in shown and "tensor(" not in shown, shown
-    assert re.search(r"Prefill\(2 row\(s\) of \d+ tokens, 8 layers; \(k, seq_len_after\) \[\(0, \d+\)\]", shown), shown
+    assert re.search(r"Prefill\(2 row\(s\) of \d+ tokens, 12 layers; \(k, seq_len_after\) \[\(0, \d+\)\]", shown), shown
     assert list(tmp_path.iterdir()) == []  # nothing written into the folder it ran in
 
 
