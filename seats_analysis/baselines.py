@@ -18,7 +18,8 @@ from .inner_llm import modality_total, query_relevance
 from .layout import Kind
 from .pre_llm import window_budget, windivprune
 from .run import MODALITIES, last_token_index, prepare_run, pruning
-from .schedule import Schedule, check_ratio
+from .checks import check_int, check_ratio
+from .schedule import Schedule
 
 # %% ../nbs/08_baselines.ipynb #225e88dc
 MIN_VIDEO_RATIO = 0.05  # the plain forms never keep less video than this
@@ -353,8 +354,7 @@ def fastv(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bool 
           seed: int = 0, measure: bool = False, variant: str = "release"):
     "FastV: after `after_layers` layers, keep the video (and, with `omni`, audio) tokens the last token attends most."
     schedule = prepare_run(thinker, schedule, video_ratio, audio_ratio)
-    if isinstance(after_layers, bool) or not isinstance(after_layers, int) or not 1 <= after_layers < schedule.num_layers:
-        raise ValueError(f"after_layers={after_layers!r} is outside [1, {schedule.num_layers - 1}]")
+    check_int("after_layers", after_layers, 1, schedule.num_layers - 1)
     method = FastV(video_ratio, audio_ratio, omni, schedule.num_layers, after_layers, seed, variant)
     with pruning(thinker, "fastv-om" if omni else "fastv", method.selectors, measure=measure, notes=method.notes,
                  reachable=method.reachable) as run:

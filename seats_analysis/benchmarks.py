@@ -10,6 +10,7 @@ import bisect
 import json
 import math
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,6 +25,8 @@ import soxr
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
+
+from .checks import check_int
 
 # %% auto #0
 __all__ = ['DURATION_BUCKETS', 'VIDEOMME_SUFFIXES', 'ON_ERROR', 'BENCHMARKS', 'FPS', 'FRAME_FACTOR', 'MIN_FRAMES', 'IMAGE_FACTOR',
@@ -364,7 +367,9 @@ class BenchmarkSpec:
     row_to_record: Callable = field(repr=False)  # (row, media_root, doc_index) -> (video path, fields)
 
     def parse(self, response: str, mode: str = "paper", rng=None, letters: str | None = None) -> str:
-        """The letter read from a model response (see `seats_analysis.prompts.parse_answer`)."""
+        """Deprecated: `prompts.parse_answer(name, response, ...)` (prompts builds on this module, not the reverse)."""
+        warnings.warn("BenchmarkSpec.parse is deprecated; use seats_analysis.prompts.parse_answer(name, response, ...)",
+                      DeprecationWarning, stacklevel=2)
         from seats_analysis.prompts import parse_answer
         return parse_answer(self.name, response, mode=mode, rng=rng, letters=letters)
 
@@ -703,8 +708,7 @@ def make_fixture(benchmark: str, root: Path | str, n_records: int = 3, seed: int
     """Write a tiny copy of `benchmark`'s annotation files and videos under `root`/`benchmark`."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"benchmark {benchmark!r} is not one of {sorted(BENCHMARKS)}")
-    if not 1 <= n_records <= 26:
-        raise ValueError(f"n_records={n_records} is outside [1, 26]")
+    check_int("n_records", n_records, 1, 26)
     rng = np.random.default_rng(seed)
     base = Path(root) / benchmark
     annotations, media = base / "annotations", base / "media"

@@ -18,6 +18,8 @@ import xarray as xr
 from fastcore.basics import patch
 from scipy.optimize import isotonic_regression
 
+from .checks import check_int
+
 # %% ../nbs/11_blocks.ipynb #cd43e684
 CONDITIONS = ("video", "audio", "both")
 HIGHER_IS_BETTER = {"accuracy": True, "logprob": True, "kl": False}
@@ -191,8 +193,7 @@ class Blocks:
 
     def block_of(self, layer: int) -> str:
         "Which block a 1-based `layer` belongs to."
-        if not 1 <= layer <= self.num_layers:
-            raise ValueError(f"layer={layer} is outside [1, {self.num_layers}]")
+        check_int("layer", layer, 1, self.num_layers)
         return BLOCK_NAMES[(layer >= self.middle_block_layer) + (layer >= self.late_block_layer)]
 
     def to_frame(self) -> pd.DataFrame:

@@ -6,7 +6,7 @@
 __all__ = ['TRANSFORMERS_VERSION', 'TRANSFORMERS_5', 'FIRST_SUPPORTED_5', 'QWEN3_IMAGE_WITH_VIDEO', 'supported_transformers',
            'check_transformers', 'multimodal_model', 'text_model', 'last_hidden_state', 'causal_mask', 'layer_output',
            'text_rotary', 'visual_position_mask', 'add_deepstack', 'vision_window_index', 'vision_rotary',
-           'rotate_vision', 'vision_features', 'qwen3_audio_frames', 'audio_from_video', 'rope_fields',
+           'rotate_vision', 'vision_features', 'qwen3_audio_frames', 'audio_rates', 'audio_from_video', 'rope_fields',
            'thinker_from_pretrained', 'processor_from_pretrained', 'save_processor']
 
 # %% ../nbs/00a_compat.ipynb #65f4ca55
@@ -161,6 +161,23 @@ def qwen3_audio_frames(tower, feature_lens: torch.Tensor) -> torch.Tensor:
     if TRANSFORMERS_5:
         return modeling_qwen3_omni_moe._get_feat_extract_output_lengths(feature_lens, tower.n_window)
     return modeling_qwen3_omni_moe._get_feat_extract_output_lengths(feature_lens)
+
+# %% ../nbs/00a_compat.ipynb #2310db4e
+def audio_rates(family: str, seconds: int = 60) -> dict[str, float]:
+    "Audio LLM tokens and encoder frames per second of a Qwen-Omni family, from transformers' length formulas."
+    from transformers import WhisperFeatureExtractor  # the model code, loaded when asked for
+    from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
+    from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import _get_feat_extract_output_lengths
+    extractor = WhisperFeatureExtractor()
+    mel_frames = seconds * extractor.sampling_rate // extractor.hop_length
+    if family == "qwen2_5":
+        # the encoder's length formula does not use the instance: (stride-2 conv frames, 2x pooled tokens)
+        frames, tokens = Qwen2_5OmniAudioEncoder._get_feat_extract_output_lengths(None, mel_frames)
+    elif family == "qwen3":
+        frames = tokens = _get_feat_extract_output_lengths(mel_frames)
+    else:
+        raise ValueError(f"family={family!r} is not one of ['qwen2_5', 'qwen3']")
+    return {"audio_tokens_per_second": tokens / seconds, "audio_encoder_frames_per_second": frames / seconds}
 
 # %% ../nbs/00a_compat.ipynb #c4872518
 def audio_from_video(num_videos: int) -> dict:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
 
+from .checks import check_int
 from .schedule import text_config
 
 # %% ../nbs/06_cost.ipynb #bb020369
@@ -24,26 +25,19 @@ def decoder_layer_flops(seq_len: int, hidden_size: int, intermediate_size: int, 
             + 2 * seq_len ** 2 * attn_width + 3 * seq_len * hidden_size * intermediate_size)
 
 # %% ../nbs/06_cost.ipynb #486c36aa
-def _check_positive_int(name: str, value):
-    "Raise unless `value` is an int >= 1."
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} must be an int >= 1")
-
 def prefill_flops(seq_len: int, num_layers: int, hidden_size: int, intermediate_size: int | Sequence[int],
                   num_heads: int, num_kv_heads: int, vocab_size: int, drop_events: Sequence[tuple[int, int]] = (),
                   head_dim: int | None = None) -> float:
     "Prefill multiply-adds of the decoder and LM head, with tokens cut at the given `(k, seq_len_after)` boundaries."
     for name, value in [("seq_len", seq_len), ("num_layers", num_layers), ("hidden_size", hidden_size),
                         ("num_heads", num_heads), ("num_kv_heads", num_kv_heads), ("vocab_size", vocab_size)]:
-        _check_positive_int(name, value)
+        check_int(name, value, 1)
     widths = [intermediate_size] * num_layers if isinstance(intermediate_size, int) else list(intermediate_size)
     if len(widths) != num_layers:
         raise ValueError(f"got {len(widths)} intermediate sizes for num_layers={num_layers}")
     cuts, length, previous = {}, seq_len, -1
     for k, after in drop_events:
-        if isinstance(k, bool) or not isinstance(k, int) or not previous < k <= num_layers:
-            raise ValueError(f"drop boundary k={k!r} is outside [{previous + 1}, {num_layers}] "
-                             "(boundaries must be increasing)")
+        check_int("drop boundary k", k, previous + 1, num_layers, "boundaries must be increasing")
         if isinstance(after, bool) or not isinstance(after, int) or not 1 <= after <= length:
             raise ValueError(f"seq_len_after={after!r} at boundary {k} is outside [1, {length}]")
         cuts[k], length, previous = after, after, k

@@ -17,6 +17,7 @@ from torch.profiler import record_function
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
 
+from .checks import check_int
 from .compat import (multimodal_model, qwen3_audio_frames, rotate_vision, vision_rotary,
                                    vision_window_index)
 from .layout import token_id
@@ -45,8 +46,7 @@ def attention_received(query: torch.Tensor, key: torch.Tensor, window_len: int, 
     "Attention each token receives (T,) from the queries of its window of `window_len` tokens, averaged over heads."
     if query.dim() != 3 or key.shape != query.shape:
         raise ValueError(f"query and key must both be (T, H, d), got {tuple(query.shape)} and {tuple(key.shape)}")
-    if isinstance(window_len, bool) or not isinstance(window_len, int) or window_len < 1:
-        raise ValueError(f"window_len={window_len!r} must be an int >= 1")
+    check_int("window_len", window_len, 1)
     length = query.shape[0]
     full = length // window_len * window_len
     parts = []
@@ -187,8 +187,8 @@ class EncoderAttention:
     def __init__(self, thinker, video_window_grids: int | None = 2, audio_window_frames: int | None = 100,
                  keys: bool = False, max_elements: int = MAX_LOGITS, count_ops: bool = False):
         for name, value in (("video_window_grids", video_window_grids), ("audio_window_frames", audio_window_frames)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name}={value!r} must be an int >= 1 (or None to skip that encoder)")
+            if value is not None:
+                check_int(name, value, 1, hint="or None to skip that encoder")
         self.thinker, self.model = thinker, multimodal_model(thinker)
         self.family = "qwen3" if isinstance(thinker, Qwen3OmniMoeThinkerForConditionalGeneration) else "qwen2_5"
         self.video_window_grids, self.audio_window_frames = video_window_grids, audio_window_frames

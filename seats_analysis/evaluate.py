@@ -9,7 +9,6 @@ import argparse
 import importlib
 import json
 import math
-import os
 import random
 import sys
 import warnings
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 import seats_analysis
 from .benchmarks import BENCHMARKS, load_benchmark, load_media
+from .checks import check_ratio
 from .compat import audio_from_video, thinker_from_pretrained
 from .cost import decoder_dims
 from .figures import tradeoff_figure
@@ -34,10 +34,8 @@ from .harness import (RATIO_PAIRS, Elapsed, GenerateParse, MethodSetupError, fir
                                     run_batch)
 from .layout import Kind
 from .prompts import PARSE_MODES, build_messages, chat_text, parse_answer, score
-from .results import (append_jsonl, check_fingerprint, check_records_file, digest, file_digest,
-                                    lock_file, merge_records, model_fingerprint, read_jsonl, read_parts,
-                                    trim_torn_line, writer_lock)
-from .schedule import check_ratio
+from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, file_digest,
+                                    first_success, merge_records, model_fingerprint, read_jsonl, writer_lock)
 
 # %% auto #0
 __all__ = ['EVAL_BENCHMARKS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'MEDIA_FIELDS', 'RETENTION_TOLERANCE',
@@ -267,31 +265,16 @@ def generate_response(thinker, processor, prompt: str, frames, audio, context, m
                 **sample_cost(result.run, thinker))
 
 # %% ../nbs/32_evaluate.ipynb #5abab444
+def _store(results_path: Path) -> ResultStore:
+    """The results file of one setting and its ranks' part files as a store (`results.FileParts`): a row per sample
+    key, the first kept unless it failed and a retry answered; every row has the settings."""
+    return ResultStore(FileParts(Path(results_path)), "key", first_success, SETTINGS,
+                       "results file of seats_analysis.evaluate")
+
+
 def _part_path(results_path: Path, rank: int, world_size: int) -> Path:
     "Where one rank writes its rows (the results file itself when there is one process)."
-    if world_size == 1:
-        return results_path
-    return results_path.with_name(f"{results_path.name}.rank{rank}-of-{world_size}.part")
-
-
-def _part_pattern(results_path: Path) -> str:
-    "The file-name pattern of the part files of `results_path`, for any rank and number of processes."
-    return f"{results_path.name}.rank*-of-*.part"
-
-
-def _part_files(results_path: Path) -> list[Path]:
-    "Part files of earlier or running data-parallel runs of `results_path`."
-    return sorted(results_path.parent.glob(_part_pattern(results_path)))
-
-
-def _first_stays(new: dict, old: dict) -> bool:
-    "For `merge_records`: a key's first row is kept (resuming never runs a key that some file already holds)."
-    return False
-
-
-def _success_first(new: dict, old: dict) -> bool:
-    "For `merge_records`: a retried sample's answer replaces its failure; otherwise the first row stays."
-    return old.get("error") is not None and new.get("error") is None
+    return _store(results_path).layout.part(rank, world_size)
 
 
 MEDIA_FIELDS = ("video_path", "audio_path")  # record fields naming media files: their content is digested
@@ -344,43 +327,20 @@ def _distributed(rank, world_size, device: torch.device):
     return state.process_index, state.num_processes, state.wait_for_everyone
 
 
-def _merge(results_path: Path, keys: list[str]):
-    "Fold the part files into `results_path`: one row per key, in record order, then the parts are removed."
-    rows = merge_records([*read_jsonl(results_path), *read_parts(results_path.parent, _part_pattern(results_path))],
-                         "key", _success_first)
-    order = {k: i for i, k in enumerate(keys)}
-    merged = sorted(rows.values(), key=lambda r: order.get(r["key"], len(order)))
-    tmp = results_path.with_name(results_path.name + ".merging")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in merged), encoding="utf-8")
-    os.replace(tmp, results_path)
-    for path in _part_files(results_path):  # every rank is done: their locks go with their parts
-        path.unlink()
-        lock_file(path).unlink(missing_ok=True)
-
-
 def _resume(results_path: Path, rank: int, world_size: int, settings: dict, fingerprint: dict,
             inputs: Mapping[str, str]) -> tuple[Path, dict[str, dict]]:
     """This rank's file to append to and the row each key already has (an answer before a failure). Every file is
     checked (a results file of these settings, this run and these inputs) before the rank's own is trimmed; the
     caller holds the rank's `writer_lock`."""
-    own = _part_path(results_path, rank, world_size)
-    rows = []
-    for path in dict.fromkeys([results_path, *_part_files(results_path), own]):
-        stored = check_records_file(path, ("key", *SETTINGS), "results file of seats_analysis.evaluate")
-        _check_settings(stored, settings, path)
-        _check_run(stored, fingerprint, inputs, path)
-        rows += stored
-    trim_torn_line(own)
-    return own, merge_records(rows, "key", _success_first)
+    def same_run(path: Path, rows: list[dict]):
+        _check_settings(rows, settings, path)
+        _check_run(rows, fingerprint, inputs, path)
+    return _store(results_path).resume(rank, world_size, same_run)
 
 
 def _collect(results_path: Path, keys: list[str], rank: int, barrier) -> dict[str, dict]:
-    "Once every rank is done: rank 0 merges any part files; every rank reads the rows by key."
-    barrier()
-    if rank == 0 and _part_files(results_path):
-        _merge(results_path, keys)
-    barrier()
-    return merge_records(read_jsonl(results_path), "key", _success_first)
+    "Once every rank is done: rank 0 merges any part files into the results file, in record order; every rank reads the rows by key."
+    return _store(results_path).collect(keys, rank, barrier)
 
 # %% ../nbs/32_evaluate.ipynb #db91a3cd
 def _mean(values) -> float | None:

@@ -9,6 +9,7 @@ __all__ = ['query_relevance', 'modality_total', 'window_budgets', 'top_down_keep
 import torch
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb  # the standard rotation
 
+from .checks import check_ratio
 from .compat import text_rotary
 from .layout import Kind, temporal_windows
 
@@ -50,11 +51,6 @@ def query_relevance(hidden_states: torch.Tensor, layer: torch.nn.Module, positio
     return logits.softmax(dim=-1).mean(dim=(1, 2))  # (B, S)
 
 # %% ../nbs/05_inner_llm.ipynb #6d31ab1a
-def _check_unit_interval(name: str, value: float):
-    "Raise unless `value` is in [0, 1]."
-    if not 0 <= value <= 1:
-        raise ValueError(f"{name}={value!r} is outside [0, 1]")
-
 def modality_total(keep_ratio: float, count: int) -> int:
     "Tokens of a modality kept at `keep_ratio`: max(1, round(keep_ratio * count)), or 0 when absent."
     return max(1, round(keep_ratio * count)) if count else 0
@@ -146,8 +142,8 @@ def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: f
     "Keep mask (S,) of one row: all text, plus video and audio chosen by the top-down window budget."
     if scores.dim() != 1 or kinds.shape != scores.shape:
         raise ValueError(f"scores and kinds must both be (S,), got {tuple(scores.shape)} and {tuple(kinds.shape)}")
-    _check_unit_interval("video_keep_ratio", video_keep_ratio)
-    _check_unit_interval("audio_keep_ratio", audio_keep_ratio)
+    check_ratio("video_keep_ratio", video_keep_ratio)
+    check_ratio("audio_keep_ratio", audio_keep_ratio)
     if not temperature > 0:
         raise ValueError(f"temperature={temperature!r} must be > 0")
     device = scores.device

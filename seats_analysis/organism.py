@@ -8,9 +8,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import pickle
+import random
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,6 +200,8 @@ class TrainSettings:
     eval_every: int = 200  # steps between validations (and saves)
     n_val: int = 150  # validation items
     seed: int = 0  # of the data; the model's initial weights come from `build_organism`
+    late_removal: float = 0.0  # share of batches with every video and audio token removed before `late_removal_layer`
+    late_removal_layer: int = 10  # 1-based
 
 
 class TrainBatches(torch.utils.data.Dataset):
@@ -248,12 +251,16 @@ def training_losses(model, heads: AuxiliaryHeads, inputs, labels: dict, captured
     "The answer loss (the letter at the last position, over the whole vocabulary) and the auxiliary losses."
     cross_entropy = nn.functional.cross_entropy
     logits = model(**inputs, use_audio_in_video=True).logits[:, -1]  # (B, V)
-    at_audio = captured["last"][inputs.input_ids == model.config.audio_token_index]  # (B * tokens, D), row-major
+    if captured["last"].shape[1] == inputs.input_ids.shape[1]:
+        at_audio = captured["last"][inputs.input_ids == model.config.audio_token_index]  # (B * tokens, D), row-major
+        align = cross_entropy(heads.align(at_audio), labels["align"])
+    else:  # the audio positions were removed inside the decoder
+        align = logits.new_zeros(())
     return dict(answer=cross_entropy(logits, labels["answer"]),
                 audio=cross_entropy(heads.pitch(captured["audio"]), labels["audio"]),
                 video=cross_entropy(heads.colour(captured["video"]), labels["colour"])
                 + cross_entropy(heads.direction(captured["video"]), labels["direction"]),
-                align=cross_entropy(heads.align(at_audio), labels["align"]))
+                align=align)
 
 
 def _optimizer(model, heads: AuxiliaryHeads, settings: TrainSettings) -> torch.optim.AdamW:
@@ -263,6 +270,13 @@ def _optimizer(model, heads: AuxiliaryHeads, settings: TrainSettings) -> torch.o
     rest = [p for p in [*model.parameters(), *heads.parameters()] if id(p) not in audio_ids]
     return torch.optim.AdamW([dict(params=rest, lr=settings.lr),
                               dict(params=audio, lr=settings.lr * settings.audio_lr_scale)], weight_decay=0.01)
+
+
+def _late_removal(model, settings: TrainSettings, step: int):
+    "Remove every video and audio token before `settings.late_removal_layer` in this step's forward, or nothing."
+    if random.Random(f"{settings.seed}-{step}").random() >= settings.late_removal:
+        return nullcontext()
+    return drop_tokens(model, {settings.late_removal_layer - 1: drop_kinds(Kind.VIDEO, Kind.AUDIO)})
 
 
 def _write_log_row(path: Path, row: dict):
@@ -313,8 +327,9 @@ def train(out_dir=DATA_DIR, settings: TrainSettings | None = None, model=None, p
         for step, (inputs, labels) in enumerate(bar, start=start + 1):
             for group, base in zip(opt.param_groups, base_lrs):
                 group["lr"] = base * min(1.0, step / settings.warmup)
-            loss = training_losses(model, heads, inputs.to(device), {k: v.to(device) for k, v in labels.items()},
-                                   captured)
+            with _late_removal(model, settings, step):
+                loss = training_losses(model, heads, inputs.to(device), {k: v.to(device) for k, v in labels.items()},
+                                       captured)
             weighted = (loss["answer"] + settings.audio_weight * loss["audio"] + settings.video_weight * loss["video"]
                         + settings.align_weight * loss["align"])
             opt.zero_grad()

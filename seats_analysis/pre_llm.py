@@ -9,6 +9,8 @@ __all__ = ['ATTENTION_SCALE', 'NORM_EPS', 'MAX_DISTANCE_ELEMENTS', 'windivprune'
 import torch
 from torch.profiler import record_function
 
+from .checks import check_int, check_ratio
+
 # %% ../nbs/04_pre_llm.ipynb #7f31a4bb
 ATTENTION_SCALE = 1e6
 NORM_EPS = 1e-8  # the release divides by |x| + 1e-8 (not max(|x|, eps)); near-ties in the max-min pick depend on it
@@ -26,8 +28,7 @@ def windivprune(features: torch.Tensor, attention: torch.Tensor | None, num_keep
         raise ValueError(f"features must be (N, D) or (B, N, D), got shape {tuple(features.shape)}")
     if attention is not None and attention.shape != features.shape[:-1]:
         raise ValueError(f"attention shape {tuple(attention.shape)} does not match features {tuple(features.shape[:-1])}")
-    if isinstance(num_keep, bool) or not isinstance(num_keep, int) or num_keep < 1:
-        raise ValueError(f"num_keep={num_keep!r} must be an int >= 1")
+    check_int("num_keep", num_keep, 1)
     batched = features.dim() == 3
     x = features if batched else features[None]  # (B, N, D)
     batch, n, _ = x.shape
@@ -71,10 +72,8 @@ def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None,
         raise ValueError(f"features must be (T, D), got shape {tuple(features.shape)}")
     if attention is not None and attention.shape != features.shape[:1]:
         raise ValueError(f"attention shape {tuple(attention.shape)} does not match features ({features.shape[0]},)")
-    if isinstance(window_tokens, bool) or not isinstance(window_tokens, int) or window_tokens < 1:
-        raise ValueError(f"window_tokens={window_tokens!r} must be an int >= 1")
-    if not 0 <= ratio <= 1:
-        raise ValueError(f"ratio={ratio!r} is outside [0, 1]")
+    check_int("window_tokens", window_tokens, 1)
+    check_ratio("ratio", ratio)
     total = features.shape[0]
     keep = torch.zeros(total, dtype=torch.bool, device=features.device)  # (T,)
     num_full = total // window_tokens

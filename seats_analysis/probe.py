@@ -33,11 +33,12 @@ from transformers import WhisperFeatureExtractor
 
 import seats_analysis
 from .blocks import CONDITIONS
+from .checks import check_int
 from .compat import last_hidden_state
 from .engine import check_thinker, continue_from, drop_tokens
 from .layout import Kind, token_kinds
-from .results import (append_jsonl, check_fingerprint, digest, markdown_table, merge_records,
-                                    model_fingerprint, read_parts, trim_torn_line, writer_lock)
+from .results import (FolderParts, ResultStore, append_jsonl, check_fingerprint, digest, markdown_table,
+                                    model_fingerprint, newest_success)
 from .stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
 # %% ../nbs/10_probe.ipynb #bec8806a
@@ -193,8 +194,7 @@ def _check_settings(num_layers: int, conditions, layers, metrics, method) -> tup
         raise ValueError(f"method={method!r} is not one of {METHODS}")
     layers = range(1, num_layers + 1) if layers is None else layers
     for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 1 <= layer <= num_layers:
-            raise ValueError(f"layer={layer!r} is outside [1, {num_layers}] (1-based decoder layers)")
+        check_int("layer", layer, 1, num_layers, "1-based decoder layers")
     for name, values in (("conditions", conditions), ("metrics", metrics), ("layers", layers)):
         if not values or len(set(values)) != len(values):
             raise ValueError(f"{name}={list(values)} must be non-empty and without repeats")
@@ -292,54 +292,30 @@ META_FILE = "meta.json"
 PART_GLOB = "part-*.jsonl"
 TABLE_FILE = "probe.nc"
 
-def _part_file(path: Path, rank: int) -> Path:
-    "The part file that process (or shard) `rank` appends to."
-    return path / f"part-{rank:05d}.jsonl"
+def _store(path: Path) -> ResultStore:
+    "A probe folder as a results store: a record per sample id in its parts, the newest kept but a success before any failure."
+    return ResultStore(FolderParts(Path(path), "probe folder", META_FILE, PART_GLOB), "sample", newest_success,
+                       kind="probe part file")
 
 # %% ../nbs/10_probe.ipynb #c32b7e51
-def _latest_records(path: Path) -> dict[str, dict]:
-    "The record kept for every sample id in the folder's parts: the newest, a success before any failure."
-    success_first = lambda new, old: not new["error"] or bool(old["error"])
-    return merge_records(read_parts(path, PART_GLOB), "sample", replaces=success_first)
-
-def _read_meta(path: Path) -> dict:
-    "The settings and versions stored in a probe folder."
-    file = path / META_FILE
-    if not file.exists():
-        raise FileNotFoundError(f"{path} is not a probe folder: it has no {META_FILE}")
-    return json.loads(file.read_text())
-
 def _prepare_folder(path: Path, settings: dict, fingerprint: dict, rank: int) -> dict:
     """Create the folder and its meta file, or check that an existing run has the same settings and model; return
     the meta. A folder without a meta file that holds anything is not adopted: nothing in it is touched. Processes
     starting together take turns (one creates the meta file, the others find it)."""
-    path.mkdir(parents=True, exist_ok=True)
-    with writer_lock(path / META_FILE, wait=600):
-        if (path / META_FILE).exists():
-            meta = _read_meta(path)
-            if meta["settings"] != settings:
-                diff = {k: (meta["settings"].get(k), v) for k, v in settings.items()
-                        if meta["settings"].get(k) != v}
-                raise ValueError(f"{path} holds a probe run with other settings (stored, asked): {diff}; "
-                                 "use another path")
-            check_fingerprint(path, meta.get("fingerprint"), fingerprint)
-            return meta
-        present = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
-        if present:
-            raise ValueError(f"{path} is not a probe folder (it has no {META_FILE}) but holds {present[:3]}; "
-                             "nothing in it was changed: probe into a new or empty folder")
-        meta = dict(settings=settings, fingerprint=fingerprint, versions=_versions())
-        tmp = path / f".{META_FILE}.{rank}.tmp"
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, path / META_FILE)  # atomic: a reader never sees half a meta file
-        return meta
+    def same_run(meta: dict):
+        if meta["settings"] != settings:
+            diff = {k: (meta["settings"].get(k), v) for k, v in settings.items() if meta["settings"].get(k) != v}
+            raise ValueError(f"{path} holds a probe run with other settings (stored, asked): {diff}; use another path")
+        check_fingerprint(path, meta.get("fingerprint"), fingerprint)
+    meta = dict(settings=settings, fingerprint=fingerprint, versions=_versions())
+    return _store(path).layout.prepare(meta, same_run, rank)
 
 # %% ../nbs/10_probe.ipynb #def38ae7
 def merge_parts(path: str | Path) -> xr.Dataset:
     "One probe table from every part in a probe folder, a row per sample id, ordered as the samples were given."
-    path = Path(path)
-    meta = _read_meta(path)
-    records = sorted(_latest_records(path).values(), key=lambda r: (r["index"], r["sample"]))
+    store = _store(Path(path))
+    meta = store.layout.read_meta()
+    records = sorted(store.records().values(), key=lambda r: (r["index"], r["sample"]))
     return records_to_table(records, meta["settings"], meta["versions"])
 
 # %% ../nbs/10_probe.ipynb #ad4db9d6
@@ -381,20 +357,19 @@ def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, la
     if world > 1 and path is None:
         raise ValueError(f"{world} processes need path= to write their parts to")
     mine = [(i, s) for i, s in enumerate(samples) if i % world == rank]
-    records, done, part = [], {}, None
+    records, done, store = [], {}, None
     if path is not None:
         path = Path(path)
         _prepare_folder(path, settings, dict(model=model_fingerprint(thinker), package=seats_analysis.__version__),
                         rank)
-        part = _part_file(path, rank)
-        done = _latest_records(path)
-        _check_inputs(path, done, mine)
-    todo = [(i, s) for i, s in mine if s.id not in done or (retry_errors and done[s.id]["error"])]
-    bar = tqdm(todo, desc=f"probe {settings['model_name']}", initial=len(mine) - len(todo), total=len(mine),
-               disable=not progress or (state is not None and not state.is_main_process), unit="sample")
-    with writer_lock(part) if part is not None else nullcontext():
-        if part is not None:
-            trim_torn_line(part)
+        store = _store(path)
+    with store.lock(rank, world) if store is not None else nullcontext():  # one writer per part
+        if store is not None:
+            part, done = store.resume(rank, world)
+            _check_inputs(path, done, mine)
+        todo = [(i, s) for i, s in mine if s.id not in done or (retry_errors and done[s.id]["error"])]
+        bar = tqdm(todo, desc=f"probe {settings['model_name']}", initial=len(mine) - len(todo), total=len(mine),
+                   disable=not progress or (state is not None and not state.is_main_process), unit="sample")
         for index, sample in bar:
             try:
                 record = probe_sample(thinker, sample, conditions, layers, metrics, method)
@@ -402,7 +377,7 @@ def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, la
                 record = _failed_record(sample.id, err, conditions, layers, metrics)
                 warnings.warn(f"probe: sample {sample.id!r} failed: {record['error']}", stacklevel=2)
             record.update(index=index, input=_input_digest(sample))
-            if path is None:
+            if store is None:
                 records.append(record)
             else:
                 append_jsonl(part, record)

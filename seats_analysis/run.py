@@ -22,7 +22,8 @@ from .cost import decoder_dims, measured_flops
 from .encoder_attention import OpCounter, encoder_attention, synchronize
 from .engine import drop_tokens
 from .layout import Kind
-from .schedule import Schedule, check_ratio
+from .checks import check_ratio
+from .schedule import Schedule
 
 # %% ../nbs/06b_run.ipynb #6fd6c1ae
 MODALITIES = {Kind.VIDEO: "video", Kind.AUDIO: "audio"}

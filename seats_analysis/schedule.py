@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['RETENTION_SCHEDULES', 'BISECTION_STEPS', 'KEEP_RATIO_DECIMALS', 'PROVENANCE_SOURCES', 'SCHEDULES_DIR',
-           'RELEASE_QWEN3_AUDIO_RATES', 'RELEASE_QWEN3_TEMPERATURE', 'check_ratio', 'last_multimodal_layer',
-           'KeepRatioPlan', 'solve_keep_ratios', 'keep_ratios', 'retention_curve', 'average_retention', 'text_config',
-           'text_num_layers', 'Schedule', 'shipped_schedules', 'schedule_path', 'audio_rates']
+           'RELEASE_QWEN3_AUDIO_RATES', 'RELEASE_QWEN3_TEMPERATURE', 'last_multimodal_layer', 'KeepRatioPlan',
+           'solve_keep_ratios', 'keep_ratios', 'retention_curve', 'average_retention', 'text_config', 'text_num_layers',
+           'Schedule', 'shipped_schedules', 'schedule_path']
 
 # %% ../nbs/03_schedule.ipynb #850c751b
 import importlib.resources
@@ -17,30 +17,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 import warnings
 
-from transformers import WhisperFeatureExtractor
-from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
-from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import _get_feat_extract_output_lengths
+from .checks import check_int, check_ratio
 
 # %% ../nbs/03_schedule.ipynb #d85edbf7
-def _check_int_in(name: str, value, low: int, high: int):
-    "Raise unless `value` is an int in [low, high]."
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name}={value!r} is outside [{low}, {high}]")
-
-def check_ratio(name: str, value) -> float:
-    "`value` as a float; a ValueError naming `name` unless it is a number in [0, 1]."
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{name}={value!r} is outside [0, 1]")
-    return float(value)
-
 def _check_layers(num_layers, drop_layers, late_block_layer):
     "Validate the layer layout shared by the keep-ratio solver and the schedule file."
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
-        raise ValueError(f"num_layers={num_layers!r} must be an int >= 2")
+    check_int("num_layers", num_layers, 2)
     if late_block_layer is not None:
-        _check_int_in("late_block_layer", late_block_layer, 2, num_layers)
+        check_int("late_block_layer", late_block_layer, 2, num_layers)
     for d in drop_layers:
-        _check_int_in("drop layer", d, 1, num_layers - 1)
+        check_int("drop layer", d, 1, num_layers - 1)
     if any(b <= a for a, b in zip(drop_layers, drop_layers[1:])):
         raise ValueError(f"drop_layers={list(drop_layers)} must be strictly increasing")
 
@@ -183,9 +169,8 @@ class Schedule:
         if self.late_block_layer is not None and self.drop_layers and self.drop_layers[-1] >= self.late_block_layer:
             raise ValueError(f"drop_layers={self.drop_layers} must all be before late_block_layer={self.late_block_layer}")
         if self.middle_block_layer is not None:
-            _check_int_in("middle_block_layer", self.middle_block_layer, 1, (self.late_block_layer or self.num_layers + 1) - 1)
-        if not isinstance(self.video_window_grids, int) or self.video_window_grids < 1:
-            raise ValueError(f"video_window_grids={self.video_window_grids!r} must be an int >= 1")
+            check_int("middle_block_layer", self.middle_block_layer, 1, (self.late_block_layer or self.num_layers + 1) - 1)
+        check_int("video_window_grids", self.video_window_grids, 1)
         for name in ("encoder_ratio_scale", "audio_window_seconds", "audio_tokens_per_second",
                      "audio_encoder_frames_per_second", "temperature"):
             value = getattr(self, name)
@@ -270,21 +255,17 @@ def schedule_path(path_or_name) -> Path:
                             f"shipped names {shipped_schedules()}")
 
 # %% ../nbs/03_schedule.ipynb #07146bcb
-def audio_rates(family: str, seconds: int = 60) -> dict[str, float]:
-    "Audio LLM tokens and encoder frames per second of a Qwen-Omni family, from transformers' length formulas."
-    extractor = WhisperFeatureExtractor()
-    mel_frames = seconds * extractor.sampling_rate // extractor.hop_length
-    if family == "qwen2_5":
-        # the encoder's length formula does not use the instance: (stride-2 conv frames, 2x pooled tokens)
-        frames, tokens = Qwen2_5OmniAudioEncoder._get_feat_extract_output_lengths(None, mel_frames)
-    elif family == "qwen3":
-        frames = tokens = _get_feat_extract_output_lengths(mel_frames)
-    else:
-        raise ValueError(f"family={family!r} is not one of ['qwen2_5', 'qwen3']")
-    return {"audio_tokens_per_second": tokens / seconds, "audio_encoder_frames_per_second": frames / seconds}
-
 # the authors' release runs Qwen3-Omni with Qwen2.5's audio windows: 25 tokens/s, and 26 encoder frames/s for the statistic
 RELEASE_QWEN3_AUDIO_RATES = {"audio_tokens_per_second": 25.0, "audio_encoder_frames_per_second": 26.0}
 # and its Qwen3 Stage II (seats/inner_llm_units_qwen3.py) shares the window budget out with a softmax at temperature
 # 0.3, where Qwen2.5's uses 0.1
 RELEASE_QWEN3_TEMPERATURE = 0.3
+
+def __getattr__(name: str):
+    "`audio_rates` moved to `seats_analysis.compat`, beside the model code whose length formulas it reads."
+    if name == "audio_rates":
+        warnings.warn("seats_analysis.schedule.audio_rates moved: import it from seats_analysis.compat",
+                      DeprecationWarning, stacklevel=2)
+        from seats_analysis.compat import audio_rates
+        return audio_rates
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,8 @@ __all__ = ['TEST_QUESTIONS', 'tiny_schedule', 'clip_batch', 'kept_mask', 'FAMILI
 import torch
 from transformers import BatchFeature
 
-from .schedule import Schedule, audio_rates
+from .compat import audio_rates
+from .schedule import Schedule
 from .stand_ins import _check_family, make_inputs, offline_processor, synthetic_clip
 
 # the stand-ins, importable from here as before they had their own module

@@ -21,7 +21,8 @@ RUNNER = textwrap.dedent('''
 
     from seats_analysis.benchmarks import load_benchmark
     from seats_analysis.evaluate import evaluate
-    from seats_analysis.schedule import Schedule, audio_rates
+    from seats_analysis.compat import audio_rates
+    from seats_analysis.schedule import Schedule
     from seats_analysis.testing import offline_processor, tiny_thinker
 
     torch.set_num_threads(1)

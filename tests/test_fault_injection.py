@@ -21,7 +21,8 @@ from seats_analysis.evaluate import TooManyFailures, evaluate, sweep
 from seats_analysis.organism import load_training_state
 from seats_analysis.probe import probe
 from seats_analysis.results import StoreBusy, read_jsonl
-from seats_analysis.schedule import Schedule, audio_rates
+from seats_analysis.compat import audio_rates
+from seats_analysis.schedule import Schedule
 from seats_analysis.testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
 SCHEDULE = Schedule(model_name="tiny-qwen2_5", num_layers=4, middle_block_layer=2, late_block_layer=4,
@@ -37,7 +38,8 @@ WRITER = textwrap.dedent('''
     import torch
     from seats_analysis.benchmarks import load_benchmark
     from seats_analysis.evaluate import evaluate
-    from seats_analysis.schedule import Schedule, audio_rates
+    from seats_analysis.compat import audio_rates
+    from seats_analysis.schedule import Schedule
     from seats_analysis.testing import offline_processor, tiny_thinker
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")

@@ -1,0 +1,62 @@
+"""Probe folders and evaluation results files written before the results protocol moved into `seats_analysis.results`
+resume and merge to exactly what the code that wrote them read from them.
+
+`fixtures/results_v0` was written by that code: a probe folder of two shards (a failure retried, a torn last line)
+with the table and the kept records that code merged from it, and an evaluation results file with two ranks' part
+files (a failure retried on another rank, a failure retried that failed again, a rank killed mid-line) with the
+rows that code kept and the file it merged them into. How it was made is in its README."""
+import json
+import shutil
+from pathlib import Path
+
+import xarray as xr
+
+from seats_analysis.evaluate import SETTINGS, _collect, _resume
+from seats_analysis.probe import _store, merge_parts
+from seats_analysis.results import read_jsonl
+
+FIXTURE = Path(__file__).parent / "fixtures" / "results_v0"
+ORGANISM_PROBE = Path(__file__).parents[1] / "data" / "results" / "organism_probe"
+
+
+def same(a, b) -> bool:
+    "Equal records, NaN included (as JSON text: NaN != NaN)."
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def test_an_old_probe_folder_merges_and_resumes_as_before(tmp_path):
+    folder = shutil.copytree(FIXTURE / "probe", tmp_path / "probe")
+    with xr.open_dataset(FIXTURE / "probe_merged.nc") as before:
+        before = before.load()
+    xr.testing.assert_identical(merge_parts(folder), before)
+    part, kept = _store(folder).resume(1, 2)
+    assert part == folder / "part-00001.jsonl" and part.read_text().endswith("}\n")  # the torn line is trimmed
+    assert same(kept, json.loads((FIXTURE / "probe_kept.json").read_text()))
+    assert [kept[s]["error"] for s in ("clip0", "clip1", "clip2")] == ["", "", ""]  # the retried failure is replaced
+    assert kept["clip3"]["error"] == "OSError: attempt 2"  # of two failures, the newest
+    xr.testing.assert_identical(merge_parts(folder), before)
+
+
+def test_the_shipped_organism_probe_merges_to_its_table(tmp_path):
+    folder = shutil.copytree(ORGANISM_PROBE, tmp_path / "organism_probe")
+    with xr.open_dataset(folder / "probe.nc") as stored:
+        xr.testing.assert_identical(merge_parts(folder), stored.load())
+
+
+def test_an_old_results_file_with_parts_resumes_and_merges_as_before(tmp_path):
+    folder = shutil.copytree(FIXTURE / "evaluate", tmp_path / "evaluate")
+    results = folder / "videomme.jsonl"
+    rows = read_jsonl(results)
+    settings = {k: rows[0][k] for k in SETTINGS}
+    inputs = {row["key"]: row["input"] for path in sorted(folder.iterdir()) for row in read_jsonl(path)}
+    # the rows' own fingerprint and inputs: every file passes the checks of a resume by the same run
+    own, kept = _resume(results, 0, 2, settings, rows[0]["fingerprint"], inputs)
+    assert own == folder / "videomme.jsonl.rank0-of-2.part" and own.read_text().endswith("}\n")
+    assert same(kept, json.loads((FIXTURE / "evaluate_kept.json").read_text()))
+    assert kept["002-1"]["error"] is None  # rank 1's retry replaced the failure in the results file
+    assert "missing.mp4" in kept["004-1"]["error"]  # of two failures, the first
+    keys = json.loads((FIXTURE / "evaluate_keys.json").read_text())
+    collected = _collect(results, keys, 0, lambda: None)
+    assert results.read_text() == (FIXTURE / "evaluate_merged.jsonl").read_text()
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["videomme.jsonl"]
+    assert list(collected) == keys and same(list(collected.values()), read_jsonl(results))
