@@ -19,14 +19,14 @@ from tqdm.auto import tqdm
 from transformers import Qwen2_5OmniThinkerForConditionalGeneration, WhisperFeatureExtractor
 
 import seats_analysis
+from .harness import RATIO_PAIRS, Scored, method_cells, run_batch
 from .methods import METHODS
 from .layout import Kind, temporal_windows, token_kinds
 from .results import markdown_table
 from .stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker_config
 
-
 # %% ../nbs/09_bench.ipynb #c3241cd3
-SETTINGS = {"R35": (0.30, 0.65), "R25": (0.20, 0.55), "R15": (0.10, 0.45), "R10": (0.06, 0.35)}
+SETTINGS = RATIO_PAIRS  # the paper's four settings, defined once in the harness
 QWEN2_5_OMNI_7B = dict(num_layers=28, mlp_ratio=18944 / 3584)  # decoder layout kept from the real model
 SIZES = {"cpu": dict(hidden_size=256, num_heads=4, num_kv_heads=2),  # what one CPU thread affords
          "7b": dict(hidden_size=3584, num_heads=28, num_kv_heads=4),  # the real Qwen2.5-Omni-7B decoder
@@ -61,14 +61,15 @@ def on_device(inputs, thinker) -> dict:
     return {name: value.to(device=device, dtype=dtype) if name.startswith("pixel_values") or name == "input_features"
             else value.to(device) for name, value in inputs.items()}
 
-
 # %% ../nbs/09_bench.ipynb #b457b147
+def _forward(thinker, inputs, use_audio_in_video: bool = True) -> Scored:
+    "The timing runs' scorer: one forward pass, nothing read from it."
+    thinker(**inputs, use_audio_in_video=use_audio_in_video)
+    return Scored([])
+
 def _prefill(thinker, method, schedule, video_ratio: float, audio_ratio: float, inputs, count_ops: bool = False) -> dict:
     "One prefill of `inputs` under `method`: retention, FLOPs and latency (with `count_ops`, the selection's operations)."
-    with torch.no_grad(), method(thinker, schedule, video_ratio, audio_ratio) as run:
-        if count_ops:
-            run.count_operations()
-        thinker(**inputs, use_audio_in_video=True)
+    run = run_batch(thinker, inputs, _forward, method, schedule, video_ratio, audio_ratio, count_operations=count_ops).run
     latency = run.latency
     return dict(video_retention=run.retention["video"], audio_retention=run.retention["audio"], flops=run.flops,
                 full_flops=run.full_flops, seconds=latency.total, encoder_seconds=latency.encoders,
@@ -94,8 +95,7 @@ def benchmark_prefill(thinker=None, inputs=None, schedule=None, methods: dict | 
     schedule = "qwen2_5_omni_7b" if schedule is None else schedule
     methods = {name: method for name, method in METHODS.items() if name != "full"} if methods is None else methods
     settings = SETTINGS if settings is None else settings
-    runs = [("full", "full", 1.0, 1.0)] + [(name, setting, *ratios) for setting, ratios in settings.items()
-                                           for name in methods]
+    runs = method_cells(list(methods), settings)
     method_of = lambda name: METHODS["full"] if name == "full" else methods[name]
     samples = {key[:2]: [] for key in runs}
     with tqdm(total=(repeats + 1) * len(runs), desc="prefills", disable=not progress) as bar:
@@ -161,7 +161,6 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
         f"{markdown_table(shown)}\n")
     return path.with_suffix(".md")
 
-
 # %% ../nbs/09_bench.ipynb #ed04040a
 STEP_PREFIX = "select."
 
@@ -177,9 +176,8 @@ def selection_steps(thinker, inputs, schedule="qwen2_5_omni_7b", methods: dict |
     rows = []
     for setting, (video_ratio, audio_ratio) in tqdm(settings.items(), desc="profiled settings", disable=not progress):
         for name, method in methods.items():
-            with torch.no_grad(), torch.profiler.profile(activities=activities) as profile, \
-                    method(thinker, schedule, video_ratio, audio_ratio) as run:
-                thinker(**inputs, use_audio_in_video=True)
+            with torch.profiler.profile(activities=activities) as profile:
+                run = run_batch(thinker, inputs, _forward, method, schedule, video_ratio, audio_ratio).run
             rows.append(dict(method=name, setting=setting, step="selection (clock)", ms=1e3 * run.latency.selection,
                              calls=len(run.latencies)))
             rows += [dict(method=name, setting=setting, step=event.key.removeprefix(STEP_PREFIX),

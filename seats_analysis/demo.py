@@ -21,10 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .blocks import derive_blocks
-from .evaluate import RATIO_PAIRS, EvalSpec, accuracy_score, ratio_name, register_benchmark
+from .evaluate import EvalSpec, accuracy_score, ratio_name, register_benchmark
 from .prompts import parse_strict
 from .figures import dependency_figure, tradeoff_figure
-from .layout import Kind
+from .harness import RATIO_PAIRS, GreedyToken, method_cells, run_batch
 from .methods import METHODS
 from .organism import DATA_DIR, TEST_ITEMS, load_organism
 from .probe import ProbeSample, probe
@@ -100,27 +100,24 @@ def evaluate_method(thinker, processor, items, schedule, method: str, video_rati
     inputs from `_batches`, when already built). `reached` says whether the retention achieved for each modality
     is within one token per 2-second window of the one asked."""
     batches = _batches(processor, items, batch_size) if batches is None else batches
-    predictions, retention, flops, full_flops, seconds, selection = [], {"video": [], "audio": []}, 0.0, 0.0, 0.0, 0.0
-    for inputs in batches:
-        with torch.no_grad(), METHODS[method](thinker, schedule, video_ratio, audio_ratio) as run:
-            next_tokens = thinker(**inputs, use_audio_in_video=True).logits[:, -1].argmax(-1)  # (B,)
-        texts = processor.tokenizer.batch_decode(next_tokens[:, None], skip_special_tokens=True)
-        predictions += [parse_strict(text) for text in texts]
-        for name, kind in (("video", Kind.VIDEO), ("audio", Kind.AUDIO)):
-            retention[name].append(run.row_retention(kind))  # (B,)
-        flops, full_flops = flops + run.flops, full_flops + run.full_flops
-        seconds, selection = seconds + run.latency.total, selection + run.latency.selection
+    scorer = GreedyToken(processor.tokenizer, parse_strict)
+    results = [run_batch(thinker, inputs, scorer, method, schedule, video_ratio, audio_ratio) for inputs in batches]
+    predictions = [prediction for result in results for prediction in result.predictions]
     correct = pd.Series([p == str(item["answer"]) for p, item in zip(predictions, items)])
     kinds = pd.Series([str(item["kind"]) for item in items])
     row = dict(method=method, setting=ratio_name(video_ratio, audio_ratio), video_ratio=video_ratio,
                audio_ratio=audio_ratio, accuracy=100 * correct.mean())
     row.update({f"accuracy_{kind}": 100 * correct[kinds == kind].mean() for kind in KINDS})
-    row.update({f"{name}_retention": float(torch.cat(rows).nanmean()) for name, rows in retention.items()})
+    row.update({f"{name}_retention": float(torch.cat([result.retention[name] for result in results]).nanmean())
+                for name in ("video", "audio")})
     windows = math.ceil(SECONDS / thinker.config.seconds_per_chunk)
     tokens = {"video": int((batches[0].input_ids[0] == thinker.config.video_token_index).sum()),
               "audio": int((batches[0].input_ids[0] == thinker.config.audio_token_index).sum())}
     row["reached"] = all(within_window_tolerance(row[f"{name}_retention"], ratio, tokens[name], windows)
                          for name, ratio in (("video", video_ratio), ("audio", audio_ratio)))
+    flops, full_flops = sum(result.flops for result in results), sum(result.full_flops for result in results)
+    seconds = sum(result.latency.total for result in results)
+    selection = sum(result.latency.selection for result in results)
     row.update(gflops=flops / len(items) / 1e9, flops_reduction=full_flops / flops,
                prefill_ms=1e3 * seconds / len(items), selection_ms=1e3 * selection / len(items))
     return row
@@ -134,10 +131,9 @@ def evaluate_methods(thinker, processor, items, schedule, methods=None, settings
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
-    cells = [("full", 1.0, 1.0)] + [(m, v, a) for v, a in settings.values() for m in methods]
     batches = _batches(processor, items, batch_size)
     rows = [evaluate_method(thinker, processor, items, schedule, m, v, a, batch_size, batches)
-            for m, v, a in tqdm(cells, desc="methods", disable=not progress)]
+            for m, _, v, a in tqdm(method_cells(methods, settings), desc="methods", disable=not progress)]
     return pd.DataFrame(rows)
 
 # %% ../nbs/41_demo.ipynb #eb4527d0

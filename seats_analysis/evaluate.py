@@ -11,11 +11,10 @@ import json
 import math
 import random
 import sys
-import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,22 +29,23 @@ from .benchmarks import BENCHMARKS, load_benchmark, load_media
 from .checks import check_ratio
 from .compat import audio_from_video, thinker_from_pretrained
 from .cost import decoder_dims
-from .encoder_attention import synchronize
 from .figures import tradeoff_figure
+from .harness import (RATIO_PAIRS, Elapsed, GenerateParse, MethodSetupError, first_forward_clock,
+                                    run_batch)
 from .layout import Kind
 from .prompts import PARSE_MODES, build_messages, chat_text, parse_answer, score
 from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, file_digest,
                                     first_success, merge_records, model_fingerprint, read_jsonl, writer_lock)
 
 # %% auto #0
-__all__ = ['EVAL_BENCHMARKS', 'RATIO_PAIRS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'MEDIA_FIELDS',
-           'RETENTION_TOLERANCE', 'TRADEOFF_AXES', 'PAPER_RESULTS', 'EvalSpec', 'register_benchmark', 'eval_spec',
-           'accuracy_score', 'ratio_name', 'ratio_pair', 'append_row', 'Elapsed', 'first_forward_clock', 'sample_cost',
-           'resolve_method', 'processor_inputs', 'MethodSetupError', 'generate_response', 'record_digest',
-           'run_fingerprint', 'summarize', 'evaluate', 'TooManyFailures', 'cell_path', 'sweep_cells', 'sweep',
-           'cell_scores', 'reached_retention', 'summary_table', 'summary_markdown', 'write_summary',
-           'tradeoff_from_results', 'paper_results', 'with_paper_rows', 'load_thinker', 'default_schedule',
-           'sweep_parser', 'sweep_main']
+__all__ = ['EVAL_BENCHMARKS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'MEDIA_FIELDS', 'RETENTION_TOLERANCE',
+           'TRADEOFF_AXES', 'PAPER_RESULTS', 'EvalSpec', 'register_benchmark', 'eval_spec', 'accuracy_score',
+           'ratio_name', 'ratio_pair', 'append_row', 'sample_cost', 'resolve_method', 'processor_inputs',
+           'generate_response', 'record_digest', 'run_fingerprint', 'summarize', 'evaluate', 'TooManyFailures',
+           'cell_path', 'sweep_cells', 'sweep', 'cell_scores', 'reached_retention', 'summary_table', 'summary_markdown',
+           'write_summary', 'tradeoff_from_results', 'paper_results', 'with_paper_rows', 'load_thinker',
+           'default_schedule', 'sweep_parser', 'sweep_main', 'RATIO_PAIRS', 'Elapsed', 'first_forward_clock',
+           'MethodSetupError']
 
 # %% ../nbs/32_evaluate.ipynb #5383494a
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def accuracy_score(rows: list[dict], by: Sequence[str] = ()) -> dict:
     return {"overall": 100.0 * sum(hits) / len(hits), "n": len(rows), "n_counted": len(rows), "by": breakdown}
 
 # %% ../nbs/32_evaluate.ipynb #b2686a2f
-RATIO_PAIRS = {"R35": (0.30, 0.65), "R25": (0.20, 0.55), "R15": (0.10, 0.45), "R10": (0.06, 0.35)}
+_all_ = ["RATIO_PAIRS"]  # from the harness, still importable from here
 FULL_RATIOS = (1.0, 1.0)
 FULL_METHOD = "full"
 
@@ -163,30 +163,7 @@ def append_row(path: str | Path, row: dict):
     append_jsonl(path, row)
 
 # %% ../nbs/32_evaluate.ipynb #753dbbe0
-@dataclass
-class Elapsed:
-    "Seconds measured by `first_forward_clock` (None until the first forward call has ended)."
-    seconds: float | None = None
-
-
-@contextmanager
-def first_forward_clock(module: torch.nn.Module):
-    "Seconds from entering the block to the end of `module`'s first forward call (in `generate`: the prefill)."
-    elapsed = Elapsed()
-    device = next(module.parameters()).device
-
-    def stop(mod, args, kwargs, output):
-        if elapsed.seconds is None:
-            synchronize(device)
-            elapsed.seconds = time.perf_counter() - start
-
-    hook = module.register_forward_hook(stop, with_kwargs=True)
-    synchronize(device)
-    start = time.perf_counter()
-    try:
-        yield elapsed
-    finally:
-        hook.remove()
+_all_ = ["Elapsed", "first_forward_clock"]  # from the harness, still importable from here
 
 # %% ../nbs/32_evaluate.ipynb #867cc235
 def _value(run, name: str):
@@ -274,32 +251,18 @@ def processor_inputs(processor, prompt: str, frames, audio):
     return processor(text=[prompt], videos=[frames], audio=[audio], return_tensors="pt", **audio_from_video(1))
 
 
-class MethodSetupError(RuntimeError):
-    "A method's context could not be entered: a setting problem, the same for every sample."
+_all_ = ["MethodSetupError"]  # from the harness, still importable from here
 
 
 def generate_response(thinker, processor, prompt: str, frames, audio, context, max_new_tokens: int,
                       **generate_kwargs) -> dict:
     "Generation (greedy unless `generate_kwargs` say otherwise) for one video inside `context`: response and costs."
     inputs = processor_inputs(processor, prompt, frames, audio).to(device=thinker.device, dtype=thinker.dtype)
-    tokenizer = processor.tokenizer
-    prompt_len = inputs["input_ids"].shape[1]
-    with torch.inference_mode(), ExitStack() as stack:
-        try:
-            run = stack.enter_context(context)
-        except Exception as err:
-            raise MethodSetupError(f"the method could not be applied: {type(err).__name__}: {err}") from err
-        clock = stack.enter_context(first_forward_clock(thinker))
-        start = time.perf_counter()
-        settings = dict(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        output = thinker.generate(**inputs, use_audio_in_video=audio is not None, **settings | generate_kwargs)
-    synchronize(thinker.device)
-    new_tokens = output[:, prompt_len:]  # (1, T_new)
-    response = processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
-    return dict(response=response, seq_len=prompt_len, new_tokens=new_tokens.shape[1],
-                prefill_seconds=clock.seconds, generate_seconds=time.perf_counter() - start,
-                **sample_cost(run, thinker))
+    scorer = GenerateParse(processor, max_new_tokens, generate_kwargs=generate_kwargs)
+    result = run_batch(thinker, inputs, scorer, context, use_audio_in_video=audio is not None)
+    return dict(response=result.predictions[0], **{k: result.details[k] for k in ("seq_len", "new_tokens",
+                                                                                  "prefill_seconds", "generate_seconds")},
+                **sample_cost(result.run, thinker))
 
 # %% ../nbs/32_evaluate.ipynb #5abab444
 def _store(results_path: Path) -> ResultStore:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
 from .engine import drop_tokens
+from .harness import OptionLogits, option_logits, run_batch
 from .layout import Kind
 from .compat import (multimodal_model, processor_from_pretrained, rope_fields, save_processor,
                                    text_model, thinker_from_pretrained, vision_features)
@@ -89,26 +90,20 @@ def build_organism(config: Qwen2_5OmniThinkerConfig, seed: int = 0) -> Qwen2_5Om
 # %% ../nbs/21_organism.ipynb #f0a80fdc
 def letter_logits(model, inputs, letter_ids: list[int]) -> torch.Tensor:
     """Logits (B, 4) of the letters A-D at the last prompt position."""
-    out = model(**inputs, use_audio_in_video=True)
-    return out.logits[:, -1, letter_ids]
+    return option_logits(model, inputs, letter_ids)
 
 
 @torch.no_grad()
 def predict(model, processor, items, batch_size: int = 32, selectors: dict | None = None,
             inputs_fn=fast_inputs) -> list[str]:
     """Predicted answer letter of each item (optionally with tokens dropped by `selectors`)."""
-    items, letters = list(items), answer_token_ids(processor)
+    items, scorer = list(items), OptionLogits(answer_token_ids(processor), LETTERS)
     media = media_ids(processor) if inputs_fn is fast_inputs else None
     preds = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         inputs = (inputs_fn(processor, chunk, media) if media is not None else inputs_fn(processor, chunk)).to(model.device)
-        if selectors:
-            with drop_tokens(model, selectors):
-                logits = letter_logits(model, inputs, letters)
-        else:
-            logits = letter_logits(model, inputs, letters)
-        preds += [LETTERS[i] for i in logits.argmax(-1).tolist()]
+        preds += run_batch(model, inputs, scorer, drop_tokens(model, selectors) if selectors else None).predictions
     return preds
 
 
