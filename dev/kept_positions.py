@@ -51,8 +51,9 @@ def kept_positions(thinker, schedule, inputs, method: str, video_ratio: float, a
     return {"boundaries": boundaries, "entering_sum": float(entering["hidden"].double().sum())}
 
 
-def records(progress: bool = False):
-    "Yield (family, input name, method, setting, record) over the whole recipe."
+def runs(progress: bool = False):
+    """Yield (family, input name, method, setting, inputs, keep) over the whole recipe, where `keep(inputs)` runs the
+    method on those inputs (or on perturbed ones) and returns its record."""
     for family in FAMILIES:
         torch.manual_seed(0)
         thinker = tiny_thinker(family, num_layers=NUM_LAYERS, seed=THINKER_SEED)
@@ -63,8 +64,15 @@ def records(progress: bool = False):
                 for setting, (video_ratio, audio_ratio) in SETTINGS.items():
                     if progress:
                         print(family, input_name, method, setting, file=sys.stderr)
-                    yield family, input_name, method, setting, kept_positions(thinker, schedule, inputs, method,
-                                                                               video_ratio, audio_ratio)
+                    def keep(inputs, method=method, video_ratio=video_ratio, audio_ratio=audio_ratio):
+                        return kept_positions(thinker, schedule, inputs, method, video_ratio, audio_ratio)
+                    yield family, input_name, method, setting, inputs, keep
+
+
+def records(progress: bool = False):
+    "Yield (family, input name, method, setting, record) over the whole recipe."
+    for family, input_name, method, setting, inputs, keep in runs(progress):
+        yield family, input_name, method, setting, keep(inputs)
 
 
 def main(out: Path = DEFAULT_OUT):

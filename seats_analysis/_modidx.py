@@ -979,5 +979,8 @@ d = { 'settings': { 'branch': 'main',
                                       'seats_analysis.synth.synth_items': ('synth.html#synth_items', 'seats_analysis/synth.py')},
             'seats_analysis.testing': { 'seats_analysis.testing.clip_batch': ('testing.html#clip_batch', 'seats_analysis/testing.py'),
                                         'seats_analysis.testing.kept_mask': ('testing.html#kept_mask', 'seats_analysis/testing.py'),
+                                        'seats_analysis.testing.perturb_media': ('testing.html#perturb_media', 'seats_analysis/testing.py'),
+                                        'seats_analysis.testing.rounding_sensitive': ( 'testing.html#rounding_sensitive',
+                                                                                       'seats_analysis/testing.py'),
                                         'seats_analysis.testing.tiny_schedule': ( 'testing.html#tiny_schedule',
                                                                                   'seats_analysis/testing.py')}}}

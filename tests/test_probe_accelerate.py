@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import torch
@@ -41,7 +42,8 @@ def test_two_processes_equal_one_process(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                __file__, str(path)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    failures = "".join(f.read_text() for f in sorted(tmp_path.glob("failed-*.txt")))  # each rank's own traceback
+    assert done.returncode == 0, failures + done.stdout[-3000:] + done.stderr[-3000:]
 
     ids = [f"clip{i}" for i in range(NUM_SAMPLES)]
     for rank in (0, 1):  # rank r took samples r, r + 2, ... and wrote only its own part
@@ -64,4 +66,8 @@ def test_two_processes_equal_one_process(tmp_path):
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1])
+    try:
+        worker(sys.argv[1])
+    except BaseException:  # beside the folder, so that the test can show which rank failed and why
+        Path(sys.argv[1]).with_name(f"failed-{os.environ['RANK']}.txt").write_text(traceback.format_exc())
+        raise
