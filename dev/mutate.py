@@ -147,12 +147,12 @@ MUTANTS = {  # module: [M(original text, mutated text[, equivalent=reason][, che
           "use_audio_in_video = (present[Kind.VIDEO] or present[Kind.AUDIO] if"),
         M("for k in REMOVED_KINDS[c] if not present[k])", "for k in REMOVED_KINDS[c] if present[k])"),
         M("if i % world == rank]", "if i % world == 0]"),
-        M('success_first = lambda new, old: not new["error"] or bool(old["error"])',
-          'success_first = lambda new, old: not new["error"]'),
+        M('"sample", newest_success,', '"sample", lambda new, old: True,'),  # a failed retry hides the success
         M('key=lambda r: (r["index"], r["sample"]))', 'key=lambda r: r["sample"])'),
         M('count[0] += (args[0] if args else kwargs["hidden_states"]).shape[1]',
           'count[0] += (args[0] if args else kwargs["hidden_states"]).shape[0]'),
-        M("not 1 <= layer <= num_layers:", "not 1 <= layer < num_layers:"),
+        M('check_int("layer", layer, 1, num_layers, "1-based decoder layers")',
+          'check_int("layer", layer, 1, num_layers - 1, "1-based decoder layers")'),
     ],
     "blocks": [
         M("within = s >= 1 - late_tolerance - ROUNDING", "within = s >= 1 - late_tolerance"),

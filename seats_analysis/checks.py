@@ -17,16 +17,22 @@ def _int_range(low: int | None, high: int | None) -> str:
         return f"must be an int >= {low}"
     return "must be an int" if high is None else f"must be an int <= {high}"
 
+def _scalar(value):
+    "The number held by a 0-d tensor or array (a scalar a caller computed with torch or numpy), else `value` itself."
+    return value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
+
 def check_int(name: str, value, low: int | None = None, high: int | None = None, hint: str = "") -> int:
     """`value` as an int; a ValueError naming `name`, the value and the allowed range (with `hint` in brackets) unless
-    it is an integer, not a bool, in [low, high] (no bound where None)."""
+    it is an integer (a 0-d tensor or array of one included), not a bool, in [low, high] (no bound where None)."""
+    value = _scalar(value)
     if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or (low is not None and value < low)
             or (high is not None and value > high)):
         raise ValueError(f"{name}={value!r} {_int_range(low, high)}" + (f" ({hint})" if hint else ""))
     return int(value)
 
 def check_ratio(name: str, value) -> float:
-    "`value` as a float; a ValueError naming `name` unless it is a number, not a bool, in [0, 1]."
+    "`value` as a float; a ValueError naming `name` unless it is a number (0-d tensors too), not a bool, in [0, 1]."
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
         raise ValueError(f"{name}={value!r} is outside [0, 1]")
     return float(value)

@@ -231,7 +231,10 @@ class Schedule:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"{path}: unknown schedule fields {unknown}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as error:  # a missing or bad field: say which file holds it
+            raise ValueError(f"{path}: {error}") from None
 
 SCHEDULES_DIR = importlib.resources.files("seats_analysis") / "schedules"  # shipped with the package
 
