@@ -113,6 +113,8 @@ MUTANTS = {  # module: [M(original text, mutated text[, equivalent=reason][, che
         M("length = cuts.get(layer_idx, length)", "length = cuts.get(layer_idx + 1, length)"),
     ],
     "baselines": [
+        M("visionzip_counts(chunk.shape[1], ratio, self.contextual_ratio)",  # the option ignored
+          "visionzip_counts(chunk.shape[1], ratio)"),
         M("budget = int(video_ratio * n_video + audio_ratio * n_audio)", "budget = round(video_ratio * n_video + audio_ratio * n_audio)"),
         M("video, audio = (budget - n_audio) / n_video, 1.0\n    if video < min_video_ratio:",
           "video, audio = budget / n_video, 1.0\n    if video < min_video_ratio:"),
