@@ -24,7 +24,7 @@ from .blocks import derive_blocks
 from .evaluate import EvalSpec, accuracy_score, ratio_name, register_benchmark
 from .prompts import parse_strict
 from .figures import dependency_figure, tradeoff_figure
-from .harness import RATIO_PAIRS, GreedyToken, method_cells, run_batch
+from .harness import RATIO_PAIRS, GreedyToken, method_cells, reached, run_batch
 from .methods import METHODS
 from .organism import DATA_DIR, TEST_ITEMS, load_organism
 from .probe import ProbeSample, probe
@@ -90,15 +90,17 @@ def _batches(processor, items, batch_size: int) -> list:
 
 
 def within_window_tolerance(achieved: float, asked: float, tokens: int, windows: int) -> bool:
-    "Whether a retention `achieved` over `tokens` tokens is within one token per window of the `asked` one."
-    return abs(achieved - asked) * tokens <= windows + 1e-9
+    "Deprecated: `seats_analysis.harness.reached`, the one rule of every table that compares methods."
+    warnings.warn("demo.within_window_tolerance is deprecated: use seats_analysis.harness.reached", DeprecationWarning,
+                  stacklevel=2)
+    return reached(achieved, asked, tokens, windows)
 
 
 def evaluate_method(thinker, processor, items, schedule, method: str, video_ratio: float, audio_ratio: float,
                     batch_size: int = 32, batches: list | None = None) -> dict:
     """Accuracy per question kind and the cost of one method at one setting, over `items` (`batches`: their
     inputs from `_batches`, when already built). `reached` says whether the retention achieved for each modality
-    is within one token per 2-second window of the one asked."""
+    is within one token per 2-second window of the one asked (`harness.reached`)."""
     batches = _batches(processor, items, batch_size) if batches is None else batches
     scorer = GreedyToken(processor.tokenizer, parse_strict)
     results = [run_batch(thinker, inputs, scorer, method, schedule, video_ratio, audio_ratio) for inputs in batches]
@@ -113,7 +115,7 @@ def evaluate_method(thinker, processor, items, schedule, method: str, video_rati
     windows = math.ceil(SECONDS / thinker.config.seconds_per_chunk)
     tokens = {"video": int((batches[0].input_ids[0] == thinker.config.video_token_index).sum()),
               "audio": int((batches[0].input_ids[0] == thinker.config.audio_token_index).sum())}
-    row["reached"] = all(within_window_tolerance(row[f"{name}_retention"], ratio, tokens[name], windows)
+    row["reached"] = all(reached(row[f"{name}_retention"], ratio, tokens[name], windows)
                          for name, ratio in (("video", video_ratio), ("audio", audio_ratio)))
     flops, full_flops = sum(result.flops for result in results), sum(result.full_flops for result in results)
     seconds = sum(result.latency.total for result in results)

@@ -31,8 +31,8 @@ from .compat import audio_from_video, thinker_from_pretrained
 from .cost import decoder_dims
 from .figures import tradeoff_figure
 from .harness import (RATIO_PAIRS, Elapsed, GenerateParse, MethodSetupError, first_forward_clock,
-                                    run_batch)
-from .layout import Kind
+                                    reached, run_batch)
+from .layout import Kind, temporal_windows
 from .prompts import PARSE_MODES, build_messages, chat_text, parse_answer, score
 from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, file_digest,
                                     first_success, merge_records, model_fingerprint, read_jsonl, writer_lock)
@@ -190,7 +190,8 @@ def _seconds(latency) -> dict:
 
 
 def sample_cost(run, thinker) -> dict:
-    "Retention per modality, analytic prefill FLOPs, drop events and latency split of a one-prefill run."
+    """Retention per modality, analytic prefill FLOPs, drop events and latency split of a one-prefill run, with the
+    sample's video and audio token counts and temporal windows (what `harness.reached` judges the retention by)."""
     events = getattr(run, "events", None) or []
     prefill = events[-1] if events and hasattr(events[-1], "retention") else None
     retention = _value(run, "retention")
@@ -204,6 +205,9 @@ def sample_cost(run, thinker) -> dict:
            "drops": None if prefill is None else [list(d) for d in prefill.drops]}
     if prefill is not None:  # the same prefill in the paper's FLOPs convention (equal for dense Qwen2.5 decoders)
         out["flops_paper"] = decoder_dims(thinker.config, "paper").prefill_flops(prefill.kinds.shape[1], prefill.drops)
+        kinds = prefill.kinds[0][prefill.padding_mask[0]]  # the sample's tokens (a batch of one)
+        out["tokens"] = {"video": int((kinds == Kind.VIDEO).sum()), "audio": int((kinds == Kind.AUDIO).sum())}
+        out["windows"] = len(temporal_windows(kinds))
     latency = _value(run, "latency")
     if latency is not None:
         out["latency"] = _seconds(latency)
@@ -350,7 +354,8 @@ def _mean(values) -> float | None:
 
 
 def summarize(spec: EvalSpec, rows: list[dict]) -> dict:
-    "The benchmark's scores for `rows`, with error count, mean TFLOPs, prefill seconds and retention."
+    """The benchmark's scores for `rows`, with error count, mean TFLOPs, prefill seconds and retention, and whether
+    every answered sample reached its setting's retention (`harness.reached`; None when no row records its tokens)."""
     answered = [r for r in rows if r.get("error") is None]  # a failed sample has no answer to score
     scores = dict(spec.score(answered)) if answered else dict(overall=None, n=0, by={})
     scores.update(
@@ -359,6 +364,9 @@ def summarize(spec: EvalSpec, rows: list[dict]) -> dict:
         tflops_paper=_mean(r["flops_paper"] / 1e12 if r.get("flops_paper") is not None else None for r in rows),
         prefill_seconds=_mean(r.get("prefill_seconds") for r in rows),
         retention={m: _mean((r.get("retention") or {}).get(m) for r in rows) for m in ("video", "audio")})
+    judged = [r for r in answered if r.get("tokens")]
+    scores["reached"] = all(reached(r["retention"][m], r[f"{m}_ratio"], r["tokens"][m], r["windows"])
+                            for r in judged for m in ("video", "audio")) if judged else None
     return scores
 
 # %% ../nbs/32_evaluate.ipynb #5a269f18
@@ -423,7 +431,7 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
                    correct=None if error else pred == record.answer,
                    categories=dict(record.categories), retention=out.get("retention", {"video": None, "audio": None}),
                    **{k: out.get(k) for k in ("flops", "flops_paper", "drops", "seq_len", "new_tokens", "prefill_seconds",
-                                              "generate_seconds")})
+                                              "generate_seconds", "tokens", "windows")})
         if "latency" in out:
             row["latency"] = out["latency"]
         if own is not None:
@@ -528,7 +536,8 @@ def cell_scores(out_dir: str | Path) -> pd.DataFrame:
                           audio_ratio=audio_ratio, benchmark=benchmark, mode=mode, score=s["overall"], n=s["n"],
                           n_errors=s["n_errors"], tflops=s["tflops"], tflops_paper=s["tflops_paper"],
                           prefill_seconds=s["prefill_seconds"],
-                          video_retention=s["retention"]["video"], audio_retention=s["retention"]["audio"]))
+                          video_retention=s["retention"]["video"], audio_retention=s["retention"]["audio"],
+                          reached=s["reached"]))
     if not cells:
         raise ValueError(f"no results files (*.jsonl) under {out_dir}")
     table = pd.DataFrame(cells)
@@ -548,9 +557,17 @@ RETENTION_TOLERANCE = 0.005  # achieved retention may exceed the requested one b
 
 
 def reached_retention(table: pd.DataFrame, tolerance: float = RETENTION_TOLERANCE) -> pd.Series:
-    "Per row: whether each modality's achieved retention is at most the requested one (+ `tolerance`)."
+    """Deprecated: the summary's `reached` is judged per sample by `harness.reached` (within one token per window).
+    Per row: whether each modality's mean achieved retention is at most the requested one (+ `tolerance`)."""
+    warnings.warn("evaluate.reached_retention is deprecated: summary_table judges each sample with harness.reached",
+                  DeprecationWarning, stacklevel=2)
     return ((table["video_retention"] <= table["video_ratio"] + tolerance)
             & (table["audio_retention"] <= table["audio_ratio"] + tolerance))
+
+
+def _all_reached(flags: pd.Series) -> bool | None:
+    "Whether every benchmark of a row reached its retention (None when one of them cannot tell: older results files)."
+    return None if flags.isna().any() else bool(flags.all())
 
 
 def summary_table(out_dir: str | Path) -> pd.DataFrame:
@@ -565,7 +582,7 @@ def summary_table(out_dir: str | Path) -> pd.DataFrame:
                                      prefill_seconds=("prefill_seconds", "mean"),
                                      video_retention=("video_retention", "mean"),
                                      audio_retention=("audio_retention", "mean"), n=("n", "sum"),
-                                     n_errors=("n_errors", "sum"))
+                                     n_errors=("n_errors", "sum"), reached=("reached", _all_reached))
     table = scores.join(extra).reset_index()
     table.columns.name = None
     table["mean"] = table[benchmarks].mean(axis=1, skipna=False)
@@ -574,7 +591,6 @@ def summary_table(out_dir: str | Path) -> pd.DataFrame:
     paper = table["tflops_paper"].notna().all()  # the paper's convention when every row has it (older files: exact)
     table["tflops"] = table["tflops_paper"] if paper else table["tflops_exact"]
     table["flops_convention"] = "paper" if paper else "exact"
-    table["reached"] = reached_retention(table)
     columns = [*index, "tflops", *benchmarks, "mean", "pct_full", "reached", "video_retention", "audio_retention",
                "flops_convention", "tflops_exact", "prefill_seconds", "n", "n_errors"]
     return _row_order(table[columns])
