@@ -27,17 +27,20 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from .checks import check_int
+from .parsers import (PARSE_MODES, parse_dailyomni_paper, parse_prefix_paper, parse_strict,
+                                    parse_videomme_paper, parse_worldsense_paper)
 
 # %% auto #0
-__all__ = ['DURATION_BUCKETS', 'VIDEOMME_SUFFIXES', 'ON_ERROR', 'BENCHMARKS', 'FPS', 'FRAME_FACTOR', 'MIN_FRAMES', 'IMAGE_FACTOR',
-           'MIN_PIXELS', 'MAX_PIXELS', 'TOTAL_PIXELS', 'VIDEO_MAX_PIXELS', 'PROCESSOR_MIN_PIXELS',
-           'PROCESSOR_MAX_PIXELS', 'MAX_ASPECT_RATIO', 'SAMPLE_RATE', 'MAX_AUDIO_SECONDS', 'Record',
-           'MissingVideoError', 'MalformedRecordError', 'Loaded', 'option_letter', 'parse_choice_string',
-           'parse_candidates', 'check_options', 'clock_seconds', 'duration_bucket', 'read_split', 'load_dailyomni',
-           'load_worldsense', 'load_omnivideobench', 'load_videomme', 'load_lvomnibench', 'BenchmarkSpec',
-           'load_benchmark', 'frame_count', 'frame_indices', 'frame_pixel_cap', 'smart_resize', 'VideoInfo',
-           'video_info', 'load_video', 'has_audio', 'load_audio', 'load_media', 'write_clip', 'coloured_frames',
-           'index_frames', 'frame_index_of', 'tone', 'Fixture', 'make_fixture']
+__all__ = ['DURATION_BUCKETS', 'ON_ERROR', 'DAILYOMNI', 'WORLDSENSE', 'OMNIVIDEOBENCH', 'VIDEOMME_SUFFIXES', 'VIDEOMME',
+           'LVOMNIBENCH', 'BENCHMARKS', 'FPS', 'FRAME_FACTOR', 'MIN_FRAMES', 'IMAGE_FACTOR', 'MIN_PIXELS', 'MAX_PIXELS',
+           'TOTAL_PIXELS', 'VIDEO_MAX_PIXELS', 'PROCESSOR_MIN_PIXELS', 'PROCESSOR_MAX_PIXELS', 'MAX_ASPECT_RATIO',
+           'SAMPLE_RATE', 'MAX_AUDIO_SECONDS', 'Record', 'MissingVideoError', 'MalformedRecordError', 'Loaded',
+           'option_letter', 'parse_choice_string', 'parse_candidates', 'check_options', 'clock_seconds',
+           'duration_bucket', 'read_split', 'BenchmarkSpec', 'load_benchmark', 'load_dailyomni', 'load_worldsense',
+           'load_omnivideobench', 'load_videomme', 'load_lvomnibench', 'frame_count', 'frame_indices',
+           'frame_pixel_cap', 'smart_resize', 'VideoInfo', 'video_info', 'load_video', 'has_audio', 'load_audio',
+           'load_media', 'write_clip', 'coloured_frames', 'index_frames', 'frame_index_of', 'tone', 'Fixture',
+           'make_fixture']
 
 # %% ../nbs/30_benchmarks.ipynb #24ddd760
 @dataclass
@@ -223,79 +226,15 @@ def _audio_classes(value) -> list[str]:
     return quoted or [p for p in str(value).strip("[] ").split() if p]
 
 
-def _dailyomni(row, media_root, doc_index):
-    """Daily-Omni row -> (video path, Record fields)."""
-    vid = _text(row, "video_id")
-    try:
-        options = parse_choice_string(row["Choice"])
-    except (TypeError, ValueError, SyntaxError) as e:
-        raise _Bad(f"Choice {row['Choice']!r} cannot be parsed by the authors' rule ({e})")
-    cats = {k: _text(row, k) for k in ("video_category", "Type", "video_duration")}
-    return (media_root / "videos" / vid / f"{vid}_video.mp4",
-            dict(question=_text(row, "Question"), options=options, answer=_text(row, "Answer"),
-                 categories=cats, video_id=vid))
-
-
-def _worldsense(row, media_root, doc_index):
-    """WorldSense row -> (video path, Record fields)."""
-    cats = {k: _text(row, k) for k in ("task_type", "domain", "duration")}
-    cats["audio_class"] = _audio_classes(row.get("audio_class", ""))
-    rel = _text(row, "video_path")
-    return (media_root / rel,
-            dict(question=_text(row, "question"), options=parse_candidates(row["candidates"]),
-                 answer=_text(row, "answer"), categories=cats, video_id=Path(rel).stem))
-
-
-def _omnivideobench(row, media_root, doc_index):
-    """OmniVideoBench row -> (video path, Record fields)."""
-    cats = {k: _text(row, k) for k in ("video_type", "question_type", "audio_type", "duration")}
-    try:
-        cats["duration_bucket"] = duration_bucket(clock_seconds(cats["duration"]))
-    except ValueError as e:
-        raise _Bad(str(e))
-    rel = _text(row, "video")
-    return (media_root / rel,
-            dict(question=_text(row, "question"), options=parse_candidates(row["options"]),
-                 answer=_text(row, "correct_option"), categories=cats, video_id=Path(rel).stem))
-
-
-VIDEOMME_SUFFIXES = (".mp4", ".MP4", ".mkv")
-
-
-def _videomme(row, media_root, doc_index):
-    """Video-MME row -> (video path, Record fields); tries .mp4, .MP4 then .mkv."""
-    vid = _text(row, "videoID")
-    candidates = [media_root / "data" / f"{vid}{s}" for s in VIDEOMME_SUFFIXES]
-    path = next((p for p in candidates if p.is_file()), candidates[0])
-    options = row["options"]
-    options = [str(o) for o in options] if isinstance(options, (list, tuple, np.ndarray)) else options
-    cats = {k: _text(row, k) for k in ("duration", "domain", "sub_category", "task_type")}
-    return (path, dict(question=_text(row, "question"), options=options, answer=_text(row, "answer"),
-                       categories=cats, video_id=vid))
-
-
-def _lvomnibench(row, media_root, doc_index):
-    """LVOmniBench row -> (video path, Record fields)."""
-    vid = _text(row, "video_id")
-    cats = {k: _text(row, k) for k in ("video_category", "sub_category", "question_type",
-                                       "audio_type", "difficulty", "duration")}
-    try:
-        cats["duration_bucket"] = duration_bucket(clock_seconds(cats["duration"]))
-    except ValueError as e:
-        raise _Bad(str(e))
-    return (media_root / "videos" / f"{vid}.mp4",
-            dict(question=_text(row, "question"), options=parse_candidates(row["options"]),
-                 answer=_text(row, "answer"), categories=cats, video_id=vid))
-
 # %% ../nbs/30_benchmarks.ipynb #cd8c72ad
 ON_ERROR = ("raise", "skip")
 
 
-def _load(name: str, annotations, media_root, split: str, on_error: str) -> Loaded:
-    """Read a benchmark's split into records, by its spec in `BENCHMARKS`."""
+def _load(spec, annotations, media_root, split: str, on_error: str) -> Loaded:
+    """Read a benchmark's split into records, by its definition `spec`."""
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error={on_error!r} is not one of {ON_ERROR}")
-    spec = BENCHMARKS[name]
+    name = spec.name
     media_root = Path(media_root if media_root is not None else annotations)
     out = Loaded(records=[])
     checked: set[Path] = set()
@@ -328,72 +267,175 @@ def _load(name: str, annotations, media_root, split: str, on_error: str) -> Load
     return out
 
 
-def load_dailyomni(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
-    """Daily-Omni questions from its annotation folder; videos under `media_root`/videos."""
-    return _load("dailyomni", annotations, media_root, split, on_error)
-
-
-def load_worldsense(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
-    """WorldSense questions from its annotation folder; videos at `media_root`/<video_path>."""
-    return _load("worldsense", annotations, media_root, split, on_error)
-
-
-def load_omnivideobench(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
-    """OmniVideoBench questions (one row per question); videos at `media_root`/<video>."""
-    return _load("omnivideobench", annotations, media_root, split, on_error)
-
-
-def load_videomme(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
-    """Video-MME questions from its `videomme/` folder; videos under `media_root`/data."""
-    return _load("videomme", annotations, media_root, split, on_error)
-
-
-def load_lvomnibench(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
-    """LVOmniBench questions from its annotation folder; videos under `media_root`/videos."""
-    return _load("lvomnibench", annotations, media_root, split, on_error)
-
 # %% ../nbs/30_benchmarks.ipynb #04aa8524
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BenchmarkSpec:
-    """How one benchmark is loaded, decoded, prompted and parsed."""
+    """One benchmark, whole: how its rows become records, how it is prompted, how replies are read and scored."""
     name: str
     title: str
-    load: Callable[..., Loaded]
-    max_frames: int            # the authors' frame cap for this benchmark
-    system_prompt: bool        # True: Qwen's system prompt plus one sentence; False: empty system turn
-    metric: str                # lmms-eval's metric key
-    id_field: str | None       # column with the question id (None: row position)
-    columns: tuple[str, ...]   # columns the loader reads
-    row_to_record: Callable = field(repr=False)  # (row, media_root, doc_index) -> (video path, fields)
+    columns: tuple[str, ...]      # columns the loader reads
+    id_field: str | None          # column with the question id (None: row position)
+    row_to_record: Callable = field(repr=False)  # (row, media_root, doc_index) -> (video path, Record fields)
+    max_frames: int               # the authors' frame cap for this benchmark
+    system_prompt: bool           # True: Qwen's system prompt plus one sentence; False: empty system turn
+    user_prompt: str = field(repr=False)         # text after the video, with {question} and {choices}
+    paper_parser: Callable = field(repr=False)   # (reply, rng) -> letter: the authors' parser of this benchmark
+    overall_field: str | None     # category whose groups de-duplicate question ids for the overall score
+    breakdown: tuple[str, ...]    # category fields with their own accuracies
+    metric: str                   # lmms-eval's metric key
+
+    def load(self, annotations, media_root=None, *, split: str = "test", on_error: str = "raise") -> Loaded:
+        """The split's records from the annotation folder; videos under `media_root` (default: the same folder)."""
+        return _load(self, annotations, media_root, split, on_error)
+
+    def read_answer(self, response: str, mode: str = "paper", rng=None, letters: str | None = None) -> str:
+        """The letter in `response` by this benchmark's parser ("paper") or by `parse_strict` over `letters`."""
+        if mode not in PARSE_MODES:
+            raise ValueError(f"mode={mode!r} is not one of {PARSE_MODES}")
+        return self.paper_parser(response, rng) if mode == "paper" else parse_strict(response, letters or "ABCD")
 
     def parse(self, response: str, mode: str = "paper", rng=None, letters: str | None = None) -> str:
-        """Deprecated: `prompts.parse_answer(name, response, ...)` (prompts builds on this module, not the reverse)."""
-        warnings.warn("BenchmarkSpec.parse is deprecated; use seats_analysis.prompts.parse_answer(name, response, ...)",
-                      DeprecationWarning, stacklevel=2)
-        from seats_analysis.prompts import parse_answer
-        return parse_answer(self.name, response, mode=mode, rng=rng, letters=letters)
+        """Deprecated: `read_answer` (or `prompts.parse_answer(name, response, ...)`)."""
+        warnings.warn("BenchmarkSpec.parse is deprecated; use BenchmarkSpec.read_answer or "
+                      "seats_analysis.prompts.parse_answer(name, response, ...)", DeprecationWarning, stacklevel=2)
+        return self.read_answer(response, mode, rng, letters)
+
+# %% ../nbs/30_benchmarks.ipynb #ccbc7f42
+def _dailyomni(row, media_root, doc_index):
+    """Daily-Omni row -> (video path, Record fields)."""
+    vid = _text(row, "video_id")
+    try:
+        options = parse_choice_string(row["Choice"])
+    except (TypeError, ValueError, SyntaxError) as e:
+        raise _Bad(f"Choice {row['Choice']!r} cannot be parsed by the authors' rule ({e})")
+    cats = {k: _text(row, k) for k in ("video_category", "Type", "video_duration")}
+    return (media_root / "videos" / vid / f"{vid}_video.mp4",
+            dict(question=_text(row, "Question"), options=options, answer=_text(row, "Answer"),
+                 categories=cats, video_id=vid))
 
 
-BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in (
-    BenchmarkSpec("dailyomni", "Daily-Omni", load_dailyomni, 128, True, "dailyomni_score",
-                  "question_id", ("Question", "Choice", "Answer", "video_id", "question_id",
-                                  "video_category", "Type", "video_duration"), _dailyomni),
-    BenchmarkSpec("worldsense", "WorldSense", load_worldsense, 128, True, "worldsense_score",
-                  "index", ("question", "candidates", "answer", "video_path", "index", "task_type",
-                            "domain", "duration", "audio_class"), _worldsense),
-    BenchmarkSpec("omnivideobench", "OmniVideoBench", load_omnivideobench, 256, False,
-                  "omnivideobench_perception_score", None,
-                  ("video", "question", "options", "correct_option", "duration", "video_type",
-                   "question_type", "audio_type"), _omnivideobench),
-    BenchmarkSpec("videomme", "Video-MME", load_videomme, 768, False, "videomme_perception_score",
-                  "question_id", ("videoID", "question", "options", "answer", "question_id",
-                                  "duration", "domain", "sub_category", "task_type"), _videomme),
-    BenchmarkSpec("lvomnibench", "LVOmniBench", load_lvomnibench, 768, False,
-                  "lvomnibench_perception_score", "question_id",
-                  ("video_id", "question", "options", "answer", "question_id", "duration",
-                   "video_category", "sub_category", "question_type", "audio_type", "difficulty"),
-                  _lvomnibench),
-)}
+DAILYOMNI = BenchmarkSpec(
+    name="dailyomni", title="Daily-Omni", id_field="question_id", row_to_record=_dailyomni,
+    columns=("Question", "Choice", "Answer", "video_id", "question_id", "video_category", "Type", "video_duration"),
+    max_frames=128, system_prompt=True, user_prompt=(
+        "Your task is to accurately answer multiple-choice questions based on the given video.\n"
+        "Select the single most accurate answer from the given choices.\n"
+        "Question: {question}\n"
+        "Choices: {choices}\n"
+        "Your answer should be a capital letter representing your choice: A, B, C, or D. "
+        "Don't generate any other text.\n"),
+    paper_parser=parse_dailyomni_paper,
+    overall_field="video_category", breakdown=("video_category", "Type", "video_duration"), metric="dailyomni_score")
+
+# %% ../nbs/30_benchmarks.ipynb #466cd02b
+def _worldsense(row, media_root, doc_index):
+    """WorldSense row -> (video path, Record fields)."""
+    cats = {k: _text(row, k) for k in ("task_type", "domain", "duration")}
+    cats["audio_class"] = _audio_classes(row.get("audio_class", ""))
+    rel = _text(row, "video_path")
+    return (media_root / rel,
+            dict(question=_text(row, "question"), options=parse_candidates(row["candidates"]),
+                 answer=_text(row, "answer"), categories=cats, video_id=Path(rel).stem))
+
+
+WORLDSENSE = BenchmarkSpec(
+    name="worldsense", title="WorldSense", id_field="index", row_to_record=_worldsense,
+    columns=("question", "candidates", "answer", "video_path", "index", "task_type", "domain", "duration", "audio_class"),
+    max_frames=128, system_prompt=True, user_prompt=(
+        "{question}\nOptions:\n{choices}\n"
+        "Answer with the option's letter from the given choices directly."),
+    paper_parser=lambda response, rng: parse_worldsense_paper(response),
+    overall_field="task_type", breakdown=("task_type", "domain", "duration", "audio_class"), metric="worldsense_score")
+
+# %% ../nbs/30_benchmarks.ipynb #0acf2612
+def _omnivideobench(row, media_root, doc_index):
+    """OmniVideoBench row -> (video path, Record fields)."""
+    cats = {k: _text(row, k) for k in ("video_type", "question_type", "audio_type", "duration")}
+    try:
+        cats["duration_bucket"] = duration_bucket(clock_seconds(cats["duration"]))
+    except ValueError as e:
+        raise _Bad(str(e))
+    rel = _text(row, "video")
+    return (media_root / rel,
+            dict(question=_text(row, "question"), options=parse_candidates(row["options"]),
+                 answer=_text(row, "correct_option"), categories=cats, video_id=Path(rel).stem))
+
+
+OMNIVIDEOBENCH = BenchmarkSpec(
+    name="omnivideobench", title="OmniVideoBench", id_field=None, row_to_record=_omnivideobench,
+    columns=("video", "question", "options", "correct_option", "duration", "video_type", "question_type", "audio_type"),
+    max_frames=256, system_prompt=False, user_prompt=(
+        "You are given a video. Based on the content of the video, answer the following question:\n\n"
+        "Question:\n{question}\n\n"
+        "Options:\n{choices}\n\n"
+        "Answer with the option's letter directly(e.g., A, B, C, or D)."
+        "If your access to the video content is limited, at least one option that is more likely than "
+        "the others must be chosen."
+        "Mustn't give any other reason for can not choose!"),
+    paper_parser=lambda response, rng: parse_prefix_paper(response),
+    overall_field=None, breakdown=("video_type", "question_type", "audio_type", "duration_bucket"),
+    metric="omnivideobench_perception_score")
+
+# %% ../nbs/30_benchmarks.ipynb #a7cf5d7a
+VIDEOMME_SUFFIXES = (".mp4", ".MP4", ".mkv")
+
+
+def _videomme(row, media_root, doc_index):
+    """Video-MME row -> (video path, Record fields); tries .mp4, .MP4 then .mkv."""
+    vid = _text(row, "videoID")
+    candidates = [media_root / "data" / f"{vid}{s}" for s in VIDEOMME_SUFFIXES]
+    path = next((p for p in candidates if p.is_file()), candidates[0])
+    options = row["options"]
+    options = [str(o) for o in options] if isinstance(options, (list, tuple, np.ndarray)) else options
+    cats = {k: _text(row, k) for k in ("duration", "domain", "sub_category", "task_type")}
+    return (path, dict(question=_text(row, "question"), options=options, answer=_text(row, "answer"),
+                       categories=cats, video_id=vid))
+
+
+VIDEOMME = BenchmarkSpec(
+    name="videomme", title="Video-MME", id_field="question_id", row_to_record=_videomme,
+    columns=("videoID", "question", "options", "answer", "question_id", "duration", "domain", "sub_category", "task_type"),
+    max_frames=768, system_prompt=False, user_prompt=(
+        "Select the best answer to the following multiple-choice question based on the video and the "
+        "subtitles. Respond with only the letter (A, B, C, or D) of the correct option.\n"
+        "{question}\n{choices}\n\n"
+        "Answer with the option's letter from the given choices directly."),
+    paper_parser=lambda response, rng: parse_videomme_paper(response),
+    overall_field=None, breakdown=("duration", "domain", "sub_category", "task_type"),
+    metric="videomme_perception_score")
+
+# %% ../nbs/30_benchmarks.ipynb #a58ebd3c
+def _lvomnibench(row, media_root, doc_index):
+    """LVOmniBench row -> (video path, Record fields)."""
+    vid = _text(row, "video_id")
+    cats = {k: _text(row, k) for k in ("video_category", "sub_category", "question_type",
+                                       "audio_type", "difficulty", "duration")}
+    try:
+        cats["duration_bucket"] = duration_bucket(clock_seconds(cats["duration"]))
+    except ValueError as e:
+        raise _Bad(str(e))
+    return (media_root / "videos" / f"{vid}.mp4",
+            dict(question=_text(row, "question"), options=parse_candidates(row["options"]),
+                 answer=_text(row, "answer"), categories=cats, video_id=vid))
+
+
+LVOMNIBENCH = BenchmarkSpec(
+    name="lvomnibench", title="LVOmniBench", id_field="question_id", row_to_record=_lvomnibench,
+    columns=("video_id", "question", "options", "answer", "question_id", "duration", "video_category", "sub_category",
+             "question_type", "audio_type", "difficulty"),
+    max_frames=768, system_prompt=False, user_prompt=(
+        "Question: {question}\n"
+        "Options: {choices}\n"
+        "Select the best answer from the options above. Directly provide the letter representing your "
+        "choice (A/B/C/D) and nothing else. Do not include the full text of the option; do not provide "
+        "any explanation."),
+    paper_parser=lambda response, rng: parse_prefix_paper(response),
+    overall_field="video_category",
+    breakdown=("video_category", "sub_category", "question_type", "audio_type", "difficulty", "duration_bucket"),
+    metric="lvomnibench_perception_score")
+
+# %% ../nbs/30_benchmarks.ipynb #bbd5d5d2
+BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in (DAILYOMNI, WORLDSENSE, OMNIVIDEOBENCH, VIDEOMME, LVOMNIBENCH)}
 
 
 def load_benchmark(name: str, annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
@@ -401,6 +443,31 @@ def load_benchmark(name: str, annotations, media_root=None, *, split="test", on_
     if name not in BENCHMARKS:
         raise ValueError(f"benchmark {name!r} is not one of {sorted(BENCHMARKS)}")
     return BENCHMARKS[name].load(annotations, media_root, split=split, on_error=on_error)
+
+
+def load_dailyomni(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
+    """Daily-Omni questions from its annotation folder; videos under `media_root`/videos."""
+    return DAILYOMNI.load(annotations, media_root, split=split, on_error=on_error)
+
+
+def load_worldsense(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
+    """WorldSense questions from its annotation folder; videos at `media_root`/<video_path>."""
+    return WORLDSENSE.load(annotations, media_root, split=split, on_error=on_error)
+
+
+def load_omnivideobench(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
+    """OmniVideoBench questions (one row per question); videos at `media_root`/<video>."""
+    return OMNIVIDEOBENCH.load(annotations, media_root, split=split, on_error=on_error)
+
+
+def load_videomme(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
+    """Video-MME questions from its `videomme/` folder; videos under `media_root`/data."""
+    return VIDEOMME.load(annotations, media_root, split=split, on_error=on_error)
+
+
+def load_lvomnibench(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
+    """LVOmniBench questions from its annotation folder; videos under `media_root`/videos."""
+    return LVOMNIBENCH.load(annotations, media_root, split=split, on_error=on_error)
 
 # %% ../nbs/30_benchmarks.ipynb #deef3884
 FPS = 2.0                               # frames sampled per second of video

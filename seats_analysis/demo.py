@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .blocks import derive_blocks
 from .evaluate import EvalSpec, accuracy_score, ratio_name, register_benchmark
-from .prompts import parse_strict
+from .parsers import parse_strict
 from .figures import dependency_figure, tradeoff_figure
 from .harness import RATIO_PAIRS, GreedyToken, method_cells, reached, run_batch
 from .methods import METHODS
