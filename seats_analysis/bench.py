@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from transformers import Qwen2_5OmniThinkerForConditionalGeneration, WhisperFeatureExtractor
 
 import seats_analysis
-from .harness import RATIO_PAIRS, Scored, method_cells, reached, run_batch
+from .harness import RATIO_PAIRS, Scored, method_cells, reached, run_samples
 from .methods import METHODS
 from .layout import Kind, temporal_windows, token_kinds
 from .results import markdown_table
@@ -69,7 +69,9 @@ def _forward(thinker, inputs, use_audio_in_video: bool = True) -> Scored:
 
 def _prefill(thinker, method, schedule, video_ratio: float, audio_ratio: float, inputs, count_ops: bool = False) -> dict:
     "One prefill of `inputs` under `method`: retention, FLOPs and latency (with `count_ops`, the selection's operations)."
-    run = run_batch(thinker, inputs, _forward, method, schedule, video_ratio, audio_ratio, count_operations=count_ops).run
+    [sample] = run_samples(thinker, [inputs], _forward, method, schedule, video_ratio, audio_ratio,
+                           count_operations=count_ops)
+    run = sample.result.run
     latency = run.latency
     return dict(video_retention=run.retention["video"], audio_retention=run.retention["audio"], flops=run.flops,
                 full_flops=run.full_flops, seconds=latency.total, encoder_seconds=latency.encoders,
@@ -182,7 +184,8 @@ def selection_steps(thinker, inputs, schedule="qwen2_5_omni_7b", methods: dict |
     for setting, (video_ratio, audio_ratio) in tqdm(settings.items(), desc="profiled settings", disable=not progress):
         for name, method in methods.items():
             with torch.profiler.profile(activities=activities) as profile:
-                run = run_batch(thinker, inputs, _forward, method, schedule, video_ratio, audio_ratio).run
+                [sample] = run_samples(thinker, [inputs], _forward, method, schedule, video_ratio, audio_ratio)
+                run = sample.result.run
             rows.append(dict(method=name, setting=setting, step="selection (clock)", ms=1e3 * run.latency.selection,
                              calls=len(run.latencies)))
             rows += [dict(method=name, setting=setting, step=event.key.removeprefix(STEP_PREFIX),

@@ -24,7 +24,7 @@ from .blocks import derive_blocks
 from .evaluate import EvalSpec, accuracy_score, ratio_name, register_benchmark
 from .parsers import parse_strict
 from .figures import dependency_figure, tradeoff_figure
-from .harness import RATIO_PAIRS, GreedyToken, method_cells, reached, run_batch
+from .harness import RATIO_PAIRS, GreedyToken, method_cells, reached, run_samples
 from .methods import METHODS
 from .organism import DATA_DIR, TEST_ITEMS, load_organism
 from .probe import ProbeSample, probe
@@ -103,7 +103,8 @@ def evaluate_method(thinker, processor, items, schedule, method: str, video_rati
     is within one token per 2-second window of the one asked (`harness.reached`)."""
     batches = _batches(processor, items, batch_size) if batches is None else batches
     scorer = GreedyToken(processor.tokenizer, parse_strict)
-    results = [run_batch(thinker, inputs, scorer, method, schedule, video_ratio, audio_ratio) for inputs in batches]
+    results = [sample.result
+               for sample in run_samples(thinker, batches, scorer, method, schedule, video_ratio, audio_ratio)]
     predictions = [prediction for result in results for prediction in result.predictions]
     correct = pd.Series([p == str(item["answer"]) for p, item in zip(predictions, items)])
     kinds = pd.Series([str(item["kind"]) for item in items])

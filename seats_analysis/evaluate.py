@@ -31,7 +31,7 @@ from .compat import audio_from_video, thinker_from_pretrained
 from .cost import decoder_dims
 from .figures import tradeoff_figure
 from .harness import (RATIO_PAIRS, Elapsed, GenerateParse, MethodSetupError, first_forward_clock,
-                                    reached, run_batch)
+                                    method_cells, reached, run_batch, run_samples)
 from .layout import Kind, temporal_windows
 from .prompts import PARSE_MODES, build_messages, chat_text, parse_answer, score
 from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, file_digest,
@@ -258,15 +258,19 @@ def processor_inputs(processor, prompt: str, frames, audio):
 _all_ = ["MethodSetupError"]  # from the harness, still importable from here
 
 
+def _generated(result, thinker) -> dict:
+    "What one generated sample gives a results row: the reply, lengths and times, and the cost of its prefill."
+    return dict(response=result.predictions[0], **{k: result.details[k] for k in ("seq_len", "new_tokens",
+                                                                                "prefill_seconds", "generate_seconds")},
+                **sample_cost(result.run, thinker))
+
+
 def generate_response(thinker, processor, prompt: str, frames, audio, context, max_new_tokens: int,
                       **generate_kwargs) -> dict:
     "Generation (greedy unless `generate_kwargs` say otherwise) for one video inside `context`: response and costs."
     inputs = processor_inputs(processor, prompt, frames, audio).to(device=thinker.device, dtype=thinker.dtype)
     scorer = GenerateParse(processor, max_new_tokens, generate_kwargs=generate_kwargs)
-    result = run_batch(thinker, inputs, scorer, context, use_audio_in_video=audio is not None)
-    return dict(response=result.predictions[0], **{k: result.details[k] for k in ("seq_len", "new_tokens",
-                                                                                  "prefill_seconds", "generate_seconds")},
-                **sample_cost(result.run, thinker))
+    return _generated(run_batch(thinker, inputs, scorer, context, use_audio_in_video=audio is not None), thinker)
 
 # %% ../nbs/32_evaluate.ipynb #5abab444
 def _store(results_path: Path) -> ResultStore:
@@ -413,20 +417,23 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         Path(results_path).parent.mkdir(parents=True, exist_ok=True)
         lock = writer_lock(_part_path(Path(results_path), rank, world_size))
 
-    def run_one(index: int, record) -> dict:
+    prompts = {}
+
+    def prepare(sample):
+        "The processor inputs of one (index, record), its prompt kept for the row."
+        index, record = sample
+        prompts[index] = chat_text(processor, spec.messages(record))
+        frames, audio = spec.media(record, **(media_kwargs or {}))
+        inputs = processor_inputs(processor, prompts[index], frames, audio)
+        return inputs.to(device=thinker.device, dtype=thinker.dtype), audio is not None
+
+    def row_of(sample) -> dict:
         "The row of one record: prompt, response, letter and costs; after an error no response, letter or score."
-        prompt, out, error = "", dict(response=""), None
-        try:
-            prompt = chat_text(processor, spec.messages(record))
-            frames, audio = spec.media(record, **(media_kwargs or {}))
-            context = factory(thinker, schedule, video_ratio, audio_ratio, **(method_kwargs or {}))
-            out = generate_response(thinker, processor, prompt, frames, audio, context, max_new_tokens)
-        except MethodSetupError:
-            raise
-        except Exception as err:
-            error = f"{type(err).__name__}: {err}"
+        index, record = sample.sample
+        error = sample.error
+        out = dict(response="") if error else _generated(sample.result, thinker)
         pred = None if error else spec.parse(out["response"], record, mode, _rng(seed, benchmark, keys[index]))
-        row = dict(key=keys[index], id=str(record.id), index=index, **settings, prompt=prompt,
+        row = dict(key=keys[index], id=str(record.id), index=index, **settings, prompt=prompts.get(index, ""),
                    response=out["response"], pred=pred, answer=record.answer,
                    correct=None if error else pred == record.answer,
                    categories=dict(record.categories), retention=out.get("retention", {"video": None, "audio": None}),
@@ -438,22 +445,21 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
             row.update(fingerprint=fingerprint, input=inputs[keys[index]])
         return row | {"error": error}
 
-    new_rows, errors = [], 0
+    new_rows = []
     with lock:  # one writer per file: a second process is refused before it reads or trims anything
         if results_path is not None:
             own, done = _resume(Path(results_path), rank, world_size, settings, fingerprint, inputs)
         todo = [(i, r) for i, r in enumerate(records) if i % world_size == rank
                 and (keys[i] not in done or (retry_errors and done[keys[i]].get("error") is not None))]
-        bar = tqdm(todo, desc=f"{benchmark} {method_name} {ratio_name(video_ratio, audio_ratio)}",
-                   disable=not progress or rank != 0)
-        for index, record in bar:
-            row = run_one(index, record)
+        samples = run_samples(thinker, todo, GenerateParse(processor, max_new_tokens), factory, schedule, video_ratio,
+                              audio_ratio, prepare=prepare, catch_errors=True,
+                              desc=f"{benchmark} {method_name} {ratio_name(video_ratio, audio_ratio)}",
+                              progress=progress and rank == 0, **(method_kwargs or {}))
+        for sample in samples:
+            row = row_of(sample)
             if own is not None:
                 append_row(own, row)
             new_rows.append(row)
-            if row["error"] is not None:
-                errors += 1
-                bar.set_postfix(errors=errors)
             if on_sample is not None:
                 on_sample(row)
 
@@ -487,10 +493,11 @@ def cell_path(out_dir: str | Path, benchmark: str, method: str, video_ratio: flo
 
 
 def sweep_cells(benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence) -> list[tuple]:
-    "The (benchmark, method, video_ratio, audio_ratio) cells of a sweep; the full model runs at 1/1 only."
-    pairs = list(dict.fromkeys(ratio_pair(p) for p in ratio_pairs))
-    return [(b, m, *pair) for m in methods for pair in ([FULL_RATIOS] if m == FULL_METHOD else pairs)
-            for b in benchmarks]
+    "The (benchmark, method, video_ratio, audio_ratio) cells of a sweep: `harness.method_cells` for each benchmark."
+    settings = {ratio_name(*pair): pair for pair in map(ratio_pair, ratio_pairs)}
+    cells = method_cells(methods, settings, full=FULL_METHOD in methods)
+    return [(benchmark, method, video_ratio, audio_ratio) for method, _, video_ratio, audio_ratio in cells
+            for benchmark in benchmarks]
 
 
 def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence,
