@@ -16,7 +16,8 @@ from pathlib import Path
 __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PARSE_MODES', 'PROBE_CONDITIONS', 'PROBE_METRICS',
            'PROBE_METHODS', 'DTYPES', 'DEMO_OUT', 'DEMO_ITEMS', 'ORGANISM_TEST_ITEMS', 'SUMMARY_COLUMNS',
            'positive_int', 'count', 'positive_float', 'names', 'ratio_names', 'requested_processes', 'launch_state',
-           'engine_demo', 'add_sweep_arguments', 'add_probe_arguments', 'HelpFormatter', 'command_parser', 'main']
+           'engine_demo', 'add_sweep_arguments', 'add_probe_arguments', 'HelpFormatter', 'command_parser', 'main',
+           'sweep_parser', 'sweep_main']
 
 # %% ../nbs/40_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
@@ -402,6 +403,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     torch.set_num_threads(min(2, torch.get_num_threads()))
     return args.run(args)
+
+
+def sweep_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    "A parser of `seats-analysis sweep`'s arguments alone (`parser`, or a new one), for scripts of one's own."
+    parser = parser or argparse.ArgumentParser(prog="seats-analysis sweep", description=_sweep.__doc__,
+                                               formatter_class=HelpFormatter)
+    return add_sweep_arguments(parser)
+
+
+def sweep_main(argv: Sequence[str] | None = None) -> int:
+    "`seats-analysis sweep ...` with `argv` as its arguments: evaluate methods x ratios x benchmarks, write the table."
+    return main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 # %% ../nbs/40_cli.ipynb #a1c0e010
 #| eval: false

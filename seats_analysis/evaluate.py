@@ -5,12 +5,10 @@
 # %% ../nbs/32_evaluate.ipynb #3741e595
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import math
 import random
-import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -44,8 +42,7 @@ __all__ = ['EVAL_BENCHMARKS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_re
            'generate_response', 'record_digest', 'run_fingerprint', 'summarize', 'evaluate', 'TooManyFailures',
            'cell_path', 'sweep_cells', 'sweep', 'cell_scores', 'reached_retention', 'summary_table', 'summary_markdown',
            'write_summary', 'tradeoff_from_results', 'paper_results', 'with_paper_rows', 'load_thinker',
-           'default_schedule', 'sweep_parser', 'sweep_main', 'RATIO_PAIRS', 'Elapsed', 'first_forward_clock',
-           'MethodSetupError']
+           'default_schedule', 'RATIO_PAIRS', 'Elapsed', 'first_forward_clock', 'MethodSetupError']
 
 # %% ../nbs/32_evaluate.ipynb #5383494a
 @dataclass(frozen=True)
@@ -712,15 +709,11 @@ def default_schedule(pretrained: str | Path):
     return Schedule.load("organism") if Path(pretrained).resolve() == DATA_DIR.resolve() else None
 
 # %% ../nbs/32_evaluate.ipynb #d050eeee
-def sweep_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    "The arguments of `seats-analysis sweep` (defined with the command line, `seats_analysis.cli`)."
-    from seats_analysis.cli import add_sweep_arguments
-    parser = parser or argparse.ArgumentParser(prog="seats-analysis sweep", description=sweep.__doc__,
-                                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    return add_sweep_arguments(parser)
-
-
-def sweep_main(argv: Sequence[str] | None = None) -> int:
-    "`seats-analysis sweep ...`: evaluate methods x ratios x benchmarks and write the table and trade-off figure."
-    from seats_analysis.cli import main
-    return main(["sweep", *(sys.argv[1:] if argv is None else argv)])
+def __getattr__(name: str):
+    "Deprecated names of this module: `sweep_parser` and `sweep_main` are the command line's (`seats_analysis.cli`)."
+    if name in ("sweep_parser", "sweep_main"):
+        warnings.warn(f"seats_analysis.evaluate.{name} is deprecated: use seats_analysis.cli.{name}", DeprecationWarning,
+                      stacklevel=2)
+        from seats_analysis import cli
+        return getattr(cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
