@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -151,6 +152,28 @@ def test_failed_samples_are_excluded_counted_and_retried(setup, tmp_path):
     scores = evaluate(thinker, processor, "videomme", records=records[:2], results_path=results, retry_errors=True,
                       **RUN)
     assert (scores["n"], scores["n_errors"]) == (2, 0)
+
+
+def test_failed_samples_are_counted_in_the_sweep_summaries(setup, tmp_path):
+    thinker, processor, records, fixture = setup
+    data = tmp_path / "data"
+    shutil.copytree(fixture.annotations.parent, data)
+    copied = load_benchmark("videomme", data / "annotations", data / "media").records
+    copied[2].video_path.write_bytes(b"not a video")  # there, so the loader takes it; unreadable when decoded
+    settings = {k: v for k, v in RUN.items() if k != "method"}
+    with pytest.raises(TooManyFailures, match="1 cell"):
+        sweep(thinker, processor, ["videomme"], ["full"], [], tmp_path / "out", records={"videomme": copied},
+              max_errors=0, **settings)
+    csv = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert (csv["n"].tolist(), csv["n_errors"].tolist()) == ([len(copied) - 1], [1])
+    header, _, row = (tmp_path / "out" / "summary.md").read_text().splitlines()
+    failed = [cell.strip() for cell in header.split("|")].index("Failed")
+    assert row.split("|")[failed].strip() == "1"
+    shutil.copy(records[2].video_path, copied[2].video_path)  # mended: the retry answers it
+    table = sweep(thinker, processor, ["videomme"], ["full"], [], tmp_path / "out", records={"videomme": copied},
+                  retry_errors=True, max_errors=0, **settings)
+    assert (table["n"].tolist(), table["n_errors"].tolist()) == ([len(copied)], [0])
+    assert pd.read_csv(tmp_path / "out" / "summary.csv")["n_errors"].tolist() == [0]
 
 
 def test_a_second_writer_is_refused_and_nothing_is_doubled(setup, tmp_path):
