@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 import seats_analysis
 from .benchmarks import BENCHMARKS, load_benchmark, load_media
-from .checks import check_ratio
+from .checks import check_int, check_ratio
 from .compat import audio_from_video, thinker_from_pretrained
 from .cost import decoder_dims
 from .figures import tradeoff_figure
@@ -390,12 +390,9 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     video_ratio, audio_ratio = check_ratio("video_ratio", video_ratio), check_ratio("audio_ratio", audio_ratio)
     if mode not in PARSE_MODES:
         raise ValueError(f"mode={mode!r} is not one of {PARSE_MODES}")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an int >= 1")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit={limit!r} must be None or an int >= 0")
-    if max_errors is not None and (isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 0):
-        raise ValueError(f"max_errors={max_errors!r} must be None or an int >= 0")
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1)
+    limit = None if limit is None else check_int("limit", limit, 0, hint="or None for every record")
+    max_errors = None if max_errors is None else check_int("max_errors", max_errors, 0, hint="or None for no limit")
     if records is None:
         if data_root is None:
             raise ValueError("pass records or a data_root holding <data_root>/<benchmark>/{annotations,media}")
