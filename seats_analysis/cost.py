@@ -9,6 +9,7 @@ __all__ = ['FLOP_CONVENTIONS', 'decoder_layer_flops', 'prefill_flops', 'DecoderD
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
 
@@ -32,14 +33,15 @@ def prefill_flops(seq_len: int, num_layers: int, hidden_size: int, intermediate_
     for name, value in [("seq_len", seq_len), ("num_layers", num_layers), ("hidden_size", hidden_size),
                         ("num_heads", num_heads), ("num_kv_heads", num_kv_heads), ("vocab_size", vocab_size)]:
         check_int(name, value, 1)
-    widths = [intermediate_size] * num_layers if isinstance(intermediate_size, int) else list(intermediate_size)
+    widths = [intermediate_size] * num_layers if np.ndim(intermediate_size) == 0 else list(intermediate_size)
     if len(widths) != num_layers:
         raise ValueError(f"got {len(widths)} intermediate sizes for num_layers={num_layers}")
+    widths = [check_int("intermediate_size", width, 0) for width in widths]
+    head_dim = None if head_dim is None else check_int("head_dim", head_dim, 1)
     cuts, length, previous = {}, seq_len, -1
     for k, after in drop_events:
-        check_int("drop boundary k", k, previous + 1, num_layers, "boundaries must be increasing")
-        if isinstance(after, bool) or not isinstance(after, int) or not 1 <= after <= length:
-            raise ValueError(f"seq_len_after={after!r} at boundary {k} is outside [1, {length}]")
+        k = check_int("drop boundary k", k, previous + 1, num_layers, "boundaries must be increasing")
+        after = check_int("seq_len_after", after, 1, length, f"at boundary {k}")
         cuts[k], length, previous = after, after, k
     total, length = 0, seq_len
     for layer_idx, width in enumerate(widths):  # layer_idx = boundary before the layer

@@ -19,6 +19,7 @@ from transformers import (DynamicCache, Qwen2_5OmniThinkerForConditionalGenerati
                           Qwen3OmniMoeThinkerForConditionalGeneration)
 from transformers.modeling_outputs import BaseModelOutputWithPast, MoeModelOutputWithPast
 
+from .checks import check_int
 from .compat import (add_deepstack, causal_mask, layer_output, multimodal_model, text_model,
                                    visual_position_mask)
 from .layout import Kind, token_kinds
@@ -120,13 +121,12 @@ def _check_selectors(selectors, num_layers: int) -> dict:
     "Selectors keyed by boundary k in 0..L-1, each callable."
     if not isinstance(selectors, dict):
         raise TypeError(f"selectors must be a dict {{boundary: callable}}, got {type(selectors).__name__}")
-    for k, selector in selectors.items():
-        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < num_layers:
-            raise ValueError(f"boundary {k!r} is outside 0..{num_layers - 1} (after how many of the "
-                             f"{num_layers} decoder layers to cut)")
+    hint = f"after how many of the {num_layers} decoder layers to cut"
+    checked = {check_int("boundary", k, 0, num_layers - 1, hint): selector for k, selector in selectors.items()}
+    for k, selector in checked.items():
         if not callable(selector):
             raise TypeError(f"the selector at boundary {k} is a {type(selector).__name__}, not a callable")
-    return dict(sorted(selectors.items()))
+    return dict(sorted(checked.items()))
 
 # %% ../nbs/02_engine.ipynb #020509da
 def _check_keep(keep, state: DropState) -> torch.Tensor:

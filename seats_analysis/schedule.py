@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 import warnings
 
-from .checks import check_int, check_ratio
+from .checks import check_int, check_number, check_ratio
 
 # %% ../nbs/03_schedule.ipynb #d85edbf7
 def _check_layers(num_layers, drop_layers, late_block_layer):
@@ -160,7 +160,10 @@ class Schedule:
     provenance: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.drop_layers = list(self.drop_layers)
+        try:
+            self.drop_layers = list(self.drop_layers)
+        except TypeError:
+            raise ValueError(f"drop_layers={self.drop_layers!r} must be a list of 1-based layers") from None
         self.validate()
 
     def validate(self) -> "Schedule":
@@ -173,9 +176,9 @@ class Schedule:
         check_int("video_window_grids", self.video_window_grids, 1)
         for name in ("encoder_ratio_scale", "audio_window_seconds", "audio_tokens_per_second",
                      "audio_encoder_frames_per_second", "temperature"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"{name}={value!r} must be a positive number")
+            check_number(name, getattr(self, name), 0, low_open=True)
+        if not isinstance(self.provenance, dict):
+            raise ValueError(f"provenance={self.provenance!r} must be a dict with a 'source'")
         if self.provenance.get("source") not in PROVENANCE_SOURCES:
             raise ValueError(f"provenance source={self.provenance.get('source')!r} is not one of {list(PROVENANCE_SOURCES)}")
         return self
@@ -220,7 +223,7 @@ class Schedule:
         "Write the schedule as JSON to `path` (creating its folder)."
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        path.write_text(json.dumps(asdict(self), indent=2, default=lambda scalar: scalar.item()) + "\n")  # numpy, torch
         return path
 
     @classmethod
