@@ -18,7 +18,7 @@ import xarray as xr
 from fastcore.basics import patch
 from scipy.optimize import isotonic_regression
 
-from .checks import check_int
+from .checks import check_int, check_number
 
 # %% ../nbs/11_blocks.ipynb #cd43e684
 CONDITIONS = ("video", "audio", "both")
@@ -115,19 +115,18 @@ def usable_samples(ds: xr.Dataset, metric: str) -> xr.Dataset:
 ROUNDING = 1e-12  # slack in the threshold comparisons, so 0.98 * ref counts as within 2% of ref
 
 # %% ../nbs/11_blocks.ipynb #a2ae7261
-def check_fractions(late_tolerance: float, middle_fraction: float):
-    "Raise unless `late_tolerance` is in [0, 1) and `middle_fraction` in [0, 1 - late_tolerance]."
-    if not 0 <= late_tolerance < 1:
-        raise ValueError(f"late_tolerance={late_tolerance} is outside [0, 1)")
-    if not 0 <= middle_fraction <= 1 - late_tolerance:
-        raise ValueError(f"middle_fraction={middle_fraction} is outside [0, {1 - late_tolerance:g}] "
-                         f"(at most 1 - late_tolerance, or the middle block would start after the late block)")
+def check_fractions(late_tolerance: float, middle_fraction: float) -> tuple[float, float]:
+    "Both as floats; raise unless `late_tolerance` is in [0, 1) and `middle_fraction` in [0, 1 - late_tolerance]."
+    late_tolerance = check_number("late_tolerance", late_tolerance, 0, 1, high_open=True)
+    middle_fraction = check_number("middle_fraction", middle_fraction, 0, 1 - late_tolerance, hint="at most 1 - "
+                                   "late_tolerance, or the middle block would start after the late block")
+    return late_tolerance, middle_fraction
 
 # %% ../nbs/11_blocks.ipynb #75817e25
 def block_boundaries(normalised: np.ndarray, late_tolerance: float = 0.02,
                      middle_fraction: float = 0.8) -> tuple[int | None, int | None]:
     "The rule on a normalised curve (L,) for layers 1..L: (middle_block_layer, late_block_layer), None if absent."
-    check_fractions(late_tolerance, middle_fraction)
+    late_tolerance, middle_fraction = check_fractions(late_tolerance, middle_fraction)
     s = np.asarray(normalised, dtype=float)  # (L,)
     within = s >= 1 - late_tolerance - ROUNDING
     from_here_on = np.logical_and.accumulate(within[::-1])[::-1]  # (L,) within at l and every later layer
@@ -255,17 +254,15 @@ def derive_blocks(probe: xr.Dataset | str | Path, metric: str = "accuracy", cond
     if condition not in set(map(str, ds.condition.values)):
         raise ValueError(f"condition={condition!r} is not in the probe table; "
                          f"it has {list(map(str, ds.condition.values))}")
-    check_fractions(late_tolerance, middle_fraction)
+    late_tolerance, middle_fraction = check_fractions(late_tolerance, middle_fraction)
     if higher_is_better is None:
         if metric not in HIGHER_IS_BETTER:
             raise ValueError(f"metric={metric!r} has no known direction; pass higher_is_better "
                              f"(known: {list(HIGHER_IS_BETTER)})")
         higher_is_better = HIGHER_IS_BETTER[metric]
     normalise = normalise or ("ratio" if metric == "accuracy" else "recovered")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence={confidence} is outside (0, 1)")
-    if num_boot < 0:
-        raise ValueError(f"num_boot={num_boot} is negative")
+    confidence = check_number("confidence", confidence, 0, 1, low_open=True, high_open=True)
+    num_boot = check_int("num_boot", num_boot, 0)
     values, refs = _curve(usable_samples(ds, metric), metric, condition)  # (N, L), (N,)
     mean_score, reference = values.mean(0), float(refs.mean())
     d = _decide(mean_score, reference, higher_is_better, normalise, late_tolerance, middle_fraction)
@@ -302,10 +299,10 @@ def derive_blocks(probe: xr.Dataset | str | Path, metric: str = "accuracy", cond
 # %% ../nbs/11_blocks.ipynb #871c79ff
 def spread_drop_layers(middle_block_layer: int, late_block_layer: int, num_drops: int = 3) -> list[int]:
     "Drop layers spread evenly over the middle block: middle + floor(k * n / (K + 1)) for k < K, n = late - middle."
-    if not 1 <= middle_block_layer <= late_block_layer:
-        raise ValueError(f"middle_block_layer={middle_block_layer} is outside [1, late_block_layer={late_block_layer}]")
-    if num_drops < 0:
-        raise ValueError(f"num_drops={num_drops} is negative")
+    late_block_layer = check_int("late_block_layer", late_block_layer, 1)
+    middle_block_layer = check_int("middle_block_layer", middle_block_layer, 1, late_block_layer,
+                                   f"at most late_block_layer={late_block_layer}")
+    num_drops = check_int("num_drops", num_drops, 0)
     n = late_block_layer - middle_block_layer  # layers in the middle block
     if n < num_drops + 1:
         return list(range(middle_block_layer, middle_block_layer + min(num_drops, n)))

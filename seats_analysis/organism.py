@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
+from .checks import check_int, check_number, check_ratio
 from .engine import drop_tokens
 from .harness import OptionLogits, option_logits, run_batch
 from .layout import Kind
@@ -50,6 +51,11 @@ def organism_config(processor, num_layers: int = 12, hidden_size: int = 128, num
                     num_kv_heads: int = 2, intermediate_size: int = 384, vision_hidden_size: int = 64,
                     vision_depth: int = 2, audio_d_model: int = 64, audio_layers: int = 2) -> Qwen2_5OmniThinkerConfig:
     """A small Qwen2.5-Omni thinker config whose token ids match `processor`'s tokenizer."""
+    for name, value in dict(num_layers=num_layers, hidden_size=hidden_size, num_heads=num_heads,
+                            num_kv_heads=num_kv_heads, intermediate_size=intermediate_size,
+                            vision_hidden_size=vision_hidden_size, vision_depth=vision_depth,
+                            audio_d_model=audio_d_model, audio_layers=audio_layers).items():
+        check_int(name, value, 1)
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size={hidden_size} is not a multiple of num_heads={num_heads}")
     ids = processor.tokenizer.convert_tokens_to_ids
@@ -97,6 +103,7 @@ def letter_logits(model, inputs, letter_ids: list[int]) -> torch.Tensor:
 def predict(model, processor, items, batch_size: int = 32, selectors: dict | None = None,
             inputs_fn=fast_inputs) -> list[str]:
     """Predicted answer letter of each item (optionally with tokens dropped by `selectors`)."""
+    check_int("batch_size", batch_size, 1)
     items, scorer = list(items), OptionLogits(answer_token_ids(processor), LETTERS)
     media = media_ids(processor) if inputs_fn is fast_inputs else None
     preds = []
@@ -203,6 +210,17 @@ class TrainSettings:
     late_removal: float = 0.0  # share of batches with every video and audio token removed before `late_removal_layer`
     late_removal_layer: int = 10  # 1-based
 
+    def __post_init__(self):
+        "Check every setting, naming the first out of range; numbers computed with numpy or torch become plain ones."
+        for name in ("steps", "batch_size", "warmup", "eval_every", "n_val", "late_removal_layer"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), 1))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, 0))
+        for name in ("lr", "audio_lr_scale"):
+            object.__setattr__(self, name, check_number(name, getattr(self, name), 0, low_open=True))
+        for name in ("audio_weight", "video_weight", "align_weight"):
+            object.__setattr__(self, name, check_number(name, getattr(self, name), 0))
+        object.__setattr__(self, "late_removal", check_ratio("late_removal", self.late_removal))
+
 
 class TrainBatches(torch.utils.data.Dataset):
     """Batch `i` of the training stream: train items `i * batch_size ...` (kind and letter cycling as in
@@ -301,10 +319,15 @@ def train(out_dir=DATA_DIR, settings: TrainSettings | None = None, model=None, p
         warnings.warn(f"train({old}=...) is now {renamed[old]}=", DeprecationWarning, stacklevel=2)
         changes[renamed[old]] = changes.pop(old)
     settings = dataclasses.replace(settings or TrainSettings(), **changes)
+    if time_limit_s is not None:
+        check_number("time_limit_s", time_limit_s, 0, low_open=True, hint="or None for no limit")
+    check_int("num_workers", num_workers, 0)
+    processor = processor or offline_processor()
+    model = model or build_organism(organism_config(processor), seed=settings.seed)
+    check_int("late_removal_layer", settings.late_removal_layer, 1, len(text_model(model).layers), "1-based")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    processor = processor or offline_processor()
-    model = (model or build_organism(organism_config(processor), seed=settings.seed)).train()
+    model = model.train()
     device = model.device
     heads = AuxiliaryHeads(multimodal_model(model).audio_tower.config.output_dim,
                            model.config.text_config.hidden_size).to(device)

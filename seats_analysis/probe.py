@@ -61,13 +61,13 @@ class ProbeSample:
         if (self.options is None) != (self.answer is None):
             raise ValueError(f"sample {self.id!r}: give both options and answer, or neither")
         if self.options is not None:
-            self.options = tuple(int(o) for o in self.options)
+            self.options = tuple(check_int(f"sample {self.id!r}: option", o, 0, hint="a token id") for o in self.options)
             if not self.options or len(set(self.options)) != len(self.options):
                 raise ValueError(f"sample {self.id!r}: options={list(self.options)} must be distinct token ids, "
                                  "at least one")
-            if not 0 <= self.answer < len(self.options):
-                raise ValueError(f"sample {self.id!r}: answer={self.answer} is outside [0, {len(self.options) - 1}] "
-                                 f"(an index into the {len(self.options)} options)")
+            count = len(self.options)
+            self.answer = check_int(f"sample {self.id!r}: answer", self.answer, 0, count - 1,
+                                    f"an index into the {count} options")
 
     @property
     def labelled(self) -> bool:
@@ -323,8 +323,8 @@ def _shard(shard, thinker) -> tuple[int, int, PartialState | None]:
     "(rank, number of processes, the accelerate state when the processes must meet at the end)."
     if shard is not None:
         rank, world = shard
-        if not 0 <= rank < world:
-            raise ValueError(f"shard={tuple(shard)}: rank {rank} is outside [0, {world - 1}]")
+        world = check_int("shard world size", world, 1, hint=f"shard={tuple(shard)} is (rank, number of processes)")
+        rank = check_int("shard rank", rank, 0, world - 1, hint=f"shard={tuple(shard)}")
         return rank, world, None
     state = PartialState(cpu=thinker.device.type == "cpu")
     launched = int(os.environ.get("WORLD_SIZE", "1"))

@@ -12,6 +12,7 @@ import torch
 from datasets import Dataset, Features, Sequence, Value, Array4D
 from transformers import BatchFeature
 
+from .checks import check_int
 from .stand_ins import make_inputs as stand_in_inputs
 
 # %% auto #0
@@ -177,9 +178,7 @@ SYNTH_FEATURES = Features(
 
 def load_synth(split: str, n: int, seed: int = 0) -> Dataset:
     """`n` items of `split` as a `datasets.Dataset` (numpy format)."""
-    if n < 1:
-        raise ValueError(f"n={n} is outside [1, inf)")
-    items = list(synth_items(split, n, seed))
+    items = list(synth_items(split, check_int("n", n, 1), seed))
     return Dataset.from_list(items, features=SYNTH_FEATURES).with_format("numpy")
 
 # %% ../nbs/20_synth.ipynb #0a7d3794
