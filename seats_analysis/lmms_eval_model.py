@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .benchmarks import (BENCHMARKS, FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS,
                                        VIDEO_MAX_PIXELS, load_media, write_clip)
+from .checks import check_int
 from .compat import processor_from_pretrained
 from .evaluate import (append_row, default_schedule, generate_response, load_thinker, processor_inputs,
                                      ratio_pair, resolve_method)
@@ -137,10 +138,11 @@ class SeatsQwenOmni(_ModelBase):
             self.task_dict = {}
         if str(batch_size) != "1":  # lmms-eval also passes max_batch_size, which one-at-a-time requests ignore
             raise _stop(f"batch_size={batch_size} is not supported; requests run one at a time (batch_size=1)")
-        for name, value in (("max_new_tokens", max_new_tokens), ("max_frames", max_frames)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise _stop(f"{name}={value!r} must be a whole number >= 1 (or left out)")
         try:
+            if max_new_tokens is not None:
+                max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1, hint="or left out")
+            if max_frames is not None:
+                max_frames = check_int("max_frames", max_frames, 1, hint="or left out")
             self.method, self.factory = resolve_method(method, registry)
             self.video_ratio, self.audio_ratio = ratio_pair((video_ratio, audio_ratio))
         except (ValueError, ImportError, AttributeError) as err:

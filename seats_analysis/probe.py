@@ -61,7 +61,8 @@ class ProbeSample:
         if (self.options is None) != (self.answer is None):
             raise ValueError(f"sample {self.id!r}: give both options and answer, or neither")
         if self.options is not None:
-            self.options = tuple(check_int(f"sample {self.id!r}: option", o, 0, hint="a token id") for o in self.options)
+            self.options = tuple(check_int(f"sample {self.id!r}: option", o, 0, hint="a token id")
+                                 for o in self.options)
             if not self.options or len(set(self.options)) != len(self.options):
                 raise ValueError(f"sample {self.id!r}: options={list(self.options)} must be distinct token ids, "
                                  "at least one")
