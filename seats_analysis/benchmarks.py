@@ -26,7 +26,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from .checks import check_int
+from .checks import check_int, check_number
 from .parsers import (PARSE_MODES, parse_dailyomni_paper, parse_prefix_paper, parse_strict,
                                     parse_videomme_paper, parse_worldsense_paper)
 
@@ -486,8 +486,8 @@ MAX_ASPECT_RATIO = 200
 def frame_count(total_frames: int, native_fps: float, max_frames: int, fps: float = FPS,
                 min_frames: int = MIN_FRAMES) -> int:
     """Number of frames sampled from a video of `total_frames` frames at `native_fps`."""
-    if total_frames <= 0 or native_fps <= 0:
-        raise ValueError(f"total_frames={total_frames} and native_fps={native_fps} must be positive")
+    total_frames = check_int("total_frames", total_frames, 1)
+    check_number("native_fps", native_fps, 0, low_open=True)  # kept as given: a container's rate is an exact Fraction
     lo = math.ceil(min_frames / FRAME_FACTOR) * FRAME_FACTOR
     hi = math.floor(max_frames / FRAME_FACTOR) * FRAME_FACTOR
     n = min(max(total_frames / native_fps * fps, lo), hi, total_frames)
