@@ -108,19 +108,19 @@ def _window_budgets(sizes: torch.LongTensor, importance: torch.Tensor, total_vid
     budgets = ((wv + wa) / 2 * total).round().long().clamp(min=1).minimum(nv + na)
     budgets = _repair(budgets, nv + na, total)  # >= 1 in every window
     share_v, share_a = wv * total_video, wa * total_audio
-    # share_v / (share_v + share_a + 1e-12) <= 1, so 0 <= bv <= budgets and every difference below is >= 0
-    bv = (budgets.float() * (share_v / (share_v + share_a + 1e-12))).round().long().minimum(nv)
+    video_share = budgets.float() * (share_v / (share_v + share_a + 1e-12))  # (W,) in [0, budgets]
+    # The release's split, then its remainder to video first and audio next, in closed form: video gets its rounded
+    # share, at least what audio cannot hold and at most its own size; audio the rest, at most its size.
+    bv = video_share.round().long().maximum(budgets - na).minimum(nv)
     ba = (budgets - bv).minimum(na)
-    left = budgets - bv - ba
-    extra = left.minimum(nv - bv)  # a remainder goes to video first
-    bv = bv + extra
-    ba = ba + (left - extra).minimum(na - ba)
-    no_video = (nv > 0) & (bv < 1)  # a window that has video keeps one
-    bv = bv + no_video  # bv is 0 there
-    ba = torch.where(no_video & (ba > 1), na.minimum((budgets - bv).clamp(min=0)).clamp(min=1), ba)
-    no_audio = (na > 0) & (ba < 1)  # and one audio token
-    ba = ba + no_audio  # ba is 0 there
-    bv = torch.where(no_audio & (bv > 1), nv.minimum((budgets - ba).clamp(min=0)).clamp(min=1), bv)
+    # One token of each kind a window has. Video is left with none only when audio holds the whole budget (and
+    # audio only when video does), so the release's min(size, budget - 1), at least 1, is one token less there.
+    no_video = (nv > 0) & (bv == 0)
+    bv = bv + no_video
+    ba = torch.where(no_video & (ba > 1), ba - 1, ba)
+    no_audio = (na > 0) & (ba == 0)
+    ba = ba + no_audio
+    bv = torch.where(no_audio & (bv > 1), bv - 1, bv)
     return torch.stack([bv, ba])
 
 # %% ../nbs/05_inner_llm.ipynb #46be4663
