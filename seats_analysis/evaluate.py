@@ -39,10 +39,10 @@ from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, d
 __all__ = ['EVAL_BENCHMARKS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'MEDIA_FIELDS', 'RETENTION_TOLERANCE',
            'TRADEOFF_AXES', 'PAPER_RESULTS', 'EvalSpec', 'register_benchmark', 'eval_spec', 'accuracy_score',
            'ratio_name', 'ratio_pair', 'append_row', 'sample_cost', 'resolve_method', 'processor_inputs',
-           'generate_response', 'record_digest', 'run_fingerprint', 'summarize', 'evaluate', 'TooManyFailures',
-           'cell_path', 'sweep_cells', 'sweep', 'cell_scores', 'reached_retention', 'summary_table', 'summary_markdown',
-           'write_summary', 'tradeoff_from_results', 'paper_results', 'with_paper_rows', 'load_thinker',
-           'default_schedule', 'RATIO_PAIRS', 'Elapsed', 'first_forward_clock', 'MethodSetupError']
+           'reply_and_cost', 'generate_response', 'record_digest', 'run_fingerprint', 'summarize', 'evaluate',
+           'TooManyFailures', 'cell_path', 'sweep_cells', 'sweep', 'cell_scores', 'reached_retention', 'summary_table',
+           'summary_markdown', 'write_summary', 'tradeoff_from_results', 'paper_results', 'with_paper_rows',
+           'load_thinker', 'default_schedule', 'RATIO_PAIRS', 'Elapsed', 'first_forward_clock', 'MethodSetupError']
 
 # %% ../nbs/32_evaluate.ipynb #5383494a
 @dataclass(frozen=True)
@@ -255,8 +255,8 @@ def processor_inputs(processor, prompt: str, frames, audio):
 _all_ = ["MethodSetupError"]  # from the harness, still importable from here
 
 
-def _generated(result, thinker) -> dict:
-    "What one generated sample gives a results row: the reply, lengths and times, and the cost of its prefill."
+def reply_and_cost(result, thinker) -> dict:
+    "What a generated sample (a `BatchResult` of `GenerateParse`) gives a results row: reply, lengths, times, cost."
     return dict(response=result.predictions[0], **{k: result.details[k] for k in ("seq_len", "new_tokens",
                                                                                 "prefill_seconds", "generate_seconds")},
                 **sample_cost(result.run, thinker))
@@ -267,7 +267,7 @@ def generate_response(thinker, processor, prompt: str, frames, audio, context, m
     "Generation (greedy unless `generate_kwargs` say otherwise) for one video inside `context`: response and costs."
     inputs = processor_inputs(processor, prompt, frames, audio).to(device=thinker.device, dtype=thinker.dtype)
     scorer = GenerateParse(processor, max_new_tokens, generate_kwargs=generate_kwargs)
-    return _generated(run_batch(thinker, inputs, scorer, context, use_audio_in_video=audio is not None), thinker)
+    return reply_and_cost(run_batch(thinker, inputs, scorer, context, use_audio_in_video=audio is not None), thinker)
 
 # %% ../nbs/32_evaluate.ipynb #5abab444
 def _store(results_path: Path) -> ResultStore:
@@ -425,7 +425,7 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         "The row of one record: prompt, response, letter and costs; after an error no response, letter or score."
         index, record = sample.sample
         error = sample.error
-        out = dict(response="") if error else _generated(sample.result, thinker)
+        out = dict(response="") if error else reply_and_cost(sample.result, thinker)
         pred = None if error else spec.parse(out["response"], record, mode, _rng(seed, benchmark, keys[index]))
         row = dict(key=keys[index], id=str(record.id), index=index, **settings, prompt=prompts.get(index, ""),
                    response=out["response"], pred=pred, answer=record.answer,

@@ -201,7 +201,8 @@ class SampleResult:
     "One sample of `run_samples`: what it was, its `BatchResult` (None when it failed), and the error that stopped it."
     sample: object
     result: BatchResult | None
-    error: str | None = None
+    error: str | None = None                                      # "<type>: <message>" of the exception
+    exception: BaseException | None = field(default=None, repr=False)  # to chain from, when re-raising
 
 
 def run_samples(thinker, samples: Iterable, scorer, method=None, schedule=None, video_ratio: float = 1.0,
@@ -227,6 +228,6 @@ def run_samples(thinker, samples: Iterable, scorer, method=None, schedule=None, 
                 raise
             errors += 1
             bar.set_postfix(errors=errors)
-            yield SampleResult(sample, None, f"{type(err).__name__}: {err}")
+            yield SampleResult(sample, None, f"{type(err).__name__}: {err}", err)
             continue
         yield SampleResult(sample, result)

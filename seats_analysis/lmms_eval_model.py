@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .benchmarks import (BENCHMARKS, FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS,
                                        VIDEO_MAX_PIXELS, load_media, write_clip)
 from .checks import check_int
 from .compat import processor_from_pretrained
-from .evaluate import (append_row, default_schedule, generate_response, load_thinker, processor_inputs,
+from .evaluate import (append_row, default_schedule, load_thinker, processor_inputs, reply_and_cost,
                                      ratio_pair, resolve_method)
+from .harness import GenerateParse, MethodSetupError, Scored, run_batch, run_samples
 from .prompts import chat_text, system_prompt
 
 HAS_LMMS_EVAL = importlib.util.find_spec("lmms_eval") is not None
@@ -208,58 +208,95 @@ class SeatsQwenOmni(_ModelBase):
         prompt = chat_text(self.processor, task_messages(task, context, visuals[0], self.system_prompt))
         return prompt, frames, audio
 
+    def _inputs(self, prompt: str, frames, audio) -> tuple:
+        "(processor inputs on the thinker's device, whether the video has its audio) for one request."
+        inputs = processor_inputs(self.processor, prompt, frames, audio)
+        return inputs.to(device=self.thinker.device, dtype=self.thinker.dtype), audio is not None
+
+    def _run(self, requests, scorer, prepare):
+        "The harness loop over `requests` under the model's method; a request that fails stops the run, naming it."
+        samples = run_samples(self.thinker, requests, scorer, self.factory, self.schedule, self.video_ratio,
+                              self.audio_ratio, prepare=prepare, catch_errors=True, desc=MODEL_NAME,
+                              progress=self.progress and self.rank == 0)
+        try:
+            for sample in samples:
+                if sample.error is not None:
+                    *_, doc_id, task, _ = sample.sample.args
+                    raise _stop(f"{task} document {doc_id} failed", sample.exception) from sample.exception
+                yield sample
+        except MethodSetupError as err:
+            raise _stop(f"method={self.method!r} could not be applied", err) from err
+
     def generate_until(self, requests) -> list[str]:
         "Replies to (context, gen_kwargs, doc_to_visual, doc_id, task, split) requests, with the task's generation arguments."
-        replies = []
-        for request in tqdm(requests, desc=MODEL_NAME, disable=not self.progress or self.rank != 0):
+        scorer = GenerateParse(self.processor, self.max_new_tokens)
+        stops = {}
+
+        def prepare(request):
+            "One request's inputs; its generation settings go to the scorer, which runs next, and its stop strings to `stops`."
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
-            row = dict(task=task, split=split, doc_id=doc_id, method=self.method, video_ratio=self.video_ratio,
-                       audio_ratio=self.audio_ratio)
-            try:
-                max_new_tokens, extra, until = generation_settings(gen_kwargs, self.max_new_tokens)
-                prompt, frames, audio = self._request(doc_to_visual, doc_id, task, split, context)
-                out = generate_response(self.thinker, self.processor, prompt, frames, audio, self._context(),
-                                        max_new_tokens, **extra)
-            except Exception as err:
-                raise _stop(f"{task} document {doc_id} failed", err) from err
-            replies.append(cut_at_stops(out["response"], until))
+            scorer.max_new_tokens, scorer.generate_kwargs, stops[id(request)] = generation_settings(
+                gen_kwargs, self.max_new_tokens)
+            return self._inputs(*self._request(doc_to_visual, doc_id, task, split, context))
+
+        replies = []
+        for sample in self._run(requests, scorer, prepare):
+            out = reply_and_cost(sample.result, self.thinker)
+            replies.append(cut_at_stops(out["response"], stops[id(sample.sample)]))
             if self.cost_log is not None:
+                _, _, _, doc_id, task, split = sample.sample.args
+                row = dict(task=task, split=split, doc_id=doc_id, method=self.method, video_ratio=self.video_ratio,
+                           audio_ratio=self.audio_ratio)
                 append_row(self.cost_log, row | {k: v for k, v in out.items() if k != "response"})
         return replies
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
         "(log-probability of the continuation, whether greedy decoding gives it) for each request."
-        results = []
-        for request in tqdm(requests, desc=MODEL_NAME, disable=not self.progress or self.rank != 0):
-            context, doc_to_target, doc_to_visual, doc_id, task, split = request.args
-            try:
-                doc = self.task_dict[task][split][doc_id]
-                continuation = doc_to_target(doc) if callable(doc_to_target) else doc_to_target
-                prompt, frames, audio = self._request(doc_to_visual, doc_id, task, split, context)
-                results.append(self.continuation_logprob(prompt, str(continuation), frames, audio))
-            except Exception as err:
-                raise _stop(f"{task} document {doc_id} failed", err) from err
-        return results
+        targets = {}
 
-    def continuation_logprob(self, prompt: str, continuation: str, frames, audio) -> tuple[float, bool]:
-        "Sum of the log-probabilities of `continuation`'s tokens after `prompt` and the video, and greedy-or-not."
+        def prepare(request):
+            "One request's inputs (prompt and continuation); the continuation's tokens go to `targets` for the scorer."
+            context, doc_to_target, doc_to_visual, doc_id, task, split = request.args
+            doc = self.task_dict[task][split][doc_id]
+            continuation = doc_to_target(doc) if callable(doc_to_target) else doc_to_target
+            prompt, frames, audio = self._request(doc_to_visual, doc_id, task, split, context)
+            inputs, with_audio = self._inputs(prompt + str(continuation), frames, audio)
+            targets["tokens"] = self._continuation(inputs, str(continuation))
+            return inputs, with_audio
+
+        scorer = lambda thinker, inputs, use_audio_in_video: _continuation_logprob(
+            thinker, inputs, targets["tokens"], use_audio_in_video)
+        return [sample.result.predictions[0] for sample in self._run(requests, scorer, prepare)]
+
+    def _continuation(self, inputs, continuation: str) -> torch.LongTensor:
+        "The ids of `continuation`'s tokens at the end of `inputs` (an error when they are not what it tokenizes to)."
         tokens = self.processor.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         if not tokens:
             raise ValueError(f"continuation {continuation!r} has no tokens")
-        inputs = processor_inputs(self.processor, prompt + continuation, frames, audio)
-        inputs = inputs.to(device=self.thinker.device, dtype=self.thinker.dtype)
         target = inputs["input_ids"][0, -len(tokens):]  # (n,)
         if target.tolist() != tokens:
             raise ValueError(f"continuation {continuation!r} is tokenized differently after the prompt")
-        with torch.inference_mode(), self._context():
-            logits = self.thinker(**inputs, use_audio_in_video=audio is not None).logits  # (1, S', V)
-        logprobs = logits[0, -len(tokens) - 1:-1].float().log_softmax(-1)  # (n, V): the positions before each token
-        picked = logprobs.gather(1, target[:, None])[:, 0]
-        return float(picked.sum()), bool((logprobs.argmax(-1) == target).all())
+        return target
+
+    def continuation_logprob(self, prompt: str, continuation: str, frames, audio) -> tuple[float, bool]:
+        "Sum of the log-probabilities of `continuation`'s tokens after `prompt` and the video, and greedy-or-not."
+        inputs, with_audio = self._inputs(prompt + continuation, frames, audio)
+        scorer = lambda thinker, inputs, use_audio_in_video: _continuation_logprob(
+            thinker, inputs, self._continuation(inputs, continuation), use_audio_in_video)
+        return run_batch(self.thinker, inputs, scorer, self.factory, self.schedule, self.video_ratio, self.audio_ratio,
+                         with_audio).predictions[0]
 
     def generate_until_multi_round(self, requests) -> list[str]:
         "Not supported: the authors' protocol is one question, one answer."
         raise NotImplementedError(f"{MODEL_NAME} answers single-round requests only (generate_until)")
+
+
+def _continuation_logprob(thinker, inputs, target: torch.LongTensor, use_audio_in_video: bool) -> Scored:
+    "Scorer of one request: (summed log-probability of the `target` tokens ending `inputs`, whether greedy gives them)."
+    logits = thinker(**inputs, use_audio_in_video=use_audio_in_video).logits  # (1, S, V)
+    logprobs = logits[0, -len(target) - 1:-1].float().log_softmax(-1)  # (n, V): the positions before each token
+    picked = logprobs.gather(1, target[:, None])[:, 0]
+    return Scored([(float(picked.sum()), bool((logprobs.argmax(-1) == target).all()))])
 
 # %% ../nbs/33_lmms_eval.ipynb #c2ff4bc2
 CLASS_PATH = "seats_analysis.lmms_eval_model.SeatsQwenOmni"

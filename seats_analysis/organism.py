@@ -24,7 +24,7 @@ from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditio
 
 from .checks import check_int, check_number, check_ratio
 from .engine import drop_tokens
-from .harness import OptionLogits, option_logits, run_batch
+from .harness import OptionLogits, option_logits, run_samples
 from .layout import Kind
 from .compat import (multimodal_model, processor_from_pretrained, rope_fields, save_processor,
                                    text_model, thinker_from_pretrained, vision_features)
@@ -106,12 +106,16 @@ def predict(model, processor, items, batch_size: int = 32, selectors: dict | Non
     check_int("batch_size", batch_size, 1)
     items, scorer = list(items), OptionLogits(answer_token_ids(processor), LETTERS)
     media = media_ids(processor) if inputs_fn is fast_inputs else None
-    preds = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        inputs = (inputs_fn(processor, chunk, media) if media is not None else inputs_fn(processor, chunk)).to(model.device)
-        preds += run_batch(model, inputs, scorer, drop_tokens(model, selectors) if selectors else None).predictions
-    return preds
+    chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
+
+    def prepare(chunk):
+        "The processed inputs of one chunk of items, on the model's device."
+        inputs = inputs_fn(processor, chunk, media) if media is not None else inputs_fn(processor, chunk)
+        return inputs.to(model.device), True
+
+    method = (lambda thinker, *setting: drop_tokens(thinker, selectors)) if selectors else None  # a fresh context each
+    return [letter for sample in run_samples(model, chunks, scorer, method, prepare=prepare)
+            for letter in sample.result.predictions]
 
 
 def evaluate(model, processor, items, batch_size: int = 32, selectors: dict | None = None,
