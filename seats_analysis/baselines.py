@@ -222,7 +222,7 @@ class VisionZip(PreLLM):
             if name not in statistic.values:
                 continue
             items = statistic.item_index(name)[row, positions]  # item of each position (-1: other kind)
-            for item in items.unique()[items.unique() >= 0].tolist():  # each video or audio of the row
+            for item in [item for item in items.unique().tolist() if item >= 0]:  # each video or audio of the row
                 local = (items == item).nonzero().flatten()  # indices into `positions`
                 window = self._window_tokens(statistic, name, item)
                 full = len(local) // window * window
