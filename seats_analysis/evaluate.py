@@ -324,9 +324,10 @@ def _check_run(rows: list[dict], fingerprint: dict, inputs: Mapping[str, str], p
 def _distributed(rank, world_size, device: torch.device):
     "(rank, world size, barrier) from the arguments, or from accelerate's process state."
     if rank is not None or world_size is not None:
-        if rank is None or world_size is None or not 0 <= rank < world_size:
-            raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
-        return rank, world_size, (lambda: None)
+        if rank is None or world_size is None:
+            raise ValueError(f"rank={rank!r} and world_size={world_size!r}: give both, or neither to ask accelerate")
+        world_size = check_int("world_size", world_size, 1)
+        return check_int("rank", rank, 0, world_size - 1, hint=f"world_size={world_size}"), world_size, (lambda: None)
     from accelerate import PartialState
     state = PartialState(cpu=device.type == "cpu")
     return state.process_index, state.num_processes, state.wait_for_everyone
