@@ -34,6 +34,25 @@ def _max_min(dist: torch.Tensor, first: torch.LongTensor, num_keep: int) -> list
         torch.minimum(m, dist[rows, new], out=m)
     return picked
 
+def _distances(x: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
+    "Distances (B, N, N) of a batch of windows (B, N, D): `dist[b, i, j]`, column j scaled by its attention (B, N)."
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    with record_function("select.windivprune.distances"):
+        x = x.to(dtype)
+        unit = x / (x.norm(dim=-1, keepdim=True) + NORM_EPS)  # (B, N, D), normalised as the release does
+        dist = unit @ unit.transpose(1, 2)  # (B, N, N), cosine first
+        dist.neg_().add_(1)  # 1 - cos, in place: bitwise `1 - cos`, without a second (B, N, N) buffer
+        if attention is not None:
+            dist.mul_((attention.to(dtype) * ATTENTION_SCALE)[:, None, :])
+    return dist
+
+def _picks(dist: torch.Tensor, num_keep: int) -> torch.LongTensor:
+    "The `num_keep` max-min picks (B, num_keep) of every window of `dist` (B, N, N), in the order they are picked."
+    with record_function("select.windivprune.first_pick"):
+        first = _second_smallest(dist).argmax(dim=1)  # (B,)
+    with record_function("select.windivprune.greedy"):  # the one sequential part: a step per pick, for every window
+        return torch.stack(_max_min(dist, first, num_keep), dim=1)
+
 def windivprune(features: torch.Tensor, attention: torch.Tensor | None, num_keep: int) -> torch.LongTensor:
     "Max-min diverse selection of `num_keep` tokens in one window (N, D) or a batch of equal windows (B, N, D)."
     if features.dim() not in (2, 3):
@@ -46,20 +65,9 @@ def windivprune(features: torch.Tensor, attention: torch.Tensor | None, num_keep
     batch, n, _ = x.shape
     if num_keep >= n:
         picked = torch.arange(n, device=x.device).expand(batch, n)
-        return picked if batched else picked[0]
-    dtype = torch.promote_types(x.dtype, torch.float32)
-    with record_function("select.windivprune.distances"):
-        x = x.to(dtype)
-        unit = x / (x.norm(dim=-1, keepdim=True) + NORM_EPS)  # (B, N, D), normalised as the release does
-        dist = unit @ unit.transpose(1, 2)  # (B, N, N): dist[b, i, j], cosine first
-        dist.neg_().add_(1)  # 1 - cos, in place: bitwise `1 - cos`, without a second (B, N, N) buffer
-        if attention is not None:
-            a = (attention if batched else attention[None]).to(dtype)  # (B, N)
-            dist.mul_((a * ATTENTION_SCALE)[:, None, :])
-    with record_function("select.windivprune.first_pick"):
-        first = _second_smallest(dist).argmax(dim=1)  # (B,)
-    with record_function("select.windivprune.greedy"):  # the one sequential part: a step per pick, for every window
-        picked = torch.stack(_max_min(dist, first, num_keep), dim=1).sort(dim=1).values  # (B, num_keep)
+    else:
+        dist = _distances(x, attention if attention is None or batched else attention[None])
+        picked = _picks(dist, num_keep).sort(dim=1).values  # (B, num_keep)
     return picked if batched else picked[0]
 
 # %% ../nbs/04_pre_llm.ipynb #e51595f1
@@ -68,6 +76,14 @@ MAX_DISTANCE_ELEMENTS = 2 ** 26  # per chunk of windows: 256 MiB of float32 dist
 def window_budget(window_len: int, ratio: float) -> int:
     "Tokens kept in a window of `window_len` tokens at keep ratio `ratio`."
     return min(window_len, max(1, round(ratio * window_len)))
+
+def _padded(dist: torch.Tensor, size: int) -> torch.Tensor:
+    "Distances (B, n, n) of shorter windows padded to (B, size, size) with distances that are never picked."
+    n = dist.shape[-1]
+    padded = dist.new_full((dist.shape[0], size, size), float("-inf"))  # a padding column is never the farthest
+    padded[:, n:, :n] = float("inf")  # and a padding row never a real column's nearest
+    padded[:, :n, :n] = dist
+    return padded
 
 def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int,
                          ratio: float, chunk_elements: int = MAX_DISTANCE_ELEMENTS) -> torch.BoolTensor:
@@ -80,22 +96,30 @@ def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None,
     check_ratio("ratio", ratio)
     total = features.shape[0]
     keep = torch.zeros(total, dtype=torch.bool, device=features.device)  # (T,)
-    num_full = total // window_tokens
+    num_full, last_len = divmod(total, window_tokens)
     full_len = num_full * window_tokens
-    budget = window_budget(window_tokens, ratio)
-    if num_full and budget >= window_tokens:
+    budget, last_budget = window_budget(window_tokens, ratio), window_budget(last_len, ratio)
+    select_full, select_last = budget < window_tokens, last_budget < last_len
+    if not select_full:
         keep[:full_len] = True
-    elif num_full:
-        per_chunk = max(1, chunk_elements // window_tokens ** 2)
-        windows = features[:full_len].view(num_full, window_tokens, -1)  # (W, N, D)
-        stats = None if attention is None else attention[:full_len].view(num_full, window_tokens)  # (W, N)
-        for start in range(0, num_full, per_chunk):
-            stop = min(start + per_chunk, num_full)
-            picked = windivprune(windows[start:stop], None if stats is None else stats[start:stop], budget)  # (w, k)
-            offsets = torch.arange(start, stop, device=features.device)[:, None] * window_tokens
-            keep[(picked + offsets).flatten()] = True
-    if full_len < total:
-        tail = windivprune(features[full_len:], None if attention is None else attention[full_len:],
-                           window_budget(total - full_len, ratio))
-        keep[full_len + tail] = True
+    if not select_last:
+        keep[full_len:] = True
+    per_chunk = max(1, chunk_elements // window_tokens ** 2)
+    chunks = [(start, min(start + per_chunk, num_full)) for start in range(0, num_full, per_chunk) if select_full]
+    if select_last and not chunks:
+        chunks = [(num_full, num_full)]  # the shorter last window alone
+    windows = features[:full_len].view(num_full, window_tokens, features.shape[1])  # (W, N, D)
+    stats = None if attention is None else attention[:full_len].view(num_full, window_tokens)  # (W, N)
+    for start, stop in chunks:
+        dist = _distances(windows[start:stop], None if stats is None else stats[start:stop])  # (w, N, N)
+        last = select_last and stop == num_full  # the last window joins the last chunk, padded to its length
+        if last:
+            last_dist = _distances(features[None, full_len:], None if attention is None else attention[None, full_len:])
+            dist = torch.cat([dist, _padded(last_dist, window_tokens)]) if stop > start else last_dist
+        picked = _picks(dist, budget if stop > start else last_budget)  # (w [+ 1], k), in pick order
+        if stop > start:
+            offsets = torch.arange(start, stop, device=features.device)[:, None] * window_tokens  # (w, 1)
+            keep[(picked[:stop - start] + offsets).flatten()] = True
+        if last:
+            keep[full_len + picked[-1, :last_budget]] = True  # its first picks: a greedy's picks do not depend on how many follow
     return keep
