@@ -59,36 +59,24 @@ def modality_total(keep_ratio: float, count: int) -> int:
     "Tokens of a modality kept at `keep_ratio`: max(1, round(keep_ratio * count)), or 0 when absent."
     return max(1, round(keep_ratio * count)) if count else 0
 
-def _level_down(budgets: torch.LongTensor, excess: int) -> torch.LongTensor:
-    "`budgets` after `excess` single cuts, each from the largest budget above 1 (first on ties), in closed form."
-    levels = torch.arange(1, int(budgets.max()) + 1)  # (T,)
-    removed = (budgets[None] - levels[:, None]).clamp(min=0).sum(1)  # (T,) cuts that bring every budget to <= level
-    level = int(levels[removed <= excess].min())  # the lowest level the cuts reach
-    budgets = budgets.clamp(max=level)
-    if level > 1:  # the cuts left over go, one each, to the first budgets standing at the level
-        rest = excess - int(removed[level - 1])
-        budgets[(budgets == level).nonzero().flatten()[:rest]] -= 1
-    return budgets
-
-def _level_up(budgets: torch.LongTensor, capacity: torch.LongTensor, shortfall: int) -> torch.LongTensor:
-    "`budgets` after `shortfall` single additions, each to the smallest budget below its capacity (first on ties)."
-    levels = torch.arange(int(budgets.min()), int(capacity.max()) + 1)  # (T,)
-    added = (torch.minimum(levels[:, None], capacity[None]) - budgets[None]).clamp(min=0).sum(1)  # (T,)
-    level = int(levels[added <= shortfall].max())  # the highest level the additions fill every budget up to
-    budgets = torch.maximum(budgets, torch.minimum(capacity, torch.full_like(capacity, level)))
-    rest = shortfall - int(added[level - int(levels[0])])
-    room = ((budgets == level) & (capacity > level)).nonzero().flatten()[:rest]
-    budgets[room] += 1
-    return budgets
-
 def _repair(budgets: torch.LongTensor, capacity: torch.LongTensor, total: int) -> torch.LongTensor:
     "`budgets` moved one token at a time towards summing to `total`, within [1, capacity], until no move is left."
-    diff = int(budgets.sum()) - total
-    if diff > 0:
-        return _level_down(budgets.clone(), diff)
-    if diff < 0:
-        return _level_up(budgets.clone(), capacity, -diff)
-    return budgets.clone()
+    # In closed form, with the same operations whichever way the budgets move. Cutting from the largest holds each
+    # budget between 1 and itself, adding to the smallest between itself and its capacity; either way every budget
+    # ends at one common level clipped to those bounds, the highest level whose sum stays within `total`, and the
+    # tokens still missing go one each to budgets that can still grow at that level: the first ones when adding
+    # (ties go to the earlier window), the last ones when cutting (the earlier ones were cut from the level above).
+    cutting = int(budgets.sum()) > total
+    floor, ceiling = (budgets.clamp(max=1), budgets) if cutting else (budgets.clamp(min=1), capacity)  # >= 1 unless empty
+    levels = torch.arange(int(ceiling.max()) + 1)  # (T,)
+    sums = torch.clamp(levels[:, None], floor, ceiling).sum(1)  # (T,) budgets summed at each level, non-decreasing
+    level = max(int((sums <= total).sum()), 1) - 1  # the highest level within `total` (0: none, the floors stay)
+    budgets = floor.clamp(min=level).minimum(ceiling)
+    missing = total - int(sums[level])
+    room = (budgets == level) & (ceiling > level)  # budgets that can take one more at this level
+    order, count = room.cumsum(0), int(room.sum())
+    skipped = count - missing if cutting else 0
+    return budgets + (room & (order > skipped) & (order <= skipped + missing))
 
 def window_budgets(video_sizes, audio_sizes, video_importance, audio_importance, total_video: int, total_audio: int,
                    temperature: float = 0.1) -> list[tuple[int, int]]:
