@@ -159,6 +159,13 @@ class EncoderStatistic:
         index[mask] = torch.repeat_interleave(torch.arange(len(lengths), device=mask.device), lengths)
         return index
 
+    def item_positions(self, kind: str) -> list[tuple[int, torch.LongTensor]]:
+        "The row and the positions (n,) of each item of `kind`, in placeholder order (the order of `values[kind]`)."
+        rows, positions = self._positions(kind).nonzero(as_tuple=True)  # row by row, as the placeholders are filled
+        lengths = self.item_lengths.get(kind, [])
+        return [(int(item_rows[0]), item_positions)
+                for item_rows, item_positions in zip(rows.split(lengths), positions.split(lengths))]
+
 # %% ../nbs/04a_encoder_attention.ipynb #b4469126
 def synchronize(device: torch.device):
     "Wait for the work queued on `device` when it is a GPU, so that a clock read next covers it."

@@ -99,10 +99,10 @@ def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None,
     num_full, last_len = divmod(total, window_tokens)
     full_len = num_full * window_tokens
     budget, last_budget = window_budget(window_tokens, ratio), window_budget(last_len, ratio)
-    select_full, select_last = budget < window_tokens, last_budget < last_len
-    if not select_full:
+    select_full, select_last = budget < window_tokens, last_budget < last_len  # else kept whole
+    if num_full and not select_full:
         keep[:full_len] = True
-    if not select_last:
+    if last_len and not select_last:
         keep[full_len:] = True
     per_chunk = max(1, chunk_elements // window_tokens ** 2)
     chunks = [(start, min(start + per_chunk, num_full)) for start in range(0, num_full, per_chunk) if select_full]

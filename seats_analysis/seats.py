@@ -71,10 +71,8 @@ class SeatsSelectors:
         "Boundary 0: windowed winDivPrune of each video and audio item, weighted by the encoder statistic."
         keep = state.padding_mask.clone()  # (B, S)
         statistic = self.recorder.current if self.recorder is not None else None
-        if statistic is not None:
-            scores = statistic.scores().to(state.hidden_states.device)  # (B, S)
-            if scores.shape != keep.shape:
-                raise RuntimeError("Stage I must run at boundary 0, on the unpruned input")
+        if statistic is not None and statistic.input_ids is not None and statistic.input_ids.shape != keep.shape:
+            raise RuntimeError("Stage I must run at boundary 0, on the unpruned input")
         for kind, names in ((Kind.VIDEO, ("image", "video")), (Kind.AUDIO, ("audio",))):
             if self.encoder_ratios[kind] >= 1 or not (state.kinds == kind).any():
                 continue
@@ -87,12 +85,12 @@ class SeatsSelectors:
                                    "encoders to run inside the block (not precomputed encoder outputs)")
             with record_function(f"select.stage_one.{MODALITIES[kind]}"):
                 for name in recorded:
-                    items = statistic.item_index(name).to(keep.device)  # (B, S)
-                    for item in range(len(statistic.item_lengths[name])):  # each video or audio of the batch
-                        rows, positions = (items == item).nonzero(as_tuple=True)
-                        row = int(rows[0])
+                    values = statistic.values[name].to(keep.device, torch.float32)  # (N,) in placeholder order
+                    attention = values.split(statistic.item_lengths[name])
+                    for item, (row, positions) in enumerate(statistic.item_positions(name)):  # each video or audio
+                        positions = positions.to(keep.device)
                         keep[row, positions] = windowed_windivprune(
-                            state.hidden_states[row, positions], scores[row, positions],
+                            state.hidden_states[row, positions], attention[item],
                             self._window_tokens(statistic, name, item), self.encoder_ratios[kind])
         return keep
 
