@@ -38,7 +38,7 @@ def _received_in_windows(query: torch.Tensor, key: torch.Tensor, scaling: float,
             q = query[w0:w1, q0:q0 + queries_per_step].transpose(1, 2).float()  # (w, H, n_q, d)
             weights = (q @ k.transpose(-1, -2) * scaling).softmax(dim=-1)  # (w, H, n_q, N)
             # the mean over heads first, then the sum over queries: the release's order, so that exact ties stay ties
-            total[w0:w1] += weights.mean(dim=1).sum(dim=1)
+            total[w0:w1].add_(weights.mean(dim=1).sum(dim=1))
     return total
 
 def attention_received(query: torch.Tensor, key: torch.Tensor, window_len: int, scaling: float,
