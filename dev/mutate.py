@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKS = {  # module: the notebooks and test files run against each of its mutants, in order
     "engine": ["02_engine"], "schedule": ["03_schedule"], "pre_llm": ["04_pre_llm"], "inner_llm": ["05_inner_llm"],
     "cost": ["06_cost"], "baselines": ["08_baselines"], "probe": ["10_probe"], "blocks": ["11_blocks"],
-    "prompts": ["31_prompts"],
+    "prompts": ["31_prompts"], "parsers": ["29_parsers", "31_prompts"], "benchmarks": ["31_prompts"],
 }
 
 
@@ -47,18 +47,19 @@ def M(original: str, mutated: str, equivalent: str | None = None, checks=None) -
 
 MUTANTS = {  # module: [M(original text, mutated text[, equivalent=reason][, checks=...]), ...]
     "inner_llm": [
-        M("total_video, total_audio, temperature)\n    keep[video[_top_per_group(",  # the default 0.1 instead of the argument
-          "total_video, total_audio, 0.1)\n    keep[video[_top_per_group("),
+        M("*totals, temperature)", "*totals, 0.1)"),  # the default 0.1 instead of the argument
         M("(wv + wa) / 2 * total", "(wv + wa) * total"),
         M("return max(1, round(keep_ratio * count)) if count else 0", "return max(1, int(keep_ratio * count)) if count else 0"),
         M("order = torch.sort(scores, descending=True, stable=True).indices  # best first",
           "order = torch.sort(scores, descending=False, stable=True).indices  # best first"),
         M("allowed = allowed & padding_mask", "allowed = allowed"),
-        M("no_audio = (na > 0) & (ba < 1)", "no_audio = (na < 0) & (ba < 1)"),
+        M("no_audio = (na > 0) & (ba == 0)", "no_audio = (na < 0) & (ba == 0)"),
         M("allowed = torch.arange(seq_len, device=hidden_states.device)[None] <= query_index[:, None]",
           "allowed = torch.arange(seq_len, device=hidden_states.device)[None] < query_index[:, None]"),
         M("return logits.softmax(dim=-1).mean(dim=(1, 2))", "return logits.softmax(dim=-1).mean(dim=1)[:, 0]"),
-        M("wa = torch.softmax(audio_importance / temperature, dim=0)", "wa = torch.softmax(video_importance / temperature, dim=0)"),
+        M("bv = video_share.round().long().maximum(budgets - na).minimum(nv)", "bv = video_share.round().long().minimum(nv)"),
+        M("skipped = count - missing if cutting else 0", "skipped = 0"),
+        M("q = _rotate(q, at_query(cos), at_query(sin))", "q = _rotate(q, at_query(sin), at_query(cos))"),
         M("(share_v / (share_v + share_a + 1e-12))", "(share_a / (share_v + share_a + 1e-12))"),
     ],
     "engine": [
@@ -91,16 +92,17 @@ MUTANTS = {  # module: [M(original text, mutated text[, equivalent=reason][, che
     ],
     "pre_llm": [
         M("return min(window_len, max(1, round(ratio * window_len)))", "return min(window_len, max(1, int(ratio * window_len)))"),
-        M("window_budget(total - full_len, ratio))", "window_budget(window_tokens, ratio))"),
+        M("window_budget(last_len, ratio)", "window_budget(window_tokens, ratio)"),
         M("offsets = torch.arange(start, stop, device=features.device)[:, None] * window_tokens",
           "offsets = torch.arange(start, stop, device=features.device)[:, None] * budget"),
-        M("if num_full and budget >= window_tokens:", "if num_full and budget > window_tokens:",
-          equivalent="budget is at most window_tokens, so only equality takes the shortcut; the general path then keeps "
-                     "every token of every full window too"),
-        M("return torch.where(at_low.sum(dim=1) > 1, low[:, 0], above)", "return torch.where(at_low.sum(dim=1) > 1, above, low[:, 0])"),
-        M("m = torch.minimum(m, dist[rows, new])", "m = torch.maximum(m, dist[rows, new])"),
-        M("dist = dist * (a * ATTENTION_SCALE)[:, None, :]", "dist = dist * (a * ATTENTION_SCALE)[:, :, None]"),
-        M("keep[full_len + tail] = True", "keep[tail] = True"),
+        M("select_full, select_last = budget < window_tokens,", "select_full, select_last = budget <= window_tokens,"),
+        M("return dist.topk(2, dim=1, largest=False).values[:, 1]", "return dist.topk(2, dim=1, largest=False).values[:, 0]"),
+        M("torch.minimum(m, dist[rows, new], out=m)", "torch.maximum(m, dist[rows, new], out=m)"),
+        M("dist.mul_((attention.to(dtype) * ATTENTION_SCALE)[:, None, :])",
+          "dist.mul_((attention.to(dtype) * ATTENTION_SCALE)[:, :, None])"),
+        M("keep[full_len + picked[-1, :last_budget]] = True", "keep[picked[-1, :last_budget]] = True"),
+        M('padded[:, n:, :n] = float("inf")', 'padded[:, n:, :n] = float("-inf")'),
+        M("dist.diagonal(dim1=1, dim2=2).fill_(PICKED)", "dist.diagonal(dim1=1, dim2=2).fill_(0.0)"),
     ],
     "cost": [
         M("+ 2 * seq_len ** 2 * attn_width", "+ 2 * seq_len * attn_width"),
@@ -177,6 +179,10 @@ MUTANTS = {  # module: [M(original text, mutated text[, equivalent=reason][, che
         M('return f"{QWEN_SYSTEM_PROMPT} {ANSWER_SENTENCE}" if _spec(benchmark).system_prompt else ""',
           'return f"{QWEN_SYSTEM_PROMPT} {ANSWER_SENTENCE}" if not _spec(benchmark).system_prompt else ""'),
         M('choices="\\n".join(record.options))', 'choices=" ".join(record.options))'),
+        M('"overall": 100.0 * sum(counted) / len(counted)', '"overall": 100.0 * sum(counted) / len(results)'),
+        M('groups[value].setdefault(r["id"] if dedup else k, hit)', 'groups[value][r["id"] if dedup else k] = hit'),
+    ],
+    "parsers": [
         M("return found[last_bracket.index(max(last_bracket))]", "return found[last_bracket.index(min(last_bracket))]"),
         M("if len(text.split()) > 5:", "if len(text.split()) >= 5:"),
         M("text = text[:start] + text[end + len(end_tag):]", "text = text[:start] + text[end:]"),
@@ -186,9 +192,11 @@ MUTANTS = {  # module: [M(original text, mutated text[, equivalent=reason][, che
         M("if core.startswith(c) and (len(core) == 1 or not core[1].isalpha()):",
           "if core.startswith(c) and (len(core) == 1 or core[1].isalpha()):"),
         M('return found.pop() if len(found) == 1 else ""', 'return found.pop() if found else ""'),
-        M('"overall": 100.0 * sum(counted) / len(counted)', '"overall": 100.0 * sum(counted) / len(results)'),
-        M('groups[value].setdefault(r["id"] if dedup else k, hit)', 'groups[value][r["id"] if dedup else k] = hit'),
-        M('return parse_strict(response, letters or "ABCD")', 'return parse_strict(response)'),
+    ],
+    "benchmarks": [
+        M('parse_strict(response, letters or "ABCD")', 'parse_strict(response)'),
+        M('overall_field="video_category", breakdown=("video_category", "Type", "video_duration")',
+          'overall_field=None, breakdown=("video_category", "Type", "video_duration")'),
     ],
 }
 
