@@ -9,7 +9,7 @@ __all__ = ['MEDIA_KINDS', 'query_relevance', 'modality_total', 'window_budgets',
 import torch
 from transformers.models.llama.modeling_llama import rotate_half  # the standard rotation's half turn
 
-from .checks import check_ratio
+from .checks import check_number, check_ratio
 from .compat import text_rotary
 from .layout import Kind, temporal_windows
 
@@ -136,8 +136,7 @@ def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: f
         raise ValueError(f"scores and kinds must both be (S,), got {tuple(scores.shape)} and {tuple(kinds.shape)}")
     check_ratio("video_keep_ratio", video_keep_ratio)
     check_ratio("audio_keep_ratio", audio_keep_ratio)
-    if not temperature > 0:
-        raise ValueError(f"temperature={temperature!r} must be > 0")
+    temperature = check_number("temperature", temperature, 0, low_open=True)
     device = scores.device
     scores, kinds = scores.cpu(), kinds.cpu()  # the budget is a few small steps: one copy, no launch per step
     keep = kinds == Kind.TEXT  # (S,)
