@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 import seats_analysis
 from .benchmarks import BENCHMARKS, load_benchmark, load_media

@@ -201,8 +201,12 @@ class SampleResult:
     "One sample of `run_samples`: what it was, its `BatchResult` (None when it failed), and the error that stopped it."
     sample: object
     result: BatchResult | None
-    error: str | None = None                                      # "<type>: <message>" of the exception
-    exception: BaseException | None = field(default=None, repr=False)  # to chain from, when re-raising
+    exception: BaseException | None = None
+
+    @property
+    def error(self) -> str | None:
+        "The failure as a results row records it, '<type>: <message>' (None when the sample ran)."
+        return None if self.exception is None else f"{type(self.exception).__name__}: {self.exception}"
 
 
 def run_samples(thinker, samples: Iterable, scorer, method=None, schedule=None, video_ratio: float = 1.0,
@@ -228,6 +232,6 @@ def run_samples(thinker, samples: Iterable, scorer, method=None, schedule=None, 
                 raise
             errors += 1
             bar.set_postfix(errors=errors)
-            yield SampleResult(sample, None, f"{type(err).__name__}: {err}", err)
+            yield SampleResult(sample, None, err)
             continue
         yield SampleResult(sample, result)

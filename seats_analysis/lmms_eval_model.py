@@ -281,8 +281,9 @@ class SeatsQwenOmni(_ModelBase):
     def continuation_logprob(self, prompt: str, continuation: str, frames, audio) -> tuple[float, bool]:
         "Sum of the log-probabilities of `continuation`'s tokens after `prompt` and the video, and greedy-or-not."
         inputs, with_audio = self._inputs(prompt + continuation, frames, audio)
-        scorer = lambda thinker, inputs, use_audio_in_video: _continuation_logprob(
-            thinker, inputs, self._continuation(inputs, continuation), use_audio_in_video)
+        target = self._continuation(inputs, continuation)
+        scorer = lambda thinker, inputs, use_audio_in_video: _continuation_logprob(thinker, inputs, target,
+                                                                                   use_audio_in_video)
         return run_batch(self.thinker, inputs, scorer, self.factory, self.schedule, self.video_ratio, self.audio_ratio,
                          with_audio).predictions[0]
 

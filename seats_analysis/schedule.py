@@ -165,6 +165,10 @@ class Schedule:
         except TypeError:
             raise ValueError(f"drop_layers={self.drop_layers!r} must be a list of 1-based layers") from None
         self.validate()
+        for f in fields(self):  # numbers computed with numpy or torch kept as the plain numbers a file holds
+            if hasattr(getattr(self, f.name), "item"):
+                setattr(self, f.name, getattr(self, f.name).item())
+        self.drop_layers = [layer.item() if hasattr(layer, "item") else layer for layer in self.drop_layers]
 
     def validate(self) -> "Schedule":
         "Raise a ValueError naming the first field that is out of range."
@@ -223,7 +227,7 @@ class Schedule:
         "Write the schedule as JSON to `path` (creating its folder)."
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2, default=lambda scalar: scalar.item()) + "\n")  # numpy, torch
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
         return path
 
     @classmethod
