@@ -19,7 +19,18 @@ PICKED = -1.0  # the value a picked token takes in the running minimum `m`
 
 def _second_smallest(dist: torch.Tensor) -> torch.Tensor:
     "Second-smallest value of every column of (B, N >= 2, N), as `kthvalue(2, dim=1)` gives it."
-    return dist.topk(2, dim=1, largest=False).values[:, 1]  # (B, N); sorted, so index 1 is the second smallest
+    diagonal = dist.diagonal(dim1=1, dim2=2)  # (B, N), a view
+    own = diagonal.clone()  # each token's distance to itself: (nearly) zero, usually its column's smallest
+    diagonal.fill_(float("inf"))
+    second = dist.amin(dim=1)  # (B, N): the smallest entry off the diagonal, the second smallest where own <= it
+    # Where another token is nearer than the token itself (a repeated token, or rounding), the second smallest is
+    # the smaller of `own` and the column's second smallest off the diagonal: a few columns, read from `dist` alone.
+    window, column = (own > second).nonzero(as_tuple=True)  # (C,) each
+    off_diagonal = dist[window, :, column]  # (C, N), +inf at each column's own row
+    second_off = off_diagonal.topk(2, dim=1, largest=False).values[:, 1]  # (C,)
+    second[window, column] = torch.minimum(own[window, column], second_off)
+    diagonal.copy_(own)
+    return second
 
 def _max_min(dist: torch.Tensor, first: torch.LongTensor, num_keep: int) -> list:
     "The greedy picks (each (B,)) after `first`, three operations a step; sets `dist`'s diagonal to -1."
@@ -41,7 +52,7 @@ def _distances(x: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
         x = x.to(dtype)
         unit = x / (x.norm(dim=-1, keepdim=True) + NORM_EPS)  # (B, N, D), normalised as the release does
         dist = unit @ unit.transpose(1, 2)  # (B, N, N), cosine first
-        dist.neg_().add_(1)  # 1 - cos, in place: bitwise `1 - cos`, without a second (B, N, N) buffer
+        torch.sub(dist.new_ones(()), dist, out=dist)  # 1 - cos in place: one pass, no second (B, N, N) buffer
         if attention is not None:
             dist.mul_((attention.to(dtype) * ATTENTION_SCALE)[:, None, :])
     return dist
