@@ -23,13 +23,11 @@ def _second_smallest(dist: torch.Tensor) -> torch.Tensor:
     own = diagonal.clone()  # each token's distance to itself: (nearly) zero, usually its column's smallest
     diagonal.fill_(float("inf"))
     second = dist.amin(dim=1)  # (B, N): the smallest entry off the diagonal, the second smallest where own <= it
-    # Where another token is nearer than the token itself (a repeated token, or rounding), the second smallest is
-    # the smaller of `own` and the column's second smallest off the diagonal: a few columns, read from `dist` alone.
-    window, column = (own > second).nonzero(as_tuple=True)  # (C,) each
-    off_diagonal = dist[window, :, column]  # (C, N), +inf at each column's own row
-    second_off = off_diagonal.topk(2, dim=1, largest=False).values[:, 1]  # (C,)
-    second[window, column] = torch.minimum(own[window, column], second_off)
     diagonal.copy_(own)
+    # Where another token is nearer than the token itself (a repeated token, or rounding), `topk` sorts those few
+    # columns instead.
+    window, column = (own > second).nonzero(as_tuple=True)  # (C,) each
+    second[window, column] = dist[window, :, column].topk(2, dim=1, largest=False).values[:, 1]  # (C, N) -> (C,)
     return second
 
 def _max_min(dist: torch.Tensor, first: torch.LongTensor, num_keep: int) -> list:
