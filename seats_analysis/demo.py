@@ -80,7 +80,7 @@ def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> EvalSpec:
                                         np.asarray(record.item["audio"], dtype=np.float32)),
         messages=lambda record: chat(record.item),
         parse=lambda response, record, mode, rng: parse_strict(response),
-        score=lambda rows: accuracy_score(rows, by=("kind",)))
+        score=lambda rows: accuracy_score(rows, by=("kind",)), max_new_tokens=1)
     return register_benchmark("organism", spec, overwrite=True)
 
 # %% ../nbs/41_demo.ipynb #ef6ade36

@@ -54,6 +54,7 @@ class EvalSpec:
     messages: Callable[[Any], list]  # record -> chat messages (system, then user with one video item)
     parse: Callable[..., str]        # (response, record, mode, rng) -> letter ("" when none)
     score: Callable[[list], dict]    # result rows -> {"overall": accuracy x100, "by": {field: {value: x100}}, ...}
+    max_new_tokens: int | None = None  # the longest reply the benchmark reads (None: the caller's max_new_tokens)
 
 
 def _records(name: str, folder: Path, on_error: str) -> list:
@@ -87,6 +88,8 @@ def register_benchmark(name: str, spec: EvalSpec, overwrite: bool = False) -> Ev
     "Make `spec` runnable by the harness under `name`; refuses to replace an entry unless `overwrite`."
     if not isinstance(spec, EvalSpec):
         raise TypeError(f"spec must be an EvalSpec, got {type(spec).__name__}")
+    if spec.max_new_tokens is not None:
+        check_int(f"benchmark {name!r}: max_new_tokens", spec.max_new_tokens, 1, hint="or None for the caller's")
     if name in EVAL_BENCHMARKS and not overwrite:
         raise ValueError(f"benchmark {name!r} is already registered; pass overwrite=True to replace it")
     EVAL_BENCHMARKS[name] = replace(spec, name=name)
@@ -391,6 +394,8 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     if mode not in PARSE_MODES:
         raise ValueError(f"mode={mode!r} is not one of {PARSE_MODES}")
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1)
+    if spec.max_new_tokens is not None:  # the benchmark reads no longer reply
+        max_new_tokens = min(max_new_tokens, spec.max_new_tokens)
     limit = None if limit is None else check_int("limit", limit, 0, hint="or None for every record")
     max_errors = None if max_errors is None else check_int("max_errors", max_errors, 0, hint="or None for no limit")
     if records is None:
