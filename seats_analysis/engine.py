@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['SUPPORTED_THINKERS', 'Selector', 'DropState', 'DropEvent', 'Prefill', 'check_thinker', 'DropRun', 'cut',
-           'continue_from', 'drop_tokens', 'masked_oracle']
+           'continue_from', 'hold', 'drop_tokens', 'masked_oracle']
 
 # %% ../nbs/02_engine.ipynb #c78649d7
+import threading
 import types
 import weakref
 from contextlib import contextmanager
@@ -111,7 +112,8 @@ def check_thinker(thinker) -> nn.Module:
     "The text decoder of a supported thinker, or a clear error."
     if not isinstance(thinker, SUPPORTED_THINKERS):
         names = ", ".join(cls.__name__ for cls in SUPPORTED_THINKERS)
-        raise TypeError(f"{type(thinker).__name__} is not supported; pass one of: {names}")
+        raise TypeError(f"thinker={type(thinker).__name__} is not supported; pass one of: {names} "
+                        "(of a whole Omni model, its `.thinker`)")
     decoder = text_model(thinker)
     if "sliding_attention" in getattr(decoder.config, "layer_types", []):
         raise ValueError("sliding-window decoder layers are not supported (layer_types has 'sliding_attention')")
@@ -135,6 +137,9 @@ def _check_keep(keep, state: DropState) -> torch.Tensor:
     if not isinstance(keep, torch.Tensor) or keep.dtype != torch.bool:
         kind = keep.dtype if isinstance(keep, torch.Tensor) else type(keep).__name__
         raise TypeError(f"the selector at boundary {state.k} returned {kind}; it must return a bool tensor {shape}")
+    if keep.is_meta:
+        raise ValueError(f"the selector at boundary {state.k} returned a tensor on the meta device, which holds no "
+                         f"values; it must return a bool tensor {shape} on {state.padding_mask.device}")
     if tuple(keep.shape) != shape:
         raise ValueError(f"the selector at boundary {state.k} returned shape {tuple(keep.shape)}; expected {shape}")
     keep = keep.to(state.padding_mask.device) & state.padding_mask
@@ -185,6 +190,23 @@ class DropRun:
 
     def __repr__(self) -> str:
         return f"DropRun(boundaries {sorted(self.selectors)}, {len(self.events)} prefill(s): {self.events})"
+
+    @contextmanager
+    def installed(self):
+        "The replacement forward and the input-ids hook on the thinker for the duration of the block; hold it first."
+        decoder = self.decoder
+        had_own_forward = "forward" in decoder.__dict__
+        own_forward = decoder.__dict__.get("forward")
+        hook = multimodal_model(self.thinker).register_forward_pre_hook(self._remember_input_ids, with_kwargs=True)
+        decoder.forward = types.MethodType(self.forward, decoder)
+        try:
+            yield self
+        finally:
+            hook.remove()
+            if had_own_forward:
+                decoder.forward = own_forward
+            else:
+                del decoder.forward
 
     def _remember_input_ids(self, module, args, kwargs):
         "Forward pre-hook on the module that receives the input ids (they tell the token kinds): keep them."
@@ -328,29 +350,32 @@ def continue_from(state: DropState, keep: torch.Tensor) -> DropState:
     return replace(state, hidden_states=state.decoder.norm(state.hidden_states))
 
 # %% ../nbs/02_engine.ipynb #72883b9f
-_ACTIVE = weakref.WeakSet()  # decoders with an engine installed
+_HOLDERS = weakref.WeakKeyDictionary()  # decoder -> what holds its thinker now
+_HOLDERS_LOCK = threading.Lock()
+
+@contextmanager
+def hold(thinker, holder: str):
+    "Hold `thinker` for `holder` (a description) in the block; refused while anything holds it, nested or in another thread."
+    decoder = check_thinker(thinker)
+    with _HOLDERS_LOCK:  # the check and the claim are one step: two threads cannot both pass the check
+        if decoder in _HOLDERS:
+            raise RuntimeError(f"{holder} cannot start: {_HOLDERS[decoder]} is already active on this thinker "
+                               "(in an enclosing block or in another thread); nesting and sharing a thinker between "
+                               "threads are not supported")
+        _HOLDERS[decoder] = holder
+    try:
+        yield decoder
+    finally:
+        with _HOLDERS_LOCK:
+            del _HOLDERS[decoder]
 
 @contextmanager
 def drop_tokens(thinker, selectors: dict):
     "Within the block, every prefill of `thinker` calls `selectors[k](state)` at boundary k and drops what it returns False for."
     run = DropRun(thinker, selectors)
-    decoder = run.decoder
-    if decoder in _ACTIVE:
-        raise RuntimeError("drop_tokens is already active on this thinker; nesting is not supported")
-    had_own_forward = "forward" in decoder.__dict__
-    own_forward = decoder.__dict__.get("forward")
-    hook = multimodal_model(thinker).register_forward_pre_hook(run._remember_input_ids, with_kwargs=True)
-    decoder.forward = types.MethodType(run.forward, decoder)
-    _ACTIVE.add(decoder)
-    try:
+    with hold(thinker, "drop_tokens"), run.installed():
         yield run
-    finally:
-        _ACTIVE.discard(decoder)
-        hook.remove()
-        if had_own_forward:
-            decoder.forward = own_forward
-        else:
-            del decoder.forward
+
 
 # %% ../nbs/02_engine.ipynb #b74287dc
 @contextmanager
@@ -389,10 +414,12 @@ def masked_oracle(thinker, alive: dict):
             return args, kwargs
         return hook
 
-    hooks = [multimodal_model(thinker).register_forward_pre_hook(remember_padding, with_kwargs=True)]
-    hooks += [layer.register_forward_pre_hook(mask_layer(i), with_kwargs=True) for i, layer in enumerate(decoder.layers)]
-    try:
-        yield thinker
-    finally:
-        for hook in hooks:
-            hook.remove()
+    with hold(thinker, "masked_oracle"):
+        hooks = [multimodal_model(thinker).register_forward_pre_hook(remember_padding, with_kwargs=True)]
+        hooks += [layer.register_forward_pre_hook(mask_layer(i), with_kwargs=True)
+                  for i, layer in enumerate(decoder.layers)]
+        try:
+            yield thinker
+        finally:
+            for hook in hooks:
+                hook.remove()
