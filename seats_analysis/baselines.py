@@ -9,7 +9,6 @@ __all__ = ['MIN_VIDEO_RATIO', 'VARIANTS', 'CONTEXTUAL_RATIO', 'check_variant', '
 
 # %% ../nbs/08_baselines.ipynb #dd0d656c
 import warnings
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +17,7 @@ from .inner_llm import modality_total, query_relevance
 from .layout import Kind
 from .pre_llm import window_budget, windivprune
 from .run import MODALITIES, last_token_index, prepare_run, pruning
-from .checks import check_int, check_ratio
+from .checks import check_int, check_ratio, single_use
 from .schedule import Schedule
 
 # %% ../nbs/08_baselines.ipynb #225e88dc
@@ -76,10 +75,10 @@ def _random_keep(generator: torch.Generator, size: int, count: int, device) -> t
     return _mask(size, torch.randperm(size, generator=generator)[:count].to(device))
 
 # %% ../nbs/08_baselines.ipynb #f67da517
-@contextmanager
+@single_use
 def full(thinker, schedule, video_ratio: float = 1.0, audio_ratio: float = 1.0, measure: bool = False):
     "No pruning, reported like every method (the ratios are ignored)."
-    prepare_run(thinker, schedule, video_ratio, audio_ratio)
+    prepare_run(thinker, schedule, video_ratio, audio_ratio)  # the checks every method makes
     with pruning(thinker, "full", lambda recorder: {}, measure=measure) as run:
         yield run
 
@@ -137,10 +136,10 @@ class RandomPruning(PreLLM):
     def choose(self, state, row, positions, kind, ratio):
         return _random_keep(self.generator, len(positions), truncated_count(ratio, len(positions)), positions.device)
 
-@contextmanager
+@single_use
 def random_pruning(thinker, schedule, video_ratio: float, audio_ratio: float, seed: int = 0, measure: bool = False):
     "Random: before the LLM, keep a uniform random share of each row's video and of its audio (seeded)."
-    prepare_run(thinker, schedule, video_ratio, audio_ratio)
+    _, video_ratio, audio_ratio = prepare_run(thinker, schedule, video_ratio, audio_ratio)
     method = RandomPruning(video_ratio, audio_ratio, omni=True, seed=seed)
     with pruning(thinker, "random", method.selectors, measure=measure) as run:
         yield run
@@ -153,11 +152,11 @@ class DivPrune(PreLLM):
         picked = windivprune(state.hidden_states[row, positions], None, modality_total(ratio, len(positions)))
         return _mask(len(positions), picked)
 
-@contextmanager
+@single_use
 def divprune(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bool = False, seed: int = 0,
              measure: bool = False):
     "DivPrune: before the LLM, a max-min diverse subset of video (and, with `omni`, of audio)."
-    prepare_run(thinker, schedule, video_ratio, audio_ratio)
+    _, video_ratio, audio_ratio = prepare_run(thinker, schedule, video_ratio, audio_ratio)
     method = DivPrune(video_ratio, audio_ratio, omni, seed)
     with pruning(thinker, "divprune-om" if omni else "divprune", method.selectors, measure=measure) as run:
         yield run
@@ -236,11 +235,11 @@ class VisionZip(PreLLM):
                     state.hidden_states[row, where] = merged
         return keep
 
-@contextmanager
+@single_use
 def visionzip(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bool = False,
               contextual_ratio: float = CONTEXTUAL_RATIO, seed: int = 0, measure: bool = False):
     "VisionZip: before the LLM, dominant tokens by encoder attention plus merged contextual tokens, per window."
-    schedule = prepare_run(thinker, schedule, video_ratio, audio_ratio)
+    schedule, video_ratio, audio_ratio = prepare_run(thinker, schedule, video_ratio, audio_ratio)
     check_ratio("contextual_ratio", contextual_ratio)
     method = VisionZip(video_ratio, audio_ratio, omni, schedule, thinker.config.vision_config.spatial_merge_size,
                        contextual_ratio, seed)
@@ -349,11 +348,11 @@ class FastV:
     def selectors(self, recorder=None) -> dict:
         return {self.after_layers: self.cut}
 
-@contextmanager
+@single_use
 def fastv(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bool = False, after_layers: int = 2,
           seed: int = 0, measure: bool = False, variant: str = "release"):
     "FastV: after `after_layers` layers, keep the video (and, with `omni`, audio) tokens the last token attends most."
-    schedule = prepare_run(thinker, schedule, video_ratio, audio_ratio)
+    schedule, video_ratio, audio_ratio = prepare_run(thinker, schedule, video_ratio, audio_ratio)
     check_int("after_layers", after_layers, 1, schedule.num_layers - 1)
     method = FastV(video_ratio, audio_ratio, omni, schedule.num_layers, after_layers, seed, variant)
     with pruning(thinker, "fastv-om" if omni else "fastv", method.selectors, measure=measure, notes=method.notes,

@@ -176,20 +176,25 @@ def method_context(method, thinker, schedule=None, video_ratio: float = 1.0, aud
     return method(thinker, schedule, video_ratio, audio_ratio, **method_kwargs)
 
 
+def _enter_method(stack: ExitStack, method, thinker, schedule, video_ratio: float, audio_ratio: float, **method_kwargs):
+    "Build and enter `method`'s context on `stack` (None: the stock thinker); any failure is a `MethodSetupError`."
+    try:
+        if method is None:
+            context = nullcontext()
+        elif hasattr(method, "__enter__"):
+            context = method
+        else:
+            context = method_context(method, thinker, schedule, video_ratio, audio_ratio, **method_kwargs)
+        return stack.enter_context(context)
+    except Exception as err:
+        raise MethodSetupError(f"the method could not be applied: {type(err).__name__}: {err}") from err
+
+
 def run_batch(thinker, inputs, scorer, method=None, schedule=None, video_ratio: float = 1.0, audio_ratio: float = 1.0,
               use_audio_in_video: bool = True, count_operations: bool = False, **method_kwargs) -> BatchResult:
     "Run one batch of `inputs` through `method` at (video_ratio, audio_ratio), read by `scorer`; predictions and cost."
-    if method is None:
-        context = nullcontext()
-    elif hasattr(method, "__enter__"):
-        context = method
-    else:
-        context = method_context(method, thinker, schedule, video_ratio, audio_ratio, **method_kwargs)
     with torch.no_grad(), ExitStack() as stack:
-        try:
-            run = stack.enter_context(context)
-        except Exception as err:
-            raise MethodSetupError(f"the method could not be applied: {type(err).__name__}: {err}") from err
+        run = _enter_method(stack, method, thinker, schedule, video_ratio, audio_ratio, **method_kwargs)
         if count_operations:
             run.count_operations()
         scored = scorer(thinker, inputs, use_audio_in_video)
@@ -218,6 +223,9 @@ def run_samples(thinker, samples: Iterable, scorer, method=None, schedule=None, 
     if hasattr(method, "__enter__"):
         raise ValueError("run_samples needs a method name or factory (each sample gets a fresh context), "
                          "not a context manager that can be entered once")
+    if method is not None:  # build and enter it once now: a setting it refuses stops the loop before any sample
+        with ExitStack() as stack:
+            _enter_method(stack, method, thinker, schedule, video_ratio, audio_ratio, **method_kwargs)
     bar = tqdm(samples, desc=desc, disable=not progress)
     errors = 0
     for sample in bar:

@@ -20,9 +20,9 @@ from torch.utils._pytree import tree_leaves
 from .compat import multimodal_model, text_model
 from .cost import decoder_dims, measured_flops
 from .encoder_attention import OpCounter, encoder_attention, synchronize
-from .engine import drop_tokens
+from .engine import DropRun, check_thinker, hold
 from .layout import Kind
-from .checks import check_ratio
+from .checks import check_ratio, single_use
 from .schedule import Schedule
 
 # %% ../nbs/06b_run.ipynb #6fd6c1ae
@@ -41,13 +41,12 @@ def resolve_schedule(schedule, **overrides) -> Schedule:
         raise TypeError(f"unknown setting(s) {unknown}; the settings are {allowed}")
     return replace(schedule, **overrides)
 
-def prepare_run(thinker, schedule, video_ratio: float, audio_ratio: float, **overrides) -> Schedule:
-    "The checked schedule of a run: `resolve_schedule`, checked against the thinker, and both targets in [0, 1]."
+def prepare_run(thinker, schedule, video_ratio: float, audio_ratio: float, **overrides) -> tuple:
+    "The checked `(schedule, video_ratio, audio_ratio)` of a run: a supported thinker, its schedule, targets in [0, 1]."
+    check_thinker(thinker)
     schedule = resolve_schedule(schedule, **overrides)
     schedule.check_model(thinker.config)
-    check_ratio("video_ratio", video_ratio)
-    check_ratio("audio_ratio", audio_ratio)
-    return schedule
+    return schedule, check_ratio("video_ratio", video_ratio), check_ratio("audio_ratio", audio_ratio)
 
 # %% ../nbs/06b_run.ipynb #01eeee3c
 def last_token_index(padding_mask: torch.Tensor) -> torch.LongTensor:
@@ -336,15 +335,16 @@ class PruningRun:
                 f"prefill FLOPs {self.flops:.4g} ({self.full_flops / max(self.flops, 1):.2f}x fewer than full); "
                 f"seconds: encoders {latency.encoders:.3g}, selection {latency.selection:.3g}, LLM {latency.llm:.3g})")
 
-@contextmanager
+@single_use
 def pruning(thinker, method: str, make_selectors, statistic: dict | None = None, measure: bool = False, **report):
     "Run the selectors `make_selectors(recorder)` with the engine, timing (and with `measure`, counting) each prefill."
     with ExitStack() as stack:
+        stack.enter_context(hold(thinker, f"the pruning method {method!r}"))  # before any hook is installed
         recorder = (stack.enter_context(encoder_attention(thinker, **statistic, count_ops=measure))
                     if statistic is not None else None)
         clock = PrefillClock(thinker, recorder, count_ops=measure)
         selectors = {k: clock.timed(selector) for k, selector in make_selectors(recorder).items()}
-        engine_run = stack.enter_context(drop_tokens(thinker, selectors))
+        engine_run = stack.enter_context(DropRun(thinker, selectors).installed())
         stack.enter_context(clock.installed())
         measured = stack.enter_context(PrefillMeter(thinker).installed()).measured if measure else None
         yield PruningRun(thinker, method, engine_run, clock, measured=measured, **report)

@@ -7,13 +7,13 @@ __all__ = ['plan_notes', 'SeatsSelectors', 'seats', 'MODALITIES', 'resolve_sched
            'TensorMemory', 'Measured', 'PrefillMeter', 'PruningRun', 'pruning', 'last_token_index']
 
 # %% ../nbs/07_seats.ipynb #ee7cf9e1
-from contextlib import contextmanager
 from functools import partial
 
 import torch
 from torch.profiler import record_function
 
 from .inner_llm import query_relevance, top_down_keep
+from .checks import single_use
 from .layout import Kind
 from .pre_llm import windowed_windivprune
 from .run import MODALITIES, last_token_index, prepare_run, pruning
@@ -125,10 +125,10 @@ class SeatsSelectors:
         return selectors
 
 # %% ../nbs/07_seats.ipynb #2fc83772
-@contextmanager
+@single_use
 def seats(thinker, schedule, video_ratio: float, audio_ratio: float, measure: bool = False, **overrides):
     "Within the block, every prefill of `thinker` runs SEATS' three stages for the target retentions; yields a `PruningRun`."
-    schedule = prepare_run(thinker, schedule, video_ratio, audio_ratio, **overrides)
+    schedule, video_ratio, audio_ratio = prepare_run(thinker, schedule, video_ratio, audio_ratio, **overrides)
     stages = SeatsSelectors(schedule, video_ratio, audio_ratio, thinker.config.vision_config.spatial_merge_size)
     with pruning(thinker, "seats", stages.selectors, stages.statistic_settings(), measure=measure, plans=stages.plans,
                  notes=plan_notes(stages.plans)) as run:
