@@ -32,7 +32,8 @@ from .harness import (RATIO_PAIRS, Elapsed, GenerateParse, MethodSetupError, fir
 from .layout import Kind, temporal_windows
 from .prompts import PARSE_MODES, build_messages, chat_text, parse_answer, score
 from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, file_digest,
-                                    first_success, merge_records, model_fingerprint, read_jsonl, writer_lock)
+                                    first_success, merge_records, model_fingerprint, processor_fingerprint, read_jsonl,
+                                    writer_lock)
 
 # %% auto #0
 __all__ = ['EVAL_BENCHMARKS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'MEDIA_FIELDS', 'RETENTION_TOLERANCE',
@@ -295,12 +296,15 @@ def record_digest(record) -> str:
     return digest(described, media)
 
 
-def run_fingerprint(thinker, method: str, schedule, method_kwargs: dict | None, media_kwargs: dict | None) -> dict:
-    "What a results file's rows depend on beyond their settings: model, method options, schedule, package version."
+def run_fingerprint(thinker, processor, method: str, schedule, method_kwargs: dict | None, media_kwargs: dict | None,
+                    seed: int) -> dict:
+    """What a results file's rows depend on beyond their settings: model, processor (settings, chat template,
+    tokenizer), method options, media options, schedule, the parser's seed (its random fallback), package version."""
     from seats_analysis.run import resolve_schedule
     schedule = None if schedule is None else asdict(resolve_schedule(schedule))
-    return dict(model=model_fingerprint(thinker), method=method, method_kwargs=method_kwargs or {},
-                media_kwargs=media_kwargs or {}, schedule=digest(schedule), package=seats_analysis.__version__)
+    return dict(model=model_fingerprint(thinker), processor=processor_fingerprint(processor), method=method,
+                method_kwargs=method_kwargs or {}, media_kwargs=media_kwargs or {}, schedule=digest(schedule),
+                seed=check_int("seed", seed), package=seats_analysis.__version__)
 
 
 def _check_settings(rows: list[dict], settings: dict, path: Path):
@@ -411,7 +415,7 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
                     mode=mode, max_new_tokens=max_new_tokens)
     own, done, fingerprint, inputs, lock = None, {}, None, {}, nullcontext()
     if results_path is not None:
-        fingerprint = run_fingerprint(thinker, method_name, schedule, method_kwargs, media_kwargs)
+        fingerprint = run_fingerprint(thinker, processor, method_name, schedule, method_kwargs, media_kwargs, seed)
         inputs = {key: record_digest(record) for key, record in zip(keys, records)}
         Path(results_path).parent.mkdir(parents=True, exist_ok=True)
         lock = writer_lock(_part_path(Path(results_path), rank, world_size))

@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import xarray as xr
 
 from seats_analysis.evaluate import SETTINGS, _collect, _resume
@@ -60,3 +61,34 @@ def test_an_old_results_file_with_parts_resumes_and_merges_as_before(tmp_path):
     assert results.read_text() == (FIXTURE / "evaluate_merged.jsonl").read_text()
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["videomme.jsonl"]
     assert list(collected) == keys and same(list(collected.values()), read_jsonl(results))
+
+
+
+def test_resuming_an_old_store_is_refused_naming_what_its_fingerprint_lacks(tmp_path):
+    """Older fingerprints lack fields recorded now (how digests are computed, the processor, the parser's seed): a
+    resume into such a store is refused naming them, before anything is trimmed, and its records still read."""
+    from seats_analysis.evaluate import run_fingerprint
+    from seats_analysis.probe import _prepare_folder
+    from seats_analysis.results import model_fingerprint
+    from seats_analysis.testing import offline_processor, tiny_thinker
+
+    thinker, processor = tiny_thinker(num_layers=4), offline_processor()
+    folder = shutil.copytree(FIXTURE / "evaluate", tmp_path / "evaluate")
+    results = folder / "videomme.jsonl"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    rows = read_jsonl(results)
+    settings = {k: rows[0][k] for k in SETTINGS}
+    current = run_fingerprint(thinker, processor, "full", None, None, None, seed=0)
+    with pytest.raises(ValueError, match=r"older version of the package: its fingerprint lacks "
+                                         r"model\.digest_version, processor, seed, so it cannot be checked"):
+        _resume(results, 0, 2, settings, current, {row["key"]: row["input"] for row in rows})
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the torn part line included
+    assert same(read_jsonl(results), read_jsonl(FIXTURE / "evaluate" / "videomme.jsonl"))
+
+    probe_folder = shutil.copytree(FIXTURE / "probe", tmp_path / "probe")
+    meta = json.loads((probe_folder / "meta.json").read_text())
+    fingerprint = {"model": model_fingerprint(thinker.eval()), "package": meta["fingerprint"]["package"]}
+    with pytest.raises(ValueError, match=r"its fingerprint lacks model\.digest_version, so it cannot be checked"):
+        _prepare_folder(probe_folder, meta["settings"], fingerprint, 0)
+    with xr.open_dataset(FIXTURE / "probe_merged.nc") as stored:
+        xr.testing.assert_identical(merge_parts(probe_folder), stored.load())
