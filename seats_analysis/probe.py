@@ -17,7 +17,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import accelerate
@@ -257,11 +257,13 @@ def _versions() -> dict:
             "numpy": np.__version__, "xarray": xr.__version__}
 
 # %% ../nbs/10_probe.ipynb #2c1b7b94
-def _input_digest(sample: ProbeSample) -> str | None:
-    "A digest of a sample's model inputs, options and answer (None for inputs built on demand: not checked)."
-    if callable(sample.inputs):
-        return None
-    return digest(dict(sample.inputs), sample.options, sample.answer, sample.use_audio_in_video)
+def _built(sample: ProbeSample) -> ProbeSample:
+    "The sample with its inputs built, when they are built on demand (the function is called once)."
+    return replace(sample, inputs=sample.inputs()) if callable(sample.inputs) else sample
+
+def _input_digest(sample: ProbeSample) -> str:
+    "A digest of a sample's model inputs (built now when they are built on demand), options and answer."
+    return digest(dict(sample.model_inputs()), sample.options, sample.answer, sample.use_audio_in_video)
 
 def _failed_record(sample_id: str, err: BaseException, conditions, layers, metrics) -> dict:
     "The record of a sample that could not be probed: NaN everywhere and the error."
@@ -295,7 +297,8 @@ TABLE_FILE = "probe.nc"
 
 def _store(path: Path) -> ResultStore:
     "A probe folder as a results store: a record per sample id in its parts, the newest kept but a success before any failure."
-    return ResultStore(FolderParts(Path(path), "probe folder", META_FILE, PART_GLOB), "sample", newest_success,
+    return ResultStore(FolderParts(Path(path), "probe folder", META_FILE, PART_GLOB, ("settings", "versions")),
+                       "sample", newest_success,
                        kind="probe part file")
 
 # %% ../nbs/10_probe.ipynb #c32b7e51
@@ -336,9 +339,16 @@ def _shard(shard, thinker) -> tuple[int, int, PartialState | None]:
 
 # %% ../nbs/10_probe.ipynb #2dc769d9
 def _check_inputs(path: Path, done: Mapping[str, dict], mine: Sequence[tuple[int, ProbeSample]]):
-    "Refuse to resume when a stored sample's inputs differ from the sample of the same id given now."
+    """Refuse to resume when a stored sample's inputs differ from the sample of the same id given now. Inputs built on
+    demand are built to be compared (their preprocessing runs again, not the model)."""
     stored = [(s, done[s.id]) for _, s in mine if s.id in done and not done[s.id]["error"]]
-    changed = [s.id for s, record in stored if (now := _input_digest(s)) is not None and record.get("input") != now]
+    unrecorded = [s.id for s, record in stored if record.get("input") is None]
+    if unrecorded:
+        raise ValueError(f"{path}: {len(unrecorded)} stored sample(s) have no digest of their inputs (first: "
+                         f"{unrecorded[:3]}; an older version did not digest inputs built on demand), so they cannot "
+                         "be checked against the samples given now; probe into another folder, or remove this one "
+                         "to start again")
+    changed = [s.id for s, record in stored if record["input"] != _input_digest(s)]
     if changed:
         raise ValueError(f"{path}: the inputs of {len(changed)} stored sample(s) changed since they were probed "
                          f"(first: {changed[:3]}); probe into another folder, or remove this one to start again")
@@ -372,12 +382,14 @@ def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, la
         bar = tqdm(todo, desc=f"probe {settings['model_name']}", initial=len(mine) - len(todo), total=len(mine),
                    disable=not progress or (state is not None and not state.is_main_process), unit="sample")
         for index, sample in bar:
+            built = None
             try:
-                record = probe_sample(thinker, sample, conditions, layers, metrics, method)
+                built = _built(sample)
+                record = probe_sample(thinker, built, conditions, layers, metrics, method)
             except Exception as err:  # recorded, not raised: one bad item must not end a long run
                 record = _failed_record(sample.id, err, conditions, layers, metrics)
                 warnings.warn(f"probe: sample {sample.id!r} failed: {record['error']}", stacklevel=2)
-            record.update(index=index, input=_input_digest(sample))
+            record.update(index=index, input=None if built is None else _input_digest(built))
             if store is None:
                 records.append(record)
             else:
