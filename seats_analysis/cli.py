@@ -346,7 +346,7 @@ def _sweep(args) -> int:
         state.wait_for_everyone()
         return 1
     if state.is_main_process:
-        tradeoff_from_results(args.out, path=Path(args.out) / "tradeoff")
+        tradeoff_from_results(args.out, path=Path(args.out) / "tradeoff", table=table)
         columns = ["method", "ratio_name", *[b for b in args.benchmarks if b in table.columns], "mean", "tflops"]
         print(table[columns].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
         print(f"Wrote {Path(args.out)}: results files, summary.csv, summary.md, tradeoff_*.png")

@@ -11,7 +11,7 @@ import math
 import random
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
@@ -506,36 +506,60 @@ def sweep_cells(benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: 
 def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence,
           out_dir: str | Path, data_root: str | Path | None = None, records: Mapping[str, Sequence] | None = None,
           **evaluate_kwargs) -> pd.DataFrame:
-    "Evaluate every (benchmark, method, ratio pair) cell into its own results file; return and write the summary."
+    """Evaluate every (benchmark, method, ratio pair) cell into its own results file; return and write the summary of
+    the samples this call covers (the first `limit` records of each benchmark). When more samples of a cell failed
+    than `max_errors`, or every sample of the call failed, `TooManyFailures` is raised once every cell has run,
+    the summary written (it counts the failures) and attached."""
     out_dir = Path(out_dir)
     for benchmark in benchmarks:
         eval_spec(benchmark)
-    loaded, failures = dict(records or {}), []
-    for benchmark, method, video_ratio, audio_ratio in sweep_cells(benchmarks, methods, ratio_pairs):
+    loaded, covered, failures = dict(records or {}), {}, []
+    samples, failed, first_failure = 0, 0, ""
+    cells = sweep_cells(benchmarks, methods, ratio_pairs)
+    for benchmark, method, video_ratio, audio_ratio in cells:
         if benchmark not in loaded:
             if data_root is None:
                 raise ValueError(f"no records for {benchmark!r}: pass records={{name: records}} or a data_root")
             loaded[benchmark] = _load_records(eval_spec(benchmark), Path(data_root) / benchmark,
                                               evaluate_kwargs.get("on_error", "raise"))
+        if benchmark not in covered:  # the sample keys this call evaluates (evaluate checks the limit)
+            covered[benchmark] = set(_record_keys(list(loaded[benchmark])[:evaluate_kwargs.get("limit")]))
+        path = cell_path(out_dir, benchmark, method, video_ratio, audio_ratio)
         try:
-            evaluate(thinker, processor, benchmark, method, video_ratio, audio_ratio, records=loaded[benchmark],
-                     results_path=cell_path(out_dir, benchmark, method, video_ratio, audio_ratio), **evaluate_kwargs)
+            scores = evaluate(thinker, processor, benchmark, method, video_ratio, audio_ratio, records=loaded[benchmark],
+                              results_path=path, **evaluate_kwargs)
         except TooManyFailures as failure:  # every cell still runs; the sweep fails at the end
             failures.append(str(failure))
-    table = write_summary(out_dir)
+            scores = failure.result
+        samples, failed = samples + len(covered[benchmark]), failed + scores["n_errors"]
+        if scores["n_errors"] and not first_failure:
+            first_failure = _first_failure(path, covered[benchmark])
+    table = write_summary(out_dir, covered)
     if failures:
         raise TooManyFailures(f"{len(failures)} cell(s) over max_errors: " + "; ".join(failures), table)
+    if samples and failed == samples:
+        raise TooManyFailures(f"every sample failed ({failed} of {samples}, over {len(cells)} cell(s); first: "
+                              f"{first_failure})", table)
     return table
 
+
+def _first_failure(path: Path, keys: set[str]) -> str:
+    "The key and the first line of the error of the first failed row of a results file among `keys`."
+    row = next(row for row in read_jsonl(path) if row.get("error") and row["key"] in keys)
+    return f"{row['key']}: {str(row['error']).splitlines()[0]}"
+
 # %% ../nbs/32_evaluate.ipynb #0cb7bfc1
-def cell_scores(out_dir: str | Path) -> pd.DataFrame:
-    "One row per (method, ratio pair, benchmark) found in the results files under `out_dir`, with its scores."
+def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
+    """One row per (method, ratio pair, benchmark) found in the results files under `out_dir`, with its scores; with
+    `keys` ({benchmark: sample keys}), a listed benchmark's rows of those samples only (a sweep's `limit`)."""
     groups: dict[tuple, list[dict]] = {}
     for path in sorted(Path(out_dir).rglob("*.jsonl")):
         for row in read_jsonl(path):
             missing = [k for k in ("key", *SETTINGS) if k not in row]
             if missing:
                 raise ValueError(f"{path} is not a results file: its rows lack {missing}")
+            if keys is not None and row["benchmark"] in keys and row["key"] not in keys[row["benchmark"]]:
+                continue
             cell = (row["method"], row["video_ratio"], row["audio_ratio"], row["benchmark"], row["mode"])
             groups.setdefault(cell, []).append(row)
     cells = []
@@ -580,12 +604,14 @@ def _all_reached(flags: pd.Series) -> bool | None:
     return None if flags.isna().any() else bool(flags.all())
 
 
-def summary_table(out_dir: str | Path) -> pd.DataFrame:
-    "The paper-shaped table (method, ratio, TFLOPs, per-benchmark scores, mean, % of full) from the results files."
-    cells = cell_scores(out_dir)
+def summary_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
+    """The paper-shaped table (method, ratio, TFLOPs, per-benchmark scores, mean, % of full) from the results files
+    (of the samples in `keys` for a benchmark it lists, as `cell_scores`)."""
+    cells = cell_scores(out_dir, keys)
     benchmarks = [b for b in EVAL_BENCHMARKS if b in set(cells["benchmark"])]
     index = ["method", "ratio_name", "video_ratio", "audio_ratio"]
-    scores = cells.pivot_table(index=index, columns="benchmark", values="score", aggfunc="first")
+    # one score per cell (one parser mode per folder); a cell whose every sample failed keeps its row, with no score
+    scores = cells.set_index([*index, "benchmark"])["score"].astype(float).unstack("benchmark")
     scores = scores.reindex(columns=benchmarks)
     extra = cells.groupby(index).agg(tflops_exact=("tflops", "mean"),
                                      tflops_paper=("tflops_paper", lambda v: v.mean(skipna=False)),
@@ -598,7 +624,8 @@ def summary_table(out_dir: str | Path) -> pd.DataFrame:
     table["mean"] = table[benchmarks].mean(axis=1, skipna=False)
     full = table.loc[table["method"] == FULL_METHOD, "mean"]
     table["pct_full"] = 100 * table["mean"] / full.iloc[0] if len(full) == 1 else np.nan
-    paper = table["tflops_paper"].notna().all()  # the paper's convention when every row has it (older files: exact)
+    # the paper's convention when every row with FLOPs has it (older files: exact; a row whose every sample failed has none)
+    paper = (table["tflops_paper"].notna() | table["tflops_exact"].isna()).all()
     table["tflops"] = table["tflops_paper"] if paper else table["tflops_exact"]
     table["flops_convention"] = "paper" if paper else "exact"
     columns = [*index, "tflops", *benchmarks, "mean", "pct_full", "reached", "video_retention", "audio_retention",
@@ -626,10 +653,10 @@ def summary_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(out_dir: str | Path) -> pd.DataFrame:
-    "Rebuild the summary from the results files under `out_dir`; write summary.csv and summary.md there."
+def write_summary(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
+    "Rebuild the summary from the results files under `out_dir` (`keys` as `summary_table`); write summary.csv and summary.md there."
     out_dir = Path(out_dir)
-    table = summary_table(out_dir)
+    table = summary_table(out_dir, keys)
     table.to_csv(out_dir / "summary.csv", index=False)
     (out_dir / "summary.md").write_text(summary_markdown(table))
     return table
@@ -639,9 +666,11 @@ TRADEOFF_AXES = {"tflops": ("tflops", "prefill TFLOPs (analytic)"),
                  "prefill": ("prefill_seconds", "prefill latency (s)")}
 
 
-def tradeoff_from_results(out_dir: str | Path, path: str | Path | None = None, title: str | None = None) -> dict:
-    "Score against TFLOPs and against prefill seconds from the results files; saved at `<path>_tflops/_prefill`."
-    table = summary_table(out_dir)
+def tradeoff_from_results(out_dir: str | Path, path: str | Path | None = None, title: str | None = None,
+                          table: pd.DataFrame | None = None) -> dict:
+    """Score against TFLOPs and against prefill seconds from the results files, or from `table` (a summary already
+    built: a sweep's, over the samples it covered); saved at `<path>_tflops/_prefill`."""
+    table = summary_table(out_dir) if table is None else table
     incomplete = table[table["mean"].isna()]
     if len(incomplete):
         warnings.warn(f"left out of the figure (a benchmark has no score): "
