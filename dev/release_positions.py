@@ -14,6 +14,13 @@ they are the ones this project computed on the same state, so the recording chec
 budgeting, windowing, ranking and merging, not its attention arithmetic (dev/release_forwards.py runs the release's
 own forwards end to end for that). Random draws from torch's global generator in the release, so only its counts are
 recorded. Nothing of the release is copied here.
+
+Usage: python dev/release_positions.py /path/to/SEATS-checkout --stage-two [out.json]
+
+writes `data/fixtures/release/stage_two.json` instead: every Stage II state of SEATS' runs above (the positions that
+enter the drop, their kinds and this project's scores, the release's keep ratios for the drop) with the positions the
+release's Stage II keeps from it. A test replays each state through this project's Stage II alone, so the budget is
+checked at every drop even where near-ties upstream (Stage I on Qwen3) make the whole runs part.
 """
 import importlib
 import importlib.util
@@ -29,7 +36,7 @@ import torch
 import seats_analysis.baselines as baselines
 import seats_analysis.seats as seats_module
 from seats_analysis.inner_llm import query_relevance
-from seats_analysis.layout import Kind
+from seats_analysis.layout import Kind, token_kinds
 from seats_analysis.methods import METHODS
 from seats_analysis.run import last_token_index
 from seats_analysis.schedule import RELEASE_QWEN3_AUDIO_RATES, RELEASE_QWEN3_TEMPERATURE
@@ -185,6 +192,126 @@ def release_boundary(name, entry, modules, family, thinker, inputs, targets, pla
     return {"kept": kept(entry, keep)}
 
 
+def logged_run(thinker, schedule, inputs, name: str, targets) -> list:
+    "This project's method `name` run once on `inputs`, with what each of its selectors was given and kept (`capture`)."
+    log = []
+    seats_module.pruning, baselines.pruning = capture(log), capture(log)
+    try:
+        with torch.no_grad(), METHODS[name](thinker, schedule, *targets):
+            thinker(**inputs, use_audio_in_video=True)
+    finally:
+        seats_module.pruning = baselines.pruning = PRUNING
+    return log
+
+
+def release_plan(modules, targets) -> dict:
+    "The release's SEATS plan (its keep ratio lists) for the (video, audio) targets on the fixture schedule."
+    return modules["scheduler"].block_wise_ratio_decay_schedule(
+        "tiny", targets[0], targets[1], targets[0] * 1.4, targets[1] * 1.4,
+        "-".join(map(str, SCHEDULE["drop_layers"])), SCHEDULE["late_block_layer"])
+
+
+def stage_two_states(modules, family: str, thinker, seconds, setting: str, targets) -> list[dict]:
+    """Every Stage II state of one SEATS run, with the keep ratios the release uses at that drop and the original
+    positions its Stage II keeps from the state."""
+    schedule = fixture_schedule(family)
+    inputs = clip_batch(family, seconds=(seconds,))
+    plan = release_plan(modules, targets)
+    states = []
+    with torch.no_grad():
+        for entry in logged_run(thinker, schedule, inputs, "seats", targets):
+            k = entry["k"]
+            if not 0 < k < SCHEDULE["late_block_layer"] - 1:  # Stage I and the late removal are not Stage II
+                continue
+            step = SCHEDULE["drop_layers"].index(k)
+            kept = release_boundary("seats", entry, modules, family, thinker, inputs, targets, plan)["kept"]
+            states.append({"family": family, "clip_seconds": seconds, "setting": setting, "k": k,
+                           "video_keep_ratio": plan["video_inner_progressive_ratio_list"][step],
+                           "audio_keep_ratio": plan["audio_inner_progressive_ratio_list"][step],
+                           "index": entry["index"].tolist(),
+                           "kinds": "".join(str(int(kind)) for kind in entry["kinds"].tolist()),
+                           "scores": entry["scores"].float().tolist(), "kept": kept})
+    return states
+
+
+# Constructed Stage II states on the clips' layouts: the tiny thinkers' scores are nearly uniform, so their window
+# means differ by far less than the temperature and the windows' weights by little; these scores are peaked (a
+# softmax of SPREAD x N(0, 1) over the row), so that the weights, and with them the budgets, follow the window means.
+CONSTRUCTED_SEEDS = (0, 1, 2, 3)
+CONSTRUCTED_SPREAD = 4.0
+CONSTRUCTED_KEEP_RATIOS = [(0.8, 0.7), (0.6, 0.5), (0.5, 0.4)]  # (video, audio) at drop layers 4, 6 and 8
+
+
+def constructed_states(modules, family: str, thinker, seconds, seed: int) -> list[dict]:
+    """Three drops chained through the release's Stage II on the layout of a clip of `seconds`: each drop draws new
+    scores for the positions the release kept at the drop before (torch.Generator seeded `seed`)."""
+    input_ids = clip_batch(family, seconds=(seconds,))["input_ids"][0]
+    kinds = token_kinds(input_ids[None], thinker.config)[0]
+    index = torch.arange(len(kinds))
+    generator = torch.Generator().manual_seed(seed)
+    drops = SCHEDULE["drop_layers"][:len(CONSTRUCTED_KEEP_RATIOS)]
+    plan = {"video_inner_progressive_ratio_list": [kv for kv, _ in CONSTRUCTED_KEEP_RATIOS],
+            "audio_inner_progressive_ratio_list": [ka for _, ka in CONSTRUCTED_KEEP_RATIOS]}
+    states = []
+    for k, (kv, ka) in zip(drops, CONSTRUCTED_KEEP_RATIOS):
+        scores = torch.softmax(CONSTRUCTED_SPREAD * torch.randn(len(index), generator=generator), 0)
+        entry = {"k": k, "kinds": kinds[index], "index": index, "hidden": torch.zeros(1, len(index), 4),
+                 "scores": scores}
+        with torch.no_grad():
+            kept = release_boundary("seats", entry, modules, family, thinker, None, (kv, ka), plan)["kept"]
+        states.append({"family": family, "clip_seconds": seconds, "setting": f"constructed seed {seed}", "k": k,
+                       "video_keep_ratio": kv, "audio_keep_ratio": ka, "index": index.tolist(),
+                       "kinds": "".join(str(int(kind)) for kind in entry["kinds"].tolist()),
+                       "scores": scores.tolist(), "kept": kept})
+        index = torch.tensor(kept)
+    return states
+
+
+def main_stage_two(checkout: Path, out: Path):
+    "Write the Stage II states of SEATS' runs and what the release's Stage II keeps from each (see the docstring)."
+    import transformers
+    torch.set_num_threads(1)
+    modules = release_modules(checkout)
+    modules["scheduler"]._MODEL_NUM_LAYERS["tiny"] = NUM_LAYERS
+    states, checksums = [], {}
+    for family in FAMILIES:
+        thinker = tiny_thinker(family, num_layers=NUM_LAYERS, seed=THINKER_SEED, portable=True)
+        checksums[family] = weights_checksum(thinker)
+        for seconds in CLIP_SECONDS:
+            for setting, targets in SETTINGS.items():
+                states += stage_two_states(modules, family, thinker, seconds, setting, targets)
+            for seed in CONSTRUCTED_SEEDS:
+                states += constructed_states(modules, family, thinker, seconds, seed)
+            print(family, seconds, "done", flush=True)
+    commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    header = {
+        "source": "xxayt/SEATS: seats/inner_llm_units.py top_down_token_selection (Qwen2.5-Omni), "
+                  "seats/inner_llm_units_qwen3.py top_down_token_selection_qwen3 (Qwen3-Omni), "
+                  "seats/ratio_decay_scheduler.py for the keep ratios",
+        "commit": commit or COMMIT,
+        "environment": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "recipe": (f"SEATS run by this project on seats_analysis.testing.tiny_thinker(family, num_layers={NUM_LAYERS}, "
+                   f"seed={THINKER_SEED}, portable=True) in float32 on CPU, inputs clip_batch(family, seconds=(s,)) "
+                   f"for s in {list(CLIP_SECONDS)}, the schedule and settings of positions.json. At each Stage II "
+                   "drop k the state entering the drop (original positions `index`, their kinds as digits 0 text, "
+                   "1 video, 2 audio, this project's query scores in float32) was handed to the release's Stage II "
+                   "with the keep ratios its scheduler gives for that drop; `kept`: the original positions it keeps. "
+                   f"States of setting 'constructed seed n': on the same clips' layouts, scores "
+                   f"softmax({CONSTRUCTED_SPREAD} x N(0, 1)) drawn from torch.Generator().manual_seed(n), new ones "
+                   f"for the survivors at each drop, keep ratios {CONSTRUCTED_KEEP_RATIOS} at drops 4, 6, 8 chained "
+                   "through the release's Stage II. See dev/release_positions.py."),
+        "num_layers": NUM_LAYERS, "thinker_seed": THINKER_SEED, "weights_checksum": checksums, "schedule": SCHEDULE,
+        "qwen3_settings": QWEN3_SETTINGS, "settings": {name: list(ratios) for name, ratios in SETTINGS.items()},
+        "constructed": {"seeds": list(CONSTRUCTED_SEEDS), "spread": CONSTRUCTED_SPREAD,
+                        "keep_ratios": [list(ratios) for ratios in CONSTRUCTED_KEEP_RATIOS]}}
+    lines = json.dumps(header, indent=1)[:-2] + ',\n "states": [\n'
+    lines += ",\n".join(json.dumps(state, separators=(",", ":")) for state in states) + "\n ]\n}\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(lines)
+    print(f"wrote {out}: {len(states)} states")
+
+
 def main(checkout: Path, out: Path):
     torch.set_num_threads(1)
     modules = release_modules(checkout)
@@ -198,16 +325,8 @@ def main(checkout: Path, out: Path):
             inputs = clip_batch(family, seconds=(seconds,))
             for name in RELEASE_NAMES:
                 for setting, targets in SETTINGS.items():
-                    log = []
-                    seats_module.pruning, baselines.pruning = capture(log), capture(log)
-                    try:
-                        with torch.no_grad(), METHODS[name](thinker, schedule, *targets):
-                            thinker(**inputs, use_audio_in_video=True)
-                    finally:
-                        seats_module.pruning = baselines.pruning = PRUNING
-                    plan = modules["scheduler"].block_wise_ratio_decay_schedule(
-                        "tiny", targets[0], targets[1], targets[0] * 1.4, targets[1] * 1.4,
-                        "-".join(map(str, SCHEDULE["drop_layers"])), SCHEDULE["late_block_layer"])
+                    log = logged_run(thinker, schedule, inputs, name, targets)
+                    plan = release_plan(modules, targets)
                     boundaries = {}
                     with torch.no_grad():
                         for entry in log:
@@ -243,5 +362,9 @@ def main(checkout: Path, out: Path):
 
 
 if __name__ == "__main__":
-    here = Path(__file__).resolve().parents[1]
-    main(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else here / "data/fixtures/release/positions.json")
+    here = Path(__file__).resolve().parents[1] / "data/fixtures/release"
+    checkout, rest = Path(sys.argv[1]), sys.argv[2:]
+    if rest[:1] == ["--stage-two"]:
+        main_stage_two(checkout, Path(rest[1]) if len(rest) > 1 else here / "stage_two.json")
+    else:
+        main(checkout, Path(rest[0]) if rest else here / "positions.json")

@@ -1,9 +1,11 @@
 """This project against recordings of the authors' release (`xxayt/SEATS`), in `data/fixtures/release/`.
 
 The recordings were made by running the release's own code (`dev/release_*.py`, not part of the test run) with
-transformers 4.57.1 and torch 2.8; each file names the release commit, the seeds and the recipe. `positions.json`
-hands this project's states to the release's selection functions; `forwards.json` runs the release's patched model
-forwards end to end and holds, besides the kept positions, the last position's prefill logits.
+transformers 4.57.1 and torch 2.8 (`stage_two.json` with torch 2.15); each file names the release commit, the seeds
+and the recipe. `positions.json` hands this project's states to the release's selection functions; `forwards.json`
+runs the release's patched model forwards end to end and holds, besides the kept positions, the last position's
+prefill logits; `stage_two.json` holds Stage II states (positions, kinds, scores, keep ratios) with what the
+release's Stage II keeps from each.
 """
 import json
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import torch
 
 from seats_analysis.compat import text_model
+from seats_analysis.inner_llm import top_down_keep
 from seats_analysis.layout import Kind
 from seats_analysis.methods import METHODS
 from seats_analysis.prompts import parse_answer
@@ -186,6 +189,37 @@ def test_kept_positions_match_the_release():
     assert not problems, "\n".join(problems)
     assert len(near_ties) <= MAX_NEAR_TIES * len(record["records"]), near_ties
     print(f"decided by near-ties here (compared by counts): {[name for *_, name in near_ties]}")
+
+
+def _audio_runs(kinds: torch.Tensor) -> list[int]:
+    "Lengths of the contiguous runs of audio positions in one row of kinds."
+    audio = (kinds == Kind.AUDIO).int()
+    starts = torch.diff(audio, prepend=torch.zeros(1, dtype=torch.int)) == 1
+    return torch.bincount(starts.cumsum(0)[audio.bool()]).tolist()[1:]
+
+
+def test_stage_two_states_match_the_release():
+    """Every recorded Stage II state through this project's Stage II alone (dev/release_positions.py --stage-two): the
+    same positions as the release's Stage II at every drop, whatever happened upstream (Stage I's near-ties on Qwen3
+    make whole runs part, and counts alone hide a budget moved between windows)."""
+    record = _record("stage_two.json")
+    problems, partial = [], set()
+    for state in record["states"]:
+        family = state["family"]
+        kinds = torch.tensor([int(kind) for kind in state["kinds"]])
+        keep = top_down_keep(torch.tensor(state["scores"], dtype=torch.float32), kinds, state["video_keep_ratio"],
+                             state["audio_keep_ratio"], _schedule(record, family).temperature)
+        ours = torch.tensor(state["index"])[keep].tolist()
+        if ours != state["kept"]:
+            problems.append(f"{family} {state['clip_seconds']}s {state['setting']} drop {state['k']}: ours keeps "
+                            f"{sorted(set(ours) - set(state['kept']))} instead of {sorted(set(state['kept']) - set(ours))}")
+        runs = _audio_runs(kinds)
+        if state["k"] > record["schedule"]["drop_layers"][0] and len(runs) > 1 and runs[-1] < runs[0]:
+            partial.add((family, state["setting"].startswith("constructed")))
+    assert not problems, "\n".join(problems)
+    # the recording covers a partial last audio window after the first drop, from real runs and constructed scores
+    assert partial == {(family, constructed) for family in FAMILIES for constructed in (False, True)}, partial
+    assert _schedule(record, "qwen3").temperature == 0.3 and _schedule(record, "qwen2_5").temperature == 0.1
 
 
 LOGIT_TOLERANCE = 1e-4  # float32
