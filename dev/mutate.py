@@ -61,6 +61,8 @@ MUTANTS = {  # module: [M(original text, mutated text[, equivalent=reason][, che
         M("skipped = count - missing if cutting else 0", "skipped = 0"),
         M("q = _rotate(q, at_query(cos), at_query(sin))", "q = _rotate(q, at_query(sin), at_query(cos))"),
         M("(share_v / (share_v + share_a + 1e-12))", "(share_a / (share_v + share_a + 1e-12))"),
+        M("means = sums / sizes.float().clamp(min=1)",  # a window's mean as if padded to its modality's longest run
+          "means = sums / sizes.view(2, num_windows).amax(1, keepdim=True).expand(2, num_windows).flatten().float()"),
     ],
     "engine": [
         M("kinds=_take(state.kinds, index).masked_fill(~padding_mask, Kind.TEXT)", "kinds=_take(state.kinds, index)"),
