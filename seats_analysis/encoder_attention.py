@@ -9,6 +9,7 @@ __all__ = ['MAX_LOGITS', 'ENCODER_KINDS', 'attention_received', 'vision_qk', 'vi
 # %% ../nbs/04a_encoder_attention.ipynb #ba8197b7
 import functools
 import time
+import weakref
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
@@ -205,6 +206,7 @@ class EncoderAttention:
         self.seconds = 0.0
         self.count_ops, self.ops = count_ops, 0  # with `count_ops`: tensor operations of the statistic
         self._vision_kind, self._vision_call, self._feature_lens = "video", None, None
+        self._encoded = {}  # id of an encoded item's tensor -> (weak reference to it, its kind, statistic, keys, length, grid)
 
     @property
     def latest(self) -> EncoderStatistic:
@@ -213,6 +215,36 @@ class EncoderAttention:
 
     def _start_forward(self, module, args, kwargs):
         self.current.input_ids = _argument(args, kwargs, "input_ids", 0)
+        for kind, output in (kwargs.get("mm_encoder_outputs") or {}).items():
+            self._reuse(kind, output)
+
+    def _remember(self, kind: str, output):
+        "Note the statistic of each item an encoder call returned (`pooler_output`, a tensor per item), for its reuse."
+        items = getattr(output, "pooler_output", None)
+        if kind not in self.current.values or not isinstance(items, (list, tuple)):
+            return
+        self._encoded = {key: entry for key, entry in self._encoded.items() if entry[0]() is not None}
+        lengths = self.current.item_lengths[kind]
+        values = self.current.values[kind].split(lengths)
+        keys = self.current.keys[kind].split(lengths) if kind in self.current.keys else [None] * len(lengths)
+        for item, value, key, length, grid in zip(items, values, keys, lengths, self.current.grids[kind]):
+            self._encoded[id(item)] = (weakref.ref(item), kind, value, key, length, grid)
+
+    def _reuse(self, kind: str, output):
+        """A forward given encoded items (`mm_encoder_outputs`): their statistic, item by item. `generate` encodes once
+        and then repeats each row's items for beams and several return sequences, or passes them to every step."""
+        items = getattr(output, "pooler_output", None)
+        if not isinstance(items, (list, tuple)) or not items:
+            return
+        entries = [self._encoded.get(id(item)) for item in items]
+        if not all(entry is not None and entry[0]() is item and entry[1] == kind for entry, item in zip(entries, items)):
+            return  # encoded outside the block: nothing recorded (Stage I says so)
+        _, _, values, keys, lengths, grids = zip(*entries)
+        self.current.values[kind] = torch.cat(values)
+        if keys[0] is not None:
+            self.current.keys[kind] = torch.cat(keys)
+        self.current.item_lengths[kind] = list(lengths)
+        self.current.grids[kind] = torch.stack(grids)
 
     def _end_forward(self, module, args, kwargs, output):
         if self.current.values:
@@ -225,9 +257,11 @@ class EncoderAttention:
         def encode(*args, **kwargs):
             self._vision_kind = kind
             try:
-                return method(*args, **kwargs)
+                output = method(*args, **kwargs)
             finally:
                 self._vision_kind = "video"
+            self._remember(kind, output)
+            return output
         return encode
 
     def _start_vision(self, module, args, kwargs):
