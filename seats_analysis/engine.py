@@ -165,6 +165,18 @@ def _left_packed_index(keep: torch.Tensor) -> tuple:
         padding_mask[row, new_len - len(kept):] = True
     return index, padding_mask
 
+def _copied_rows(input_ids: torch.Tensor, hidden: torch.Tensor, position_ids: torch.Tensor,
+                 padding_mask: torch.Tensor) -> torch.LongTensor:
+    "For each row, the first of the run of exact copies it ends (B,): `generate` repeats rows for beams and samples."
+    copy_of = torch.arange(len(hidden), device=hidden.device)
+    for row in range(1, len(hidden)):
+        before = row - 1
+        if (torch.equal(input_ids[row], input_ids[before]) and torch.equal(padding_mask[row], padding_mask[before])
+                and torch.equal(position_ids[:, row], position_ids[:, before])
+                and torch.equal(hidden[row], hidden[before])):
+            copy_of[row] = copy_of[before]
+    return copy_of
+
 def _take(x: torch.Tensor, index: torch.Tensor, batch_dim: int = 0, seq_dim: int = 1) -> torch.Tensor:
     "Gather along `seq_dim` with a per-row index (B, S_new); a batch dimension of 1 is broadcast first."
     x = x.expand(*[index.shape[0] if d == batch_dim else -1 for d in range(x.dim())])
@@ -283,9 +295,10 @@ class DropRun:
                           decoder.layers, decoder.config, self.thinker, decoder, text_position_ids,
                           visual_position_mask(visual_pos_masks), deepstack_embeds)
         mask = causal_mask(decoder.config, hidden, attention_mask, cache, text_position_ids)
+        copy_of = _copied_rows(self._input_ids, hidden, position_ids, padding_mask)  # (B,)
         for layer_idx in range(self.num_layers):
             if layer_idx in self.selectors:
-                keep = _check_keep(self.selectors[layer_idx](state), state)
+                keep = _check_keep(self.selectors[layer_idx](state), state)[copy_of]  # a copy keeps what its row keeps
                 if not bool((keep == state.padding_mask).all()):  # some real token is dropped
                     state = cut(state, keep, cache)
                     record.events.append(DropEvent(layer_idx, state.hidden_states.shape[1], state.original_index))
