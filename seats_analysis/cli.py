@@ -114,6 +114,11 @@ def launch_state(cpu: bool = False):
     "accelerate's process state (on the CPU when asked or when there is no GPU), after checking the launch."
     import torch
     from accelerate import PartialState
+    from seats_analysis.checks import check_launch
+    try:
+        check_launch()
+    except (RuntimeError, ValueError) as error:
+        raise SystemExit(f"seats-analysis: {error}") from None
     state = PartialState(cpu=cpu or not torch.cuda.is_available())
     asked = requested_processes()
     if asked is not None and asked != state.num_processes:

@@ -23,7 +23,7 @@ import torch
 
 import seats_analysis
 from .benchmarks import BENCHMARKS, load_benchmark, load_media
-from .checks import check_int, check_ratio
+from .checks import check_int, check_launch, check_ratio
 from .compat import audio_from_video, thinker_from_pretrained
 from .cost import decoder_dims
 from .figures import tradeoff_figure
@@ -335,6 +335,7 @@ def _distributed(rank, world_size, device: torch.device):
         world_size = check_int("world_size", world_size, 1)
         return check_int("rank", rank, 0, world_size - 1, hint=f"world_size={world_size}"), world_size, (lambda: None)
     from accelerate import PartialState
+    check_launch()
     state = PartialState(cpu=device.type == "cpu")
     return state.process_index, state.num_processes, state.wait_for_everyone
 

@@ -33,7 +33,7 @@ from transformers import WhisperFeatureExtractor
 
 import seats_analysis
 from .blocks import CONDITIONS
-from .checks import check_int
+from .checks import check_int, check_launch
 from .compat import last_hidden_state
 from .engine import check_thinker, continue_from, drop_tokens
 from .layout import Kind, token_kinds
@@ -330,6 +330,7 @@ def _shard(shard, thinker) -> tuple[int, int, PartialState | None]:
         world = check_int("shard world size", world, 1, hint=f"shard={tuple(shard)} is (rank, number of processes)")
         rank = check_int("shard rank", rank, 0, world - 1, hint=f"shard={tuple(shard)}")
         return rank, world, None
+    check_launch()
     state = PartialState(cpu=thinker.device.type == "cpu")
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if state.num_processes != launched:
