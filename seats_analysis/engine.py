@@ -167,7 +167,7 @@ def _left_packed_index(keep: torch.Tensor) -> tuple:
 
 def _copied_rows(input_ids: torch.Tensor, hidden: torch.Tensor, position_ids: torch.Tensor,
                  padding_mask: torch.Tensor) -> torch.LongTensor:
-    "For each row, the first of the run of exact copies it ends (B,): `generate` repeats rows for beams and samples."
+    "For each row, the row it copies (B,): the first of its run of identical rows, else itself (generate's beams, samples)."
     copy_of = torch.arange(len(hidden), device=hidden.device)
     for row in range(1, len(hidden)):
         before = row - 1
