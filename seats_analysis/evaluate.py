@@ -527,8 +527,8 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
             covered[benchmark] = set(_record_keys(list(loaded[benchmark])[:evaluate_kwargs.get("limit")]))
         path = cell_path(out_dir, benchmark, method, video_ratio, audio_ratio)
         try:
-            scores = evaluate(thinker, processor, benchmark, method, video_ratio, audio_ratio, records=loaded[benchmark],
-                              results_path=path, **evaluate_kwargs)
+            scores = evaluate(thinker, processor, benchmark, method, video_ratio, audio_ratio,
+                              records=loaded[benchmark], results_path=path, **evaluate_kwargs)
         except TooManyFailures as failure:  # every cell still runs; the sweep fails at the end
             failures.append(str(failure))
             scores = failure.result
@@ -625,7 +625,8 @@ def summary_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | Non
     table["mean"] = table[benchmarks].mean(axis=1, skipna=False)
     full = table.loc[table["method"] == FULL_METHOD, "mean"]
     table["pct_full"] = 100 * table["mean"] / full.iloc[0] if len(full) == 1 else np.nan
-    # the paper's convention when every row with FLOPs has it (older files: exact; a row whose every sample failed has none)
+    # the paper's convention when every row with FLOPs has it (older files: exact); a row whose every sample failed
+    # has no FLOPs
     paper = (table["tflops_paper"].notna() | table["tflops_exact"].isna()).all()
     table["tflops"] = table["tflops_paper"] if paper else table["tflops_exact"]
     table["flops_convention"] = "paper" if paper else "exact"
@@ -655,7 +656,8 @@ def summary_markdown(table: pd.DataFrame) -> str:
 
 
 def write_summary(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
-    "Rebuild the summary from the results files under `out_dir` (`keys` as `summary_table`); write summary.csv and summary.md there."
+    """Rebuild the summary from the results files under `out_dir` (`keys` as `summary_table`); write summary.csv and
+    summary.md there."""
     out_dir = Path(out_dir)
     table = summary_table(out_dir, keys)
     table.to_csv(out_dir / "summary.csv", index=False)
