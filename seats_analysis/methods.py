@@ -9,6 +9,7 @@ __all__ = ['METHODS']
 from functools import partial
 
 from .baselines import divprune, fastv, full, random_pruning, visionzip
+from .dycoke import dycoke
 from .seats import seats
 
 # %% ../nbs/08a_methods.ipynb #6e494854
@@ -22,4 +23,5 @@ METHODS = {
     "visionzip-om": partial(visionzip, omni=True),
     "divprune": divprune,
     "divprune-om": partial(divprune, omni=True),
+    "dycoke-om": dycoke,
 }

@@ -5,7 +5,8 @@ transformers 4.57.1 and torch 2.8 (`stage_two.json` with torch 2.15); each file 
 and the recipe. `positions.json` hands this project's states to the release's selection functions; `forwards.json`
 runs the release's patched model forwards end to end and holds, besides the kept positions, the last position's
 prefill logits; `stage_two.json` holds Stage II states (positions, kinds, scores, keep ratios) with what the
-release's Stage II keeps from each.
+release's Stage II keeps from each. `dycoke.json` (torch 2.15) holds what the temporal merging function of the
+DyCoke release (`KD-TAO/DyCoke`) keeps of recorded frame features (`dev/release_dycoke.py`).
 """
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from seats_analysis.compat import text_model
+from seats_analysis.dycoke import release_num_keep, temporal_merge
 from seats_analysis.inner_llm import top_down_keep
 from seats_analysis.layout import Kind
 from seats_analysis.methods import METHODS
@@ -262,3 +264,23 @@ def test_release_forwards_keep_the_same_positions_and_give_the_same_logits():
     assert len(near_ties) <= MAX_NEAR_TIES * len(record["records"]), near_ties
     print(f"decided by near-ties here (compared by counts): {[name for *_, name in near_ties]}")
     print({f"{f} {m}": f"{n} compared, max |logit difference| {worst[f, m]:.1e}" for (f, m), n in compared.items()})
+
+
+def test_dycoke_temporal_merging_keeps_the_release_indices():
+    "DyCoke's temporal merging against the release's own function on the same frame features (dev/release_dycoke.py)."
+    record = _record("dycoke.json")
+    counts = {case["frames"] for case in record["cases"] if "kept" in case}
+    assert {5, 7, 9, 11, 13} <= counts and {6, 10} <= counts, counts  # odd, and even but not a multiple of four
+    assert {"static", "pairs", "half static"} <= {case["pattern"] for case in record["cases"] if "kept" in case}
+    problems = []
+    for case in record["cases"]:
+        features = torch.tensor(case["features"], dtype=torch.float32)
+        tokens = case["tokens_per_frame"]
+        keep = temporal_merge(features, tokens, release_num_keep(case["merging_ratio"], tokens))
+        name = f"{case['frames']} frames of {tokens} ({case['pattern']}, +{case['extra']}, k={case['merging_ratio']})"
+        if "error" in case:  # the release raises on fewer than five frames; here a defined result
+            assert case["frames"] < 5 and "stack expects a non-empty TensorList" in case["error"], (name, case["error"])
+            continue
+        if keep.nonzero().flatten().tolist() != sorted(case["kept"]):
+            problems.append(f"{name}: ours {keep.nonzero().flatten().tolist()} != release {sorted(case['kept'])}")
+    assert not problems, "\n".join(problems)
