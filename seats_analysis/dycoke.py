@@ -162,20 +162,24 @@ class DyCoke:
 
     def _videos(self, state) -> list[tuple[int, torch.LongTensor, int]]:
         "(row, positions, tokens per frame) of each video of the call, in placeholder order."
-        input_ids, grids, self.video_grids = self.input_ids, self.video_grids, None  # grids serve one prefill
+        input_ids, grids = self.input_ids, self.video_grids
         if input_ids is None or tuple(input_ids.shape) != tuple(state.kinds.shape):
             raise ValueError("dycoke needs the thinker to be called with input_ids (they tell videos from images)")
-        rows, positions = (input_ids.to(state.kinds.device) == self.video_token_id).nonzero(as_tuple=True)
-        if grids is None:
-            if len(positions):
-                raise ValueError(f"{len(positions)} video placeholders, but no video was encoded for this call "
-                                 "(dycoke reads the frames from the grids the video encoder is given)")
+        is_video = input_ids.to(state.kinds.device) == self.video_token_id  # (B, S)
+        if not is_video.any():
             return []
+        if grids is None:
+            raise ValueError(f"{int(is_video.sum())} video placeholders, but no video was encoded in this block "
+                             "(dycoke reads the frames from the grids the video encoder is given)")
         per_frame = (grids[:, 1] * grids[:, 2] // self.spatial_merge_size ** 2).tolist()  # (n_videos,)
         lengths = [t * n for t, n in zip(grids[:, 0].tolist(), per_frame)]
-        if sum(lengths) != len(positions):
+        copies, rest = divmod(int(is_video.sum()), sum(lengths))
+        if rest or not copies or len(is_video) % copies:
             raise ValueError(f"video_grid_thw {grids.tolist()} makes {sum(lengths)} video tokens, but input_ids hold "
-                             f"{len(positions)} video placeholders")
+                             f"{int(is_video.sum())} video placeholders in {len(is_video)} rows")
+        # generate repeats each row for beams and samples, encoding its videos once; a copy keeps what its row keeps
+        is_video[torch.arange(len(is_video), device=is_video.device) % copies != 0] = False
+        rows, positions = is_video.nonzero(as_tuple=True)
         return [(int(r[0]), p, n) for r, p, n in zip(rows.split(lengths), positions.split(lengths), per_frame)]
 
     def select(self, state) -> torch.Tensor:
