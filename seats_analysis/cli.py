@@ -170,12 +170,17 @@ def _demo(args) -> int:
     items = 24 if args.quick else args.items
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
     out = args.out or DEFAULT_OUT.with_name(DEFAULT_OUT.name + ("-quick" if args.quick else ""))
+    paths = DemoPaths.run_folder(out)
+    try:
+        paths.check()  # before anything is read or written: a folder that is not a run folder stays as it is
+    except ValueError as err:
+        print(f"seats-analysis demo: error: {err}", file=sys.stderr)
+        return 2
     print(f"Probing the organism on {items} test items, deriving its blocks, evaluating every method; "
           f"writing to {out}/")
-    stored = stored_probe_samples(DemoPaths.run_folder(out).probe)
+    stored = stored_probe_samples(paths.probe)
     if stored and not args.fresh_probe:
-        print(f"Reusing the probe records of {stored} samples stored in {DemoPaths.run_folder(out).probe}/ "
-              "(--fresh-probe probes again)")
+        print(f"Reusing the probe records of {stored} samples stored in {paths.probe}/ (--fresh-probe probes again)")
     result = run_demo(out, num_items=items, methods=methods, fresh_probe=args.fresh_probe)
     blocks = result.blocks
     print(f"Blocks (from the probe): middle from layer {blocks.middle_block_layer}, late from layer "
