@@ -38,7 +38,7 @@ from .compat import last_hidden_state
 from .engine import check_thinker, continue_from, drop_tokens
 from .layout import Kind, token_kinds
 from .results import (FolderParts, ResultStore, append_jsonl, check_fingerprint, digest, markdown_table,
-                                    model_fingerprint, newest_success)
+                                    model_fingerprint, newest_success, replaced)
 from .stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
 # %% ../nbs/10_probe.ipynb #bec8806a
@@ -401,7 +401,8 @@ def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, la
         state.wait_for_everyone()
     table = merge_parts(path)
     if shard is None and rank == 0:
-        table.to_netcdf(path / TABLE_FILE)
+        with replaced(path / TABLE_FILE) as new:  # a reader holding the old table open keeps it
+            table.to_netcdf(new)
     ids = [s.id for i, s in (mine if shard is not None else enumerate(samples))]
     return table.sel(sample=ids)
 
