@@ -18,6 +18,7 @@ from pathlib import Path
 import warnings
 
 from .checks import check_int, check_number, check_ratio
+from .results import replaced
 
 # %% ../nbs/03_schedule.ipynb #d85edbf7
 def _check_layers(num_layers, drop_layers, late_block_layer):
@@ -227,14 +228,24 @@ class Schedule:
         "Write the schedule as JSON to `path` (creating its folder)."
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        with replaced(path) as new:  # a reader never sees half a schedule
+            new.write_text(json.dumps(asdict(self), indent=2) + "\n")
         return path
 
     @classmethod
     def load(cls, path) -> "Schedule":
         "Read and validate a schedule: a JSON file's path, or the name of a shipped one (`shipped_schedules()`)."
         path = schedule_path(path)
-        data = json.loads(path.read_text())
+        text = path.read_bytes()
+        if not text.strip():
+            raise ValueError(f"{path} is empty: a schedule file is a JSON object of the schedule's fields")
+        try:
+            data = json.loads(text)
+        except ValueError as error:  # not JSON, or not text at all (UnicodeDecodeError is a ValueError)
+            raise ValueError(f"{path} is not a schedule file: it is not JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a schedule file: it holds {json.dumps(data)[:60]}, where a schedule "
+                             "file is a JSON object of the schedule's fields")
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"{path}: unknown schedule fields {unknown}")
