@@ -16,12 +16,13 @@ import torch
 
 from .benchmarks import (BENCHMARKS, FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS,
                                        VIDEO_MAX_PIXELS, load_media, write_clip)
-from .checks import check_int
+from .checks import check_bool, check_int, check_number
 from .compat import processor_from_pretrained
 from .evaluate import (append_row, default_schedule, load_thinker, processor_inputs, reply_and_cost,
                                      ratio_pair, resolve_method)
 from .harness import GenerateParse, MethodSetupError, Scored, run_batch, run_samples
 from .prompts import chat_text, system_prompt
+from .results import check_records_file, trim_torn_line
 
 HAS_LMMS_EVAL = importlib.util.find_spec("lmms_eval") is not None
 if HAS_LMMS_EVAL:
@@ -30,10 +31,10 @@ else:
     _ModelBase = object  # the class then runs on its own, outside lmms-eval's harness
 
 # %% auto #0
-__all__ = ['HAS_LMMS_EVAL', 'MODEL_NAME', 'DEFAULT_MAX_FRAMES', 'TOTAL_PIXELS_UNBOUNDED', 'AUTHORS_MAX_NEW_TOKENS', 'CLASS_PATH',
-           'ENTRY_POINT', 'ORGANISM_TASK', 'task_benchmark', 'task_max_frames', 'processor_media', 'task_media',
-           'task_messages', 'generation_settings', 'cut_at_stops', 'RunStopped', 'SeatsQwenOmni', 'manifest',
-           'register', 'main', 'write_organism_task']
+__all__ = ['HAS_LMMS_EVAL', 'MODEL_NAME', 'DEFAULT_MAX_FRAMES', 'TOTAL_PIXELS_UNBOUNDED', 'AUTHORS_MAX_NEW_TOKENS',
+           'COST_LOG_FIELDS', 'CLASS_PATH', 'ENTRY_POINT', 'ORGANISM_TASK', 'task_benchmark', 'task_max_frames',
+           'processor_media', 'task_media', 'task_messages', 'generation_settings', 'cut_at_stops', 'check_cost_log',
+           'RunStopped', 'SeatsQwenOmni', 'manifest', 'register', 'main', 'write_organism_task']
 
 # %% ../nbs/33_lmms_eval.ipynb #40072341
 MODEL_NAME = "seats_qwen_omni"
@@ -92,13 +93,14 @@ def generation_settings(gen_kwargs: Mapping | None, max_new_tokens: int | None =
     if max_new_tokens is None:
         max_new_tokens = int(gen.get("max_new_tokens") or AUTHORS_MAX_NEW_TOKENS)
     extra = {}
-    temperature = float(gen.get("temperature") or 0)
+    temperature = check_number("temperature", gen.get("temperature") or 0, 0, hint="the task's generation_kwargs: 0 "
+                               "is greedy decoding")
     if temperature > 0 or gen.get("do_sample"):
         extra.update(do_sample=True, temperature=temperature or 1.0)
         if gen.get("top_p") is not None:
-            extra["top_p"] = float(gen["top_p"])
+            extra["top_p"] = check_number("top_p", gen["top_p"], 0, 1, low_open=True, hint="the task's generation_kwargs")
     if gen.get("num_beams") is not None:
-        extra["num_beams"] = int(gen["num_beams"])
+        extra["num_beams"] = check_int("num_beams", gen["num_beams"], 1, hint="the task's generation_kwargs")
     return max_new_tokens, extra, until
 
 
@@ -108,6 +110,34 @@ def cut_at_stops(text: str, until: Sequence[str]) -> str:
         if stop:
             text = text.split(stop)[0]
     return text
+
+# %% ../nbs/33_lmms_eval.ipynb #c90ab16b
+COST_LOG_FIELDS = ("task", "split", "doc_id", "method")  # the first fields of every row, in this order
+
+
+def check_cost_log(path: str | Path) -> Path:
+    "`path`, ready for rows appended to it, when it is new or a cost log; else ValueError naming it, the file unchanged."
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"cost_log={str(path)!r} is not a file")
+    check_records_file(path, COST_LOG_FIELDS, "cost log (JSON lines)")
+    data = path.read_bytes() if path.exists() else b""
+    tail = data[data.rfind(b"\n") + 1:]  # the last line when it has no newline
+    if tail:
+        try:
+            row = json.loads(tail)
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and all(field in row for field in COST_LOG_FIELDS):
+            with open(path, "ab") as f:  # a whole row without its newline: keep it, end its line
+                f.write(b"\n")
+        elif tail.startswith(json.dumps({COST_LOG_FIELDS[0]: ""})[:-3].encode()):  # the start of a row: torn
+            trim_torn_line(path)
+        else:
+            raise ValueError(f"{path} is not a cost log (JSON lines): its last line {tail[:40]!r} is not a row of "
+                             "one; it was not changed")
+    return path
+
 
 # %% ../nbs/33_lmms_eval.ipynb #fcc2962f
 class RunStopped(SystemExit):
@@ -143,6 +173,7 @@ class SeatsQwenOmni(_ModelBase):
                 max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1, hint="or left out")
             if max_frames is not None:
                 max_frames = check_int("max_frames", max_frames, 1, hint="or left out")
+            progress = check_bool("progress", progress)
             self.method, self.factory = resolve_method(method, registry)
             self.video_ratio, self.audio_ratio = ratio_pair((video_ratio, audio_ratio))
         except (ValueError, ImportError, AttributeError) as err:
@@ -161,6 +192,16 @@ class SeatsQwenOmni(_ModelBase):
         state = PartialState(cpu=device == "cpu" or (device is None and not torch.cuda.is_available()))
         self._rank, self._world_size = state.process_index, state.num_processes
         self._device = torch.device(device) if device is not None and state.num_processes == 1 else state.device
+        self.cost_log = None
+        if cost_log:
+            path = Path(cost_log)
+            if self._world_size > 1:
+                path = path.with_name(f"{path.stem}.rank{self._rank}{path.suffix}")
+            try:
+                self.cost_log = check_cost_log(path)
+            except ValueError as err:
+                raise _stop("bad model argument", err) from err
+            self.cost_log.parent.mkdir(parents=True, exist_ok=True)
         self.thinker = load_thinker(pretrained, dtype, attn_implementation, self._device)
         self.processor = processor_from_pretrained(pretrained)
         try:
@@ -170,14 +211,7 @@ class SeatsQwenOmni(_ModelBase):
             raise _stop(f"method={self.method!r} cannot run with schedule={self.schedule.model_name!r} on "
                         f"{pretrained}", err) from err
         self.max_frames, self.max_new_tokens, self.system_prompt = max_frames, max_new_tokens, system_prompt
-        self.progress = bool(progress)
-        self.cost_log = None
-        if cost_log:
-            path = Path(cost_log)
-            if self._world_size > 1:
-                path = path.with_name(f"{path.stem}.rank{self._rank}{path.suffix}")
-            self.cost_log = path
-            self.cost_log.parent.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
 
     @property
     def rank(self) -> int:
