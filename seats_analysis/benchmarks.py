@@ -201,7 +201,12 @@ def read_split(annotations: Path | str, split: str = "test") -> Iterator[tuple[P
         raise ValueError(f"{folder} has no {split!r} split; it has {sorted(files)} "
                          f"(name the files e.g. data/{split}-00000-of-00001.parquet)")
     for file in files[split]:
-        ds = datasets.load_dataset(str(folder), data_files={split: [file]}, split=split)
+        try:
+            ds = datasets.load_dataset(str(folder), data_files={split: [file]}, split=split)
+        except (datasets.exceptions.DatasetsError, ValueError, OSError) as error:  # pyarrow's errors are ValueErrors
+            cause = error.__cause__ or error  # datasets wraps the parser's error, which says where the file breaks
+            raise ValueError(f"annotation file {file} cannot be read (cut off or damaged?): "
+                             f"{type(cause).__name__}: {cause}") from error
         for row in ds:
             yield Path(file), row
 
@@ -215,6 +220,14 @@ def _text(row: dict, name: str) -> str:
     value = row.get(name)
     if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
         raise _Bad(f"field {name!r} is empty")
+    return str(value).strip()
+
+
+def _question_id(row: dict, name: str) -> str | None:
+    """A row's question id as text; None when it is null, NaN or blank."""
+    value = row.get(name)
+    if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
+        return None
     return str(value).strip()
 
 
@@ -238,6 +251,7 @@ def _load(spec, annotations, media_root, split: str, on_error: str) -> Loaded:
     media_root = Path(media_root if media_root is not None else annotations)
     out = Loaded(records=[])
     checked: set[Path] = set()
+    first_row: dict[str, int] = {}  # question id: the row it first appears in
     for doc_index, (source, row) in enumerate(read_split(annotations, split)):
         if source not in checked:
             missing = [c for c in spec.columns if c not in row]
@@ -245,9 +259,14 @@ def _load(spec, annotations, media_root, split: str, on_error: str) -> Loaded:
                 raise ValueError(f"{name}: {source} lacks the columns {missing}; "
                                  f"the loader needs {list(spec.columns)}")
             checked.add(source)
-        rid = str(row[spec.id_field]).strip() if spec.id_field else str(doc_index)
+        rid = _question_id(row, spec.id_field) if spec.id_field else str(doc_index)
         try:
             try:
+                if rid is None:
+                    rid = f"row {doc_index}"
+                    raise _Bad(f"its question id ({spec.id_field!r}) is empty")
+                if spec.overall_field is None and first_row.setdefault(rid, doc_index) != doc_index:
+                    raise _Bad(f"its question id repeats row {first_row[rid]}'s, and {name}'s score counts every row")
                 path, fields = spec.row_to_record(row, media_root, doc_index)
                 problem = check_options(fields["options"], fields["answer"])
             except _Bad as e:
@@ -601,9 +620,14 @@ def load_video(path: Path | str, max_frames: int, *, fps: float = FPS, min_pixel
                max_pixels: int = MAX_PIXELS, total_pixels: int = TOTAL_PIXELS) -> np.ndarray:
     """Sampled, resized frames of a video as uint8 (T, H, W, 3), by the authors' rules."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"video {path} is a folder, not a video file")
     if not path.is_file():
         raise FileNotFoundError(f"video {path} does not exist")
     info = video_info(path)
+    if info.total_frames < FRAME_FACTOR:
+        raise ValueError(f"video {path} has {info.total_frames} frame; the model takes frames in pairs, so a video "
+                         f"needs at least {FRAME_FACTOR}")
     n = frame_count(info.total_frames, info.native_fps, max_frames, fps=fps)
     indices = frame_indices(info.total_frames, n)
     out = None
@@ -631,7 +655,9 @@ def load_audio(path: Path | str, max_seconds: float | None = MAX_AUDIO_SECONDS,
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
-        native = stream.codec_context.sample_rate or stream.rate
+        native = (stream.codec_context.sample_rate if stream.codec_context is not None else 0) or stream.rate
+        if stream.codec_context is None or not native:
+            raise ValueError(f"the audio of {path} cannot be decoded: its stream has no codec or no sample rate")
         # one extra second is decoded so the resampler's filter sees real signal at the cut
         keep = None if max_seconds is None else int((max_seconds + 1) * native)
         to_float = av.AudioResampler(format="fltp", rate=native)  # layout kept, samples as float
@@ -663,7 +689,12 @@ def load_media(record_or_path: Record | Path | str, max_frames: int | None = Non
         path = Path(record_or_path)
         if max_frames is None:
             raise ValueError(f"max_frames is required for a path ({path}); a Record brings its own")
-    return load_video(path, max_frames, **video_kwargs), load_audio(path)
+    try:
+        return load_video(path, max_frames, **video_kwargs), load_audio(path)
+    except av.FFmpegError as error:  # FFmpeg's errors name the call that failed, not always the file
+        if str(path) in str(error):
+            raise
+        raise ValueError(f"video {path} cannot be decoded (a damaged file?): {type(error).__name__}: {error}") from error
 
 # %% ../nbs/30_benchmarks.ipynb #97ec4aad
 _CONTAINER_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
