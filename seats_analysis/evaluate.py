@@ -215,10 +215,13 @@ def sample_cost(run, thinker) -> dict:
 
 # %% ../nbs/32_evaluate.ipynb #e5d8f782
 def _record_keys(records: Sequence) -> list[str]:
-    "A unique key per record: its id, with '#n' added to the n-th repeat of an id."
+    "A unique key per record: its id, with '#n' added to the n-th repeat of an id; a record without an id is refused."
     seen = Counter()
     keys = []
-    for record in records:
+    for index, record in enumerate(records):
+        if record.id is None or not str(record.id).strip():
+            raise ValueError(f"record {index} has no question id (id={record.id!r}); its id keys its row in the "
+                             "results file")
         rid = str(record.id)
         keys.append(rid if seen[rid] == 0 else f"{rid}#{seen[rid]}")
         seen[rid] += 1

@@ -57,6 +57,8 @@ class ProbeSample:
     use_audio_in_video: bool | None = None  # None: True when the inputs hold both video and audio tokens
 
     def __post_init__(self):
+        if self.id is None or not str(self.id).strip():
+            raise ValueError(f"a sample's id={self.id!r} must be a non-empty string: it keys the sample's records")
         self.id = str(self.id)
         if (self.options is None) != (self.answer is None):
             raise ValueError(f"sample {self.id!r}: give both options and answer, or neither")
