@@ -28,7 +28,7 @@ from .harness import RATIO_PAIRS, GreedyToken, method_cells, reached, run_sample
 from .methods import METHODS
 from .organism import DATA_DIR, TEST_ITEMS, load_organism
 from .probe import ProbeSample, probe
-from .results import markdown_table, read_parts
+from .results import markdown_table, read_parts, replaced
 from .schedule import SCHEDULES_DIR
 from .synth import KINDS, LETTERS, SECONDS, answer_token_ids, chat, make_inputs, synth_items
 
@@ -248,8 +248,10 @@ def run_demo(out=DEFAULT_OUT, model_dir=DATA_DIR, num_items: int = DEMO_ITEMS, s
     schedule.save(paths.schedule)
     results = evaluate_methods(thinker, processor, items, schedule, methods, batch_size=batch_size,
                                progress=progress)
-    results.to_csv(paths.tables[0], index=False)
-    paths.tables[1].write_text(markdown_table(results.round(4)) + "\n")
+    with replaced(paths.tables[0]) as new:  # each table replaced whole: a reader never sees half of one
+        results.to_csv(new, index=False)
+    with replaced(paths.tables[1]) as new:
+        new.write_text(markdown_table(results.round(4)) + "\n")
     dependency_figure({"organism (test split)": table}, blocks={"organism (test split)": blocks},
                       path=paths.figures / "organism_dependency")
     curve = results.assign(score=results.accuracy, ratio_name=results.setting)
