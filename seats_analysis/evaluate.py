@@ -33,7 +33,7 @@ from .layout import Kind, temporal_windows
 from .prompts import PARSE_MODES, build_messages, chat_text, parse_answer, score
 from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, file_digest,
                                     first_success, merge_records, model_fingerprint, processor_fingerprint, read_jsonl,
-                                    writer_lock)
+                                    replaced, writer_lock)
 
 # %% auto #0
 __all__ = ['EVAL_BENCHMARKS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'MEDIA_FIELDS', 'RETENTION_TOLERANCE',
@@ -663,8 +663,10 @@ def write_summary(out_dir: str | Path, keys: Mapping[str, Collection[str]] | Non
     summary.md there."""
     out_dir = Path(out_dir)
     table = summary_table(out_dir, keys)
-    table.to_csv(out_dir / "summary.csv", index=False)
-    (out_dir / "summary.md").write_text(summary_markdown(table))
+    with replaced(out_dir / "summary.csv") as new:  # each file replaced whole: a reader never sees half of one
+        table.to_csv(new, index=False)
+    with replaced(out_dir / "summary.md") as new:
+        new.write_text(summary_markdown(table))
     return table
 
 # %% ../nbs/32_evaluate.ipynb #821601f4
