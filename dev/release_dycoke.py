@@ -105,7 +105,8 @@ def record(checkout: Path) -> dict:
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    out = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).resolve().parents[1] / "data/fixtures/release/dycoke.json"
+    default = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "release" / "dycoke.json"
+    out = Path(sys.argv[2]) if len(sys.argv) > 2 else default
     result = record(Path(sys.argv[1]))
     out.write_text(json.dumps(result) + "\n")
     errors = sum("error" in case for case in result["cases"])
