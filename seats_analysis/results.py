@@ -187,13 +187,16 @@ def model_fingerprint(model: torch.nn.Module) -> dict:
                 config=digest(_config_fields(config.to_dict())) if config is not None else "",
                 weights=weights_digest(model), digest_version=DIGEST_VERSION)
 
+# a fast tokenizer's padding and truncation are set by each call (`padding=True`, `truncation=...`), not by the model
+_CALL_STATE = ("padding", "truncation")
+
 def processor_fingerprint(processor) -> dict:
     """What identifies a processor's output: its class, its settings (those of its image and video processors and
     feature extractor included), its chat template, and its tokenizer's vocabulary, merges and added tokens."""
     tokenizer = getattr(processor, "tokenizer", processor)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        vocabulary = backend.to_str()
+        vocabulary = {k: v for k, v in json.loads(backend.to_str()).items() if k not in _CALL_STATE}
     else:
         vocabulary = sorted(tokenizer.get_vocab().items()) if hasattr(tokenizer, "get_vocab") else None
     template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
