@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 import torch
 import torch.nn.functional as F
 
-from .checks import check_int, check_number, single_use
+from .checks import check_bool, check_int, check_number, single_use
 from .compat import multimodal_model, text_model, text_rotary
 from .layout import Kind, token_id
 from .run import MODALITIES, prepare_run, pruning
@@ -267,13 +267,14 @@ def _restricted(mask, keys: torch.Tensor, dtype):
     return mask.masked_fill(~keys[:, None, None], torch.finfo(mask.dtype).min)
 
 class KVPruning:
-    "DyCoke's dynamic pruning of the video keys while decoding, on the engine's cache."
+    "DyCoke's dynamic pruning of the video (and audio) keys while decoding, on the engine's cache."
 
-    def __init__(self, layer: int, prune_ratio: float, threshold: float, variant: str = "release"):
-        self.layer, self.prune_ratio, self.threshold = layer, prune_ratio, threshold
+    def __init__(self, layer: int, prune_ratio: float, threshold: float, variant: str = "release",
+                 kinds: tuple = (Kind.VIDEO,)):
+        self.layer, self.prune_ratio, self.threshold, self.pruned_kinds = layer, prune_ratio, threshold, kinds
         self.variant = _check_choice("variant", variant, VARIANTS)
         self.kinds = None  # (B, S_cache) kinds of the prompt positions in the cache
-        self.previous, self.step_keys, self.steps = {}, None, []  # per row: last attention; this step's keys
+        self.previous, self.step_keys, self.steps = {}, None, []  # per (row, kind): last attention; this step's keys
         self._step = None
 
     def start(self, kinds: torch.Tensor):
@@ -303,17 +304,18 @@ class KVPruning:
         attention = step_attention(module, hidden, step["position_embeddings"], keys, allowed)  # (B, KV)
         visible = torch.ones(batch, kv_len, dtype=torch.bool, device=hidden.device)
         for row in range(batch):
-            span = (self.kinds[row] == Kind.VIDEO).nonzero().flatten()
-            if self.variant == "release":
-                span = span[:-1]  # the release's span is one token short
-            scores = attention[row, span]
-            previous = self.previous.get(row)
-            similarity = F.cosine_similarity(scores, previous, dim=0) if previous is not None else 0.0
-            self.previous[row] = scores
-            if similarity < self.threshold and len(span):
-                top = scores.topk(int(len(span) * (1 - self.prune_ratio))).indices
-                visible[row, span] = False
-                visible[row, span[top]] = True
+            for kind in self.pruned_kinds:  # each span decides on its own
+                span = (self.kinds[row] == kind).nonzero().flatten()
+                if self.variant == "release":
+                    span = span[:-1]  # the release's span is one token short
+                scores = attention[row, span]
+                previous = self.previous.get((row, kind))
+                similarity = F.cosine_similarity(scores, previous, dim=0) if previous is not None else 0.0
+                self.previous[row, kind] = scores
+                if similarity < self.threshold and len(span):
+                    top = scores.topk(int(len(span) * (1 - self.prune_ratio))).indices
+                    visible[row, span] = False
+                    visible[row, span[top]] = True
         self.step_keys = visible
         self.steps.append(visible)
 
@@ -343,17 +345,18 @@ class KVPruning:
 def dycoke(thinker, schedule, video_ratio: float, audio_ratio: float, merging_ratio: float | None = None,
            audio: str = "temporal", frames: str = "video", variant: str = "release", kv_pruning: bool = False,
            kv_layer: int = RELEASE_KV_LAYER, kv_prune_ratio: float = RELEASE_KV_PRUNE_RATIO,
-           kv_threshold: float = RELEASE_KV_THRESHOLD, measure: bool = False):
+           kv_threshold: float = RELEASE_KV_THRESHOLD, kv_audio: bool = False, measure: bool = False):
     "DyCoke-om: video grids (and audio windows) merged before the LLM; `kv_pruning`: video keys pruned in decoding."
     schedule, video_ratio, audio_ratio = prepare_run(thinker, schedule, video_ratio, audio_ratio)
     if merging_ratio is not None:
         merging_ratio = check_number("merging_ratio", merging_ratio, 0, 1, hint="the release's dycoke_k, or None")
     kv = None
-    if kv_pruning:
+    if check_bool("kv_pruning", kv_pruning):
         kv_layer = check_int("kv_layer", kv_layer, 1, schedule.num_layers - 1,
                              hint="the layer whose attention decides; the layers after it are pruned")
+        kinds = (Kind.VIDEO, Kind.AUDIO) if check_bool("kv_audio", kv_audio) else (Kind.VIDEO,)
         kv = KVPruning(kv_layer, check_number("kv_prune_ratio", kv_prune_ratio, 0, 1),
-                       check_number("kv_threshold", kv_threshold, -1, 1), variant)
+                       check_number("kv_threshold", kv_threshold, -1, 1), variant, kinds)
     method = DyCoke(video_ratio, audio_ratio, token_id(thinker.config, "video"),
                     thinker.config.vision_config.spatial_merge_size, schedule.audio_window_tokens, merging_ratio,
                     audio, frames, variant, kv)
