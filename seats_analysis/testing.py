@@ -4,11 +4,13 @@
 
 # %% auto #0
 __all__ = ['TEST_QUESTIONS', 'MEDIA_INPUTS', 'MAX_NEAR_TIES', 'tiny_schedule', 'clip_batch', 'kept_mask', 'perturb_media',
-           'rounding_sensitive', 'one_swap', 'FAMILIES', 'PATCH_SIZE', 'SAMPLE_RATE', 'SPECIAL_TOKENS', 'CHAT_TEMPLATE',
-           'offline_tokenizer', 'offline_processor', 'tiny_thinker_config', 'portable_init_', 'tiny_thinker',
-           'weights_checksum', 'synthetic_clip', 'make_inputs']
+           'rounding_sensitive', 'one_swap', 'recorded_generate', 'FAMILIES', 'PATCH_SIZE', 'SAMPLE_RATE',
+           'SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'offline_tokenizer', 'offline_processor', 'tiny_thinker_config',
+           'portable_init_', 'tiny_thinker', 'weights_checksum', 'synthetic_clip', 'make_inputs']
 
 # %% ../nbs/01_testing.ipynb #a07cf858
+from contextlib import contextmanager
+
 import torch
 from transformers import BatchFeature
 
@@ -75,3 +77,23 @@ def one_swap(ours, recorded) -> bool:
     return len(ours) == len(recorded) and len(set(ours) - set(recorded)) <= 1
 
 MAX_NEAR_TIES = 0.15  # the share of a recording's records that near-ties may decide before a test stops trusting it
+
+# %% ../nbs/01_testing.ipynb #07e7efb8
+@contextmanager
+def recorded_generate(thinker):
+    "Within the block, `thinker.generate` records each call's keyword arguments in the list yielded, then runs."
+    calls, generate = [], thinker.generate
+    own = vars(thinker).get("generate")  # an instance attribute already there, put back afterwards
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return generate(*args, **kwargs)
+
+    thinker.generate = recording
+    try:
+        yield calls
+    finally:
+        if own is None:
+            del thinker.generate
+        else:
+            thinker.generate = own
