@@ -11,6 +11,7 @@ requirements = cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
 Version(min_python)  # fail early on a malformed version
 licenses = {"apache2": "Apache-2.0"}  # SPDX expressions
+lib = cfg["lib_name"]
 
 setuptools.setup(
     name=cfg["lib_name"],
@@ -23,9 +24,12 @@ setuptools.setup(
         "Programming Language :: Python :: 3",
     ],
     url=cfg["git_url"],
-    packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
-    include_package_data=True,
-    package_data={cfg["lib_name"]: ["schedules/*.json"]},
+    # Every package by name: the folders of data (no __init__.py) are packages too, which find_packages misses.
+    # The trained organism stays at the top of the repository (data/organism, where training writes it); a wheel
+    # carries it inside the package, as seats_analysis/data/organism, for installs that are not editable.
+    packages=[lib, f"{lib}.schedules", f"{lib}.data.organism"],
+    package_dir={f"{lib}.data.organism": "data/organism"},
+    package_data={f"{lib}.schedules": ["*.json"], f"{lib}.data.organism": ["*.json", "*.jinja", "*.safetensors"]},
     install_requires=requirements,
     extras_require={"dev": dev_requirements, "lmms": cfg.get("lmms_requirements", "").split()},
     python_requires=">=" + min_python,

@@ -33,7 +33,9 @@ from .schedule import SCHEDULES_DIR
 from .synth import KINDS, LETTERS, SECONDS, answer_token_ids, chat, make_inputs, synth_items
 
 # %% ../nbs/41_demo.ipynb #04a15aa0
-ROOT = DATA_DIR.parents[1]  # the repository (data/organism lives at ROOT/data/organism)
+import seats_analysis
+
+ROOT = Path(seats_analysis.__file__).resolve().parents[1]  # the repository, when the package sits in a checkout
 
 # %% ../nbs/41_demo.ipynb #6478abfd
 def organism_samples(processor, items) -> list:

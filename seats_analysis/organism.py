@@ -36,14 +36,25 @@ from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SE
                                   synth_items)
 
 # %% auto #0
-__all__ = ['DATA_DIR', 'TEST_ITEMS', 'AUDIO_TOKENS_PER_SECOND', 'REMOVALS', 'organism_config', 'build_organism', 'letter_logits',
-           'predict', 'evaluate', 'save_training_state', 'load_training_state', 'audio_token_labels',
+__all__ = ['DATA_DIR', 'TEST_ITEMS', 'AUDIO_TOKENS_PER_SECOND', 'REMOVALS', 'organism_dir', 'organism_config', 'build_organism',
+           'letter_logits', 'predict', 'evaluate', 'save_training_state', 'load_training_state', 'audio_token_labels',
            'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings', 'TrainBatches',
            'AuxiliaryHeads', 'training_losses', 'train', 'load_organism', 'drop_kinds', 'modality_predictions',
            'accuracy_by_kind', 'modality_check']
 
+# %% ../nbs/21_organism.ipynb #531a8a11
+def organism_dir(package_dir: Path) -> Path:
+    """The organism's folder for the package at `package_dir`: the repository's `data/organism` when it holds one,
+    else the wheel's copy `package_dir/data/organism` when that does, else the repository's (where training writes)."""
+    repository, wheel = package_dir.parent / "data" / "organism", package_dir / "data" / "organism"
+    if not (repository / "config.json").is_file() and (wheel / "config.json").is_file():
+        return wheel
+    return repository
+
+
+DATA_DIR = organism_dir(Path(seats_analysis.__file__).resolve().parent)  # from any folder
+
 # %% ../nbs/21_organism.ipynb #7b183a26
-DATA_DIR = Path(seats_analysis.__file__).resolve().parents[1] / "data" / "organism"  # in the repository, from any folder
 TEST_ITEMS = 600  # the held-out test items the organism's accuracy is reported on
 
 
