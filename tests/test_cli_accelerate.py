@@ -1,44 +1,27 @@
 """`seats-analysis probe` and `seats-analysis sweep` on the organism under `accelerate launch` with two CPU processes
 give the results of one process; a launch that starts fewer processes than it was asked for stops and says so."""
 import json
-import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import xarray as xr
 
+import launching
+from launching import TWO_PROCESSES, launch, run
+
 ITEMS = 5
 PROBE = ["probe", "--model", "organism", "--items", str(ITEMS), "--quiet", "--cpu"]
 SWEEP = ["sweep", "--model", "organism", "--benchmarks", "organism", "--methods", "full,seats", "--ratios", "R10",
          "--limit", str(ITEMS), "--max-new-tokens", "2", "--quiet", "--cpu"]
 TIMINGS = ("prefill_seconds", "generate_seconds", "latency")
-ENV = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def accelerate_launch(*options: str) -> list[str]:
-    "`accelerate launch OPTIONS -m seats_analysis`, as a command line (arguments follow)."
-    return [sys.executable, "-m", "accelerate.commands.launch", *options, "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-            "-m", "seats_analysis"]
-
-
-def run(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=480)
 
 
 def two_and_one(args: list[str], out: Path) -> tuple[Path, Path]:
     "Run `seats-analysis ARGS --out ...` with two processes under accelerate launch and as one plain process."
     two, one = out / "two", out / "one"
-    done = run(accelerate_launch("--multi_gpu", "--num_processes", "2") + args + ["--out", str(two)])
+    done = launch(TWO_PROCESSES, ["-m", "seats_analysis", *args, "--out", str(two)])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "2 process(es) on cpu" in done.stderr, done.stderr[-3000:]
     done = run([sys.executable, "-m", "seats_analysis", *args, "--out", str(one)])
@@ -73,7 +56,36 @@ def test_sweep_two_processes_equal_one(tmp_path):
 
 
 def test_launch_with_fewer_processes_than_asked_stops(tmp_path):
-    done = run(accelerate_launch("--cpu", "--num_processes", "2") + PROBE + ["--out", str(tmp_path / "probe")])
+    done = launch(("--cpu", "--num_processes", "2"), ["-m", "seats_analysis", *PROBE, "--out", str(tmp_path / "probe")])
     assert done.returncode != 0
     assert "asked for 2 processes but started 1" in done.stderr and "--multi_gpu" in done.stderr, done.stderr[-3000:]
     assert not (tmp_path / "probe").exists()  # stopped before any work
+
+
+RANK_SCRIPT = """import os, pathlib, sys
+runs = pathlib.Path(sys.argv[1], "runs-" + os.environ["RANK"])  # one x per start of this rank
+runs.write_text((runs.read_text() if runs.exists() else "") + "x")
+if sys.argv[2] == "port-taken" and runs.read_text() == "x":
+    sys.exit("the store could not bind its port: EADDRINUSE")  # as torch says when a port is taken under it
+if sys.argv[2] == "fails":
+    sys.exit("another error")
+"""
+
+
+def test_launch_survives_a_taken_port(tmp_path, monkeypatch):
+    "A port taken before the launch binds it (another test launching at the same time) costs a new start, no failure."
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    with socket.socket() as taken:  # taken before the launch: accelerate moves elsewhere, or the launch starts again
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1], launching.free_port(), launching.free_port()])
+        monkeypatch.setattr(launching, "free_port", lambda: next(ports))
+        done = launch(TWO_PROCESSES, [str(script), str(tmp_path), "runs"])
+    monkeypatch.undo()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for case, status, starts in (("port-taken", 0, "xx"), ("fails", 1, "x")):  # taken while binding; another error
+        folder = tmp_path / case
+        folder.mkdir()
+        done = launch(TWO_PROCESSES, [str(script), str(folder), case])
+        assert (done.returncode != 0, (folder / "runs-0").read_text()) == (bool(status), starts), done.stderr[-3000:]

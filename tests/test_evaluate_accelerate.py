@@ -1,13 +1,12 @@
 """Data-parallel evaluation under `accelerate launch` (two CPU processes) matches one process, row for row."""
 import json
-import os
-import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from launching import TWO_PROCESSES, launch
 
 # The run both settings share: a four-layer thinker, the offline processor and SEATS at R10 on a Video-MME fixture.
 RUNNER = textwrap.dedent('''
@@ -64,12 +63,6 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runner")
@@ -96,11 +89,7 @@ def test_two_processes_match_one(tmp_path, runner):
     dp_runner.run(fixture_dir, parallel, rank=0, world_size=1, limit=2)
     logs = tmp_path / "logs"
     logs.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(free_port()), str(script), str(fixture_dir), str(parallel), str(logs)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    done = launch(TWO_PROCESSES, [str(script), str(fixture_dir), str(parallel), str(logs)], timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     # each rank ran its own records (r, r + 2, ...) that the file did not hold yet; no part file is left

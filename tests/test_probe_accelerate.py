@@ -2,9 +2,10 @@
 
 Run as a script, this file is the worker that every process of the two-process run executes.
 """
+import faulthandler
 import json
 import os
-import subprocess
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -14,6 +15,8 @@ import xarray as xr
 
 from seats_analysis.probe import ProbeSample, merge_parts, option_ids, probe
 from seats_analysis.testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker
+
+from launching import TWO_PROCESSES, launch
 
 NUM_SAMPLES = 5
 QUESTION = "What colour is the square? A. red B. green C. blue D. white Answer with the letter."
@@ -38,12 +41,9 @@ def worker(path: str):
 
 def test_two_processes_equal_one_process(tmp_path):
     path = tmp_path / "probe"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               __file__, str(path)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    failures = "".join(f.read_text() for f in sorted(tmp_path.glob("failed-*.txt")))  # each rank's own traceback
-    assert done.returncode == 0, failures + done.stdout[-3000:] + done.stderr[-3000:]
+    done = launch(TWO_PROCESSES, [__file__, str(path)], timeout=300)
+    failures = "".join(f"{f.name}:\n{f.read_text()}" for f in sorted(tmp_path.glob("*-rank*.txt")) if f.stat().st_size)
+    assert done.returncode == 0, failures + done.stdout[-3000:] + done.stderr[-3000:]  # each rank's own traceback
 
     ids = [f"clip{i}" for i in range(NUM_SAMPLES)]
     for rank in (0, 1):  # rank r took samples r, r + 2, ... and wrote only its own part
@@ -65,9 +65,24 @@ def test_two_processes_equal_one_process(tmp_path):
     assert merged.accuracy.notnull().all()
 
 
+def test_a_failed_rank_leaves_its_traceback(tmp_path):
+    done = launch(TWO_PROCESSES, [__file__, str(tmp_path / "probe"), "--fail-rank", "1"], timeout=300)
+    assert done.returncode != 0
+    failed = (tmp_path / "failed-rank1.txt").read_text()
+    assert "RuntimeError: rank 1 fails here, as asked" in failed and "Traceback" in failed, failed
+
+
 if __name__ == "__main__":
+    # Beside the folder, so that the test can show which rank failed and why: an exception's traceback, or where
+    # the rank was when a signal ended it (a crash, or the launcher stopping it after another rank failed).
+    rank = os.environ["RANK"]
+    stopped = open(Path(sys.argv[1]).with_name(f"stopped-rank{rank}.txt"), "w")
+    faulthandler.enable(stopped)
+    faulthandler.register(signal.SIGTERM, stopped, chain=True)
     try:
+        if sys.argv[2:] == ["--fail-rank", rank]:
+            raise RuntimeError(f"rank {rank} fails here, as asked")
         worker(sys.argv[1])
-    except BaseException:  # beside the folder, so that the test can show which rank failed and why
-        Path(sys.argv[1]).with_name(f"failed-{os.environ['RANK']}.txt").write_text(traceback.format_exc())
+    except BaseException:
+        Path(sys.argv[1]).with_name(f"failed-rank{rank}.txt").write_text(traceback.format_exc())
         raise
