@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['RELEASE_MERGING_RATIO', 'VARIANTS', 'AUDIO_MODES', 'FRAME_MODES', 'RELEASE_KV_LAYER', 'RELEASE_KV_PRUNE_RATIO',
            'RELEASE_KV_THRESHOLD', 'release_num_keep', 'merge_plan', 'temporal_merge', 'merge_counts',
-           'num_keep_for_ratio', 'DyCoke', 'step_attention', 'KVPruning', 'dycoke']
+           'num_keep_for_ratio', 'step_attention', 'KVPruning', 'DyCoke', 'dycoke']
 
 # %% ../nbs/08c_dycoke.ipynb #ee81bbe5
 import functools
@@ -86,6 +86,119 @@ def num_keep_for_ratio(ratio: float, num_frames: int, tokens_per_frame: int, ext
         return tokens_per_frame, whole <= target
     num_keep = round((target - whole) / pruned)
     return min(max(num_keep, 0), tokens_per_frame), 0 <= num_keep <= tokens_per_frame
+
+# %% ../nbs/08c_dycoke.ipynb #cd193e46
+RELEASE_KV_LAYER, RELEASE_KV_PRUNE_RATIO, RELEASE_KV_THRESHOLD = 3, 0.8, 0.9  # dycoke_l, dycoke_p, its fixed 0.9
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    "The standard rotary embedding of `x`."
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
+
+def step_attention(layer, hidden_states: torch.Tensor, position_embeddings, keys: torch.Tensor,
+                   allowed: torch.Tensor) -> torch.Tensor:
+    "Head-averaged attention (B, KV) of a new token (B, 1, D) entering `layer` over the cached `keys` (B, H_kv, KV, d)."
+    attn = layer.self_attn
+    batch, head_dim = hidden_states.shape[0], attn.head_dim
+    q = attn.q_proj(layer.input_layernorm(hidden_states)).view(batch, 1, -1, head_dim)  # (B, 1, H, d)
+    if hasattr(attn, "q_norm"):
+        q = attn.q_norm(q)
+    cos, sin = text_rotary(attn, position_embeddings)  # (B, 1, d) each
+    q = _rotate(q, cos[:, :, None], sin[:, :, None])  # (B, 1, H, d)
+    q = q.reshape(batch, keys.shape[1], -1, head_dim)  # (B, H_kv, G, d): query head n uses key head n // G
+    logits = (q.float() @ keys.float().transpose(-1, -2)) * attn.scaling  # (B, H_kv, G, KV)
+    logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))
+    return logits.softmax(dim=-1).mean(dim=(1, 2))  # (B, KV)
+
+def _allowed_keys(mask, batch: int, kv_len: int, device) -> torch.Tensor:
+    "Keys (B, KV) the one query of a decoding step may see, from the mask a decoder layer is given (or None)."
+    if mask is None:
+        return torch.ones(batch, kv_len, dtype=torch.bool, device=device)
+    mask = mask[:, 0, -1, -kv_len:]  # (B, KV)
+    return mask if mask.dtype == torch.bool else mask == 0
+
+def _restricted(mask, keys: torch.Tensor, dtype):
+    "The 4-D mask of a decoding step with the keys where `keys` (B, KV) is False hidden too."
+    batch, kv_len = keys.shape
+    if mask is None:
+        mask = torch.ones(batch, 1, 1, kv_len, dtype=torch.bool, device=keys.device)
+    if mask.dtype == torch.bool:
+        return mask & keys[:, None, None]
+    return mask.masked_fill(~keys[:, None, None], torch.finfo(mask.dtype).min)
+
+class KVPruning:
+    "DyCoke's dynamic pruning of the video (and audio) keys while decoding, on the engine's cache."
+
+    def __init__(self, layer: int, prune_ratio: float, threshold: float, variant: str = "release",
+                 kinds: tuple = (Kind.VIDEO,)):
+        self.layer, self.prune_ratio, self.threshold, self.pruned_kinds = layer, prune_ratio, threshold, kinds
+        self.variant = _check_choice("variant", variant, VARIANTS)
+        self.kinds = None  # (B, S_cache) kinds of the prompt positions in the cache
+        self.previous, self.step_keys, self.steps = {}, None, []  # per (row, kind): last attention; this step's keys
+        self._step = None
+
+    def start(self, kinds: torch.Tensor):
+        "A new prefill: the cache's prompt holds positions of these kinds (B, S_cache); no step before."
+        self.kinds, self.previous = kinds, {}
+
+    def _decoding(self, kwargs) -> bool:
+        cache = kwargs.get("past_key_values")
+        hidden = kwargs.get("hidden_states")
+        return cache is not None and self.kinds is not None and hidden.shape[1] == 1 and cache.get_seq_length() > 0
+
+    def _before_scoring_layer(self, module, args, kwargs):
+        "Pre-hook on layer `layer`: note a decoding step's input; the step's pruning starts undecided."
+        kwargs = {"hidden_states": args[0] if args else kwargs["hidden_states"], **kwargs}
+        self.step_keys = None
+        self._step = kwargs if self._decoding(kwargs) else None
+
+    def _after_scoring_layer(self, module, args, kwargs, output):
+        "Hook on layer `layer`: its attention from the new token decides which video keys the later layers see."
+        if self._step is None:
+            return
+        step, self._step = self._step, None
+        cache, hidden = step["past_key_values"], step["hidden_states"]
+        keys = cache.layers[self.layer - 1].keys  # (B, H_kv, KV, d), this step's key included
+        batch, kv_len = hidden.shape[0], keys.shape[2]
+        allowed = _allowed_keys(step.get("attention_mask"), batch, kv_len, hidden.device)
+        attention = step_attention(module, hidden, step["position_embeddings"], keys, allowed)  # (B, KV)
+        visible = torch.ones(batch, kv_len, dtype=torch.bool, device=hidden.device)
+        for row in range(batch):
+            for kind in self.pruned_kinds:  # each span decides on its own
+                span = (self.kinds[row] == kind).nonzero().flatten()
+                if self.variant == "release":
+                    span = span[:-1]  # the release's span is one token short
+                scores = attention[row, span]
+                previous = self.previous.get((row, kind))
+                similarity = F.cosine_similarity(scores, previous, dim=0) if previous is not None else 0.0
+                self.previous[row, kind] = scores
+                if similarity < self.threshold and len(span):
+                    top = scores.topk(int(len(span) * (1 - self.prune_ratio))).indices
+                    visible[row, span] = False
+                    visible[row, span[top]] = True
+        self.step_keys = visible
+        self.steps.append(visible)
+
+    def _restrict(self, module, args, kwargs):
+        "Pre-hook on the layers after `layer`: hide this step's pruned video keys."
+        if self.step_keys is not None:
+            kwargs["attention_mask"] = _restricted(kwargs.get("attention_mask"), self.step_keys,
+                                                   (args[0] if args else kwargs["hidden_states"]).dtype)
+            return args, kwargs
+
+    @contextmanager
+    def installed(self, thinker):
+        "The hooks on the decoder layers, for the block."
+        layers = text_model(thinker).layers
+        scoring = layers[self.layer - 1]
+        handles = [scoring.register_forward_pre_hook(self._before_scoring_layer, with_kwargs=True),
+                   scoring.register_forward_hook(self._after_scoring_layer, with_kwargs=True)]
+        handles += [layer.register_forward_pre_hook(self._restrict, with_kwargs=True) for layer in layers[self.layer:]]
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
 
 # %% ../nbs/08c_dycoke.ipynb #d6bea468
 def _runs(positions: torch.LongTensor) -> list[torch.LongTensor]:
@@ -226,119 +339,6 @@ class DyCoke:
     def selectors(self, recorder=None) -> dict:
         "The one selector, at boundary 0."
         return {0: self.select}
-
-# %% ../nbs/08c_dycoke.ipynb #cd193e46
-RELEASE_KV_LAYER, RELEASE_KV_PRUNE_RATIO, RELEASE_KV_THRESHOLD = 3, 0.8, 0.9  # dycoke_l, dycoke_p, its fixed 0.9
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    "The standard rotary embedding of `x`."
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
-
-def step_attention(layer, hidden_states: torch.Tensor, position_embeddings, keys: torch.Tensor,
-                   allowed: torch.Tensor) -> torch.Tensor:
-    "Head-averaged attention (B, KV) of a new token (B, 1, D) entering `layer` over the cached `keys` (B, H_kv, KV, d)."
-    attn = layer.self_attn
-    batch, head_dim = hidden_states.shape[0], attn.head_dim
-    q = attn.q_proj(layer.input_layernorm(hidden_states)).view(batch, 1, -1, head_dim)  # (B, 1, H, d)
-    if hasattr(attn, "q_norm"):
-        q = attn.q_norm(q)
-    cos, sin = text_rotary(attn, position_embeddings)  # (B, 1, d) each
-    q = _rotate(q, cos[:, :, None], sin[:, :, None])  # (B, 1, H, d)
-    q = q.reshape(batch, keys.shape[1], -1, head_dim)  # (B, H_kv, G, d): query head n uses key head n // G
-    logits = (q.float() @ keys.float().transpose(-1, -2)) * attn.scaling  # (B, H_kv, G, KV)
-    logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))
-    return logits.softmax(dim=-1).mean(dim=(1, 2))  # (B, KV)
-
-def _allowed_keys(mask, batch: int, kv_len: int, device) -> torch.Tensor:
-    "Keys (B, KV) the one query of a decoding step may see, from the mask a decoder layer is given (or None)."
-    if mask is None:
-        return torch.ones(batch, kv_len, dtype=torch.bool, device=device)
-    mask = mask[:, 0, -1, -kv_len:]  # (B, KV)
-    return mask if mask.dtype == torch.bool else mask == 0
-
-def _restricted(mask, keys: torch.Tensor, dtype):
-    "The 4-D mask of a decoding step with the keys where `keys` (B, KV) is False hidden too."
-    batch, kv_len = keys.shape
-    if mask is None:
-        mask = torch.ones(batch, 1, 1, kv_len, dtype=torch.bool, device=keys.device)
-    if mask.dtype == torch.bool:
-        return mask & keys[:, None, None]
-    return mask.masked_fill(~keys[:, None, None], torch.finfo(mask.dtype).min)
-
-class KVPruning:
-    "DyCoke's dynamic pruning of the video (and audio) keys while decoding, on the engine's cache."
-
-    def __init__(self, layer: int, prune_ratio: float, threshold: float, variant: str = "release",
-                 kinds: tuple = (Kind.VIDEO,)):
-        self.layer, self.prune_ratio, self.threshold, self.pruned_kinds = layer, prune_ratio, threshold, kinds
-        self.variant = _check_choice("variant", variant, VARIANTS)
-        self.kinds = None  # (B, S_cache) kinds of the prompt positions in the cache
-        self.previous, self.step_keys, self.steps = {}, None, []  # per (row, kind): last attention; this step's keys
-        self._step = None
-
-    def start(self, kinds: torch.Tensor):
-        "A new prefill: the cache's prompt holds positions of these kinds (B, S_cache); no step before."
-        self.kinds, self.previous = kinds, {}
-
-    def _decoding(self, kwargs) -> bool:
-        cache = kwargs.get("past_key_values")
-        hidden = kwargs.get("hidden_states")
-        return cache is not None and self.kinds is not None and hidden.shape[1] == 1 and cache.get_seq_length() > 0
-
-    def _before_scoring_layer(self, module, args, kwargs):
-        "Pre-hook on layer `layer`: note a decoding step's input; the step's pruning starts undecided."
-        kwargs = {"hidden_states": args[0] if args else kwargs["hidden_states"], **kwargs}
-        self.step_keys = None
-        self._step = kwargs if self._decoding(kwargs) else None
-
-    def _after_scoring_layer(self, module, args, kwargs, output):
-        "Hook on layer `layer`: its attention from the new token decides which video keys the later layers see."
-        if self._step is None:
-            return
-        step, self._step = self._step, None
-        cache, hidden = step["past_key_values"], step["hidden_states"]
-        keys = cache.layers[self.layer - 1].keys  # (B, H_kv, KV, d), this step's key included
-        batch, kv_len = hidden.shape[0], keys.shape[2]
-        allowed = _allowed_keys(step.get("attention_mask"), batch, kv_len, hidden.device)
-        attention = step_attention(module, hidden, step["position_embeddings"], keys, allowed)  # (B, KV)
-        visible = torch.ones(batch, kv_len, dtype=torch.bool, device=hidden.device)
-        for row in range(batch):
-            for kind in self.pruned_kinds:  # each span decides on its own
-                span = (self.kinds[row] == kind).nonzero().flatten()
-                if self.variant == "release":
-                    span = span[:-1]  # the release's span is one token short
-                scores = attention[row, span]
-                previous = self.previous.get((row, kind))
-                similarity = F.cosine_similarity(scores, previous, dim=0) if previous is not None else 0.0
-                self.previous[row, kind] = scores
-                if similarity < self.threshold and len(span):
-                    top = scores.topk(int(len(span) * (1 - self.prune_ratio))).indices
-                    visible[row, span] = False
-                    visible[row, span[top]] = True
-        self.step_keys = visible
-        self.steps.append(visible)
-
-    def _restrict(self, module, args, kwargs):
-        "Pre-hook on the layers after `layer`: hide this step's pruned video keys."
-        if self.step_keys is not None:
-            kwargs["attention_mask"] = _restricted(kwargs.get("attention_mask"), self.step_keys,
-                                                   (args[0] if args else kwargs["hidden_states"]).dtype)
-            return args, kwargs
-
-    @contextmanager
-    def installed(self, thinker):
-        "The hooks on the decoder layers, for the block."
-        layers = text_model(thinker).layers
-        scoring = layers[self.layer - 1]
-        handles = [scoring.register_forward_pre_hook(self._before_scoring_layer, with_kwargs=True),
-                   scoring.register_forward_hook(self._after_scoring_layer, with_kwargs=True)]
-        handles += [layer.register_forward_pre_hook(self._restrict, with_kwargs=True) for layer in layers[self.layer:]]
-        try:
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
 
 # %% ../nbs/08c_dycoke.ipynb #53c0c4da
 @single_use

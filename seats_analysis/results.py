@@ -190,6 +190,8 @@ def model_fingerprint(model: torch.nn.Module) -> dict:
 # a fast tokenizer's padding and truncation are set by each call (`padding=True`, `truncation=...`), not by the model
 _CALL_STATE = ("padding", "truncation")
 
+_PROCESSOR_PARTS = ("image_processor", "video_processor", "feature_extractor")  # the tokenizer is digested whole
+
 def processor_fingerprint(processor) -> dict:
     """What identifies a processor's output: its class, its settings (those of its image and video processors and
     feature extractor included), its chat template, and its tokenizer's vocabulary, merges and added tokens."""
@@ -201,6 +203,8 @@ def processor_fingerprint(processor) -> dict:
         vocabulary = sorted(tokenizer.get_vocab().items()) if hasattr(tokenizer, "get_vocab") else None
     template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
     settings = processor.to_dict() if hasattr(processor, "to_dict") else {}
+    # transformers 4.57 leaves the parts out of a processor's own dict; 5.x puts them in: take them from the parts
+    settings |= {name: getattr(processor, name).to_dict() for name in _PROCESSOR_PARTS if hasattr(processor, name)}
     return dict(processor_class=type(processor).__name__, settings=digest(_config_fields(settings)),
                 chat_template=digest(template), tokenizer=digest(vocabulary))
 
