@@ -6,17 +6,23 @@
 __all__ = ['TRANSFORMERS_VERSION', 'TRANSFORMERS_5', 'FIRST_SUPPORTED_5', 'QWEN3_IMAGE_WITH_VIDEO', 'supported_transformers',
            'check_transformers', 'multimodal_model', 'text_model', 'last_hidden_state', 'causal_mask', 'layer_output',
            'text_rotary', 'visual_position_mask', 'add_deepstack', 'vision_window_index', 'vision_rotary',
-           'rotate_vision', 'vision_features', 'qwen3_audio_frames', 'audio_rates', 'audio_from_video', 'rope_fields',
-           'thinker_from_pretrained', 'processor_from_pretrained', 'save_processor']
+           'rotate_vision', 'vision_features', 'qwen3_audio_frames', 'audio_rates', 'audio_from_video', 'items_per_row',
+           'audio_item_order', 'repeat_items_by_row', 'rope_fields', 'thinker_from_pretrained',
+           'processor_from_pretrained', 'save_processor']
 
 # %% ../nbs/00a_compat.ipynb #65f4ca55
+import functools
 import json
 import sys
+import weakref
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import transformers
 from packaging.version import Version
+
+from .layout import token_id
 
 # %% ../nbs/00a_compat.ipynb #0b43d578
 TRANSFORMERS_VERSION = Version(transformers.__version__)
@@ -186,6 +192,141 @@ def audio_from_video(num_videos: int) -> dict:
     if TRANSFORMERS_5:
         return dict(load_audio_from_video=True, audio_from_video_indices=list(range(num_videos)))
     return dict(use_audio_in_video=True)
+
+# %% ../nbs/00a_compat.ipynb #4b0b14e3
+_ITEM_INPUTS = {  # generate's inputs that hold one entry per item (or per patch of an item), by kind
+    "image": ("pixel_values", "image_grid_thw"),
+    "video": ("pixel_values_videos", "video_grid_thw", "video_second_per_grid"),
+    "audio": ("input_features", "feature_attention_mask", "audio_feature_lengths"),
+}
+_PATCH_INPUTS = ("pixel_values", "pixel_values_videos")  # one entry per patch: an item has grid t * h * w of them
+
+def _item_tokens(thinker, kind: str, inputs: dict) -> list[int] | None:
+    "The LLM tokens of each item of `kind` in `inputs`, in order; None when there is none."
+    if kind == "audio":
+        features = inputs.get("input_features")
+        if features is None:
+            return None
+        lengths = inputs.get("audio_feature_lengths")
+        if inputs.get("feature_attention_mask") is not None:
+            lengths = inputs["feature_attention_mask"].sum(-1)
+        elif lengths is None:
+            lengths = torch.full((len(features),), features.shape[-1])
+        tower = multimodal_model(thinker).audio_tower
+        if isinstance(thinker, transformers.Qwen3OmniMoeThinkerForConditionalGeneration):
+            return qwen3_audio_frames(tower, lengths).tolist()
+        return tower._get_feat_extract_output_lengths(lengths)[1].tolist()
+    grid = inputs.get(f"{kind}_grid_thw")  # (n_items, 3)
+    if grid is None:
+        return None
+    return (grid.prod(-1) // thinker.config.vision_config.spatial_merge_size ** 2).tolist()
+
+def items_per_row(placeholders: list[int], item_tokens: list[int], kind: str) -> list[int]:
+    "How many of the items (of `item_tokens` LLM tokens each, in order) each row holds, from its `placeholders`."
+    counts, item = [], 0
+    for row, needed in enumerate(placeholders):
+        first = item
+        while needed > 0 and item < len(item_tokens):
+            needed -= item_tokens[item]
+            item += 1
+        if needed != 0:
+            raise ValueError(f"row {row} has {placeholders[row]} {kind} placeholders, which the {kind} items of "
+                             f"{item_tokens} LLM tokens, taken in order, do not fill exactly")
+        counts.append(item - first)
+    if item != len(item_tokens):
+        raise ValueError(f"{len(item_tokens) - item} {kind} item(s) of {item_tokens} LLM tokens have no placeholders "
+                         f"in rows with {placeholders}")
+    return counts
+
+def _repeat_by_row(x: torch.Tensor, item_sizes: list[int], counts: list[int], times: int) -> torch.Tensor:
+    "`x` (items of `item_sizes` entries, `counts` items per row in row order) with each row's items repeated as a group."
+    items = x.split(item_sizes)
+    groups, first = [], 0
+    for count in counts:
+        groups += list(items[first:first + count]) * times  # row r's copies: [A, B, A, B], as its placeholders come
+        first += count
+    return torch.cat(groups) if groups else x
+
+_ENCODED_ONCE = {}  # id of an audio batch generate repeats -> (weak reference to it, mask, lengths, item order, tokens)
+
+def audio_item_order(input_features) -> list[int] | None:
+    "Inside `repeat_items_by_row`: the item of `input_features` behind each audio a `generate` forward fills, or None."
+    entry = _ENCODED_ONCE.get(id(input_features))
+    return entry[3] if entry is not None and entry[0]() is input_features else None
+
+def _repeat_audio_features(encode):
+    "`get_audio_features` that encodes a batch generate repeats once, as given, and repeats each item's features."
+    @functools.wraps(encode)
+    def encode_once(input_features, feature_attention_mask=None, audio_feature_lengths=None, **kwargs):
+        entry = _ENCODED_ONCE.get(id(input_features))
+        if entry is None or entry[0]() is not input_features:
+            return encode(input_features, feature_attention_mask, audio_feature_lengths, **kwargs)
+        _, mask, lengths, order, tokens = entry
+        output = encode(input_features, mask, lengths, **kwargs)
+        # transformers 4.57 returns the features (frames, D); 5.x an output holding them in last_hidden_state
+        features = (output if isinstance(output, torch.Tensor) else output.last_hidden_state).split(tokens)
+        repeated = torch.cat([features[item] for item in order])
+        if isinstance(output, torch.Tensor):
+            return repeated
+        output.last_hidden_state = repeated
+        return output
+    encode_once.repeats_items_by_row = True
+    return encode_once
+
+def _expand_by_row(thinker, stock):
+    "A `generate` expansion that repeats each row's items whole and leaves everything else to `stock`."
+    def expand(expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None, **model_kwargs):
+        if expand_size == 1 or input_ids is None:
+            return stock(expand_size=expand_size, is_encoder_decoder=is_encoder_decoder, input_ids=input_ids,
+                         **model_kwargs)
+        expanded = {}
+        for kind, names in _ITEM_INPUTS.items():
+            tokens = _item_tokens(thinker, kind, model_kwargs)
+            if tokens is None:
+                continue
+            placeholders = (input_ids == token_id(thinker.config, kind)).sum(-1).tolist()
+            counts = items_per_row(placeholders, tokens, kind)
+            grid = model_kwargs.get(f"{kind}_grid_thw")
+            originals = {name: model_kwargs.pop(name) for name in names
+                         if isinstance(model_kwargs.get(name), torch.Tensor)}
+            for name, value in originals.items():
+                sizes = grid.prod(-1).tolist() if name in _PATCH_INPUTS else [1] * len(tokens)
+                expanded[name] = _repeat_by_row(value, sizes, counts, expand_size)
+            if kind == "audio":  # encoded once as given (the encoder's sums depend on its batch), then repeated
+                features = originals["input_features"]
+                features = expanded["input_features"] = features.view(features.shape)  # this generate's own object
+                order = _repeat_by_row(torch.arange(len(tokens)), [1] * len(tokens), counts, expand_size).tolist()
+                for key in [key for key, entry in list(_ENCODED_ONCE.items()) if entry[0]() is None]:
+                    _ENCODED_ONCE.pop(key, None)
+                _ENCODED_ONCE[id(features)] = (weakref.ref(features), originals.get("feature_attention_mask"),
+                                               originals.get("audio_feature_lengths"), order, tokens)
+        input_ids, model_kwargs = stock(expand_size=expand_size, is_encoder_decoder=is_encoder_decoder,
+                                        input_ids=input_ids, **model_kwargs)
+        return input_ids, {**model_kwargs, **expanded}
+    expand.repeats_items_by_row = True
+    return expand
+
+@contextmanager
+def repeat_items_by_row(thinker):
+    "Within the block, `generate` repeats each row's images, videos and audios whole with the row (beams, samples)."
+    own_expand = thinker.__dict__.get("_expand_inputs_for_generation")
+    if getattr(own_expand, "repeats_items_by_row", False):  # nested: the outer block has done it
+        yield thinker
+        return
+    # transformers 5.x repeats the audios entry by entry; 4.57 every input, patches included
+    model = multimodal_model(thinker)
+    replaced = [(thinker, "_expand_inputs_for_generation", own_expand),
+                (model, "get_audio_features", model.__dict__.get("get_audio_features"))]
+    thinker._expand_inputs_for_generation = _expand_by_row(thinker, thinker._expand_inputs_for_generation)
+    model.get_audio_features = _repeat_audio_features(model.get_audio_features)
+    try:
+        yield thinker
+    finally:
+        for owner, name, own in replaced:
+            if own is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, own)
 
 # %% ../nbs/00a_compat.ipynb #9eccdad2
 def rope_fields(rope_theta: float, mrope_section: list, **extra) -> dict:

@@ -19,8 +19,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
 
 from .checks import check_int
-from .compat import (multimodal_model, qwen3_audio_frames, rotate_vision, vision_rotary,
-                                   vision_window_index)
+from .compat import (audio_item_order, multimodal_model, qwen3_audio_frames, repeat_items_by_row,
+                                   rotate_vision, vision_rotary, vision_window_index)
 from .layout import token_id
 
 # %% ../nbs/04a_encoder_attention.ipynb #22bda7b5
@@ -206,6 +206,7 @@ class EncoderAttention:
         self.seconds = 0.0
         self.count_ops, self.ops = count_ops, 0  # with `count_ops`: tensor operations of the statistic
         self._vision_kind, self._vision_call, self._feature_lens = "video", None, None
+        self._audio_order = None  # beams and samples: the encoded audio behind each repeated one
         self._encoded = {}  # id of an encoded item's tensor -> (weak reference to it, its kind, statistic, keys, length, grid)
 
     @property
@@ -215,6 +216,7 @@ class EncoderAttention:
 
     def _start_forward(self, module, args, kwargs):
         self.current.input_ids = _argument(args, kwargs, "input_ids", 0)
+        self._audio_order = audio_item_order(_argument(args, kwargs, "input_features", 1))
         for kind, output in (kwargs.get("mm_encoder_outputs") or {}).items():
             self._reuse(kind, output)
 
@@ -329,6 +331,17 @@ class EncoderAttention:
             "audio")
         self._store("audio", result)
         self.current.item_lengths["audio"] = [(n - 2) // 2 + 1 if pool_pairs else n for n in frames]
+        if self._audio_order is not None:  # encoded once, each item's features repeated (compat.repeat_items_by_row)
+            self._repeat_audio(self._audio_order)
+
+    def _repeat_audio(self, order: list[int]):
+        "The audio statistic (and keys) of the encoded items in `order`, one entry per audio the forward fills."
+        lengths = self.current.item_lengths["audio"]
+        for record in (self.current.values, self.current.keys):
+            if "audio" in record:
+                items = record["audio"].split(lengths)
+                record["audio"] = torch.cat([items[item] for item in order])
+        self.current.item_lengths["audio"] = [lengths[item] for item in order]
 
     @contextmanager
     def installed(self):
@@ -350,7 +363,8 @@ class EncoderAttention:
             handles += [tower.register_forward_pre_hook(self._start_audio, with_kwargs=True),
                         tower.layers[-1].self_attn.register_forward_hook(self._audio_statistic, with_kwargs=True)]
         try:
-            yield self
+            with repeat_items_by_row(self.thinker):
+                yield self
         finally:
             for handle in handles:
                 handle.remove()

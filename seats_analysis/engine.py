@@ -21,8 +21,8 @@ from transformers import (DynamicCache, Qwen2_5OmniThinkerForConditionalGenerati
 from transformers.modeling_outputs import BaseModelOutputWithPast, MoeModelOutputWithPast
 
 from .checks import check_int
-from .compat import (add_deepstack, causal_mask, layer_output, multimodal_model, text_model,
-                                   visual_position_mask)
+from .compat import (add_deepstack, causal_mask, layer_output, multimodal_model, repeat_items_by_row,
+                                   text_model, visual_position_mask)
 from .layout import Kind, token_kinds
 
 # %% ../nbs/02_engine.ipynb #30d5eb37
@@ -368,7 +368,8 @@ _HOLDERS_LOCK = threading.Lock()
 
 @contextmanager
 def hold(thinker, holder: str):
-    "Hold `thinker` for `holder` (a description) in the block; refused while anything holds it, nested or in another thread."
+    """Hold `thinker` for `holder` (a description) in the block; refused while anything holds it, nested or in another thread.
+    Inside, `generate` repeats each row's images, videos and audios whole for its copies (`repeat_items_by_row`)."""
     decoder = check_thinker(thinker)
     with _HOLDERS_LOCK:  # the check and the claim are one step: two threads cannot both pass the check
         if decoder in _HOLDERS:
@@ -377,7 +378,8 @@ def hold(thinker, holder: str):
                                "threads are not supported")
         _HOLDERS[decoder] = holder
     try:
-        yield decoder
+        with repeat_items_by_row(thinker):
+            yield decoder
     finally:
         with _HOLDERS_LOCK:
             del _HOLDERS[decoder]
