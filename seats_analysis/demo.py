@@ -30,7 +30,7 @@ from .organism import DATA_DIR, TEST_ITEMS, load_organism
 from .probe import ProbeSample, probe
 from .results import markdown_table, read_parts, replaced
 from .schedule import SCHEDULES_DIR
-from .synth import KINDS, LETTERS, SECONDS, answer_token_ids, chat, make_inputs, synth_items
+from .synth import ANSWER_TOKENS, KINDS, LETTERS, SECONDS, answer_token_ids, chat, make_inputs, synth_items
 
 # %% ../nbs/41_demo.ipynb #04a15aa0
 import seats_analysis
@@ -82,7 +82,7 @@ def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> EvalSpec:
                                         np.asarray(record.item["audio"], dtype=np.float32)),
         messages=lambda record: chat(record.item),
         parse=lambda response, record, mode, rng: parse_strict(response),
-        score=lambda rows: accuracy_score(rows, by=("kind",)), max_new_tokens=1)
+        score=lambda rows: accuracy_score(rows, by=("kind",)), max_new_tokens=ANSWER_TOKENS)
     return register_benchmark("organism", spec, overwrite=True)
 
 # %% ../nbs/41_demo.ipynb #ef6ade36

@@ -412,8 +412,10 @@ def process_results(doc, results):
 """
 
 
-def write_organism_task(folder: str | Path, num_items: int = 24, seed: int = 0, max_new_tokens: int = 4) -> Path:
-    "Write the organism's first `num_items` test items as the lmms-eval task `seats_organism` in `folder`."
+def write_organism_task(folder: str | Path, num_items: int = 24, seed: int = 0) -> Path:
+    """Write the organism's first `num_items` test items as the lmms-eval task `seats_organism` in `folder`; its
+    generation reads one answer token, as the harness's organism benchmark does."""
+    from seats_analysis.synth import ANSWER_TOKENS
     from seats_analysis.synth import FPS as ORGANISM_FPS
     from seats_analysis.synth import prompt_text, synth_items
     folder = Path(folder).resolve()
@@ -425,6 +427,6 @@ def write_organism_task(folder: str | Path, num_items: int = 24, seed: int = 0, 
                          kind=str(item["kind"])))
     (folder / "docs.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in docs))
     (folder / f"{ORGANISM_TASK}.yaml").write_text(_ORGANISM_YAML.format(task=ORGANISM_TASK, docs=folder / "docs.jsonl",
-                                                                       max_new_tokens=max_new_tokens))
+                                                                       max_new_tokens=ANSWER_TOKENS))
     (folder / "utils.py").write_text(_ORGANISM_UTILS)
     return folder

@@ -16,10 +16,10 @@ from .checks import check_int
 from .stand_ins import make_inputs as stand_in_inputs
 
 # %% auto #0
-__all__ = ['SAMPLE_RATE', 'FPS', 'SECONDS', 'SEGMENTS', 'FRAME_SIZE', 'RADIUS_PX', 'TRAVEL_PX', 'KINDS', 'LETTERS', 'SPLITS',
-           'DIRECTIONS', 'PITCHES_HZ', 'COLOURS', 'SHAPES', 'QUESTIONS', 'SYNTH_FEATURES', 'Clip', 'draw_frames',
-           'make_audio', 'make_clip', 'make_item', 'item_seed', 'synth_items', 'load_synth', 'prompt_text', 'chat',
-           'make_inputs', 'answer_token_ids', 'media_ids', 'patchify', 'fast_inputs']
+__all__ = ['SAMPLE_RATE', 'FPS', 'SECONDS', 'SEGMENTS', 'FRAME_SIZE', 'RADIUS_PX', 'TRAVEL_PX', 'KINDS', 'LETTERS',
+           'ANSWER_TOKENS', 'SPLITS', 'DIRECTIONS', 'PITCHES_HZ', 'COLOURS', 'SHAPES', 'QUESTIONS', 'SYNTH_FEATURES',
+           'Clip', 'draw_frames', 'make_audio', 'make_clip', 'make_item', 'item_seed', 'synth_items', 'load_synth',
+           'prompt_text', 'chat', 'make_inputs', 'answer_token_ids', 'media_ids', 'patchify', 'fast_inputs']
 
 # %% ../nbs/20_synth.ipynb #0535a573
 SAMPLE_RATE = 16_000  # audio samples per second (Whisper feature extractor)
@@ -31,6 +31,7 @@ RADIUS_PX = (14.0, 18.0)  # range of the shape's radius
 TRAVEL_PX = (104.0, 128.0)  # range of the distance the shape covers over the clip
 KINDS = ("visual", "audio", "audiovisual")
 LETTERS = ("A", "B", "C", "D")
+ANSWER_TOKENS = 1  # an answer is one letter, one token: what the organism is trained to write
 SPLITS = ("train", "validation", "test")
 DIRECTIONS = ("left", "right", "up", "down")
 PITCHES_HZ = (250, 600, 1500, 3600)
