@@ -1,6 +1,8 @@
 """Record what every method keeps on tiny inputs, so that a rewrite of the selection code can prove it keeps the same.
 
-Usage: python dev/kept_positions.py [out.json]   (default: data/fixtures/kept_positions.json)
+Usage: python dev/kept_positions.py [out.json] [--add METHOD ...]   (default: data/fixtures/kept_positions.json)
+With --add, only the named methods are run and their records joined to the existing file (a method added to
+`METHODS` after the recording); the others stay as recorded, and the recipe notes what recorded the added ones.
 
 Recipe (also written into the file): for each family (Qwen2.5-Omni, Qwen3-Omni) a tiny random-weight thinker of
 `seats_analysis.testing` (12 decoder layers, seed 0, float32, CPU, sdpa), the 12-layer tiny schedule of the release
@@ -51,7 +53,7 @@ def kept_positions(thinker, schedule, inputs, method: str, video_ratio: float, a
     return {"boundaries": boundaries, "entering_sum": float(entering["hidden"].double().sum())}
 
 
-def runs(progress: bool = False):
+def runs(progress: bool = False, methods=None):
     """Yield (family, input name, method, setting, inputs, keep) over the whole recipe, where `keep(inputs)` runs the
     method on those inputs (or on perturbed ones) and returns its record."""
     for family in FAMILIES:
@@ -60,7 +62,7 @@ def runs(progress: bool = False):
         schedule = fixture_schedule(family)
         for input_name, seconds in INPUTS.items():
             inputs = clip_batch(family, seconds=seconds)
-            for method in METHODS:
+            for method in methods or METHODS:
                 for setting, (video_ratio, audio_ratio) in SETTINGS.items():
                     if progress:
                         print(family, input_name, method, setting, file=sys.stderr)
@@ -69,26 +71,34 @@ def runs(progress: bool = False):
                     yield family, input_name, method, setting, inputs, keep
 
 
-def records(progress: bool = False):
-    "Yield (family, input name, method, setting, record) over the whole recipe."
-    for family, input_name, method, setting, inputs, keep in runs(progress):
+def records(progress: bool = False, methods=None):
+    "Yield (family, input name, method, setting, record) over the whole recipe (or its runs of `methods`)."
+    for family, input_name, method, setting, inputs, keep in runs(progress, methods):
         yield family, input_name, method, setting, keep(inputs)
 
 
-def main(out: Path = DEFAULT_OUT):
+def main(out: Path = DEFAULT_OUT, add=()):
     import transformers
-    table = {}
-    for family, input_name, method, setting, record in records(progress=True):
+    written_with = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if add:
+        stored = json.loads(out.read_text())
+        table, recipe = stored["records"], stored["recipe"]
+        recipe.setdefault("added", {}).update({method: written_with for method in add})
+    else:
+        table = {}
+        recipe = dict(num_layers=NUM_LAYERS, thinker_seed=THINKER_SEED, method_seed=0, schedule=SCHEDULE,
+                      inputs={name: list(seconds) for name, seconds in INPUTS.items()},
+                      settings={name: list(ratios) for name, ratios in SETTINGS.items()},
+                      written_with=written_with, script="dev/kept_positions.py")
+    for family, input_name, method, setting, record in records(progress=True, methods=list(add) or None):
         table.setdefault(family, {}).setdefault(input_name, {}).setdefault(method, {})[setting] = record
-    recipe = dict(num_layers=NUM_LAYERS, thinker_seed=THINKER_SEED, method_seed=0, schedule=SCHEDULE,
-                  inputs={name: list(seconds) for name, seconds in INPUTS.items()},
-                  settings={name: list(ratios) for name, ratios in SETTINGS.items()},
-                  written_with={"torch": torch.__version__, "transformers": transformers.__version__},
-                  script="dev/kept_positions.py")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"recipe": recipe, "records": table}, separators=(",", ":")) + "\n")
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT)
+    args = sys.argv[1:]
+    added = args[args.index("--add") + 1:] if "--add" in args else []
+    paths = args[:args.index("--add")] if "--add" in args else args
+    main(Path(paths[0]) if paths else DEFAULT_OUT, added)
