@@ -27,9 +27,9 @@ setuptools.setup(
     # Every package by name: the folders of data (no __init__.py) are packages too, which find_packages misses.
     # The trained organism stays at the top of the repository (data/organism, where training writes it); a wheel
     # carries it inside the package, as seats_analysis/data/organism, for installs that are not editable.
-    packages=[lib, f"{lib}.schedules", f"{lib}.data.organism"],
+    packages=[lib, f"{lib}.schedules", f"{lib}.configs", f"{lib}.data.organism"],
     package_dir={f"{lib}.data.organism": "data/organism"},
-    package_data={f"{lib}.schedules": ["*.json"], f"{lib}.data.organism": ["*.json", "*.jinja", "*.safetensors"]},
+    package_data={f"{lib}.schedules": ["*.json"], f"{lib}.configs": ["*.json"], f"{lib}.data.organism": ["*.json", "*.jinja", "*.safetensors"]},
     install_requires=requirements,
     extras_require={"dev": dev_requirements, "lmms": cfg.get("lmms_requirements", "").split()},
     python_requires=">=" + min_python,

@@ -14,10 +14,10 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PARSE_MODES', 'PROBE_CONDITIONS', 'PROBE_METRICS',
-           'PROBE_METHODS', 'DTYPES', 'DEMO_OUT', 'DEMO_ITEMS', 'ORGANISM_TEST_ITEMS', 'SUMMARY_COLUMNS',
+           'PROBE_METHODS', 'DTYPES', 'DEMO_OUT', 'DEMO_ITEMS', 'ORGANISM_TEST_ITEMS', 'SUMMARY_COLUMNS', 'PLAN_DTYPES',
            'positive_int', 'count', 'positive_float', 'names', 'ratio_names', 'requested_processes', 'launch_state',
-           'engine_demo', 'add_sweep_arguments', 'add_probe_arguments', 'HelpFormatter', 'command_parser', 'main',
-           'sweep_parser', 'sweep_main']
+           'engine_demo', 'add_sweep_arguments', 'add_probe_arguments', 'table_file', 'add_plan_arguments',
+           'HelpFormatter', 'command_parser', 'main', 'sweep_parser', 'sweep_main']
 
 # %% ../nbs/40_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
@@ -363,6 +363,57 @@ def _sweep(args) -> int:
     state.wait_for_everyone()
     return 0
 
+# %% ../nbs/40_cli.ipynb #15fbe9f4
+PLAN_DTYPES = ("bfloat16", "float16", "float32")
+
+def table_file(text: str) -> Path:
+    "An argparse type: the path of a table to write, ending in .csv or .md."
+    if Path(text).suffix not in (".csv", ".md"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a .csv or .md file")
+    return Path(text)
+
+def _plan(args) -> int:
+    "Tokens, prefill FLOPs, KV-cache and activation memory of one clip, unpruned and with each method: no weights, no GPU."
+    from seats_analysis.plan import format_plan, plan_table, write_plan
+    try:
+        table = plan_table(args.model, args.seconds, fps=args.fps, height=args.height, width=args.width,
+                           max_frames=args.max_frames, text=args.text_tokens, settings=args.ratios,
+                           methods=args.methods, schedule=args.schedule, dtype=args.dtype)
+    except (ValueError, FileNotFoundError) as error:
+        return f"seats-analysis plan: {error}"
+    clip = table.iloc[0]
+    print(f"{args.model}, a {args.seconds:g} s clip: {clip.video} video + {clip.audio} audio + {clip.text} text = "
+          f"{clip.prefill_tokens} tokens. Decoder prefill TFLOPs (paper convention, exact widths); KV cache and one "
+          f"layer's peak activations in GiB, {args.dtype}, batch 1:")
+    print(format_plan(table))
+    if args.out:
+        print("Wrote", write_plan(table, args.out))
+    return 0
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "The arguments of `seats-analysis plan`, added to `parser`."
+    parser.add_argument("--model", default="qwen2_5_omni_7b",
+                        help="a shipped real configuration (qwen2_5_omni_7b, qwen3_omni_30b_a3b), 'organism', or a "
+                             "path to a thinker's config.json (then give --schedule)")
+    parser.add_argument("--seconds", type=positive_float, default=60.0, help="clip length in seconds")
+    parser.add_argument("--fps", type=positive_float, default=2.0, help="frames sampled per second")
+    parser.add_argument("--height", type=positive_int, default=720, help="the source video's frame height")
+    parser.add_argument("--width", type=positive_int, default=1280, help="the source video's frame width")
+    parser.add_argument("--max-frames", type=positive_int, default=128,
+                        help="frame cap (the benchmarks': 128 WorldSense and Daily-Omni, 256 OmniVideoBench, 768 "
+                             "Video-MME and LVOmniBench)")
+    parser.add_argument("--text-tokens", type=count, default=150,
+                        help="text tokens: chat template, system prompt, question, options, markers")
+    parser.add_argument("--methods", type=names(METHOD_NAMES), default=",".join(METHOD_NAMES),
+                        help=f"comma-separated, from {', '.join(METHOD_NAMES)}")
+    parser.add_argument("--ratios", type=ratio_names, default=",".join(RATIO_NAMES),
+                        help=f"comma-separated {', '.join(RATIO_NAMES)} or video/audio pairs like 0.06/0.35")
+    parser.add_argument("--schedule", help="schedule: a JSON file or a shipped name; the model's own by default")
+    parser.add_argument("--dtype", default="bfloat16", choices=PLAN_DTYPES, help="dtype of the KV cache and activations")
+    parser.add_argument("--out", type=table_file, help="also write the table: a .csv or .md file")
+    return parser
+
 # %% ../nbs/40_cli.ipynb #2d58ee42
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     "argparse's help with each option's default (where it has one), lines not broken inside names like fastv-om."
@@ -394,6 +445,9 @@ def command_parser() -> argparse.ArgumentParser:
     engine.add_argument("--layers", type=positive_int, default=8, help="decoder layers of the tiny thinker")
     engine.add_argument("--seconds", type=positive_float, default=8.0, help="length of the synthetic clip in seconds")
     engine.set_defaults(run=_engine_demo)
+    plan = commands.add_parser("plan", formatter_class=formatter, description=_plan.__doc__,
+                               help="a clip's tokens, FLOPs and memory at real size, per method (no weights)")
+    add_plan_arguments(plan).set_defaults(run=_plan)
     probe = commands.add_parser("probe", formatter_class=formatter, description=_probe.__doc__,
                                 help="the layer-wise dependency probe of a checkpoint")
     add_probe_arguments(probe).set_defaults(
