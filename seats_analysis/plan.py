@@ -8,7 +8,7 @@ __all__ = ['CONFIGS_DIR', 'AUDIO_SECONDS_CAP', 'TEXT_TOKENS', 'NEEDS_A_RUN', 'DT
            'ClipTokens', 'clip_tokens', 'TokenPlan', 'seats_plan', 'method_plan', 'plan_row', 'plan_table',
            'paper_length', 'split_length', 'paper_comparison', 'format_plan', 'write_plan']
 
-# %% ../nbs/06c_plan.ipynb #9b5b5c41
+# %% ../nbs/06c_plan.ipynb #823ad5b0
 import importlib.resources
 import json
 import math
@@ -33,7 +33,7 @@ from .methods import METHODS
 from .pre_llm import window_budget
 from .schedule import Schedule
 
-# %% ../nbs/06c_plan.ipynb #c45d7300
+# %% ../nbs/06c_plan.ipynb #4e8f09a0
 CONFIGS_DIR = importlib.resources.files("seats_analysis") / "configs"  # shipped with the package
 _CONFIG_CLASSES = {"qwen2_5": (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration),
                    "qwen3": (Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration)}
@@ -94,7 +94,7 @@ def meta_thinker(config):
     with torch.device("meta"):
         return cls(config)
 
-# %% ../nbs/06c_plan.ipynb #d1f527cd
+# %% ../nbs/06c_plan.ipynb #db8a8767
 AUDIO_SECONDS_CAP = 300  # the benchmarks feed the first 300 s of a clip's audio
 TEXT_TOKENS = 150  # chat template, system prompt, question, options and markers of a multiple-choice item
 
@@ -140,7 +140,7 @@ def clip_tokens(config, seconds: float, fps: float = FPS, height: int = 720, wid
     return ClipTokens(video, audio_tokens(model_family(config), seconds), text, frames, h, w,
                       2 * grid_h * grid_w // merge)
 
-# %% ../nbs/06c_plan.ipynb #e2f85912
+# %% ../nbs/06c_plan.ipynb #5ebc6eb1
 @dataclass(frozen=True)
 class TokenPlan:
     "Video and audio tokens of each decoder layer: `cuts` are (boundary k, video, audio) after which they hold."
@@ -218,7 +218,7 @@ def method_plan(method: str, schedule: Schedule, tokens: ClipTokens, video_ratio
     audio = audio_count(audio_ratio, n_audio) if n_audio else 0
     return TokenPlan(method, setting, tokens, ((after, video, audio),))
 
-# %% ../nbs/06c_plan.ipynb #3181dba0
+# %% ../nbs/06c_plan.ipynb #922682a1
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 def plan_row(plan: TokenPlan, config, dtype: str = "bfloat16") -> dict:
@@ -274,7 +274,7 @@ def _default_schedule(model, config) -> str:
         return "organism"
     raise ValueError(f"model={str(model)!r} is a config path: give its schedule (a shipped name or a schedule file)")
 
-# %% ../nbs/06c_plan.ipynb #d8c49c6d
+# %% ../nbs/06c_plan.ipynb #18ce481c
 # the paper's prefill TFLOPs (means over five benchmarks), as (setting, TFLOPs) pairs
 PAPER_TFLOPS = {"qwen2_5_omni_7b": (("full", 111.0), ("R35", 36.7), ("R25", 26.5), ("R15", 17.3), ("R10", 12.2)),
                 "qwen3_omni_30b_a3b": (("full", 47.2), ("R10", 3.9))}
@@ -321,7 +321,7 @@ def paper_comparison(name: str) -> pd.DataFrame:
                          cuts=" ".join(f"{k}:{v}+{a}" for k, v, a in plan.cuts)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/06c_plan.ipynb #970d9653
+# %% ../nbs/06c_plan.ipynb #386d4100
 PLAN_COLUMNS = ["method", "setting", "video", "audio", "text", "layer1_tokens", "video_retention", "audio_retention",
                 "tflops_paper", "tflops_exact", "kv_cache_gib", "activation_gib", "note"]
 
