@@ -8,7 +8,7 @@ __all__ = ['CONFIGS_DIR', 'AUDIO_SECONDS_CAP', 'TEXT_TOKENS', 'NEEDS_A_RUN', 'DT
            'ClipTokens', 'clip_tokens', 'TokenPlan', 'seats_plan', 'method_plan', 'plan_row', 'plan_table',
            'paper_length', 'split_length', 'paper_comparison', 'format_plan', 'write_plan']
 
-# %% ../nbs/06c_plan.ipynb #823ad5b0
+# %% ../nbs/06c_plan.ipynb #d9bb948a
 import importlib.resources
 import json
 import math
@@ -20,7 +20,7 @@ import torch
 from transformers import (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration,
                           Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration)
 
-from .baselines import audio_intact_ratios, fastv_keep_ratio, truncated_count
+from .baselines import audio_intact_ratios, fastv_keep_ratio, truncated_count, visionzip_counts
 from .benchmarks import (FPS, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, MIN_PIXELS, frame_count,
                                        frame_pixel_cap, smart_resize)
 from .checks import check_int, check_number
@@ -33,7 +33,7 @@ from .methods import METHODS
 from .pre_llm import window_budget
 from .schedule import Schedule
 
-# %% ../nbs/06c_plan.ipynb #4e8f09a0
+# %% ../nbs/06c_plan.ipynb #f6f81fc2
 CONFIGS_DIR = importlib.resources.files("seats_analysis") / "configs"  # shipped with the package
 _CONFIG_CLASSES = {"qwen2_5": (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration),
                    "qwen3": (Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration)}
@@ -94,7 +94,7 @@ def meta_thinker(config):
     with torch.device("meta"):
         return cls(config)
 
-# %% ../nbs/06c_plan.ipynb #db8a8767
+# %% ../nbs/06c_plan.ipynb #b1b40032
 AUDIO_SECONDS_CAP = 300  # the benchmarks feed the first 300 s of a clip's audio
 TEXT_TOKENS = 150  # chat template, system prompt, question, options and markers of a multiple-choice item
 
@@ -117,7 +117,7 @@ class ClipTokens:
     frames: int
     height: int
     width: int
-    video_window: int  # video tokens in one SEATS selection window (2 temporal grids)
+    grid_tokens: int  # video tokens of one temporal grid (2 frames)
 
     @property
     def total(self) -> int:
@@ -137,10 +137,9 @@ def clip_tokens(config, seconds: float, fps: float = FPS, height: int = 720, wid
     grid_h, grid_w = h // vision.patch_size, w // vision.patch_size
     merge = vision.spatial_merge_size ** 2
     video = frames // vision.temporal_patch_size * grid_h * grid_w // merge
-    return ClipTokens(video, audio_tokens(model_family(config), seconds), text, frames, h, w,
-                      2 * grid_h * grid_w // merge)
+    return ClipTokens(video, audio_tokens(model_family(config), seconds), text, frames, h, w, grid_h * grid_w // merge)
 
-# %% ../nbs/06c_plan.ipynb #5ebc6eb1
+# %% ../nbs/06c_plan.ipynb #ad8ab0cc
 @dataclass(frozen=True)
 class TokenPlan:
     "Video and audio tokens of each decoder layer: `cuts` are (boundary k, video, audio) after which they hold."
@@ -174,7 +173,7 @@ def seats_plan(schedule: Schedule, tokens: ClipTokens, video_ratio: float, audio
     cuts = []
     encoder = {m: schedule.encoder_ratio(r) for m, r in (("video", video_ratio), ("audio", audio_ratio))}
     if min(encoder.values()) < 1:
-        video = _windowed_count(video, tokens.video_window, encoder["video"]) if video else 0
+        video = _windowed_count(video, schedule.video_window_grids * tokens.grid_tokens, encoder["video"]) if video else 0
         audio = _windowed_count(audio, schedule.audio_window_tokens, encoder["audio"]) if audio else 0
         cuts.append((0, video, audio))
     video_plan, audio_plan = schedule.plan(video_ratio), schedule.plan(audio_ratio)
@@ -187,7 +186,12 @@ def seats_plan(schedule: Schedule, tokens: ClipTokens, video_ratio: float, audio
         cuts.append((late - 1, 0, 0))
     return TokenPlan("seats", setting, tokens, tuple(cuts))
 
-NEEDS_A_RUN = ("visionzip", "visionzip-om", "dycoke-om")
+NEEDS_A_RUN = ("dycoke-om",)
+
+def _zipped_count(total: int, window: int, ratio: float) -> int:
+    "Tokens VisionZip keeps (dominant and contextual) of `total` in consecutive windows of `window` tokens."
+    whole, rest = divmod(total, window)
+    return whole * sum(visionzip_counts(window, ratio)) + (sum(visionzip_counts(rest, ratio)) if rest else 0)
 
 def method_plan(method: str, schedule: Schedule, tokens: ClipTokens, video_ratio: float, audio_ratio: float,
                 setting: str = "") -> TokenPlan | None:
@@ -209,6 +213,15 @@ def method_plan(method: str, schedule: Schedule, tokens: ClipTokens, video_ratio
         after = 0
     if not omni and method != "random":
         video_ratio, audio_ratio = audio_intact_ratios(video_ratio, audio_ratio, n_video, n_audio)
+    if method.startswith("visionzip"):  # video in windows of one temporal grid; audio so too in the omni form
+        video = 0 if video_ratio <= 0 else _zipped_count(n_video, tokens.grid_tokens, video_ratio)
+        if audio_ratio >= 1:
+            audio = n_audio
+        elif omni:
+            audio = 0 if audio_ratio <= 0 else _zipped_count(n_audio, schedule.audio_window_tokens, audio_ratio)
+        else:  # the plain form drops audio at random
+            audio = truncated_count(audio_ratio, n_audio)
+        return TokenPlan(method, setting, tokens, ((0, video, audio),))
     if method == "random":
         count = truncated_count
     else:
@@ -218,7 +231,7 @@ def method_plan(method: str, schedule: Schedule, tokens: ClipTokens, video_ratio
     audio = audio_count(audio_ratio, n_audio) if n_audio else 0
     return TokenPlan(method, setting, tokens, ((after, video, audio),))
 
-# %% ../nbs/06c_plan.ipynb #922682a1
+# %% ../nbs/06c_plan.ipynb #23926f82
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 def plan_row(plan: TokenPlan, config, dtype: str = "bfloat16") -> dict:
@@ -274,7 +287,7 @@ def _default_schedule(model, config) -> str:
         return "organism"
     raise ValueError(f"model={str(model)!r} is a config path: give its schedule (a shipped name or a schedule file)")
 
-# %% ../nbs/06c_plan.ipynb #18ce481c
+# %% ../nbs/06c_plan.ipynb #f01202a6
 # the paper's prefill TFLOPs (means over five benchmarks), as (setting, TFLOPs) pairs
 PAPER_TFLOPS = {"qwen2_5_omni_7b": (("full", 111.0), ("R35", 36.7), ("R25", 26.5), ("R15", 17.3), ("R10", 12.2)),
                 "qwen3_omni_30b_a3b": (("full", 47.2), ("R10", 3.9))}
@@ -301,7 +314,7 @@ def split_length(config, length: int, fps: float = FPS, height: int = 720, width
     if best is None:
         raise ValueError(f"length={length} is shorter than a 1 s clip with a {TEXT_TOKENS}-token item")
     return ClipTokens(best.video, best.audio, length - best.video - best.audio, best.frames, best.height, best.width,
-                      best.video_window)
+                      best.grid_tokens)
 
 def paper_comparison(name: str) -> pd.DataFrame:
     """Ours beside the paper's TFLOPs at the length where the unpruned prefill is the paper's figure.
@@ -321,7 +334,7 @@ def paper_comparison(name: str) -> pd.DataFrame:
                          cuts=" ".join(f"{k}:{v}+{a}" for k, v, a in plan.cuts)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/06c_plan.ipynb #386d4100
+# %% ../nbs/06c_plan.ipynb #f9135741
 PLAN_COLUMNS = ["method", "setting", "video", "audio", "text", "layer1_tokens", "video_retention", "audio_retention",
                 "tflops_paper", "tflops_exact", "kv_cache_gib", "activation_gib", "note"]
 
