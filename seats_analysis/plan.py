@@ -8,7 +8,7 @@ __all__ = ['CONFIGS_DIR', 'AUDIO_SECONDS_CAP', 'TEXT_TOKENS', 'NEEDS_A_RUN', 'DT
            'ClipTokens', 'clip_tokens', 'TokenPlan', 'seats_plan', 'method_plan', 'plan_row', 'plan_table',
            'paper_length', 'split_length', 'paper_comparison', 'format_plan', 'write_plan']
 
-# %% ../nbs/06c_plan.ipynb #d9bb948a
+# %% ../nbs/06c_plan.ipynb #ea52c695
 import importlib.resources
 import json
 import math
@@ -33,10 +33,13 @@ from .methods import METHODS
 from .pre_llm import window_budget
 from .schedule import Schedule
 
-# %% ../nbs/06c_plan.ipynb #f6f81fc2
+# %% ../nbs/06c_plan.ipynb #2c94be6c
 CONFIGS_DIR = importlib.resources.files("seats_analysis") / "configs"  # shipped with the package
 _CONFIG_CLASSES = {"qwen2_5": (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration),
                    "qwen3": (Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration)}
+
+_THINKER_CONFIGS = {"qwen2_5_omni_thinker": Qwen2_5OmniThinkerConfig, "qwen3_omni_moe_thinker": Qwen3OmniMoeThinkerConfig}
+_WHOLE_MODELS = {"qwen2_5_omni": "qwen2_5_omni_thinker", "qwen3_omni_moe": "qwen3_omni_moe_thinker"}
 
 def shipped_configs() -> list[str]:
     "Names of the real thinker configurations shipped with the package."
@@ -66,7 +69,7 @@ def _build(record: dict):
                                      video_token_id=ids["video"])
 
 def thinker_config(model):
-    "The thinker config of a shipped name, 'organism', or a path to a thinker's config.json (or its folder)."
+    "The thinker config of a shipped name, 'organism', or a path to a thinker's or a whole model's config.json (or its folder)."
     if str(model) in shipped_configs():
         return _build(config_record(str(model)))
     if str(model) == "organism":
@@ -79,10 +82,11 @@ def thinker_config(model):
                                 "or a path to a config.json")
     data = json.loads(path.read_text())
     kind = data.get("model_type")
-    classes = {"qwen2_5_omni_thinker": Qwen2_5OmniThinkerConfig, "qwen3_omni_moe_thinker": Qwen3OmniMoeThinkerConfig}
-    if kind not in classes:
-        raise ValueError(f"{path}: model_type={kind!r} is not one of {list(classes)}")
-    return classes[kind].from_pretrained(path.parent)
+    if kind in _WHOLE_MODELS:  # a whole Qwen-Omni model's config (thinker and talker): its thinker's part
+        data, kind = data["thinker_config"], _WHOLE_MODELS[kind]
+    if kind not in _THINKER_CONFIGS:
+        raise ValueError(f"{path}: model_type={kind!r} is not one of {list(_THINKER_CONFIGS) + list(_WHOLE_MODELS)}")
+    return _THINKER_CONFIGS[kind].from_dict(data)
 
 def model_family(config) -> str:
     "'qwen2_5' or 'qwen3' for a thinker config."
@@ -94,7 +98,7 @@ def meta_thinker(config):
     with torch.device("meta"):
         return cls(config)
 
-# %% ../nbs/06c_plan.ipynb #b1b40032
+# %% ../nbs/06c_plan.ipynb #96f5fcb1
 AUDIO_SECONDS_CAP = 300  # the benchmarks feed the first 300 s of a clip's audio
 TEXT_TOKENS = 150  # chat template, system prompt, question, options and markers of a multiple-choice item
 
@@ -139,7 +143,7 @@ def clip_tokens(config, seconds: float, fps: float = FPS, height: int = 720, wid
     video = frames // vision.temporal_patch_size * grid_h * grid_w // merge
     return ClipTokens(video, audio_tokens(model_family(config), seconds), text, frames, h, w, grid_h * grid_w // merge)
 
-# %% ../nbs/06c_plan.ipynb #ad8ab0cc
+# %% ../nbs/06c_plan.ipynb #679fc012
 @dataclass(frozen=True)
 class TokenPlan:
     "Video and audio tokens of each decoder layer: `cuts` are (boundary k, video, audio) after which they hold."
@@ -231,7 +235,7 @@ def method_plan(method: str, schedule: Schedule, tokens: ClipTokens, video_ratio
     audio = audio_count(audio_ratio, n_audio) if n_audio else 0
     return TokenPlan(method, setting, tokens, ((after, video, audio),))
 
-# %% ../nbs/06c_plan.ipynb #23926f82
+# %% ../nbs/06c_plan.ipynb #2598f116
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 def plan_row(plan: TokenPlan, config, dtype: str = "bfloat16") -> dict:
@@ -287,7 +291,7 @@ def _default_schedule(model, config) -> str:
         return "organism"
     raise ValueError(f"model={str(model)!r} is a config path: give its schedule (a shipped name or a schedule file)")
 
-# %% ../nbs/06c_plan.ipynb #f01202a6
+# %% ../nbs/06c_plan.ipynb #903e5146
 # the paper's prefill TFLOPs (means over five benchmarks), as (setting, TFLOPs) pairs
 PAPER_TFLOPS = {"qwen2_5_omni_7b": (("full", 111.0), ("R35", 36.7), ("R25", 26.5), ("R15", 17.3), ("R10", 12.2)),
                 "qwen3_omni_30b_a3b": (("full", 47.2), ("R10", 3.9))}
@@ -334,18 +338,20 @@ def paper_comparison(name: str) -> pd.DataFrame:
                          cuts=" ".join(f"{k}:{v}+{a}" for k, v, a in plan.cuts)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/06c_plan.ipynb #f9135741
+# %% ../nbs/06c_plan.ipynb #494247b8
 PLAN_COLUMNS = ["method", "setting", "video", "audio", "text", "layer1_tokens", "video_retention", "audio_retention",
                 "tflops_paper", "tflops_exact", "kv_cache_gib", "activation_gib", "note"]
 
 def _shown(table: pd.DataFrame) -> pd.DataFrame:
-    "The table's columns as the strings printed: counts whole, ratios, TFLOPs and GiB to three decimals."
+    "The table's columns as the strings printed: counts whole, retention to three decimals, TFLOPs and GiB to 4 digits."
     shown = table.reindex(columns=PLAN_COLUMNS).astype(object)
     for column in PLAN_COLUMNS:
         if column == "layer1_tokens":
             shown[column] = table[column].map(lambda x: "" if pd.isna(x) else str(int(x)))
-        elif column not in ("method", "setting", "video", "audio", "text", "note"):
+        elif column.endswith("retention"):
             shown[column] = table[column].map(lambda x: "" if pd.isna(x) else f"{x:.3f}")
+        elif column not in ("method", "setting", "video", "audio", "text", "note"):
+            shown[column] = table[column].map(lambda x: "" if pd.isna(x) else f"{x:.4g}")
     return shown.fillna("")
 
 def format_plan(table: pd.DataFrame) -> str:
