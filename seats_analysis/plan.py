@@ -8,7 +8,7 @@ __all__ = ['CONFIGS_DIR', 'AUDIO_SECONDS_CAP', 'TEXT_TOKENS', 'NEEDS_A_RUN', 'FA
            'audio_tokens', 'ClipTokens', 'clip_tokens', 'TokenPlan', 'seats_plan', 'method_plan', 'plan_row',
            'plan_table', 'paper_length', 'split_length', 'paper_comparison', 'format_plan', 'write_plan']
 
-# %% ../nbs/06c_plan.ipynb #d6c30397
+# %% ../nbs/06c_plan.ipynb #db13aab6
 import importlib.resources
 import json
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ from .methods import METHODS
 from .pre_llm import window_budget
 from .schedule import Schedule
 
-# %% ../nbs/06c_plan.ipynb #9ea8fbba
+# %% ../nbs/06c_plan.ipynb #1b063c29
 CONFIGS_DIR = importlib.resources.files("seats_analysis") / "configs"  # shipped with the package
 _CONFIG_CLASSES = {"qwen2_5": (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration),
                    "qwen3": (Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration)}
@@ -98,7 +98,7 @@ def meta_thinker(config):
     with torch.device("meta"):
         return cls(config)
 
-# %% ../nbs/06c_plan.ipynb #f15c6f2e
+# %% ../nbs/06c_plan.ipynb #ace4f7e5
 AUDIO_SECONDS_CAP = 300  # the benchmarks feed the first 300 s of a clip's audio
 TEXT_TOKENS = 150  # chat template, system prompt, question, options and markers of a multiple-choice item
 
@@ -143,7 +143,7 @@ def clip_tokens(config, seconds: float, fps: float = FPS, height: int = 720, wid
     video = frames // vision.temporal_patch_size * grid_h * grid_w // merge
     return ClipTokens(video, audio_tokens(model_family(config), seconds), text, frames, h, w, grid_h * grid_w // merge)
 
-# %% ../nbs/06c_plan.ipynb #9a189768
+# %% ../nbs/06c_plan.ipynb #41a28a29
 @dataclass(frozen=True)
 class TokenPlan:
     "Video and audio tokens of each decoder layer: `cuts` are (boundary k, video, audio) after which they hold."
@@ -179,13 +179,16 @@ def seats_plan(schedule: Schedule, tokens: ClipTokens, video_ratio: float, audio
     if min(encoder.values()) < 1:
         video = _windowed_count(video, schedule.video_window_grids * tokens.grid_tokens, encoder["video"]) if video else 0
         audio = _windowed_count(audio, schedule.audio_window_tokens, encoder["audio"]) if audio else 0
-        cuts.append((0, video, audio))
+        if (video, audio) != (tokens.video, tokens.audio):
+            cuts.append((0, video, audio))
     video_plan, audio_plan = schedule.plan(video_ratio), schedule.plan(audio_ratio)
     late = schedule.late_block_layer
     for d, kv, ka in zip(video_plan.drop_layers, video_plan.keep_ratios, audio_plan.keep_ratios):
         if (late is None or d < late - 1) and min(kv, ka) < 1:
-            video, audio = modality_total(kv, video), modality_total(ka, audio)
-            cuts.append((d, video, audio))
+            kept = modality_total(kv, video), modality_total(ka, audio)
+            if kept != (video, audio):  # a cut that keeps everything is no drop
+                video, audio = kept
+                cuts.append((d, video, audio))
     if late is not None:
         cuts.append((late - 1, 0, 0))
     return TokenPlan("seats", setting, tokens, tuple(cuts))
@@ -237,7 +240,7 @@ def method_plan(method: str, schedule: Schedule, tokens: ClipTokens, video_ratio
         audio = _pre_llm_count(audio_ratio, n_audio, modality_total if omni else truncated_count)
     return TokenPlan(method, setting, tokens, ((0, video, audio),))
 
-# %% ../nbs/06c_plan.ipynb #2d709c58
+# %% ../nbs/06c_plan.ipynb #b28ac624
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 def plan_row(plan: TokenPlan, config, dtype: str = "bfloat16") -> dict:
@@ -293,7 +296,7 @@ def _default_schedule(model, config) -> str:
         return "organism"
     raise ValueError(f"model={str(model)!r} is a config path: give its schedule (a shipped name or a schedule file)")
 
-# %% ../nbs/06c_plan.ipynb #ca34c1f8
+# %% ../nbs/06c_plan.ipynb #91c879e3
 # the paper's prefill TFLOPs (means over five benchmarks), as (setting, TFLOPs) pairs
 PAPER_TFLOPS = {"qwen2_5_omni_7b": (("full", 111.0), ("R35", 36.7), ("R25", 26.5), ("R15", 17.3), ("R10", 12.2)),
                 "qwen3_omni_30b_a3b": (("full", 47.2), ("R10", 3.9))}
@@ -340,7 +343,7 @@ def paper_comparison(name: str) -> pd.DataFrame:
                          cuts=" ".join(f"{k}:{v}+{a}" for k, v, a in plan.cuts)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/06c_plan.ipynb #ad478c05
+# %% ../nbs/06c_plan.ipynb #81adddbf
 PLAN_COLUMNS = ["method", "setting", "video", "audio", "text", "layer1_tokens", "video_retention", "audio_retention",
                 "tflops_paper", "tflops_exact", "kv_cache_gib", "activation_gib", "note"]
 
