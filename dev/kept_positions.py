@@ -20,7 +20,8 @@ import torch
 from seats_analysis.compat import text_model
 from seats_analysis.methods import METHODS
 from seats_analysis.schedule import RELEASE_QWEN3_AUDIO_RATES
-from seats_analysis.testing import FAMILIES, clip_batch, tiny_schedule, tiny_thinker
+from seats_analysis.testing import clip_batch, tiny_schedule
+from seats_analysis.stand_ins import FAMILIES, tiny_thinker
 
 NUM_LAYERS = 12
 THINKER_SEED = 0

@@ -7,7 +7,7 @@ Usage: python dev/release_forwards.py /path/to/SEATS-checkout [out.json]
 The release ships its own copies of the Qwen-Omni modeling files (`models/`) and patches their forwards with the
 methods' entry points (`seats.seats`, `baselines.fastv.fastv`, ... `baselines.random.random`), which want the full
 Qwen-Omni model. Here, from the checkout, at run time:
-- the release's thinker class is built from `seats_analysis.testing.tiny_thinker_config` with SDPA attention in the
+- the release's thinker class is built from `seats_analysis.stand_ins.tiny_thinker_config` with SDPA attention in the
   decoder, and given the weights of `tiny_thinker(..., portable=True)`, so the same thinker under any transformers;
 - its vision and audio encoder attention modules are given the release's flash-attention classes (the ones its
   patches replace), and `flash_attn_varlen_func` is bound to plain PyTorch attention over the `cu_seqlens` chunks;
@@ -37,8 +37,8 @@ from release_positions import (CLIP_SECONDS, COMMIT, NUM_LAYERS, QWEN3_SETTINGS,
                                THINKER_SEED)
 
 from seats_analysis.layout import Kind  # noqa: E402
-from seats_analysis.testing import (FAMILIES, clip_batch, tiny_thinker, tiny_thinker_config,  # noqa: E402
-                                    weights_checksum)
+from seats_analysis.testing import clip_batch  # noqa: E402
+from seats_analysis.stand_ins import FAMILIES, tiny_thinker, tiny_thinker_config, weights_checksum  # noqa: E402
 
 METHODS = {"seats": "seats", "random": "random", "fastv": "fastv", "fastv-om": "fastv_omni",
            "visionzip": "visionzip", "visionzip-om": "visionzip_omni"}  # this project's name: the release's
@@ -231,7 +231,7 @@ def main(checkout: Path, out: Path):
                   "baselines/*/modeling_qwen*_omni_*.py), run end to end",
         "commit": commit or COMMIT,
         "environment": {"torch": torch.__version__, "transformers": transformers.__version__},
-        "recipe": (f"the release's thinker class with the weights of seats_analysis.testing.tiny_thinker(family, "
+        "recipe": (f"the release's thinker class with the weights of seats_analysis.stand_ins.tiny_thinker(family, "
                    f"num_layers={NUM_LAYERS}, seed={THINKER_SEED}, portable=True), float32 on CPU, SDPA in the "
                    "decoder, the release's flash-attention classes in the encoders with flash_attn_varlen_func as "
                    f"plain PyTorch attention per chunk; inputs clip_batch(family, seconds=(s,)) for s in "

@@ -40,7 +40,8 @@ from seats_analysis.layout import Kind, token_kinds
 from seats_analysis.methods import METHODS
 from seats_analysis.run import last_token_index
 from seats_analysis.schedule import RELEASE_QWEN3_AUDIO_RATES, RELEASE_QWEN3_TEMPERATURE
-from seats_analysis.testing import FAMILIES, clip_batch, tiny_schedule, tiny_thinker, weights_checksum
+from seats_analysis.testing import clip_batch, tiny_schedule
+from seats_analysis.stand_ins import FAMILIES, tiny_thinker, weights_checksum
 
 COMMIT = "c553732cc472321f0c575ecc6369a32c1c1fd2df"
 SETTINGS = {"R35": (0.30, 0.65), "R25": (0.20, 0.55), "R15": (0.10, 0.45), "R10": (0.06, 0.35)}
@@ -291,7 +292,7 @@ def main_stage_two(checkout: Path, out: Path):
                   "seats/ratio_decay_scheduler.py for the keep ratios",
         "commit": commit or COMMIT,
         "environment": {"torch": torch.__version__, "transformers": transformers.__version__},
-        "recipe": (f"SEATS run by this project on seats_analysis.testing.tiny_thinker(family, num_layers={NUM_LAYERS}, "
+        "recipe": (f"SEATS run by this project on seats_analysis.stand_ins.tiny_thinker(family, num_layers={NUM_LAYERS}, "
                    f"seed={THINKER_SEED}, portable=True) in float32 on CPU, inputs clip_batch(family, seconds=(s,)) "
                    f"for s in {list(CLIP_SECONDS)}, the schedule and settings of positions.json. At each Stage II "
                    "drop k the state entering the drop (original positions `index`, their kinds as digits 0 text, "
@@ -346,7 +347,7 @@ def main(checkout: Path, out: Path):
         "source": "xxayt/SEATS: baselines/{random,fastv,visionzip}/*_units.py, baselines/utils.py, "
                   "seats/{pre_llm_units,inner_llm_units,inner_llm_units_qwen3,ratio_decay_scheduler}.py",
         "commit": commit or COMMIT,
-        "recipe": (f"seats_analysis.testing.tiny_thinker(family, num_layers={NUM_LAYERS}, seed={THINKER_SEED}, portable=True) "
+        "recipe": (f"seats_analysis.stand_ins.tiny_thinker(family, num_layers={NUM_LAYERS}, seed={THINKER_SEED}, portable=True) "
                    f"in float32 on CPU; inputs clip_batch(family, seconds=(s,)) for s in {list(CLIP_SECONDS)} "
                    "(synthetic clip seed 0, batch of one); schedule tiny_schedule(family, **schedule) with the "
                    "release's audio window constants and Stage II temperature for Qwen3; settings (video, audio) as in each record. At "

@@ -8,8 +8,6 @@ __all__ = ['MIN_VIDEO_RATIO', 'VARIANTS', 'CONTEXTUAL_RATIO', 'check_variant', '
            'VisionZip', 'visionzip', 'fastv_keep_ratio', 'FastV', 'fastv']
 
 # %% ../nbs/08_baselines.ipynb #dd0d656c
-import warnings
-
 import torch
 import torch.nn.functional as F
 
@@ -358,13 +356,3 @@ def fastv(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bool 
     with pruning(thinker, "fastv-om" if omni else "fastv", method.selectors, measure=measure, notes=method.notes,
                  reachable=method.reachable) as run:
         yield run
-
-# %% ../nbs/08_baselines.ipynb #381ba854
-def __getattr__(name: str):
-    "Deprecated names of this module: `METHODS` is `seats_analysis.methods.METHODS`."
-    if name == "METHODS":
-        warnings.warn("seats_analysis.baselines.METHODS is deprecated: use seats_analysis.methods.METHODS",
-                      DeprecationWarning, stacklevel=2)
-        from seats_analysis.methods import METHODS
-        return METHODS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

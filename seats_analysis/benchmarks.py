@@ -10,7 +10,6 @@ import bisect
 import json
 import math
 import re
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -36,8 +35,7 @@ __all__ = ['DURATION_BUCKETS', 'ON_ERROR', 'DAILYOMNI', 'WORLDSENSE', 'OMNIVIDEO
            'TOTAL_PIXELS', 'VIDEO_MAX_PIXELS', 'PROCESSOR_MIN_PIXELS', 'PROCESSOR_MAX_PIXELS', 'MAX_ASPECT_RATIO',
            'SAMPLE_RATE', 'MAX_AUDIO_SECONDS', 'Record', 'MissingVideoError', 'MalformedRecordError', 'Loaded',
            'option_letter', 'parse_choice_string', 'parse_candidates', 'check_options', 'clock_seconds',
-           'duration_bucket', 'read_split', 'BenchmarkSpec', 'load_benchmark', 'load_dailyomni', 'load_worldsense',
-           'load_omnivideobench', 'load_videomme', 'load_lvomnibench', 'frame_count', 'frame_indices',
+           'duration_bucket', 'read_split', 'BenchmarkSpec', 'load_benchmark', 'frame_count', 'frame_indices',
            'frame_pixel_cap', 'smart_resize', 'VideoInfo', 'video_info', 'load_video', 'has_audio', 'load_audio',
            'load_media', 'write_clip', 'coloured_frames', 'index_frames', 'frame_index_of', 'tone', 'Fixture',
            'make_fixture']
@@ -313,12 +311,6 @@ class BenchmarkSpec:
             raise ValueError(f"mode={mode!r} is not one of {PARSE_MODES}")
         return self.paper_parser(response, rng) if mode == "paper" else parse_strict(response, letters or "ABCD")
 
-    def parse(self, response: str, mode: str = "paper", rng=None, letters: str | None = None) -> str:
-        """Deprecated: `read_answer` (or `prompts.parse_answer(name, response, ...)`)."""
-        warnings.warn("BenchmarkSpec.parse is deprecated; use BenchmarkSpec.read_answer or "
-                      "seats_analysis.prompts.parse_answer(name, response, ...)", DeprecationWarning, stacklevel=2)
-        return self.read_answer(response, mode, rng, letters)
-
 # %% ../nbs/30_benchmarks.ipynb #ccbc7f42
 def _dailyomni(row, media_root, doc_index):
     """Daily-Omni row -> (video path, Record fields)."""
@@ -462,31 +454,6 @@ def load_benchmark(name: str, annotations, media_root=None, *, split="test", on_
     if name not in BENCHMARKS:
         raise ValueError(f"benchmark {name!r} is not one of {sorted(BENCHMARKS)}")
     return BENCHMARKS[name].load(annotations, media_root, split=split, on_error=on_error)
-
-
-def load_dailyomni(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
-    """Daily-Omni questions from its annotation folder; videos under `media_root`/videos."""
-    return DAILYOMNI.load(annotations, media_root, split=split, on_error=on_error)
-
-
-def load_worldsense(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
-    """WorldSense questions from its annotation folder; videos at `media_root`/<video_path>."""
-    return WORLDSENSE.load(annotations, media_root, split=split, on_error=on_error)
-
-
-def load_omnivideobench(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
-    """OmniVideoBench questions (one row per question); videos at `media_root`/<video>."""
-    return OMNIVIDEOBENCH.load(annotations, media_root, split=split, on_error=on_error)
-
-
-def load_videomme(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
-    """Video-MME questions from its `videomme/` folder; videos under `media_root`/data."""
-    return VIDEOMME.load(annotations, media_root, split=split, on_error=on_error)
-
-
-def load_lvomnibench(annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
-    """LVOmniBench questions from its annotation folder; videos under `media_root`/videos."""
-    return LVOMNIBENCH.load(annotations, media_root, split=split, on_error=on_error)
 
 # %% ../nbs/30_benchmarks.ipynb #deef3884
 FPS = 2.0                               # frames sampled per second of video

@@ -14,10 +14,10 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PARSE_MODES', 'PROBE_CONDITIONS', 'PROBE_METRICS',
-           'PROBE_METHODS', 'DTYPES', 'DEMO_OUT', 'DEMO_ITEMS', 'ORGANISM_TEST_ITEMS', 'SUMMARY_COLUMNS', 'PLAN_DTYPES',
-           'positive_int', 'count', 'positive_float', 'names', 'ratio_names', 'requested_processes', 'launch_state',
-           'engine_demo', 'add_sweep_arguments', 'add_probe_arguments', 'table_file', 'add_plan_arguments',
-           'HelpFormatter', 'command_parser', 'main', 'sweep_parser', 'sweep_main']
+           'PROBE_METHODS', 'DTYPES', 'DEMO_OUT', 'DEMO_ITEMS', 'ORGANISM_TEST_ITEMS', 'PLAN_DTYPES', 'positive_int',
+           'count', 'positive_float', 'names', 'ratio_names', 'requested_processes', 'launch_state', 'engine_demo',
+           'add_sweep_arguments', 'add_probe_arguments', 'table_file', 'add_plan_arguments', 'HelpFormatter',
+           'command_parser', 'main', 'sweep_parser', 'sweep_main']
 
 # %% ../nbs/40_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
@@ -160,10 +160,6 @@ def engine_demo(num_layers: int = 8, seconds: float = 8.0, seed: int = 0):
     return pd.DataFrame(rows)
 
 # %% ../nbs/40_cli.ipynb #43ea2c12
-SUMMARY_COLUMNS = ["method", "setting", "accuracy", "accuracy_visual", "accuracy_audio", "accuracy_audiovisual",
-                   "video_retention", "audio_retention", "reached", "gflops", "flops_reduction",
-                   "prefill_ms"]  # deprecated: the demo's table is `demo.summary_table`
-
 def _demo(args) -> int:
     "The main job: probe, blocks, schedule, every method, tables and figures, into one run folder."
     from seats_analysis.demo import DEFAULT_OUT, DemoPaths, run_demo, stored_probe_samples, summary_table

@@ -5,13 +5,12 @@
 # %% auto #0
 __all__ = ['ROOT', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'DEFAULT_OUT', 'DEMO_ITEMS', 'SUMMARY_HEADERS',
            'organism_samples', 'organism_schedule', 'OrganismRecord', 'organism_records', 'register_organism',
-           'within_window_tolerance', 'evaluate_method', 'evaluate_methods', 'DemoPaths', 'DemoOutputs',
-           'stored_probe_samples', 'run_demo', 'summary_table']
+           'evaluate_method', 'evaluate_methods', 'DemoPaths', 'DemoOutputs', 'stored_probe_samples', 'run_demo',
+           'summary_table']
 
 # %% ../nbs/41_demo.ipynb #48f5a824
 import math
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,13 +88,6 @@ def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> EvalSpec:
 def _batches(processor, items, batch_size: int) -> list:
     "The processed inputs of `items`, `batch_size` at a time (built once, shared by every method and setting)."
     return [make_inputs(processor, items[start:start + batch_size]) for start in range(0, len(items), batch_size)]
-
-
-def within_window_tolerance(achieved: float, asked: float, tokens: int, windows: int) -> bool:
-    "Deprecated: `seats_analysis.harness.reached`, the one rule of every table that compares methods."
-    warnings.warn("demo.within_window_tolerance is deprecated: use seats_analysis.harness.reached", DeprecationWarning,
-                  stacklevel=2)
-    return reached(achieved, asked, tokens, windows)
 
 
 def evaluate_method(thinker, processor, items, schedule, method: str, video_ratio: float, audio_ratio: float,
@@ -229,13 +221,8 @@ def _shown_path(path: Path) -> str:
 
 def run_demo(out=DEFAULT_OUT, model_dir=DATA_DIR, num_items: int = DEMO_ITEMS, seed: int = 0, methods=None,
              batch_size: int = 32, progress: bool = True, fresh_probe: bool = False,
-             late_tolerance: float = ORGANISM_LATE_TOLERANCE, root=None, **block_kwargs) -> DemoOutputs:
+             late_tolerance: float = ORGANISM_LATE_TOLERANCE, **block_kwargs) -> DemoOutputs:
     "Probe the organism, derive blocks, export the schedule, evaluate every method, write tables and figures to `out`."
-    if root is not None:
-        warnings.warn("run_demo(root=...) is deprecated: pass out=DIR for a run folder "
-                      "(or out=DemoPaths(...) for another layout)", FutureWarning, stacklevel=2)
-        root = Path(root)
-        out = DemoPaths(root / "data" / "schedules" / "organism.json", root / "data" / "results", root / "figures", False)
     paths = out if isinstance(out, DemoPaths) else DemoPaths.run_folder(out)
     paths.prepare()
     if fresh_probe:

@@ -27,22 +27,21 @@ from .checks import check_int, check_launch, check_ratio
 from .compat import audio_from_video, thinker_from_pretrained
 from .cost import decoder_dims
 from .figures import tradeoff_figure
-from .harness import (RATIO_PAIRS, Elapsed, GenerateParse, MethodSetupError, first_forward_clock,
-                                    method_cells, reached, run_batch, run_samples)
+from .harness import RATIO_PAIRS, GenerateParse, method_cells, reached, run_batch, run_samples
 from .layout import Kind, temporal_windows
-from .prompts import PARSE_MODES, build_messages, chat_text, parse_answer, score
+from .parsers import PARSE_MODES
+from .prompts import build_messages, chat_text, parse_answer, score
 from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, file_digest,
                                     first_success, merge_records, model_fingerprint, processor_fingerprint, read_jsonl,
                                     replaced, writer_lock)
 
 # %% auto #0
-__all__ = ['EVAL_BENCHMARKS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'read_results', 'MEDIA_FIELDS', 'RETENTION_TOLERANCE',
-           'TRADEOFF_AXES', 'PAPER_RESULTS', 'EvalSpec', 'register_benchmark', 'eval_spec', 'accuracy_score',
-           'ratio_name', 'ratio_pair', 'append_row', 'sample_cost', 'resolve_method', 'processor_inputs',
-           'reply_and_cost', 'generate_response', 'record_digest', 'run_fingerprint', 'summarize', 'evaluate',
-           'TooManyFailures', 'cell_path', 'sweep_cells', 'sweep', 'cell_scores', 'reached_retention', 'summary_table',
-           'summary_markdown', 'write_summary', 'tradeoff_from_results', 'paper_results', 'with_paper_rows',
-           'load_thinker', 'default_schedule', 'RATIO_PAIRS', 'Elapsed', 'first_forward_clock', 'MethodSetupError']
+__all__ = ['EVAL_BENCHMARKS', 'FULL_RATIOS', 'FULL_METHOD', 'SETTINGS', 'MEDIA_FIELDS', 'TRADEOFF_AXES', 'PAPER_RESULTS',
+           'EvalSpec', 'register_benchmark', 'eval_spec', 'accuracy_score', 'ratio_name', 'ratio_pair', 'append_row',
+           'sample_cost', 'resolve_method', 'processor_inputs', 'reply_and_cost', 'generate_response', 'record_digest',
+           'run_fingerprint', 'summarize', 'evaluate', 'TooManyFailures', 'cell_path', 'sweep_cells', 'sweep',
+           'cell_scores', 'summary_table', 'summary_markdown', 'write_summary', 'tradeoff_from_results',
+           'paper_results', 'with_paper_rows', 'load_thinker', 'default_schedule']
 
 # %% ../nbs/32_evaluate.ipynb #5383494a
 @dataclass(frozen=True)
@@ -119,7 +118,6 @@ def accuracy_score(rows: list[dict], by: Sequence[str] = ()) -> dict:
     return {"overall": 100.0 * sum(hits) / len(hits), "n": len(rows), "n_counted": len(rows), "by": breakdown}
 
 # %% ../nbs/32_evaluate.ipynb #b2686a2f
-_all_ = ["RATIO_PAIRS"]  # from the harness, still importable from here
 FULL_RATIOS = (1.0, 1.0)
 FULL_METHOD = "full"
 
@@ -154,16 +152,11 @@ def ratio_pair(value) -> tuple[float, float]:
 # %% ../nbs/32_evaluate.ipynb #fe9fa20d
 SETTINGS = ("benchmark", "method", "video_ratio", "audio_ratio", "mode", "max_new_tokens")
 
-read_results = read_jsonl
-
 
 def append_row(path: str | Path, row: dict):
     "Append one row to a results file with `append_jsonl`, refusing a NaN anywhere in it (strict JSON has none)."
     json.dumps(row, allow_nan=False)  # raises ValueError("Out of range float values ...") on a NaN or infinity
     append_jsonl(path, row)
-
-# %% ../nbs/32_evaluate.ipynb #753dbbe0
-_all_ = ["Elapsed", "first_forward_clock"]  # from the harness, still importable from here
 
 # %% ../nbs/32_evaluate.ipynb #867cc235
 def _value(run, name: str):
@@ -256,9 +249,6 @@ def processor_inputs(processor, prompt: str, frames, audio):
     if audio is None:
         return processor(text=[prompt], videos=[frames], return_tensors="pt")
     return processor(text=[prompt], videos=[frames], audio=[audio], return_tensors="pt", **audio_from_video(1))
-
-
-_all_ = ["MethodSetupError"]  # from the harness, still importable from here
 
 
 def reply_and_cost(result, thinker) -> dict:
@@ -591,18 +581,6 @@ def _row_order(table: pd.DataFrame) -> pd.DataFrame:
     return keyed.sort_values(["_full", "_kept", "method"]).drop(columns=["_full", "_kept"]).reset_index(drop=True)
 
 
-RETENTION_TOLERANCE = 0.005  # achieved retention may exceed the requested one by this much (rounding)
-
-
-def reached_retention(table: pd.DataFrame, tolerance: float = RETENTION_TOLERANCE) -> pd.Series:
-    """Deprecated: the summary's `reached` is judged per sample by `harness.reached` (within one token per window).
-    Per row: whether each modality's mean achieved retention is at most the requested one (+ `tolerance`)."""
-    warnings.warn("evaluate.reached_retention is deprecated: summary_table judges each sample with harness.reached",
-                  DeprecationWarning, stacklevel=2)
-    return ((table["video_retention"] <= table["video_ratio"] + tolerance)
-            & (table["audio_retention"] <= table["audio_ratio"] + tolerance))
-
-
 def _all_reached(flags: pd.Series) -> bool | None:
     "Whether every benchmark of a row reached its retention (None when one of them cannot tell: older results files)."
     return None if flags.isna().any() else bool(flags.all())
@@ -750,13 +728,3 @@ def default_schedule(pretrained: str | Path):
     from seats_analysis.organism import DATA_DIR
     from seats_analysis.schedule import Schedule
     return Schedule.load("organism") if Path(pretrained).resolve() == DATA_DIR.resolve() else None
-
-# %% ../nbs/32_evaluate.ipynb #d050eeee
-def __getattr__(name: str):
-    "Deprecated names of this module: `sweep_parser` and `sweep_main` are the command line's (`seats_analysis.cli`)."
-    if name in ("sweep_parser", "sweep_main"):
-        warnings.warn(f"seats_analysis.evaluate.{name} is deprecated: use seats_analysis.cli.{name}", DeprecationWarning,
-                      stacklevel=2)
-        from seats_analysis import cli
-        return getattr(cli, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

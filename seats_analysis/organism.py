@@ -10,7 +10,6 @@ import dataclasses
 import pickle
 import random
 import time
-import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditio
 
 from .checks import check_int, check_number, check_ratio
 from .engine import drop_tokens
-from .harness import OptionLogits, option_logits, run_samples
+from .harness import OptionLogits, run_samples
 from .layout import Kind
 from .compat import (multimodal_model, processor_from_pretrained, rope_fields, save_processor,
                                    text_model, thinker_from_pretrained, vision_features)
@@ -37,7 +36,7 @@ from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SE
 
 # %% auto #0
 __all__ = ['DATA_DIR', 'TEST_ITEMS', 'AUDIO_TOKENS_PER_SECOND', 'REMOVALS', 'organism_dir', 'organism_config', 'build_organism',
-           'letter_logits', 'predict', 'evaluate', 'save_training_state', 'load_training_state', 'audio_token_labels',
+           'predict', 'evaluate', 'save_training_state', 'load_training_state', 'audio_token_labels',
            'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings', 'TrainBatches',
            'AuxiliaryHeads', 'training_losses', 'train', 'load_organism', 'drop_kinds', 'modality_predictions',
            'accuracy_by_kind', 'modality_check']
@@ -105,11 +104,6 @@ def build_organism(config: Qwen2_5OmniThinkerConfig, seed: int = 0) -> Qwen2_5Om
     return model
 
 # %% ../nbs/21_organism.ipynb #f0a80fdc
-def letter_logits(model, inputs, letter_ids: list[int]) -> torch.Tensor:
-    """Logits (B, 4) of the letters A-D at the last prompt position."""
-    return option_logits(model, inputs, letter_ids)
-
-
 @torch.no_grad()
 def predict(model, processor, items, batch_size: int = 32, selectors: dict | None = None,
             inputs_fn=fast_inputs) -> list[str]:
@@ -323,16 +317,10 @@ def _write_log_row(path: Path, row: dict):
 
 
 def train(out_dir=DATA_DIR, settings: TrainSettings | None = None, model=None, processor=None, state_path=None,
-          time_limit_s: float | None = None, num_workers: int = 0, progress: bool = True, log=None, **changes):
+          time_limit_s: float | None = None, num_workers: int = 0, progress: bool = True, **changes):
     """Train the organism (a new one unless `model` is given) on its device; save the best model and processor to
     `out_dir` and append the curve to its `training_log.csv`; return the model. `changes` replace fields of
     `settings` (`train(steps=100)`); `num_workers` processes build the batches."""
-    if log is not None:
-        warnings.warn("train(log=...) is no longer used: progress shows in a tqdm bar", DeprecationWarning, stacklevel=2)
-    renamed = dict(aux_weight="audio_weight", video_aux_weight="video_weight")
-    for old in renamed.keys() & changes.keys():
-        warnings.warn(f"train({old}=...) is now {renamed[old]}=", DeprecationWarning, stacklevel=2)
-        changes[renamed[old]] = changes.pop(old)
     settings = dataclasses.replace(settings or TrainSettings(), **changes)
     if time_limit_s is not None:
         check_number("time_limit_s", time_limit_s, 0, low_open=True, hint="or None for no limit")

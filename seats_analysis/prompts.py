@@ -11,20 +11,10 @@ from typing import Any
 
 from .benchmarks import (BENCHMARKS, FPS, MAX_PIXELS, MIN_PIXELS, TOTAL_PIXELS, Record,
                                        clock_seconds, duration_bucket)
-from .parsers import (ANSWER_PHRASES, ANSWER_PREFIXES, FORMAT_PRIORITY, PARSE_MODES, REASONING_TAGS,
-                                    extract_mcq_answer, lmms_clean, parse_dailyomni_paper, parse_prefix_paper,
-                                    parse_strict, parse_videomme_paper, parse_worldsense_paper, strip_reasoning_tags)
-
-_all_ = ["ANSWER_PHRASES", "ANSWER_PREFIXES", "FORMAT_PRIORITY", "PARSE_MODES", "REASONING_TAGS", "extract_mcq_answer",
-         "lmms_clean", "parse_dailyomni_paper", "parse_prefix_paper", "parse_strict", "parse_videomme_paper",
-         "parse_worldsense_paper", "strip_reasoning_tags"]  # the parsers, still importable from here
 
 # %% auto #0
-__all__ = ['QWEN_SYSTEM_PROMPT', 'ANSWER_SENTENCE', 'USER_PROMPTS', 'SCORING', 'MULTI_LABEL', 'system_prompt', 'user_prompt',
-           'video_item', 'build_messages', 'chat_text', 'parse_answer', 'result_row', 'score', 'ANSWER_PHRASES',
-           'ANSWER_PREFIXES', 'FORMAT_PRIORITY', 'PARSE_MODES', 'REASONING_TAGS', 'extract_mcq_answer', 'lmms_clean',
-           'parse_dailyomni_paper', 'parse_prefix_paper', 'parse_strict', 'parse_videomme_paper',
-           'parse_worldsense_paper', 'strip_reasoning_tags']
+__all__ = ['QWEN_SYSTEM_PROMPT', 'ANSWER_SENTENCE', 'MULTI_LABEL', 'system_prompt', 'user_prompt', 'video_item', 'build_messages',
+           'chat_text', 'parse_answer', 'result_row', 'score']
 
 # %% ../nbs/31_prompts.ipynb #d702d504
 QWEN_SYSTEM_PROMPT = ("You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of "
@@ -45,9 +35,6 @@ def system_prompt(benchmark: str) -> str:
     return f"{QWEN_SYSTEM_PROMPT} {ANSWER_SENTENCE}" if _spec(benchmark).system_prompt else ""
 
 # %% ../nbs/31_prompts.ipynb #7f89258d
-USER_PROMPTS = {name: spec.user_prompt for name, spec in BENCHMARKS.items()}  # a view of the definitions
-
-
 def user_prompt(record: Record) -> str:
     """The text the authors put after the video in the user turn for `record`."""
     return _spec(record.benchmark).user_prompt.format(question=record.question, choices="\n".join(record.options))
@@ -78,8 +65,6 @@ def parse_answer(benchmark: str, response: str, mode: str = "paper", rng: random
     return _spec(benchmark).read_answer(response, mode, rng, letters)
 
 # %% ../nbs/31_prompts.ipynb #93f9f2f5
-SCORING = {name: (spec.overall_field, spec.breakdown)  # a view of the definitions
-           for name, spec in BENCHMARKS.items()}
 MULTI_LABEL = {"audio_class"}
 
 

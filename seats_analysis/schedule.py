@@ -15,7 +15,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-import warnings
 
 from .checks import check_int, check_number, check_ratio
 from .results import replaced
@@ -268,10 +267,6 @@ def schedule_path(path_or_name) -> Path:
     name = str(path_or_name)
     if path.suffix != ".json" and path.name == name and name in shipped_schedules():
         return Path(SCHEDULES_DIR / f"{name}.json")
-    if path.parent.name == "schedules" and path.suffix == ".json" and path.stem in shipped_schedules():
-        warnings.warn(f"{name}: the shipped schedules moved from data/schedules/ into the package; "
-                      f"load them by name: Schedule.load({path.stem!r})", FutureWarning, stacklevel=3)
-        return Path(SCHEDULES_DIR / path.name)
     raise FileNotFoundError(f"no schedule file {name!r}; give a path to a schedule JSON file or one of the "
                             f"shipped names {shipped_schedules()}")
 
@@ -281,12 +276,3 @@ RELEASE_QWEN3_AUDIO_RATES = {"audio_tokens_per_second": 25.0, "audio_encoder_fra
 # and its Qwen3 Stage II (seats/inner_llm_units_qwen3.py) shares the window budget out with a softmax at temperature
 # 0.3, where Qwen2.5's uses 0.1
 RELEASE_QWEN3_TEMPERATURE = 0.3
-
-def __getattr__(name: str):
-    "`audio_rates` moved to `seats_analysis.compat`, beside the model code whose length formulas it reads."
-    if name == "audio_rates":
-        warnings.warn("seats_analysis.schedule.audio_rates moved: import it from seats_analysis.compat",
-                      DeprecationWarning, stacklevel=2)
-        from seats_analysis.compat import audio_rates
-        return audio_rates
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

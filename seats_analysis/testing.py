@@ -4,9 +4,7 @@
 
 # %% auto #0
 __all__ = ['TEST_QUESTIONS', 'MEDIA_INPUTS', 'MAX_NEAR_TIES', 'tiny_schedule', 'clip_batch', 'kept_mask', 'perturb_media',
-           'rounding_sensitive', 'one_swap', 'recorded_generate', 'FAMILIES', 'PATCH_SIZE', 'SAMPLE_RATE',
-           'SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'offline_tokenizer', 'offline_processor', 'tiny_thinker_config',
-           'portable_init_', 'tiny_thinker', 'weights_checksum', 'synthetic_clip', 'make_inputs']
+           'rounding_sensitive', 'one_swap', 'recorded_generate']
 
 # %% ../nbs/01_testing.ipynb #a07cf858
 from contextlib import contextmanager
@@ -17,15 +15,6 @@ from transformers import BatchFeature
 from .compat import audio_rates
 from .schedule import Schedule
 from .stand_ins import _check_family, make_inputs, offline_processor, synthetic_clip
-
-# the stand-ins, importable from here as before they had their own module
-from .stand_ins import CHAT_TEMPLATE, FAMILIES, PATCH_SIZE, SAMPLE_RATE, SPECIAL_TOKENS  # noqa: F401
-from .stand_ins import offline_tokenizer, portable_init_, tiny_thinker, tiny_thinker_config  # noqa: F401
-from .stand_ins import weights_checksum  # noqa: F401
-
-_all_ = ["FAMILIES", "PATCH_SIZE", "SAMPLE_RATE", "SPECIAL_TOKENS", "CHAT_TEMPLATE", "offline_tokenizer",
-         "offline_processor", "tiny_thinker_config", "portable_init_", "tiny_thinker", "weights_checksum",
-         "synthetic_clip", "make_inputs"]
 
 # %% ../nbs/01_testing.ipynb #dbdd8585
 TEST_QUESTIONS = ("What is happening?", "Which colour?")

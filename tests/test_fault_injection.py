@@ -24,7 +24,7 @@ from seats_analysis.probe import probe
 from seats_analysis.results import StoreBusy, read_jsonl
 from seats_analysis.compat import audio_rates
 from seats_analysis.schedule import Schedule
-from seats_analysis.testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker
+from seats_analysis.stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
 SCHEDULE = Schedule(model_name="tiny-qwen2_5", num_layers=4, middle_block_layer=2, late_block_layer=4,
                     drop_layers=[1, 2], provenance={"source": "probe", "details": "hand-made for the tests"},

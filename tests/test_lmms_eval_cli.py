@@ -16,10 +16,11 @@ pytest.importorskip("lmms_eval")
 import torch  # noqa: E402
 
 from seats_analysis.demo import register_organism  # noqa: E402
-from seats_analysis.evaluate import default_schedule, evaluate, read_results  # noqa: E402
+from seats_analysis.evaluate import default_schedule, evaluate  # noqa: E402
+from seats_analysis.results import read_jsonl  # noqa: E402
 from seats_analysis.lmms_eval_model import MODEL_NAME, ORGANISM_TASK, write_organism_task  # noqa: E402
 from seats_analysis.organism import DATA_DIR, load_organism  # noqa: E402
-from seats_analysis.prompts import lmms_clean, parse_strict  # noqa: E402
+from seats_analysis.parsers import lmms_clean, parse_strict  # noqa: E402
 
 ITEMS = 6
 MAX_NEW_TOKENS = 4  # what the harness is asked for; the organism benchmark, like its task, reads one token
@@ -61,7 +62,7 @@ def test_scores_equal_the_harness(task_dir, tmp_path):
     harness = evaluate(thinker, processor, "organism", "seats", 0.06, 0.35,
                        records=register_organism(num_items=ITEMS).load(None), schedule=default_schedule(DATA_DIR),
                        max_new_tokens=MAX_NEW_TOKENS, results_path=tmp_path / "harness.jsonl", progress=False)
-    rows = read_results(tmp_path / "harness.jsonl")
+    rows = read_jsonl(tmp_path / "harness.jsonl")
     assert [reply(s) for s in samples] == [lmms_clean(row["response"]) for row in rows]
     assert [parse_strict(row["response"]) == row["answer"] for row in rows] == [s["accuracy"] == 1 for s in samples]
     assert 100 * accuracy == pytest.approx(harness["overall"])

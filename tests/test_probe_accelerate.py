@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 
 from seats_analysis.probe import ProbeSample, merge_parts, option_ids, probe
-from seats_analysis.testing import make_inputs, offline_processor, synthetic_clip, tiny_thinker
+from seats_analysis.stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
 from launching import TWO_PROCESSES, launch
 

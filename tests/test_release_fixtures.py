@@ -19,8 +19,8 @@ from seats_analysis.inner_llm import top_down_keep
 from seats_analysis.layout import Kind
 from seats_analysis.methods import METHODS
 from seats_analysis.prompts import parse_answer
-from seats_analysis.testing import (FAMILIES, MAX_NEAR_TIES, clip_batch, one_swap, rounding_sensitive, tiny_schedule,
-                                    tiny_thinker, weights_checksum)
+from seats_analysis.testing import MAX_NEAR_TIES, clip_batch, one_swap, rounding_sensitive, tiny_schedule
+from seats_analysis.stand_ins import FAMILIES, tiny_thinker, weights_checksum
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "release"
 

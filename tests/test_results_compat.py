@@ -70,7 +70,7 @@ def test_resuming_an_old_store_is_refused_naming_what_its_fingerprint_lacks(tmp_
     from seats_analysis.evaluate import run_fingerprint
     from seats_analysis.probe import _prepare_folder
     from seats_analysis.results import model_fingerprint
-    from seats_analysis.testing import offline_processor, tiny_thinker
+    from seats_analysis.stand_ins import offline_processor, tiny_thinker
 
     thinker, processor = tiny_thinker(num_layers=4), offline_processor()
     folder = shutil.copytree(FIXTURE / "evaluate", tmp_path / "evaluate")
