@@ -5,7 +5,7 @@ With --add, only the named methods are run and their records joined to the exist
 `METHODS` after the recording); the others stay as recorded, and the recipe notes what recorded the added ones.
 
 Recipe (also written into the file): for each family (Qwen2.5-Omni, Qwen3-Omni) a tiny random-weight thinker of
-`seats_analysis.testing` (12 decoder layers, seed 0, float32, CPU, sdpa), the 12-layer tiny schedule of the release
+`seats_analysis.stand_ins` (12 decoder layers, seed 0, float32, CPU, sdpa), the 12-layer tiny schedule of the release
 fixtures, two inputs from `clip_batch` (a left-padded batch of a 5 s and a 3 s clip, with partial last windows,
 and a single 4 s clip) and every method of `METHODS` at every setting below, one prefill each (method seed 0).
 For each prefill it writes, per boundary k, each row's kept original positions (ascending), and the sum of the

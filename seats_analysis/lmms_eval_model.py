@@ -396,7 +396,7 @@ metadata:
   version: 0.0
 """
 
-_ORGANISM_UTILS = """from seats_analysis.prompts import parse_strict
+_ORGANISM_UTILS = """from seats_analysis.parsers import parse_strict
 
 
 def doc_to_visual(doc):

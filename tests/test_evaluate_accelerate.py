@@ -22,7 +22,7 @@ RUNNER = textwrap.dedent('''
     from seats_analysis.evaluate import evaluate
     from seats_analysis.compat import audio_rates
     from seats_analysis.schedule import Schedule
-    from seats_analysis.testing import offline_processor, tiny_thinker
+    from seats_analysis.stand_ins import offline_processor, tiny_thinker
 
     torch.set_num_threads(1)
     datasets.disable_progress_bars()

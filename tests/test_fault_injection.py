@@ -41,7 +41,7 @@ WRITER = textwrap.dedent('''
     from seats_analysis.evaluate import evaluate
     from seats_analysis.compat import audio_rates
     from seats_analysis.schedule import Schedule
-    from seats_analysis.testing import offline_processor, tiny_thinker
+    from seats_analysis.stand_ins import offline_processor, tiny_thinker
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     annotations, media, results, pause = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4])
