@@ -561,7 +561,9 @@ def _frames_at(path: Path, info: VideoInfo, wanted: list[int]) -> Iterator[av.Vi
     targets = [info.pts[i] for i in wanted]
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        # slice threads only: FFmpeg's frame threads can hang for good when a damaged stream's decoder is freed
+        # after an error (seen with PyAV 18 / libavcodec 62)
+        stream.thread_type = "SLICE"
         j = 0
         while j < len(targets):
             container.seek(_key_before(info, targets[j]), stream=stream, backward=True)
