@@ -6,7 +6,7 @@
 __all__ = ['CONFIDENCE', 'ACCURACY_COLUMNS', 'BOOTSTRAP_SEED', 'BOOTSTRAP_RESAMPLES', 'PAIRED_COLUMNS', 'wilson_interval',
            'accuracy', 'format_accuracy', 'paired_difference', 'paired_comparisons']
 
-# %% ../nbs/14_stats.ipynb #28e6d941
+# %% ../nbs/14_stats.ipynb #975ef2b0
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,10 +15,10 @@ from scipy import stats as scipy_stats
 
 from .checks import check_int, check_number
 
-# %% ../nbs/14_stats.ipynb #e15f8e17
+# %% ../nbs/14_stats.ipynb #4ef4a444
 CONFIDENCE = 0.95  # of every interval the package reports
 
-# %% ../nbs/14_stats.ipynb #1c51d856
+# %% ../nbs/14_stats.ipynb #8ea54629
 def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     "The Wilson score interval of `correct` successes in `n` trials, as fractions."
     n = check_int("n", n, 1)
@@ -27,7 +27,7 @@ def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> tup
     interval = scipy_stats.binomtest(correct, n).proportion_ci(confidence_level=confidence, method="wilson")
     return float(interval.low), float(interval.high)
 
-# %% ../nbs/14_stats.ipynb #00f1904d
+# %% ../nbs/14_stats.ipynb #6f6cd41b
 ACCURACY_COLUMNS = ("accuracy", "n", "ci_low", "ci_high")  # what `accuracy` returns per group; percent but n
 
 
@@ -55,7 +55,7 @@ def accuracy(rows: pd.DataFrame, by: str | Sequence[str] | None = None, column: 
     table = rows.groupby(by, sort=True)[column].apply(lambda s: _accuracy_row(s, confidence)).unstack()
     return table[list(ACCURACY_COLUMNS)].astype({"n": int})
 
-# %% ../nbs/14_stats.ipynb #f9fb1947
+# %% ../nbs/14_stats.ipynb #c3b8b481
 def format_accuracy(value: float, low: float, high: float, n: int | None = None, digits: int = 1) -> str:
     "An accuracy in percent with its interval (and item count), as tables print it: `91.7 [80.4, 96.7] (n=48)`."
     if pd.isna(value):
@@ -63,7 +63,7 @@ def format_accuracy(value: float, low: float, high: float, n: int | None = None,
     text = f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
     return text if n is None else f"{text} (n={int(n)})"
 
-# %% ../nbs/14_stats.ipynb #34a63910
+# %% ../nbs/14_stats.ipynb #d688e7e1
 BOOTSTRAP_SEED = 0  # every bootstrap of the package draws from this seed
 BOOTSTRAP_RESAMPLES = 9999
 
@@ -97,15 +97,16 @@ def paired_difference(first: Sequence[bool], second: Sequence[bool], confidence:
     return dict(difference=difference, ci_low=low, ci_high=high, p_value=float(p_value), n=len(first),
                 only_first=only_first, only_second=only_second, established=bool(low > 0 or high < 0))
 
-# %% ../nbs/14_stats.ipynb #d84936b3
+# %% ../nbs/14_stats.ipynb #3b83f566
 PAIRED_COLUMNS = ("setting", "method", "reference", "n", "difference", "ci_low", "ci_high", "p_value", "established")
 
 
 def paired_comparisons(rows: pd.DataFrame, reference: str = "seats", every_setting: Sequence[str] = ("full",),
                        item: str = "item", column: str = "correct", confidence: float = CONFIDENCE,
                        seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
-    """The reference method against every other method at each of its settings, on the items both answered:
-    one row each with the difference in points (reference minus other), its interval, p-value and verdict."""
+    """The reference method against every other method at each of its settings, on the items both answered (in the
+    order of their ids, so the rows' order does not matter): one row each with the difference in points (reference
+    minus other), its interval, p-value and verdict."""
     rows = pd.DataFrame(rows)
     missing = [name for name in ("method", "setting", item, column) if name not in rows.columns]
     if missing:
