@@ -4,10 +4,12 @@
 
 # %% auto #0
 __all__ = ['FIGURE_FORMATS', 'PNG_DPI', 'CONDITION_COLORS', 'CONDITION_LABELS', 'BLOCK_COLORS', 'HEADROOM', 'PANEL_SIZE',
-           'MAX_COLUMNS', 'PERCENT_METRICS', 'METHOD_LABELS', 'FAMILY_COLORS', 'SPARE_COLORS', 'SETTING_MARKERS',
-           'STYLE_TITLES', 'PERCENT_SCORES', 'save_figure', 'dependency_figure', 'method_style', 'tradeoff_figure']
+           'LEGEND_AND_CAPTION', 'MAX_COLUMNS', 'PERCENT_METRICS', 'CAPTION_CHARACTERS_PER_INCH', 'INTERVAL_HEIGHT',
+           'METHOD_LABELS', 'FAMILY_COLORS', 'SPARE_COLORS', 'SETTING_MARKERS', 'STYLE_TITLES', 'PERCENT_SCORES',
+           'save_figure', 'dependency_figure', 'method_style', 'tradeoff_figure']
 
 # %% ../nbs/12_figures.ipynb #2a30742b
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +22,7 @@ from matplotlib.ticker import PercentFormatter
 
 from .blocks import (
     BLOCK_NAMES, CONDITIONS, HIGHER_IS_BETTER, Blocks, check_probe_table, derive_blocks, load_probe, usable_samples)
+from .stats import CONFIDENCE
 
 # %% ../nbs/12_figures.ipynb #704bcbd6
 FIGURE_FORMATS = (".png", ".pdf")
@@ -44,8 +47,11 @@ CONDITION_LABELS = {"video": "no video", "audio": "no audio", "both": "no video,
 BLOCK_COLORS = {"shallow": "#f9e0e0", "middle": "#fdf3d3", "late": "#e3f0de"}
 HEADROOM = 0.12  # extra space above the curves for the block names, as a fraction of the y range
 PANEL_SIZE = (4.4, 3.2)  # inches per panel
+LEGEND_AND_CAPTION = 1.0  # inches above and below the panels
 MAX_COLUMNS = 3
 PERCENT_METRICS = ("accuracy",)  # metrics that are fractions of 1
+CAPTION_CHARACTERS_PER_INCH = 22  # at the caption's font size
+INTERVAL_HEIGHT = 0.89  # where the boundaries' intervals are drawn, as a fraction of the panel's height
 
 # %% ../nbs/12_figures.ipynb #75b1071e
 def _panels(probes) -> dict[str, xr.Dataset]:
@@ -95,6 +101,22 @@ def _shade_blocks(ax, blocks: Blocks):
             ax.text((start + stop - 1) / 2, 0.98, f"{name} {span}", transform=ax.get_xaxis_transform(), ha="center",
                     va="top", fontsize=8, color="0.35")
 
+# %% ../nbs/12_figures.ipynb #51d3b130
+def _boundary_intervals(ax, blocks: Blocks) -> list[str]:
+    "Draw each bootstrapped boundary's interval as a bar under the block names; return what the caption says of them."
+    said = []
+    for name, layer, interval in (("middle", blocks.middle_block_layer, blocks.middle_interval),
+                                  ("late", blocks.late_block_layer, blocks.late_interval)):
+        if interval is None:
+            continue
+        low, high = interval
+        ax.plot([low - 0.5, high - 0.5], [INTERVAL_HEIGHT] * 2, transform=ax.get_xaxis_transform(), color="0.25",
+                lw=1.2, marker="|", markersize=6, solid_capstyle="butt")
+        said.append(f"{name} block from layer {layer} ({blocks.confidence:.0%} interval {low}-{high})")
+    if said and blocks.late_found_fraction is not None and blocks.late_found_fraction < 1:
+        said.append(f"a late block in {blocks.late_found_fraction:.0%} of the resamples")
+    return said
+
 # %% ../nbs/12_figures.ipynb #315a2a55
 def _reference(ds: xr.Dataset, metric: str) -> float:
     "Mean unpruned score over the samples (0 for kl without a reference)."
@@ -108,8 +130,10 @@ def dependency_figure(probes, metric: str = "accuracy", blocks=None, path: str |
     given = _panel_blocks(blocks, list(panels))
     ncols = min(len(panels), MAX_COLUMNS)
     nrows = -(-len(panels) // ncols)
-    fig = Figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows), layout="constrained")
+    fig = Figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + LEGEND_AND_CAPTION), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    caption = [f"Lines: mean score over the samples; bands: its 95% bootstrap confidence interval ({n_boot} "
+               "resamples of the samples); dashed: the unpruned score."]
     for ax, (title, ds) in zip(axes, panels.items()):
         check_probe_table(ds, metric)
         ds = usable_samples(ds, metric)
@@ -128,6 +152,10 @@ def dependency_figure(probes, metric: str = "accuracy", blocks=None, path: str |
                         va="bottom", fontsize=8, color="0.35")
         if panel_blocks is not None:
             _shade_blocks(ax, panel_blocks)
+            boundaries = _boundary_intervals(ax, panel_blocks)
+            if boundaries:
+                boot = panel_blocks.num_boot
+                caption.append(f"{title}: " + ", ".join(boundaries) + f" ({boot} resamples of the samples).")
         low, high = ax.get_ylim()
         ax.set_ylim(low, high + HEADROOM * (high - low))
         num_layers = int(ds.sizes["layer"])
@@ -142,7 +170,11 @@ def dependency_figure(probes, metric: str = "accuracy", blocks=None, path: str |
     handles = [Line2D([], [], color=CONDITION_COLORS[c], marker="o", markersize=3) for c in seen]
     handles += [Line2D([], [], ls="--", lw=1, color="0.3")] + [Patch(color=BLOCK_COLORS[b]) for b in BLOCK_NAMES]
     labels = [CONDITION_LABELS[c] for c in seen] + ["unpruned"] + [f"{b} block" for b in BLOCK_NAMES]
-    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="outside upper center", ncols=4, fontsize=8, frameon=False)
+    if len(caption) > 1:
+        caption.append("Bars under the block names: each boundary's bootstrap interval.")
+    width = int(CAPTION_CHARACTERS_PER_INCH * fig.get_figwidth())
+    fig.supxlabel("\n".join(textwrap.fill(part, width) for part in caption), fontsize=7, color="0.25")
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -177,8 +209,10 @@ def method_style(names) -> dict:
 # %% ../nbs/12_figures.ipynb #3bc443ad
 def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hue: str = "method",
                     style: str | None = "ratio_name", path: str | Path | None = None, title: str | None = None,
-                    xlabel: str | None = None, ylabel: str | None = None, paper: pd.DataFrame | None = None) -> Figure:
-    "Score against cost from a results table: one line per `hue`, one marker per `style`; `paper`'s rows as stars."
+                    xlabel: str | None = None, ylabel: str | None = None, paper: pd.DataFrame | None = None,
+                    interval: tuple[str, str] = ("ci_low", "ci_high")) -> Figure:
+    """Score against cost from a results table: one line per `hue`, one marker per `style`, the score's `interval`
+    columns (where the table has them) as error bars; `paper`'s rows as stars."""
     columns = [c for c in (x, y, hue, style) if c is not None]
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -190,6 +224,9 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hu
             count = int(((table[hue] == first[hue]) & (table[style] == first[style])).sum())
             raise ValueError(f"the table has {count} rows for {hue}={first[hue]!r}, {style}={first[style]!r}; "
                              f"aggregate them first")
+    drawn_interval = all(column in table.columns for column in interval)
+    if drawn_interval and ((table[interval[0]] > table[y]).any() or (table[interval[1]] < table[y]).any()):
+        raise ValueError(f"some rows' {y} lies outside their interval {list(interval)}")
     fig = Figure(figsize=(PANEL_SIZE[0] + 1.4, PANEL_SIZE[1] + 0.4), layout="constrained")
     ax = fig.subplots()
     styles = method_style(list(dict.fromkeys(table[hue])))
@@ -198,6 +235,10 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hu
     for name, look in styles.items():
         rows = table[table[hue] == name].sort_values(x)
         ax.plot(rows[x], rows[y], color=look["color"], ls=look["ls"], lw=look["lw"], zorder=look["zorder"])
+        if drawn_interval:
+            low, high = (rows[column].astype(float) for column in interval)
+            ax.errorbar(rows[x], rows[y], yerr=[rows[y] - low, high - rows[y]], fmt="none", ecolor=look["color"],
+                        elinewidth=0.8, capsize=2, alpha=0.7, zorder=look["zorder"])
         for setting, points in (rows.groupby(style, sort=False) if style is not None else [(None, rows)]):
             ax.scatter(points[x], points[y], color=look["color"], marker=markers[setting], zorder=look["zorder"] + 1,
                        s=70 if name == "seats" else 36, edgecolors="white", linewidths=0.5)
@@ -217,6 +258,8 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hu
     if y in PERCENT_SCORES:
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=100))
     ax.set(title=title, xlabel=xlabel or x, ylabel=ylabel or (f"{y} (%)" if y in PERCENT_SCORES else y))
+    if drawn_interval:
+        fig.supxlabel(f"Bars: each score's {CONFIDENCE:.0%} interval ({', '.join(interval)}).", fontsize=7, color="0.25")
     if path is not None:
         save_figure(fig, path)
     return fig

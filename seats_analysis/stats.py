@@ -6,7 +6,7 @@
 __all__ = ['CONFIDENCE', 'ACCURACY_COLUMNS', 'BOOTSTRAP_SEED', 'BOOTSTRAP_RESAMPLES', 'PAIRED_COLUMNS', 'wilson_interval',
            'accuracy', 'format_accuracy', 'paired_difference', 'paired_comparisons']
 
-# %% ../nbs/14_stats.ipynb #975ef2b0
+# %% ../nbs/14_stats.ipynb #9942b348
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,10 +15,10 @@ from scipy import stats as scipy_stats
 
 from .checks import check_int, check_number
 
-# %% ../nbs/14_stats.ipynb #4ef4a444
+# %% ../nbs/14_stats.ipynb #96bccc43
 CONFIDENCE = 0.95  # of every interval the package reports
 
-# %% ../nbs/14_stats.ipynb #8ea54629
+# %% ../nbs/14_stats.ipynb #cfcb4211
 def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     "The Wilson score interval of `correct` successes in `n` trials, as fractions."
     n = check_int("n", n, 1)
@@ -27,7 +27,7 @@ def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> tup
     interval = scipy_stats.binomtest(correct, n).proportion_ci(confidence_level=confidence, method="wilson")
     return float(interval.low), float(interval.high)
 
-# %% ../nbs/14_stats.ipynb #6f6cd41b
+# %% ../nbs/14_stats.ipynb #c6d58e3d
 ACCURACY_COLUMNS = ("accuracy", "n", "ci_low", "ci_high")  # what `accuracy` returns per group; percent but n
 
 
@@ -55,7 +55,7 @@ def accuracy(rows: pd.DataFrame, by: str | Sequence[str] | None = None, column: 
     table = rows.groupby(by, sort=True)[column].apply(lambda s: _accuracy_row(s, confidence)).unstack()
     return table[list(ACCURACY_COLUMNS)].astype({"n": int})
 
-# %% ../nbs/14_stats.ipynb #c3b8b481
+# %% ../nbs/14_stats.ipynb #ddf36576
 def format_accuracy(value: float, low: float, high: float, n: int | None = None, digits: int = 1) -> str:
     "An accuracy in percent with its interval (and item count), as tables print it: `91.7 [80.4, 96.7] (n=48)`."
     if pd.isna(value):
@@ -63,7 +63,7 @@ def format_accuracy(value: float, low: float, high: float, n: int | None = None,
     text = f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
     return text if n is None else f"{text} (n={int(n)})"
 
-# %% ../nbs/14_stats.ipynb #d688e7e1
+# %% ../nbs/14_stats.ipynb #868f6ae9
 BOOTSTRAP_SEED = 0  # every bootstrap of the package draws from this seed
 BOOTSTRAP_RESAMPLES = 9999
 
@@ -97,7 +97,7 @@ def paired_difference(first: Sequence[bool], second: Sequence[bool], confidence:
     return dict(difference=difference, ci_low=low, ci_high=high, p_value=float(p_value), n=len(first),
                 only_first=only_first, only_second=only_second, established=bool(low > 0 or high < 0))
 
-# %% ../nbs/14_stats.ipynb #3b83f566
+# %% ../nbs/14_stats.ipynb #26e61bc9
 PAIRED_COLUMNS = ("setting", "method", "reference", "n", "difference", "ci_low", "ci_high", "p_value", "established")
 
 
