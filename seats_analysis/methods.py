@@ -10,6 +10,7 @@ from functools import partial
 
 from .baselines import divprune, fastv, full, random_pruning, visionzip
 from .dycoke import dycoke
+from .omnizip import omnizip
 from .seats import seats
 
 # %% ../nbs/08a_methods.ipynb #6e494854
@@ -24,4 +25,5 @@ METHODS = {
     "divprune": divprune,
     "divprune-om": partial(divprune, omni=True),
     "dycoke-om": dycoke,
+    "omnizip": omnizip,
 }
