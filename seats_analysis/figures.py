@@ -101,7 +101,7 @@ def _shade_blocks(ax, blocks: Blocks):
             ax.text((start + stop - 1) / 2, 0.98, f"{name} {span}", transform=ax.get_xaxis_transform(), ha="center",
                     va="top", fontsize=8, color="0.35")
 
-# %% ../nbs/12_figures.ipynb #51d3b130
+# %% ../nbs/12_figures.ipynb #0ee89218
 def _boundary_intervals(ax, blocks: Blocks) -> list[str]:
     "Draw each bootstrapped boundary's interval as a bar under the block names; return what the caption says of them."
     said = []

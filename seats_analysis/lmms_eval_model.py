@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .benchmarks import (BENCHMARKS, FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS,
@@ -22,7 +23,8 @@ from .evaluate import (append_row, default_schedule, load_thinker, processor_inp
                                      ratio_pair, resolve_method)
 from .harness import GenerateParse, MethodSetupError, Scored, run_batch, run_samples
 from .prompts import chat_text, system_prompt
-from .results import check_records_file, trim_torn_line
+from .results import check_records_file, read_jsonl, trim_torn_line
+from .stats import accuracy
 
 HAS_LMMS_EVAL = importlib.util.find_spec("lmms_eval") is not None
 if HAS_LMMS_EVAL:
@@ -34,7 +36,7 @@ else:
 __all__ = ['HAS_LMMS_EVAL', 'MODEL_NAME', 'DEFAULT_MAX_FRAMES', 'TOTAL_PIXELS_UNBOUNDED', 'AUTHORS_MAX_NEW_TOKENS',
            'COST_LOG_FIELDS', 'CLASS_PATH', 'ENTRY_POINT', 'ORGANISM_TASK', 'task_benchmark', 'task_max_frames',
            'processor_media', 'task_media', 'task_messages', 'generation_settings', 'cut_at_stops', 'check_cost_log',
-           'RunStopped', 'SeatsQwenOmni', 'manifest', 'register', 'main', 'write_organism_task']
+           'RunStopped', 'SeatsQwenOmni', 'manifest', 'register', 'main', 'write_organism_task', 'lmms_eval_summary']
 
 # %% ../nbs/33_lmms_eval.ipynb #40072341
 MODEL_NAME = "seats_qwen_omni"
@@ -430,3 +432,38 @@ def write_organism_task(folder: str | Path, num_items: int = 24, seed: int = 0) 
                                                                        max_new_tokens=ANSWER_TOKENS))
     (folder / "utils.py").write_text(_ORGANISM_UTILS)
     return folder
+
+# %% ../nbs/33_lmms_eval.ipynb #d87b7627
+def lmms_eval_summary(samples_file: str | Path, cost_log: str | Path | None = None, metric: str = "accuracy",
+                      task: str | None = None) -> pd.DataFrame:
+    """One row for an lmms-eval samples file (`*_samples_<task>.jsonl`): task, accuracy in percent with item count
+    and 95% interval, and from `cost_log` the method, ratios, mean prefill TFLOPs and retention of its documents."""
+    samples_file = Path(samples_file)
+    task = task or samples_file.stem.partition("_samples_")[2]
+    if not task:
+        raise ValueError(f"{samples_file.name} is not named *_samples_<task>.jsonl; pass task=")
+    samples = read_jsonl(samples_file)
+    if not samples:
+        raise ValueError(f"{samples_file} holds no samples")
+    values = [sample.get(metric) for sample in samples]
+    bad = [value for value in values if value not in (0, 1)]
+    if bad:
+        bad = bad[0]
+        raise ValueError(f"{samples_file.name}: {metric}={bad!r} is not 0 or 1 for every sample "
+                         "(an accuracy is a share of items answered right)")
+    docs = [sample["doc_id"] for sample in samples]
+    row = dict(task=task) | accuracy(pd.DataFrame(dict(correct=[value == 1 for value in values]))).iloc[0].to_dict()
+    row["n"] = int(row["n"])
+    if cost_log is not None:
+        costs = {cost["doc_id"]: cost for cost in read_jsonl(cost_log) if cost.get("task") == task}
+        missing = [doc for doc in docs if doc not in costs]
+        if missing:
+            raise ValueError(f"{cost_log} has no cost of {len(missing)} of the {len(docs)} documents of {task} "
+                             f"(first: doc_id {missing[0]!r})")
+        mine = pd.DataFrame([costs[doc] for doc in docs])
+        for column in ("method", "video_ratio", "audio_ratio"):
+            row[column] = mine[column].iloc[0]
+        row["tflops"] = float(mine["flops"].mean()) / 1e12
+        for modality in ("video", "audio"):
+            row[f"{modality}_retention"] = float(mine["retention"].map(lambda r: r[modality]).mean())
+    return pd.DataFrame([row])
