@@ -111,15 +111,21 @@ def step_attention(layer, hidden_states: torch.Tensor, position_embeddings, keys
     return logits.softmax(dim=-1).mean(dim=(1, 2))  # (B, KV)
 
 def _allowed_keys(mask, batch: int, kv_len: int, device) -> torch.Tensor:
-    "Keys (B, KV) the one query of a decoding step may see, from the mask a decoder layer is given (or None)."
+    """Keys (B, KV) the one query of a decoding step may see, from the mask a decoder layer is given: None, the 4-D
+    mask of eager and sdpa, or flash attention's 2-D mask of the keys each row sees."""
     if mask is None:
         return torch.ones(batch, kv_len, dtype=torch.bool, device=device)
+    if mask.dim() == 2:
+        return mask[:, -kv_len:].bool()
     mask = mask[:, 0, -1, -kv_len:]  # (B, KV)
     return mask if mask.dtype == torch.bool else mask == 0
 
-def _restricted(mask, keys: torch.Tensor, dtype):
-    "The 4-D mask of a decoding step with the keys where `keys` (B, KV) is False hidden too."
+def _restricted(mask, keys: torch.Tensor, dtype, flash: bool = False):
+    """The mask of a decoding step with the keys where `keys` (B, KV) is False hidden too: 4-D for eager and sdpa,
+    2-D (the keys each row sees, which flash attention gathers) for flash attention."""
     batch, kv_len = keys.shape
+    if flash:
+        return keys if mask is None else mask[:, -kv_len:].bool() & keys
     if mask is None:
         mask = torch.ones(batch, 1, 1, kv_len, dtype=torch.bool, device=keys.device)
     if mask.dtype == torch.bool:
@@ -182,8 +188,9 @@ class KVPruning:
     def _restrict(self, module, args, kwargs):
         "Pre-hook on the layers after `layer`: hide this step's pruned video keys."
         if self.step_keys is not None:
+            flash = module.self_attn.config._attn_implementation.startswith("flash_attention")
             kwargs["attention_mask"] = _restricted(kwargs.get("attention_mask"), self.step_keys,
-                                                   (args[0] if args else kwargs["hidden_states"]).dtype)
+                                                   (args[0] if args else kwargs["hidden_states"]).dtype, flash)
             return args, kwargs
 
     @contextmanager

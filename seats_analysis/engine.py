@@ -395,7 +395,8 @@ def drop_tokens(thinker, selectors: dict):
 # %% ../nbs/02_engine.ipynb #b74287dc
 @contextmanager
 def masked_oracle(thinker, alive: dict):
-    "The stock thinker with each decoder layer's mask hiding the keys that `alive[k]` (B, S) drops from boundary k on."
+    """The stock thinker with each decoder layer's mask hiding the keys that `alive[k]` (B, S) drops from boundary k on.
+    A decoder loaded with flash attention, which takes no such mask, runs sdpa in the block (the encoders stay as loaded)."""
     decoder = check_thinker(thinker)
     boundaries = sorted(alive)
     padding = {}
@@ -429,7 +430,10 @@ def masked_oracle(thinker, alive: dict):
             return args, kwargs
         return hook
 
+    attn_implementation = decoder.config._attn_implementation
     with hold(thinker, "masked_oracle"):
+        if attn_implementation.startswith("flash_attention"):  # flash takes no 4-D mask: the decoder runs sdpa
+            decoder.config._attn_implementation = "sdpa"
         hooks = [multimodal_model(thinker).register_forward_pre_hook(remember_padding, with_kwargs=True)]
         hooks += [layer.register_forward_pre_hook(mask_layer(i), with_kwargs=True)
                   for i, layer in enumerate(decoder.layers)]
@@ -438,3 +442,4 @@ def masked_oracle(thinker, alive: dict):
         finally:
             for hook in hooks:
                 hook.remove()
+            decoder.config._attn_implementation = attn_implementation

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['FAMILIES', 'PATCH_SIZE', 'SAMPLE_RATE', 'SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'offline_tokenizer', 'offline_processor',
-           'tiny_thinker_config', 'portable_init_', 'tiny_thinker', 'weights_checksum', 'synthetic_clip', 'make_inputs']
+           'tiny_thinker_config', 'varlen_attention', 'flash_attention_stand_in', 'use_flash_stand_in',
+           'portable_init_', 'tiny_thinker', 'weights_checksum', 'synthetic_clip', 'make_inputs']
 
 # %% ../nbs/01_stand_ins.ipynb #e1927934
 import re
@@ -12,13 +13,17 @@ import zlib
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers
 from tokenizers.models import BPE
-from transformers import (BatchFeature, Qwen2_5OmniProcessor, Qwen2_5OmniThinkerConfig,
+from transformers import (AttentionInterface, BatchFeature, Qwen2_5OmniProcessor, Qwen2_5OmniThinkerConfig,
                           Qwen2_5OmniThinkerForConditionalGeneration, Qwen2TokenizerFast, Qwen2VLImageProcessor,
                           Qwen2VLVideoProcessor, Qwen3OmniMoeProcessor, Qwen3OmniMoeThinkerConfig,
                           Qwen3OmniMoeThinkerForConditionalGeneration, WhisperFeatureExtractor)
 from transformers.convert_slow_tokenizer import bytes_to_unicode
+from transformers.modeling_flash_attention_utils import (_is_packed_sequence, _pad_input, _prepare_from_posids,
+                                                         _unpad_input, _upad_input)
+from transformers.utils import is_flash_attn_2_available
 
 from .compat import audio_from_video, rope_fields
 
@@ -126,6 +131,55 @@ def tiny_thinker_config(family: str = "qwen2_5", num_layers: int = 4, hidden_siz
         audio_token_id=tok["audio"], image_token_id=tok["image"], video_token_id=tok["video"],
         position_id_per_seconds=13, **ids)
 
+# %% ../nbs/01_stand_ins.ipynb #4f30d3db
+def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seqlens_q: torch.Tensor,
+                     cu_seqlens_k: torch.Tensor, causal: bool, softmax_scale: float | None = None) -> torch.Tensor:
+    "Attention within packed sequences: (T_q, H, d), (T_k, H_kv, d) and cumulative lengths (N + 1,) -> (T_q, H, d)."
+    out = torch.zeros_like(query)
+    groups = query.shape[1] // key.shape[1]  # query head n uses key head n // groups
+    bounds_q, bounds_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+    for q0, q1, k0, k1 in zip(bounds_q[:-1], bounds_q[1:], bounds_k[:-1], bounds_k[1:]):
+        if q1 == q0 or k1 == k0:
+            continue
+        q = query[q0:q1].transpose(0, 1)  # (H, L_q, d)
+        k, v = (x[k0:k1].transpose(0, 1).repeat_interleave(groups, dim=0) for x in (key, value))  # (H, L_k, d)
+        mask = None
+        if causal:  # bottom-right: query i of L_q sees keys j <= i + L_k - L_q
+            mask = (torch.arange(k1 - k0, device=q.device)[None]
+                    <= torch.arange(q1 - q0, device=q.device)[:, None] + (k1 - k0) - (q1 - q0))  # (L_q, L_k)
+        out[q0:q1] = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=softmax_scale).transpose(0, 1)
+    return out
+
+def flash_attention_stand_in(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                             sliding_window=None, softcap=None, is_causal=None, position_ids=None, cu_seq_lens_q=None,
+                             cu_seq_lens_k=None, max_length_q=None, max_length_k=None, **kwargs) -> tuple:
+    """transformers' `flash_attention_2` in pure torch: (B, H, S_q, d), (B, H_kv, S_k, d) -> ((B, S_q, H, d), None),
+    unpadding and packing the way `_flash_attention_forward` does."""
+    if dropout or sliding_window is not None or softcap is not None:
+        raise ValueError(f"the flash attention stand-in has no dropout={dropout}, sliding_window={sliding_window} "
+                         f"or softcap={softcap}; it runs inference of full-attention layers only")
+    batch, _, q_len, _ = query.shape
+    causal = module.is_causal if is_causal is None else is_causal
+    query, key, value = (x.transpose(1, 2) for x in (query, key, value))  # (B, S, H, d): flash's layout
+    if attention_mask is not None:  # padding: the real tokens of each row, packed
+        q, k, v, indices, (cu_q, cu_k), _ = _upad_input(query, key, value, attention_mask, q_len, _unpad_input)
+        return _pad_input(varlen_attention(q, k, v, cu_q, cu_k, causal, scaling), indices, batch, q_len), None
+    if cu_seq_lens_q is None and _is_packed_sequence(position_ids, batch):
+        query, key, value, (cu_seq_lens_q, cu_seq_lens_k), _ = _prepare_from_posids(query, key, value, position_ids)
+    if cu_seq_lens_q is None:  # each row one sequence
+        cu_seq_lens_q = torch.arange(batch + 1, device=query.device) * q_len
+        cu_seq_lens_k = torch.arange(batch + 1, device=query.device) * key.shape[1]
+    q, k, v = (x.reshape(-1, *x.shape[-2:]) for x in (query, key, value))  # (T, H, d)
+    out = varlen_attention(q, k, v, cu_seq_lens_q, cu_seq_lens_k, causal, scaling)
+    return out.view(batch, -1, *out.shape[-2:]), None
+
+def use_flash_stand_in() -> bool:
+    "Register `flash_attention_stand_in` as transformers' \"flash_attention_2\" unless flash-attn is installed; whether it is used."
+    if is_flash_attn_2_available():
+        return False
+    AttentionInterface.register("flash_attention_2", flash_attention_stand_in)
+    return True
+
 # %% ../nbs/01_stand_ins.ipynb #4cd2c8a5
 def _portable_name(name: str) -> str:
     "A parameter's name as transformers 4.57 spells it (5.x nests the decoder and both encoders under `model.`)."
@@ -162,12 +216,17 @@ def tiny_thinker(family: str = "qwen2_5", num_layers: int = 4, attn: str = "sdpa
                  **config_kwargs):
     """A random-weight thinker of either family in eval mode, float32, built in code. With `portable=True` its weights
     are drawn by `portable_init_` and are the same under transformers 4.57 and 5.x (the default draws from torch's
-    global generator in the order the model builds its modules, and that order differs between the two)."""
+    global generator in the order the model builds its modules, and that order differs between the two). With
+    `attn="flash_attention_2"` and no flash-attn package it runs `flash_attention_stand_in`; its weights are those of
+    the same seed under any other `attn`."""
     config = tiny_thinker_config(family, num_layers=num_layers, **config_kwargs)
     cls = (Qwen2_5OmniThinkerForConditionalGeneration if family == "qwen2_5"
            else Qwen3OmniMoeThinkerForConditionalGeneration)
     torch.manual_seed(seed)
-    thinker = cls._from_config(config, attn_implementation=attn, dtype=torch.float32).eval()
+    stand_in = attn == "flash_attention_2" and use_flash_stand_in()  # the model refuses flash without the package
+    thinker = cls._from_config(config, attn_implementation="sdpa" if stand_in else attn, dtype=torch.float32).eval()
+    if stand_in:
+        thinker.config._attn_implementation = attn  # every sub-config follows; the modules read it at each call
     return portable_init_(thinker, seed) if portable else thinker
 
 def weights_checksum(thinker) -> list[float]:
