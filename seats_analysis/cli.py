@@ -23,7 +23,7 @@ __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PARSE_
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
 BENCHMARK_NAMES = ("dailyomni", "worldsense", "omnivideobench", "videomme", "lvomnibench")
 METHOD_NAMES = ("full", "seats", "random", "fastv", "fastv-om", "visionzip", "visionzip-om", "divprune",
-                "divprune-om", "dycoke-om")
+                "divprune-om", "dycoke-om", "omnizip")
 RATIO_NAMES = ("R35", "R25", "R15", "R10")
 PARSE_MODES = ("paper", "strict")
 PROBE_CONDITIONS = ("video", "audio", "both")

@@ -182,7 +182,7 @@ def dependency_figure(probes, metric: str = "accuracy", blocks=None, path: str |
 # %% ../nbs/12_figures.ipynb #61ad7b85
 METHOD_LABELS = {"full": "full tokens", "seats": "SEATS", "random": "Random", "fastv": "FastV", "fastv-om": "FastV-om",
                  "visionzip": "VisionZip", "visionzip-om": "VisionZip-om", "divprune": "DivPrune",
-                 "divprune-om": "DivPrune-om"}
+                 "divprune-om": "DivPrune-om", "dycoke-om": "DyCoke-om", "omnizip": "OmniZip"}
 _TAB10 = sns.color_palette("tab10")
 FAMILY_COLORS = {"full": (0.0, 0.0, 0.0), "seats": _TAB10[3], "random": _TAB10[7], "fastv": _TAB10[0],
                  "visionzip": _TAB10[2], "divprune": _TAB10[4]}  # black, red SEATS, grey, blue, green, purple

@@ -160,7 +160,8 @@ class SeatsQwenOmni(_ModelBase):
                  schedule=None, max_frames: int | None = None, max_new_tokens: int | None = None,
                  system_prompt: str | None = None, attn_implementation: str = "sdpa", dtype: str = "auto",
                  device: str | None = None, batch_size: int | str = 1, cost_log: str | None = None,
-                 progress: bool = True, registry: Mapping | None = None, max_batch_size: int | None = None):
+                 progress: bool = True, registry: Mapping | None = None, max_batch_size: int | None = None,
+                 **method_options):
         from accelerate import PartialState
 
         from seats_analysis.schedule import Schedule
@@ -177,6 +178,7 @@ class SeatsQwenOmni(_ModelBase):
                 max_frames = check_int("max_frames", max_frames, 1, hint="or left out")
             progress = check_bool("progress", progress)
             self.method, self.factory = resolve_method(method, registry)
+            self.method_options = method_options  # the method's own options, checked by it below
             self.video_ratio, self.audio_ratio = ratio_pair((video_ratio, audio_ratio))
         except (ValueError, ImportError, AttributeError) as err:
             raise _stop("bad model argument", err) from err
@@ -232,7 +234,7 @@ class SeatsQwenOmni(_ModelBase):
 
     def _context(self):
         "A fresh context manager of the method at the model's retention."
-        return self.factory(self.thinker, self.schedule, self.video_ratio, self.audio_ratio)
+        return self.factory(self.thinker, self.schedule, self.video_ratio, self.audio_ratio, **self.method_options)
 
     def _request(self, doc_to_visual, doc_id, task: str, split: str, context: str):
         "(prompt, frames, audio) for one request: the document's one video, decoded, and the rendered chat."

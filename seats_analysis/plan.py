@@ -193,7 +193,7 @@ def seats_plan(schedule: Schedule, tokens: ClipTokens, video_ratio: float, audio
         cuts.append((late - 1, 0, 0))
     return TokenPlan("seats", setting, tokens, tuple(cuts))
 
-NEEDS_A_RUN = ("dycoke-om",)
+NEEDS_A_RUN = ("dycoke-om", "omnizip")
 
 FASTV_LAYERS = 2  # FastV's K: layers that see every token
 
