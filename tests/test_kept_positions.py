@@ -36,9 +36,9 @@ def test_recipe_matches_the_fixture():
 # than this machine's. A record whose kept positions differ is held to the recorded counts per boundary and row
 # instead of the positions when near-ties decide it here: its positions move when the media inputs move by a
 # relative 1e-3 (`rounding_sensitive`), or it differs from the recording by one swapped position per row at the
-# first boundary where they part. VisionZip's merged tokens sum within 1e-3 (their groups are assigned by the same
+# first boundary where they part. VisionZip's and OmniZip's merged tokens sum within 1e-3 (their groups are assigned by
 # near-tied similarities); every other method's kept embeddings within 1e-6.
-MERGING = ("visionzip", "visionzip-om")
+MERGING = ("visionzip", "visionzip-om", "omnizip")
 
 
 def _differing_boundaries(ours, recorded) -> list[str]:
