@@ -435,7 +435,7 @@ def write_organism_task(folder: str | Path, num_items: int = 24, seed: int = 0) 
     (folder / "utils.py").write_text(_ORGANISM_UTILS)
     return folder
 
-# %% ../nbs/33_lmms_eval.ipynb #d87b7627
+# %% ../nbs/33_lmms_eval.ipynb #0764b778
 def lmms_eval_summary(samples_file: str | Path, cost_log: str | Path | None = None, metric: str = "accuracy",
                       task: str | None = None) -> pd.DataFrame:
     """One row for an lmms-eval samples file (`*_samples_<task>.jsonl`): task, accuracy in percent with item count
