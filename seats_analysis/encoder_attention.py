@@ -193,7 +193,8 @@ class EncoderAttention:
     "Hooks that record the encoder attention statistic of every thinker forward."
 
     def __init__(self, thinker, video_window_grids: int | None = 2, audio_window_frames: int | None = 100,
-                 keys: bool = False, max_elements: int = MAX_LOGITS, count_ops: bool = False):
+                 keys: bool = False, max_elements: int = MAX_LOGITS, count_ops: bool = False,
+                 audio_fn=audio_statistic):
         for name, value in (("video_window_grids", video_window_grids), ("audio_window_frames", audio_window_frames)):
             if value is not None:
                 check_int(name, value, 1, hint="or None to skip that encoder")
@@ -201,6 +202,7 @@ class EncoderAttention:
         self.family = "qwen3" if isinstance(thinker, Qwen3OmniMoeThinkerForConditionalGeneration) else "qwen2_5"
         self.video_window_grids, self.audio_window_frames = video_window_grids, audio_window_frames
         self.record_keys, self.max_elements = keys, max_elements
+        self.audio_fn = audio_fn  # computes an audio call's statistic: `audio_statistic`, or a method's own
         self.current = EncoderStatistic(config=thinker.config)  # being filled for the coming (or running) forward
         self._completed = EncoderStatistic(config=thinker.config)
         self.seconds = 0.0
@@ -326,7 +328,7 @@ class EncoderAttention:
         if sum(frames) != hidden_states.shape[0]:
             raise RuntimeError(f"audio frames {frames} do not add up to the encoder's {hidden_states.shape[0]} frames")
         pool_pairs = self.family == "qwen2_5"
-        result = self._timed(hidden_states.device, lambda: audio_statistic(
+        result = self._timed(hidden_states.device, lambda: self.audio_fn(
             module, hidden_states, frames, self.audio_window_frames, pool_pairs, self.record_keys, self.max_elements),
             "audio")
         self._store("audio", result)
@@ -376,8 +378,10 @@ class EncoderAttention:
 
 @contextmanager
 def encoder_attention(thinker, video_window_grids: int | None = 2, audio_window_frames: int | None = 100,
-                      keys: bool = False, max_elements: int = MAX_LOGITS, count_ops: bool = False):
-    "Within the block, the encoders' last-layer attention statistic of every thinker forward is recorded."
+                      keys: bool = False, max_elements: int = MAX_LOGITS, count_ops: bool = False,
+                      audio_fn=audio_statistic):
+    """Within the block, the encoders' last-layer attention statistic of every thinker forward is recorded (the audio's
+    by `audio_fn`, called as `audio_statistic` is)."""
     with EncoderAttention(thinker, video_window_grids, audio_window_frames, keys, max_elements,
-                          count_ops).installed() as recorder:
+                          count_ops, audio_fn).installed() as recorder:
         yield recorder

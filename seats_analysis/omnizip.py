@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['VARIANTS', 'WHOLE_AUDIO', 'SALIENCY_BLOCK', 'CONTEXTUAL_RATIO', 'GROUP_SIZE', 'DISCARD_RANGE', 'DENSITY_NEIGHBOURS',
-           'RELEASE_SETTINGS', 'qwen2_5_saliency', 'qwen3_saliency', 'saliency_window_frames', 'dominant_count',
-           'audio_merge', 'video_discard_ratios', 'frame_counts', 'density_peaks', 'istm', 'discard_fractions',
-           'first_grid_tokens', 'OmniZip', 'omnizip']
+           'RELEASE_SETTINGS', 'qwen2_5_saliency', 'qwen3_saliency', 'audio_saliency', 'saliency_window_frames',
+           'dominant_count', 'audio_merge', 'video_discard_ratios', 'frame_counts', 'density_peaks', 'istm',
+           'discard_fractions', 'first_grid_tokens', 'OmniZip', 'omnizip']
 
 # %% ../nbs/08d_omnizip.ipynb #930e63e9
 import torch
@@ -30,20 +30,45 @@ def _check_variant(variant: str) -> str:
         raise ValueError(f"variant={variant!r} is not one of {list(VARIANTS)}")
     return variant
 
+def _received_whole(query: torch.Tensor, key: torch.Tensor, max_elements: int = SALIENCY_BLOCK) -> torch.Tensor:
+    "Sum over heads and queries of softmax(q k^T / sqrt(d)) over all T keys (T,), from (T, H, d): blocks of queries, in place."
+    length, heads, dim = query.shape
+    q, k = query.transpose(0, 1).float(), key.permute(1, 2, 0).float()  # (H, T, d), (H, d, T)
+    total = torch.zeros(length, dtype=torch.float32, device=query.device)
+    step = max(1, max_elements // max(heads * length, 1))
+    for start in range(0, length, step):
+        logits = torch.matmul(q[:, start:start + step], k).mul_(dim ** -0.5)  # (H, n, T)
+        logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
+        total += logits.div_(logits.sum(dim=-1, keepdim=True)).sum(dim=(0, 1))
+    return total
+
 def qwen2_5_saliency(query: torch.Tensor, key: torch.Tensor, window_frames: int = WHOLE_AUDIO,
-                     max_elements: int = MAX_LOGITS) -> torch.Tensor:
+                     max_elements: int = SALIENCY_BLOCK) -> torch.Tensor:
     """Qwen2.5-Omni audio saliency (T // 2,) from one audio's last-layer queries and keys (T, H, d): attention each
     frame receives, summed over heads and queries, over H T; then the mean of frames 2j and 2j + 1 (odd last dropped)."""
-    frames = query.shape[0]
-    received = attention_received(query, key, min(window_frames, max(frames, 1)), query.shape[-1] ** -0.5,
-                                  max_elements) / frames  # (T,): the mean over heads, summed over queries, over T
+    frames, heads = query.shape[:2]
+    if window_frames >= frames:  # the release: one softmax over all keys
+        received = _received_whole(query, key, max_elements) / (heads * frames)
+    else:  # the mean over heads, summed over queries, over T
+        received = attention_received(query, key, window_frames, query.shape[-1] ** -0.5, max_elements) / frames
     pairs = frames // 2
     return received[:2 * pairs].view(pairs, 2).mean(1)
 
 def qwen3_saliency(query: torch.Tensor, key: torch.Tensor, window_frames: int,
-                   max_elements: int = MAX_LOGITS) -> torch.Tensor:
+                   max_elements: int = SALIENCY_BLOCK) -> torch.Tensor:
     "Qwen3-Omni audio saliency (T,): attention each frame receives within its encoder window, mean over heads, sum over queries."
     return attention_received(query, key, window_frames, query.shape[-1] ** -0.5, max_elements)
+
+def audio_saliency(attn, hidden_states: torch.Tensor, frame_lengths: list[int], window_frames: int, pool_pairs: bool,
+                   keys: bool = False, max_elements: int = SALIENCY_BLOCK) -> torch.Tensor:
+    "OmniZip's saliency (N,) of the audios of one encoder call, from the last layer's attention (`audio_statistic`'s signature)."
+    if keys:
+        raise ValueError("OmniZip's audio saliency records no keys (keys=True)")
+    query = attn.q_proj(hidden_states).view(hidden_states.shape[0], attn.num_heads, -1)  # (T, H, d)
+    key = attn.k_proj(hidden_states).view(hidden_states.shape[0], attn.num_heads, -1)
+    saliency = qwen2_5_saliency if pool_pairs else qwen3_saliency
+    return torch.cat([saliency(q, k, window_frames, max_elements)
+                      for q, k in zip(query.split(frame_lengths), key.split(frame_lengths))])
 
 def saliency_window_frames(thinker, variant: str = "release") -> int:
     "Encoder frames per saliency window: the encoder's own attention window (Qwen2.5-Omni's release: the whole audio)."
@@ -342,7 +367,7 @@ def omnizip(thinker, schedule, video_ratio: float, audio_ratio: float, rho_audio
     method = OmniZip(video_ratio, audio_ratio, rho_audio, rho_video, g, contextual_ratio,
                      token_id(thinker.config, "video"), variant)
     statistic = dict(video_window_grids=None, audio_window_frames=saliency_window_frames(thinker, variant),
-                     max_elements=SALIENCY_BLOCK)
+                     max_elements=SALIENCY_BLOCK, audio_fn=audio_saliency)
     with pruning(thinker, "omnizip", method.selectors, statistic, measure=measure, notes=method.notes,
                  reachable=method.reachable) as run:
         yield run
