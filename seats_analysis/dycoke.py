@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .checks import check_bool, check_int, check_number, single_use
 from .compat import multimodal_model, text_model, text_rotary
-from .layout import Kind, token_id
+from .layout import Kind, position_runs, token_id
 from .run import MODALITIES, prepare_run, pruning
 
 # %% ../nbs/08c_dycoke.ipynb #ce641cba
@@ -208,13 +208,6 @@ class KVPruning:
                 handle.remove()
 
 # %% ../nbs/08c_dycoke.ipynb #d6bea468
-def _runs(positions: torch.LongTensor) -> list[torch.LongTensor]:
-    "Split sorted positions (n,) where they stop being consecutive."
-    if not len(positions):
-        return []
-    breaks = (positions.diff() != 1).nonzero().flatten() + 1
-    return list(positions.tensor_split(breaks.cpu()))
-
 def _kept_kinds(kinds: torch.Tensor, keep: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
     "Kinds (B, S_kept) of the cache the engine makes from `keep` (B, S): kept positions packed to the right."
     keep = keep & padding_mask
@@ -325,7 +318,7 @@ class DyCoke:
             keep &= state.kinds != Kind.VIDEO
         elif fixed or video < 1:
             for row, positions, per_frame in self._videos(state):
-                for clip in (_runs(positions) if self.frames == "window" else [positions]):
+                for clip in (position_runs(positions) if self.frames == "window" else [positions]):
                     keep[row, clip] = self._merge(state.hidden_states[row, clip], per_frame, Kind.VIDEO)
         is_audio = (state.kinds == Kind.AUDIO) & state.padding_mask  # (B, S)
         if self.audio == "keep" or (not fixed and audio >= 1):

@@ -16,7 +16,7 @@ from transformers import Qwen3OmniMoeThinkerConfig
 from .checks import check_int, check_number, single_use
 from .compat import multimodal_model, qwen3_audio_frames
 from .encoder_attention import MAX_LOGITS, attention_received
-from .layout import Kind, token_id
+from .layout import Kind, position_runs, token_id
 from .run import MODALITIES, prepare_run, pruning
 
 # %% ../nbs/08d_omnizip.ipynb #7c67bfe9
@@ -247,13 +247,6 @@ def discard_fractions(video_ratio: float, audio_ratio: float, contextual_ratio: 
     anchors = contextual_ratio if g > 0 else 0.0
     return min(1.0, 1.0 - audio_ratio + anchors), 1.0 - video_ratio
 
-def _runs(positions: torch.LongTensor) -> list[torch.LongTensor]:
-    "Split sorted positions (n,) where they stop being consecutive."
-    if not len(positions):
-        return []
-    breaks = (positions.diff() != 1).nonzero().flatten() + 1
-    return list(positions.tensor_split(breaks.cpu()))
-
 def first_grid_tokens(position_ids: torch.Tensor) -> int:
     "LLM tokens of a row's first video grid, from the M-RoPE ids (3, n) of its video: height and width restart each grid."
     height_width = position_ids[1:]  # (2, n)
@@ -310,7 +303,7 @@ class OmniZip:
             return torch.full((len(video),), whole, dtype=torch.bool, device=video.device)
         with torch.profiler.record_function("select.omnizip.video"):
             per_frame = first_grid_tokens(state.position_ids[:, row, video])
-            runs, audio_runs = _runs(video), _runs(audio)
+            runs, audio_runs = position_runs(video), position_runs(audio)
             kept_share = audio_keep.float()
             retention, start = [], 0
             for run in audio_runs[:len(runs)]:
