@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['VARIANTS', 'WHOLE_AUDIO', 'SALIENCY_BLOCK', 'CONTEXTUAL_RATIO', 'GROUP_SIZE', 'DISCARD_RANGE', 'DENSITY_NEIGHBOURS',
            'RELEASE_SETTINGS', 'qwen2_5_saliency', 'qwen3_saliency', 'audio_saliency', 'saliency_window_frames',
-           'dominant_count', 'audio_merge', 'video_discard_ratios', 'frame_counts', 'density_peaks', 'istm',
-           'discard_fractions', 'first_grid_tokens', 'OmniZip', 'omnizip']
+           'dominant_count', 'audio_merge', 'video_discard_ratios', 'frame_counts', 'density_scores', 'density_peaks',
+           'istm_runs', 'istm', 'discard_fractions', 'first_grid_tokens', 'OmniZip', 'omnizip']
 
 # %% ../nbs/08d_omnizip.ipynb #930e63e9
 import torch
@@ -185,8 +185,8 @@ def frame_counts(num_frames: int, tokens_per_frame: int, discard_ratio: float, v
     share, extra = divmod(total, max(num_frames, 1))
     return [share + (frame < extra) for frame in range(num_frames)]
 
-def density_peaks(tokens: torch.Tensor, num_keep: int, k: int = DENSITY_NEIGHBOURS) -> torch.Tensor:
-    "Indices (E, num_keep) of the density-peak tokens of E frames (E, T, D): k-NN density times distance to denser."
+def density_scores(tokens: torch.Tensor, k: int = DENSITY_NEIGHBOURS) -> torch.Tensor:
+    "Density-peak score (E, T) of the tokens of E frames (E, T, D): k-NN density times the distance to a denser token."
     n = tokens.shape[1]
     unit = F.normalize(tokens, dim=-1)
     dist = 1 - unit @ unit.transpose(1, 2)  # (E, T, T) cosine distance
@@ -197,42 +197,61 @@ def density_peaks(tokens: torch.Tensor, num_keep: int, k: int = DENSITY_NEIGHBOU
     peak = delta.isinf()
     if peak.any():  # the densest: its largest distance to any token
         delta[peak] = dist.diagonal_scatter(torch.zeros_like(rho), dim1=1, dim2=2).max(dim=2).values[peak]
-    return torch.topk(delta * rho, num_keep, dim=1).indices
+    return delta * rho
+
+def density_peaks(tokens: torch.Tensor, num_keep: int, k: int = DENSITY_NEIGHBOURS) -> torch.Tensor:
+    "Indices (E, num_keep) of the density-peak tokens of E frames (E, T, D)."
+    return torch.topk(density_scores(tokens, k), num_keep, dim=1).indices
+
+def _keep_top(kept: torch.BoolTensor, scores: torch.Tensor, counts: torch.Tensor, largest: bool):
+    "Mark in `kept` (E, T) the `counts[e]` (E,) best-scored tokens of each frame (all of them at T or more)."
+    for count in counts.unique().tolist():  # frames of one count at once: torch.topk row by row, as the release
+        rows = (counts == count).nonzero().flatten()
+        if count >= kept.shape[1]:
+            kept[rows] = True
+        elif count > 0:
+            kept[rows] = kept[rows].scatter(1, scores[rows].topk(count, dim=1, largest=largest).indices, True)
+
+def istm_runs(features: torch.Tensor, run_lengths: list[int], tokens_per_frame: int, discard_ratios: list[float],
+              variant: str = "release") -> torch.BoolTensor:
+    """Keep mask (N,) of consecutive runs of frames (N, D), each at its discard ratio: even frames (counted within the
+    run) by density peaks, odd frames their tokens least like the previous frame's. A run shorter than a frame is
+    kept whole; tokens after a run's last whole frame are dropped (release) or kept (corrected)."""
+    keep = torch.zeros(features.shape[0], dtype=torch.bool, device=features.device)
+    starts, counts, local, offset = [], [], [], 0
+    for length, ratio in zip(run_lengths, discard_ratios):
+        num_frames, extra = divmod(length, tokens_per_frame)
+        if not num_frames or (variant == "corrected" and extra):
+            keep[offset + num_frames * tokens_per_frame:offset + length] = True
+        starts += range(offset, offset + num_frames * tokens_per_frame, tokens_per_frame)
+        counts += frame_counts(num_frames, tokens_per_frame, ratio, variant)
+        local += range(num_frames)
+        offset += length
+    if not starts:
+        return keep
+    index = torch.tensor(starts, device=features.device)[:, None] + torch.arange(tokens_per_frame, device=features.device)
+    frames = features[index]  # (F, T, D) every whole frame of every run
+    counts = torch.tensor(counts, device=features.device)
+    odd = torch.tensor(local, device=features.device) % 2 == 1
+    kept = torch.zeros(index.shape, dtype=torch.bool, device=features.device)  # (F, T)
+    for is_odd in (False, True):
+        chosen = ((odd == is_odd) & (counts > 0) & (counts < tokens_per_frame)).nonzero().flatten()
+        if is_odd:
+            scores = F.cosine_similarity(F.normalize(frames[chosen], p=2, dim=-1),
+                                         F.normalize(frames[chosen - 1], p=2, dim=-1), dim=-1)  # (E, T)
+        else:
+            scores = density_scores(frames[chosen]) if len(chosen) else None
+        if len(chosen):
+            part = kept[chosen]
+            _keep_top(part, scores, counts[chosen], largest=not is_odd)
+            kept[chosen] = part
+    kept[counts >= tokens_per_frame] = True
+    keep[index.flatten()] = kept.flatten()
+    return keep
 
 def istm(features: torch.Tensor, tokens_per_frame: int, discard_ratio: float, variant: str = "release") -> torch.BoolTensor:
-    """Keep mask (N,) of one run of frames (N, D): even frames by density peaks, odd frames their tokens least like
-    the previous frame's; tokens after the last whole frame are dropped (release) or kept (corrected)."""
-    total, (num_frames, extra) = features.shape[0], divmod(features.shape[0], tokens_per_frame)
-    keep = torch.zeros(total, dtype=torch.bool, device=features.device)
-    if variant == "corrected" and extra:
-        keep[num_frames * tokens_per_frame:] = True
-    if not num_frames:
-        return keep
-    counts = torch.tensor(frame_counts(num_frames, tokens_per_frame, discard_ratio, variant), device=features.device)
-    frames = features[:num_frames * tokens_per_frame].view(num_frames, tokens_per_frame, -1)  # (F, T, D)
-    kept = keep[:num_frames * tokens_per_frame].view(num_frames, tokens_per_frame)  # a view of keep
-    for parity in (0, 1):
-        index = torch.arange(parity, num_frames, 2, device=features.device)
-        most = int(counts[index].max()) if len(index) else 0
-        if not most:
-            continue
-        whole = counts[index] >= tokens_per_frame
-        if parity == 0:
-            picked = density_peaks(frames[index], min(most, tokens_per_frame - 1)) if not whole.all() else None
-        else:
-            previous = F.normalize(frames[index - 1], p=2, dim=-1)
-            similarity = F.cosine_similarity(F.normalize(frames[index], p=2, dim=-1), previous, dim=-1)  # (E, T)
-            picked = similarity.topk(min(most, tokens_per_frame), dim=1, largest=False).indices
-        if bool((counts[index] == most).all()) and most < tokens_per_frame:  # the release: one count for all
-            kept[index] = kept[index].scatter(1, picked[:, :most], True)
-            continue
-        for row, frame in enumerate(index.tolist()):
-            count = int(counts[frame])
-            if count >= tokens_per_frame:
-                kept[frame] = True
-            elif count:
-                kept[frame, picked[row, :count]] = True
-    return keep
+    "Keep mask (N,) of one run of frames (N, D) at `discard_ratio` (`istm_runs` of one run)."
+    return istm_runs(features, [features.shape[0]], tokens_per_frame, [discard_ratio], _check_variant(variant))
 
 # %% ../nbs/08d_omnizip.ipynb #1699f35c
 RELEASE_SETTINGS = {  # the release's defaults in each family's patched thinker
@@ -310,11 +329,8 @@ class OmniZip:
                 retention.append(kept_share[start:start + len(run)].mean().item())
                 start += len(run)
             ratios = video_discard_ratios(retention, [len(run) for run in runs], self.rho_video, len(video))
-            features = state.hidden_states[row]
-            keep = [istm(features[run], per_frame, ratio, self.variant) if len(run) >= per_frame
-                    else torch.ones(len(run), dtype=torch.bool, device=video.device)
-                    for run, ratio in zip(runs, ratios)]
-            return torch.cat(keep)
+            return istm_runs(state.hidden_states[row, video], [len(run) for run in runs], per_frame, ratios,
+                             self.variant)
 
     def select(self, state) -> torch.Tensor:
         "The boundary-0 selector: each row on its own."
