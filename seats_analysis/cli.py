@@ -80,7 +80,7 @@ def names(choices: Sequence[str]) -> Callable[[str], list[str]]:
 
 def ratio_names(text: str) -> list[str]:
     "An argparse type: comma-separated retention pairs, named (R35 ... R10) or 'video/audio' like 0.06/0.35."
-    from seats_analysis.evaluate import ratio_pair
+    from seats_analysis.harness import ratio_pair
     words = [w.strip() for w in text.split(",") if w.strip()]
     if not words:
         raise argparse.ArgumentTypeError(f"{text!r} names no ratio pair")
@@ -204,7 +204,7 @@ def _check_sweep(parser: argparse.ArgumentParser, args) -> None:
     "Stop with a usage error when the sweep lacks its data folder or a schedule (the organism brings its own)."
     _needs_data_root(parser, args.benchmarks, args.data_root)
     if args.schedule is None and args.model != ORGANISM:
-        from seats_analysis.evaluate import default_schedule
+        from seats_analysis.organism import default_schedule
         if default_schedule(_model_dir(args.model)) is None:
             parser.error(f"--schedule is required for --model {args.model}: every method checks it against the model")
 
@@ -282,7 +282,7 @@ def _model_dir(model: str) -> str | Path:
 def _load(args, state):
     "Thinker (on this process's device) and processor of --model."
     from seats_analysis.compat import processor_from_pretrained
-    from seats_analysis.evaluate import load_thinker
+    from seats_analysis.loading import load_thinker
     model = _model_dir(args.model)
     return load_thinker(model, args.dtype, args.attn, state.device), processor_from_pretrained(model)
 
@@ -294,15 +294,15 @@ def _probe_samples(args, processor) -> list:
         from seats_analysis.demo import organism_samples
         from seats_analysis.synth import synth_items
         return organism_samples(processor, list(synth_items("test", args.items or ORGANISM_TEST_ITEMS, args.seed)))
-    from seats_analysis.evaluate import eval_spec, processor_inputs
-    from seats_analysis.prompts import chat_text
-    spec = eval_spec(args.benchmark)
-    records = list(spec.load(Path(args.data_root) / args.benchmark))[:args.items]
+    from seats_analysis.benchmarks import benchmark_spec
+    from seats_analysis.evaluate import benchmark_records, processor_inputs, record_media, record_prompt
+    spec = benchmark_spec(args.benchmark)
+    records = benchmark_records(spec, Path(args.data_root) / args.benchmark)[:args.items]
 
     def build(record):
         def inputs():
-            frames, audio = spec.media(record)
-            return processor_inputs(processor, chat_text(processor, spec.messages(record)), frames, audio)
+            frames, audio = record_media(spec, record)
+            return processor_inputs(processor, record_prompt(processor, spec, record), frames, audio)
         return inputs
     return [ProbeSample(str(r.id), build(r), option_ids(processor.tokenizer, r.letters), r.letters.index(r.answer))
             for r in records]
@@ -331,13 +331,15 @@ def _probe(args) -> int:
 
 def _sweep(args) -> int:
     "Methods x ratios x benchmarks into results files, the summary and the trade-off figure (data parallel)."
-    from seats_analysis.evaluate import TooManyFailures, default_schedule, sweep, tradeoff_from_results
+    from seats_analysis.evaluate import TooManyFailures, sweep
+    from seats_analysis.organism import default_schedule
+    from seats_analysis.figures import tradeoff_from_results
     from seats_analysis.schedule import Schedule
     state = launch_state(args.cpu)
     records = {}
     if ORGANISM in args.benchmarks:  # the organism's test items, registered with the harness as a benchmark
         from seats_analysis.demo import register_organism
-        records[ORGANISM] = register_organism(num_items=args.limit or ORGANISM_TEST_ITEMS).load(None)
+        records[ORGANISM] = register_organism(num_items=args.limit or ORGANISM_TEST_ITEMS).records(None)
     thinker, processor = _load(args, state)
     schedule = Schedule.load(args.schedule) if args.schedule else default_schedule(_model_dir(args.model))
     try:

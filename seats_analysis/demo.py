@@ -20,7 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .blocks import derive_blocks
-from .evaluate import EvalSpec, accuracy_score, ratio_name, register_benchmark
+from .benchmarks import BenchmarkSpec, register_benchmark
+from .tables import accuracy_score
+from .harness import ratio_name
 from .parsers import parse_strict
 from .figures import dependency_figure, tradeoff_figure
 from .harness import RATIO_PAIRS, GreedyToken, method_cells, reached, run_samples
@@ -76,11 +78,11 @@ def organism_records(num_items: int = TEST_ITEMS, seed: int = 0) -> list:
     "The organism's test items as harness records."
     return [OrganismRecord(item) for item in synth_items("test", num_items, seed)]
 
-def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> EvalSpec:
+def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSpec:
     "Register the organism's test split with the evaluation harness as benchmark 'organism'."
-    spec = EvalSpec(
+    spec = BenchmarkSpec(
         name="organism", title="Organism",
-        load=lambda folder: organism_records(num_items, seed),
+        records=lambda folder: organism_records(num_items, seed),
         media=lambda record, **kwargs: (np.asarray(record.item["frames"]),
                                         np.asarray(record.item["audio"], dtype=np.float32)),
         messages=lambda record: chat(record.item),

@@ -6,10 +6,12 @@
 __all__ = ['FIGURE_FORMATS', 'PNG_DPI', 'CONDITION_COLORS', 'CONDITION_LABELS', 'BLOCK_COLORS', 'HEADROOM', 'PANEL_SIZE',
            'LEGEND_AND_CAPTION', 'MAX_COLUMNS', 'PERCENT_METRICS', 'CAPTION_CHARACTERS_PER_INCH', 'INTERVAL_HEIGHT',
            'METHOD_LABELS', 'FAMILY_COLORS', 'SPARE_COLORS', 'SETTING_MARKERS', 'STYLE_TITLES', 'PERCENT_SCORES',
-           'save_figure', 'dependency_figure', 'method_style', 'tradeoff_figure']
+           'TRADEOFF_AXES', 'save_figure', 'dependency_figure', 'method_style', 'tradeoff_figure',
+           'tradeoff_from_results']
 
 # %% ../nbs/12_figures.ipynb #2a30742b
 import textwrap
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +25,7 @@ from matplotlib.ticker import PercentFormatter
 from .blocks import (
     BLOCK_NAMES, CONDITIONS, HIGHER_IS_BETTER, Blocks, check_probe_table, derive_blocks, load_probe, usable_samples)
 from .stats import CONFIDENCE
+from .tables import summary_table
 
 # %% ../nbs/12_figures.ipynb #704bcbd6
 FIGURE_FORMATS = (".png", ".pdf")
@@ -264,3 +267,27 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hu
         save_figure(fig, path)
     return fig
 
+
+# %% ../nbs/12_figures.ipynb #821601f4
+TRADEOFF_AXES = {"tflops": ("tflops", "prefill TFLOPs (analytic)"),
+                 "prefill": ("prefill_seconds", "prefill latency (s)")}
+
+
+def tradeoff_from_results(out_dir: str | Path, path: str | Path | None = None, title: str | None = None,
+                          table: pd.DataFrame | None = None) -> dict:
+    """Score against TFLOPs and against prefill seconds from the results files, or from `table` (a summary already
+    built: a sweep's, over the samples it covered); saved at `<path>_tflops/_prefill`."""
+    table = summary_table(out_dir) if table is None else table
+    incomplete = table[table["mean"].isna()]
+    if len(incomplete):
+        warnings.warn(f"left out of the figure (a benchmark has no score): "
+                      f"{list(zip(incomplete['method'], incomplete['ratio_name']))}")
+    data = table.dropna(subset=["mean"]).rename(columns={"mean": "score"})
+    if data.empty:
+        raise ValueError(f"no method under {out_dir} has a score on every benchmark")
+    figures = {}
+    for name, (x, xlabel) in TRADEOFF_AXES.items():
+        target = None if path is None else Path(path).with_name(f"{Path(path).stem}_{name}")
+        figures[name] = tradeoff_figure(data, x=x, y="score", path=target, title=title, xlabel=xlabel,
+                                        ylabel="mean score")
+    return figures

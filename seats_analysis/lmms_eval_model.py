@@ -15,12 +15,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .benchmarks import (BENCHMARKS, FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS,
-                                       VIDEO_MAX_PIXELS, load_media, write_clip)
+from .benchmarks import BENCHMARKS, PUBLISHED_BENCHMARKS
+from .media import (FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, VIDEO_MAX_PIXELS,
+                                  load_media, write_clip)
 from .checks import check_bool, check_int, check_number
 from .compat import processor_from_pretrained
-from .evaluate import (append_row, default_schedule, load_thinker, processor_inputs, reply_and_cost,
-                                     ratio_pair, resolve_method)
+from .evaluate import append_row, processor_inputs, reply_and_cost
+from .organism import default_schedule
+from .loading import load_thinker
+from .harness import ratio_pair, resolve_method
 from .harness import GenerateParse, MethodSetupError, Scored, run_batch, run_samples
 from .prompts import chat_text, system_prompt
 from .results import check_records_file, read_jsonl, trim_torn_line
@@ -46,7 +49,7 @@ TOTAL_PIXELS_UNBOUNDED = float("inf")
 
 def task_benchmark(task: str) -> str | None:
     "The published benchmark whose name the task name contains, or None."
-    return next((name for name in BENCHMARKS if name in task.lower()), None)
+    return next((name for name in PUBLISHED_BENCHMARKS if name in task.lower()), None)
 
 
 def task_max_frames(task: str) -> int:

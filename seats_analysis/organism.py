@@ -25,6 +25,7 @@ from .checks import check_int, check_number, check_ratio
 from .engine import drop_tokens
 from .harness import OptionLogits, run_samples
 from .layout import Kind
+from .schedule import Schedule
 from .compat import (multimodal_model, processor_from_pretrained, rope_fields, save_processor,
                                    text_model, thinker_from_pretrained, vision_features)
 
@@ -38,8 +39,8 @@ from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SE
 __all__ = ['DATA_DIR', 'TEST_ITEMS', 'AUDIO_TOKENS_PER_SECOND', 'REMOVALS', 'organism_dir', 'organism_config', 'build_organism',
            'predict', 'evaluate', 'save_training_state', 'load_training_state', 'audio_token_labels',
            'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings', 'TrainBatches',
-           'AuxiliaryHeads', 'training_losses', 'train', 'load_organism', 'drop_kinds', 'modality_predictions',
-           'accuracy_by_kind', 'modality_check']
+           'AuxiliaryHeads', 'training_losses', 'train', 'load_organism', 'default_schedule', 'drop_kinds',
+           'modality_predictions', 'accuracy_by_kind', 'modality_check']
 
 # %% ../nbs/21_organism.ipynb #531a8a11
 def organism_dir(package_dir: Path) -> Path:
@@ -394,6 +395,11 @@ def load_organism(path=DATA_DIR):
         raise FileNotFoundError(f"no trained organism in {path} (config.json missing)")
     model = thinker_from_pretrained(Qwen2_5OmniThinkerForConditionalGeneration, path, dtype=torch.float32).eval()
     return model, processor_from_pretrained(path)
+
+# %% ../nbs/21_organism.ipynb #255072c2
+def default_schedule(pretrained: str | Path) -> Schedule | None:
+    "The schedule shipped for a checkpoint folder: the organism's (`Schedule.load('organism')`) for the organism's folder, else None."
+    return Schedule.load("organism") if Path(pretrained).resolve() == DATA_DIR.resolve() else None
 
 # %% ../nbs/21_organism.ipynb #dcff01a0
 def drop_kinds(*kinds) -> callable:

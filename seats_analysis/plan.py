@@ -21,12 +21,12 @@ from transformers import (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditi
                           Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration)
 
 from .baselines import audio_intact_ratios, fastv_keep_ratio, truncated_count, visionzip_counts
-from .benchmarks import (FPS, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, MIN_PIXELS, frame_count,
-                                       frame_pixel_cap, smart_resize)
+from .media import (FPS, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, MIN_PIXELS, frame_count,
+                                  frame_pixel_cap, smart_resize)
 from .checks import check_int, check_number
 from .compat import rope_fields
 from .cost import decoder_dims
-from .evaluate import ratio_pair
+from .harness import ratio_pair
 from .harness import RATIO_PAIRS
 from .inner_llm import modality_total
 from .methods import METHODS

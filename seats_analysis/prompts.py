@@ -9,8 +9,8 @@ import random
 from collections import defaultdict
 from typing import Any
 
-from .benchmarks import (BENCHMARKS, FPS, MAX_PIXELS, MIN_PIXELS, TOTAL_PIXELS, Record,
-                                       clock_seconds, duration_bucket)
+from .benchmarks import BENCHMARKS, Record, clock_seconds, duration_bucket
+from .media import FPS, MAX_PIXELS, MIN_PIXELS, TOTAL_PIXELS
 
 # %% auto #0
 __all__ = ['QWEN_SYSTEM_PROMPT', 'ANSWER_SENTENCE', 'MULTI_LABEL', 'system_prompt', 'user_prompt', 'video_item', 'build_messages',

@@ -76,7 +76,7 @@ def runner(tmp_path_factory):
 def test_two_processes_match_one(tmp_path, runner):
     script, dp_runner = runner
     import torch
-    from seats_analysis.benchmarks import make_fixture
+    from seats_analysis.testing import make_fixture
     torch.set_num_threads(1)
     fixture = make_fixture("videomme", tmp_path / "data", n_records=5, seed=11)
     fixture_dir = fixture.annotations.parent

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import torch
 
-from seats_analysis.benchmarks import load_benchmark, make_fixture
+from seats_analysis.benchmarks import load_benchmark
+from seats_analysis.testing import make_fixture
 from seats_analysis.evaluate import TooManyFailures, evaluate, sweep
 from seats_analysis.organism import load_training_state
 from seats_analysis.probe import probe

@@ -16,7 +16,8 @@ pytest.importorskip("lmms_eval")
 import torch  # noqa: E402
 
 from seats_analysis.demo import register_organism  # noqa: E402
-from seats_analysis.evaluate import default_schedule, evaluate  # noqa: E402
+from seats_analysis.organism import default_schedule  # noqa: E402
+from seats_analysis.evaluate import evaluate  # noqa: E402
 from seats_analysis.results import read_jsonl  # noqa: E402
 from seats_analysis.lmms_eval_model import MODEL_NAME, ORGANISM_TASK, write_organism_task  # noqa: E402
 from seats_analysis.organism import DATA_DIR, load_organism  # noqa: E402
@@ -60,7 +61,7 @@ def test_scores_equal_the_harness(task_dir, tmp_path):
     torch.set_num_threads(1)
     thinker, processor = load_organism()
     harness = evaluate(thinker, processor, "organism", "seats", 0.06, 0.35,
-                       records=register_organism(num_items=ITEMS).load(None), schedule=default_schedule(DATA_DIR),
+                       records=register_organism(num_items=ITEMS).records(None), schedule=default_schedule(DATA_DIR),
                        max_new_tokens=MAX_NEW_TOKENS, results_path=tmp_path / "harness.jsonl", progress=False)
     rows = read_jsonl(tmp_path / "harness.jsonl")
     assert [reply(s) for s in samples] == [lmms_clean(row["response"]) for row in rows]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from seats_analysis.evaluate import SETTINGS, _collect, _resume
+from seats_analysis.tables import RESULT_SETTINGS
+from seats_analysis.evaluate import _collect, _resume
 from seats_analysis.probe import _store, merge_parts
 from seats_analysis.results import read_jsonl
 
@@ -48,7 +49,7 @@ def test_an_old_results_file_with_parts_resumes_and_merges_as_before(tmp_path):
     folder = shutil.copytree(FIXTURE / "evaluate", tmp_path / "evaluate")
     results = folder / "videomme.jsonl"
     rows = read_jsonl(results)
-    settings = {k: rows[0][k] for k in SETTINGS}
+    settings = {k: rows[0][k] for k in RESULT_SETTINGS}
     inputs = {row["key"]: row["input"] for path in sorted(folder.iterdir()) for row in read_jsonl(path)}
     # the rows' own fingerprint and inputs: every file passes the checks of a resume by the same run
     own, kept = _resume(results, 0, 2, settings, rows[0]["fingerprint"], inputs)
@@ -77,7 +78,7 @@ def test_resuming_an_old_store_is_refused_naming_what_its_fingerprint_lacks(tmp_
     results = folder / "videomme.jsonl"
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     rows = read_jsonl(results)
-    settings = {k: rows[0][k] for k in SETTINGS}
+    settings = {k: rows[0][k] for k in RESULT_SETTINGS}
     current = run_fingerprint(thinker, processor, "full", None, None, None, seed=0)
     with pytest.raises(ValueError, match=r"older version of the package: its fingerprint lacks "
                                          r"model\.digest_version, processor, seed, so it cannot be checked"):
