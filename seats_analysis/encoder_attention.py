@@ -27,24 +27,26 @@ from .layout import token_id
 MAX_LOGITS = 2 ** 24  # largest block of attention logits computed at once: 64 MiB of float32
 
 def _received_in_windows(query: torch.Tensor, key: torch.Tensor, scaling: float, max_elements: int) -> torch.Tensor:
-    "Head-averaged column sums of softmax(q k^T * scaling) for a batch of equal windows: (W, N, H, d) -> (W, N)."
+    """Head-averaged column sums of softmax(q k^T * scaling) for a batch of equal windows: (W, N, H, d) -> (W, N),
+    in the queries' dtype as the release computes them (bfloat16 weights for a bfloat16 model), summed in float32."""
     num_windows, window_len, num_heads, _ = query.shape
     total = torch.zeros(num_windows, window_len, dtype=torch.float32, device=query.device)  # (W, N)
     windows_per_step = max(1, max_elements // (num_heads * window_len * window_len))
     for w0 in range(0, num_windows, windows_per_step):
         w1 = min(w0 + windows_per_step, num_windows)
-        k = key[w0:w1].transpose(1, 2).float()  # (w, H, N, d)
+        k = key[w0:w1].transpose(1, 2)  # (w, H, N, d)
         queries_per_step = max(1, max_elements // ((w1 - w0) * num_heads * window_len))
         for q0 in range(0, window_len, queries_per_step):
-            q = query[w0:w1, q0:q0 + queries_per_step].transpose(1, 2).float()  # (w, H, n_q, d)
+            q = query[w0:w1, q0:q0 + queries_per_step].transpose(1, 2)  # (w, H, n_q, d)
             weights = (q @ k.transpose(-1, -2) * scaling).softmax(dim=-1)  # (w, H, n_q, N)
             # the mean over heads first, then the sum over queries: the release's order, so that exact ties stay ties
-            total[w0:w1].add_(weights.mean(dim=1).sum(dim=1))
+            total[w0:w1].add_(weights.mean(dim=1).sum(dim=1, dtype=torch.float32))
     return total
 
 def attention_received(query: torch.Tensor, key: torch.Tensor, window_len: int, scaling: float,
                        max_elements: int = MAX_LOGITS) -> torch.Tensor:
-    "Attention each token receives (T,) from the queries of its window of `window_len` tokens, averaged over heads."
+    """Attention each token receives (T,) from the queries of its window of `window_len` tokens, averaged over heads;
+    in the queries' dtype (the release's precision: a bfloat16 model's statistic is bfloat16)."""
     if query.dim() != 3 or key.shape != query.shape:
         raise ValueError(f"query and key must both be (T, H, d), got {tuple(query.shape)} and {tuple(key.shape)}")
     check_int("window_len", window_len, 1)
@@ -57,7 +59,7 @@ def attention_received(query: torch.Tensor, key: torch.Tensor, window_len: int, 
                                           max_elements).flatten())
     if full < length:
         parts.append(_received_in_windows(query[None, full:], key[None, full:], scaling, max_elements)[0])
-    return torch.cat(parts) if parts else query.new_zeros(0, dtype=torch.float32)
+    return torch.cat(parts).to(query.dtype) if parts else query.new_zeros(0)
 
 # %% ../nbs/04a_encoder_attention.ipynb #7b221fe0
 def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
