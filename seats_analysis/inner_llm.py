@@ -11,6 +11,7 @@ from transformers.models.llama.modeling_llama import rotate_half  # the standard
 
 from .checks import check_number, check_ratio
 from .compat import text_rotary
+from .pre_llm import compile_selection
 from .layout import Kind, temporal_windows
 
 # %% ../nbs/05_inner_llm.ipynb #b7589095
@@ -19,8 +20,11 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return (x * cos) + (rotate_half(x) * sin)
 
 def query_relevance(hidden_states: torch.Tensor, layer: torch.nn.Module, position_embeddings: tuple[torch.Tensor, torch.Tensor],
-                    query_index: torch.LongTensor, padding_mask: torch.BoolTensor | None = None) -> torch.Tensor:
-    "Head-averaged attention (B, S) of each row's query token over its keys, recomputed with `layer`'s own q/k."
+                    query_index: torch.LongTensor, padding_mask: torch.BoolTensor | None = None,
+                    compiled: bool = False) -> torch.Tensor:
+    """Head-averaged attention (B, S) of each row's query token over its keys, recomputed with `layer`'s own q/k in the
+    model's dtype, as the release does (returned as float32); with `compiled`, by the compiled `_relevance`
+    (`pre_llm.compile_selection`)."""
     if hidden_states.dim() != 3:
         raise ValueError(f"hidden_states must be (B, S, D), got shape {tuple(hidden_states.shape)}")
     batch, seq_len, _ = hidden_states.shape
@@ -34,6 +38,14 @@ def query_relevance(hidden_states: torch.Tensor, layer: torch.nn.Module, positio
     rows = torch.arange(batch, device=hidden_states.device)
     if padding_mask is not None and not padding_mask[rows, query_index].all():
         raise ValueError("every query token must be a real token (padding_mask True at query_index)")
+    cos, sin = text_rotary(layer.self_attn, position_embeddings)  # (B, S, d_h) each
+    relevance = compile_selection(_relevance) if compiled else _relevance
+    return relevance(hidden_states, layer, cos, sin, query_index, padding_mask)
+
+def _relevance(hidden_states, layer, cos, sin, query_index, padding_mask) -> torch.Tensor:
+    "`query_relevance` on checked inputs and the rotary embedding (cos, sin) (B, S, d_h): one capturable graph."
+    batch, seq_len, _ = hidden_states.shape
+    rows = torch.arange(batch, device=hidden_states.device)
     attn = layer.self_attn
     head_dim, groups = attn.head_dim, attn.num_key_value_groups
     normed = layer.input_layernorm(hidden_states)  # (B, S, D)
@@ -41,18 +53,17 @@ def query_relevance(hidden_states: torch.Tensor, layer: torch.nn.Module, positio
     k = attn.k_proj(normed).view(batch, seq_len, -1, head_dim)  # (B, S, H_kv, d_h)
     if hasattr(attn, "q_norm"):
         q, k = attn.q_norm(q), attn.k_norm(k)
-    cos, sin = text_rotary(attn, position_embeddings)  # (B, S, d_h) each
     at_query = lambda x: x[rows, query_index].view(batch, 1, 1, head_dim)  # (B, 1, 1, d_h)
     q = _rotate(q, at_query(cos), at_query(sin))  # (B, 1, H, d_h): q has one position, so it is rotated alone
     k = _rotate(k, cos[:, :, None], sin[:, :, None]).transpose(1, 2)  # (B, H_kv, S, d_h)
     num_kv_heads = k.shape[1]
     q = q.reshape(batch, num_kv_heads, groups, head_dim)  # query head n uses key head n // groups
-    logits = (q.float() @ k.float().transpose(-1, -2)) * attn.scaling  # (B, H_kv, G, S)
+    logits = (q @ k.transpose(-1, -2)) * attn.scaling  # (B, H_kv, G, S), in the model's dtype as the release
     allowed = torch.arange(seq_len, device=hidden_states.device)[None] <= query_index[:, None]  # (B, S)
     if padding_mask is not None:
         allowed = allowed & padding_mask
     logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))
-    return logits.softmax(dim=-1).mean(dim=(1, 2))  # (B, S)
+    return logits.softmax(dim=-1).mean(dim=(1, 2)).float()  # (B, S), values of the model's dtype
 
 # %% ../nbs/05_inner_llm.ipynb #6d31ab1a
 def modality_total(keep_ratio: float, count: int) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
+from torch.profiler import record_function
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -128,10 +129,10 @@ class PrefillClock:
             self.recorder.count_ops = True
 
     def timed(self, selector):
-        "`selector`, with its time counted as selection."
+        "`selector`, with its time counted as selection (and, for a profiler, labelled `select.selectors`)."
         def timed_selector(state):
             start = self._now()
-            with OpCounter() if self.count_ops else nullcontext() as counter:
+            with record_function("select.selectors"), OpCounter() if self.count_ops else nullcontext() as counter:
                 keep = selector(state)
             latency = self._latency()
             latency.selection += self._now() - start

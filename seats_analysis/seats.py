@@ -12,7 +12,7 @@ import torch
 from torch.profiler import record_function
 
 from .inner_llm import query_relevance, top_down_keep
-from .checks import single_use
+from .checks import check_bool, single_use
 from .layout import Kind
 from .pre_llm import windowed_windivprune
 from .run import MODALITIES, last_token_index, prepare_run, pruning
@@ -29,8 +29,9 @@ def plan_notes(plans: dict) -> list[str]:
 class SeatsSelectors:
     "The three SEATS stages for one schedule and one pair of targets, as engine selectors."
 
-    def __init__(self, schedule: Schedule, video_ratio: float, audio_ratio: float, spatial_merge_size: int = 2):
-        self.schedule, self.spatial_merge_size = schedule, spatial_merge_size
+    def __init__(self, schedule: Schedule, video_ratio: float, audio_ratio: float, spatial_merge_size: int = 2,
+                 compiled: bool = False):
+        self.schedule, self.spatial_merge_size, self.compiled = schedule, spatial_merge_size, compiled
         self.targets = {Kind.VIDEO: video_ratio, Kind.AUDIO: audio_ratio}
         self.encoder_ratios = {kind: schedule.encoder_ratio(target) for kind, target in self.targets.items()}
         self.plans = {name: schedule.plan(self.targets[kind]) for kind, name in MODALITIES.items()}
@@ -83,14 +84,16 @@ class SeatsSelectors:
                         positions = positions.to(keep.device)
                         keep[row, positions] = windowed_windivprune(
                             state.hidden_states[row, positions], attention[item],
-                            self._window_tokens(statistic, name, item), self.encoder_ratios[kind])
+                            self._window_tokens(statistic, name, item), self.encoder_ratios[kind],
+                            compiled=self.compiled)
         return keep
 
     def stage_two(self, state, video_keep: float, audio_keep: float) -> torch.Tensor:
         "Boundary d: top-down budget on the last token's attention, recomputed with layer d's own weights."
         with record_function("select.stage_two.score"):
             scores = query_relevance(state.hidden_states, state.layers[state.k - 1], state.position_embeddings,
-                                     last_token_index(state.padding_mask), state.padding_mask)  # (B, S)
+                                     last_token_index(state.padding_mask), state.padding_mask,
+                                     compiled=self.compiled)  # (B, S)
         with record_function("select.stage_two.choose"):
             keep = torch.stack([top_down_keep(row_scores, row_kinds, video_keep, audio_keep, self.schedule.temperature)
                                 for row_scores, row_kinds in zip(scores, state.kinds)])
@@ -118,10 +121,14 @@ class SeatsSelectors:
 
 # %% ../nbs/07_seats.ipynb #2fc83772
 @single_use
-def seats(thinker, schedule, video_ratio: float, audio_ratio: float, measure: bool = False, **overrides):
-    "Within the block, every prefill of `thinker` runs SEATS' three stages for the target retentions; yields a `PruningRun`."
+def seats(thinker, schedule, video_ratio: float, audio_ratio: float, measure: bool = False, compiled: bool = False,
+          **overrides):
+    """Within the block, every prefill of `thinker` runs SEATS' three stages for the target retentions; yields a
+    `PruningRun`. With `compiled`, Stage I's max-min picks and Stage II's scores run compiled
+    (`pre_llm.capturable_picks`, `inner_llm.query_relevance`)."""
     schedule, video_ratio, audio_ratio = prepare_run(thinker, schedule, video_ratio, audio_ratio, **overrides)
-    stages = SeatsSelectors(schedule, video_ratio, audio_ratio, thinker.config.vision_config.spatial_merge_size)
+    stages = SeatsSelectors(schedule, video_ratio, audio_ratio, thinker.config.vision_config.spatial_merge_size,
+                            check_bool("compiled", compiled))
     with pruning(thinker, "seats", stages.selectors, stages.statistic_settings(), measure=measure, plans=stages.plans,
                  notes=plan_notes(stages.plans)) as run:
         yield run

@@ -5,10 +5,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import transformers
 from packaging.version import Version
 
-from seats_analysis.testing import MAX_NEAR_TIES, one_swap, rounding_sensitive
+from seats_analysis.pre_llm import _COMPILED, CAN_COMPILE, COMPILE_MIN_TORCH, capturable_picks
+from seats_analysis.seats import seats
+from seats_analysis.stand_ins import FAMILIES, tiny_thinker
+from seats_analysis.testing import MAX_NEAR_TIES, clip_batch, one_swap, rounding_sensitive
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "data" / "fixtures" / "kept_positions.json"
@@ -90,3 +94,26 @@ def test_every_method_keeps_the_recorded_positions():
     assert len(sensitive) <= MAX_NEAR_TIES * seen, f"{len(sensitive)} of {seen} records decided by rounding: {sensitive}"
     print(f"{seen} records, {seen - len(sensitive)} compared position by position; decided by rounding here "
           f"(compared by counts): {sensitive}")
+
+
+@pytest.mark.skipif(not CAN_COMPILE, reason=f"the compiled selection needs torch >= {COMPILE_MIN_TORCH}")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_compiled_seats_keeps_the_eager_positions(family):
+    "SEATS with its Stage I picks compiled keeps, on every clip and setting of the recipe, what the eager SEATS keeps."
+    recipe = _recipe_module()
+    torch.manual_seed(0)
+    thinker = tiny_thinker(family, num_layers=recipe.NUM_LAYERS, seed=recipe.THINKER_SEED)
+    schedule = recipe.fixture_schedule(family)
+    compared = 0
+    for input_name, seconds in recipe.INPUTS.items():
+        inputs = clip_batch(family, seconds=seconds)
+        for setting, (video_ratio, audio_ratio) in recipe.SETTINGS.items():
+            kept = {}
+            for compiled in (False, True):
+                with torch.no_grad(), seats(thinker, schedule, video_ratio, audio_ratio, compiled=compiled) as run:
+                    thinker(**inputs, use_audio_in_video=True)
+                kept[compiled] = {event.k: event.kept.tolist() for event in run.events[0].events}
+            assert kept[True] == kept[False], f"{family} {input_name} {setting}"
+            compared += 0 in kept[True]  # Stage I cut something: the compiled picks decided it
+    assert compared >= len(recipe.INPUTS) * (len(recipe.SETTINGS) - 2), compared
+    assert capturable_picks in _COMPILED
