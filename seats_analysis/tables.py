@@ -18,10 +18,13 @@ from .benchmarks import BENCHMARKS, BenchmarkSpec, benchmark_spec
 from .harness import FULL_METHOD, ratio_name, reached
 from .prompts import score
 from .results import merge_records, read_jsonl, replaced
+from .stats import (
+    CONFIDENCE, PAIRED_COLUMNS, format_accuracy, paired_comparisons, wilson_interval)
+
 
 # %% auto #0
-__all__ = ['RESULT_SETTINGS', 'PAPER_RESULTS', 'accuracy_score', 'benchmark_scores', 'summarize', 'cell_scores', 'summary_table',
-           'summary_markdown', 'write_summary', 'paper_results', 'with_paper_rows']
+__all__ = ['RESULT_SETTINGS', 'PAPER_RESULTS', 'accuracy_score', 'benchmark_scores', 'summarize', 'cell_scores', 'paired_table',
+           'summary_table', 'summary_markdown', 'paired_markdown', 'write_summary', 'paper_results', 'with_paper_rows']
 
 # %% ../nbs/32a_tables.ipynb #b9c6cf42
 def accuracy_score(rows: list[dict], by: Sequence[str] = ()) -> dict:
@@ -69,9 +72,25 @@ def summarize(spec: BenchmarkSpec, rows: list[dict]) -> dict:
     return scores
 
 # %% ../nbs/32a_tables.ipynb #0cb7bfc1
-def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
-    """One row per (method, ratio pair, benchmark) found in the results files under `out_dir`, with its scores; with
-    `keys` ({benchmark: sample keys}), a listed benchmark's rows of those samples only (a sweep's `limit`)."""
+def _counted_correct(scores: dict) -> int:
+    "How many of the scored items a benchmark's score counts as right (its score times its count, a whole number)."
+    correct = scores["overall"] * scores["n_counted"] / 100
+    if abs(correct - round(correct)) > 1e-6:
+        raise ValueError(f"{scores.get('benchmark')}: a score of {scores['overall']} over {scores['n_counted']} items "
+                         "is not a share of whole items")
+    return round(correct)
+
+
+def _score_interval(scores: dict) -> dict:
+    "Items counted and the 95% Wilson interval (percent) of one benchmark's score (None without a score)."
+    if scores["overall"] is None:
+        return dict(n_counted=0, ci_low=None, ci_high=None)
+    low, high = wilson_interval(_counted_correct(scores), scores["n_counted"])
+    return dict(n_counted=scores["n_counted"], ci_low=100 * low, ci_high=100 * high)
+
+
+def _cell_rows(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> dict[tuple, list[dict]]:
+    "The results rows under `out_dir` per (method, video ratio, audio ratio, benchmark, mode), one per sample key."
     groups: dict[tuple, list[dict]] = {}
     for path in sorted(Path(out_dir).rglob("*.jsonl")):
         for row in read_jsonl(path):
@@ -82,23 +101,51 @@ def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None 
                 continue
             cell = (row["method"], row["video_ratio"], row["audio_ratio"], row["benchmark"], row["mode"])
             groups.setdefault(cell, []).append(row)
+    if not groups:
+        raise ValueError(f"no results files (*.jsonl) under {out_dir}")
+    return {cell: list(merge_records(rows, "key").values()) for cell, rows in groups.items()}
+
+
+def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
+    """One row per (method, ratio pair, benchmark) found in the results files under `out_dir`, with its scores; with
+    `keys` ({benchmark: sample keys}), a listed benchmark's rows of those samples only (a sweep's `limit`)."""
+    groups = _cell_rows(out_dir, keys)
     cells = []
-    for (method, video_ratio, audio_ratio, benchmark, mode), rows in groups.items():
-        unique = list(merge_records(rows, "key").values())
+    for (method, video_ratio, audio_ratio, benchmark, mode), unique in groups.items():
         s = summarize(benchmark_spec(benchmark), unique)
         cells.append(dict(method=method, ratio_name=ratio_name(video_ratio, audio_ratio), video_ratio=video_ratio,
-                          audio_ratio=audio_ratio, benchmark=benchmark, mode=mode, score=s["overall"], n=s["n"],
+                          audio_ratio=audio_ratio, benchmark=benchmark, mode=mode, score=s["overall"],
+                          **_score_interval(s), n=s["n"],
                           n_errors=s["n_errors"], tflops=s["tflops"], tflops_paper=s["tflops_paper"],
                           prefill_seconds=s["prefill_seconds"],
                           video_retention=s["retention"]["video"], audio_retention=s["retention"]["audio"],
                           reached=s["reached"]))
-    if not cells:
-        raise ValueError(f"no results files (*.jsonl) under {out_dir}")
     table = pd.DataFrame(cells)
     modes = table["mode"].unique()
     if len(modes) > 1:
         raise ValueError(f"{out_dir} mixes parser modes {sorted(modes)}; summarise each in its own folder")
     return table
+
+# %% ../nbs/32a_tables.ipynb #a4a188c7
+def paired_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
+                 reference: str = "seats") -> pd.DataFrame:
+    """`reference` against every other method on the same samples, per benchmark and setting (and against the full
+    model at each of its settings): difference in points, paired bootstrap interval, McNemar p-value, established."""
+    frames = []
+    for (method, video_ratio, audio_ratio, benchmark, _), rows in _cell_rows(out_dir, keys).items():
+        answered = [r for r in rows if r.get("error") is None]
+        frames.append(pd.DataFrame(dict(method=method, setting=ratio_name(video_ratio, audio_ratio), benchmark=benchmark,
+                                        item=[r["key"] for r in answered],
+                                        correct=[r["pred"] == r["answer"] for r in answered])))
+    rows = pd.concat(frames, ignore_index=True)
+    if reference not in set(rows["method"]):
+        raise ValueError(f"no results of {reference!r} under {out_dir} to compare with (methods: "
+                         f"{sorted(set(rows['method']))})")
+    tables = [paired_comparisons(group, reference).assign(benchmark=benchmark)
+              for benchmark, group in rows.groupby("benchmark", sort=False) if reference in set(group["method"])]
+    order = [b for b in BENCHMARKS if b in set(rows["benchmark"])] + sorted(set(rows["benchmark"]) - set(BENCHMARKS))
+    table = pd.concat(tables, ignore_index=True)[["benchmark", *PAIRED_COLUMNS]]
+    return table.sort_values("benchmark", key=lambda b: b.map(order.index), kind="stable").reset_index(drop=True)
 
 # %% ../nbs/32a_tables.ipynb #a5f8292e
 def _row_order(table: pd.DataFrame) -> pd.DataFrame:
@@ -112,9 +159,35 @@ def _all_reached(flags: pd.Series) -> bool | None:
     return None if flags.isna().any() else bool(flags.all())
 
 
-def summary_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
+def _mean_interval(cells: pd.DataFrame) -> pd.Series:
+    """95% interval (percent) of the mean over benchmarks of one row's scores, from each benchmark's Wilson limits by
+    the MOVER rule (Zou and Donner 2008; with one benchmark it is that benchmark's interval); NaN when one is missing."""
+    if cells["score"].isna().any():
+        return pd.Series(dict(mean_ci_low=np.nan, mean_ci_high=np.nan))
+    share = 1 / len(cells)  # each benchmark's weight in the mean
+    score, low, high = (cells[column].astype(float).to_numpy() for column in ("score", "ci_low", "ci_high"))
+    mean = float(score.mean())
+    return pd.Series(dict(mean_ci_low=mean - float(np.sqrt(np.sum((share * (score - low)) ** 2))),
+                          mean_ci_high=mean + float(np.sqrt(np.sum((share * (high - score)) ** 2)))))
+
+
+def _established(paired: pd.DataFrame | None, row: pd.Series, benchmarks: list[str], reference: str) -> str | None:
+    """The benchmarks (comma-separated) on which the paired comparison of `row`'s method with the reference at its
+    setting establishes a difference; None where nothing is compared (the reference itself, no reference run)."""
+    if paired is None or row["method"] == reference:
+        return None
+    mine = paired[(paired["method"] == row["method"])
+                  & ((paired["setting"] == row["ratio_name"]) | (row["method"] == FULL_METHOD))]
+    if mine.empty:
+        return None
+    return ",".join(b for b in benchmarks if mine.loc[mine["benchmark"] == b, "established"].any())
+
+
+def summary_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
+                  reference: str = "seats") -> pd.DataFrame:
     """The paper-shaped table (method, ratio, TFLOPs, per-benchmark scores, mean, % of full) from the results files
-    (of the samples in `keys` for a benchmark it lists, as `cell_scores`)."""
+    (of the samples in `keys` for a benchmark it lists, as `cell_scores`), each score with its item count and 95%
+    interval, and per row the benchmarks where the paired comparison with `reference` establishes a difference."""
     cells = cell_scores(out_dir, keys)
     benchmarks = [b for b in BENCHMARKS if b in set(cells["benchmark"])]
     index = ["method", "ratio_name", "video_ratio", "audio_ratio"]
@@ -127,7 +200,10 @@ def summary_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | Non
                                      video_retention=("video_retention", "mean"),
                                      audio_retention=("audio_retention", "mean"), n=("n", "sum"),
                                      n_errors=("n_errors", "sum"), reached=("reached", _all_reached))
-    table = scores.join(extra).reset_index()
+    intervals = cells.set_index([*index, "benchmark"])[["n_counted", "ci_low", "ci_high"]].unstack("benchmark")
+    intervals.columns = [f"{benchmark}_{part}" for part, benchmark in intervals.columns]
+    means = cells.groupby(index)[["score", "n_counted", "ci_low", "ci_high"]].apply(_mean_interval)
+    table = scores.join(extra).join(intervals).join(means).reset_index()
     table.columns.name = None
     table["mean"] = table[benchmarks].mean(axis=1, skipna=False)
     full = table.loc[table["method"] == FULL_METHOD, "mean"]
@@ -137,9 +213,14 @@ def summary_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | Non
     paper = (table["tflops_paper"].notna() | table["tflops_exact"].isna()).all()
     table["tflops"] = table["tflops_paper"] if paper else table["tflops_exact"]
     table["flops_convention"] = "paper" if paper else "exact"
+    interval_columns = [f"{b}_{part}" for b in benchmarks for part in ("n_counted", "ci_low", "ci_high")]
     columns = [*index, "tflops", *benchmarks, "mean", "pct_full", "reached", "video_retention", "audio_retention",
-               "flops_convention", "tflops_exact", "prefill_seconds", "n", "n_errors"]
-    return _row_order(table[columns])
+               "flops_convention", "tflops_exact", "prefill_seconds", "n", "n_errors", *interval_columns,
+               "mean_ci_low", "mean_ci_high"]
+    table = _row_order(table[columns])
+    paired = paired_table(out_dir, keys, reference) if reference in set(table["method"]) else None
+    table[f"differs_from_{reference}"] = [_established(paired, row, benchmarks, reference) for _, row in table.iterrows()]
+    return table
 
 # %% ../nbs/32a_tables.ipynb #f1f4a357
 def _fmt(value, spec: str) -> str:
@@ -147,30 +228,68 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-def summary_markdown(table: pd.DataFrame) -> str:
-    "The summary as a Markdown table with the paper's columns, titles and number formats."
+def _with_interval(row: pd.Series, score: str, low: str, high: str, n: str | None = None) -> str:
+    "A score with its interval (and count) for the Markdown table, '-' when missing."
+    if score not in row or pd.isna(row[score]):
+        return "-"
+    if low not in row or pd.isna(row[low]):  # a table written before scores carried intervals
+        return _fmt(row[score], ".1f")
+    return format_accuracy(row[score], row[low], row[high], None if n is None else row[n])
+
+
+def summary_markdown(table: pd.DataFrame, reference: str = "seats") -> str:
+    """The summary as a Markdown table with the paper's columns, titles and number formats, each score with its 95%
+    interval (the item count in the title where every row counts the same), marked where it differs from
+    `reference`'s, established by the paired comparison."""
     benchmarks = [b for b in BENCHMARKS if b in table.columns]
     convention = "/".join(sorted(set(table["flops_convention"]))) if "flops_convention" in table else "exact"
-    header = ["Method", "Ratio", f"TFLOPs ({convention})", *(BENCHMARKS[b].title for b in benchmarks), "Mean",
-              "% of full", "Reached", "Failed"]
+    counts = {b: set(table[f"{b}_n_counted"].dropna().astype(int)) if f"{b}_n_counted" in table else set()
+              for b in benchmarks}
+    titles = [BENCHMARKS[b].title + (f" (n={next(iter(counts[b]))})" if len(counts[b]) == 1 else "") for b in benchmarks]
+    header = ["Method", "Ratio", f"TFLOPs ({convention})", *titles, "Mean", "% of full", "Reached", "Failed"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
-    for _, row in table.iterrows():
-        cells = [row["method"], row["ratio_name"], _fmt(row["tflops"], ".4g"),
-                 *(_fmt(row[b], ".1f") for b in benchmarks), _fmt(row["mean"], ".1f"), _fmt(row["pct_full"], ".1f"),
+    marks = table.get(f"differs_from_{reference}", pd.Series([None] * len(table), index=table.index))
+    for (_, row), differs in zip(table.iterrows(), marks):
+        differs = set(differs.split(",")) if isinstance(differs, str) and differs else set()
+        scores = [_with_interval(row, b, f"{b}_ci_low", f"{b}_ci_high", None if len(counts[b]) == 1 else f"{b}_n_counted")
+                  + ("*" if b in differs else "") for b in benchmarks]
+        cells = [row["method"], row["ratio_name"], _fmt(row["tflops"], ".4g"), *scores,
+                 _with_interval(row, "mean", "mean_ci_low", "mean_ci_high"), _fmt(row["pct_full"], ".1f"),
                  {True: "yes", False: "no"}.get(row.get("reached"), "-"), _fmt(row.get("n_errors"), "d")]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Scores: accuracy in percent [{CONFIDENCE:.0%} interval: Wilson for a benchmark, MOVER from the "
+              "benchmarks' Wilson limits for the mean]. * differs from "
+              f"{reference} at the same setting (paired bootstrap interval of the difference excludes zero)."]
     return "\n".join(lines) + "\n"
 
 
-def write_summary(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
+def paired_markdown(paired: pd.DataFrame) -> str:
+    "The paired comparisons as a Markdown table: difference in points with its interval, p-value, established."
+    lines = ["| Benchmark | Ratio | Method | vs | Items | Difference (points) | p (McNemar) | Established |",
+             "|---|---|---|---|---:|---:|---:|---|"]
+    for _, row in paired.iterrows():
+        lines.append(f"| {row['benchmark']} | {row['setting']} | {row['reference']} | {row['method']} | {row['n']} | "
+                     f"{row['difference']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}] | {row['p_value']:.3g} | "
+                     f"{'yes' if row['established'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
+                  reference: str = "seats") -> pd.DataFrame:
     """Rebuild the summary from the results files under `out_dir` (`keys` as `summary_table`); write summary.csv and
-    summary.md there."""
+    summary.md there, and with `reference`'s results the paired comparisons, paired.csv and paired.md."""
     out_dir = Path(out_dir)
-    table = summary_table(out_dir, keys)
+    table = summary_table(out_dir, keys, reference)
     with replaced(out_dir / "summary.csv") as new:  # each file replaced whole: a reader never sees half of one
         table.to_csv(new, index=False)
     with replaced(out_dir / "summary.md") as new:
-        new.write_text(summary_markdown(table))
+        new.write_text(summary_markdown(table, reference))
+    if reference in set(table["method"]):
+        paired = paired_table(out_dir, keys, reference)
+        with replaced(out_dir / "paired.csv") as new:
+            paired.to_csv(new, index=False)
+        with replaced(out_dir / "paired.md") as new:
+            new.write_text(paired_markdown(paired))
     return table
 
 # %% ../nbs/32a_tables.ipynb #a7e4c002
