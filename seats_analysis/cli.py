@@ -335,6 +335,7 @@ def _sweep(args) -> int:
     from seats_analysis.organism import default_schedule
     from seats_analysis.figures import tradeoff_from_results
     from seats_analysis.schedule import Schedule
+    from seats_analysis.tables import summary_markdown
     state = launch_state(args.cpu)
     records = {}
     if ORGANISM in args.benchmarks:  # the organism's test items, registered with the harness as a benchmark
@@ -355,9 +356,9 @@ def _sweep(args) -> int:
         return 1
     if state.is_main_process:
         tradeoff_from_results(args.out, path=Path(args.out) / "tradeoff", table=table)
-        columns = ["method", "ratio_name", *[b for b in args.benchmarks if b in table.columns], "mean", "tflops"]
-        print(table[columns].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-        print(f"Wrote {Path(args.out)}: results files, summary.csv, summary.md, tradeoff_*.png")
+        print(summary_markdown(table), end="")  # every score with its interval, * where it differs from SEATS
+        paired = " paired.csv, paired.md," if (Path(args.out) / "paired.csv").exists() else ""
+        print(f"Wrote {Path(args.out)}: results files, summary.csv, summary.md,{paired} tradeoff_*.png")
     state.wait_for_everyone()
     return 0
 

@@ -276,7 +276,8 @@ TRADEOFF_AXES = {"tflops": ("tflops", "prefill TFLOPs (analytic)"),
 def tradeoff_from_results(out_dir: str | Path, path: str | Path | None = None, title: str | None = None,
                           table: pd.DataFrame | None = None) -> dict:
     """Score against TFLOPs and against prefill seconds from the results files, or from `table` (a summary already
-    built: a sweep's, over the samples it covered); saved at `<path>_tflops/_prefill`."""
+    built: a sweep's, over the samples it covered), each mean with its interval where the table has one; saved at
+    `<path>_tflops/_prefill`."""
     table = summary_table(out_dir) if table is None else table
     incomplete = table[table["mean"].isna()]
     if len(incomplete):
@@ -289,5 +290,5 @@ def tradeoff_from_results(out_dir: str | Path, path: str | Path | None = None, t
     for name, (x, xlabel) in TRADEOFF_AXES.items():
         target = None if path is None else Path(path).with_name(f"{Path(path).stem}_{name}")
         figures[name] = tradeoff_figure(data, x=x, y="score", path=target, title=title, xlabel=xlabel,
-                                        ylabel="mean score")
+                                        ylabel="mean score", interval=("mean_ci_low", "mean_ci_high"))
     return figures

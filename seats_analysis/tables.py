@@ -126,23 +126,26 @@ def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None 
         raise ValueError(f"{out_dir} mixes parser modes {sorted(modes)}; summarise each in its own folder")
     return table
 
-# %% ../nbs/32a_tables.ipynb #a4a188c7
+# %% ../nbs/32a_tables.ipynb #027fcdd3
 def paired_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
                  reference: str = "seats") -> pd.DataFrame:
     """`reference` against every other method on the same samples, per benchmark and setting (and against the full
-    model at each of its settings): difference in points, paired bootstrap interval, McNemar p-value, established."""
-    frames = []
+    model at each of its settings): difference in points, paired bootstrap interval, McNemar p-value, established.
+    Failed samples are left out; with no answered sample of the reference the table is empty."""
+    frames, methods = [], set()
     for (method, video_ratio, audio_ratio, benchmark, _), rows in _cell_rows(out_dir, keys).items():
+        methods.add(method)
         answered = [r for r in rows if r.get("error") is None]
         frames.append(pd.DataFrame(dict(method=method, setting=ratio_name(video_ratio, audio_ratio), benchmark=benchmark,
                                         item=[r["key"] for r in answered],
                                         correct=[r["pred"] == r["answer"] for r in answered])))
+    if reference not in methods:
+        raise ValueError(f"no results of {reference!r} under {out_dir} to compare with (methods: {sorted(methods)})")
     rows = pd.concat(frames, ignore_index=True)
-    if reference not in set(rows["method"]):
-        raise ValueError(f"no results of {reference!r} under {out_dir} to compare with (methods: "
-                         f"{sorted(set(rows['method']))})")
     tables = [paired_comparisons(group, reference).assign(benchmark=benchmark)
               for benchmark, group in rows.groupby("benchmark", sort=False) if reference in set(group["method"])]
+    if not tables:  # the reference answered nothing (every sample failed): nothing to pair
+        return pd.DataFrame(columns=["benchmark", *PAIRED_COLUMNS])
     order = [b for b in BENCHMARKS if b in set(rows["benchmark"])] + sorted(set(rows["benchmark"]) - set(BENCHMARKS))
     table = pd.concat(tables, ignore_index=True)[["benchmark", *PAIRED_COLUMNS]]
     return table.sort_values("benchmark", key=lambda b: b.map(order.index), kind="stable").reset_index(drop=True)
