@@ -29,7 +29,7 @@ from .methods import METHODS
 from .layout import Kind, temporal_windows, token_kinds
 from .pre_llm import CAN_COMPILE
 from .results import markdown_table
-from .stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker_config
+from .stand_ins import make_inputs, offline_processor, synthetic_clip, thinker_from_config, tiny_thinker_config
 
 # %% ../nbs/09_bench.ipynb #c3241cd3
 QWEN2_5_OMNI_7B = dict(num_layers=28, mlp_ratio=18944 / 3584)  # decoder layout kept from the real model
@@ -39,8 +39,10 @@ SIZES = {"cpu": dict(hidden_size=256, num_heads=4, num_kv_heads=2),  # what one 
 DATA_DIR = Path(seats_analysis.__file__).resolve().parent.parent / "data"
 
 def bench_thinker(num_layers: int = 28, hidden_size: int = 256, num_heads: int = 4, num_kv_heads: int = 2,
-                  seed: int = 0, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
-    "A random-weight Qwen2.5-Omni thinker with the 7B decoder's layout, built on `device`, and small encoders of its structure."
+                  seed: int = 0, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                  attn: str = "sdpa"):
+    """A random-weight Qwen2.5-Omni thinker with the 7B decoder's layout, built on `device`, and small encoders of its
+    structure, with attention `attn` (`flash_attention_2` without flash-attn: `stand_ins.flash_attention_stand_in`)."""
     intermediate_size = round(QWEN2_5_OMNI_7B["mlp_ratio"] * hidden_size)
     config = tiny_thinker_config("qwen2_5", num_layers=num_layers, hidden_size=hidden_size, num_heads=num_heads,
                                  num_kv_heads=num_kv_heads, intermediate_size=intermediate_size)
@@ -51,7 +53,7 @@ def bench_thinker(num_layers: int = 28, hidden_size: int = 256, num_heads: int =
     audio.encoder_layers, audio.d_model, audio.encoder_ffn_dim = 4, 64, 256
     torch.manual_seed(seed)
     with torch.device(device):  # initialised where it runs: a 7B decoder never passes through host memory
-        thinker = Qwen2_5OmniThinkerForConditionalGeneration._from_config(config, attn_implementation="sdpa", dtype=dtype)
+        thinker = thinker_from_config(Qwen2_5OmniThinkerForConditionalGeneration, config, attn, dtype)
     return thinker.eval()
 
 def clip_inputs(seconds: float = 120, size: tuple = (112, 112), question: str = "What happens in the clip?"):
@@ -103,7 +105,8 @@ def _machine(thinker) -> dict:
     "Where and how a benchmark ran."
     device = thinker.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return dict(device=name, dtype=str(thinker.dtype).removeprefix("torch."), threads=torch.get_num_threads(),
+    return dict(device=name, dtype=str(thinker.dtype).removeprefix("torch."), attn=thinker.config._attn_implementation,
+                threads=torch.get_num_threads(),
                 torch=torch.__version__, host_memory="kept" if HOST_MEMORY["kept"] else "system")
 
 def benchmark_prefill(thinker=None, inputs=None, schedule=None, methods: dict | None = None,
@@ -240,7 +243,7 @@ def clip_scaling(thinker=None, schedule="qwen2_5_omni_7b", methods: dict | None 
     return table.assign(ops_vs_1x=table.selection_ops / first, repeats=repeats, **_machine(thinker))
 
 # %% ../nbs/09_bench.ipynb #665fb7ca
-KERNEL_MARKS = ("cpp_fused", "triton_")  # inductor's kernels, as a profiler names them
+KERNEL_MARKS = ("cpp_fused", "triton_", "LaunchKernel")  # inductor's kernels, and a GPU launch outside any operation
 
 def _launched(name: str) -> bool:
     "Whether a profiler event is an operation or a compiled kernel."
@@ -301,7 +304,7 @@ def _write(table: pd.DataFrame, path: Path, title: str, text: str) -> Path:
 def run_benchmark(out: str | Path, size: str = "cpu", device: str = "cpu", dtype: str = "float32",
                   seconds: float = 120, repeats: int = 3, methods: list[str] | None = None,
                   settings: list[str] | None = None, scaling_seconds: float = 30, progress: bool = True,
-                  keep_memory: bool = True) -> dict:
+                  keep_memory: bool = True, attn: str = "sdpa") -> dict:
     """The prefill benchmark, the selection steps and the clip-length scaling on one machine, written next to `out`;
     with `keep_memory`, after `keep_host_memory` (for the rest of the process)."""
     if size not in SIZES:
@@ -310,7 +313,7 @@ def run_benchmark(out: str | Path, size: str = "cpu", device: str = "cpu", dtype
         keep_host_memory()
     out = Path(out).with_suffix("")
     out.parent.mkdir(parents=True, exist_ok=True)
-    thinker = bench_thinker(**SIZES[size], dtype=getattr(torch, dtype), device=device)
+    thinker = bench_thinker(**SIZES[size], dtype=getattr(torch, dtype), device=device, attn=attn)
     chosen = {name: METHODS[name] for name in (methods or [name for name in METHODS if name != "full"])}
     settings = {name: RATIO_PAIRS[name] for name in (settings or RATIO_PAIRS)}
     inputs = clip_inputs(seconds)
@@ -340,12 +343,14 @@ def run_benchmark(out: str | Path, size: str = "cpu", device: str = "cpu", dtype
     return tables
 
 def main(argv: list[str] | None = None):
-    "Command line: `python -m seats_analysis.bench --size 7b --device cuda --dtype bfloat16 --out PATH`."
+    "Command line: `python -m seats_analysis.bench --size 7b --device cuda --dtype bfloat16 --attn flash_attention_2 --out PATH`."
     parser = argparse.ArgumentParser(description="Prefill benchmark of SEATS and the baselines on one machine.")
     parser.add_argument("--out", required=True, help="path of the tables without suffix, e.g. data/benchmarks/prefill_h100")
     parser.add_argument("--size", default="cpu", choices=list(SIZES), help="decoder width (28 layers always)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"],
+                        help="attention implementation (flash_attention_2 without flash-attn: the pure-torch stand-in)")
     parser.add_argument("--seconds", type=float, default=120, help="clip length of the main table")
     parser.add_argument("--scaling-seconds", type=float, default=30, help="base clip length of the 1x/2x/4x table")
     parser.add_argument("--repeats", type=int, default=3)
@@ -359,7 +364,7 @@ def main(argv: list[str] | None = None):
         torch.set_num_threads(args.threads)
     split = lambda text: text.split(",") if text else None
     return run_benchmark(args.out, args.size, args.device, args.dtype, args.seconds, args.repeats, split(args.methods),
-                         split(args.settings), args.scaling_seconds, keep_memory=not args.system_memory)
+                         split(args.settings), args.scaling_seconds, keep_memory=not args.system_memory, attn=args.attn)
 
 # %% ../nbs/09_bench.ipynb #59cf524c
 #| eval: false

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['FAMILIES', 'PATCH_SIZE', 'SAMPLE_RATE', 'SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'offline_tokenizer', 'offline_processor',
            'tiny_thinker_config', 'varlen_attention', 'flash_attention_stand_in', 'use_flash_stand_in',
-           'portable_init_', 'tiny_thinker', 'weights_checksum', 'synthetic_clip', 'make_inputs']
+           'portable_init_', 'thinker_from_config', 'tiny_thinker', 'weights_checksum', 'synthetic_clip', 'make_inputs']
 
 # %% ../nbs/01_stand_ins.ipynb #e1927934
 import re
@@ -212,6 +212,14 @@ def portable_init_(thinker, seed: int = 0):
             param.copy_(_draw(seed, name, param.shape, std))
     return thinker
 
+def thinker_from_config(cls, config, attn: str = "sdpa", dtype: torch.dtype = torch.float32):
+    "A random-weight `cls` thinker of `config`; `flash_attention_2` without flash-attn runs `flash_attention_stand_in`."
+    stand_in = attn == "flash_attention_2" and use_flash_stand_in()  # the model refuses flash without the package
+    thinker = cls._from_config(config, attn_implementation="sdpa" if stand_in else attn, dtype=dtype)
+    if stand_in:
+        thinker.config._attn_implementation = attn  # every sub-config follows; the modules read it at each call
+    return thinker
+
 def tiny_thinker(family: str = "qwen2_5", num_layers: int = 4, attn: str = "sdpa", seed: int = 0, portable: bool = False,
                  **config_kwargs):
     """A random-weight thinker of either family in eval mode, float32, built in code. With `portable=True` its weights
@@ -223,10 +231,7 @@ def tiny_thinker(family: str = "qwen2_5", num_layers: int = 4, attn: str = "sdpa
     cls = (Qwen2_5OmniThinkerForConditionalGeneration if family == "qwen2_5"
            else Qwen3OmniMoeThinkerForConditionalGeneration)
     torch.manual_seed(seed)
-    stand_in = attn == "flash_attention_2" and use_flash_stand_in()  # the model refuses flash without the package
-    thinker = cls._from_config(config, attn_implementation="sdpa" if stand_in else attn, dtype=torch.float32).eval()
-    if stand_in:
-        thinker.config._attn_implementation = attn  # every sub-config follows; the modules read it at each call
+    thinker = thinker_from_config(cls, config, attn, torch.float32).eval()
     return portable_init_(thinker, seed) if portable else thinker
 
 def weights_checksum(thinker) -> list[float]:
