@@ -13,6 +13,8 @@ Version(min_python)  # fail early on a malformed version
 licenses = {"apache2": "Apache-2.0"}  # SPDX expressions
 lib = cfg["lib_name"]
 
+ORGANISMS = ("organism", "organism_qwen3")  # the folders under data/ of the trained organisms
+
 setuptools.setup(
     name=cfg["lib_name"],
     version=cfg["version"],
@@ -25,11 +27,13 @@ setuptools.setup(
     ],
     url=cfg["git_url"],
     # Every package by name: the folders of data (no __init__.py) are packages too, which find_packages misses.
-    # The trained organism stays at the top of the repository (data/organism, where training writes it); a wheel
-    # carries it inside the package, as seats_analysis/data/organism, for installs that are not editable.
-    packages=[lib, f"{lib}.schedules", f"{lib}.configs", f"{lib}.data.organism"],
-    package_dir={f"{lib}.data.organism": "data/organism"},
-    package_data={f"{lib}.schedules": ["*.json"], f"{lib}.configs": ["*.json"], f"{lib}.data.organism": ["*.json", "*.jinja", "*.safetensors"]},
+    # The trained organisms stay at the top of the repository (data/organism and data/organism_qwen3, where training
+    # writes them); a wheel carries them inside the package, as seats_analysis/data/<name>, for installs that are not
+    # editable.
+    packages=[lib, f"{lib}.schedules", f"{lib}.configs", *(f"{lib}.data.{name}" for name in ORGANISMS)],
+    package_dir={f"{lib}.data.{name}": f"data/{name}" for name in ORGANISMS},
+    package_data={f"{lib}.schedules": ["*.json"], f"{lib}.configs": ["*.json"],
+                  **{f"{lib}.data.{name}": ["*.json", "*.jinja", "*.safetensors"] for name in ORGANISMS}},
     install_requires=requirements,
     extras_require={"dev": dev_requirements, "lmms": cfg.get("lmms_requirements", "").split()},
     python_requires=">=" + min_python,

@@ -67,10 +67,11 @@ def offline_tokenizer() -> Qwen2TokenizerFast:
                               pad_token="<|endoftext|>", extra_special_tokens=named)
 
 # %% ../nbs/01_stand_ins.ipynb #354bfe30
-def offline_processor(family: str = "qwen2_5"):
-    "A real Qwen-Omni processor built without any download: byte tokenizer, Whisper features, Qwen2-VL video."
+def offline_processor(family: str = "qwen2_5", patch_size: int | None = None):
+    """A real Qwen-Omni processor built without any download: byte tokenizer, Whisper features, Qwen2-VL video
+    (vision patches of `patch_size` pixels, the family's own by default)."""
     _check_family(family)
-    patch_size = PATCH_SIZE[family]
+    patch_size = PATCH_SIZE[family] if patch_size is None else patch_size
     # frames are used at their own size (a multiple of patch_size * 2), so tiny clips stay tiny
     image_processor = Qwen2VLImageProcessor(patch_size=patch_size, do_resize=False)
     video_processor = Qwen2VLVideoProcessor(patch_size=patch_size, do_resize=False, cap_pixels_per_frame=False)
@@ -261,8 +262,9 @@ def synthetic_clip(seconds: float = 4.0, fps: int = 2, seed: int = 0, family: st
     return frames, audio.astype(np.float32)
 
 # %% ../nbs/01_stand_ins.ipynb #a12897cf
-def make_inputs(processor, questions, clips, system: str | None = None) -> BatchFeature:
-    "Model inputs for one clip per question (video with its own audio track), left-padded into one batch."
+def make_inputs(processor, questions, clips, system: str | None = None, fps: float | None = None) -> BatchFeature:
+    """Model inputs for one clip per question (video with its own audio track), left-padded into one batch; `fps`,
+    the clips' frame rate, is handed to the processor when given (else it assumes its own default)."""
     if isinstance(questions, str):
         questions, clips = [questions], [clips]
     if len(questions) != len(clips):
@@ -275,4 +277,4 @@ def make_inputs(processor, questions, clips, system: str | None = None) -> Batch
     frames = [clip[0] for clip in clips]
     audio = [clip[1] for clip in clips]
     return processor(text=texts, videos=frames, audio=audio, padding=True, padding_side="left", return_tensors="pt",
-                     **audio_from_video(len(clips)))
+                     **audio_from_video(len(clips)), **({} if fps is None else dict(fps=fps)))

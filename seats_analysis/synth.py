@@ -198,7 +198,7 @@ def make_inputs(processor, items) -> BatchFeature:
     """Model inputs for `items` from the real processor (left-padded batch, audio from the video)."""
     items = list(items)
     clips = [(np.asarray(it["frames"]), np.asarray(it["audio"], dtype=np.float32)) for it in items]
-    return stand_in_inputs(processor, [prompt_text(it) for it in items], clips)
+    return stand_in_inputs(processor, [prompt_text(it) for it in items], clips, fps=FPS)
 
 
 def answer_token_ids(processor) -> list[int]:
