@@ -165,19 +165,20 @@ def _demo(args) -> int:
     from seats_analysis.demo import DEFAULT_OUT, DemoPaths, run_demo, stored_probe_samples, summary_table
     items = 24 if args.quick else args.items
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
-    out = args.out or DEFAULT_OUT.with_name(DEFAULT_OUT.name + ("-quick" if args.quick else ""))
+    suffix = ("-qwen3" if args.organism == "qwen3" else "") + ("-quick" if args.quick else "")
+    out = args.out or DEFAULT_OUT.with_name(DEFAULT_OUT.name + suffix)
     paths = DemoPaths.run_folder(out)
     try:
         paths.check()  # before anything is read or written: a folder that is not a run folder stays as it is
     except ValueError as err:
         print(f"seats-analysis demo: error: {err}", file=sys.stderr)
         return 2
-    print(f"Probing the organism on {items} test items, deriving its blocks, evaluating every method; "
+    print(f"Probing the {args.organism} organism on {items} test items, deriving its blocks, evaluating every method; "
           f"writing to {out}/")
     stored = stored_probe_samples(paths.probe)
     if stored and not args.fresh_probe:
         print(f"Reusing the probe records of {stored} samples stored in {paths.probe}/ (--fresh-probe probes again)")
-    result = run_demo(out, num_items=items, methods=methods, fresh_probe=args.fresh_probe)
+    result = run_demo(out, num_items=items, methods=methods, fresh_probe=args.fresh_probe, organism=args.organism)
     blocks = result.blocks
     print(f"Blocks (from the probe): middle from layer {blocks.middle_block_layer}, late from layer "
           f"{blocks.late_block_layer} of {blocks.num_layers}; drop layers {result.schedule.drop_layers}")
@@ -436,6 +437,9 @@ def command_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=None,
                       help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "
                            f"{DEMO_OUT}-quick with --quick)")
+    demo.add_argument("--organism", choices=["qwen2_5", "qwen3"], default="qwen2_5",
+                      help="the organism's family: the Qwen2.5-Omni one, or the Qwen3-Omni-MoE one (run folder "
+                           "seats-runs/demo-qwen3 by default)")
     demo.add_argument("--fresh-probe", action="store_true",
                       help="probe again instead of reusing the probe records stored in the run folder")
     demo.set_defaults(run=_demo)

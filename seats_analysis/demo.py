@@ -27,7 +27,9 @@ from .parsers import parse_strict
 from .figures import dependency_figure, tradeoff_figure
 from .harness import RATIO_PAIRS, GreedyToken, method_cells, reached, run_samples
 from .methods import METHODS
-from .organism import DATA_DIR, TEST_ITEMS, load_organism
+from .compat import audio_rates
+from .layout import token_id
+from .organism import ORGANISMS, TEST_ITEMS, load_organism, organism_path
 from .probe import ProbeSample, probe
 from .results import markdown_table, read_parts, replaced
 from .schedule import SCHEDULES_DIR
@@ -49,11 +51,15 @@ def organism_samples(processor, items) -> list:
 BOUNDARY_RESAMPLES = 1000  # bootstrap resamples of the probe's samples behind each boundary's interval
 
 
-def organism_schedule(table, metric: str = "accuracy", num_boot: int = BOUNDARY_RESAMPLES, **block_kwargs) -> tuple:
+def organism_schedule(table, metric: str = "accuracy", num_boot: int = BOUNDARY_RESAMPLES, family: str = "qwen2_5",
+                      **block_kwargs) -> tuple:
     """Blocks derived from a probe table, with each boundary's bootstrap interval, and the schedule they give (drop
-    layers spread over the middle block; the blocks, intervals included, in its provenance)."""
+    layers spread over the middle block; the blocks, intervals included, in its provenance). The organism of
+    `family` names it; a Qwen3 one's audio windows take its own rates (`compat.audio_rates`, 13 tokens a second)."""
     blocks = derive_blocks(table, metric=metric, num_boot=num_boot, **block_kwargs)
-    schedule = blocks.to_schedule("seats-analysis/organism", num_drops=min(3, blocks.late_block_layer - 1))
+    rates = audio_rates("qwen3") if family == "qwen3" else {}
+    schedule = blocks.to_schedule(f"seats-analysis/{ORGANISMS[family]}", num_drops=min(3, blocks.late_block_layer - 1),
+                                  **rates)
     return blocks, schedule
 
 # %% ../nbs/41_demo.ipynb #d7cc60ac
@@ -113,9 +119,8 @@ def evaluate_method(thinker, processor, items, schedule, method: str, video_rati
     row.update({f"accuracy_{kind}": 100 * correct[kinds == kind].mean() for kind in KINDS})
     row.update({f"{name}_retention": float(torch.cat([result.retention[name] for result in results]).nanmean())
                 for name in ("video", "audio")})
-    windows = math.ceil(SECONDS / thinker.config.seconds_per_chunk)
-    tokens = {"video": int((batches[0].input_ids[0] == thinker.config.video_token_index).sum()),
-              "audio": int((batches[0].input_ids[0] == thinker.config.audio_token_index).sum())}
+    windows = math.ceil(SECONDS / schedule.audio_window_seconds)  # 2-second windows
+    tokens = {name: int((batches[0].input_ids[0] == token_id(thinker.config, name)).sum()) for name in ("video", "audio")}
     row["reached"] = all(reached(row[f"{name}_retention"], ratio, tokens[name], windows)
                          for name, ratio in (("video", video_ratio), ("audio", audio_ratio)))
     flops, full_flops = sum(result.flops for result in results), sum(result.full_flops for result in results)
@@ -213,7 +218,7 @@ class DemoOutputs:
 
 RUN_FOLDER_MARK = "# written by seats-analysis demo\n*\n"  # the `.gitignore` that makes a folder a run folder
 ORGANISM_LATE_TOLERANCE = 0.05  # of the unpruned accuracy; see above
-DEFAULT_OUT = Path("seats-runs") / "demo"  # under the current directory
+DEFAULT_OUT = Path("seats-runs") / "demo"  # under the current directory; the Qwen3 organism's: demo-qwen3
 DEMO_ITEMS = 48  # test items the main job probes and evaluates: 4 per (question kind, answer letter)
 
 def stored_probe_samples(store: Path) -> int:
@@ -225,10 +230,12 @@ def _shown_path(path: Path) -> str:
     path = path.resolve()
     return str(path.relative_to(ROOT.resolve())) if path.is_relative_to(ROOT.resolve()) else str(path)
 
-def run_demo(out=DEFAULT_OUT, model_dir=DATA_DIR, num_items: int = DEMO_ITEMS, seed: int = 0, methods=None,
+def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: int = 0, methods=None,
              batch_size: int = 32, progress: bool = True, fresh_probe: bool = False,
-             late_tolerance: float = ORGANISM_LATE_TOLERANCE, **block_kwargs) -> DemoOutputs:
-    "Probe the organism, derive blocks, export the schedule, evaluate every method, write tables and figures to `out`."
+             late_tolerance: float = ORGANISM_LATE_TOLERANCE, organism: str = "qwen2_5", **block_kwargs) -> DemoOutputs:
+    """Probe the organism of family `organism` (its shipped folder unless `model_dir` is given), derive blocks, export
+    the schedule, evaluate every method, write tables and figures to `out`."""
+    model_dir = organism_path(organism) if model_dir is None else model_dir  # refuses an unknown family first
     paths = out if isinstance(out, DemoPaths) else DemoPaths.run_folder(out)
     paths.prepare()
     if fresh_probe:
@@ -236,9 +243,10 @@ def run_demo(out=DEFAULT_OUT, model_dir=DATA_DIR, num_items: int = DEMO_ITEMS, s
     reused = stored_probe_samples(paths.probe)
     thinker, processor = load_organism(model_dir)
     items = list(synth_items("test", num_items, seed))
-    table = probe(thinker, organism_samples(processor, items), model_name="seats-analysis/organism",
+    name = ORGANISMS[organism]
+    table = probe(thinker, organism_samples(processor, items), model_name=f"seats-analysis/{name}",
                   path=paths.probe, progress=progress)
-    blocks, schedule = organism_schedule(table, late_tolerance=late_tolerance, **block_kwargs)
+    blocks, schedule = organism_schedule(table, late_tolerance=late_tolerance, family=organism, **block_kwargs)
     schedule.provenance["probe_file"] = _shown_path(paths.probe / "probe.nc")
     schedule.save(paths.schedule)
     results = evaluate_methods(thinker, processor, items, schedule, methods, batch_size=batch_size,
@@ -247,7 +255,8 @@ def run_demo(out=DEFAULT_OUT, model_dir=DATA_DIR, num_items: int = DEMO_ITEMS, s
         results.to_csv(new, index=False)
     with replaced(paths.tables[1]) as new:
         new.write_text(markdown_table(results.round(4)) + "\n")
-    dependency_figure({"organism (test split)": table}, blocks={"organism (test split)": blocks},
+    label = f"{name.replace('_', ' ')} (test split)"
+    dependency_figure({label: table}, blocks={label: blocks},
                       path=paths.figures / "organism_dependency")
     curve = results.assign(score=results.accuracy, ratio_name=results.setting)
     tradeoff_figure(curve, x="gflops", y="score", path=paths.figures / "organism_tradeoff",
