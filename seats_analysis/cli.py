@@ -12,10 +12,12 @@ import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .parsers import PARSE_MODES
+
 # %% auto #0
-__all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PARSE_MODES', 'PROBE_CONDITIONS', 'PROBE_METRICS',
-           'PROBE_METHODS', 'DTYPES', 'DEMO_OUT', 'DEMO_ITEMS', 'ORGANISM_TEST_ITEMS', 'PLAN_DTYPES', 'positive_int',
-           'count', 'positive_float', 'names', 'ratio_names', 'requested_processes', 'launch_state', 'engine_demo',
+__all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PROBE_CONDITIONS', 'PROBE_METRICS', 'PROBE_METHODS',
+           'DTYPES', 'DEMO_OUT', 'DEMO_DEFAULT_ITEMS', 'ORGANISM_TEST_ITEMS', 'PLAN_DTYPES', 'positive_int', 'count',
+           'positive_float', 'names', 'ratio_names', 'requested_processes', 'launch_state', 'engine_demo',
            'add_sweep_arguments', 'add_probe_arguments', 'table_file', 'add_plan_arguments', 'HelpFormatter',
            'command_parser', 'main', 'sweep_parser', 'sweep_main']
 
@@ -25,13 +27,12 @@ BENCHMARK_NAMES = ("dailyomni", "worldsense", "omnivideobench", "videomme", "lvo
 METHOD_NAMES = ("full", "seats", "random", "fastv", "fastv-om", "visionzip", "visionzip-om", "divprune",
                 "divprune-om", "dycoke-om", "omnizip")
 RATIO_NAMES = ("R35", "R25", "R15", "R10")
-PARSE_MODES = ("paper", "strict")
 PROBE_CONDITIONS = ("video", "audio", "both")
 PROBE_METRICS = ("accuracy", "kl", "logprob")
 PROBE_METHODS = ("shared", "naive")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 DEMO_OUT = Path("seats-runs") / "demo"  # the demo's run folder, under the current directory
-DEMO_ITEMS = 48  # test items the demo probes and evaluates
+DEMO_DEFAULT_ITEMS = 48  # test items the demo probes and evaluates
 ORGANISM_TEST_ITEMS = 600  # the organism's held-out test split
 
 # %% ../nbs/40_cli.ipynb #a1c0e005
@@ -162,7 +163,7 @@ def engine_demo(num_layers: int = 8, seconds: float = 8.0, seed: int = 0):
 # %% ../nbs/40_cli.ipynb #43ea2c12
 def _demo(args) -> int:
     "The main job: probe, blocks, schedule, every method, tables and figures, into one run folder."
-    from seats_analysis.demo import DEFAULT_OUT, DemoPaths, run_demo, stored_probe_samples, summary_table
+    from seats_analysis.demo import DEFAULT_OUT, DemoPaths, run_demo, stored_probe_samples, terminal_summary
     items = 24 if args.quick else args.items
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
     suffix = ("-qwen3" if args.organism == "qwen3" else "") + ("-quick" if args.quick else "")
@@ -182,7 +183,7 @@ def _demo(args) -> int:
     blocks = result.blocks
     print(f"Blocks (from the probe): middle from layer {blocks.middle_block_layer}, late from layer "
           f"{blocks.late_block_layer} of {blocks.num_layers}; drop layers {result.schedule.drop_layers}")
-    print(summary_table(result.results))
+    print(terminal_summary(result.results))
     print("Wrote:", *[str(f) for f in result.files], sep="\n  ")
     return 0
 
@@ -432,7 +433,7 @@ def command_parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser("demo", formatter_class=formatter, help="the main job on the built-in model organism",
                                description=_demo.__doc__)
-    demo.add_argument("--items", type=positive_int, default=DEMO_ITEMS, help="test items to probe and evaluate")
+    demo.add_argument("--items", type=positive_int, default=DEMO_DEFAULT_ITEMS, help="test items to probe and evaluate")
     demo.add_argument("--quick", action="store_true", help="a few items and four methods, for a smoke test")
     demo.add_argument("--out", type=Path, default=None,
                       help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "

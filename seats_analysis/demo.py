@@ -6,7 +6,7 @@
 __all__ = ['ROOT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'DEFAULT_OUT', 'DEMO_ITEMS',
            'SUMMARY_HEADERS', 'organism_samples', 'organism_schedule', 'OrganismRecord', 'organism_records',
            'register_organism', 'evaluate_method', 'evaluate_methods', 'DemoPaths', 'DemoOutputs',
-           'stored_probe_samples', 'run_demo', 'summary_table']
+           'stored_probe_samples', 'run_demo', 'terminal_summary']
 
 # %% ../nbs/41_demo.ipynb #48f5a824
 import math
@@ -33,7 +33,7 @@ from .organism import ORGANISMS, TEST_ITEMS, load_organism, organism_path
 from .probe import ProbeSample, probe
 from .results import markdown_table, read_parts, replaced
 from .schedule import SCHEDULES_DIR
-from .synth import ANSWER_TOKENS, KINDS, LETTERS, SECONDS, answer_token_ids, chat, make_inputs, synth_items
+from .synth import ANSWER_TOKENS, KINDS, LETTERS, SECONDS, answer_token_ids, chat, item_inputs, synth_items
 
 # %% ../nbs/41_demo.ipynb #04a15aa0
 import seats_analysis
@@ -44,7 +44,7 @@ ROOT = Path(seats_analysis.__file__).resolve().parents[1]  # the repository, whe
 def organism_samples(processor, items) -> list:
     "Probe samples of synthetic items: one processed input each, scored on the letters A-D."
     letters = answer_token_ids(processor)
-    return [ProbeSample(id=str(item["id"]), inputs=make_inputs(processor, [item]), options=letters,
+    return [ProbeSample(id=str(item["id"]), inputs=item_inputs(processor, [item]), options=letters,
                         answer=LETTERS.index(str(item["answer"]))) for item in items]
 
 # %% ../nbs/41_demo.ipynb #b132efef
@@ -99,7 +99,7 @@ def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSp
 # %% ../nbs/41_demo.ipynb #ef6ade36
 def _batches(processor, items, batch_size: int) -> list:
     "The processed inputs of `items`, `batch_size` at a time (built once, shared by every method and setting)."
-    return [make_inputs(processor, items[start:start + batch_size]) for start in range(0, len(items), batch_size)]
+    return [item_inputs(processor, items[start:start + batch_size]) for start in range(0, len(items), batch_size)]
 
 
 def evaluate_method(thinker, processor, items, schedule, method: str, video_ratio: float, audio_ratio: float,
@@ -271,7 +271,7 @@ SUMMARY_HEADERS = {  # results column: short header for a terminal
     "audio_retention": "ret_A", "reached": "reached", "gflops": "GFLOPs", "flops_reduction": "xFLOPs",
     "prefill_ms": "ms"}
 
-def summary_table(results: pd.DataFrame) -> str:
+def terminal_summary(results: pd.DataFrame) -> str:
     "The main job's results as a terminal table under 100 columns (the files hold every column)."
     shown = results[list(SUMMARY_HEADERS)].rename(columns=SUMMARY_HEADERS)
     formats = {"acc": "{:.1f}", "acc_V": "{:.1f}", "acc_A": "{:.1f}", "acc_AV": "{:.1f}", "ret_V": "{:.3f}",

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from .benchmarks import BENCHMARKS, PUBLISHED_BENCHMARKS
-from .media import (FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, VIDEO_MAX_PIXELS,
+from .media import (SAMPLE_FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, VIDEO_MAX_PIXELS,
                                   load_media, write_clip)
 from .checks import check_bool, check_int, check_number
 from .compat import processor_from_pretrained
@@ -39,7 +39,8 @@ else:
 __all__ = ['HAS_LMMS_EVAL', 'MODEL_NAME', 'DEFAULT_MAX_FRAMES', 'TOTAL_PIXELS_UNBOUNDED', 'AUTHORS_MAX_NEW_TOKENS',
            'COST_LOG_FIELDS', 'CLASS_PATH', 'ENTRY_POINT', 'ORGANISM_TASK', 'task_benchmark', 'task_max_frames',
            'processor_media', 'task_media', 'task_messages', 'generation_settings', 'cut_at_stops', 'check_cost_log',
-           'RunStopped', 'SeatsQwenOmni', 'manifest', 'register', 'main', 'write_organism_task', 'lmms_eval_summary']
+           'RunStopped', 'SeatsQwenOmni', 'manifest', 'register', 'lmms_eval_main', 'write_organism_task',
+           'lmms_eval_summary']
 
 # %% ../nbs/33_lmms_eval.ipynb #40072341
 MODEL_NAME = "seats_qwen_omni"
@@ -67,7 +68,8 @@ def processor_media(processor) -> dict:
         max_pixels = size.get("longest_edge", PROCESSOR_MAX_PIXELS)
     else:  # frames keep their size, rounded to whole patches (up to qwen-omni-utils' per-frame ceiling)
         min_pixels, max_pixels = IMAGE_FACTOR ** 2, VIDEO_MAX_PIXELS
-    return dict(max_frames=getattr(video, "max_frames", None) or DEFAULT_MAX_FRAMES, fps=getattr(video, "fps", None) or FPS,
+    return dict(max_frames=getattr(video, "max_frames", None) or DEFAULT_MAX_FRAMES,
+                fps=getattr(video, "fps", None) or SAMPLE_FPS,
                 min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=TOTAL_PIXELS_UNBOUNDED)
 
 
@@ -365,17 +367,17 @@ def register():
     MODEL_REGISTRY_V2.register_manifest(manifest(), overwrite=True)
 
 
-def main(argv: Sequence[str] | None = None):
+def lmms_eval_main(argv: Sequence[str] | None = None):
     "lmms-eval's command line with `seats_qwen_omni` registered (`python -m seats_analysis.lmms_eval_model ...`)."
     register()
-    from lmms_eval.cli.dispatch import main as lmms_eval_main
+    from lmms_eval.cli.dispatch import main as dispatch
     sys.argv = ["lmms_eval", *(sys.argv[1:] if argv is None else argv)]
-    lmms_eval_main()
+    dispatch()
 
 # %% ../nbs/33_lmms_eval.ipynb #e771c8eb
 #| eval: false
 if __name__ == "__main__" and "__file__" in globals():  # run as a script, not in a notebook kernel
-    main()
+    lmms_eval_main()
 
 # %% ../nbs/33_lmms_eval.ipynb #c3d10005
 ORGANISM_TASK = "seats_organism"

@@ -22,13 +22,13 @@ from .benchmarks import BENCHMARKS, Record
 from .checks import check_int, check_number
 
 # %% auto #0
-__all__ = ['FPS', 'FRAME_FACTOR', 'MIN_FRAMES', 'IMAGE_FACTOR', 'MIN_PIXELS', 'MAX_PIXELS', 'TOTAL_PIXELS', 'VIDEO_MAX_PIXELS',
-           'PROCESSOR_MIN_PIXELS', 'PROCESSOR_MAX_PIXELS', 'MAX_ASPECT_RATIO', 'SAMPLE_RATE', 'MAX_AUDIO_SECONDS',
-           'frame_count', 'frame_indices', 'frame_pixel_cap', 'smart_resize', 'VideoInfo', 'video_info', 'load_video',
-           'has_audio', 'load_audio', 'load_media', 'write_clip']
+__all__ = ['SAMPLE_FPS', 'FRAME_FACTOR', 'MIN_FRAMES', 'IMAGE_FACTOR', 'MIN_PIXELS', 'MAX_PIXELS', 'TOTAL_PIXELS',
+           'VIDEO_MAX_PIXELS', 'PROCESSOR_MIN_PIXELS', 'PROCESSOR_MAX_PIXELS', 'MAX_ASPECT_RATIO', 'SAMPLE_RATE',
+           'MAX_AUDIO_SECONDS', 'frame_count', 'frame_indices', 'frame_pixel_cap', 'smart_resize', 'VideoInfo',
+           'video_info', 'load_video', 'has_audio', 'load_audio', 'load_media', 'write_clip']
 
 # %% ../nbs/30a_media.ipynb #deef3884
-FPS = 2.0                               # frames sampled per second of video
+SAMPLE_FPS = 2.0                        # frames sampled per second of video
 FRAME_FACTOR = 2                        # frame counts are even (temporal patch of 2)
 MIN_FRAMES = 4
 IMAGE_FACTOR = 28                       # patch 14 x spatial merge 2
@@ -41,7 +41,7 @@ PROCESSOR_MAX_PIXELS = 768 * 28 * 28
 MAX_ASPECT_RATIO = 200
 
 
-def frame_count(total_frames: int, native_fps: float, max_frames: int, fps: float = FPS,
+def frame_count(total_frames: int, native_fps: float, max_frames: int, fps: float = SAMPLE_FPS,
                 min_frames: int = MIN_FRAMES) -> int:
     """Number of frames sampled from a video of `total_frames` frames at `native_fps`."""
     total_frames = check_int("total_frames", total_frames, 1)
@@ -119,7 +119,7 @@ def video_info(path: Path | str) -> VideoInfo:
         rate = stream.average_rate
         if rate is None or rate <= 0:
             span = float((pts[-1] - pts[0]) * stream.time_base)
-            rate = (len(pts) - 1) / span if span > 0 else FPS
+            rate = (len(pts) - 1) / span if span > 0 else SAMPLE_FPS
         return VideoInfo(len(pts), float(rate), tuple(pts), tuple(sorted(keys)) or (pts[0],))
 
 
@@ -157,7 +157,7 @@ def _frames_at(path: Path, info: VideoInfo, wanted: list[int]) -> Iterator[av.Vi
                     raise RuntimeError(f"{path}: the stream ended before the frame at pts {targets[j]}")
 
 
-def load_video(path: Path | str, max_frames: int, *, fps: float = FPS, min_pixels: int = MIN_PIXELS,
+def load_video(path: Path | str, max_frames: int, *, fps: float = SAMPLE_FPS, min_pixels: int = MIN_PIXELS,
                max_pixels: int = MAX_PIXELS, total_pixels: int = TOTAL_PIXELS) -> np.ndarray:
     """Sampled, resized frames of a video as uint8 (T, H, W, 3), by the authors' rules."""
     path = Path(path)

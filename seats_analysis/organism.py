@@ -40,7 +40,7 @@ from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SE
 # %% auto #0
 __all__ = ['ORGANISMS', 'PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'TEST_ITEMS', 'PATCH_SIZE', 'REMOVALS', 'organism_dir',
            'organism_path', 'organism_processor', 'organism_config', 'thinker_class', 'build_organism', 'upcycle',
-           'predict', 'evaluate', 'save_training_state', 'load_training_state', 'audio_token_labels',
+           'predict', 'model_accuracy', 'save_training_state', 'load_training_state', 'audio_token_labels',
            'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings', 'TrainBatches',
            'AuxiliaryHeads', 'teacher_features', 'distill_loss', 'training_losses', 'distill_losses',
            'distill_encoders', 'train', 'load_organism', 'default_schedule', 'drop_kinds', 'modality_predictions',
@@ -232,7 +232,7 @@ def predict(model, processor, items, batch_size: int = 32, selectors: dict | Non
             for letter in sample.result.predictions]
 
 
-def evaluate(model, processor, items, batch_size: int = 32, selectors: dict | None = None,
+def model_accuracy(model, processor, items, batch_size: int = 32, selectors: dict | None = None,
              inputs_fn=fast_inputs) -> dict[str, float]:
     """Accuracy per question kind and overall (`selectors` as in `predict`)."""
     was_training = model.training
@@ -538,7 +538,7 @@ def train(out_dir=None, settings: TrainSettings | None = None, model=None, proce
             out_of_time = time_limit_s is not None and time.time() - t0 > time_limit_s
             if step % settings.eval_every and step != settings.steps and not out_of_time:
                 continue
-            acc = evaluate(model, processor, val_items)
+            acc = model_accuracy(model, processor, val_items)
             mean = pd.DataFrame(losses).mean()
             losses = []
             _write_log_row(out_dir / "training_log.csv", dict(

@@ -21,7 +21,7 @@ from transformers import (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditi
                           Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration)
 
 from .baselines import audio_intact_ratios, fastv_keep_ratio, truncated_count, visionzip_counts
-from .media import (FPS, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, MIN_PIXELS, frame_count,
+from .media import (SAMPLE_FPS, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, MIN_PIXELS, frame_count,
                                   frame_pixel_cap, smart_resize)
 from .checks import check_int, check_number
 from .compat import rope_fields
@@ -127,7 +127,7 @@ class ClipTokens:
     def total(self) -> int:
         return self.video + self.audio + self.text
 
-def clip_tokens(config, seconds: float, fps: float = FPS, height: int = 720, width: int = 1280,
+def clip_tokens(config, seconds: float, fps: float = SAMPLE_FPS, height: int = 720, width: int = 1280,
                 max_frames: int = 128, text: int = TEXT_TOKENS) -> ClipTokens:
     "Tokens of a `seconds`-long clip of `height` x `width` frames with its audio, for the thinker of `config`."
     check_number("seconds", seconds, 0, low_open=True)
@@ -266,9 +266,9 @@ def plan_row(plan: TokenPlan, config, dtype: str = "bfloat16") -> dict:
                 kv_cache_gib=sum(2 * exact.num_kv_heads * exact.head_dim * s for s in lengths) * size / 2 ** 30,
                 activation_gib=max(s * w for s, w in zip(lengths, per_token)) * size / 2 ** 30)
 
-def plan_table(model, seconds: float, fps: float = FPS, height: int = 720, width: int = 1280, max_frames: int = 128,
-               text: int = TEXT_TOKENS, settings=tuple(RATIO_PAIRS), methods=tuple(METHODS), schedule=None,
-               dtype: str = "bfloat16") -> pd.DataFrame:
+def plan_table(model, seconds: float, fps: float = SAMPLE_FPS, height: int = 720, width: int = 1280,
+               max_frames: int = 128, text: int = TEXT_TOKENS, settings=tuple(RATIO_PAIRS), methods=tuple(METHODS),
+               schedule=None, dtype: str = "bfloat16") -> pd.DataFrame:
     "One row per method and setting (full once) for a clip of `seconds`; methods that need a run have no numbers."
     config = model if not isinstance(model, (str, Path)) else thinker_config(model)
     if schedule is None:
@@ -312,7 +312,7 @@ def paper_length(config, tflops: float, convention: str = "paper") -> int:
         low, high = (middle + 1, high) if dims.prefill_flops(middle) < tflops * 1e12 else (low, middle)
     return low
 
-def split_length(config, length: int, fps: float = FPS, height: int = 720, width: int = 1280) -> ClipTokens:
+def split_length(config, length: int, fps: float = SAMPLE_FPS, height: int = 720, width: int = 1280) -> ClipTokens:
     "A clip's tokens whose total is `length`: the longest clip that fits with a 150-token item, the rest as text."
     best = None
     for seconds in range(1, 100_000):

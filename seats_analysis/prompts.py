@@ -10,7 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 from .benchmarks import BENCHMARKS, Record, clock_seconds, duration_bucket
-from .media import FPS, MAX_PIXELS, MIN_PIXELS, TOTAL_PIXELS
+from .media import SAMPLE_FPS, MAX_PIXELS, MIN_PIXELS, TOTAL_PIXELS
 
 # %% auto #0
 __all__ = ['QWEN_SYSTEM_PROMPT', 'ANSWER_SENTENCE', 'MULTI_LABEL', 'system_prompt', 'user_prompt', 'video_item', 'build_messages',
@@ -42,7 +42,7 @@ def user_prompt(record: Record) -> str:
 # %% ../nbs/31_prompts.ipynb #87f192ee
 def video_item(record: Record, max_frames: int | None = None) -> dict:
     """The user turn's video item for `record`, with the authors' decoding settings."""
-    return {"type": "video", "video": str(record.video_path), "fps": FPS,
+    return {"type": "video", "video": str(record.video_path), "fps": SAMPLE_FPS,
             "max_frames": max_frames or _spec(record.benchmark).max_frames,
             "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "total_pixels": TOTAL_PIXELS}
 

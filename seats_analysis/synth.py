@@ -13,16 +13,16 @@ from datasets import Dataset, Features, Sequence, Value, Array4D
 from transformers import BatchFeature
 
 from .checks import check_int
+from .media import SAMPLE_RATE
 from .stand_ins import make_inputs as stand_in_inputs
 
 # %% auto #0
-__all__ = ['SAMPLE_RATE', 'FPS', 'SECONDS', 'SEGMENTS', 'FRAME_SIZE', 'RADIUS_PX', 'TRAVEL_PX', 'KINDS', 'LETTERS',
-           'ANSWER_TOKENS', 'SPLITS', 'DIRECTIONS', 'PITCHES_HZ', 'COLOURS', 'SHAPES', 'QUESTIONS', 'SYNTH_FEATURES',
-           'Clip', 'draw_frames', 'make_audio', 'make_clip', 'make_item', 'item_seed', 'synth_items', 'load_synth',
-           'prompt_text', 'chat', 'make_inputs', 'answer_token_ids', 'media_ids', 'patchify', 'fast_inputs']
+__all__ = ['FPS', 'SECONDS', 'SEGMENTS', 'FRAME_SIZE', 'RADIUS_PX', 'TRAVEL_PX', 'KINDS', 'LETTERS', 'ANSWER_TOKENS', 'SPLITS',
+           'DIRECTIONS', 'PITCHES_HZ', 'COLOURS', 'SHAPES', 'QUESTIONS', 'SYNTH_FEATURES', 'Clip', 'draw_frames',
+           'make_audio', 'make_clip', 'make_item', 'item_seed', 'synth_items', 'load_synth', 'prompt_text', 'chat',
+           'item_inputs', 'answer_token_ids', 'media_ids', 'patchify', 'fast_inputs']
 
 # %% ../nbs/20_synth.ipynb #0535a573
-SAMPLE_RATE = 16_000  # audio samples per second (Whisper feature extractor)
 FPS = 2  # video frames per second
 SECONDS = 8  # clip length
 SEGMENTS = 4  # two-second segments (one window of Qwen2.5-Omni's time interleaving); one colour each, the beep fills one
@@ -194,7 +194,7 @@ def chat(item) -> list[dict]:
     return [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt_text(item)}]}]
 
 
-def make_inputs(processor, items) -> BatchFeature:
+def item_inputs(processor, items) -> BatchFeature:
     """Model inputs for `items` from the real processor (left-padded batch, audio from the video)."""
     items = list(items)
     clips = [(np.asarray(it["frames"]), np.asarray(it["audio"], dtype=np.float32)) for it in items]
@@ -215,7 +215,7 @@ def media_ids(processor) -> list[int]:
     text = processor.apply_chat_template(chat(item), add_generation_prompt=True, tokenize=False)
     pre = processor.tokenizer(text.split(processor.video_token)[0]).input_ids
     post = processor.tokenizer(text.split(processor.video_token)[1]).input_ids
-    full = make_inputs(processor, [item]).input_ids[0].tolist()
+    full = item_inputs(processor, [item]).input_ids[0].tolist()
     return full[len(pre) : len(full) - len(post)]
 
 
@@ -232,7 +232,7 @@ def patchify(frames: np.ndarray, video_processor) -> np.ndarray:
 
 
 def fast_inputs(processor, items, media: list[int] | None = None) -> BatchFeature:
-    """The tensors of `make_inputs(processor, items)`, computed without the processor's slow paths."""
+    """The tensors of `item_inputs(processor, items)`, computed without the processor's slow paths."""
     items = list(items)
     media = media_ids(processor) if media is None else media
     tok, vp, fe = processor.tokenizer, processor.video_processor, processor.feature_extractor

@@ -24,9 +24,10 @@ from .schedule import Schedule
 from .stand_ins import _check_family, make_inputs, offline_processor, synthetic_clip
 
 # %% auto #0
-__all__ = ['TEST_QUESTIONS', 'MEDIA_INPUTS', 'MAX_NEAR_TIES', 'COLOURS', 'TONES', 'tiny_schedule', 'clip_batch', 'kept_mask',
-           'perturb_media', 'rounding_sensitive', 'one_swap', 'recorded_generate', 'coloured_frames', 'index_frames',
-           'frame_index_of', 'tone', 'Fixture', 'write_annotation_rows', 'make_fixture', 'tiny_prefill_flops']
+__all__ = ['TEST_QUESTIONS', 'MEDIA_INPUTS', 'MAX_NEAR_TIES', 'FIXTURE_COLOURS', 'TONES', 'tiny_schedule', 'clip_batch',
+           'kept_mask', 'perturb_media', 'rounding_sensitive', 'one_swap', 'recorded_generate', 'coloured_frames',
+           'index_frames', 'frame_index_of', 'tone', 'Fixture', 'write_annotation_rows', 'make_fixture',
+           'tiny_prefill_flops']
 
 # %% ../nbs/01_testing.ipynb #dbdd8585
 TEST_QUESTIONS = ("What is happening?", "Which colour?")
@@ -138,7 +139,7 @@ def tone(seconds: float, hz: float, sample_rate: int = SAMPLE_RATE, amplitude: f
     return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
 
 # %% ../nbs/01_testing.ipynb #9f64bb44
-COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40),
+FIXTURE_COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40),
            "white": (235, 235, 235), "purple": (140, 50, 170)}
 TONES = (220.0, 440.0, 880.0)
 
@@ -174,14 +175,14 @@ def make_fixture(benchmark: str, root: Path | str, n_records: int = 3, seed: int
     annotations, media = base / "annotations", base / "media"
     rows, truth = [], []
     for k in range(n_records):
-        names = list(rng.choice(list(COLOURS), size=4, replace=False))
+        names = list(rng.choice(list(FIXTURE_COLOURS), size=4, replace=False))
         correct = names[int(rng.integers(4))]
         answer = "ABCD"[names.index(correct)]
         sep = "." if benchmark == "omnivideobench" else ". "
         options = [f"{'ABCD'[i]}{sep}{c}" for i, c in enumerate(names)]
         question = "What colour is the background of the video?"
         vid = f"vid{seed:02d}{k:03d}"
-        frames = coloured_frames(int(seconds * fps), size, COLOURS[correct])
+        frames = coloured_frames(int(seconds * fps), size, FIXTURE_COLOURS[correct])
         audio = tone(seconds, TONES[k % len(TONES)])
         clock = f"00:{int(seconds):02d}"
         if benchmark == "dailyomni":

@@ -34,7 +34,7 @@ def test_frames_match_qwen_omni_utils(clips, max_frames):
     for path in clips:
         ours = media.load_video(path, max_frames)  # (T, H, W, 3) uint8
         theirs, meta = vision.fetch_video(
-            {"video": str(path), "fps": media.FPS, "max_frames": max_frames, "min_pixels": media.MIN_PIXELS,
+            {"video": str(path), "fps": media.SAMPLE_FPS, "max_frames": max_frames, "min_pixels": media.MIN_PIXELS,
              "max_pixels": media.MAX_PIXELS, "total_pixels": media.TOTAL_PIXELS}, return_video_metadata=True)
         assert meta["video_backend"] == "decord"
         theirs = theirs.permute(0, 2, 3, 1).numpy()  # (T, C, H, W) float -> (T, H, W, C)

@@ -1,6 +1,7 @@
 """The package's shape, checked on its source: imports flow one way (inside functions too), no name has two
-doors (no deprecated name, alias or re-export), the test helpers are a leaf, the retention
-settings are written once, and every loop over samples goes through the harness's one loop."""
+doors (no deprecated name, alias or re-export) and no public name two meanings (defined in two modules), the test
+helpers are a leaf, the retention settings are written once, and every loop over samples goes through the harness's
+one loop."""
 import ast
 import graphlib
 from pathlib import Path
@@ -80,6 +81,12 @@ def test_modules_have_no_module_getattr():
             if any(isinstance(node, ast.FunctionDef) and node.name == "__getattr__" for node in tree.body)] == []
 
 
+def _public(tree: ast.Module) -> list[str]:
+    "The names a module lists in its `__all__`."
+    return next((ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                 and any(getattr(t, "id", None) == "__all__" for t in node.targets)), [])
+
+
 def test_public_names_are_defined_in_their_module():
     "What a module lists in `__all__` it defines itself: no name re-exported from another module."
     reexported = []
@@ -88,10 +95,18 @@ def test_public_names_are_defined_in_their_module():
         defined |= {target.id for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign))
                     for target in ast.walk(node.targets[0] if isinstance(node, ast.Assign) else node.target)
                     if isinstance(target, ast.Name)}
-        listed = next((ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-                       and any(getattr(t, "id", None) == "__all__" for t in node.targets)), [])
-        reexported += [f"{module}.{name}" for name in listed if name not in defined]
+        reexported += [f"{module}.{name}" for name in _public(tree) if name not in defined]
     assert reexported == []
+
+
+def test_no_public_name_is_defined_in_two_modules():
+    "A public name means one thing: no two modules list the same name in their `__all__`."
+    owners = {}
+    for module, tree in MODULES.items():
+        for name in _public(tree):
+            owners.setdefault(name, []).append(module)
+    assert {name: modules for name, modules in owners.items() if len(modules) > 1} == {}
+
 
 
 @pytest.mark.parametrize("module", sorted(set(MODULES) - {"testing"}))
