@@ -279,7 +279,8 @@ class BenchmarkSpec:
     # a published benchmark, as its authors define it: its annotation files, prompt, parser and score groups
     columns: tuple[str, ...] = ()      # columns the loader reads
     id_field: str | None = None        # column with the question id (None: row position)
-    row_to_record: Callable | None = field(default=None, repr=False)  # (row, media_root, doc_index) -> (video path, Record fields)
+    # (row, media_root, doc_index) -> (video path, Record fields)
+    row_to_record: Callable | None = field(default=None, repr=False)
     max_frames: int | None = None      # the authors' frame cap for this benchmark
     system_prompt: bool = False        # True: Qwen's system prompt plus one sentence; False: empty system turn
     user_prompt: str = field(default="", repr=False)  # text after the video, with {question} and {choices}
@@ -288,17 +289,17 @@ class BenchmarkSpec:
     breakdown: tuple[str, ...] = ()    # category fields with their own accuracies
     metric: str | None = None          # lmms-eval's metric key
     # a benchmark of another kind brings its own; None: the published way (annotation files, `media.load_media`,
-    # `prompts.build_messages`, `prompts.parse_answer`, `prompts.score`)
+    # `prompts.build_messages`, `prompts.parse_answer`); `prompts.score` scores every one by its fields above
     records: Callable | None = field(default=None, repr=False)   # (data folder, on_error="raise"|"skip") -> records
-    media: Callable | None = field(default=None, repr=False)     # (record, **kwargs) -> (frames uint8 (T, H, W, 3), audio | None)
-    messages: Callable | None = field(default=None, repr=False)  # record -> chat messages (system, then user with a video)
-    parse: Callable | None = field(default=None, repr=False)     # (response, record, mode, rng) -> letter ("" when none)
-    score: Callable | None = field(default=None, repr=False)     # result rows -> {"overall": percent, "n": ..., "by": ...}
+    media: Callable | None = field(default=None, repr=False)     # (record, **kwargs) -> (frames (T, H, W, 3), audio)
+    messages: Callable | None = field(default=None, repr=False)  # record -> chat messages
+    parse: Callable | None = field(default=None, repr=False)     # (response, record, mode, rng) -> letter or ""
     max_new_tokens: int | None = None  # the longest reply the benchmark reads (None: the caller's max_new_tokens)
 
     def __post_init__(self):
         if self.max_new_tokens is not None:
-            check_int(f"benchmark {self.name!r}: max_new_tokens", self.max_new_tokens, 1, hint="or None for the caller's")
+            check_int(f"benchmark {self.name!r}: max_new_tokens", self.max_new_tokens, 1,
+                      hint="or None for the caller's")
 
     def load(self, annotations, media_root=None, *, split: str = "test", on_error: str = "raise") -> Loaded:
         """The split's records from the annotation folder; videos under `media_root` (default: the same folder)."""

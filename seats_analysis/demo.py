@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from .blocks import derive_blocks
 from .benchmarks import BenchmarkSpec, register_benchmark
-from .tables import accuracy_score
 from .harness import ratio_name
 from .parsers import parse_strict
 from .figures import dependency_figure, tradeoff_figure
@@ -93,7 +92,7 @@ def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSp
                                         np.asarray(record.item["audio"], dtype=np.float32)),
         messages=lambda record: chat(record.item),
         parse=lambda response, record, mode, rng: parse_strict(response),
-        score=lambda rows: accuracy_score(rows, by=("kind",)), max_new_tokens=ANSWER_TOKENS)
+        breakdown=("kind",), max_new_tokens=ANSWER_TOKENS)
     return register_benchmark("organism", spec, overwrite=True)
 
 # %% ../nbs/41_demo.ipynb #ef6ade36

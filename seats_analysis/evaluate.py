@@ -101,7 +101,7 @@ def record_prompt(processor, spec: BenchmarkSpec, record) -> str:
 
 
 def record_media(spec: BenchmarkSpec, record, **media_kwargs) -> tuple:
-    "(frames, audio or None) of one record: its benchmark's own `media`, or decoded as the authors do (`media.load_media`)."
+    "(frames, audio or None) of one record: its benchmark's own `media`, or the authors' decoding (`media.load_media`)."
     return (spec.media or load_media)(record, **media_kwargs)
 
 

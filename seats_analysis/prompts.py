@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import random
-from collections import defaultdict
-from typing import Any
 
-from .benchmarks import BENCHMARKS, Record, clock_seconds, duration_bucket
+import pandas as pd
+
+from .benchmarks import Record, benchmark_spec, clock_seconds, duration_bucket
 from .media import SAMPLE_FPS, MAX_PIXELS, MIN_PIXELS, TOTAL_PIXELS
+from .stats import accuracy
 
 # %% auto #0
 __all__ = ['QWEN_SYSTEM_PROMPT', 'ANSWER_SENTENCE', 'MULTI_LABEL', 'system_prompt', 'user_prompt', 'video_item', 'build_messages',
@@ -23,27 +24,21 @@ ANSWER_SENTENCE = ("Please analyze the video carefully and select the most appro
                    "given options.")
 
 
-def _spec(benchmark: str):
-    """The registry entry of `benchmark`, with a clear error for an unknown name."""
-    if benchmark not in BENCHMARKS:
-        raise ValueError(f"benchmark {benchmark!r} is not one of {sorted(BENCHMARKS)}")
-    return BENCHMARKS[benchmark]
-
-
 def system_prompt(benchmark: str) -> str:
     """The system text the authors send for `benchmark` (empty for three of the five)."""
-    return f"{QWEN_SYSTEM_PROMPT} {ANSWER_SENTENCE}" if _spec(benchmark).system_prompt else ""
+    return f"{QWEN_SYSTEM_PROMPT} {ANSWER_SENTENCE}" if benchmark_spec(benchmark).system_prompt else ""
 
 # %% ../nbs/31_prompts.ipynb #7f89258d
 def user_prompt(record: Record) -> str:
     """The text the authors put after the video in the user turn for `record`."""
-    return _spec(record.benchmark).user_prompt.format(question=record.question, choices="\n".join(record.options))
+    return benchmark_spec(record.benchmark).user_prompt.format(question=record.question,
+                                                               choices="\n".join(record.options))
 
 # %% ../nbs/31_prompts.ipynb #87f192ee
 def video_item(record: Record, max_frames: int | None = None) -> dict:
     """The user turn's video item for `record`, with the authors' decoding settings."""
     return {"type": "video", "video": str(record.video_path), "fps": SAMPLE_FPS,
-            "max_frames": max_frames or _spec(record.benchmark).max_frames,
+            "max_frames": max_frames or benchmark_spec(record.benchmark).max_frames,
             "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "total_pixels": TOTAL_PIXELS}
 
 
@@ -62,7 +57,7 @@ def chat_text(processor, messages: list[dict]) -> str:
 def parse_answer(benchmark: str, response: str, mode: str = "paper", rng: random.Random | None = None,
                  letters: str | None = None) -> str:
     """The letter read from `response` by `benchmark`'s own parser ("paper") or by `parse_strict` ("strict")."""
-    return _spec(benchmark).read_answer(response, mode, rng, letters)
+    return benchmark_spec(benchmark).read_answer(response, mode, rng, letters)
 
 # %% ../nbs/31_prompts.ipynb #93f9f2f5
 MULTI_LABEL = {"audio_class"}
@@ -82,28 +77,29 @@ def _values(result: dict, name: str) -> list:
     return list(value) if name in MULTI_LABEL else [value]
 
 
-def _grouped(results: list[dict], name: str, dedup: bool) -> dict[Any, list[float]]:
-    """Scores per value of category `name`; with `dedup` only the first result of each id counts."""
-    groups: dict[Any, dict] = defaultdict(dict)
-    for k, r in enumerate(results):
-        hit = float(r["pred"] == r["answer"])
-        for value in _values(r, name):
-            groups[value].setdefault(r["id"] if dedup else k, hit)
-    return {value: list(scores.values()) for value, scores in groups.items()}
+def _counted(results: list[dict], name: str | None, dedup: bool) -> pd.DataFrame:
+    """One row per counted result, with `correct` and the value of category `name` (a multi-label result once per
+    label); with `dedup`, only the first result of each question id within a value counts."""
+    frame = pd.DataFrame({"id": [r["id"] for r in results], "correct": [r["pred"] == r["answer"] for r in results]})
+    if name is None:
+        return frame
+    frame[name] = [_values(r, name) for r in results]
+    frame = frame.explode(name).astype({"correct": bool})
+    return frame.drop_duplicates([name, "id"]) if dedup else frame
 
 
 def score(benchmark: str, results: list[dict]) -> dict:
-    """Overall accuracy x100 and per-category accuracies, aggregated as the authors aggregate."""
-    spec = _spec(benchmark)
-    name, overall_field, fields = spec.name, spec.overall_field, spec.breakdown
+    """Accuracy in percent overall (with the results it counted and its interval, `stats.accuracy`) and per value of
+    each category field, aggregated as the authors aggregate."""
+    spec = benchmark_spec(benchmark)
     if not results:
-        raise ValueError(f"no results to score for {name}")
-    dedup = overall_field is not None
-    if dedup:
-        counted = [s for scores in _grouped(results, overall_field, True).values() for s in scores]
-    else:
-        counted = [float(r["pred"] == r["answer"]) for r in results]
-    by = {f: {value: 100.0 * sum(s) / len(s) for value, s in sorted(_grouped(results, f, dedup).items())}
-          for f in fields}
-    return {"benchmark": name, "metric": spec.metric, "overall": 100.0 * sum(counted) / len(counted),
-            "n": len(results), "n_counted": len(counted), "by": by}
+        raise ValueError(f"no results to score for {spec.name}")
+    dedup = spec.overall_field is not None
+    overall = accuracy(_counted(results, spec.overall_field, dedup)).loc["overall"]
+    by = {}
+    for field in spec.breakdown:
+        per_value = accuracy(_counted(results, field, dedup), by=field)["accuracy"]
+        by[field] = {value: float(pct) for value, pct in per_value.items()}
+    return {"benchmark": spec.name, "metric": spec.metric, "overall": float(overall["accuracy"]), "n": len(results),
+            "n_counted": int(overall["n"]), "ci_low": float(overall["ci_low"]), "ci_high": float(overall["ci_high"]),
+            "by": by}

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,27 +22,8 @@ from .stats import (
 
 
 # %% auto #0
-__all__ = ['RESULT_SETTINGS', 'PAPER_RESULTS', 'accuracy_score', 'benchmark_scores', 'summarize', 'cell_scores', 'paired_table',
-           'summary_table', 'summary_markdown', 'paired_markdown', 'write_summary', 'paper_results', 'with_paper_rows']
-
-# %% ../nbs/32a_tables.ipynb #b9c6cf42
-def accuracy_score(rows: list[dict], by: Sequence[str] = ()) -> dict:
-    "Accuracy x100 over `rows` (each with `pred` and `answer`), overall and per value of each category in `by`."
-    if not rows:
-        raise ValueError("no results to score")
-    hits = [float(r["pred"] == r["answer"]) for r in rows]
-    breakdown = {}
-    for name in by:
-        groups: dict[Any, list[float]] = {}
-        for r, hit in zip(rows, hits):
-            groups.setdefault(r["categories"][name], []).append(hit)
-        breakdown[name] = {value: 100.0 * sum(s) / len(s) for value, s in sorted(groups.items())}
-    return {"overall": 100.0 * sum(hits) / len(hits), "n": len(rows), "n_counted": len(rows), "by": breakdown}
-
-
-def benchmark_scores(spec: BenchmarkSpec, rows: list[dict]) -> dict:
-    "A benchmark's scores of answered rows: its own `score`, or a published benchmark's (`prompts.score`)."
-    return spec.score(rows) if spec.score is not None else score(spec.name, rows)
+__all__ = ['RESULT_SETTINGS', 'PAPER_RESULTS', 'summarize', 'cell_scores', 'paired_table', 'summary_table', 'summary_markdown',
+           'paired_markdown', 'write_summary', 'paper_results', 'with_paper_rows']
 
 # %% ../nbs/32a_tables.ipynb #db91a3cd
 RESULT_SETTINGS = ("benchmark", "method", "video_ratio", "audio_ratio", "mode", "max_new_tokens")
@@ -59,7 +39,7 @@ def summarize(spec: BenchmarkSpec, rows: list[dict]) -> dict:
     """The benchmark's scores for `rows`, with error count, mean TFLOPs, prefill seconds and retention, and whether
     every answered sample reached its setting's retention (`harness.reached`; None when no row records its tokens)."""
     answered = [r for r in rows if r.get("error") is None]  # a failed sample has no answer to score
-    scores = dict(benchmark_scores(spec, answered)) if answered else dict(overall=None, n=0, by={})
+    scores = dict(score(spec.name, answered)) if answered else dict(overall=None, n=0, by={})
     scores.update(
         benchmark=spec.name, n_errors=len(rows) - len(answered),
         tflops=_mean(r["flops"] / 1e12 if r.get("flops") is not None else None for r in rows),
