@@ -38,7 +38,7 @@ from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SE
                                   synth_items)
 
 # %% auto #0
-__all__ = ['ORGANISMS', 'PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'TEST_ITEMS', 'PATCH_SIZE', 'REMOVALS', 'organism_dir',
+__all__ = ['ORGANISMS', 'PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'TEST_ITEMS', 'ORGANISM_PATCH_SIZE', 'REMOVALS', 'organism_dir',
            'organism_path', 'organism_processor', 'organism_config', 'thinker_class', 'build_organism', 'upcycle',
            'predict', 'model_accuracy', 'save_training_state', 'load_training_state', 'audio_token_labels',
            'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings', 'TrainBatches',
@@ -73,12 +73,12 @@ def organism_path(family: str = "qwen2_5") -> Path:
 
 # %% ../nbs/21_organism.ipynb #7b183a26
 TEST_ITEMS = 600  # the held-out test items the organism's accuracy is reported on
-PATCH_SIZE = 14  # vision patch side of both organisms: a 224-pixel frame gives 8x8 video tokens a second
+ORGANISM_PATCH_SIZE = 14  # vision patch side of both organisms: a 224-pixel frame gives 8x8 video tokens a second
 
 
 def organism_processor(family: str = "qwen2_5"):
-    "The offline processor of the organism of `family`: its tokenizer and features, patches of `PATCH_SIZE` pixels."
-    return offline_processor(family, patch_size=PATCH_SIZE)
+    "The offline processor of the organism of `family`: its tokenizer and features, patches of `ORGANISM_PATCH_SIZE` pixels."
+    return offline_processor(family, patch_size=ORGANISM_PATCH_SIZE)
 
 
 def _family(processor) -> str:
@@ -123,7 +123,7 @@ def organism_config(processor, num_layers: int = 12, hidden_size: int = 128, num
                     norm_topk_prob=True, attention_bias=False,
                     **rope_fields(1e6, mrope_section, mrope_interleaved=True, interleaved=True))
         vision = dict(depth=vision_depth, hidden_size=vision_hidden_size, intermediate_size=2 * vision_hidden_size,
-                      num_heads=4, in_channels=3, out_hidden_size=hidden_size, patch_size=PATCH_SIZE,
+                      num_heads=4, in_channels=3, out_hidden_size=hidden_size, patch_size=ORGANISM_PATCH_SIZE,
                       spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=256,
                       deepstack_visual_indexes=list(range(vision_depth - 1)))
         audio = dict(num_mel_bins=128, encoder_layers=audio_layers, encoder_attention_heads=4,
@@ -137,7 +137,7 @@ def organism_config(processor, num_layers: int = 12, hidden_size: int = 128, num
     mrope_section = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]  # t, h, w
     text.update(rope_fields(1e6, mrope_section))
     vision = dict(depth=vision_depth, hidden_size=vision_hidden_size, intermediate_size=2 * vision_hidden_size,
-                  num_heads=4, in_channels=3, out_hidden_size=hidden_size, patch_size=PATCH_SIZE, spatial_merge_size=2,
+                  num_heads=4, in_channels=3, out_hidden_size=hidden_size, patch_size=ORGANISM_PATCH_SIZE, spatial_merge_size=2,
                   temporal_patch_size=2, window_size=56, fullatt_block_indexes=[vision_depth - 1])
     audio = dict(num_mel_bins=128, encoder_layers=audio_layers, encoder_attention_heads=4,
                  encoder_ffn_dim=4 * audio_d_model, d_model=audio_d_model, output_dim=hidden_size, n_window=100,
@@ -385,7 +385,7 @@ def _captured(model):
 @torch.no_grad()
 def teacher_features(teacher, inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """`teacher`'s encoder outputs for a batch: video tokens (N, D) and audio tokens (B * tokens, D). Both organisms
-    take the same frames (patches of `PATCH_SIZE`) and mel features, so the student's inputs serve the teacher."""
+    take the same frames (patches of `ORGANISM_PATCH_SIZE`) and mel features, so the student's inputs serve the teacher."""
     with _captured(teacher) as captured:
         teacher.get_video_features(inputs.pixel_values_videos, inputs.video_grid_thw)
         teacher.get_audio_features(inputs.input_features, feature_attention_mask=inputs.feature_attention_mask)
