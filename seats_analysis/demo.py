@@ -32,6 +32,7 @@ from .organism import ORGANISMS, TEST_ITEMS, load_organism, organism_path
 from .probe import ProbeSample, probe
 from .results import markdown_table, read_parts, replaced
 from .schedule import SCHEDULES_DIR
+from .stats import accuracy, format_accuracy, paired_comparisons
 from .synth import ANSWER_TOKENS, KINDS, LETTERS, SECONDS, answer_token_ids, chat, item_inputs, synth_items
 
 # %% ../nbs/41_demo.ipynb #04a15aa0
@@ -102,20 +103,26 @@ def _batches(processor, items, batch_size: int) -> list:
 
 
 def evaluate_method(thinker, processor, items, schedule, method: str, video_ratio: float, audio_ratio: float,
-                    batch_size: int = 32, batches: list | None = None) -> dict:
-    """Accuracy per question kind and the cost of one method at one setting, over `items` (`batches`: their
-    inputs from `_batches`, when already built). `reached` says whether the retention achieved for each modality
-    is within one token per 2-second window of the one asked (`harness.reached`)."""
+                    batch_size: int = 32, batches: list | None = None) -> tuple[dict, pd.DataFrame]:
+    """Accuracy (with its interval) overall and per question kind and the cost of one method at one setting, over
+    `items` (`batches`: their inputs from `_batches`, when already built), and its answers item by item. `reached`
+    says whether the retention achieved for each modality is within one token per 2-second window of the one asked
+    (`harness.reached`)."""
     batches = _batches(processor, items, batch_size) if batches is None else batches
     scorer = GreedyToken(processor.tokenizer, parse_strict)
     results = [sample.result
                for sample in run_samples(thinker, batches, scorer, method, schedule, video_ratio, audio_ratio)]
     predictions = [prediction for result in results for prediction in result.predictions]
-    correct = pd.Series([p == str(item["answer"]) for p, item in zip(predictions, items)])
-    kinds = pd.Series([str(item["kind"]) for item in items])
-    row = dict(method=method, setting=ratio_name(video_ratio, audio_ratio), video_ratio=video_ratio,
-               audio_ratio=audio_ratio, accuracy=100 * correct.mean())
-    row.update({f"accuracy_{kind}": 100 * correct[kinds == kind].mean() for kind in KINDS})
+    setting = ratio_name(video_ratio, audio_ratio)
+    answers = pd.DataFrame(dict(method=method, setting=setting, item=[str(item["id"]) for item in items],
+                                kind=[str(item["kind"]) for item in items],
+                                correct=[p == str(item["answer"]) for p, item in zip(predictions, items)]))
+    overall, by_kind = accuracy(answers).iloc[0], accuracy(answers, by="kind")
+    row = dict(method=method, setting=setting, video_ratio=video_ratio, audio_ratio=audio_ratio,
+               accuracy=overall["accuracy"], n=int(overall["n"]), ci_low=overall["ci_low"], ci_high=overall["ci_high"])
+    for kind in KINDS:
+        row.update({f"accuracy_{kind}{part}": by_kind.loc[kind, column]
+                    for part, column in (("", "accuracy"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))})
     row.update({f"{name}_retention": float(torch.cat([result.retention[name] for result in results]).nanmean())
                 for name in ("video", "audio")})
     windows = math.ceil(SECONDS / schedule.audio_window_seconds)  # 2-second windows
@@ -127,21 +134,22 @@ def evaluate_method(thinker, processor, items, schedule, method: str, video_rati
     selection = sum(result.latency.selection for result in results)
     row.update(gflops=flops / len(items) / 1e9, flops_reduction=full_flops / flops,
                prefill_ms=1e3 * seconds / len(items), selection_ms=1e3 * selection / len(items))
-    return row
+    return row, answers
 
 # %% ../nbs/41_demo.ipynb #0b4420d0
 def evaluate_methods(thinker, processor, items, schedule, methods=None, settings=None, batch_size: int = 32,
-                     progress: bool = True) -> pd.DataFrame:
-    "Full tokens once, then every method at every setting (the paper's R35-R10 by default): one row each."
+                     progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Full tokens once, then every method at every setting (the paper's R35-R10 by default): one row each, and
+    every method's answers item by item (method, setting, item, kind, correct)."""
     methods = [m for m in (METHODS if methods is None else methods) if m != "full"]
     settings = settings or RATIO_PAIRS
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
     batches = _batches(processor, items, batch_size)
-    rows = [evaluate_method(thinker, processor, items, schedule, m, v, a, batch_size, batches)
-            for m, _, v, a in tqdm(method_cells(methods, settings), desc="methods", disable=not progress)]
-    return pd.DataFrame(rows)
+    rows, answers = zip(*[evaluate_method(thinker, processor, items, schedule, m, v, a, batch_size, batches)
+                          for m, _, v, a in tqdm(method_cells(methods, settings), desc="methods", disable=not progress)])
+    return pd.DataFrame(list(rows)), pd.concat(answers, ignore_index=True)
 
 # %% ../nbs/41_demo.ipynb #eb4527d0
 @dataclass(frozen=True)
@@ -170,7 +178,8 @@ class DemoPaths:
 
     @property
     def tables(self) -> list[Path]:
-        return [self.results / "organism_results.csv", self.results / "organism_results.md"]
+        "The results table and SEATS' paired comparisons with every other method, as CSV and Markdown."
+        return [self.results / f"organism_{name}.{ext}" for name in ("results", "paired") for ext in ("csv", "md")]
 
     @property
     def figure_files(self) -> list[Path]:
@@ -212,6 +221,7 @@ class DemoOutputs:
     blocks: object
     schedule: object
     results: pd.DataFrame
+    paired: pd.DataFrame  # SEATS against every other method on the same items (`stats.paired_comparisons`)
     files: list
     reused_probe_samples: int = 0  # samples whose probe records were already in the store
 
@@ -248,12 +258,14 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
     blocks, schedule = organism_schedule(table, late_tolerance=late_tolerance, family=organism, **block_kwargs)
     schedule.provenance["probe_file"] = _shown_path(paths.probe / "probe.nc")
     schedule.save(paths.schedule)
-    results = evaluate_methods(thinker, processor, items, schedule, methods, batch_size=batch_size,
-                               progress=progress)
-    with replaced(paths.tables[0]) as new:  # each table replaced whole: a reader never sees half of one
-        results.to_csv(new, index=False)
-    with replaced(paths.tables[1]) as new:
-        new.write_text(markdown_table(results.round(4)) + "\n")
+    results, answers = evaluate_methods(thinker, processor, items, schedule, methods, batch_size=batch_size,
+                                        progress=progress)
+    paired = paired_comparisons(answers) if "seats" in set(answers["method"]) else pd.DataFrame()
+    for table_, (csv, markdown) in ((results, paths.tables[:2]), (paired, paths.tables[2:])):
+        with replaced(csv) as new:  # each table replaced whole: a reader never sees half of one
+            table_.to_csv(new, index=False)
+        with replaced(markdown) as new:
+            new.write_text(markdown_table(table_.round(4)) + "\n")
     label = f"{name.replace('_', ' ')} (test split)"
     dependency_figure({label: table}, blocks={label: blocks},
                       path=paths.figures / "organism_dependency")
@@ -261,18 +273,20 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
     tradeoff_figure(curve, x="gflops", y="score", path=paths.figures / "organism_tradeoff",
                     xlabel="prefill GFLOPs per item (analytic)", ylabel="accuracy (%)")
     files = [paths.schedule, *paths.tables, paths.probe / "probe.nc", *paths.figure_files]
-    return DemoOutputs(table, blocks, schedule, results, files, reused)
+    return DemoOutputs(table, blocks, schedule, results, paired, files, reused)
 
 # %% ../nbs/41_demo.ipynb #cb1ca5c1
 SUMMARY_HEADERS = {  # results column: short header for a terminal
-    "method": "method", "setting": "setting", "accuracy": "acc", "accuracy_visual": "acc_V",
+    "method": "method", "setting": "setting", "accuracy": "acc[CI95]", "accuracy_visual": "acc_V",
     "accuracy_audio": "acc_A", "accuracy_audiovisual": "acc_AV", "video_retention": "ret_V",
     "audio_retention": "ret_A", "reached": "reached", "gflops": "GFLOPs", "flops_reduction": "xFLOPs",
     "prefill_ms": "ms"}
 
 def terminal_summary(results: pd.DataFrame) -> str:
-    "The main job's results as a terminal table under 100 columns (the files hold every column)."
-    shown = results[list(SUMMARY_HEADERS)].rename(columns=SUMMARY_HEADERS)
-    formats = {"acc": "{:.1f}", "acc_V": "{:.1f}", "acc_A": "{:.1f}", "acc_AV": "{:.1f}", "ret_V": "{:.3f}",
+    """The main job's results as a terminal table under 100 columns (the files hold every column): the accuracy with
+    its interval, per question kind without."""
+    shown = results.assign(accuracy=[format_accuracy(*row) for row in results[["accuracy", "ci_low", "ci_high"]].to_numpy()])
+    shown = shown[list(SUMMARY_HEADERS)].rename(columns=SUMMARY_HEADERS)
+    formats = {"acc_V": "{:.1f}", "acc_A": "{:.1f}", "acc_AV": "{:.1f}", "ret_V": "{:.3f}",
                "ret_A": "{:.3f}", "GFLOPs": "{:.3g}", "xFLOPs": "{:.2f}", "ms": "{:.1f}"}
     return shown.to_string(index=False, formatters={name: f.format for name, f in formats.items()})
