@@ -18,7 +18,7 @@ from .harness import FULL_METHOD, ratio_name, reached
 from .prompts import score
 from .results import merge_records, read_jsonl, replaced
 from .stats import (
-    CONFIDENCE, PAIRED_COLUMNS, format_accuracy, paired_comparisons, wilson_interval)
+    CONFIDENCE, PAIRED_COLUMNS, format_accuracy, paired_comparisons)
 
 
 # %% auto #0
@@ -52,21 +52,11 @@ def summarize(spec: BenchmarkSpec, rows: list[dict]) -> dict:
     return scores
 
 # %% ../nbs/32a_tables.ipynb #0cb7bfc1
-def _counted_correct(scores: dict) -> int:
-    "How many of the scored items a benchmark's score counts as right (its score times its count, a whole number)."
-    correct = scores["overall"] * scores["n_counted"] / 100
-    if abs(correct - round(correct)) > 1e-6:
-        raise ValueError(f"{scores.get('benchmark')}: a score of {scores['overall']} over {scores['n_counted']} items "
-                         "is not a share of whole items")
-    return round(correct)
-
-
 def _score_interval(scores: dict) -> dict:
-    "Items counted and the 95% Wilson interval (percent) of one benchmark's score (None without a score)."
+    "Items counted and the 95% interval (percent) of one benchmark's score, as its scorer gives them (None without one)."
     if scores["overall"] is None:
         return dict(n_counted=0, ci_low=None, ci_high=None)
-    low, high = wilson_interval(_counted_correct(scores), scores["n_counted"])
-    return dict(n_counted=scores["n_counted"], ci_low=100 * low, ci_high=100 * high)
+    return {key: scores[key] for key in ("n_counted", "ci_low", "ci_high")}
 
 
 def _cell_rows(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> dict[tuple, list[dict]]:
