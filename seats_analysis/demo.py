@@ -159,6 +159,7 @@ class DemoPaths:
     results: Path
     figures: Path
     ignored_by_git: bool = True  # a run folder: it carries `RUN_FOLDER_MARK` as its `.gitignore`
+    name: str = "organism"  # the prefix of the tables, the probe store and the figures
 
     @classmethod
     def run_folder(cls, out) -> "DemoPaths":
@@ -167,23 +168,25 @@ class DemoPaths:
         return cls(out / "organism.json", out / "results", out / "figures")
 
     @classmethod
-    def reference(cls) -> "DemoPaths":
-        "The repository's committed reference outputs (for the maintainers' regeneration only)."
-        return cls(Path(SCHEDULES_DIR / "organism.json"), ROOT / "data" / "results", ROOT / "figures", False)
+    def reference(cls, organism: str = "qwen2_5") -> "DemoPaths":
+        """The repository's committed reference outputs of one family's organism (for the maintainers' regeneration
+        only): the shipped schedule named for it, its tables and probe in `data/results/`, its figures in `figures/`."""
+        name = ORGANISMS[organism]
+        return cls(Path(SCHEDULES_DIR / f"{name}.json"), ROOT / "data" / "results", ROOT / "figures", False, name)
 
     @property
     def probe(self) -> Path:
         "The probe's resumable store."
-        return self.results / "organism_probe"
+        return self.results / f"{self.name}_probe"
 
     @property
     def tables(self) -> list[Path]:
         "The results table and SEATS' paired comparisons with every other method, as CSV and Markdown."
-        return [self.results / f"organism_{name}.{ext}" for name in ("results", "paired") for ext in ("csv", "md")]
+        return [self.results / f"{self.name}_{table}.{ext}" for table in ("results", "paired") for ext in ("csv", "md")]
 
     @property
     def figure_files(self) -> list[Path]:
-        return [self.figures / f"organism_{name}.{ext}" for name in ("dependency", "tradeoff") for ext in ("png", "pdf")]
+        return [self.figures / f"{self.name}_{figure}.{ext}" for figure in ("dependency", "tradeoff") for ext in ("png", "pdf")]
 
     @property
     def folder(self) -> Path:
@@ -268,9 +271,9 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
             new.write_text(markdown_table(table_.round(4)) + "\n")
     label = f"{name.replace('_', ' ')} (test split)"
     dependency_figure({label: table}, blocks={label: blocks},
-                      path=paths.figures / "organism_dependency")
+                      path=paths.figure_files[0].with_suffix(""))
     curve = results.assign(score=results.accuracy, ratio_name=results.setting)
-    tradeoff_figure(curve, x="gflops", y="score", path=paths.figures / "organism_tradeoff",
+    tradeoff_figure(curve, x="gflops", y="score", path=paths.figure_files[2].with_suffix(""),
                     xlabel="prefill GFLOPs per item (analytic)", ylabel="accuracy (%)")
     files = [paths.schedule, *paths.tables, paths.probe / "probe.nc", *paths.figure_files]
     return DemoOutputs(table, blocks, schedule, results, paired, files, reused)
