@@ -33,6 +33,7 @@ from .compat import (multimodal_model, processor_from_pretrained, rope_fields, s
 
 import seats_analysis
 from .stand_ins import FAMILIES, offline_processor
+from .stats import accuracy
 from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SEGMENTS,
                                   answer_token_ids, fast_inputs, item_seed, make_item, media_ids,
                                   synth_items)
@@ -40,11 +41,11 @@ from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SE
 # %% auto #0
 __all__ = ['ORGANISMS', 'PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'TEST_ITEMS', 'ORGANISM_PATCH_SIZE', 'REMOVALS', 'organism_dir',
            'organism_path', 'organism_processor', 'organism_config', 'thinker_class', 'build_organism', 'upcycle',
-           'predict', 'model_accuracy', 'save_training_state', 'load_training_state', 'audio_token_labels',
-           'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings', 'TrainBatches',
-           'AuxiliaryHeads', 'teacher_features', 'distill_loss', 'training_losses', 'distill_losses',
+           'predict', 'accuracy_by_kind', 'model_accuracy', 'save_training_state', 'load_training_state',
+           'audio_token_labels', 'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings',
+           'TrainBatches', 'AuxiliaryHeads', 'teacher_features', 'distill_loss', 'training_losses', 'distill_losses',
            'distill_encoders', 'train', 'load_organism', 'default_schedule', 'drop_kinds', 'modality_predictions',
-           'accuracy_by_kind', 'modality_check']
+           'modality_check']
 
 # %% ../nbs/21_organism.ipynb #531a8a11
 ORGANISMS = {"qwen2_5": "organism", "qwen3": "organism_qwen3"}  # family -> the folder name of its organism
@@ -232,20 +233,25 @@ def predict(model, processor, items, batch_size: int = 32, selectors: dict | Non
             for letter in sample.result.predictions]
 
 
+def accuracy_by_kind(items, predictions: list[str]) -> dict[str, float]:
+    "Accuracy in percent (`stats.accuracy`) per question kind and overall of `predictions` (letters) on `items`."
+    answers = pd.DataFrame(dict(kind=[str(item["kind"]) for item in items],
+                                correct=[p == str(item["answer"]) for item, p in zip(items, predictions, strict=True)]))
+    by_kind = accuracy(answers, by="kind")["accuracy"]
+    return {**{kind: float(by_kind[kind]) for kind in KINDS if kind in by_kind.index},
+            "overall": float(accuracy(answers).loc["overall", "accuracy"])}
+
+
 def model_accuracy(model, processor, items, batch_size: int = 32, selectors: dict | None = None,
-             inputs_fn=fast_inputs) -> dict[str, float]:
-    """Accuracy per question kind and overall (`selectors` as in `predict`)."""
+                   inputs_fn=fast_inputs) -> dict[str, float]:
+    """Accuracy in percent per question kind and overall (`accuracy_by_kind`; `selectors` as in `predict`)."""
     was_training = model.training
     model.eval()
     items = list(items)
-    preds = predict(model, processor, items, batch_size, selectors, inputs_fn)
+    predictions = predict(model, processor, items, batch_size, selectors, inputs_fn)
     model.train(was_training)
-    correct = {k: [] for k in KINDS}
-    for it, p in zip(items, preds):
-        correct[str(it["kind"])].append(p == str(it["answer"]))
-    acc = {k: float(np.mean(v)) for k, v in correct.items() if v}
-    acc["overall"] = float(np.mean([p == str(it["answer"]) for it, p in zip(items, preds)]))
-    return acc
+    return accuracy_by_kind(items, predictions)
+
 
 # %% ../nbs/21_organism.ipynb #0c99f65f
 def save_training_state(path, **state):
@@ -543,7 +549,7 @@ def train(out_dir=None, settings: TrainSettings | None = None, model=None, proce
             losses = []
             _write_log_row(out_dir / "training_log.csv", dict(
                 step=step, **{("loss" if k == "answer" else f"{k}_loss"): round(float(v), 4) for k, v in mean.items()},
-                **{f"val_{k}": round(v, 4) for k, v in acc.items()}, elapsed_s=round(elapsed_before + time.time() - t0)))
+                **{f"val_{k}": round(v, 2) for k, v in acc.items()}, elapsed_s=round(elapsed_before + time.time() - t0)))
             bar.write(f"step {step}: validation {acc}")
             if acc["overall"] >= best:
                 best = acc["overall"]
@@ -593,14 +599,6 @@ def modality_predictions(model, processor, items, boundary: int = 0, batch_size:
     items = list(items)
     return {name: predict(model, processor, items, batch_size, {boundary: drop_kinds(*kinds)} if kinds else None)
             for name, kinds in REMOVALS.items()}
-
-
-def accuracy_by_kind(items, predictions: list[str]) -> dict[str, float]:
-    "Accuracy per question kind and overall of `predictions` (letters) on `items`."
-    correct = pd.Series([p == str(it["answer"]) for it, p in zip(items, predictions, strict=True)])
-    kinds = pd.Series([str(it["kind"]) for it in items])
-    return {**{k: float(correct[kinds == k].mean()) for k in KINDS if (kinds == k).any()},
-            "overall": float(correct.mean())}
 
 
 def modality_check(model, processor, items, boundary: int = 0, batch_size: int = 32) -> dict[str, dict]:
