@@ -21,8 +21,8 @@ import seats_analysis
 from .benchmarks import BenchmarkSpec, benchmark_spec
 from .checks import check_int, check_launch, check_ratio
 from .compat import audio_from_video
-from .harness import (FULL_METHOD, GenerateParse, method_cells, ratio_name, ratio_pair, resolve_method,
-                                    run_batch, run_samples, sample_cost)
+from .harness import (FULL_METHOD, GenerateParse, check_sweep_options, method_cells, ratio_name, ratio_pair,
+                                    resolve_method, run_batch, run_samples, sample_cost)
 from .media import load_media
 from .parsers import PARSE_MODES
 from .prompts import build_messages, chat_text, parse_answer
@@ -322,12 +322,15 @@ def sweep_cells(benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: 
 
 def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence,
           out_dir: str | Path, data_root: str | Path | None = None, records: Mapping[str, Sequence] | None = None,
-          **evaluate_kwargs) -> pd.DataFrame:
+          method_kwargs: Mapping[str, Mapping] | None = None, **evaluate_kwargs) -> pd.DataFrame:
     """Evaluate every (benchmark, method, ratio pair) cell into its own results file; return and write the summary of
     the samples this call covers (the first `limit` records of each benchmark). When more samples of a cell failed
     than `max_errors`, or every sample of the call failed, `TooManyFailures` is raised once every cell has run,
-    the summary written (it counts the failures) and attached."""
+    the summary written (it counts the failures) and attached. `method_kwargs` gives each method its own options,
+    `{method: {option: value}}`, checked before any cell runs (`harness.check_sweep_options`)."""
     out_dir = Path(out_dir)
+    options = check_sweep_options(methods, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
+                                  evaluate_kwargs.get("registry"))
     for benchmark in benchmarks:
         benchmark_spec(benchmark)
     loaded, covered, failures = dict(records or {}), {}, []
@@ -344,7 +347,8 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
         path = cell_path(out_dir, benchmark, method, video_ratio, audio_ratio)
         try:
             scores = evaluate(thinker, processor, benchmark, method, video_ratio, audio_ratio,
-                              records=loaded[benchmark], results_path=path, **evaluate_kwargs)
+                              records=loaded[benchmark], results_path=path, method_kwargs=options.get(method),
+                              **evaluate_kwargs)
         except TooManyFailures as failure:  # every cell still runs; the sweep fails at the end
             failures.append(str(failure))
             scores = failure.result

@@ -5,11 +5,12 @@
 # %% auto #0
 __all__ = ['RATIO_PAIRS', 'FULL_RATIOS', 'FULL_METHOD', 'method_cells', 'ratio_name', 'ratio_pair', 'reached', 'Scored',
            'option_logits', 'OptionLogits', 'GreedyToken', 'Elapsed', 'first_forward_clock', 'GenerateParse',
-           'MethodSetupError', 'BatchResult', 'method_context', 'run_batch', 'resolve_method', 'SampleResult',
-           'run_samples', 'sample_cost']
+           'MethodSetupError', 'BatchResult', 'method_context', 'run_batch', 'resolve_method', 'method_options',
+           'check_method_options', 'check_sweep_options', 'SampleResult', 'run_samples', 'sample_cost']
 
 # %% ../nbs/08b_harness.ipynb #db002560
 import importlib
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -250,6 +251,48 @@ def resolve_method(method, registry: Mapping | None = None) -> tuple[str, Callab
     if method not in registry:
         raise ValueError(f"method {method!r} is not one of {sorted(registry)}")
     return method, registry[method]
+
+# %% ../nbs/08b_harness.ipynb #92e7b79f
+def method_options(factory: Callable) -> list[str] | None:
+    """The keyword options of a method's `factory` after (thinker, schedule, video_ratio, audio_ratio), less those
+    its registry entry fixes (a `functools.partial`'s keywords); None when it also takes settings by `**`."""
+    parameters = list(inspect.signature(factory).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    fixed = getattr(factory, "keywords", {})
+    return [p.name for p in parameters[4:] if p.name not in fixed]
+
+
+def check_method_options(method, options: Mapping | None, thinker=None, schedule=None,
+                         registry: Mapping | None = None) -> dict:
+    """`options` of `method` (as `resolve_method` takes it) as a dict, checked: a name its factory does not take is a
+    `ValueError` naming it and the ones it takes. With a `thinker`, the method is also built and entered once at full
+    retention, so that its own checks of the values run; their failure is a `ValueError` naming method and options."""
+    name, factory = resolve_method(method, registry)
+    options = dict(options or {})
+    allowed = method_options(factory)
+    unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise ValueError(f"method {name!r} takes no option(s) {unknown}; its options are {allowed}")
+    if thinker is not None and options:
+        try:
+            with factory(thinker, schedule, 1.0, 1.0, **options):
+                pass
+        except Exception as err:
+            raise ValueError(f"method {name!r} refuses the options {options}: {type(err).__name__}: {err}") from err
+    return options
+
+
+def check_sweep_options(methods: Sequence, method_kwargs: Mapping | None, thinker=None, schedule=None,
+                        registry: Mapping | None = None) -> dict[str, dict]:
+    """The options of each method of a sweep over `methods` from `{method: {option: value}}`, each checked by
+    `check_method_options`; a name that is not one of `methods` is a `ValueError` (a method not named: its defaults)."""
+    method_kwargs = dict(method_kwargs or {})
+    strangers = sorted(set(method_kwargs) - set(methods))
+    if strangers:
+        raise ValueError(f"options are given for {strangers}, which are not methods of the sweep {list(methods)}")
+    return {name: check_method_options(name, options, thinker, schedule, registry)
+            for name, options in method_kwargs.items()}
 
 # %% ../nbs/08b_harness.ipynb #4808762e
 @dataclass
