@@ -17,9 +17,9 @@ from .parsers import PARSE_MODES
 # %% auto #0
 __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PROBE_CONDITIONS', 'PROBE_METRICS', 'PROBE_METHODS',
            'DTYPES', 'DEMO_OUT', 'DEMO_DEFAULT_ITEMS', 'ORGANISM_TEST_ITEMS', 'PLAN_DTYPES', 'positive_int', 'count',
-           'positive_float', 'names', 'ratio_names', 'requested_processes', 'launch_state', 'engine_demo',
-           'add_sweep_arguments', 'add_probe_arguments', 'table_file', 'add_plan_arguments', 'HelpFormatter',
-           'command_parser', 'main', 'sweep_parser', 'sweep_main']
+           'positive_float', 'names', 'option_value', 'method_option', 'option_groups', 'ratio_names',
+           'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments', 'add_probe_arguments',
+           'table_file', 'add_plan_arguments', 'HelpFormatter', 'command_parser', 'main', 'sweep_parser', 'sweep_main']
 
 # %% ../nbs/40_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
@@ -77,6 +77,39 @@ def names(choices: Sequence[str]) -> Callable[[str], list[str]]:
             raise argparse.ArgumentTypeError(f"{text!r}: give distinct names from {', '.join(choices)}")
         return words
     return parse
+
+
+def option_value(text: str):
+    "A method option's value as lmms-eval converts model arguments: true/false, a whole number, a number, else text."
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.isnumeric():
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def method_option(text: str) -> tuple[str, str, object]:
+    "An argparse type: one option of one method, METHOD:NAME=VALUE, as (method, name, `option_value(VALUE)`)."
+    method, colon, setting = text.partition(":")
+    name, equals, value = setting.partition("=")
+    if not (colon and equals and name.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r}: give METHOD:NAME=VALUE, e.g. omnizip:g=15")
+    if method not in METHOD_NAMES:
+        raise argparse.ArgumentTypeError(f"{text!r}: {method!r} is not one of {', '.join(METHOD_NAMES)}")
+    return method, name.strip(), option_value(value.strip())
+
+
+def option_groups(options: Sequence[tuple] | None) -> dict[str, dict]:
+    "`{method: {name: value}}` (`evaluate.sweep`'s `method_kwargs`) from `method_option`'s triples; no repeats."
+    groups = {}
+    for method, name, value in options or []:
+        if name in groups.setdefault(method, {}):
+            raise ValueError(f"--option {method}:{name} is given twice")
+        groups[method][name] = value
+    return groups
 
 
 def ratio_names(text: str) -> list[str]:
@@ -203,8 +236,14 @@ def _needs_data_root(parser: argparse.ArgumentParser, benchmarks: Sequence[str],
 
 
 def _check_sweep(parser: argparse.ArgumentParser, args) -> None:
-    "Stop with a usage error when the sweep lacks its data folder or a schedule (the organism brings its own)."
+    """Stop with a usage error when the sweep lacks its data folder or a schedule (the organism brings its own), or
+    when an --option names a method not swept or a name its factory does not take (`harness.check_sweep_options`)."""
     _needs_data_root(parser, args.benchmarks, args.data_root)
+    from seats_analysis.harness import check_sweep_options
+    try:
+        check_sweep_options(args.methods, option_groups(args.option))
+    except ValueError as err:
+        parser.error(f"--option: {err}")
     if args.schedule is None and args.model != ORGANISM:
         from seats_analysis.organism import default_schedule
         if default_schedule(_model_dir(args.model)) is None:
@@ -234,6 +273,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help=f"comma-separated, from {', '.join(METHOD_NAMES)}")
     parser.add_argument("--ratios", type=ratio_names, default=",".join(RATIO_NAMES),
                         help=f"comma-separated {', '.join(RATIO_NAMES)} or video/audio pairs like 0.06/0.35")
+    parser.add_argument("--option", type=method_option, action="append", metavar="METHOD:NAME=VALUE",
+                        help="an option of one method's factory, e.g. omnizip:g=15 (repeat for more; true/false and "
+                             "numbers converted as in lmms-eval's model arguments); a method not named keeps its defaults")
     parser.add_argument("--schedule", help="schedule: a JSON file or a shipped name (qwen2_5_omni_7b, "
                                            "qwen3_omni_30b_a3b, organism); the organism's own by default for it")
     parser.add_argument("--mode", default="paper", choices=PARSE_MODES, help="answer parser")
@@ -334,6 +376,7 @@ def _probe(args) -> int:
 def _sweep(args) -> int:
     "Methods x ratios x benchmarks into results files, the summary and the trade-off figure (data parallel)."
     from seats_analysis.evaluate import TooManyFailures, sweep
+    from seats_analysis.harness import check_sweep_options
     from seats_analysis.organism import default_schedule
     from seats_analysis.figures import tradeoff_from_results
     from seats_analysis.schedule import Schedule
@@ -345,9 +388,15 @@ def _sweep(args) -> int:
         records[ORGANISM] = register_organism(num_items=args.limit or ORGANISM_TEST_ITEMS).records(None)
     thinker, processor = _load(args, state)
     schedule = Schedule.load(args.schedule) if args.schedule else default_schedule(_model_dir(args.model))
+    try:  # the options' values, checked by each method's factory on the model, before any cell runs
+        options = check_sweep_options(args.methods, option_groups(args.option), thinker, schedule)
+    except ValueError as err:
+        print(f"seats-analysis sweep: error: --option: {err}", file=sys.stderr)
+        return 2
     try:
         table = sweep(thinker, processor, args.benchmarks, args.methods, args.ratios, args.out,
-                      data_root=args.data_root, records=records, schedule=schedule, mode=args.mode,
+                      data_root=args.data_root, records=records, method_kwargs=options, schedule=schedule,
+                      mode=args.mode,
                       max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, progress=not args.quiet,
                       retry_errors=args.retry_errors, max_errors=args.max_errors,
                       on_error="skip" if args.skip_malformed else "raise")
