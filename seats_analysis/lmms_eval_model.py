@@ -23,7 +23,7 @@ from .compat import processor_from_pretrained
 from .evaluate import append_row, processor_inputs, reply_and_cost
 from .organism import default_schedule
 from .loading import load_thinker
-from .harness import ratio_pair, resolve_method
+from .harness import check_method_options, ratio_pair, resolve_method
 from .harness import GenerateParse, MethodSetupError, Scored, run_batch, run_samples
 from .prompts import chat_text, system_prompt
 from .results import check_records_file, read_jsonl, trim_torn_line
@@ -183,7 +183,7 @@ class SeatsQwenOmni(_ModelBase):
                 max_frames = check_int("max_frames", max_frames, 1, hint="or left out")
             progress = check_bool("progress", progress)
             self.method, self.factory = resolve_method(method, registry)
-            self.method_options = method_options  # the method's own options, checked by it below
+            self.method_options = check_method_options(method, method_options, registry=registry)  # values: below
             self.video_ratio, self.audio_ratio = ratio_pair((video_ratio, audio_ratio))
         except (ValueError, ImportError, AttributeError) as err:
             raise _stop("bad model argument", err) from err
