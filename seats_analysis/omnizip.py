@@ -31,15 +31,20 @@ def _check_variant(variant: str) -> str:
     return variant
 
 def _received_whole(query: torch.Tensor, key: torch.Tensor, max_elements: int = SALIENCY_BLOCK) -> torch.Tensor:
-    "Sum over heads and queries of softmax(q k^T / sqrt(d)) over all T keys (T,), from (T, H, d): blocks of queries, in place."
+    "Sum over heads and queries of softmax(q k^T / sqrt(d)) over all T keys (T,), from (T, H, d): one head's queries at a time."
     length, heads, dim = query.shape
-    q, k = query.transpose(0, 1).float(), key.permute(1, 2, 0).float()  # (H, T, d), (H, d, T)
+    q = query.transpose(0, 1).float() * dim ** -0.5  # (H, T, d), scaled once
+    k = key.permute(1, 2, 0).float().contiguous()  # (H, d, T)
+    step = max(1, min(length, max_elements // max(length, 1)))  # queries of one block
+    buffer = torch.empty(step, length, dtype=torch.float32, device=query.device)  # one block's logits, reused
     total = torch.zeros(length, dtype=torch.float32, device=query.device)
-    step = max(1, max_elements // max(heads * length, 1))
-    for start in range(0, length, step):
-        logits = torch.matmul(q[:, start:start + step], k).mul_(dim ** -0.5)  # (H, n, T)
-        logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
-        total += logits.div_(logits.sum(dim=-1, keepdim=True)).sum(dim=(0, 1))
+    for head in range(heads):
+        received = torch.zeros(length, dtype=torch.float32, device=query.device)  # this head's, summed apart
+        for block in q[head].split(step):  # (n, d)
+            logits = torch.mm(block, k[head], out=buffer[:len(block)])  # (n, T)
+            weights = logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()  # E: each row's softmax times its sum Z
+            received += weights.sum(dim=-1).reciprocal_() @ weights  # (1/Z)^T E: the softmax's column sums, one pass
+        total += received
     return total
 
 def qwen2_5_saliency(query: torch.Tensor, key: torch.Tensor, window_frames: int = WHOLE_AUDIO,
@@ -323,11 +328,11 @@ class OmniZip:
         with torch.profiler.record_function("select.omnizip.video"):
             per_frame = first_grid_tokens(state.position_ids[:, row, video])
             runs, audio_runs = position_runs(video), position_runs(audio)
-            kept_share = audio_keep.float()
-            retention, start = [], 0
-            for run in audio_runs[:len(runs)]:
-                retention.append(kept_share[start:start + len(run)].mean().item())
-                start += len(run)
+            sizes = torch.tensor([len(run) for run in audio_runs[:len(runs)]], dtype=torch.long,
+                                 device=video.device)  # audio run i guides video run i
+            run_of = torch.repeat_interleave(torch.arange(len(sizes), device=video.device), sizes)  # (A,) their runs
+            kept = torch.zeros(len(sizes), device=video.device).index_add_(0, run_of, audio_keep[:len(run_of)].float())
+            retention = (kept / sizes).tolist()  # the share of each run's audio kept
             ratios = video_discard_ratios(retention, [len(run) for run in runs], self.rho_video, len(video))
             return istm_runs(state.hidden_states[row, video], [len(run) for run in runs], per_frame, ratios,
                              self.variant)
