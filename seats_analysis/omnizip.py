@@ -123,9 +123,9 @@ def audio_merge(audio: torch.Tensor, video: torch.Tensor | None, saliency: torch
     similarity = unit[pool] @ unit[anchors].T  # (P, C)
     owner = similarity.argmax(dim=1)  # (P,) the most similar anchor
     if video is not None and video.numel():
-        scores = (unit[pool] @ _unit(video).T).max(dim=1).values  # (P,) the largest similarity to any video token
+        scores = (unit[pool] @ _unit(video).T).amax(dim=1)  # (P,) the largest similarity to any video token
     else:
-        scores = similarity.max(dim=1).values
+        scores = similarity.amax(dim=1)
     # the top g of each anchor's group: sort by score, then (stably) by anchor; rank within the group
     by_score = torch.sort(scores, descending=True, stable=True).indices
     order = by_score[torch.sort(owner[by_score], stable=True).indices]  # (P,) grouped by anchor, best first
