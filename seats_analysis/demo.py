@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['ROOT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'DEFAULT_OUT', 'DEMO_ITEMS',
-           'SUMMARY_HEADERS', 'organism_samples', 'organism_schedule', 'OrganismRecord', 'organism_records',
-           'register_organism', 'evaluate_method', 'evaluate_methods', 'DemoPaths', 'DemoOutputs',
+           'REFERENCE_ITEMS', 'SUMMARY_HEADERS', 'organism_samples', 'organism_schedule', 'OrganismRecord',
+           'organism_records', 'register_organism', 'evaluate_method', 'evaluate_methods', 'DemoPaths', 'DemoOutputs',
            'stored_probe_samples', 'run_demo', 'terminal_summary']
 
 # %% ../nbs/41_demo.ipynb #48f5a824
@@ -232,6 +232,7 @@ RUN_FOLDER_MARK = "# written by seats-analysis demo\n*\n"  # the `.gitignore` th
 ORGANISM_LATE_TOLERANCE = 0.05  # of the unpruned accuracy; see above
 DEFAULT_OUT = Path("seats-runs") / "demo"  # under the current directory; the Qwen3 organism's: demo-qwen3
 DEMO_ITEMS = 48  # test items the main job probes and evaluates: 4 per (question kind, answer letter)
+REFERENCE_ITEMS = 600  # test items per cell of the committed reference outputs: enough to rank methods
 
 def stored_probe_samples(store: Path) -> int:
     "How many distinct samples a probe store already holds."
