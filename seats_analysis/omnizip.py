@@ -149,11 +149,11 @@ def audio_merge(audio: torch.Tensor, video: torch.Tensor | None, saliency: torch
     pool = remaining[others]  # (P,)
     if not len(pool):
         return keep, merged
-    unit = _unit(audio)
-    similarity = unit[pool] @ unit[anchors].T  # (P, C)
+    unit_pool = _unit(audio[pool])  # (P, D) only the rows compared: each row is normalised on its own
+    similarity = unit_pool @ _unit(audio[anchors]).T  # (P, C)
     owner = similarity.argmax(dim=1)  # (P,) the most similar anchor
     if video is not None and video.numel():
-        scores = (unit[pool] @ _unit(video).T).amax(dim=1)  # (P,) the largest similarity to any video token
+        scores = (unit_pool @ _unit(video).T).amax(dim=1)  # (P,) the largest similarity to any video token
     else:
         scores = similarity.amax(dim=1)
     # the top g of each anchor's group: sort by score, then (stably) by anchor; rank within the group
@@ -339,19 +339,19 @@ class OmniZip:
             return None
         return {1.0: True, 0.0: False}.get(self.targets[kind])
 
-    def _audio(self, state, row, audio, video, saliency) -> torch.BoolTensor:
-        "Keep mask of the row's audio (the anchors merged into the state)."
+    def _audio(self, state, row, audio, video_features, saliency) -> torch.BoolTensor:
+        "Keep mask of the row's audio (the anchors merged into the state), given its video's features (M, D)."
         whole = self._whole(Kind.AUDIO)
         if whole is not None:
             return torch.full((len(audio),), whole, dtype=torch.bool, device=audio.device)
         with torch.profiler.record_function("select.omnizip.audio"):
-            keep, merged = audio_merge(state.hidden_states[row, audio], state.hidden_states[row, video], saliency,
+            keep, merged = audio_merge(state.hidden_states[row, audio], video_features, saliency,
                                        self.rho_audio, self.contextual_ratio, self.g)
         state.hidden_states[row, audio] = merged
         return keep
 
-    def _video(self, state, row, video, audio, audio_keep) -> torch.BoolTensor:
-        "Keep mask of the row's video, window by window."
+    def _video(self, state, row, video, video_features, audio, audio_keep) -> torch.BoolTensor:
+        "Keep mask of the row's video, window by window, from its features (M, D)."
         whole = self._whole(Kind.VIDEO)
         if whole is not None:
             return torch.full((len(video),), whole, dtype=torch.bool, device=video.device)
@@ -364,8 +364,7 @@ class OmniZip:
             kept = torch.zeros(len(sizes), device=video.device).index_add_(0, run_of, audio_keep[:len(run_of)].float())
             retention = (kept / sizes).tolist()  # the share of each run's audio kept
             ratios = video_discard_ratios(retention, [len(run) for run in runs], self.rho_video, len(video))
-            return istm_runs(state.hidden_states[row, video], [len(run) for run in runs], per_frame, ratios,
-                             self.variant)
+            return istm_runs(video_features, [len(run) for run in runs], per_frame, ratios, self.variant)
 
     def select(self, state) -> torch.Tensor:
         "The boundary-0 selector: each row on its own."
@@ -383,13 +382,14 @@ class OmniZip:
             if not len(video):  # audio without video: kept whole, as the release; images are never pruned
                 continue
             audio_keep = torch.ones(0, dtype=torch.bool, device=keep.device)
+            video_features = state.hidden_states[row, video]  # (M, D) gathered once: the audio step changes no video
             if len(audio):
                 if scores is None:
                     raise ValueError("audio placeholders but no audio was encoded in this block "
                                      "(omnizip ranks audio by the audio encoder's attention)")
-                audio_keep = self._audio(state, row, audio, video, scores[row, audio])
+                audio_keep = self._audio(state, row, audio, video_features, scores[row, audio])
                 keep[row, audio] = audio_keep
-            keep[row, video] = self._video(state, row, video, audio, audio_keep)
+            keep[row, video] = self._video(state, row, video, video_features, audio, audio_keep)
         return keep
 
     def selectors(self, recorder=None) -> dict:
