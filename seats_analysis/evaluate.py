@@ -32,8 +32,8 @@ from .tables import RESULT_SETTINGS, summarize, write_summary
 
 # %% auto #0
 __all__ = ['MEDIA_FIELDS', 'append_row', 'processor_inputs', 'reply_and_cost', 'generate_response', 'benchmark_records',
-           'record_prompt', 'record_media', 'record_digest', 'run_fingerprint', 'evaluate', 'TooManyFailures',
-           'cell_path', 'sweep_cells', 'sweep']
+           'record_prompt', 'record_media', 'record_inputs', 'record_digest', 'run_fingerprint', 'evaluate',
+           'TooManyFailures', 'cell_path', 'sweep_cells', 'sweep']
 
 # %% ../nbs/32_evaluate.ipynb #fe9fa20d
 def append_row(path: str | Path, row: dict):
@@ -103,6 +103,12 @@ def record_prompt(processor, spec: BenchmarkSpec, record) -> str:
 def record_media(spec: BenchmarkSpec, record, **media_kwargs) -> tuple:
     "(frames, audio or None) of one record: its benchmark's own `media`, or the authors' decoding (`media.load_media`)."
     return (spec.media or load_media)(record, **media_kwargs)
+
+
+def record_inputs(processor, spec: BenchmarkSpec, record, **media_kwargs) -> tuple:
+    "(processor inputs, whether its audio is interleaved) of one record: its prompt and media through `processor_inputs`."
+    frames, audio = record_media(spec, record, **media_kwargs)
+    return processor_inputs(processor, record_prompt(processor, spec, record), frames, audio), audio is not None
 
 
 def _read_letter(spec: BenchmarkSpec, response: str, record, mode: str, rng: random.Random) -> str:
@@ -202,13 +208,15 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
              method_kwargs: dict | None = None, media_kwargs: dict | None = None,
              on_sample: Callable[[dict], None] | None = None, rank: int | None = None,
              world_size: int | None = None, progress: bool = True, retry_errors: bool = False,
-             max_errors: int | None = None, on_error: str = "raise") -> dict:
+             max_errors: int | None = None, on_error: str = "raise", inputs_cache: dict | None = None) -> dict:
     """Run `method` at the given retention over a benchmark, one JSON line per sample, resuming; return the scores.
 
     A sample that fails (unreadable media, say) is recorded with its error and no answer, left out of the scores and
     counted in `n_errors`; `retry_errors=True` runs the failed samples of a results file again. When more than
     `max_errors` samples have failed, `TooManyFailures` is raised after everything is written. Records read from
-    `data_root` with `on_error="skip"` leave out malformed annotation rows (with a warning) instead of stopping."""
+    `data_root` with `on_error="skip"` leave out malformed annotation rows (with a warning) instead of stopping.
+    `inputs_cache` ({sample key: `record_inputs(...)`}, for these records and media options only) gives a sample's
+    processor inputs when it holds them, and keeps those built here."""
     spec = benchmark_spec(benchmark)
     method_name, factory = resolve_method(method, registry)
     video_ratio, audio_ratio = check_ratio("video_ratio", video_ratio), check_ratio("audio_ratio", audio_ratio)
@@ -240,12 +248,14 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     prompts = {}
 
     def prepare(sample):
-        "The processor inputs of one (index, record), its prompt kept for the row."
+        "The processor inputs of one (index, record) and whether its audio is interleaved, its prompt kept for the row."
         index, record = sample
         prompts[index] = record_prompt(processor, spec, record)
-        frames, audio = record_media(spec, record, **(media_kwargs or {}))
-        inputs = processor_inputs(processor, prompts[index], frames, audio)
-        return inputs.to(device=thinker.device, dtype=thinker.dtype), audio is not None
+        cache = {} if inputs_cache is None else inputs_cache
+        if keys[index] not in cache:
+            cache[keys[index]] = record_inputs(processor, spec, record, **(media_kwargs or {}))
+        inputs, with_audio = cache[keys[index]]
+        return inputs.to(device=thinker.device, dtype=thinker.dtype), with_audio
 
     def row_of(sample) -> dict:
         "The row of one record: prompt, response, letter and costs; after an error no response, letter or score."
@@ -322,12 +332,15 @@ def sweep_cells(benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: 
 
 def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence,
           out_dir: str | Path, data_root: str | Path | None = None, records: Mapping[str, Sequence] | None = None,
-          method_kwargs: Mapping[str, Mapping] | None = None, **evaluate_kwargs) -> pd.DataFrame:
+          method_kwargs: Mapping[str, Mapping] | None = None, inputs_caches: dict | None = None,
+          **evaluate_kwargs) -> pd.DataFrame:
     """Evaluate every (benchmark, method, ratio pair) cell into its own results file; return and write the summary of
     the samples this call covers (the first `limit` records of each benchmark). When more samples of a cell failed
     than `max_errors`, or every sample of the call failed, `TooManyFailures` is raised once every cell has run,
     the summary written (it counts the failures) and attached. `method_kwargs` gives each method its own options,
-    `{method: {option: value}}`, checked before any cell runs (`harness.check_sweep_options`)."""
+    `{method: {option: value}}`, checked before any cell runs (`harness.check_sweep_options`). With `inputs_caches`
+    (a dict, filled per benchmark: `{benchmark: {sample key: record_inputs(...)}}`) each sample's processor inputs are
+    built once and kept for every cell, at the cost of holding them all in memory."""
     out_dir = Path(out_dir)
     options = check_sweep_options(methods, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
                                   evaluate_kwargs.get("registry"))
@@ -348,6 +361,7 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
         try:
             scores = evaluate(thinker, processor, benchmark, method, video_ratio, audio_ratio,
                               records=loaded[benchmark], results_path=path, method_kwargs=options.get(method),
+                              inputs_cache=None if inputs_caches is None else inputs_caches.setdefault(benchmark, {}),
                               **evaluate_kwargs)
         except TooManyFailures as failure:  # every cell still runs; the sweep fails at the end
             failures.append(str(failure))

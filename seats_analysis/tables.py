@@ -22,8 +22,8 @@ from .stats import (
 
 
 # %% auto #0
-__all__ = ['RESULT_SETTINGS', 'PAPER_RESULTS', 'summarize', 'cell_scores', 'paired_table', 'summary_table', 'summary_markdown',
-           'paired_markdown', 'write_summary', 'paper_results', 'with_paper_rows']
+__all__ = ['RESULT_SETTINGS', 'ANSWER_COLUMNS', 'PAPER_RESULTS', 'summarize', 'cell_scores', 'answer_table', 'paired_table',
+           'summary_table', 'summary_markdown', 'paired_markdown', 'write_summary', 'paper_results', 'with_paper_rows']
 
 # %% ../nbs/32a_tables.ipynb #db91a3cd
 RESULT_SETTINGS = ("benchmark", "method", "video_ratio", "audio_ratio", "mode", "max_new_tokens")
@@ -36,7 +36,8 @@ def _mean(values) -> float | None:
 
 
 def summarize(spec: BenchmarkSpec, rows: list[dict]) -> dict:
-    """The benchmark's scores for `rows`, with error count, mean TFLOPs, prefill seconds and retention, and whether
+    """The benchmark's scores for `rows`, with error count, mean TFLOPs, prefill seconds (the time the method's
+    selection took of them: `selection_seconds`) and retention, and whether
     every answered sample reached its setting's retention (`harness.reached`; None when no row records its tokens)."""
     answered = [r for r in rows if r.get("error") is None]  # a failed sample has no answer to score
     scores = dict(score(spec.name, answered)) if answered else dict(overall=None, n=0, by={})
@@ -45,6 +46,7 @@ def summarize(spec: BenchmarkSpec, rows: list[dict]) -> dict:
         tflops=_mean(r["flops"] / 1e12 if r.get("flops") is not None else None for r in rows),
         tflops_paper=_mean(r["flops_paper"] / 1e12 if r.get("flops_paper") is not None else None for r in rows),
         prefill_seconds=_mean(r.get("prefill_seconds") for r in rows),
+        selection_seconds=_mean((r.get("latency") or {}).get("selection") for r in rows),
         retention={m: _mean((r.get("retention") or {}).get(m) for r in rows) for m in ("video", "audio")})
     judged = [r for r in answered if r.get("tokens")]
     scores["reached"] = all(reached(r["retention"][m], r[f"{m}_ratio"], r["tokens"][m], r["windows"])
@@ -87,7 +89,7 @@ def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None 
                           audio_ratio=audio_ratio, benchmark=benchmark, mode=mode, score=s["overall"],
                           **_score_interval(s), n=s["n"],
                           n_errors=s["n_errors"], tflops=s["tflops"], tflops_paper=s["tflops_paper"],
-                          prefill_seconds=s["prefill_seconds"],
+                          prefill_seconds=s["prefill_seconds"], selection_seconds=s["selection_seconds"],
                           video_retention=s["retention"]["video"], audio_retention=s["retention"]["audio"],
                           reached=s["reached"]))
     table = pd.DataFrame(cells)
@@ -97,21 +99,36 @@ def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None 
     return table
 
 # %% ../nbs/32a_tables.ipynb #027fcdd3
+ANSWER_COLUMNS = ("method", "setting", "benchmark", "item", "correct")
+
+
+def _answers(groups: dict[tuple, list[dict]]) -> pd.DataFrame:
+    "The answered rows of `_cell_rows`' groups, one each: `ANSWER_COLUMNS`, then the sample's category fields."
+    answers = [{**(row.get("categories") or {}), "method": method, "setting": ratio_name(video_ratio, audio_ratio),
+                "benchmark": benchmark, "item": row["key"], "correct": row["pred"] == row["answer"]}
+               for (method, video_ratio, audio_ratio, benchmark, _), rows in groups.items()
+               for row in rows if row.get("error") is None]
+    table = pd.DataFrame(answers, columns=list(dict.fromkeys([*ANSWER_COLUMNS, *(k for a in answers for k in a)])))
+    return table.astype({"correct": bool})
+
+
+def answer_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
+    """Every answered sample of the results files under `out_dir` (of the samples in `keys` for a benchmark it
+    lists, as `cell_scores`), one row each: method, setting, benchmark, item (its sample key), whether its letter was
+    right, and one column per category field (`stats.accuracy` groups by any of them)."""
+    return _answers(_cell_rows(out_dir, keys))
+
+
 def paired_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
                  reference: str = "seats") -> pd.DataFrame:
     """`reference` against every other method on the same samples, per benchmark and setting (and against the full
     model at each of its settings): difference in points, paired bootstrap interval, McNemar p-value, established.
     Failed samples are left out; with no answered sample of the reference the table is empty."""
-    frames, methods = [], set()
-    for (method, video_ratio, audio_ratio, benchmark, _), rows in _cell_rows(out_dir, keys).items():
-        methods.add(method)
-        answered = [r for r in rows if r.get("error") is None]
-        frames.append(pd.DataFrame(dict(method=method, setting=ratio_name(video_ratio, audio_ratio), benchmark=benchmark,
-                                        item=[r["key"] for r in answered],
-                                        correct=[r["pred"] == r["answer"] for r in answered])))
+    groups = _cell_rows(out_dir, keys)
+    methods = {method for method, *_ in groups}
     if reference not in methods:
         raise ValueError(f"no results of {reference!r} under {out_dir} to compare with (methods: {sorted(methods)})")
-    rows = pd.concat(frames, ignore_index=True)
+    rows = _answers(groups)
     tables = [paired_comparisons(group, reference).assign(benchmark=benchmark)
               for benchmark, group in rows.groupby("benchmark", sort=False) if reference in set(group["method"])]
     if not tables:  # the reference answered nothing (every sample failed): nothing to pair
