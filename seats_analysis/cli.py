@@ -335,19 +335,15 @@ def _probe_samples(args, processor) -> list:
     "The probe samples of --benchmark: organism items, or benchmark records built one at a time."
     from seats_analysis.probe import ProbeSample, option_ids
     if args.benchmark == ORGANISM:
-        from seats_analysis.demo import organism_samples
-        from seats_analysis.synth import synth_items
-        return organism_samples(processor, list(synth_items("test", args.items or ORGANISM_TEST_ITEMS, args.seed)))
+        from seats_analysis.demo import organism_records, organism_samples
+        return organism_samples(processor, organism_records(args.items or ORGANISM_TEST_ITEMS, args.seed))
     from seats_analysis.benchmarks import benchmark_spec
-    from seats_analysis.evaluate import benchmark_records, processor_inputs, record_media, record_prompt
+    from seats_analysis.evaluate import benchmark_records, record_inputs
     spec = benchmark_spec(args.benchmark)
     records = benchmark_records(spec, Path(args.data_root) / args.benchmark)[:args.items]
 
     def build(record):
-        def inputs():
-            frames, audio = record_media(spec, record)
-            return processor_inputs(processor, record_prompt(processor, spec, record), frames, audio)
-        return inputs
+        return lambda: record_inputs(processor, spec, record)[0]
     return [ProbeSample(str(r.id), build(r), option_ids(processor.tokenizer, r.letters), r.letters.index(r.answer))
             for r in records]
 

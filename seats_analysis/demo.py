@@ -4,65 +4,41 @@
 
 # %% auto #0
 __all__ = ['ROOT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'DEFAULT_OUT', 'DEMO_ITEMS',
-           'REFERENCE_ITEMS', 'SUMMARY_HEADERS', 'organism_samples', 'organism_schedule', 'OrganismRecord',
-           'organism_records', 'register_organism', 'evaluate_method', 'evaluate_methods', 'DemoPaths', 'DemoOutputs',
-           'stored_probe_samples', 'run_demo', 'terminal_summary']
+           'REFERENCE_ITEMS', 'SUMMARY_HEADERS', 'OrganismRecord', 'organism_records', 'organism_spec',
+           'register_organism', 'organism_inputs', 'organism_samples', 'organism_schedule', 'organism_table',
+           'DemoPaths', 'DemoOutputs', 'stored_probe_samples', 'run_demo', 'terminal_summary']
 
-# %% ../nbs/41_demo.ipynb #48f5a824
-import math
+# %% ../nbs/41_demo.ipynb #e5b94992
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from .blocks import derive_blocks
 from .benchmarks import BenchmarkSpec, register_benchmark
-from .harness import ratio_name
-from .parsers import parse_strict
-from .figures import dependency_figure, tradeoff_figure
-from .harness import RATIO_PAIRS, GreedyToken, method_cells, reached, run_samples
-from .methods import METHODS
 from .compat import audio_rates
-from .layout import token_id
+from .evaluate import record_inputs, sweep
+from .figures import dependency_figure, tradeoff_figure
+from .harness import FULL_METHOD, RATIO_PAIRS, method_cells
+from .methods import METHODS
 from .organism import ORGANISMS, TEST_ITEMS, load_organism, organism_path
+from .parsers import parse_strict
 from .probe import ProbeSample, probe
 from .results import markdown_table, read_parts, replaced
-from .schedule import SCHEDULES_DIR
+from .schedule import SCHEDULES_DIR, Schedule
 from .stats import accuracy, format_accuracy, paired_comparisons
-from .synth import ANSWER_TOKENS, KINDS, LETTERS, SECONDS, answer_token_ids, chat, item_inputs, synth_items
+from .synth import ANSWER_TOKENS, KINDS, LETTERS, answer_token_ids, chat, synth_items
+from .tables import answer_table, cell_scores
 
-# %% ../nbs/41_demo.ipynb #04a15aa0
+# %% ../nbs/41_demo.ipynb #e8f178aa
 import seats_analysis
 
 ROOT = Path(seats_analysis.__file__).resolve().parents[1]  # the repository, when the package sits in a checkout
 
-# %% ../nbs/41_demo.ipynb #6478abfd
-def organism_samples(processor, items) -> list:
-    "Probe samples of synthetic items: one processed input each, scored on the letters A-D."
-    letters = answer_token_ids(processor)
-    return [ProbeSample(id=str(item["id"]), inputs=item_inputs(processor, [item]), options=letters,
-                        answer=LETTERS.index(str(item["answer"]))) for item in items]
-
-# %% ../nbs/41_demo.ipynb #b132efef
-BOUNDARY_RESAMPLES = 1000  # bootstrap resamples of the probe's samples behind each boundary's interval
-
-
-def organism_schedule(table, metric: str = "accuracy", num_boot: int = BOUNDARY_RESAMPLES, family: str = "qwen2_5",
-                      **block_kwargs) -> tuple:
-    """Blocks derived from a probe table, with each boundary's bootstrap interval, and the schedule they give (drop
-    layers spread over the middle block; the blocks, intervals included, in its provenance). The organism of
-    `family` names it; a Qwen3 one's audio windows take its own rates (`compat.audio_rates`, 13 tokens a second)."""
-    blocks = derive_blocks(table, metric=metric, num_boot=num_boot, **block_kwargs)
-    rates = audio_rates("qwen3") if family == "qwen3" else {}
-    schedule = blocks.to_schedule(f"seats-analysis/{ORGANISMS[family]}", num_drops=min(3, blocks.late_block_layer - 1),
-                                  **rates)
-    return blocks, schedule
-
-# %% ../nbs/41_demo.ipynb #d7cc60ac
+# %% ../nbs/41_demo.ipynb #046cf38f
 @dataclass
 class OrganismRecord:
     "One test item of the organism, in the shape the evaluation harness reads."
@@ -84,9 +60,9 @@ def organism_records(num_items: int = TEST_ITEMS, seed: int = 0) -> list:
     "The organism's test items as harness records."
     return [OrganismRecord(item) for item in synth_items("test", num_items, seed)]
 
-def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSpec:
-    "Register the organism's test split with the evaluation harness as benchmark 'organism'."
-    spec = BenchmarkSpec(
+def organism_spec(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSpec:
+    "The organism's test split as a benchmark: its records, clips, chats, the strict parser, accuracy by question kind."
+    return BenchmarkSpec(
         name="organism", title="Organism",
         records=lambda folder: organism_records(num_items, seed),
         media=lambda record, **kwargs: (np.asarray(record.item["frames"]),
@@ -94,62 +70,69 @@ def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSp
         messages=lambda record: chat(record.item),
         parse=lambda response, record, mode, rng: parse_strict(response),
         breakdown=("kind",), max_new_tokens=ANSWER_TOKENS)
-    return register_benchmark("organism", spec, overwrite=True)
 
-# %% ../nbs/41_demo.ipynb #ef6ade36
-def _batches(processor, items, batch_size: int) -> list:
-    "The processed inputs of `items`, `batch_size` at a time (built once, shared by every method and setting)."
-    return [item_inputs(processor, items[start:start + batch_size]) for start in range(0, len(items), batch_size)]
+def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSpec:
+    "Register the organism's test split with the evaluation harness as benchmark 'organism'."
+    return register_benchmark("organism", organism_spec(num_items, seed), overwrite=True)
+
+def organism_inputs(processor, records, progress: bool = False) -> dict:
+    """Each record's processor inputs and whether its audio is interleaved, by sample key (`evaluate.record_inputs`):
+    built once, they serve the probe and every cell of the sweep."""
+    spec = organism_spec()
+    return {record.id: record_inputs(processor, spec, record)
+            for record in tqdm(records, desc="inputs", disable=not progress)}
+
+# %% ../nbs/41_demo.ipynb #c4c3db58
+def organism_samples(processor, records, inputs: dict | None = None) -> list:
+    "Probe samples of the organism's records: each one's processed inputs (`inputs` by id, else built), scored on the letters A-D."
+    inputs = organism_inputs(processor, records) if inputs is None else inputs
+    letters = answer_token_ids(processor)
+    return [ProbeSample(id=record.id, inputs=inputs[record.id][0], options=letters, answer=LETTERS.index(record.answer))
+            for record in records]
+
+# %% ../nbs/41_demo.ipynb #b132efef
+BOUNDARY_RESAMPLES = 1000  # bootstrap resamples of the probe's samples behind each boundary's interval
 
 
-def evaluate_method(thinker, processor, items, schedule, method: str, video_ratio: float, audio_ratio: float,
-                    batch_size: int = 32, batches: list | None = None) -> tuple[dict, pd.DataFrame]:
-    """Accuracy (with its interval) overall and per question kind and the cost of one method at one setting, over
-    `items` (`batches`: their inputs from `_batches`, when already built), and its answers item by item. `reached`
-    says whether the retention achieved for each modality is within one token per 2-second window of the one asked
-    (`harness.reached`)."""
-    batches = _batches(processor, items, batch_size) if batches is None else batches
-    scorer = GreedyToken(processor.tokenizer, parse_strict)
-    results = [sample.result
-               for sample in run_samples(thinker, batches, scorer, method, schedule, video_ratio, audio_ratio)]
-    predictions = [prediction for result in results for prediction in result.predictions]
-    setting = ratio_name(video_ratio, audio_ratio)
-    answers = pd.DataFrame(dict(method=method, setting=setting, item=[str(item["id"]) for item in items],
-                                kind=[str(item["kind"]) for item in items],
-                                correct=[p == str(item["answer"]) for p, item in zip(predictions, items)]))
-    overall, by_kind = accuracy(answers).iloc[0], accuracy(answers, by="kind")
-    row = dict(method=method, setting=setting, video_ratio=video_ratio, audio_ratio=audio_ratio,
-               accuracy=overall["accuracy"], n=int(overall["n"]), ci_low=overall["ci_low"], ci_high=overall["ci_high"])
-    for kind in KINDS:
-        row.update({f"accuracy_{kind}{part}": by_kind.loc[kind, column]
-                    for part, column in (("", "accuracy"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))})
-    row.update({f"{name}_retention": float(torch.cat([result.retention[name] for result in results]).nanmean())
-                for name in ("video", "audio")})
-    windows = math.ceil(SECONDS / schedule.audio_window_seconds)  # 2-second windows
-    tokens = {name: int((batches[0].input_ids[0] == token_id(thinker.config, name)).sum()) for name in ("video", "audio")}
-    row["reached"] = all(reached(row[f"{name}_retention"], ratio, tokens[name], windows)
-                         for name, ratio in (("video", video_ratio), ("audio", audio_ratio)))
-    flops, full_flops = sum(result.flops for result in results), sum(result.full_flops for result in results)
-    seconds = sum(result.latency.total for result in results)
-    selection = sum(result.latency.selection for result in results)
-    row.update(gflops=flops / len(items) / 1e9, flops_reduction=full_flops / flops,
-               prefill_ms=1e3 * seconds / len(items), selection_ms=1e3 * selection / len(items))
-    return row, answers
+def organism_schedule(table, metric: str = "accuracy", num_boot: int = BOUNDARY_RESAMPLES, family: str = "qwen2_5",
+                      **block_kwargs) -> tuple:
+    """Blocks derived from a probe table, with each boundary's bootstrap interval, and the schedule they give (drop
+    layers spread over the middle block; the blocks, intervals included, in its provenance). The organism of
+    `family` names it; a Qwen3 one's audio windows take its own rates (`compat.audio_rates`, 13 tokens a second)."""
+    blocks = derive_blocks(table, metric=metric, num_boot=num_boot, **block_kwargs)
+    rates = audio_rates("qwen3") if family == "qwen3" else {}
+    schedule = blocks.to_schedule(f"seats-analysis/{ORGANISMS[family]}", num_drops=min(3, blocks.late_block_layer - 1),
+                                  **rates)
+    return blocks, schedule
 
-# %% ../nbs/41_demo.ipynb #0b4420d0
-def evaluate_methods(thinker, processor, items, schedule, methods=None, settings=None, batch_size: int = 32,
-                     progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Full tokens once, then every method at every setting (the paper's R35-R10 by default): one row each, and
-    every method's answers item by item (method, setting, item, kind, correct)."""
-    methods = [m for m in (METHODS if methods is None else methods) if m != "full"]
-    settings = settings or RATIO_PAIRS
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
-    batches = _batches(processor, items, batch_size)
-    rows, answers = zip(*[evaluate_method(thinker, processor, items, schedule, m, v, a, batch_size, batches)
-                          for m, _, v, a in tqdm(method_cells(methods, settings), desc="methods", disable=not progress)])
-    return pd.DataFrame(list(rows)), pd.concat(answers, ignore_index=True)
+# %% ../nbs/41_demo.ipynb #9cc88aad
+def organism_table(folder, cells: list[tuple[str, str]], keys=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The main job's table from the organism's sweep results under `folder` (of the sample ids in `keys` only, when
+    given): one row per (method, setting) of `cells` with accuracy and its interval overall and per question kind,
+    retention, whether it was reached, analytic prefill GFLOPs per item and their reduction from full tokens, prefill
+    and selection milliseconds; and the answers item by item (method, setting, item, kind, correct)."""
+    keys = None if keys is None else {"organism": set(keys)}
+    scores = cell_scores(folder, keys).set_index(["method", "ratio_name"])
+    answers = answer_table(folder, keys)
+    chosen = pd.MultiIndex.from_tuples(cells, names=["method", "setting"])
+    answers = answers[answers.set_index(["method", "setting"]).index.isin(chosen)]
+    by_kind = accuracy(answers, by=["method", "setting", "kind"])
+    full_tflops = scores.loc[(FULL_METHOD, "full"), "tflops"]
+    rows = []
+    for method, setting in cells:
+        cell = scores.loc[(method, setting)]
+        row = dict(method=method, setting=setting, video_ratio=cell.video_ratio, audio_ratio=cell.audio_ratio,
+                   accuracy=cell.score, n=int(cell.n_counted), ci_low=cell.ci_low, ci_high=cell.ci_high)
+        for kind in KINDS:
+            part = by_kind.loc[(method, setting, kind)]
+            row.update({f"accuracy_{kind}": part.accuracy, f"accuracy_{kind}_ci_low": part.ci_low,
+                        f"accuracy_{kind}_ci_high": part.ci_high})
+        row.update(video_retention=cell.video_retention, audio_retention=cell.audio_retention,
+                   reached=bool(cell.reached), gflops=1e3 * cell.tflops, flops_reduction=full_tflops / cell.tflops,
+                   prefill_ms=1e3 * cell.prefill_seconds, selection_ms=1e3 * cell.selection_seconds)
+        rows.append(row)
+    answers = answers[["method", "setting", "item", "kind", "correct"]].reset_index(drop=True)
+    return pd.DataFrame(rows), answers
 
 # %% ../nbs/41_demo.ipynb #eb4527d0
 @dataclass(frozen=True)
@@ -178,6 +161,11 @@ class DemoPaths:
     def probe(self) -> Path:
         "The probe's resumable store."
         return self.results / f"{self.name}_probe"
+
+    @property
+    def sweep(self) -> Path:
+        "The sweep's results files, one per (method, setting), and its own summary."
+        return self.results / f"{self.name}_sweep"
 
     @property
     def tables(self) -> list[Path]:
@@ -219,12 +207,13 @@ class DemoPaths:
 
 @dataclass
 class DemoOutputs:
-    "What the main job produced: the probe table, the blocks, the schedule, the results table and file paths."
+    "What the main job produced: the probe table, the blocks, the schedule, the results tables, the answers, file paths."
     probe_table: object
     blocks: object
     schedule: object
     results: pd.DataFrame
     paired: pd.DataFrame  # SEATS against every other method on the same items (`stats.paired_comparisons`)
+    answers: pd.DataFrame  # every method's answers item by item: method, setting, item, kind, correct
     files: list
     reused_probe_samples: int = 0  # samples whose probe records were already in the store
 
@@ -244,26 +233,37 @@ def _shown_path(path: Path) -> str:
     return str(path.relative_to(ROOT.resolve())) if path.is_relative_to(ROOT.resolve()) else str(path)
 
 def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: int = 0, methods=None,
-             batch_size: int = 32, progress: bool = True, fresh_probe: bool = False,
+             progress: bool = True, fresh_probe: bool = False,
              late_tolerance: float = ORGANISM_LATE_TOLERANCE, organism: str = "qwen2_5", **block_kwargs) -> DemoOutputs:
     """Probe the organism of family `organism` (its shipped folder unless `model_dir` is given), derive blocks, export
-    the schedule, evaluate every method, write tables and figures to `out`."""
+    the schedule, sweep full tokens and every method at every setting, write tables and figures to `out`."""
     model_dir = organism_path(organism) if model_dir is None else model_dir  # refuses an unknown family first
+    methods = [m for m in (METHODS if methods is None else methods) if m != FULL_METHOD]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
     paths = out if isinstance(out, DemoPaths) else DemoPaths.run_folder(out)
     paths.prepare()
     if fresh_probe:
         shutil.rmtree(paths.probe, ignore_errors=True)
     reused = stored_probe_samples(paths.probe)
     thinker, processor = load_organism(model_dir)
-    items = list(synth_items("test", num_items, seed))
+    register_organism(num_items, seed)
+    records = organism_records(num_items, seed)
+    inputs = organism_inputs(processor, records, progress)
     name = ORGANISMS[organism]
-    table = probe(thinker, organism_samples(processor, items), model_name=f"seats-analysis/{name}",
+    table = probe(thinker, organism_samples(processor, records, inputs), model_name=f"seats-analysis/{name}",
                   path=paths.probe, progress=progress)
     blocks, schedule = organism_schedule(table, late_tolerance=late_tolerance, family=organism, **block_kwargs)
     schedule.provenance["probe_file"] = _shown_path(paths.probe / "probe.nc")
+    if fresh_probe or not paths.schedule.is_file() or Schedule.load(paths.schedule) != schedule:
+        shutil.rmtree(paths.sweep, ignore_errors=True)  # answers under another schedule
     schedule.save(paths.schedule)
-    results, answers = evaluate_methods(thinker, processor, items, schedule, methods, batch_size=batch_size,
-                                        progress=progress)
+    sweep(thinker, processor, ["organism"], [FULL_METHOD, *methods], list(RATIO_PAIRS.values()), paths.sweep,
+          records={"organism": records}, schedule=schedule, mode="strict", max_new_tokens=ANSWER_TOKENS,
+          inputs_caches={"organism": inputs}, progress=progress)
+    cells = [(method, setting) for method, setting, _, _ in method_cells(methods, RATIO_PAIRS)]
+    results, answers = organism_table(paths.sweep, cells, keys=inputs)
     paired = paired_comparisons(answers) if "seats" in set(answers["method"]) else pd.DataFrame()
     for table_, (csv, markdown) in ((results, paths.tables[:2]), (paired, paths.tables[2:])):
         with replaced(csv) as new:  # each table replaced whole: a reader never sees half of one
@@ -276,8 +276,8 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
     curve = results.assign(score=results.accuracy, ratio_name=results.setting)
     tradeoff_figure(curve, x="gflops", y="score", path=paths.figure_files[2].with_suffix(""),
                     xlabel="prefill GFLOPs per item (analytic)", ylabel="accuracy (%)")
-    files = [paths.schedule, *paths.tables, paths.probe / "probe.nc", *paths.figure_files]
-    return DemoOutputs(table, blocks, schedule, results, paired, files, reused)
+    files = [paths.schedule, *paths.tables, paths.probe / "probe.nc", paths.sweep / "summary.csv", *paths.figure_files]
+    return DemoOutputs(table, blocks, schedule, results, paired, answers, files, reused)
 
 # %% ../nbs/41_demo.ipynb #cb1ca5c1
 SUMMARY_HEADERS = {  # results column: short header for a terminal
