@@ -213,6 +213,9 @@ def _demo(args) -> int:
     if stored and not args.fresh_probe:
         print(f"Reusing the probe records of {stored} samples stored in {paths.probe}/ (--fresh-probe probes again)")
     result = run_demo(out, num_items=items, methods=methods, fresh_probe=args.fresh_probe, organism=args.organism)
+    if result.reused_answers:
+        print(f"Reused {result.reused_answers} answers stored in {paths.sweep}/ (the schedule is unchanged; "
+              "--fresh-probe starts the probe and the answers again)")
     blocks = result.blocks
     print(f"Blocks (from the probe): middle from layer {blocks.middle_block_layer}, late from layer "
           f"{blocks.late_block_layer} of {blocks.num_layers}; drop layers {result.schedule.drop_layers}")

@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['ROOT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'DEFAULT_OUT', 'DEMO_ITEMS',
-           'REFERENCE_ITEMS', 'SUMMARY_HEADERS', 'OrganismRecord', 'organism_records', 'organism_spec',
+           'REFERENCE_ITEMS', 'ITEMS_AT_ONCE', 'SUMMARY_HEADERS', 'OrganismRecord', 'organism_records', 'organism_spec',
            'register_organism', 'organism_inputs', 'organism_samples', 'organism_schedule', 'organism_table',
            'DemoPaths', 'DemoOutputs', 'stored_probe_samples', 'run_demo', 'terminal_summary']
 
-# %% ../nbs/41_demo.ipynb #e5b94992
+# %% ../nbs/41_demo.ipynb #f00b1a76
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .blocks import derive_blocks
+from .checks import check_int
 from .benchmarks import BenchmarkSpec, register_benchmark
 from .compat import audio_rates
 from .evaluate import record_inputs, sweep
@@ -27,18 +28,18 @@ from .methods import METHODS
 from .organism import ORGANISMS, TEST_ITEMS, load_organism, organism_path
 from .parsers import parse_strict
 from .probe import ProbeSample, probe
-from .results import markdown_table, read_parts, replaced
+from .results import markdown_table, read_jsonl, read_parts, replaced
 from .schedule import SCHEDULES_DIR, Schedule
 from .stats import accuracy, format_accuracy, paired_comparisons
 from .synth import ANSWER_TOKENS, KINDS, LETTERS, answer_token_ids, chat, synth_items
-from .tables import answer_table, cell_scores
+from .tables import answer_table, cell_scores, write_summary
 
-# %% ../nbs/41_demo.ipynb #e8f178aa
+# %% ../nbs/41_demo.ipynb #a97bcd8b
 import seats_analysis
 
 ROOT = Path(seats_analysis.__file__).resolve().parents[1]  # the repository, when the package sits in a checkout
 
-# %% ../nbs/41_demo.ipynb #046cf38f
+# %% ../nbs/41_demo.ipynb #6ab43ef9
 @dataclass
 class OrganismRecord:
     "One test item of the organism, in the shape the evaluation harness reads."
@@ -75,19 +76,21 @@ def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSp
     "Register the organism's test split with the evaluation harness as benchmark 'organism'."
     return register_benchmark("organism", organism_spec(num_items, seed), overwrite=True)
 
-def organism_inputs(processor, records, progress: bool = False) -> dict:
+def organism_inputs(processor, records) -> dict:
     """Each record's processor inputs and whether its audio is interleaved, by sample key (`evaluate.record_inputs`):
-    built once, they serve the probe and every cell of the sweep."""
+    built once, they serve every cell of a sweep (`evaluate.sweep`'s `inputs_caches`)."""
     spec = organism_spec()
-    return {record.id: record_inputs(processor, spec, record)
-            for record in tqdm(records, desc="inputs", disable=not progress)}
+    return {record.id: record_inputs(processor, spec, record) for record in records}
 
-# %% ../nbs/41_demo.ipynb #c4c3db58
-def organism_samples(processor, records, inputs: dict | None = None) -> list:
-    "Probe samples of the organism's records: each one's processed inputs (`inputs` by id, else built), scored on the letters A-D."
-    inputs = organism_inputs(processor, records) if inputs is None else inputs
-    letters = answer_token_ids(processor)
-    return [ProbeSample(id=record.id, inputs=inputs[record.id][0], options=letters, answer=LETTERS.index(record.answer))
+# %% ../nbs/41_demo.ipynb #ef2e1f79
+def organism_samples(processor, records) -> list:
+    """Probe samples of the organism's records, scored on the letters A-D: each one's processor inputs
+    (`evaluate.record_inputs`) built when the probe needs them, so that they are not all held at once."""
+    spec, letters = organism_spec(), answer_token_ids(processor)
+
+    def inputs(record):
+        return lambda: record_inputs(processor, spec, record)[0]
+    return [ProbeSample(id=record.id, inputs=inputs(record), options=letters, answer=LETTERS.index(record.answer))
             for record in records]
 
 # %% ../nbs/41_demo.ipynb #b132efef
@@ -105,7 +108,7 @@ def organism_schedule(table, metric: str = "accuracy", num_boot: int = BOUNDARY_
                                   **rates)
     return blocks, schedule
 
-# %% ../nbs/41_demo.ipynb #9cc88aad
+# %% ../nbs/41_demo.ipynb #8c106476
 def organism_table(folder, cells: list[tuple[str, str]], keys=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The main job's table from the organism's sweep results under `folder` (of the sample ids in `keys` only, when
     given): one row per (method, setting) of `cells` with accuracy and its interval overall and per question kind,
@@ -216,12 +219,14 @@ class DemoOutputs:
     answers: pd.DataFrame  # every method's answers item by item: method, setting, item, kind, correct
     files: list
     reused_probe_samples: int = 0  # samples whose probe records were already in the store
+    reused_answers: int = 0  # answers already in the sweep's results files (kept: the schedule is unchanged)
 
 RUN_FOLDER_MARK = "# written by seats-analysis demo\n*\n"  # the `.gitignore` that makes a folder a run folder
 ORGANISM_LATE_TOLERANCE = 0.05  # of the unpruned accuracy; see above
 DEFAULT_OUT = Path("seats-runs") / "demo"  # under the current directory; the Qwen3 organism's: demo-qwen3
 DEMO_ITEMS = 48  # test items the main job probes and evaluates: 4 per (question kind, answer letter)
 REFERENCE_ITEMS = 600  # test items per cell of the committed reference outputs: enough to rank methods
+ITEMS_AT_ONCE = 100  # items whose processed inputs the sweep holds at once (about 14 MB each)
 
 def stored_probe_samples(store: Path) -> int:
     "How many distinct samples a probe store already holds."
@@ -233,15 +238,17 @@ def _shown_path(path: Path) -> str:
     return str(path.relative_to(ROOT.resolve())) if path.is_relative_to(ROOT.resolve()) else str(path)
 
 def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: int = 0, methods=None,
-             progress: bool = True, fresh_probe: bool = False,
+             progress: bool = True, fresh_probe: bool = False, items_at_once: int = ITEMS_AT_ONCE,
              late_tolerance: float = ORGANISM_LATE_TOLERANCE, organism: str = "qwen2_5", **block_kwargs) -> DemoOutputs:
     """Probe the organism of family `organism` (its shipped folder unless `model_dir` is given), derive blocks, export
-    the schedule, sweep full tokens and every method at every setting, write tables and figures to `out`."""
+    the schedule, sweep full tokens and every method at every setting (`items_at_once` items' inputs held at a time),
+    write tables and figures to `out`."""
     model_dir = organism_path(organism) if model_dir is None else model_dir  # refuses an unknown family first
     methods = [m for m in (METHODS if methods is None else methods) if m != FULL_METHOD]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
+    items_at_once = check_int("items_at_once", items_at_once, 1)
     paths = out if isinstance(out, DemoPaths) else DemoPaths.run_folder(out)
     paths.prepare()
     if fresh_probe:
@@ -250,20 +257,26 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
     thinker, processor = load_organism(model_dir)
     register_organism(num_items, seed)
     records = organism_records(num_items, seed)
-    inputs = organism_inputs(processor, records, progress)
     name = ORGANISMS[organism]
-    table = probe(thinker, organism_samples(processor, records, inputs), model_name=f"seats-analysis/{name}",
+    table = probe(thinker, organism_samples(processor, records), model_name=f"seats-analysis/{name}",
                   path=paths.probe, progress=progress)
     blocks, schedule = organism_schedule(table, late_tolerance=late_tolerance, family=organism, **block_kwargs)
     schedule.provenance["probe_file"] = _shown_path(paths.probe / "probe.nc")
     if fresh_probe or not paths.schedule.is_file() or Schedule.load(paths.schedule) != schedule:
         shutil.rmtree(paths.sweep, ignore_errors=True)  # answers under another schedule
     schedule.save(paths.schedule)
-    sweep(thinker, processor, ["organism"], [FULL_METHOD, *methods], list(RATIO_PAIRS.values()), paths.sweep,
-          records={"organism": records}, schedule=schedule, mode="strict", max_new_tokens=ANSWER_TOKENS,
-          inputs_caches={"organism": inputs}, progress=progress)
+    reused_answers = sum(len(read_jsonl(path)) for path in paths.sweep.rglob("*.jsonl"))
     cells = [(method, setting) for method, setting, _, _ in method_cells(methods, RATIO_PAIRS)]
-    results, answers = organism_table(paths.sweep, cells, keys=inputs)
+    with tqdm(total=len(records) * len(cells), desc="answers", disable=not progress) as bar:
+        for start in range(0, len(records), items_at_once):  # the sweep resumes: each round adds its items' rows
+            chunk = records[start:start + items_at_once]
+            sweep(thinker, processor, ["organism"], [FULL_METHOD, *methods], list(RATIO_PAIRS.values()), paths.sweep,
+                  records={"organism": chunk}, schedule=schedule, mode="strict", max_new_tokens=ANSWER_TOKENS,
+                  inputs_caches={"organism": organism_inputs(processor, chunk)}, progress=False,
+                  on_sample=lambda row: bar.update())
+    keys = [record.id for record in records]
+    write_summary(paths.sweep, {"organism": keys})  # the sweep's own summary, of every item of this run
+    results, answers = organism_table(paths.sweep, cells, keys=keys)
     paired = paired_comparisons(answers) if "seats" in set(answers["method"]) else pd.DataFrame()
     for table_, (csv, markdown) in ((results, paths.tables[:2]), (paired, paths.tables[2:])):
         with replaced(csv) as new:  # each table replaced whole: a reader never sees half of one
@@ -277,7 +290,7 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
     tradeoff_figure(curve, x="gflops", y="score", path=paths.figure_files[2].with_suffix(""),
                     xlabel="prefill GFLOPs per item (analytic)", ylabel="accuracy (%)")
     files = [paths.schedule, *paths.tables, paths.probe / "probe.nc", paths.sweep / "summary.csv", *paths.figure_files]
-    return DemoOutputs(table, blocks, schedule, results, paired, answers, files, reused)
+    return DemoOutputs(table, blocks, schedule, results, paired, answers, files, reused, reused_answers)
 
 # %% ../nbs/41_demo.ipynb #cb1ca5c1
 SUMMARY_HEADERS = {  # results column: short header for a terminal
