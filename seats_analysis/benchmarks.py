@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import datasets
 import numpy as np
 
-from .checks import check_int
+from .checks import check_int, check_number
 from .parsers import (PARSE_MODES, parse_dailyomni_paper, parse_prefix_paper, parse_strict,
                                     parse_videomme_paper, parse_worldsense_paper)
 
@@ -295,11 +295,14 @@ class BenchmarkSpec:
     messages: Callable | None = field(default=None, repr=False)  # record -> chat messages
     parse: Callable | None = field(default=None, repr=False)     # (response, record, mode, rng) -> letter or ""
     max_new_tokens: int | None = None  # the longest reply the benchmark reads (None: the caller's max_new_tokens)
+    fps: float | None = None  # its clips' frame rate, handed to the processor (None: the processor's own, as the authors)
 
     def __post_init__(self):
         if self.max_new_tokens is not None:
             check_int(f"benchmark {self.name!r}: max_new_tokens", self.max_new_tokens, 1,
                       hint="or None for the caller's")
+        if self.fps is not None:
+            check_number(f"benchmark {self.name!r}: fps", self.fps, 0, low_open=True, hint="or None for the processor's own")
 
     def load(self, annotations, media_root=None, *, split: str = "test", on_error: str = "raise") -> Loaded:
         """The split's records from the annotation folder; videos under `media_root` (default: the same folder)."""

@@ -31,7 +31,7 @@ from .probe import ProbeSample, probe
 from .results import markdown_table, read_jsonl, read_parts, replaced
 from .schedule import SCHEDULES_DIR, Schedule
 from .stats import accuracy, format_accuracy, paired_comparisons
-from .synth import ANSWER_TOKENS, KINDS, LETTERS, answer_token_ids, chat, synth_items
+from .synth import ANSWER_TOKENS, FPS, KINDS, LETTERS, answer_token_ids, chat, synth_items
 from .tables import answer_table, cell_scores, write_summary
 
 # %% ../nbs/41_demo.ipynb #a97bcd8b
@@ -70,7 +70,7 @@ def organism_spec(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSpec:
                                         np.asarray(record.item["audio"], dtype=np.float32)),
         messages=lambda record: chat(record.item),
         parse=lambda response, record, mode, rng: parse_strict(response),
-        breakdown=("kind",), max_new_tokens=ANSWER_TOKENS)
+        breakdown=("kind",), max_new_tokens=ANSWER_TOKENS, fps=FPS)
 
 def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSpec:
     "Register the organism's test split with the evaluation harness as benchmark 'organism'."
@@ -305,5 +305,5 @@ def terminal_summary(results: pd.DataFrame) -> str:
     shown = results.assign(accuracy=[format_accuracy(*row) for row in results[["accuracy", "ci_low", "ci_high"]].to_numpy()])
     shown = shown[list(SUMMARY_HEADERS)].rename(columns=SUMMARY_HEADERS)
     formats = {"acc_V": "{:.1f}", "acc_A": "{:.1f}", "acc_AV": "{:.1f}", "ret_V": "{:.3f}",
-               "ret_A": "{:.3f}", "GFLOPs": "{:.3g}", "xFLOPs": "{:.2f}", "ms": "{:.1f}"}
+               "ret_A": "{:.3f}", "GFLOPs": "{:.3g}", "xFLOPs": "{:.2f}", "ms": "{:.0f}"}
     return shown.to_string(index=False, formatters={name: f.format for name, f in formats.items()})

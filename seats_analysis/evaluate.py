@@ -61,11 +61,13 @@ def _rng(seed: int, benchmark: str, key: str) -> random.Random:
     return random.Random(f"{seed}:{benchmark}:{key}")
 
 
-def processor_inputs(processor, prompt: str, frames, audio):
-    "Processor inputs (a batch of one) for one video, with its audio track interleaved when it has one."
+def processor_inputs(processor, prompt: str, frames, audio, fps: float | None = None):
+    """Processor inputs (a batch of one) for one video, with its audio track interleaved when it has one; `fps`, the
+    frames' rate, is handed to the processor when given (else it assumes its own)."""
+    rate = {} if fps is None else dict(fps=fps)
     if audio is None:
-        return processor(text=[prompt], videos=[frames], return_tensors="pt")
-    return processor(text=[prompt], videos=[frames], audio=[audio], return_tensors="pt", **audio_from_video(1))
+        return processor(text=[prompt], videos=[frames], return_tensors="pt", **rate)
+    return processor(text=[prompt], videos=[frames], audio=[audio], return_tensors="pt", **audio_from_video(1), **rate)
 
 
 def reply_and_cost(result, thinker) -> dict:
@@ -108,7 +110,8 @@ def record_media(spec: BenchmarkSpec, record, **media_kwargs) -> tuple:
 def record_inputs(processor, spec: BenchmarkSpec, record, **media_kwargs) -> tuple:
     "(processor inputs, whether its audio is interleaved) of one record: its prompt and media through `processor_inputs`."
     frames, audio = record_media(spec, record, **media_kwargs)
-    return processor_inputs(processor, record_prompt(processor, spec, record), frames, audio), audio is not None
+    inputs = processor_inputs(processor, record_prompt(processor, spec, record), frames, audio, spec.fps)
+    return inputs, audio is not None
 
 
 def _read_letter(spec: BenchmarkSpec, response: str, record, mode: str, rng: random.Random) -> str:
