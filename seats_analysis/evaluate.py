@@ -21,8 +21,8 @@ import seats_analysis
 from .benchmarks import BenchmarkSpec, benchmark_spec
 from .checks import check_int, check_launch, check_ratio
 from .compat import audio_from_video
-from .harness import (FULL_METHOD, GenerateParse, check_sweep_options, method_cells, ratio_name, ratio_pair,
-                                    resolve_method, run_batch, run_samples, sample_cost)
+from .harness import (FULL_METHOD, GenerateParse, check_sweep_options, method_cells, method_options,
+                                    ratio_name, ratio_pair, resolve_method, run_batch, run_samples, sample_cost)
 from .media import load_media
 from .parsers import PARSE_MODES
 from .prompts import build_messages, chat_text, parse_answer
@@ -31,9 +31,9 @@ from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, d
 from .tables import RESULT_SETTINGS, summarize, write_summary
 
 # %% auto #0
-__all__ = ['MEDIA_FIELDS', 'append_row', 'processor_inputs', 'reply_and_cost', 'generate_response', 'benchmark_records',
-           'record_prompt', 'record_media', 'record_inputs', 'record_digest', 'run_fingerprint', 'evaluate',
-           'TooManyFailures', 'cell_path', 'sweep_cells', 'sweep']
+__all__ = ['MEDIA_FIELDS', 'append_row', 'sample_seed', 'processor_inputs', 'reply_and_cost', 'generate_response',
+           'benchmark_records', 'record_prompt', 'record_media', 'record_inputs', 'record_digest', 'run_fingerprint',
+           'evaluate', 'TooManyFailures', 'cell_path', 'sweep_cells', 'sweep']
 
 # %% ../nbs/32_evaluate.ipynb #fe9fa20d
 def append_row(path: str | Path, row: dict):
@@ -59,6 +59,11 @@ def _record_keys(records: Sequence) -> list[str]:
 def _rng(seed: int, benchmark: str, key: str) -> random.Random:
     "A generator for the parser's random fallback that depends only on the seed and the question."
     return random.Random(f"{seed}:{benchmark}:{key}")
+
+
+def sample_seed(seed: int, benchmark: str, key: str) -> int:
+    "The seed of one sample's random draw in a method (its `seed` option): it depends only on `seed` and the question."
+    return random.Random(f"method:{seed}:{benchmark}:{key}").getrandbits(31)
 
 
 def processor_inputs(processor, prompt: str, frames, audio, fps: float | None = None):
@@ -284,8 +289,11 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
             own, done = _resume(Path(results_path), rank, world_size, settings, fingerprint, inputs)
         todo = [(i, r) for i, r in enumerate(records) if i % world_size == rank
                 and (keys[i] not in done or (retry_errors and done[keys[i]].get("error") is not None))]
+        draws = "seed" in (method_options(factory) or [])  # a method that draws at random: each sample its own draw
+        base_seed = (method_kwargs or {}).get("seed", seed)
         samples = run_samples(thinker, todo, GenerateParse(processor, max_new_tokens), factory, schedule, video_ratio,
                               audio_ratio, prepare=prepare, catch_errors=True,
+                              sample_seed=(lambda s: sample_seed(base_seed, benchmark, keys[s[0]])) if draws else None,
                               desc=f"{benchmark} {method_name} {ratio_name(video_ratio, audio_ratio)}",
                               progress=progress and rank == 0, **(method_kwargs or {}))
         for sample in samples:

@@ -311,9 +311,10 @@ class SampleResult:
 def run_samples(thinker, samples: Iterable, scorer, method=None, schedule=None, video_ratio: float = 1.0,
                 audio_ratio: float = 1.0, *, prepare: Callable | None = None, catch_errors: bool = False,
                 count_operations: bool = False, desc: str | None = None, progress: bool = False,
-                **method_kwargs) -> Iterator[SampleResult]:
+                sample_seed: Callable | None = None, **method_kwargs) -> Iterator[SampleResult]:
     """Each of `samples` (inputs, or what `prepare` turns into `(inputs, use_audio_in_video)`) through `method` at one
-    setting, read by `scorer`, yielded as it finishes; with `catch_errors` a failed sample is yielded with its error."""
+    setting, read by `scorer`, yielded as it finishes; with `catch_errors` a failed sample is yielded with its error.
+    `sample_seed(sample)`, when given, is the method's `seed` option for that sample (its own random draw)."""
     if hasattr(method, "__enter__"):
         raise ValueError("run_samples needs a method name or factory (each sample gets a fresh context), "
                          "not a context manager that can be entered once")
@@ -325,8 +326,9 @@ def run_samples(thinker, samples: Iterable, scorer, method=None, schedule=None, 
     for sample in bar:
         try:
             inputs, use_audio_in_video = (sample, True) if prepare is None else prepare(sample)
+            options = method_kwargs if sample_seed is None else {**method_kwargs, "seed": sample_seed(sample)}
             result = run_batch(thinker, inputs, scorer, method, schedule, video_ratio, audio_ratio, use_audio_in_video,
-                               count_operations, **method_kwargs)
+                               count_operations, **options)
         except MethodSetupError:
             raise
         except Exception as err:
