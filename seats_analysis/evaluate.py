@@ -21,8 +21,8 @@ import seats_analysis
 from .benchmarks import BenchmarkSpec, benchmark_spec
 from .checks import check_int, check_launch, check_ratio
 from .compat import audio_from_video
-from .harness import (FULL_METHOD, GenerateParse, check_sweep_options, method_cells, method_options,
-                                    ratio_name, ratio_pair, resolve_method, run_batch, run_samples, sample_cost)
+from .harness import (FULL_METHOD, GenerateParse, check_sweep_options, method_cells, ratio_name,
+                                    ratio_pair, resolve_method, run_batch, run_samples, sample_cost)
 from .media import load_media
 from .parsers import PARSE_MODES
 from .prompts import build_messages, chat_text, parse_answer
@@ -289,11 +289,10 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
             own, done = _resume(Path(results_path), rank, world_size, settings, fingerprint, inputs)
         todo = [(i, r) for i, r in enumerate(records) if i % world_size == rank
                 and (keys[i] not in done or (retry_errors and done[keys[i]].get("error") is not None))]
-        draws = "seed" in (method_options(factory) or [])  # a method that draws at random: each sample its own draw
-        base_seed = (method_kwargs or {}).get("seed", seed)
+        base_seed = (method_kwargs or {}).get("seed", seed)  # a method that draws at random: each sample its own draw
         samples = run_samples(thinker, todo, GenerateParse(processor, max_new_tokens), factory, schedule, video_ratio,
                               audio_ratio, prepare=prepare, catch_errors=True,
-                              sample_seed=(lambda s: sample_seed(base_seed, benchmark, keys[s[0]])) if draws else None,
+                              sample_seed=lambda s: sample_seed(base_seed, benchmark, keys[s[0]]),
                               desc=f"{benchmark} {method_name} {ratio_name(video_ratio, audio_ratio)}",
                               progress=progress and rank == 0, **(method_kwargs or {}))
         for sample in samples:

@@ -314,10 +314,13 @@ def run_samples(thinker, samples: Iterable, scorer, method=None, schedule=None, 
                 sample_seed: Callable | None = None, **method_kwargs) -> Iterator[SampleResult]:
     """Each of `samples` (inputs, or what `prepare` turns into `(inputs, use_audio_in_video)`) through `method` at one
     setting, read by `scorer`, yielded as it finishes; with `catch_errors` a failed sample is yielded with its error.
-    `sample_seed(sample)`, when given, is the method's `seed` option for that sample (its own random draw)."""
+    `sample_seed(sample)`, when given, is the `seed` option of each sample's run for a method that takes one (a
+    method that draws at random: each sample its own draw); a method without it is run as it is."""
     if hasattr(method, "__enter__"):
         raise ValueError("run_samples needs a method name or factory (each sample gets a fresh context), "
                          "not a context manager that can be entered once")
+    draws = (sample_seed is not None and method is not None
+             and "seed" in (method_options(resolve_method(method)[1]) or []))
     if method is not None:  # build and enter it once now: a setting it refuses stops the loop before any sample
         with ExitStack() as stack:
             _enter_method(stack, method, thinker, schedule, video_ratio, audio_ratio, **method_kwargs)
@@ -326,7 +329,7 @@ def run_samples(thinker, samples: Iterable, scorer, method=None, schedule=None, 
     for sample in bar:
         try:
             inputs, use_audio_in_video = (sample, True) if prepare is None else prepare(sample)
-            options = method_kwargs if sample_seed is None else {**method_kwargs, "seed": sample_seed(sample)}
+            options = {**method_kwargs, "seed": sample_seed(sample)} if draws else method_kwargs
             result = run_batch(thinker, inputs, scorer, method, schedule, video_ratio, audio_ratio, use_audio_in_video,
                                count_operations, **options)
         except MethodSetupError:

@@ -23,7 +23,7 @@ from .compat import processor_from_pretrained
 from .evaluate import append_row, processor_inputs, reply_and_cost, sample_seed
 from .organism import default_schedule
 from .loading import load_thinker
-from .harness import check_method_options, method_options, ratio_pair, resolve_method
+from .harness import check_method_options, ratio_pair, resolve_method
 from .harness import GenerateParse, MethodSetupError, Scored, run_batch, run_samples
 from .prompts import chat_text, system_prompt
 from .results import check_records_file, read_jsonl, trim_torn_line
@@ -258,12 +258,11 @@ class SeatsQwenOmni(_ModelBase):
 
     def _run(self, requests, scorer, prepare):
         "The harness loop over `requests` under the model's method; a request that fails stops the run, naming it."
-        draws = "seed" in (method_options(self.factory) or [])  # a method that draws at random: each document its own
-        base_seed = self.method_options.get("seed", 0)
+        base_seed = self.method_options.get("seed", 0)  # a method that draws at random: each document its own draw
         samples = run_samples(self.thinker, requests, scorer, self.factory, self.schedule, self.video_ratio,
                               self.audio_ratio, prepare=prepare, catch_errors=True, desc=MODEL_NAME,
                               progress=self.progress and self.rank == 0, **self.method_options,
-                              sample_seed=(lambda r: sample_seed(base_seed, r.args[4], str(r.args[3]))) if draws else None)
+                              sample_seed=lambda r: sample_seed(base_seed, r.args[4], str(r.args[3])))
         try:
             for sample in samples:
                 if sample.error is not None:
