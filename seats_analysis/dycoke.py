@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .baselines import VARIANTS
 from .checks import check_bool, check_int, check_number, single_use
-from .compat import multimodal_model, text_model, text_rotary
+from .compat import CACHE_KWARG, multimodal_model, text_model, text_rotary
 from .layout import Kind, position_runs, token_id
 from .run import MODALITIES, prepare_run, pruning
 
@@ -148,7 +148,7 @@ class KVPruning:
         self.kinds, self.previous = kinds, {}
 
     def _decoding(self, kwargs) -> bool:
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get(CACHE_KWARG)
         hidden = kwargs.get("hidden_states")
         return cache is not None and self.kinds is not None and hidden.shape[1] == 1 and cache.get_seq_length() > 0
 
@@ -163,7 +163,7 @@ class KVPruning:
         if self._step is None:
             return
         step, self._step = self._step, None
-        cache, hidden = step["past_key_values"], step["hidden_states"]
+        cache, hidden = step[CACHE_KWARG], step["hidden_states"]
         keys = cache.layers[self.layer - 1].keys  # (B, H_kv, KV, d), this step's key included
         batch, kv_len = hidden.shape[0], keys.shape[2]
         allowed = _allowed_keys(step.get("attention_mask"), batch, kv_len, hidden.device)

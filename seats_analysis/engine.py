@@ -21,8 +21,8 @@ from transformers import (DynamicCache, Qwen2_5OmniThinkerForConditionalGenerati
 from transformers.modeling_outputs import BaseModelOutputWithPast, MoeModelOutputWithPast
 
 from .checks import check_int
-from .compat import (add_deepstack, causal_mask, layer_output, multimodal_model, repeat_items_by_row,
-                                   text_model, visual_position_mask)
+from .compat import (CACHE_KWARG, add_deepstack, causal_mask, layer_output, multimodal_model,
+                                   repeat_items_by_row, text_model, visual_position_mask)
 from .layout import Kind, token_kinds
 
 # %% ../nbs/02_engine.ipynb #30d5eb37
@@ -224,18 +224,19 @@ class DropRun:
         "Forward pre-hook on the module that receives the input ids (they tell the token kinds): keep them."
         self._input_ids = kwargs.get("input_ids", args[0] if args else None)
 
-    def forward(self, decoder, inputs_embeds=None, attention_mask=None, position_ids=None, past_key_values=None,
-                use_cache=None, input_ids=None, visual_pos_masks=None, deepstack_visual_embeds=None, **kwargs):
+    def forward(self, decoder, inputs_embeds=None, attention_mask=None, position_ids=None, use_cache=None,
+                input_ids=None, visual_pos_masks=None, deepstack_visual_embeds=None, **kwargs):
         "The decoder forward: the stock layer loop with cuts in a prefill; stock decoding on a pruned cache."
-        if past_key_values is not None and past_key_values.get_seq_length() > 0:
-            if past_key_values in self._kept_padding:
-                attention_mask = self._decoding_mask(past_key_values, attention_mask, (inputs_embeds if
+        cache = kwargs.pop(CACHE_KWARG, None)
+        if cache is not None and cache.get_seq_length() > 0:
+            if cache in self._kept_padding:
+                attention_mask = self._decoding_mask(cache, attention_mask, (inputs_embeds if
                                                      inputs_embeds is not None else input_ids).shape[1])
             stock = type(decoder).forward.__get__(decoder)
             extra = {} if visual_pos_masks is None else dict(visual_pos_masks=visual_pos_masks,
                                                                deepstack_visual_embeds=deepstack_visual_embeds)
             return stock(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                         position_ids=position_ids, past_key_values=past_key_values, use_cache=use_cache,
+                         position_ids=position_ids, use_cache=use_cache, **{CACHE_KWARG: cache},
                          **extra, **kwargs)
         for flag in ("output_attentions", "output_hidden_states"):
             if kwargs.pop(flag, False):
@@ -245,17 +246,17 @@ class DropRun:
         if inputs_embeds is None:
             inputs_embeds = decoder.embed_tokens(input_ids)
         use_cache = decoder.config.use_cache if use_cache is None else use_cache
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=decoder.config)
-        if past_key_values is not None and getattr(past_key_values, "is_compileable", False):
-            raise TypeError(f"{type(past_key_values).__name__} cannot be pruned; use a DynamicCache")
+        if use_cache and cache is None:
+            cache = DynamicCache(config=decoder.config)
+        if cache is not None and getattr(cache, "is_compileable", False):
+            raise TypeError(f"{type(cache).__name__} cannot be pruned; use a DynamicCache")
         position_ids, text_position_ids = self._positions(inputs_embeds, position_ids)
         position_embeddings = decoder.rotary_emb(inputs_embeds, position_ids)
         hidden = self._prefill(decoder, inputs_embeds, attention_mask, position_ids, text_position_ids,
-                               position_embeddings, past_key_values, use_cache, visual_pos_masks,
+                               position_embeddings, cache, use_cache, visual_pos_masks,
                                deepstack_visual_embeds, kwargs)
         output_cls = MoeModelOutputWithPast if self.family == "qwen3" else BaseModelOutputWithPast
-        return output_cls(last_hidden_state=decoder.norm(hidden), past_key_values=past_key_values)
+        return output_cls(last_hidden_state=decoder.norm(hidden), **{CACHE_KWARG: cache})
 
     def _decoding_mask(self, cache, attention_mask, query_len: int) -> torch.Tensor:
         "The padding mask of a pruned cache plus the tokens appended since: (B, cache length + query_len)."
@@ -345,8 +346,8 @@ def _run_layer(state: DropState, mask, cache, use_cache, kwargs) -> DropState:
     layer_idx = state.k
     hidden = layer_output(state.layers[layer_idx](state.hidden_states, attention_mask=mask,
                                                   position_embeddings=state.position_embeddings,
-                                                  position_ids=state.text_position_ids, past_key_values=cache,
-                                                  use_cache=use_cache, **kwargs))
+                                                  position_ids=state.text_position_ids, use_cache=use_cache,
+                                                  **{CACHE_KWARG: cache}, **kwargs))
     if state.deepstack_embeds is not None and layer_idx < len(state.deepstack_embeds):
         hidden = add_deepstack(state.decoder, hidden, state.visual_pos_masks, state.deepstack_embeds[layer_idx])
     return replace(state, k=layer_idx + 1, hidden_states=hidden)
@@ -408,7 +409,7 @@ def masked_oracle(thinker, alive: dict):
         def hook(module, args, kwargs):
             hidden = args[0] if args else kwargs["hidden_states"]
             batch, q_len = hidden.shape[:2]
-            cache = kwargs.get("past_key_values")
+            cache = kwargs.get(CACHE_KWARG)
             past = cache.get_seq_length(layer_idx) if cache is not None else 0
             kv_len = past + q_len
             keys = torch.ones(batch, kv_len, dtype=torch.bool, device=hidden.device)  # (B, KV)

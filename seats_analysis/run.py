@@ -18,7 +18,7 @@ from torch.profiler import record_function
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .compat import multimodal_model, text_model
+from .compat import CACHE_KWARG, multimodal_model, text_model
 from .cost import decoder_dims, measured_flops
 from .encoder_attention import OpCounter, encoder_attention, synchronize
 from .engine import DropRun, check_thinker, hold
@@ -75,7 +75,7 @@ class Latency:
 
 def _starts_prefill(kwargs: dict) -> bool:
     "Whether a thinker call with these keyword arguments is a prefill (no cache, or an empty one)."
-    cache = kwargs.get("past_key_values")
+    cache = kwargs.get(CACHE_KWARG)
     return cache is None or cache.get_seq_length() == 0
 
 class PrefillClock:
