@@ -112,6 +112,7 @@ def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None,
     check_int("window_tokens", window_tokens, 1)
     check_ratio("ratio", ratio)
     total = features.shape[0]
+    window_tokens = min(window_tokens, max(total, 1))  # a window longer than the modality holds the whole modality
     keep = torch.zeros(total, dtype=torch.bool, device=features.device)  # (T,)
     num_full, last_len = divmod(total, window_tokens)
     full_len = num_full * window_tokens
