@@ -20,7 +20,7 @@ import torch
 
 from seats_analysis.compat import text_model
 from seats_analysis.methods import METHODS
-from seats_analysis.schedule import RELEASE_QWEN3_AUDIO_RATES, RELEASE_QWEN3_TEMPERATURE
+from seats_analysis.schedule import RELEASE_QWEN3_SETTINGS
 from seats_analysis.testing import clip_batch, tiny_schedule
 from seats_analysis.stand_ins import FAMILIES, tiny_thinker
 
@@ -30,7 +30,7 @@ SCHEDULE = dict(num_layers=NUM_LAYERS, middle_block_layer=4, late_block_layer=10
 INPUTS = {"batch_5s_3s": (5, 3), "single_4s": (4,)}
 SETTINGS = {"R35": (0.30, 0.65), "R25": (0.20, 0.55), "R15": (0.10, 0.45), "R10": (0.06, 0.35),
             "no_video": (0.0, 0.4), "audio_whole": (0.15, 1.0), "video_whole": (1.0, 0.2)}
-QWEN3_SETTINGS = {**RELEASE_QWEN3_AUDIO_RATES, "temperature": RELEASE_QWEN3_TEMPERATURE}
+QWEN3_SETTINGS = RELEASE_QWEN3_SETTINGS
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "kept_positions.json"
 
 
