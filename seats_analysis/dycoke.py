@@ -350,13 +350,15 @@ def dycoke(thinker, schedule, video_ratio: float, audio_ratio: float, merging_ra
     schedule, video_ratio, audio_ratio = prepare_run(thinker, schedule, video_ratio, audio_ratio)
     if merging_ratio is not None:
         merging_ratio = check_number("merging_ratio", merging_ratio, 0, 1, hint="the release's dycoke_k, or None")
-    kv = None
-    if check_bool("kv_pruning", kv_pruning):
-        kv_layer = check_int("kv_layer", kv_layer, 1, schedule.num_layers - 1,
-                             hint="the layer whose attention decides; the layers after it are pruned")
-        kinds = (Kind.VIDEO, Kind.AUDIO) if check_bool("kv_audio", kv_audio) else (Kind.VIDEO,)
-        kv = KVPruning(kv_layer, check_number("kv_prune_ratio", kv_prune_ratio, 0, 1),
-                       check_number("kv_threshold", kv_threshold, -1, 1), variant, kinds)
+    # the KV options are checked whether or not they are used; the layer against the model's depth only when used
+    # (the release's layer 3 is the default, and a model of 3 layers or fewer runs without KV pruning)
+    kv_pruning = check_bool("kv_pruning", kv_pruning)
+    kv_layer = check_int("kv_layer", kv_layer, 1, schedule.num_layers - 1 if kv_pruning else None,
+                         hint="the layer whose attention decides; the layers after it are pruned")
+    kinds = (Kind.VIDEO, Kind.AUDIO) if check_bool("kv_audio", kv_audio) else (Kind.VIDEO,)
+    kv_prune_ratio = check_number("kv_prune_ratio", kv_prune_ratio, 0, 1)
+    kv_threshold = check_number("kv_threshold", kv_threshold, -1, 1)
+    kv = KVPruning(kv_layer, kv_prune_ratio, kv_threshold, variant, kinds) if kv_pruning else None
     method = DyCoke(video_ratio, audio_ratio, token_id(thinker.config, "video"),
                     thinker.config.vision_config.spatial_merge_size, schedule.audio_window_tokens, merging_ratio,
                     audio, frames, variant, kv)
