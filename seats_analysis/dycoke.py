@@ -141,7 +141,7 @@ class KVPruning:
         self.variant = _check_choice("variant", variant, VARIANTS)
         self.kinds = None  # (B, S_cache) kinds of the prompt positions in the cache
         self.previous, self.step_keys, self.steps = {}, None, []  # per (row, kind): last attention; this step's keys
-        self._step = None
+        self._step, self._followed = None, []  # caches whose beam reordering `previous` follows, until the block ends
 
     def start(self, kinds: torch.Tensor):
         "A new prefill: the cache's prompt holds positions of these kinds (B, S_cache); no step before."
@@ -157,6 +157,22 @@ class KVPruning:
         kwargs = {"hidden_states": args[0] if args else kwargs["hidden_states"], **kwargs}
         self.step_keys = None
         self._step = kwargs if self._decoding(kwargs) else None
+        if self._step is not None:
+            self._follow(kwargs[CACHE_KWARG])
+
+    def _follow(self, cache):
+        "Within the block, `cache.reorder_cache` (beam search) also hands each row the previous attention of its source row."
+        if "reorder_cache" in vars(cache):
+            return
+        reorder = cache.reorder_cache
+
+        def reorder_cache(beam_idx, *args, **kwargs):
+            source = beam_idx.tolist()  # row i continues row source[i]
+            self.previous = {(row, kind): self.previous[source[row], kind] for row in range(len(source))
+                             for kind in self.pruned_kinds if (source[row], kind) in self.previous}
+            return reorder(beam_idx, *args, **kwargs)
+        cache.reorder_cache = reorder_cache
+        self._followed.append(cache)
 
     def _after_scoring_layer(self, module, args, kwargs, output):
         "Hook on layer `layer`: its attention from the new token decides which video keys the later layers see."
@@ -206,6 +222,9 @@ class KVPruning:
         finally:
             for handle in handles:
                 handle.remove()
+            for cache in self._followed:
+                del cache.reorder_cache
+            self._followed.clear()
 
 # %% ../nbs/08c_dycoke.ipynb #d6bea468
 def _kept_kinds(kinds: torch.Tensor, keep: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
@@ -287,14 +306,15 @@ class DyCoke:
             self.notes.append(note)
         self.reachable[name] = False
 
-    def _videos(self, state) -> list[tuple[int, torch.LongTensor, int]]:
-        "(row, positions, tokens per frame) of each video of the call, in placeholder order."
+    def _videos(self, state) -> tuple[int, list[tuple[int, torch.LongTensor, int]]]:
+        """(copies of each row, [(row, positions, tokens per frame) of each video of the call, in placeholder order]):
+        `generate` repeats each row for its beams and samples (rows r c ... r c + c - 1 are copies of row r c)."""
         input_ids, grids = self.input_ids, self.video_grids
         if input_ids is None or tuple(input_ids.shape) != tuple(state.kinds.shape):
             raise ValueError("dycoke needs the thinker to be called with input_ids (they tell videos from images)")
         is_video = input_ids.to(state.kinds.device) == self.video_token_id  # (B, S)
         if not is_video.any():
-            return []
+            return 1, []
         if grids is None:
             raise ValueError(f"{int(is_video.sum())} video placeholders, but no video was encoded in this block "
                              "(dycoke reads the frames from the grids the video encoder is given)")
@@ -307,17 +327,19 @@ class DyCoke:
         # generate repeats each row for beams and samples, encoding its videos once; a copy keeps what its row keeps
         is_video[torch.arange(len(is_video), device=is_video.device) % copies != 0] = False
         rows, positions = is_video.nonzero(as_tuple=True)
-        return [(int(r[0]), p, n) for r, p, n in zip(rows.split(lengths), positions.split(lengths), per_frame)]
+        return copies, [(int(r[0]), p, n) for r, p, n in zip(rows.split(lengths), positions.split(lengths), per_frame)]
 
     def select(self, state) -> torch.Tensor:
         "The boundary-0 selector."
         keep = state.padding_mask.clone()  # (B, S)
         fixed = self.merging_ratio is not None  # the release's rule: the targets are not used
         video, audio = self.targets[Kind.VIDEO], self.targets[Kind.AUDIO]
+        copies = 1
         if not fixed and video == 0:  # none of the modality enters the LLM
             keep &= state.kinds != Kind.VIDEO
         elif fixed or video < 1:
-            for row, positions, per_frame in self._videos(state):
+            copies, videos = self._videos(state)
+            for row, positions, per_frame in videos:
                 for clip in (position_runs(positions) if self.frames == "window" else [positions]):
                     keep[row, clip] = self._merge(state.hidden_states[row, clip], per_frame, Kind.VIDEO)
         is_audio = (state.kinds == Kind.AUDIO) & state.padding_mask  # (B, S)
@@ -332,6 +354,8 @@ class DyCoke:
                 if len(whole):  # a shorter last window has no equal partner: kept
                     keep[row, whole] = self._merge(state.hidden_states[row, whole], self.audio_window_tokens,
                                                    Kind.AUDIO)
+        if copies > 1:  # a copy keeps what its row keeps (the engine copies it too), so the cache's kinds are its row's
+            keep = keep[torch.arange(len(keep), device=keep.device) // copies * copies]
         if self.kv_pruning is not None:
             self.kv_pruning.start(_kept_kinds(state.kinds, keep, state.padding_mask))
         return keep
@@ -350,13 +374,15 @@ def dycoke(thinker, schedule, video_ratio: float, audio_ratio: float, merging_ra
     schedule, video_ratio, audio_ratio = prepare_run(thinker, schedule, video_ratio, audio_ratio)
     if merging_ratio is not None:
         merging_ratio = check_number("merging_ratio", merging_ratio, 0, 1, hint="the release's dycoke_k, or None")
-    kv = None
-    if check_bool("kv_pruning", kv_pruning):
-        kv_layer = check_int("kv_layer", kv_layer, 1, schedule.num_layers - 1,
-                             hint="the layer whose attention decides; the layers after it are pruned")
-        kinds = (Kind.VIDEO, Kind.AUDIO) if check_bool("kv_audio", kv_audio) else (Kind.VIDEO,)
-        kv = KVPruning(kv_layer, check_number("kv_prune_ratio", kv_prune_ratio, 0, 1),
-                       check_number("kv_threshold", kv_threshold, -1, 1), variant, kinds)
+    # the KV options are checked whether or not they are used; the layer against the model's depth only when used
+    # (the release's layer 3 is the default, and a model of 3 layers or fewer runs without KV pruning)
+    kv_pruning = check_bool("kv_pruning", kv_pruning)
+    kv_layer = check_int("kv_layer", kv_layer, 1, schedule.num_layers - 1 if kv_pruning else None,
+                         hint="the layer whose attention decides; the layers after it are pruned")
+    kinds = (Kind.VIDEO, Kind.AUDIO) if check_bool("kv_audio", kv_audio) else (Kind.VIDEO,)
+    kv_prune_ratio = check_number("kv_prune_ratio", kv_prune_ratio, 0, 1)
+    kv_threshold = check_number("kv_threshold", kv_threshold, -1, 1)
+    kv = KVPruning(kv_layer, kv_prune_ratio, kv_threshold, variant, kinds) if kv_pruning else None
     method = DyCoke(video_ratio, audio_ratio, token_id(thinker.config, "video"),
                     thinker.config.vision_config.spatial_merge_size, schedule.audio_window_tokens, merging_ratio,
                     audio, frames, variant, kv)

@@ -138,20 +138,21 @@ class EncoderStatistic:
         return mask
 
     def scores(self) -> torch.Tensor:
-        "The statistic at every position of the input (B, S); NaN at text and at kinds not recorded."
+        """The statistic at every position of the input (B, S), in float32 whatever the model's dtype (a bfloat16 or
+        float16 statistic is exact in it); NaN at text and at kinds not recorded."""
         out = torch.full(self.input_ids.shape, float("nan"), dtype=torch.float32, device=self.input_ids.device)
         for kind, values in self.values.items():
-            out[self._positions(kind)] = values.to(out.device)
+            out[self._positions(kind)] = values.to(out.device, out.dtype)
         return out
 
     def key_features(self) -> torch.Tensor:
-        "The head-averaged encoder keys at every position (B, S, d); zero where none were recorded."
+        "The head-averaged encoder keys at every position (B, S, d), in float32; zero where none were recorded."
         if not self.keys:
             raise ValueError("no encoder keys were recorded: pass keys=True to encoder_attention")
         dim = next(iter(self.keys.values())).shape[-1]
-        out = torch.zeros(*self.input_ids.shape, dim, device=self.input_ids.device)
+        out = torch.zeros(*self.input_ids.shape, dim, dtype=torch.float32, device=self.input_ids.device)
         for kind, keys in self.keys.items():
-            out[self._positions(kind)] = keys.to(out.device)
+            out[self._positions(kind)] = keys.to(out.device, out.dtype)
         return out
 
     def item_index(self, kind: str) -> torch.Tensor:
