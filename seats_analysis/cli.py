@@ -81,10 +81,11 @@ def names(choices: Sequence[str]) -> Callable[[str], list[str]]:
 
 
 def option_value(text: str):
-    "A method option's value as lmms-eval converts model arguments: true/false, a whole number, a number, else text."
+    """A method option's value as lmms-eval converts model arguments: true/false, a whole number, a number, else text;
+    a signed whole number ("-1") is a whole number too, where lmms-eval's digits-only test makes it a float."""
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
-    if text.isnumeric():
+    if (text[1:] if text[:1] in "+-" else text).isdecimal():
         return int(text)
     try:
         return float(text)
@@ -100,6 +101,10 @@ def method_option(text: str) -> tuple[str, str, object]:
         raise argparse.ArgumentTypeError(f"{text!r}: give METHOD:NAME=VALUE, e.g. omnizip:g=15")
     if method not in METHOD_NAMES:
         raise argparse.ArgumentTypeError(f"{text!r}: {method!r} is not one of {', '.join(METHOD_NAMES)}")
+    base = method.removesuffix("-om")
+    if name.strip() == "omni" and f"{base}-om" in METHOD_NAMES:  # results are labelled by the method's name
+        raise argparse.ArgumentTypeError(f"{text!r}: omni is set by the method's name, not by an option: give "
+                                         f"--methods {base}-om (omni) or {base}")
     return method, name.strip(), option_value(value.strip())
 
 
