@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from transformers import Qwen2_5OmniThinkerForConditionalGeneration, WhisperFeatureExtractor
 
 import seats_analysis
-from .checks import check_int
+from .checks import check_int, check_number
+from .cli import positive_float, positive_int
 from .harness import RATIO_PAIRS, Scored, method_cells, reached, run_samples
 from .methods import METHODS
 from .layout import Kind, temporal_windows, token_kinds
@@ -307,6 +308,9 @@ def run_benchmark(out: str | Path, size: str = "cpu", device: str = "cpu", dtype
                   keep_memory: bool = True, attn: str = "sdpa") -> dict:
     """The prefill benchmark, the selection steps and the clip-length scaling on one machine, written next to `out`;
     with `keep_memory`, after `keep_host_memory` (for the rest of the process)."""
+    check_number("seconds", seconds, 0, low_open=True)
+    check_number("scaling_seconds", scaling_seconds, 0, low_open=True)
+    check_int("repeats", repeats, 1)
     if size not in SIZES:
         raise ValueError(f"size={size!r} is not one of {list(SIZES)}")
     if keep_memory:
@@ -344,19 +348,21 @@ def run_benchmark(out: str | Path, size: str = "cpu", device: str = "cpu", dtype
 
 def bench_main(argv: list[str] | None = None):
     "Command line: `python -m seats_analysis.bench --size 7b --device cuda --dtype bfloat16 --attn flash_attention_2 --out PATH`."
-    parser = argparse.ArgumentParser(description="Prefill benchmark of SEATS and the baselines on one machine.")
+    parser = argparse.ArgumentParser(prog="python -m seats_analysis.bench",
+                                     description="Prefill benchmark of SEATS and the baselines on one machine.")
     parser.add_argument("--out", required=True, help="path of the tables without suffix, e.g. data/benchmarks/prefill_h100")
     parser.add_argument("--size", default="cpu", choices=list(SIZES), help="decoder width (28 layers always)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"],
                         help="attention implementation (flash_attention_2 without flash-attn: the pure-torch stand-in)")
-    parser.add_argument("--seconds", type=float, default=120, help="clip length of the main table")
-    parser.add_argument("--scaling-seconds", type=float, default=30, help="base clip length of the 1x/2x/4x table")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=positive_float, default=120, help="clip length of the main table")
+    parser.add_argument("--scaling-seconds", type=positive_float, default=30,
+                        help="base clip length of the 1x/2x/4x table")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed prefills per method and setting")
     parser.add_argument("--methods", help="comma-separated subset of the methods")
     parser.add_argument("--settings", help="comma-separated subset of " + ", ".join(RATIO_PAIRS))
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
     parser.add_argument("--system-memory", action="store_true",
                         help="leave the C allocator's defaults (glibc returns every freed block over 32 MiB to the kernel)")
     args = parser.parse_args(argv)

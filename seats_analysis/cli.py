@@ -16,10 +16,11 @@ from .parsers import PARSE_MODES
 
 # %% auto #0
 __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PROBE_CONDITIONS', 'PROBE_METRICS', 'PROBE_METHODS',
-           'DTYPES', 'DEMO_OUT', 'DEMO_DEFAULT_ITEMS', 'ORGANISM_TEST_ITEMS', 'PLAN_DTYPES', 'positive_int', 'count',
-           'positive_float', 'names', 'option_value', 'method_option', 'option_groups', 'ratio_names',
-           'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments', 'add_probe_arguments',
-           'table_file', 'add_plan_arguments', 'HelpFormatter', 'command_parser', 'main', 'sweep_parser', 'sweep_main']
+           'DTYPES', 'DEMO_OUT', 'DEMO_DEFAULT_ITEMS', 'ORGANISM_TEST_ITEMS', 'PLAN_DTYPES', 'PLAN_SOURCE_FPS',
+           'PLAN_MAX_SECONDS', 'WHOLE_MODEL_TYPES', 'positive_int', 'count', 'positive_float', 'names', 'option_value',
+           'method_option', 'option_groups', 'ratio_names', 'requested_processes', 'launch_state', 'engine_demo',
+           'add_sweep_arguments', 'add_probe_arguments', 'table_file', 'clip_seconds', 'plan_model', 'frame_cap',
+           'add_plan_arguments', 'HelpFormatter', 'command_parser', 'main', 'sweep_parser', 'sweep_main']
 
 # %% ../nbs/40_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
@@ -80,10 +81,11 @@ def names(choices: Sequence[str]) -> Callable[[str], list[str]]:
 
 
 def option_value(text: str):
-    "A method option's value as lmms-eval converts model arguments: true/false, a whole number, a number, else text."
+    """A method option's value as lmms-eval converts model arguments: true/false, a whole number, a number, else text;
+    a signed whole number ("-1") is a whole number too, where lmms-eval's digits-only test makes it a float."""
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
-    if text.isnumeric():
+    if (text[1:] if text[:1] in "+-" else text).isdecimal():
         return int(text)
     try:
         return float(text)
@@ -99,6 +101,10 @@ def method_option(text: str) -> tuple[str, str, object]:
         raise argparse.ArgumentTypeError(f"{text!r}: give METHOD:NAME=VALUE, e.g. omnizip:g=15")
     if method not in METHOD_NAMES:
         raise argparse.ArgumentTypeError(f"{text!r}: {method!r} is not one of {', '.join(METHOD_NAMES)}")
+    base = method.removesuffix("-om")
+    if name.strip() == "omni" and f"{base}-om" in METHOD_NAMES:  # results are labelled by the method's name
+        raise argparse.ArgumentTypeError(f"{text!r}: omni is set by the method's name, not by an option: give "
+                                         f"--methods {base}-om (omni) or {base}")
     return method, name.strip(), option_value(value.strip())
 
 
@@ -421,6 +427,46 @@ def table_file(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text!r}: give a .csv or .md file")
     return Path(text)
 
+PLAN_SOURCE_FPS = 30  # `plan.clip_tokens` plans a clip of a 30 fps source video
+PLAN_MAX_SECONDS = 24 * 3600  # a day, longer than any benchmark's video
+WHOLE_MODEL_TYPES = ("qwen2_5_omni", "qwen3_omni_moe")  # configs of a whole model, its thinker's under thinker_config
+
+def clip_seconds(text: str) -> float:
+    "An argparse type: a clip's length in seconds, from a pair of frames of its 30 fps source to a day."
+    from seats_analysis.media import FRAME_FACTOR
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    low = FRAME_FACTOR / PLAN_SOURCE_FPS
+    if not low <= seconds <= PLAN_MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"seconds={seconds:g} is outside [{low:g}, {PLAN_MAX_SECONDS}] (a clip holds "
+                                         f"at least {FRAME_FACTOR} frames of its {PLAN_SOURCE_FPS} fps source and "
+                                         "lasts at most a day)")
+    return seconds
+
+def plan_model(text: str) -> str:
+    "An argparse type: a shipped configuration's name, 'organism', or a path to a config.json (or its folder) holding a config."
+    import json
+    path = Path(text) / "config.json" if Path(text).is_dir() else Path(text)
+    if text == ORGANISM or not path.is_file():
+        return text  # a shipped name, or `plan.thinker_config` names the missing file
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError) as err:  # not JSON, not text, or unreadable
+        raise argparse.ArgumentTypeError(f"{path} is not a config file: it is not JSON ({err})") from None
+    whole = isinstance(data, dict) and data.get("model_type") in WHOLE_MODEL_TYPES
+    part = data.get("thinker_config") if whole else data  # a whole model's config holds its thinker's
+    if not isinstance(part, dict):
+        raise argparse.ArgumentTypeError(f"{path} is not a config file: its {'thinker_config' if whole else 'content'} "
+                                         f"is {str(part)[:40]}, where a config is a JSON object with a model_type")
+    return text
+
+def frame_cap(text: str) -> int:
+    "An argparse type: a cap on the frames sampled, a whole number of at least one group of frames (2)."
+    from seats_analysis.media import FRAME_FACTOR
+    return _whole_number(text, FRAME_FACTOR)
+
 def _plan(args) -> int:
     "Tokens, prefill FLOPs, KV-cache and activation memory of one clip, unpruned and with each method: no weights, no GPU."
     from seats_analysis.plan import format_plan, plan_table, write_plan
@@ -428,8 +474,9 @@ def _plan(args) -> int:
         table = plan_table(args.model, args.seconds, fps=args.fps, height=args.height, width=args.width,
                            max_frames=args.max_frames, text=args.text_tokens, settings=args.ratios,
                            methods=args.methods, schedule=args.schedule, dtype=args.dtype)
-    except (ValueError, FileNotFoundError) as error:
-        return f"seats-analysis plan: {error}"
+    except (ValueError, OSError) as error:  # a --model or --schedule file that cannot be read or used
+        print(f"seats-analysis plan: error: {error}", file=sys.stderr)
+        return 2
     clip = table.iloc[0]
     print(f"{args.model}, a {args.seconds:g} s clip: {clip.video} video + {clip.audio} audio + {clip.text} text = "
           f"{clip.prefill_tokens} tokens. Decoder prefill TFLOPs (paper convention, exact widths); KV cache and one "
@@ -442,14 +489,14 @@ def _plan(args) -> int:
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     "The arguments of `seats-analysis plan`, added to `parser`."
-    parser.add_argument("--model", default="qwen2_5_omni_7b",
+    parser.add_argument("--model", type=plan_model, default="qwen2_5_omni_7b",
                         help="a shipped real configuration (qwen2_5_omni_7b, qwen3_omni_30b_a3b), 'organism', or a "
                              "path to a thinker's config.json (then give --schedule)")
-    parser.add_argument("--seconds", type=positive_float, default=60.0, help="clip length in seconds")
+    parser.add_argument("--seconds", type=clip_seconds, default=60.0, help="clip length in seconds")
     parser.add_argument("--fps", type=positive_float, default=2.0, help="frames sampled per second")
     parser.add_argument("--height", type=positive_int, default=720, help="the source video's frame height")
     parser.add_argument("--width", type=positive_int, default=1280, help="the source video's frame width")
-    parser.add_argument("--max-frames", type=positive_int, default=128,
+    parser.add_argument("--max-frames", type=frame_cap, default=128,
                         help="frame cap (the benchmarks': 128 WorldSense and Daily-Omni, 256 OmniVideoBench, 768 "
                              "Video-MME and LVOmniBench)")
     parser.add_argument("--text-tokens", type=count, default=150,

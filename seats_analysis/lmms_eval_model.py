@@ -95,20 +95,28 @@ AUTHORS_MAX_NEW_TOKENS = 1024
 def generation_settings(gen_kwargs: Mapping | None, max_new_tokens: int | None = None) -> tuple[int, dict, list[str]]:
     "(new-token cap, extra `generate` arguments, stop strings) of one request: the task's, or the model's cap."
     gen = dict(gen_kwargs or {})
-    until = gen.get("until") or []
-    until = [until] if isinstance(until, str) else list(until)
+    hint = "the task's generation_kwargs"
+    until = gen.get("until")
+    until = [] if until is None else [until] if isinstance(until, str) else until
+    if not isinstance(until, (list, tuple)) or not all(isinstance(stop, str) for stop in until):
+        raise ValueError(f"until={gen['until']!r} must be a string or a list of strings ({hint})")
     if max_new_tokens is None:
-        max_new_tokens = int(gen.get("max_new_tokens") or AUTHORS_MAX_NEW_TOKENS)
+        task_cap = gen.get("max_new_tokens")
+        max_new_tokens = AUTHORS_MAX_NEW_TOKENS if task_cap is None else check_int("max_new_tokens", task_cap, 1,
+                                                                                   hint=hint)
+    if gen.get("do_sample") is not None:  # checked, but the temperature decides, as in lmms-eval's Qwen-Omni models
+        check_bool("do_sample", gen["do_sample"], hint=f"{hint}; the temperature decides whether to sample")
+    temperature = gen.get("temperature")
+    temperature = check_number("temperature", 0 if temperature is None else temperature, 0,
+                               hint=f"{hint}: 0 is greedy decoding")
     extra = {}
-    temperature = check_number("temperature", gen.get("temperature") or 0, 0, hint="the task's generation_kwargs: 0 "
-                               "is greedy decoding")
-    if temperature > 0 or gen.get("do_sample"):
-        extra.update(do_sample=True, temperature=temperature or 1.0)
+    if temperature > 0:
+        extra.update(do_sample=True, temperature=temperature)
         if gen.get("top_p") is not None:
-            extra["top_p"] = check_number("top_p", gen["top_p"], 0, 1, low_open=True, hint="the task's generation_kwargs")
+            extra["top_p"] = check_number("top_p", gen["top_p"], 0, 1, low_open=True, hint=hint)
     if gen.get("num_beams") is not None:
-        extra["num_beams"] = check_int("num_beams", gen["num_beams"], 1, hint="the task's generation_kwargs")
-    return max_new_tokens, extra, until
+        extra["num_beams"] = check_int("num_beams", gen["num_beams"], 1, hint=hint)
+    return max_new_tokens, extra, list(until)
 
 
 def cut_at_stops(text: str, until: Sequence[str]) -> str:
