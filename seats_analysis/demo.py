@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .blocks import derive_blocks
-from .checks import check_int
+from .checks import check_int, check_out_folder
 from .benchmarks import BenchmarkSpec, register_benchmark
 from .compat import audio_rates
 from .evaluate import record_inputs, sweep
@@ -187,17 +187,9 @@ class DemoPaths:
     def check(self):
         """Refuse a run folder that holds anything but is not one of this job's run folders (its `.gitignore` is not
         `RUN_FOLDER_MARK`): a repository's root, a folder of one's own files. Nothing in it is touched."""
-        if not self.ignored_by_git:
-            return
-        folder = self.folder
-        if folder.exists() and not folder.is_dir():
-            raise ValueError(f"the run folder {folder} is a file; nothing was written: choose a new or empty folder")
-        present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-        mark = folder / ".gitignore"
-        if present and not (mark.is_file() and mark.read_bytes() == RUN_FOLDER_MARK.encode()):
-            raise ValueError(f"{folder} holds {present[:4]}{' ...' if len(present) > 4 else ''} but is not a run "
-                             "folder of seats-analysis demo (it has no .gitignore written by it); nothing in it was "
-                             "changed: choose a new or empty folder, or a run folder of an earlier run")
+        if self.ignored_by_git:
+            check_out_folder(self.folder, _is_run_folder, "a run folder of seats-analysis demo",
+                             "it has no .gitignore written by it")
 
     def prepare(self):
         "`check` a run folder, then create the folders; a new run folder gets its `.gitignore` first."
@@ -207,6 +199,11 @@ class DemoPaths:
             (self.folder / ".gitignore").write_text(RUN_FOLDER_MARK)
         for folder in (self.folder, self.results, self.figures):
             folder.mkdir(parents=True, exist_ok=True)
+
+def _is_run_folder(folder: Path) -> bool:
+    "Whether `folder` is a run folder of the main job: its `.gitignore` is `RUN_FOLDER_MARK`."
+    mark = folder / ".gitignore"
+    return mark.is_file() and mark.read_bytes() == RUN_FOLDER_MARK.encode()
 
 @dataclass
 class DemoOutputs:

@@ -19,7 +19,7 @@ import torch
 
 import seats_analysis
 from .benchmarks import BenchmarkSpec, benchmark_spec
-from .checks import check_int, check_launch, check_ratio
+from .checks import check_int, check_launch, check_out_folder, check_ratio
 from .compat import audio_from_video
 from .harness import (FULL_METHOD, GenerateParse, check_sweep_options, method_cells, ratio_name,
                                     ratio_pair, resolve_method, run_batch, run_samples, sample_cost)
@@ -31,7 +31,7 @@ from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, d
 from .tables import RESULT_SETTINGS, summarize, write_summary
 
 # %% auto #0
-__all__ = ['MEDIA_FIELDS', 'append_row', 'sample_seed', 'processor_inputs', 'reply_and_cost', 'generate_response',
+__all__ = ['MEDIA_FIELDS', 'SWEEP_FILES', 'append_row', 'sample_seed', 'processor_inputs', 'reply_and_cost', 'generate_response',
            'benchmark_records', 'record_prompt', 'record_media', 'record_inputs', 'record_digest', 'run_fingerprint',
            'evaluate', 'TooManyFailures', 'cell_path', 'sweep_cells', 'sweep']
 
@@ -332,6 +332,16 @@ def cell_path(out_dir: str | Path, benchmark: str, method: str, video_ratio: flo
     return Path(out_dir) / method / f"vr{video_ratio:g}-ar{audio_ratio:g}" / f"{benchmark}.jsonl"
 
 
+SWEEP_FILES = ("summary.csv", "summary.md", "paired.csv", "paired.md", "tradeoff_*")  # beside the cells' folders
+
+
+def _is_sweep_folder(folder: Path) -> bool:
+    "Whether `folder` is a sweep's: it has results folders of cells and, beside folders, only files a sweep writes."
+    loose = [p.name for p in folder.iterdir() if not p.is_dir() and not p.name.startswith(".")
+             and not any(p.match(name) for name in SWEEP_FILES)]
+    return not loose and any(path.is_dir() for path in folder.glob("*/vr*-ar*"))
+
+
 def sweep_cells(benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence) -> list[tuple]:
     "The (benchmark, method, video_ratio, audio_ratio) cells of a sweep: `harness.method_cells` for each benchmark."
     settings = {ratio_name(*pair): pair for pair in map(ratio_pair, ratio_pairs)}
@@ -351,7 +361,8 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
     `{method: {option: value}}`, checked before any cell runs (`harness.check_sweep_options`). With `inputs_caches`
     (a dict, filled per benchmark: `{benchmark: {sample key: record_inputs(...)}}`) each sample's processor inputs are
     built once and kept for every cell, at the cost of holding them all in memory."""
-    out_dir = Path(out_dir)
+    out_dir = check_out_folder(out_dir, _is_sweep_folder, "a sweep folder", "it has no <method>/vr*-ar*/ results "
+                               f"folders, or holds files a sweep does not write beside them: {SWEEP_FILES}")
     options = check_sweep_options(methods, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
                                   evaluate_kwargs.get("registry"))
     for benchmark in benchmarks:
