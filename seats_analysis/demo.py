@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['ROOT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'DEFAULT_OUT', 'DEMO_ITEMS',
            'REFERENCE_ITEMS', 'ITEMS_AT_ONCE', 'SUMMARY_HEADERS', 'OrganismRecord', 'organism_records', 'organism_spec',
-           'register_organism', 'organism_inputs', 'organism_samples', 'organism_schedule', 'organism_table',
-           'DemoPaths', 'DemoOutputs', 'stored_probe_samples', 'run_demo', 'terminal_summary']
+           'register_organism', 'organism_samples', 'organism_schedule', 'organism_table', 'DemoPaths', 'DemoOutputs',
+           'stored_probe_samples', 'run_demo', 'terminal_summary']
 
 # %% ../nbs/41_demo.ipynb #f00b1a76
 import shutil
@@ -76,11 +76,6 @@ def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSp
     "Register the organism's test split with the evaluation harness as benchmark 'organism'."
     return register_benchmark("organism", organism_spec(num_items, seed), overwrite=True)
 
-def organism_inputs(processor, records) -> dict:
-    """Each record's processor inputs and whether its audio is interleaved, by sample key (`evaluate.record_inputs`):
-    built once, they serve every cell of a sweep (`evaluate.sweep`'s `inputs_caches`)."""
-    spec = organism_spec()
-    return {record.id: record_inputs(processor, spec, record) for record in records}
 
 # %% ../nbs/41_demo.ipynb #ef2e1f79
 def organism_samples(processor, records) -> list:
@@ -269,7 +264,7 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
             chunk = records[start:start + items_at_once]
             sweep(thinker, processor, ["organism"], [FULL_METHOD, *methods], list(RATIO_PAIRS.values()), paths.sweep,
                   records={"organism": chunk}, schedule=schedule, mode="strict", max_new_tokens=ANSWER_TOKENS,
-                  inputs_caches={"organism": organism_inputs(processor, chunk)}, progress=False,
+                  inputs_caches={}, progress=False,
                   on_sample=lambda row: bar.update())
     keys = [record.id for record in records]
     write_summary(paths.sweep, {"organism": keys})  # the sweep's own summary, of every item of this run

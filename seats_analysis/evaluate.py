@@ -223,8 +223,8 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     counted in `n_errors`; `retry_errors=True` runs the failed samples of a results file again. When more than
     `max_errors` samples have failed, `TooManyFailures` is raised after everything is written. Records read from
     `data_root` with `on_error="skip"` leave out malformed annotation rows (with a warning) instead of stopping.
-    `inputs_cache` ({sample key: `record_inputs(...)`}, for these records and media options only) gives a sample's
-    processor inputs when it holds them, and keeps those built here."""
+    `inputs_cache` (a dict of `record_inputs(...)`) gives a sample's processor inputs when it holds those built by this
+    processor with these media options from this very record of this benchmark, and keeps those built here."""
     spec = benchmark_spec(benchmark)
     method_name, factory = resolve_method(method, registry)
     video_ratio, audio_ratio = check_ratio("video_ratio", video_ratio), check_ratio("audio_ratio", audio_ratio)
@@ -252,6 +252,11 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         inputs = {key: record_digest(record) for key, record in zip(keys, records)}
         Path(results_path).parent.mkdir(parents=True, exist_ok=True)
         lock = writer_lock(_part_path(Path(results_path), rank, world_size))
+    cached_as = {}  # a sample's place in `inputs_cache`: what built its inputs, so a reused cache never goes stale
+    if inputs_cache is not None:
+        built_by = digest(benchmark, (fingerprint or {}).get("processor") or processor_fingerprint(processor),
+                          media_kwargs or {})
+        cached_as = {key: digest(built_by, inputs.get(key) or record_digest(record)) for key, record in zip(keys, records)}
 
     prompts = {}
 
@@ -259,10 +264,10 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         "The processor inputs of one (index, record) and whether its audio is interleaved, its prompt kept for the row."
         index, record = sample
         prompts[index] = record_prompt(processor, spec, record)
-        cache = {} if inputs_cache is None else inputs_cache
-        if keys[index] not in cache:
-            cache[keys[index]] = record_inputs(processor, spec, record, **(media_kwargs or {}))
-        inputs, with_audio = cache[keys[index]]
+        cache, slot = ({}, index) if inputs_cache is None else (inputs_cache, cached_as[keys[index]])
+        if slot not in cache:
+            cache[slot] = record_inputs(processor, spec, record, **(media_kwargs or {}))
+        inputs, with_audio = cache[slot]
         return inputs.to(device=thinker.device, dtype=thinker.dtype), with_audio
 
     def row_of(sample) -> dict:
@@ -359,8 +364,8 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
     than `max_errors`, or every sample of the call failed, `TooManyFailures` is raised once every cell has run,
     the summary written (it counts the failures) and attached. `method_kwargs` gives each method its own options,
     `{method: {option: value}}`, checked before any cell runs (`harness.check_sweep_options`). With `inputs_caches`
-    (a dict, filled per benchmark: `{benchmark: {sample key: record_inputs(...)}}`) each sample's processor inputs are
-    built once and kept for every cell, at the cost of holding them all in memory."""
+    (a dict, filled per benchmark: `{benchmark: evaluate's inputs_cache}`) each sample's processor inputs are built
+    once and kept for every cell, at the cost of holding them all in memory."""
     out_dir = check_out_folder(out_dir, _is_sweep_folder, "a sweep folder", "it has no <method>/vr*-ar*/ results "
                                f"folders, or holds files a sweep does not write beside them: {SWEEP_FILES}")
     options = check_sweep_options(methods, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
