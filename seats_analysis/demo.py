@@ -58,7 +58,9 @@ class OrganismRecord:
         return {"kind": str(self.item["kind"])}
 
 def organism_records(num_items: int = TEST_ITEMS, seed: int = 0) -> list:
-    "The organism's test items as harness records."
+    """The first `num_items` of the organism's test split as harness records; the split holds `TEST_ITEMS`, every one
+    of them when `num_items` is larger (a sweep's `limit` above the split's size takes the whole split)."""
+    num_items = min(check_int("num_items", num_items, 1), TEST_ITEMS)
     return [OrganismRecord(item) for item in synth_items("test", num_items, seed)]
 
 def organism_spec(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSpec:
