@@ -341,7 +341,8 @@ def _probe_samples(args, processor) -> list:
         from seats_analysis.demo import organism_records, organism_samples
         return organism_samples(processor, organism_records(args.items or ORGANISM_TEST_ITEMS, args.seed))
     from seats_analysis.benchmarks import benchmark_spec
-    from seats_analysis.evaluate import benchmark_records, record_inputs
+    from seats_analysis.benchmarks import benchmark_records
+    from seats_analysis.evaluate import record_inputs
     spec = benchmark_spec(args.benchmark)
     records = benchmark_records(spec, Path(args.data_root) / args.benchmark)[:args.items]
 

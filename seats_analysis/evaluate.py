@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import json
 import random
-import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 import seats_analysis
-from .benchmarks import BenchmarkSpec, benchmark_spec
+from .benchmarks import BenchmarkSpec, benchmark_records, benchmark_spec, record_digest
 from .checks import check_int, check_launch, check_out_folder, check_ratio
 from .compat import audio_from_video
 from .harness import (FULL_METHOD, GenerateParse, check_sweep_options, method_cells, ratio_name,
@@ -26,14 +25,14 @@ from .harness import (FULL_METHOD, GenerateParse, check_sweep_options, method_ce
 from .media import load_media
 from .parsers import PARSE_MODES
 from .prompts import build_messages, chat_text, parse_answer
-from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, file_digest,
-                                    first_success, model_fingerprint, processor_fingerprint, read_jsonl, writer_lock)
+from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, first_success,
+                                    model_fingerprint, processor_fingerprint, read_jsonl, writer_lock)
 from .tables import RESULT_SETTINGS, summarize, write_summary
 
 # %% auto #0
-__all__ = ['MEDIA_FIELDS', 'SWEEP_FILES', 'append_row', 'sample_seed', 'processor_inputs', 'reply_and_cost', 'generate_response',
-           'benchmark_records', 'record_prompt', 'record_media', 'record_inputs', 'record_digest', 'run_fingerprint',
-           'evaluate', 'TooManyFailures', 'cell_path', 'sweep_cells', 'sweep']
+__all__ = ['SWEEP_FILES', 'append_row', 'sample_seed', 'processor_inputs', 'reply_and_cost', 'generate_response', 'record_prompt',
+           'record_media', 'record_inputs', 'run_fingerprint', 'evaluate', 'TooManyFailures', 'cell_path',
+           'sweep_cells', 'sweep']
 
 # %% ../nbs/32_evaluate.ipynb #fe9fa20d
 def append_row(path: str | Path, row: dict):
@@ -90,18 +89,6 @@ def generate_response(thinker, processor, prompt: str, frames, audio, context, m
     return reply_and_cost(run_batch(thinker, inputs, scorer, context, use_audio_in_video=audio is not None), thinker)
 
 # %% ../nbs/32_evaluate.ipynb #57646033
-def benchmark_records(spec: BenchmarkSpec, folder: str | Path, on_error: str = "raise") -> list:
-    "A benchmark's records from its data folder: its own `records`, or a published benchmark's annotation files."
-    folder = Path(folder)
-    if spec.records is not None:  # `on_error` passed only when not the default: a user's function may lack it
-        return list(spec.records(folder) if on_error == "raise" else spec.records(folder, on_error=on_error))
-    loaded = spec.load(folder / "annotations", folder / "media", on_error=on_error)
-    if loaded.skipped:
-        warnings.warn(f"{spec.name}: left out {sum(loaded.skipped.values())} row(s) that could not be read "
-                      f"{dict(loaded.skipped)}; first: {loaded.problems[0]}")
-    return loaded.records
-
-
 def record_prompt(processor, spec: BenchmarkSpec, record) -> str:
     "The chat text of one record: its benchmark's own `messages`, or the authors' (`prompts.build_messages`)."
     return chat_text(processor, (spec.messages or build_messages)(record))
@@ -136,17 +123,6 @@ def _store(results_path: Path) -> ResultStore:
 def _part_path(results_path: Path, rank: int, world_size: int) -> Path:
     "Where one rank writes its rows (the results file itself when there is one process)."
     return _store(results_path).layout.part(rank, world_size)
-
-
-MEDIA_FIELDS = ("video_path", "audio_path")  # record fields naming media files: their content is digested
-
-
-def record_digest(record) -> str:
-    "A digest of what a sample puts into the model: the record's fields and the content of its media files."
-    fields = asdict(record) if is_dataclass(record) else dict(getattr(record, "__dict__", {"record": record}))
-    media = [file_digest(fields[name]) for name in MEDIA_FIELDS if fields.get(name) and Path(fields[name]).is_file()]
-    described = {k: v for k, v in fields.items() if k not in (*MEDIA_FIELDS, "source")}  # where, not what
-    return digest(described, media)
 
 
 def run_fingerprint(thinker, processor, method: str, schedule, method_kwargs: dict | None, media_kwargs: dict | None,
