@@ -20,7 +20,7 @@ import seats_analysis
 from .benchmarks import BenchmarkSpec, benchmark_records, benchmark_spec, record_digest
 from .checks import check_int, check_launch, check_out_folder, check_ratio
 from .compat import audio_from_video
-from .harness import (FULL_METHOD, GenerateParse, check_sweep_options, method_cells, ratio_name,
+from .harness import (FULL_METHOD, GenerateParse, check_method_options, check_sweep_options, method_cells, ratio_name,
                                     ratio_pair, resolve_method, run_batch, run_samples, sample_cost)
 from .media import load_media
 from .parsers import PARSE_MODES
@@ -203,13 +203,14 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     processor with these media options from this very record of this benchmark, and keeps those built here."""
     spec = benchmark_spec(benchmark)
     method_name, factory = resolve_method(method, registry)
+    method_kwargs = check_method_options(method, method_kwargs, registry=registry)  # names, and values JSON writes
     video_ratio, audio_ratio = check_ratio("video_ratio", video_ratio), check_ratio("audio_ratio", audio_ratio)
     if mode not in PARSE_MODES:
         raise ValueError(f"mode={mode!r} is not one of {PARSE_MODES}")
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1)
     if spec.max_new_tokens is not None:  # the benchmark reads no longer reply
         max_new_tokens = min(max_new_tokens, spec.max_new_tokens)
-    limit = None if limit is None else check_int("limit", limit, 0, hint="or None for every record")
+    limit = None if limit is None else check_int("limit", limit, 1, hint="or None for every record")
     max_errors = None if max_errors is None else check_int("max_errors", max_errors, 0, hint="or None for no limit")
     if records is None:
         if data_root is None:
@@ -291,7 +292,10 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     rows = [rows_by_key[k] for k in keys if k in rows_by_key]
     if len(rows) != len(keys):
         missing = [k for k in keys if k not in rows_by_key]
-        raise RuntimeError(f"{len(missing)} of {len(keys)} samples have no result (first: {missing[:3]})")
+        launch = (f": rank {rank} of world_size={world_size} reads the results every rank wrote, merged by rank 0, so "
+                  f"the other ranks' results are missing; start all {world_size} processes together with a launcher "
+                  f"such as `accelerate launch --num_processes {world_size}`") if world_size > 1 else ""
+        raise RuntimeError(f"{len(missing)} of {len(keys)} samples have no result (first: {missing[:3]}){launch}")
     scores = summarize(spec, rows)
     if max_errors is not None and scores["n_errors"] > max_errors:
         failed = [row for row in rows if row.get("error") is not None]
@@ -346,6 +350,12 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
                                f"folders, or holds files a sweep does not write beside them: {SWEEP_FILES}")
     options = check_sweep_options(methods, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
                                   evaluate_kwargs.get("registry"))
+    for name, value in dict(benchmarks=benchmarks, methods=methods, ratio_pairs=ratio_pairs).items():
+        only_full = name == "ratio_pairs" and set(methods) == {FULL_METHOD}  # full tokens alone take no ratio pair
+        if isinstance(value, str) or not (value or only_full):
+            raise ValueError(f"{name}={value!r} must be a non-empty list")
+    if inputs_caches is not None and not isinstance(inputs_caches, dict):
+        raise ValueError(f"inputs_caches={inputs_caches!r} is not a dict {{benchmark: inputs cache}} (or None)")
     for benchmark in benchmarks:
         benchmark_spec(benchmark)
     loaded, covered, failures = dict(records or {}), {}, []
