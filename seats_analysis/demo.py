@@ -6,7 +6,7 @@
 __all__ = ['ROOT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'DEFAULT_OUT', 'DEMO_ITEMS',
            'REFERENCE_ITEMS', 'ITEMS_AT_ONCE', 'SUMMARY_HEADERS', 'OrganismRecord', 'organism_records', 'organism_spec',
            'register_organism', 'organism_samples', 'organism_schedule', 'organism_table', 'DemoPaths', 'DemoOutputs',
-           'stored_probe_samples', 'run_demo', 'terminal_summary']
+           'stored_probe_samples', 'answers_stand', 'run_demo', 'terminal_summary']
 
 # %% ../nbs/41_demo.ipynb #f00b1a76
 import shutil
@@ -226,6 +226,11 @@ def stored_probe_samples(store: Path) -> int:
     "How many distinct samples a probe store already holds."
     return len({record["sample"] for record in read_parts(store)}) if store.is_dir() else 0
 
+def answers_stand(stored_schedule: Path, schedule: Schedule, fresh_probe: bool) -> bool:
+    """Whether the answers a run folder's sweep holds stand for a run that derived `schedule`: not when the probe is
+    done afresh (`fresh_probe`, whatever schedule it gives), nor when they were answered under another schedule."""
+    return not fresh_probe and stored_schedule.is_file() and Schedule.load(stored_schedule) == schedule
+
 def _shown_path(path: Path) -> str:
     "`path` relative to the repository when inside it, else absolute."
     path = path.resolve()
@@ -256,8 +261,8 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
                   path=paths.probe, progress=progress)
     blocks, schedule = organism_schedule(table, late_tolerance=late_tolerance, family=organism, **block_kwargs)
     schedule.provenance["probe_file"] = _shown_path(paths.probe / "probe.nc")
-    if fresh_probe or not paths.schedule.is_file() or Schedule.load(paths.schedule) != schedule:
-        shutil.rmtree(paths.sweep, ignore_errors=True)  # answers under another schedule
+    if not answers_stand(paths.schedule, schedule, fresh_probe):
+        shutil.rmtree(paths.sweep, ignore_errors=True)
     schedule.save(paths.schedule)
     reused_answers = sum(len(read_jsonl(path)) for path in paths.sweep.rglob("*.jsonl"))
     cells = [(method, setting) for method, setting, _, _ in method_cells(methods, RATIO_PAIRS)]
