@@ -22,9 +22,10 @@ from .parsers import (PARSE_MODES, parse_dailyomni_paper, parse_prefix_paper, pa
 
 # %% auto #0
 __all__ = ['DURATION_BUCKETS', 'ON_ERROR', 'DAILYOMNI', 'WORLDSENSE', 'OMNIVIDEOBENCH', 'VIDEOMME_SUFFIXES', 'VIDEOMME',
-           'LVOMNIBENCH', 'BENCHMARKS', 'PUBLISHED_BENCHMARKS', 'Record', 'MissingVideoError', 'MalformedRecordError',
-           'Loaded', 'option_letter', 'parse_choice_string', 'parse_candidates', 'check_options', 'clock_seconds',
-           'duration_bucket', 'read_split', 'BenchmarkSpec', 'register_benchmark', 'benchmark_spec', 'load_benchmark']
+           'LVOMNIBENCH', 'BENCHMARKS', 'PUBLISHED_BENCHMARKS', 'MEDIA_FIELDS', 'Record', 'MissingVideoError',
+           'MalformedRecordError', 'Loaded', 'option_letter', 'parse_choice_string', 'parse_candidates',
+           'check_options', 'clock_seconds', 'duration_bucket', 'read_split', 'BenchmarkSpec', 'register_benchmark',
+           'benchmark_spec', 'load_benchmark', 'benchmark_records', 'record_digest']
 
 # %% ../nbs/30_benchmarks.ipynb #24ddd760
 @dataclass
@@ -479,3 +480,31 @@ def benchmark_spec(name: str) -> BenchmarkSpec:
 def load_benchmark(name: str, annotations, media_root=None, *, split="test", on_error="raise") -> Loaded:
     """Records of benchmark `name` (a key of `BENCHMARKS`) from its annotation folder."""
     return benchmark_spec(name).load(annotations, media_root, split=split, on_error=on_error)
+
+# %% ../nbs/30_benchmarks.ipynb #c4083489
+import warnings
+from dataclasses import asdict, is_dataclass
+
+from .results import digest, file_digest
+
+def benchmark_records(spec: BenchmarkSpec, folder: str | Path, on_error: str = "raise") -> list:
+    "A benchmark's records from its data folder: its own `records`, or a published benchmark's annotation files."
+    folder = Path(folder)
+    if spec.records is not None:  # `on_error` passed only when not the default: a user's function may lack it
+        return list(spec.records(folder) if on_error == "raise" else spec.records(folder, on_error=on_error))
+    loaded = spec.load(folder / "annotations", folder / "media", on_error=on_error)
+    if loaded.skipped:
+        warnings.warn(f"{spec.name}: left out {sum(loaded.skipped.values())} row(s) that could not be read "
+                      f"{dict(loaded.skipped)}; first: {loaded.problems[0]}")
+    return loaded.records
+
+
+MEDIA_FIELDS = ("video_path", "audio_path")  # record fields naming media files: their content is digested
+
+
+def record_digest(record) -> str:
+    "A digest of what a sample puts into the model: the record's fields and the content of its media files."
+    fields = asdict(record) if is_dataclass(record) else dict(getattr(record, "__dict__", {"record": record}))
+    media = [file_digest(fields[name]) for name in MEDIA_FIELDS if fields.get(name) and Path(fields[name]).is_file()]
+    described = {k: v for k, v in fields.items() if k not in (*MEDIA_FIELDS, "source")}  # where, not what
+    return digest(described, media)

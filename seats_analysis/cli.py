@@ -203,7 +203,7 @@ def engine_demo(num_layers: int = 8, seconds: float = 8.0, seed: int = 0):
 def _demo(args) -> int:
     "The main job: probe, blocks, schedule, every method, tables and figures, into one run folder."
     from seats_analysis.demo import DEFAULT_OUT, DemoPaths, run_demo, stored_probe_samples, terminal_summary
-    items = 24 if args.quick else args.items
+    items = args.items or (24 if args.quick else DEMO_DEFAULT_ITEMS)  # --items is honoured with --quick too
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
     suffix = ("-qwen3" if args.organism == "qwen3" else "") + ("-quick" if args.quick else "")
     out = args.out or DEFAULT_OUT.with_name(DEFAULT_OUT.name + suffix)
@@ -347,7 +347,8 @@ def _probe_samples(args, processor) -> list:
         from seats_analysis.demo import organism_records, organism_samples
         return organism_samples(processor, organism_records(args.items or ORGANISM_TEST_ITEMS, args.seed))
     from seats_analysis.benchmarks import benchmark_spec
-    from seats_analysis.evaluate import benchmark_records, record_inputs
+    from seats_analysis.benchmarks import benchmark_records
+    from seats_analysis.evaluate import record_inputs
     spec = benchmark_spec(args.benchmark)
     records = benchmark_records(spec, Path(args.data_root) / args.benchmark)[:args.items]
 
@@ -528,7 +529,8 @@ def command_parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser("demo", formatter_class=formatter, help="the main job on the built-in model organism",
                                description=_demo.__doc__)
-    demo.add_argument("--items", type=positive_int, default=DEMO_DEFAULT_ITEMS, help="test items to probe and evaluate")
+    demo.add_argument("--items", type=positive_int,
+                      help=f"test items to probe and evaluate (default: {DEMO_DEFAULT_ITEMS}, 24 with --quick)")
     demo.add_argument("--quick", action="store_true", help="a few items and four methods, for a smoke test")
     demo.add_argument("--out", type=Path, default=None,
                       help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['ROOT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'DEFAULT_OUT', 'DEMO_ITEMS',
            'REFERENCE_ITEMS', 'ITEMS_AT_ONCE', 'SUMMARY_HEADERS', 'OrganismRecord', 'organism_records', 'organism_spec',
-           'register_organism', 'organism_inputs', 'organism_samples', 'organism_schedule', 'organism_table',
-           'DemoPaths', 'DemoOutputs', 'stored_probe_samples', 'run_demo', 'terminal_summary']
+           'register_organism', 'organism_samples', 'organism_schedule', 'organism_table', 'DemoPaths', 'DemoOutputs',
+           'stored_probe_samples', 'answers_stand', 'run_demo', 'terminal_summary']
 
 # %% ../nbs/41_demo.ipynb #f00b1a76
 import shutil
@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .blocks import derive_blocks
-from .checks import check_int
+from .checks import check_int, check_out_folder
 from .benchmarks import BenchmarkSpec, register_benchmark
 from .compat import audio_rates
 from .evaluate import record_inputs, sweep
@@ -58,7 +58,9 @@ class OrganismRecord:
         return {"kind": str(self.item["kind"])}
 
 def organism_records(num_items: int = TEST_ITEMS, seed: int = 0) -> list:
-    "The organism's test items as harness records."
+    """The first `num_items` of the organism's test split as harness records; the split holds `TEST_ITEMS`, every one
+    of them when `num_items` is larger (a sweep's `limit` above the split's size takes the whole split)."""
+    num_items = min(check_int("num_items", num_items, 1), TEST_ITEMS)
     return [OrganismRecord(item) for item in synth_items("test", num_items, seed)]
 
 def organism_spec(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSpec:
@@ -76,11 +78,6 @@ def register_organism(num_items: int = TEST_ITEMS, seed: int = 0) -> BenchmarkSp
     "Register the organism's test split with the evaluation harness as benchmark 'organism'."
     return register_benchmark("organism", organism_spec(num_items, seed), overwrite=True)
 
-def organism_inputs(processor, records) -> dict:
-    """Each record's processor inputs and whether its audio is interleaved, by sample key (`evaluate.record_inputs`):
-    built once, they serve every cell of a sweep (`evaluate.sweep`'s `inputs_caches`)."""
-    spec = organism_spec()
-    return {record.id: record_inputs(processor, spec, record) for record in records}
 
 # %% ../nbs/41_demo.ipynb #ef2e1f79
 def organism_samples(processor, records) -> list:
@@ -187,17 +184,9 @@ class DemoPaths:
     def check(self):
         """Refuse a run folder that holds anything but is not one of this job's run folders (its `.gitignore` is not
         `RUN_FOLDER_MARK`): a repository's root, a folder of one's own files. Nothing in it is touched."""
-        if not self.ignored_by_git:
-            return
-        folder = self.folder
-        if folder.exists() and not folder.is_dir():
-            raise ValueError(f"the run folder {folder} is a file; nothing was written: choose a new or empty folder")
-        present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-        mark = folder / ".gitignore"
-        if present and not (mark.is_file() and mark.read_bytes() == RUN_FOLDER_MARK.encode()):
-            raise ValueError(f"{folder} holds {present[:4]}{' ...' if len(present) > 4 else ''} but is not a run "
-                             "folder of seats-analysis demo (it has no .gitignore written by it); nothing in it was "
-                             "changed: choose a new or empty folder, or a run folder of an earlier run")
+        if self.ignored_by_git:
+            check_out_folder(self.folder, _is_run_folder, "a run folder of seats-analysis demo",
+                             "it has no .gitignore written by it")
 
     def prepare(self):
         "`check` a run folder, then create the folders; a new run folder gets its `.gitignore` first."
@@ -207,6 +196,11 @@ class DemoPaths:
             (self.folder / ".gitignore").write_text(RUN_FOLDER_MARK)
         for folder in (self.folder, self.results, self.figures):
             folder.mkdir(parents=True, exist_ok=True)
+
+def _is_run_folder(folder: Path) -> bool:
+    "Whether `folder` is a run folder of the main job: its `.gitignore` is `RUN_FOLDER_MARK`."
+    mark = folder / ".gitignore"
+    return mark.is_file() and mark.read_bytes() == RUN_FOLDER_MARK.encode()
 
 @dataclass
 class DemoOutputs:
@@ -231,6 +225,11 @@ ITEMS_AT_ONCE = 100  # items whose processed inputs the sweep holds at once (abo
 def stored_probe_samples(store: Path) -> int:
     "How many distinct samples a probe store already holds."
     return len({record["sample"] for record in read_parts(store)}) if store.is_dir() else 0
+
+def answers_stand(stored_schedule: Path, schedule: Schedule, fresh_probe: bool) -> bool:
+    """Whether the answers a run folder's sweep holds stand for a run that derived `schedule`: not when the probe is
+    done afresh (`fresh_probe`, whatever schedule it gives), nor when they were answered under another schedule."""
+    return not fresh_probe and stored_schedule.is_file() and Schedule.load(stored_schedule) == schedule
 
 def _shown_path(path: Path) -> str:
     "`path` relative to the repository when inside it, else absolute."
@@ -262,8 +261,8 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
                   path=paths.probe, progress=progress)
     blocks, schedule = organism_schedule(table, late_tolerance=late_tolerance, family=organism, **block_kwargs)
     schedule.provenance["probe_file"] = _shown_path(paths.probe / "probe.nc")
-    if fresh_probe or not paths.schedule.is_file() or Schedule.load(paths.schedule) != schedule:
-        shutil.rmtree(paths.sweep, ignore_errors=True)  # answers under another schedule
+    if not answers_stand(paths.schedule, schedule, fresh_probe):
+        shutil.rmtree(paths.sweep, ignore_errors=True)
     schedule.save(paths.schedule)
     reused_answers = sum(len(read_jsonl(path)) for path in paths.sweep.rglob("*.jsonl"))
     cells = [(method, setting) for method, setting, _, _ in method_cells(methods, RATIO_PAIRS)]
@@ -272,7 +271,7 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
             chunk = records[start:start + items_at_once]
             sweep(thinker, processor, ["organism"], [FULL_METHOD, *methods], list(RATIO_PAIRS.values()), paths.sweep,
                   records={"organism": chunk}, schedule=schedule, mode="strict", max_new_tokens=ANSWER_TOKENS,
-                  inputs_caches={"organism": organism_inputs(processor, chunk)}, progress=False,
+                  inputs_caches={}, progress=False,
                   on_sample=lambda row: bar.update())
     keys = [record.id for record in records]
     write_summary(paths.sweep, {"organism": keys})  # the sweep's own summary, of every item of this run

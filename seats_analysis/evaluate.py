@@ -7,33 +7,32 @@ from __future__ import annotations
 
 import json
 import random
-import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 import seats_analysis
-from .benchmarks import BenchmarkSpec, benchmark_spec
-from .checks import check_int, check_launch, check_ratio
+from .benchmarks import BenchmarkSpec, benchmark_records, benchmark_spec, record_digest
+from .checks import check_int, check_launch, check_out_folder, check_ratio
 from .compat import audio_from_video
-from .harness import (FULL_METHOD, GenerateParse, check_sweep_options, method_cells, ratio_name,
+from .harness import (FULL_METHOD, GenerateParse, check_method_options, check_sweep_options, method_cells, ratio_name,
                                     ratio_pair, resolve_method, run_batch, run_samples, sample_cost)
 from .media import load_media
 from .parsers import PARSE_MODES
 from .prompts import build_messages, chat_text, parse_answer
-from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, file_digest,
-                                    first_success, model_fingerprint, processor_fingerprint, read_jsonl, writer_lock)
+from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, first_success,
+                                    model_fingerprint, processor_fingerprint, read_jsonl, writer_lock)
 from .tables import RESULT_SETTINGS, summarize, write_summary
 
 # %% auto #0
-__all__ = ['MEDIA_FIELDS', 'append_row', 'sample_seed', 'processor_inputs', 'reply_and_cost', 'generate_response',
-           'benchmark_records', 'record_prompt', 'record_media', 'record_inputs', 'record_digest', 'run_fingerprint',
-           'evaluate', 'TooManyFailures', 'cell_path', 'sweep_cells', 'sweep']
+__all__ = ['SWEEP_FILES', 'append_row', 'sample_seed', 'processor_inputs', 'reply_and_cost', 'generate_response', 'record_prompt',
+           'record_media', 'record_inputs', 'run_fingerprint', 'evaluate', 'TooManyFailures', 'cell_path',
+           'sweep_cells', 'sweep']
 
 # %% ../nbs/32_evaluate.ipynb #fe9fa20d
 def append_row(path: str | Path, row: dict):
@@ -90,18 +89,6 @@ def generate_response(thinker, processor, prompt: str, frames, audio, context, m
     return reply_and_cost(run_batch(thinker, inputs, scorer, context, use_audio_in_video=audio is not None), thinker)
 
 # %% ../nbs/32_evaluate.ipynb #57646033
-def benchmark_records(spec: BenchmarkSpec, folder: str | Path, on_error: str = "raise") -> list:
-    "A benchmark's records from its data folder: its own `records`, or a published benchmark's annotation files."
-    folder = Path(folder)
-    if spec.records is not None:  # `on_error` passed only when not the default: a user's function may lack it
-        return list(spec.records(folder) if on_error == "raise" else spec.records(folder, on_error=on_error))
-    loaded = spec.load(folder / "annotations", folder / "media", on_error=on_error)
-    if loaded.skipped:
-        warnings.warn(f"{spec.name}: left out {sum(loaded.skipped.values())} row(s) that could not be read "
-                      f"{dict(loaded.skipped)}; first: {loaded.problems[0]}")
-    return loaded.records
-
-
 def record_prompt(processor, spec: BenchmarkSpec, record) -> str:
     "The chat text of one record: its benchmark's own `messages`, or the authors' (`prompts.build_messages`)."
     return chat_text(processor, (spec.messages or build_messages)(record))
@@ -136,17 +123,6 @@ def _store(results_path: Path) -> ResultStore:
 def _part_path(results_path: Path, rank: int, world_size: int) -> Path:
     "Where one rank writes its rows (the results file itself when there is one process)."
     return _store(results_path).layout.part(rank, world_size)
-
-
-MEDIA_FIELDS = ("video_path", "audio_path")  # record fields naming media files: their content is digested
-
-
-def record_digest(record) -> str:
-    "A digest of what a sample puts into the model: the record's fields and the content of its media files."
-    fields = asdict(record) if is_dataclass(record) else dict(getattr(record, "__dict__", {"record": record}))
-    media = [file_digest(fields[name]) for name in MEDIA_FIELDS if fields.get(name) and Path(fields[name]).is_file()]
-    described = {k: v for k, v in fields.items() if k not in (*MEDIA_FIELDS, "source")}  # where, not what
-    return digest(described, media)
 
 
 def run_fingerprint(thinker, processor, method: str, schedule, method_kwargs: dict | None, media_kwargs: dict | None,
@@ -223,17 +199,18 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     counted in `n_errors`; `retry_errors=True` runs the failed samples of a results file again. When more than
     `max_errors` samples have failed, `TooManyFailures` is raised after everything is written. Records read from
     `data_root` with `on_error="skip"` leave out malformed annotation rows (with a warning) instead of stopping.
-    `inputs_cache` ({sample key: `record_inputs(...)`}, for these records and media options only) gives a sample's
-    processor inputs when it holds them, and keeps those built here."""
+    `inputs_cache` (a dict of `record_inputs(...)`) gives a sample's processor inputs when it holds those built by this
+    processor with these media options from this very record of this benchmark, and keeps those built here."""
     spec = benchmark_spec(benchmark)
     method_name, factory = resolve_method(method, registry)
+    method_kwargs = check_method_options(method, method_kwargs, registry=registry)  # names, and values JSON writes
     video_ratio, audio_ratio = check_ratio("video_ratio", video_ratio), check_ratio("audio_ratio", audio_ratio)
     if mode not in PARSE_MODES:
         raise ValueError(f"mode={mode!r} is not one of {PARSE_MODES}")
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1)
     if spec.max_new_tokens is not None:  # the benchmark reads no longer reply
         max_new_tokens = min(max_new_tokens, spec.max_new_tokens)
-    limit = None if limit is None else check_int("limit", limit, 0, hint="or None for every record")
+    limit = None if limit is None else check_int("limit", limit, 1, hint="or None for every record")
     max_errors = None if max_errors is None else check_int("max_errors", max_errors, 0, hint="or None for no limit")
     if records is None:
         if data_root is None:
@@ -252,6 +229,11 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         inputs = {key: record_digest(record) for key, record in zip(keys, records)}
         Path(results_path).parent.mkdir(parents=True, exist_ok=True)
         lock = writer_lock(_part_path(Path(results_path), rank, world_size))
+    cached_as = {}  # a sample's place in `inputs_cache`: what built its inputs, so a reused cache never goes stale
+    if inputs_cache is not None:
+        built_by = digest(benchmark, (fingerprint or {}).get("processor") or processor_fingerprint(processor),
+                          media_kwargs or {})
+        cached_as = {key: digest(built_by, inputs.get(key) or record_digest(record)) for key, record in zip(keys, records)}
 
     prompts = {}
 
@@ -259,10 +241,10 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         "The processor inputs of one (index, record) and whether its audio is interleaved, its prompt kept for the row."
         index, record = sample
         prompts[index] = record_prompt(processor, spec, record)
-        cache = {} if inputs_cache is None else inputs_cache
-        if keys[index] not in cache:
-            cache[keys[index]] = record_inputs(processor, spec, record, **(media_kwargs or {}))
-        inputs, with_audio = cache[keys[index]]
+        cache, slot = ({}, index) if inputs_cache is None else (inputs_cache, cached_as[keys[index]])
+        if slot not in cache:
+            cache[slot] = record_inputs(processor, spec, record, **(media_kwargs or {}))
+        inputs, with_audio = cache[slot]
         return inputs.to(device=thinker.device, dtype=thinker.dtype), with_audio
 
     def row_of(sample) -> dict:
@@ -310,7 +292,10 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     rows = [rows_by_key[k] for k in keys if k in rows_by_key]
     if len(rows) != len(keys):
         missing = [k for k in keys if k not in rows_by_key]
-        raise RuntimeError(f"{len(missing)} of {len(keys)} samples have no result (first: {missing[:3]})")
+        launch = (f": rank {rank} of world_size={world_size} reads the results every rank wrote, merged by rank 0, so "
+                  f"the other ranks' results are missing; start all {world_size} processes together with a launcher "
+                  f"such as `accelerate launch --num_processes {world_size}`") if world_size > 1 else ""
+        raise RuntimeError(f"{len(missing)} of {len(keys)} samples have no result (first: {missing[:3]}){launch}")
     scores = summarize(spec, rows)
     if max_errors is not None and scores["n_errors"] > max_errors:
         failed = [row for row in rows if row.get("error") is not None]
@@ -332,6 +317,16 @@ def cell_path(out_dir: str | Path, benchmark: str, method: str, video_ratio: flo
     return Path(out_dir) / method / f"vr{video_ratio:g}-ar{audio_ratio:g}" / f"{benchmark}.jsonl"
 
 
+SWEEP_FILES = ("summary.csv", "summary.md", "paired.csv", "paired.md", "tradeoff_*")  # beside the cells' folders
+
+
+def _is_sweep_folder(folder: Path) -> bool:
+    "Whether `folder` is a sweep's: it has results folders of cells and, beside folders, only files a sweep writes."
+    loose = [p.name for p in folder.iterdir() if not p.is_dir() and not p.name.startswith(".")
+             and not any(p.match(name) for name in SWEEP_FILES)]
+    return not loose and any(path.is_dir() for path in folder.glob("*/vr*-ar*"))
+
+
 def sweep_cells(benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence) -> list[tuple]:
     "The (benchmark, method, video_ratio, audio_ratio) cells of a sweep: `harness.method_cells` for each benchmark."
     settings = {ratio_name(*pair): pair for pair in map(ratio_pair, ratio_pairs)}
@@ -349,11 +344,18 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
     than `max_errors`, or every sample of the call failed, `TooManyFailures` is raised once every cell has run,
     the summary written (it counts the failures) and attached. `method_kwargs` gives each method its own options,
     `{method: {option: value}}`, checked before any cell runs (`harness.check_sweep_options`). With `inputs_caches`
-    (a dict, filled per benchmark: `{benchmark: {sample key: record_inputs(...)}}`) each sample's processor inputs are
-    built once and kept for every cell, at the cost of holding them all in memory."""
-    out_dir = Path(out_dir)
+    (a dict, filled per benchmark: `{benchmark: evaluate's inputs_cache}`) each sample's processor inputs are built
+    once and kept for every cell, at the cost of holding them all in memory."""
+    out_dir = check_out_folder(out_dir, _is_sweep_folder, "a sweep folder", "it has no <method>/vr*-ar*/ results "
+                               f"folders, or holds files a sweep does not write beside them: {SWEEP_FILES}")
     options = check_sweep_options(methods, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
                                   evaluate_kwargs.get("registry"))
+    for name, value in dict(benchmarks=benchmarks, methods=methods, ratio_pairs=ratio_pairs).items():
+        only_full = name == "ratio_pairs" and set(methods) == {FULL_METHOD}  # full tokens alone take no ratio pair
+        if isinstance(value, str) or not (value or only_full):
+            raise ValueError(f"{name}={value!r} must be a non-empty list")
+    if inputs_caches is not None and not isinstance(inputs_caches, dict):
+        raise ValueError(f"inputs_caches={inputs_caches!r} is not a dict {{benchmark: inputs cache}} (or None)")
     for benchmark in benchmarks:
         benchmark_spec(benchmark)
     loaded, covered, failures = dict(records or {}), {}, []

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checks import check_ratio
+from .checks import check_json_value, check_ratio
 from .cost import decoder_dims
 from .encoder_attention import synchronize
 from .layout import Kind, temporal_windows
@@ -269,7 +269,9 @@ def check_method_options(method, options: Mapping | None, thinker=None, schedule
     `ValueError` naming it and the ones it takes. With a `thinker`, the method is also built and entered once at full
     retention, so that its own checks of the values run; their failure is a `ValueError` naming method and options."""
     name, factory = resolve_method(method, registry)
-    options = dict(options or {})
+    if options is not None and not isinstance(options, Mapping):
+        raise ValueError(f"the options of method {name!r} are {options!r}, not a dict {{option: value}}")
+    options = {key: check_json_value(f"method {name!r} option {key}", value) for key, value in (options or {}).items()}
     allowed = method_options(factory)
     unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
     if unknown:
@@ -287,6 +289,8 @@ def check_sweep_options(methods: Sequence, method_kwargs: Mapping | None, thinke
                         registry: Mapping | None = None) -> dict[str, dict]:
     """The options of each method of a sweep over `methods` from `{method: {option: value}}`, each checked by
     `check_method_options`; a name that is not one of `methods` is a `ValueError` (a method not named: its defaults)."""
+    if method_kwargs is not None and not isinstance(method_kwargs, Mapping):
+        raise ValueError(f"method_kwargs={method_kwargs!r} is not a dict {{method: {{option: value}}}}")
     method_kwargs = dict(method_kwargs or {})
     strangers = sorted(set(method_kwargs) - set(methods))
     if strangers:
