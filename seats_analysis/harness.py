@@ -276,6 +276,11 @@ def check_method_options(method, options: Mapping | None, thinker=None, schedule
     unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
     if unknown:
         raise ValueError(f"method {name!r} takes no option(s) {unknown}; its options are {allowed}")
+    base = name.removesuffix("-om")
+    if "omni" in options and f"{base}-om" in (METHODS if registry is None else registry):
+        # results are labelled by the method's name: divprune with omni=True would be DivPrune-om called divprune
+        raise ValueError(f"method {name!r}: omni is chosen by the method's name ({base!r} or {base + '-om'!r}), "
+                         "not by an option")
     if thinker is not None and options:
         try:
             with factory(thinker, schedule, 1.0, 1.0, **options):
