@@ -6,8 +6,9 @@ With --add, only the named methods are run and their records joined to the exist
 
 Recipe (also written into the file): for each family (Qwen2.5-Omni, Qwen3-Omni) a tiny random-weight thinker of
 `seats_analysis.stand_ins` (12 decoder layers, seed 0, float32, CPU, sdpa), the 12-layer tiny schedule of the release
-fixtures, two inputs from `clip_batch` (a left-padded batch of a 5 s and a 3 s clip, with partial last windows,
-and a single 4 s clip) and every method of `METHODS` at every setting below, one prefill each (method seed 0).
+fixtures (for Qwen3-Omni with the release's audio window constants and Stage II temperature, `QWEN3_SETTINGS`), two
+inputs from `clip_batch` (a left-padded batch of a 5 s and a 3 s clip, with partial last windows, and a single 4 s
+clip) and every method of `METHODS` at every setting below, one prefill each (method seed 0).
 For each prefill it writes, per boundary k, each row's kept original positions (ascending), and the sum of the
 embeddings that enter layer 1 (VisionZip merges tokens there). `tests/test_kept_positions.py` re-runs the recipe.
 """
@@ -19,7 +20,7 @@ import torch
 
 from seats_analysis.compat import text_model
 from seats_analysis.methods import METHODS
-from seats_analysis.schedule import RELEASE_QWEN3_AUDIO_RATES
+from seats_analysis.schedule import RELEASE_QWEN3_SETTINGS
 from seats_analysis.testing import clip_batch, tiny_schedule
 from seats_analysis.stand_ins import FAMILIES, tiny_thinker
 
@@ -29,13 +30,13 @@ SCHEDULE = dict(num_layers=NUM_LAYERS, middle_block_layer=4, late_block_layer=10
 INPUTS = {"batch_5s_3s": (5, 3), "single_4s": (4,)}
 SETTINGS = {"R35": (0.30, 0.65), "R25": (0.20, 0.55), "R15": (0.10, 0.45), "R10": (0.06, 0.35),
             "no_video": (0.0, 0.4), "audio_whole": (0.15, 1.0), "video_whole": (1.0, 0.2)}
+QWEN3_SETTINGS = RELEASE_QWEN3_SETTINGS
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "kept_positions.json"
 
 
 def fixture_schedule(family: str):
-    "The 12-layer tiny schedule (Qwen3: the release's audio window constants)."
-    rates = RELEASE_QWEN3_AUDIO_RATES if family == "qwen3" else {}
-    return tiny_schedule(family, **SCHEDULE, **rates)
+    "The 12-layer tiny schedule (Qwen3: the release's audio window constants and Stage II temperature)."
+    return tiny_schedule(family, **SCHEDULE, **QWEN3_SETTINGS if family == "qwen3" else {})
 
 
 def kept_positions(thinker, schedule, inputs, method: str, video_ratio: float, audio_ratio: float) -> dict:
@@ -91,6 +92,7 @@ def main(out: Path = DEFAULT_OUT, add=()):
                       inputs={name: list(seconds) for name, seconds in INPUTS.items()},
                       settings={name: list(ratios) for name, ratios in SETTINGS.items()},
                       written_with=written_with, script="dev/kept_positions.py")
+    recipe["qwen3_settings"] = QWEN3_SETTINGS
     for family, input_name, method, setting, record in records(progress=True, methods=list(add) or None):
         table.setdefault(family, {}).setdefault(input_name, {}).setdefault(method, {})[setting] = record
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,13 @@ Qwen-Omni model. Here, from the checkout, at run time:
 Each record has, per boundary k (0: entering layer 1; k: after k decoder layers), the original positions the release
 kept (for Random and for the randomly dropped audio of plain FastV and VisionZip only the counts are the release's),
 all kept positions of the run, and the float32 logits of the last position. Nothing of the release is copied here.
+
+Usage: python dev/release_forwards.py /path/to/SEATS-checkout --qwen3-drops [out.json]
+
+writes `data/fixtures/release/forwards_qwen3.json` instead: SEATS alone on an 8-layer Qwen3-Omni thinker with drops
+after layers 4, 5 and 6 (every Stage II drop but the first sees a sequence already cut), on clips whose audio ends in
+a partial Stage I window, at the processor's own frame rate and at 2 frames a second (one temporal window a second,
+so more and shorter windows), at every setting.
 """
 import dataclasses
 import importlib
@@ -37,8 +44,9 @@ from release_positions import (CLIP_SECONDS, COMMIT, NUM_LAYERS, QWEN3_SETTINGS,
                                THINKER_SEED)
 
 from seats_analysis.layout import Kind  # noqa: E402
-from seats_analysis.testing import clip_batch  # noqa: E402
-from seats_analysis.stand_ins import FAMILIES, tiny_thinker, tiny_thinker_config, weights_checksum  # noqa: E402
+from seats_analysis.testing import TEST_QUESTIONS, clip_batch  # noqa: E402
+from seats_analysis.stand_ins import (FAMILIES, make_inputs, offline_processor, synthetic_clip, tiny_thinker,  # noqa: E402
+                                      tiny_thinker_config, weights_checksum)
 
 METHODS = {"seats": "seats", "random": "random", "fastv": "fastv", "fastv-om": "fastv_omni",
            "visionzip": "visionzip", "visionzip-om": "visionzip_omni"}  # this project's name: the release's
@@ -146,14 +154,14 @@ def release_thinker(family, modeling, thinker):
     return stand_in
 
 
-def config_file(checkout: Path, method: str, folder: Path) -> Path | None:
+def config_file(checkout: Path, method: str, folder: Path, schedule: dict = FORWARD_SCHEDULE) -> Path | None:
     "The release's config.yaml of `method`, with the tiny thinker's SEATS layers."
     if CONFIGS[method] is None:
         return None
     config = yaml.safe_load((checkout / CONFIGS[method]).read_text())
     if method == "seats":
-        config.update(progressive_drop_layers="-".join(map(str, FORWARD_SCHEDULE["drop_layers"])),
-                      late_block_layer=FORWARD_SCHEDULE["late_block_layer"])
+        config.update(progressive_drop_layers="-".join(map(str, schedule["drop_layers"])),
+                      late_block_layer=schedule["late_block_layer"])
     path = folder / f"{method}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -251,6 +259,74 @@ def main(checkout: Path, out: Path):
     print(f"wrote {out}: {len(records)} records")
 
 
+QWEN3_DROPS_LAYERS = 8
+QWEN3_DROPS_SCHEDULE = dict(num_layers=QWEN3_DROPS_LAYERS, middle_block_layer=4, late_block_layer=8, drop_layers=[4, 5, 6])
+# (seconds, frames per second handed to the processor (None: its own), synthetic clip seed): at its own rate 3, 5 and
+# 7 s end in a 13-token audio run; every clip's audio total is no multiple of the release's 50-token Stage I window
+QWEN3_DROPS_CLIPS = [(3, None, 0), (5, None, 0), (7, None, 0), (5, 2, 0), (6, 2, 0), (7, 2, 0), (6, 2, 1)]
+
+
+def qwen3_clip(seconds, fps, seed):
+    "One synthetic Qwen3-Omni clip with question 0, at the processor's frame rate (`fps` None) or at `fps`."
+    return make_inputs(offline_processor("qwen3"), TEST_QUESTIONS[:1], [synthetic_clip(seconds, seed=seed, family="qwen3")],
+                       fps=fps)
+
+
+def main_qwen3_drops(checkout: Path, out: Path):
+    "Write the release's SEATS end to end on the 8-layer Qwen3-Omni thinker with three Stage II drops (see the docstring)."
+    import transformers
+    torch.set_num_threads(1)
+    modeling, patched, dispatch, scheduler = load_release(checkout)
+    scheduler._MODEL_NUM_LAYERS["tiny"] = QWEN3_DROPS_LAYERS
+    folder = Path(tempfile.mkdtemp())
+    recorder = Recorder(patched)
+    thinker = tiny_thinker("qwen3", num_layers=QWEN3_DROPS_LAYERS, seed=THINKER_SEED, portable=True)
+    records = []
+    for seconds, fps, seed in QWEN3_DROPS_CLIPS:
+        inputs = qwen3_clip(seconds, fps, seed)
+        kinds = kinds_of(inputs["input_ids"][0], thinker.config)
+        for setting, targets in SETTINGS.items():
+            stand_in = release_thinker("qwen3", modeling, thinker)
+            dispatch(stand_in, "seats", *targets, config_file(checkout, "seats", folder, QWEN3_DROPS_SCHEDULE),
+                     pretrained="tiny")
+            recorder.clear()
+            with torch.no_grad():
+                logits = stand_in.thinker(**inputs, use_audio_in_video=True, use_cache=False).logits
+            records.append({"family": "qwen3", "clip_seconds": seconds, "fps": fps, "clip_seed": seed, "method": "seats",
+                            "setting": setting, "video_ratio": targets[0], "audio_ratio": targets[1],
+                            "boundaries": boundaries("seats", recorder, kinds),
+                            "logits": [float(f"{x:.7g}") for x in logits[0, -1].tolist()]})
+        print(seconds, fps, seed, "done", flush=True)
+    commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    header = {
+        "source": "xxayt/SEATS: seats/__init__.py patching the release's Qwen3-Omni modeling copy "
+                  "(models/qwen3_omni_moe) with seats/modeling_qwen3_omni_seats.py, run end to end",
+        "commit": commit or COMMIT,
+        "environment": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "recipe": (f"the release's Qwen3-Omni thinker class with the weights of seats_analysis.stand_ins.tiny_thinker("
+                   f"'qwen3', num_layers={QWEN3_DROPS_LAYERS}, seed={THINKER_SEED}, portable=True), float32 on CPU, "
+                   "as forwards.json; inputs make_inputs(offline_processor('qwen3'), TEST_QUESTIONS[:1], "
+                   "[synthetic_clip(seconds, seed=clip_seed, family='qwen3')], fps=fps) for each record's clip_seconds, fps "
+                   "and clip_seed; SEATS by "
+                   "the release's apply_zip_method_patch with its config.yaml and the drop layers and late block "
+                   "layer of the schedule below (8 layers for its scheduler). Boundary k: kept original positions "
+                   "after k decoder layers (0: entering layer 1); logits: the last position's prefill logits "
+                   "(7 significant digits). See dev/release_forwards.py --qwen3-drops."),
+        "num_layers": QWEN3_DROPS_LAYERS, "thinker_seed": THINKER_SEED,
+        "weights_checksum": {"qwen3": weights_checksum(thinker)}, "schedule": QWEN3_DROPS_SCHEDULE,
+        "qwen3_settings": QWEN3_SETTINGS}
+    lines = json.dumps(header, indent=1)[:-2] + ',\n "records": [\n'
+    lines += ",\n".join(json.dumps(record, separators=(",", ":")) for record in records) + "\n ]\n}\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(lines)
+    print(f"wrote {out}: {len(records)} records")
+
+
 if __name__ == "__main__":
-    here = Path(__file__).resolve().parents[1]
-    main(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else here / "data/fixtures/release/forwards.json")
+    here = Path(__file__).resolve().parents[1] / "data/fixtures/release"
+    checkout, rest = Path(sys.argv[1]), sys.argv[2:]
+    if rest[:1] == ["--qwen3-drops"]:
+        main_qwen3_drops(checkout, Path(rest[1]) if len(rest) > 1 else here / "forwards_qwen3.json")
+    else:
+        main(checkout, Path(rest[0]) if rest else here / "forwards.json")

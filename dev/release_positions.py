@@ -39,7 +39,7 @@ from seats_analysis.inner_llm import query_relevance
 from seats_analysis.layout import Kind, token_kinds
 from seats_analysis.methods import METHODS
 from seats_analysis.run import last_token_index
-from seats_analysis.schedule import RELEASE_QWEN3_AUDIO_RATES, RELEASE_QWEN3_TEMPERATURE
+from seats_analysis.schedule import RELEASE_QWEN3_SETTINGS
 from seats_analysis.testing import clip_batch, tiny_schedule
 from seats_analysis.stand_ins import FAMILIES, tiny_thinker, weights_checksum
 
@@ -51,7 +51,7 @@ SCHEDULE = dict(num_layers=NUM_LAYERS, middle_block_layer=4, late_block_layer=10
 RELEASE_NAMES = {"random": "random", "fastv": "fastv", "fastv-om": "fastv_omni", "visionzip": "visionzip",
                  "visionzip-om": "visionzip_omni", "seats": "seats"}
 THINKER_SEED = 0
-QWEN3_SETTINGS = {**RELEASE_QWEN3_AUDIO_RATES, "temperature": RELEASE_QWEN3_TEMPERATURE}
+QWEN3_SETTINGS = RELEASE_QWEN3_SETTINGS
 PRUNING = seats_module.pruning  # this project's, wrapped below to record what the selectors see
 
 

@@ -92,11 +92,13 @@ def model_family(config) -> str:
     "'qwen2_5' or 'qwen3' for a thinker config."
     return "qwen3" if isinstance(config, Qwen3OmniMoeThinkerConfig) else "qwen2_5"
 
-def meta_thinker(config):
-    "The thinker of `config` built on the meta device: its real shapes, no memory, no weights."
+def meta_thinker(config, dtype: torch.dtype = torch.bfloat16):
+    "The thinker of `config` built on the meta device in `dtype` (the checkpoints' own): its real shapes, no memory."
     cls = _CONFIG_CLASSES[model_family(config)][1]
     with torch.device("meta"):
-        return cls(config)
+        # in bfloat16 as the real model runs: torch 2.14's meta kernel of the MoE experts' grouped matrix product
+        # refuses float32 (2.15 accepts it), so a float32 Qwen3-Omni thinker cannot run on the meta device there
+        return cls(config).to(dtype)
 
 # %% ../nbs/06c_plan.ipynb #ace4f7e5
 AUDIO_SECONDS_CAP = 300  # the benchmarks feed the first 300 s of a clip's audio

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['RETENTION_SCHEDULES', 'BISECTION_STEPS', 'KEEP_RATIO_DECIMALS', 'PROVENANCE_SOURCES', 'SCHEDULES_DIR',
-           'RELEASE_QWEN3_AUDIO_RATES', 'RELEASE_QWEN3_TEMPERATURE', 'last_multimodal_layer', 'KeepRatioPlan',
-           'solve_keep_ratios', 'keep_ratios', 'retention_curve', 'average_retention', 'text_config', 'text_num_layers',
-           'Schedule', 'shipped_schedules', 'schedule_path']
+           'RELEASE_QWEN3_SETTINGS', 'last_multimodal_layer', 'KeepRatioPlan', 'solve_keep_ratios', 'keep_ratios',
+           'retention_curve', 'average_retention', 'text_config', 'text_num_layers', 'Schedule', 'shipped_schedules',
+           'schedule_path']
 
 # %% ../nbs/03_schedule.ipynb #850c751b
 import importlib.resources
@@ -271,8 +271,7 @@ def schedule_path(path_or_name) -> Path:
                             f"shipped names {shipped_schedules()}")
 
 # %% ../nbs/03_schedule.ipynb #07146bcb
-# the authors' release runs Qwen3-Omni with Qwen2.5's audio windows: 25 tokens/s, and 26 encoder frames/s for the statistic
-RELEASE_QWEN3_AUDIO_RATES = {"audio_tokens_per_second": 25.0, "audio_encoder_frames_per_second": 26.0}
-# and its Qwen3 Stage II (seats/inner_llm_units_qwen3.py) shares the window budget out with a softmax at temperature
-# 0.3, where Qwen2.5's uses 0.1
-RELEASE_QWEN3_TEMPERATURE = 0.3
+# The authors' release runs Qwen3-Omni with Qwen2.5's audio windows (25 tokens/s, and 26 encoder frames/s for the
+# statistic), and its Qwen3 Stage II (seats/inner_llm_units_qwen3.py) shares the window budget out with a softmax at
+# temperature 0.3, where Qwen2.5's uses 0.1
+RELEASE_QWEN3_SETTINGS = {"audio_tokens_per_second": 25.0, "audio_encoder_frames_per_second": 26.0, "temperature": 0.3}

@@ -14,7 +14,7 @@ from torch.profiler import record_function
 from .inner_llm import query_relevance, top_down_keep
 from .checks import check_bool, single_use
 from .layout import Kind
-from .pre_llm import windowed_windivprune
+from .pre_llm import check_compile, windowed_windivprune
 from .run import MODALITIES, last_token_index, prepare_run, pruning
 from .schedule import Schedule
 
@@ -126,9 +126,11 @@ def seats(thinker, schedule, video_ratio: float, audio_ratio: float, measure: bo
     """Within the block, every prefill of `thinker` runs SEATS' three stages for the target retentions; yields a
     `PruningRun`. With `compiled`, Stage I's max-min picks and Stage II's scores run compiled
     (`pre_llm.capturable_picks`, `inner_llm.query_relevance`)."""
+    if check_bool("compiled", compiled):
+        check_compile()  # refused here, not at the first prefill
     schedule, video_ratio, audio_ratio = prepare_run(thinker, schedule, video_ratio, audio_ratio, **overrides)
     stages = SeatsSelectors(schedule, video_ratio, audio_ratio, thinker.config.vision_config.spatial_merge_size,
-                            check_bool("compiled", compiled))
+                            compiled)
     with pruning(thinker, "seats", stages.selectors, stages.statistic_settings(), measure=measure, plans=stages.plans,
                  notes=plan_notes(stages.plans)) as run:
         yield run

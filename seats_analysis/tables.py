@@ -16,9 +16,9 @@ import pandas as pd
 from .benchmarks import BENCHMARKS, BenchmarkSpec, benchmark_spec
 from .harness import FULL_METHOD, ratio_name, reached
 from .prompts import score
-from .results import merge_records, read_jsonl, replaced
+from .results import first_success, merge_files, read_jsonl, replaced
 from .stats import (
-    CONFIDENCE, PAIRED_COLUMNS, format_accuracy, paired_comparisons)
+    CONFIDENCE, PAIRED_COLUMNS, SIGNIFICANCE, format_accuracy, holm_verdicts, paired_comparisons)
 
 
 # %% auto #0
@@ -62,8 +62,9 @@ def _score_interval(scores: dict) -> dict:
 
 
 def _cell_rows(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> dict[tuple, list[dict]]:
-    "The results rows under `out_dir` per (method, video ratio, audio ratio, benchmark, mode), one per sample key."
-    groups: dict[tuple, list[dict]] = {}
+    """The results rows under `out_dir` per (method, video ratio, audio ratio, benchmark, mode), one per sample key:
+    kept as the harness keeps them (`results.first_success`); two different results of one key are refused."""
+    groups: dict[tuple, dict[Path, list[dict]]] = {}
     for path in sorted(Path(out_dir).rglob("*.jsonl")):
         for row in read_jsonl(path):
             missing = [k for k in ("key", *RESULT_SETTINGS) if k not in row]
@@ -72,10 +73,10 @@ def _cell_rows(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None =
             if keys is not None and row["benchmark"] in keys and row["key"] not in keys[row["benchmark"]]:
                 continue
             cell = (row["method"], row["video_ratio"], row["audio_ratio"], row["benchmark"], row["mode"])
-            groups.setdefault(cell, []).append(row)
+            groups.setdefault(cell, {}).setdefault(path, []).append(row)
     if not groups:
         raise ValueError(f"no results files (*.jsonl) under {out_dir}")
-    return {cell: list(merge_records(rows, "key").values()) for cell, rows in groups.items()}
+    return {cell: list(merge_files(files.items(), "key", first_success).values()) for cell, files in groups.items()}
 
 
 def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
@@ -122,8 +123,9 @@ def answer_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None
 def paired_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
                  reference: str = "seats") -> pd.DataFrame:
     """`reference` against every other method on the same samples, per benchmark and setting (and against the full
-    model at each of its settings): difference in points, paired bootstrap interval, McNemar p-value, established.
-    Failed samples are left out; with no answered sample of the reference the table is empty."""
+    model at each of its settings): difference in points, paired bootstrap interval, McNemar p-value, and the
+    verdicts of `stats.holm_verdicts` over the whole table (every benchmark's comparisons together). Failed samples
+    are left out; with no answered sample of the reference the table is empty."""
     groups = _cell_rows(out_dir, keys)
     methods = {method for method, *_ in groups}
     if reference not in methods:
@@ -134,7 +136,7 @@ def paired_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None
     if not tables:  # the reference answered nothing (every sample failed): nothing to pair
         return pd.DataFrame(columns=["benchmark", *PAIRED_COLUMNS])
     order = [b for b in BENCHMARKS if b in set(rows["benchmark"])] + sorted(set(rows["benchmark"]) - set(BENCHMARKS))
-    table = pd.concat(tables, ignore_index=True)[["benchmark", *PAIRED_COLUMNS]]
+    table = holm_verdicts(pd.concat(tables, ignore_index=True))[["benchmark", *PAIRED_COLUMNS]]
     return table.sort_values("benchmark", key=lambda b: b.map(order.index), kind="stable").reset_index(drop=True)
 
 # %% ../nbs/32a_tables.ipynb #a5f8292e
@@ -249,17 +251,25 @@ def summary_markdown(table: pd.DataFrame, reference: str = "seats") -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Scores: accuracy in percent [{CONFIDENCE:.0%} interval: Wilson for a benchmark, MOVER from the "
               "benchmarks' Wilson limits for the mean]. * differs from "
-              f"{reference} at the same setting (paired bootstrap interval of the difference excludes zero)."]
+              f"{reference} at the same setting (McNemar's exact p-value, Holm-adjusted over every paired comparison of "
+              f"the run, below {SIGNIFICANCE:g})."]
     return "\n".join(lines) + "\n"
 
 
+def _difference_text(row: pd.Series) -> str:
+    "A difference in points with its interval ('n/a' for an interval that one item cannot give)."
+    interval = "n/a" if pd.isna(row["ci_low"]) else f"{row['ci_low']:+.1f}, {row['ci_high']:+.1f}"
+    return f"{row['difference']:+.1f} [{interval}]"
+
+
 def paired_markdown(paired: pd.DataFrame) -> str:
-    "The paired comparisons as a Markdown table: difference in points with its interval, p-value, established."
-    lines = ["| Benchmark | Ratio | Method | vs | Items | Difference (points) | p (McNemar) | Established |",
-             "|---|---|---|---|---:|---:|---:|---|"]
+    """The paired comparisons as a Markdown table: difference in points with its interval, McNemar's p-value, its
+    Holm adjustment over the table, established."""
+    lines = ["| Benchmark | Ratio | Method | vs | Items | Difference (points) | p (McNemar) | p (Holm) | Established |",
+             "|---|---|---|---|---:|---:|---:|---:|---|"]
     for _, row in paired.iterrows():
         lines.append(f"| {row['benchmark']} | {row['setting']} | {row['reference']} | {row['method']} | {row['n']} | "
-                     f"{row['difference']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}] | {row['p_value']:.3g} | "
+                     f"{_difference_text(row)} | {row['p_value']:.3g} | {row['p_holm']:.3g} | "
                      f"{'yes' if row['established'] else 'no'} |")
     return "\n".join(lines) + "\n"
 

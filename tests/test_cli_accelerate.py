@@ -84,8 +84,11 @@ def test_launch_survives_a_taken_port(tmp_path, monkeypatch):
         done = launch(TWO_PROCESSES, [str(script), str(tmp_path), "runs"])
     monkeypatch.undo()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for case, status, starts in (("port-taken", 0, "xx"), ("fails", 1, "x")):  # taken while binding; another error
+    # taken while binding: started again, succeeds on the second start (or a third, if the new port was taken too by
+    # another test launching at the same time); another error: one start, and the failure is reported
+    for case, status, starts in (("port-taken", 0, ("xx", "xxx")), ("fails", 1, ("x",))):
         folder = tmp_path / case
         folder.mkdir()
         done = launch(TWO_PROCESSES, [str(script), str(folder), case])
-        assert (done.returncode != 0, (folder / "runs-0").read_text()) == (bool(status), starts), done.stderr[-3000:]
+        assert done.returncode != 0 if status else done.returncode == 0, done.stderr[-3000:]
+        assert (folder / "runs-0").read_text() in starts, done.stderr[-3000:]

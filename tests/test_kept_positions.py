@@ -30,6 +30,8 @@ def test_recipe_matches_the_fixture():
     assert stored["settings"] == {name: list(ratios) for name, ratios in recipe.SETTINGS.items()}
     assert stored["inputs"] == {name: list(seconds) for name, seconds in recipe.INPUTS.items()}
     assert stored["schedule"] == recipe.SCHEDULE and stored["num_layers"] == recipe.NUM_LAYERS
+    # the Qwen3 schedule is the release's (its audio windows and its Stage II temperature, 0.3 where Qwen2.5's is 0.1)
+    assert stored["qwen3_settings"] == recipe.QWEN3_SETTINGS and recipe.fixture_schedule("qwen3").temperature == 0.3
 
 
 # Recorded from transformers 5.x model states (the 4.57 line gives other states for the same ids, see

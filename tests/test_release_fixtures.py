@@ -4,9 +4,11 @@ The recordings were made by running the release's own code (`dev/release_*.py`, 
 transformers 4.57.1 and torch 2.8 (`stage_two.json` with torch 2.15); each file names the release commit, the seeds
 and the recipe. `positions.json` hands this project's states to the release's selection functions; `forwards.json`
 runs the release's patched model forwards end to end and holds, besides the kept positions, the last position's
-prefill logits; `stage_two.json` holds Stage II states (positions, kinds, scores, keep ratios) with what the
-release's Stage II keeps from each. `dycoke.json` (torch 2.15) holds what the temporal merging function of the
-DyCoke release (`KD-TAO/DyCoke`) keeps of recorded frame features (`dev/release_dycoke.py`).
+prefill logits; `forwards_qwen3.json` (torch 2.14.1) runs the release's SEATS alone on an 8-layer Qwen3-Omni thinker
+with three Stage II drops in a row, on clips with partial audio windows; `stage_two.json` holds Stage II states
+(positions, kinds, scores, keep ratios) with what the release's Stage II keeps from each. `dycoke.json` (torch 2.15)
+holds what the temporal merging function of the DyCoke release (`KD-TAO/DyCoke`) keeps of recorded frame features
+(`dev/release_dycoke.py`).
 """
 import json
 from pathlib import Path
@@ -19,8 +21,10 @@ from seats_analysis.inner_llm import top_down_keep
 from seats_analysis.layout import Kind
 from seats_analysis.methods import METHODS
 from seats_analysis.prompts import parse_answer
-from seats_analysis.testing import MAX_NEAR_TIES, clip_batch, one_swap, rounding_sensitive, tiny_schedule
-from seats_analysis.stand_ins import FAMILIES, tiny_thinker, weights_checksum
+from seats_analysis.testing import (MAX_NEAR_TIES, TEST_QUESTIONS, clip_batch, one_swap, rounding_sensitive,
+                                    tiny_schedule)
+from seats_analysis.stand_ins import (FAMILIES, make_inputs, offline_processor, synthetic_clip, tiny_thinker,
+                                      weights_checksum)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "release"
 
@@ -253,6 +257,8 @@ def test_release_forwards_keep_the_same_positions_and_give_the_same_logits():
             if gap > LOGIT_TOLERANCE:
                 problems.append(f"{family} {seconds}s {row['method']} {row['setting']}: last logits differ by {gap:.2e}")
     assert not problems, "\n".join(problems)
+    # Qwen3's SEATS keeps the release's positions at every boundary of every record, none held to its counts alone
+    assert not [name for family, method, name in near_ties if (family, method) == ("qwen3", "seats")], near_ties
     # every record is compared, Random and the randomly dropped audio of plain FastV and VisionZip included: the
     # release draws with torch.randperm from the global generator (seeded 0 before each recorded forward), this
     # project from its own generator seeded 0, in the same order
@@ -264,6 +270,46 @@ def test_release_forwards_keep_the_same_positions_and_give_the_same_logits():
     assert len(near_ties) <= MAX_NEAR_TIES * len(record["records"]), near_ties
     print(f"decided by near-ties here (compared by counts): {[name for *_, name in near_ties]}")
     print({f"{f} {m}": f"{n} compared, max |logit difference| {worst[f, m]:.1e}" for (f, m), n in compared.items()})
+
+
+def _qwen3_drops_run(thinker, schedule, row) -> tuple[dict, torch.Tensor]:
+    "This project's SEATS on one record of forwards_qwen3.json: kept original positions per boundary, last logits."
+    clip = synthetic_clip(row["clip_seconds"], seed=row["clip_seed"], family="qwen3")
+    inputs = make_inputs(offline_processor("qwen3"), TEST_QUESTIONS[:1], [clip], fps=row["fps"])
+    _, kept, _, logits = _ours(thinker, schedule, inputs, row)
+    return {k: v.tolist() for k, v in kept.items()}, logits
+
+
+def test_release_qwen3_drops_keep_the_release_positions_at_every_boundary():
+    """The release's SEATS end to end on Qwen3-Omni with a Stage II drop after each of layers 4, 5 and 6
+    (dev/release_forwards.py --qwen3-drops): every record keeps the release's positions at every boundary, none
+    excused as a near-tie, and gives its logits. With Qwen2.5's Stage II temperature (0.1) instead of the release's
+    Qwen3 one (0.3) the same schedule parts from the release, with the same counts, at drops after the first."""
+    record = _record("forwards_qwen3.json")
+    thinker, schedule = _thinker(record, "qwen3"), _schedule(record, "qwen3")
+    assert schedule.temperature == 0.3 and record["environment"]["transformers"] == "4.57.1"
+    late = record["schedule"]["late_block_layer"]
+    problems, other_temperature = [], []
+    for row in record["records"]:
+        name = f"{row['clip_seconds']}s at fps {row['fps']} (clip seed {row['clip_seed']}) {row['setting']}"
+        release = _cuts(row)
+        assert sum(0 < int(k) < late - 1 for k in release) >= 2, f"{name}: fewer than two Stage II cuts"
+        kept, logits = _qwen3_drops_run(thinker, schedule, row)
+        if kept != release:
+            problems += [f"{name} boundary {k}: ours keeps {sorted(set(kept.get(k, [])) - set(v))} instead of "
+                         f"{sorted(set(v) - set(kept.get(k, [])))}" for k, v in release.items() if kept.get(k) != v]
+        elif (gap := float((logits - torch.tensor(row["logits"])).abs().max())) > LOGIT_TOLERANCE:
+            problems.append(f"{name}: last logits differ by {gap:.2e}")
+        kept_01, _ = _qwen3_drops_run(thinker, tiny_schedule("qwen3", **record["schedule"], **{
+            **record["qwen3_settings"], "temperature": 0.1}), row)
+        if kept_01 != release:
+            first = min((k for k in release if kept_01.get(k) != release[k]), key=int)
+            same_counts = [len(kept_01[k]) for k in release] == [len(v) for v in release.values()]
+            other_temperature.append((name, first, same_counts))
+    assert not problems, "\n".join(problems)
+    assert {row["fps"] for row in record["records"]} == {None, 2}
+    assert any(int(first) > record["schedule"]["drop_layers"][0] for _, first, _ in other_temperature), other_temperature
+    assert all(same_counts for *_, same_counts in other_temperature), other_temperature
 
 
 def test_dycoke_temporal_merging_keeps_the_release_indices():

@@ -93,3 +93,33 @@ def test_resuming_an_old_store_is_refused_naming_what_its_fingerprint_lacks(tmp_
         _prepare_folder(probe_folder, meta["settings"], fingerprint, 0)
     with xr.open_dataset(FIXTURE / "probe_merged.nc") as stored:
         xr.testing.assert_identical(merge_parts(probe_folder), stored.load())
+
+
+def test_results_resume_after_their_data_folder_moved(tmp_path):
+    """A sample's input digest is what it puts into the model, not where its files are: a data folder moved (or
+    mounted elsewhere) resumes its results files, running nothing again, while a changed video is still refused."""
+    from seats_analysis.compat import audio_rates
+    from seats_analysis.evaluate import evaluate
+    from seats_analysis.schedule import Schedule
+    from seats_analysis.stand_ins import offline_processor, tiny_thinker
+    from seats_analysis.testing import make_fixture
+
+    thinker, processor = tiny_thinker(num_layers=4), offline_processor()
+    schedule = Schedule(model_name="tiny-qwen2_5", num_layers=4, middle_block_layer=2, late_block_layer=4,
+                        drop_layers=[1, 2], provenance={"source": "probe", "details": "hand-made for the tests"},
+                        **audio_rates("qwen2_5"))
+    fixture = make_fixture("videomme", tmp_path / "data", n_records=2, seed=7)
+    results = tmp_path / "runs" / "videomme_full.jsonl"
+    run = dict(method="full", schedule=schedule, max_new_tokens=4, progress=False, results_path=results)
+    first = evaluate(thinker, processor, "videomme", data_root=tmp_path / "data", **run)
+    written = results.read_bytes()
+    shutil.move(tmp_path / "data", tmp_path / "moved")
+    ran = []
+    again = evaluate(thinker, processor, "videomme", data_root=tmp_path / "moved", on_sample=ran.append, **run)
+    assert ran == [] and results.read_bytes() == written
+    assert again["overall"] == first["overall"] and again["n"] == first["n"] == 2
+    video = sorted((tmp_path / "moved" / "videomme" / fixture.media_root.relative_to(tmp_path / "data" / "videomme"))
+                   .rglob("*.mp4"))[0]
+    video.write_bytes(video.read_bytes()[:-1] + b"\0")
+    with pytest.raises(ValueError, match="the inputs of 1 stored sample"):
+        evaluate(thinker, processor, "videomme", data_root=tmp_path / "moved", **run)
