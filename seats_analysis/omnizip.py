@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['WHOLE_AUDIO', 'SALIENCY_BLOCK', 'SHIFT_SLACK', 'CONTEXTUAL_RATIO', 'GROUP_SIZE', 'DISCARD_RANGE',
            'DENSITY_NEIGHBOURS', 'RELEASE_SETTINGS', 'logit_bounds', 'qwen2_5_saliency', 'qwen3_saliency',
-           'audio_saliency', 'saliency_window_frames', 'dominant_count', 'audio_merge', 'video_discard_ratios',
-           'frame_counts', 'density_scores', 'density_peaks', 'istm_runs', 'istm', 'discard_fractions',
-           'first_grid_tokens', 'OmniZip', 'omnizip']
+           'audio_saliency', 'saliency_window_frames', 'top_indices', 'dominant_count', 'audio_merge',
+           'video_discard_ratios', 'frame_counts', 'density_scores', 'density_peaks', 'istm_runs', 'istm',
+           'discard_fractions', 'first_grid_tokens', 'OmniZip', 'omnizip']
 
 # %% ../nbs/08d_omnizip.ipynb #930e63e9
 import torch
@@ -123,6 +123,11 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     "Rows of `x` over their length plus 1e-6, as the release normalises."
     return x / (x.norm(dim=-1, keepdim=True) + 1e-6)
 
+def top_indices(scores: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:
+    """Indices (..., k) of the k largest (or smallest) `scores` (..., n) along the last dimension, best first; exact
+    ties go to the earlier position (a stable sort), whatever torch's `topk` would pick among them."""
+    return torch.sort(scores, dim=-1, descending=largest, stable=True).indices[..., :k]
+
 def dominant_count(rho_audio: float, n: int) -> int:
     "Audio tokens kept by saliency: Python's round((1 - rho) n), half to even, as the release."
     return int(max(0, min(n, round((1.0 - rho_audio) * n))))
@@ -135,7 +140,7 @@ def audio_merge(audio: torch.Tensor, video: torch.Tensor | None, saliency: torch
     merged = audio.clone()
     dominant = dominant_count(rho_audio, n)
     if dominant:
-        keep[torch.topk(saliency, dominant).indices] = True  # torch.topk as the release: its pick among exact ties
+        keep[top_indices(saliency, dominant)] = True  # exact ties: the earlier token
     remaining = (~keep).nonzero().flatten()  # (R,) in order
     contextual = int(max(0, round(contextual_ratio * n)))
     if not len(remaining) or contextual <= 0 or g <= 0:  # g = 0: no anchor is kept either
@@ -236,16 +241,16 @@ def density_scores(tokens: torch.Tensor, k: int = DENSITY_NEIGHBOURS) -> torch.T
 
 def density_peaks(tokens: torch.Tensor, num_keep: int, k: int = DENSITY_NEIGHBOURS) -> torch.Tensor:
     "Indices (E, num_keep) of the density-peak tokens of E frames (E, T, D)."
-    return torch.topk(density_scores(tokens, k), num_keep, dim=1).indices
+    return top_indices(density_scores(tokens, k), num_keep)
 
 def _keep_top(kept: torch.BoolTensor, scores: torch.Tensor, counts: torch.Tensor, largest: bool):
     "Mark in `kept` (E, T) the `counts[e]` (E,) best-scored tokens of each frame (all of them at T or more)."
-    for count in counts.unique().tolist():  # frames of one count at once: torch.topk row by row, as the release
+    for count in counts.unique().tolist():  # frames of one count at once
         rows = (counts == count).nonzero().flatten()
         if count >= kept.shape[1]:
             kept[rows] = True
         elif count > 0:
-            kept[rows] = kept[rows].scatter(1, scores[rows].topk(count, dim=1, largest=largest).indices, True)
+            kept[rows] = kept[rows].scatter(1, top_indices(scores[rows], count, largest), True)
 
 def istm_runs(features: torch.Tensor, run_lengths: list[int], tokens_per_frame: int, discard_ratios: list[float],
               variant: str = "release") -> torch.BoolTensor:
