@@ -68,6 +68,15 @@ PATCHED = ["seats.modeling_qwen2_5_omni_seats", "seats.modeling_qwen3_omni_seats
            "baselines.random.modeling_qwen2_5_omni_random", "baselines.random.modeling_qwen3_omni_random"]
 
 
+def write_records(out: Path, header: dict, records: list[dict]):
+    "A fixture file: the header's fields, then one record per line."
+    lines = json.dumps(header, indent=1)[:-2] + ',\n "records": [\n'
+    lines += ",\n".join(json.dumps(record, separators=(",", ":")) for record in records) + "\n ]\n}\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(lines)
+    print(f"wrote {out}: {len(records)} records")
+
+
 def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None, dropout_p=0.0,
                      softmax_scale=None, causal=False, **unused):
     "flash-attn's `flash_attn_varlen_func` in plain PyTorch: attention within each `cu_seqlens` chunk; (total, heads, dim)."
@@ -252,11 +261,7 @@ def main(checkout: Path, out: Path):
         "num_layers": NUM_LAYERS, "thinker_seed": THINKER_SEED, "weights_checksum": checksums,
         "schedule": FORWARD_SCHEDULE,
         "qwen3_settings": QWEN3_SETTINGS}
-    lines = json.dumps(header, indent=1)[:-2] + ',\n "records": [\n'
-    lines += ",\n".join(json.dumps(record, separators=(",", ":")) for record in records) + "\n ]\n}\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(lines)
-    print(f"wrote {out}: {len(records)} records")
+    write_records(out, header, records)
 
 
 QWEN3_DROPS_LAYERS = 8
@@ -316,11 +321,7 @@ def main_qwen3_drops(checkout: Path, out: Path):
         "num_layers": QWEN3_DROPS_LAYERS, "thinker_seed": THINKER_SEED,
         "weights_checksum": {"qwen3": weights_checksum(thinker)}, "schedule": QWEN3_DROPS_SCHEDULE,
         "qwen3_settings": QWEN3_SETTINGS}
-    lines = json.dumps(header, indent=1)[:-2] + ',\n "records": [\n'
-    lines += ",\n".join(json.dumps(record, separators=(",", ":")) for record in records) + "\n ]\n}\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(lines)
-    print(f"wrote {out}: {len(records)} records")
+    write_records(out, header, records)
 
 
 if __name__ == "__main__":
