@@ -32,11 +32,9 @@ def token_kinds(input_ids: torch.Tensor, config) -> torch.LongTensor:
     "The `Kind` of every position of `input_ids` (B, S), from the thinker config's placeholder token ids."
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be (B, S), got shape {tuple(input_ids.shape)}")
-    kinds = torch.full_like(input_ids, Kind.TEXT, dtype=torch.long)  # (B, S)
-    for name in ("video", "image"):
-        kinds[input_ids == token_id(config, name)] = Kind.VIDEO
-    kinds[input_ids == token_id(config, "audio")] = Kind.AUDIO
-    return kinds
+    video = (input_ids == token_id(config, "video")) | (input_ids == token_id(config, "image"))  # (B, S)
+    kinds = torch.where(video, Kind.VIDEO, Kind.TEXT)  # (B, S), without a boolean-mask write (no host sync)
+    return kinds.masked_fill(input_ids == token_id(config, "audio"), Kind.AUDIO)
 
 # %% ../nbs/00_layout.ipynb #682cf63c
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['ATTENTION_SCALE', 'NORM_EPS', 'PICKED', 'MAX_DISTANCE_ELEMENTS', 'COMPILE_MIN_TORCH', 'TORCH_VERSION', 'CAN_COMPILE',
-           'windivprune', 'window_budget', 'windowed_windivprune', 'check_compile', 'compile_selection',
-           'capturable_picks']
+           'windivprune', 'window_budget', 'windowed_keep_count', 'windowed_windivprune', 'check_compile',
+           'compile_selection', 'capturable_picks']
 
 # %% ../nbs/04_pre_llm.ipynb #ece81d49
 import torch
@@ -22,16 +22,13 @@ PICKED = -1.0  # the value a picked token takes in the running minimum `m`
 
 def _second_smallest(dist: torch.Tensor) -> torch.Tensor:
     "Second-smallest value of every column of (B, N >= 2, N), as `kthvalue(2, dim=1)` gives it."
-    diagonal = dist.diagonal(dim1=1, dim2=2)  # (B, N), a view
-    own = diagonal.clone()  # each token's distance to itself: (nearly) zero, usually its column's smallest
-    diagonal.fill_(float("inf"))
-    second = dist.amin(dim=1)  # (B, N): the smallest entry off the diagonal, the second smallest where own <= it
-    diagonal.copy_(own)
-    # Where another token is nearer than the token itself (a repeated token, or rounding), `topk` sorts those few
-    # columns instead.
-    window, column = (own > second).nonzero(as_tuple=True)  # (C,) each
-    second[window, column] = dist[window, :, column].topk(2, dim=1, largest=False).values[:, 1]  # (C, N) -> (C,)
-    return second
+    own = dist.diagonal(dim1=1, dim2=2)  # (B, N) each token's distance to itself: (nearly) zero, usually the smallest
+    off_diagonal = dist.masked_fill(torch.eye(dist.shape[-1], dtype=torch.bool, device=dist.device), float("inf"))
+    second = off_diagonal.amin(dim=1)  # (B, N): the smallest entry off the diagonal, the second smallest where own <= it
+    # Where another token is nearer than the token itself (a repeated token, or rounding), the column's two smallest
+    # sorted by `topk`; taken for every column, so that no count of such columns is read on the host.
+    nearer = dist.topk(2, dim=1, largest=False).values[:, 1]  # (B, N)
+    return torch.where(own > second, nearer, second)
 
 def _max_min(dist: torch.Tensor, first: torch.LongTensor, num_keep: int) -> list:
     "The greedy picks (each (B,)) after `first`, three operations a step; sets `dist`'s diagonal to -1."
@@ -93,6 +90,12 @@ MAX_DISTANCE_ELEMENTS = 2 ** 26  # per chunk of windows: 256 MiB of float32 dist
 def window_budget(window_len: int, ratio: float) -> int:
     "Tokens kept in a window of `window_len` tokens at keep ratio `ratio`."
     return min(window_len, max(1, round(ratio * window_len)))
+
+def windowed_keep_count(total: int, window_tokens: int, ratio: float) -> int:
+    "Tokens `windowed_windivprune` keeps of `total` at `ratio` in windows of `window_tokens`, known without the features."
+    window_tokens = min(window_tokens, max(total, 1))
+    num_full, last_len = divmod(total, window_tokens)
+    return num_full * window_budget(window_tokens, ratio) + (window_budget(last_len, ratio) if last_len else 0)
 
 def _padded(dist: torch.Tensor, size: int) -> torch.Tensor:
     "Distances (B, n, n) of shorter windows padded to (B, size, size) with distances that are never picked."

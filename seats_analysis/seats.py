@@ -11,10 +11,11 @@ from functools import partial
 import torch
 from torch.profiler import record_function
 
-from .inner_llm import query_relevance, top_down_keep
+from .engine import Keep, kinds_kept
+from .inner_llm import query_relevance, row_layouts, top_down_keep
 from .checks import check_bool, single_use
 from .layout import Kind
-from .pre_llm import check_compile, windowed_windivprune
+from .pre_llm import check_compile, windowed_keep_count, windowed_windivprune
 from .run import MODALITIES, last_token_index, prepare_run, pruning
 from .schedule import Schedule
 
@@ -54,55 +55,82 @@ class SeatsSelectors:
                     audio_window_frames=self.schedule.audio_statistic_window_frames if self._selects(Kind.AUDIO) else None)
 
     def _window_tokens(self, statistic, name: str, item: int) -> int:
-        "Selection window length (LLM tokens) of one item."
+        "Selection window length (LLM tokens) of one item, from its grid as the encoder hooks read it."
         if name == "audio":
             return self.schedule.audio_window_tokens
-        _, grid_h, grid_w = statistic.grids[name][item].tolist()
+        _, grid_h, grid_w = statistic.grid_lists[name][item]
         return self.schedule.video_window_tokens(grid_h, grid_w, self.spatial_merge_size)
 
-    def stage_one(self, state) -> torch.Tensor:
-        "Boundary 0: windowed winDivPrune of each video and audio item, weighted by the encoder statistic."
+    @staticmethod
+    def _item_rows(positions: torch.LongTensor, lengths: list, state) -> list:
+        "The row of each item whose flat positions (N,) `positions` holds: row 0 in a batch of one, else read on the host."
+        if len(state.counts) == 1:
+            return [0] * len(lengths)
+        starts = torch.tensor([0, *lengths[:-1]]).cumsum(0).to(positions.device, non_blocking=True)
+        return (positions[starts] // state.padding_mask.shape[1]).tolist()
+
+    def stage_one(self, state) -> Keep:
+        """Boundary 0: windowed winDivPrune of each video and audio item, weighted by the encoder statistic; what each
+        row keeps is known from the item lengths and the ratio (`windowed_keep_count`)."""
         keep = state.padding_mask.clone()  # (B, S)
+        counts = [list(row) for row in state.counts]  # (text, video, audio) kept in each row
         statistic = self.recorder.current if self.recorder is not None else None
         if statistic is not None and statistic.input_ids is not None and statistic.input_ids.shape != keep.shape:
             raise RuntimeError("Stage I must run at boundary 0, on the unpruned input")
         for kind, names in ((Kind.VIDEO, ("image", "video")), (Kind.AUDIO, ("audio",))):
-            if self.encoder_ratios[kind] >= 1 or not (state.kinds == kind).any():
+            if self.encoder_ratios[kind] >= 1 or not any(row[kind] for row in counts):
                 continue
             if self.encoder_ratios[kind] == 0:  # a target of 0: none of the modality enters the LLM
                 keep &= state.kinds != kind
+                for row in counts:
+                    row[kind] = 0
                 continue
             recorded = [name for name in names if name in statistic.values]
             if not recorded:
                 raise RuntimeError(f"no encoder attention statistic for {MODALITIES[kind]}: Stage I needs the "
                                    "encoders to run inside the block (not precomputed encoder outputs)")
+            lengths = {name: statistic.item_lengths[name] for name in recorded}
+            placeholders = sum(row[kind] for row in counts)
+            if sum(map(sum, lengths.values())) != placeholders:
+                raise ValueError(f"{placeholders} {MODALITIES[kind]} placeholders in input_ids, but the encoders "
+                                 f"produced {sum(map(sum, lengths.values()))}")
             with record_function(f"select.stage_one.{MODALITIES[kind]}"):
+                flat_keep, flat_hidden = keep.view(-1), state.hidden_states.flatten(0, 1)  # (B * S,), (B * S, D)
                 for name in recorded:
                     values = statistic.values[name].to(keep.device, torch.float32)  # (N,) in placeholder order
-                    attention = values.split(statistic.item_lengths[name])
-                    for item, (row, positions) in enumerate(statistic.item_positions(name)):  # each video or audio
-                        positions = positions.to(keep.device)
-                        keep[row, positions] = windowed_windivprune(
-                            state.hidden_states[row, positions], attention[item],
-                            self._window_tokens(statistic, name, item), self.encoder_ratios[kind],
+                    positions = statistic.flat_positions(name).to(keep.device)  # (N,)
+                    items = zip(self._item_rows(positions, lengths[name], state), positions.split(lengths[name]),
+                                values.split(lengths[name]), lengths[name])
+                    for item, (row, item_positions, attention, length) in enumerate(items):  # each video or audio
+                        window_tokens = self._window_tokens(statistic, name, item)
+                        flat_keep[item_positions] = windowed_windivprune(
+                            flat_hidden[item_positions], attention, window_tokens, self.encoder_ratios[kind],
                             compiled=self.compiled)
-        return keep
+                        counts[row][kind] -= length - windowed_keep_count(length, window_tokens,
+                                                                          self.encoder_ratios[kind])
+        return Keep(keep, tuple(map(tuple, counts)))
 
-    def stage_two(self, state, video_keep: float, audio_keep: float) -> torch.Tensor:
-        "Boundary d: top-down budget on the last token's attention, recomputed with layer d's own weights."
-        with record_function("select.stage_two.score"):
+    def stage_two(self, state, video_keep: float, audio_keep: float) -> Keep:
+        """Boundary d: top-down budget on the last token's attention, recomputed with layer d's own weights. The
+        release's budget splits each window between video and audio by the scores, so what a row keeps of each is read
+        on the host: that and the rows' runs (`inner_llm.row_layouts`) are the cut's two reads."""
+        seq_len = state.padding_mask.shape[1]
+        with record_function("select.stage_two.score"):  # under left padding every row's last token is the last column
             scores = query_relevance(state.hidden_states, state.layers[state.k - 1], state.position_embeddings,
-                                     last_token_index(state.padding_mask), state.padding_mask,
+                                     [seq_len - 1] * len(state.counts), state.padding_mask,
                                      compiled=self.compiled)  # (B, S)
         with record_function("select.stage_two.choose"):
-            keep = torch.stack([top_down_keep(row_scores, row_kinds, video_keep, audio_keep, self.schedule.temperature)
-                                for row_scores, row_kinds in zip(scores, state.kinds)])
-            return keep & state.padding_mask
+            keep = torch.stack([top_down_keep(row_scores, row_kinds, video_keep, audio_keep, self.schedule.temperature,
+                                              layout) for row_scores, row_kinds, layout
+                                in zip(scores, state.kinds, row_layouts(state.kinds))])  # one read: the rows' runs
+            keep &= state.padding_mask
+            media = kinds_kept(state.kinds, keep)[:, Kind.VIDEO:].tolist()  # (B, 2) what the budget kept
+            return Keep(keep, tuple((row[Kind.TEXT], *kept) for row, kept in zip(state.counts, media)))
 
     @staticmethod
-    def stage_three(state) -> torch.Tensor:
+    def stage_three(state) -> Keep:
         "Boundary late_block_layer - 1: keep text only."
-        return (state.kinds == Kind.TEXT) & state.padding_mask
+        return Keep((state.kinds == Kind.TEXT) & state.padding_mask, tuple((row[Kind.TEXT], 0, 0) for row in state.counts))
 
     def selectors(self, recorder=None) -> dict:
         "Selectors keyed by boundary, for `drop_tokens`; `recorder` is the `encoder_attention` recorder."
