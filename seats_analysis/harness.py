@@ -370,7 +370,8 @@ def _finite(x) -> float | None:
 def _seconds(latency) -> dict:
     "A latency split as {part: seconds}, from a mapping or a dataclass (with its `total` when it has one)."
     split = dict(latency) if isinstance(latency, Mapping) else asdict(latency)
-    split.pop("selection_ops", None)  # a count of operations, not seconds (filled only when they are counted)
+    for count in ("selection_ops", "host_syncs"):  # counts, not seconds (filled only when they are counted)
+        split.pop(count, None)
     if hasattr(latency, "total"):
         split["total"] = latency.total
     return {k: _finite(v) for k, v in split.items()}
