@@ -20,15 +20,30 @@ ATTENTION_SCALE = 1e6
 NORM_EPS = 1e-8  # the release divides by |x| + 1e-8 (not max(|x|, eps)); near-ties in the max-min pick depend on it
 PICKED = -1.0  # the value a picked token takes in the running minimum `m`
 
-def _second_smallest(dist: torch.Tensor) -> torch.Tensor:
-    "Second-smallest value of every column of (B, N >= 2, N), as `kthvalue(2, dim=1)` gives it."
-    own = dist.diagonal(dim1=1, dim2=2)  # (B, N) each token's distance to itself: (nearly) zero, usually the smallest
-    off_diagonal = dist.masked_fill(torch.eye(dist.shape[-1], dtype=torch.bool, device=dist.device), float("inf"))
-    second = off_diagonal.amin(dim=1)  # (B, N): the smallest entry off the diagonal, the second smallest where own <= it
-    # Where another token is nearer than the token itself (a repeated token, or rounding), the column's two smallest
-    # sorted by `topk`; taken for every column, so that no count of such columns is read on the host.
-    nearer = dist.topk(2, dim=1, largest=False).values[:, 1]  # (B, N)
-    return torch.where(own > second, nearer, second)
+def _second_smallest(dist: torch.Tensor, sync_free: bool = False) -> torch.Tensor:
+    """Second-smallest value of every column of (B, N >= 2, N), as `kthvalue(2, dim=1)` gives it; with `sync_free`,
+    without reading how many columns need the slower path (for small windows: it passes over every column)."""
+    diagonal = dist.diagonal(dim1=1, dim2=2)  # (B, N), a view
+    own = diagonal.clone()  # each token's distance to itself: (nearly) zero, usually its column's smallest
+    diagonal.fill_(float("inf"))
+    second = dist.amin(dim=1)  # (B, N): the smallest entry off the diagonal, the second smallest where own <= it
+    if sync_free:
+        # Where another token is nearer than the token itself (a repeated token, or rounding), the second smallest is
+        # the nearer of the token itself and the next token off the diagonal: the column's minimum with its nearest
+        # token masked too.
+        nearest = dist.argmin(dim=1, keepdim=True)  # (B, 1, N)
+        at_nearest = dist.gather(1, nearest)
+        dist.scatter_(1, nearest, float("inf"))
+        next_nearest = dist.amin(dim=1)  # (B, N)
+        dist.scatter_(1, nearest, at_nearest)
+        diagonal.copy_(own)
+        return torch.where(own > second, torch.minimum(own, next_nearest), second)
+    diagonal.copy_(own)
+    # Where another token is nearer than the token itself, `topk` sorts those few columns instead: a column reduction
+    # like `argmin` is slow along the strided dimension of a whole modality's distances (DivPrune's).
+    window, column = (own > second).nonzero(as_tuple=True)  # (C,) each
+    second[window, column] = dist[window, :, column].topk(2, dim=1, largest=False).values[:, 1]  # (C, N) -> (C,)
+    return second
 
 def _max_min(dist: torch.Tensor, first: torch.LongTensor, num_keep: int) -> list:
     "The greedy picks (each (B,)) after `first`, three operations a step; sets `dist`'s diagonal to -1."
@@ -55,15 +70,15 @@ def _distances(x: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
             dist.mul_((attention.to(dtype) * ATTENTION_SCALE)[:, None, :])
     return dist
 
-def _picks(dist: torch.Tensor, num_keep: int, compiled: bool = False) -> torch.LongTensor:
+def _picks(dist: torch.Tensor, num_keep: int, compiled: bool = False, sync_free: bool = False) -> torch.LongTensor:
     """The `num_keep` max-min picks (B, num_keep) of every window of `dist` (B, N, N), in the order they are picked;
-    with `compiled`, by the compiled `capturable_picks`."""
+    with `compiled`, by the compiled `capturable_picks`; with `sync_free`, without a read on the host."""
     if compiled:
         with record_function("select.windivprune.compiled"):
             steps = torch.tensor(num_keep, device=dist.device)
             return compile_selection(capturable_picks)(dist, steps)[:, :num_keep]
     with record_function("select.windivprune.first_pick"):
-        first = _second_smallest(dist).argmax(dim=1)  # (B,)
+        first = _second_smallest(dist, sync_free).argmax(dim=1)  # (B,)
     with record_function("select.windivprune.greedy"):  # the one sequential part: a step per pick, for every window
         return torch.stack(_max_min(dist, first, num_keep), dim=1)
 
@@ -139,7 +154,7 @@ def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None,
         if last:
             last_dist = _distances(features[None, full_len:], None if attention is None else attention[None, full_len:])
             dist = torch.cat([dist, _padded(last_dist, window_tokens)]) if stop > start else last_dist
-        picked = _picks(dist, budget if stop > start else last_budget, compiled)  # (w [+ 1], k), in pick order
+        picked = _picks(dist, budget if stop > start else last_budget, compiled, sync_free=True)  # (w [+ 1], k), in pick order
         if stop > start:
             offsets = torch.arange(start, stop, device=features.device)[:, None] * window_tokens  # (w, 1)
             keep[(picked[:stop - start] + offsets).flatten()] = True
