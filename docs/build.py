@@ -47,8 +47,8 @@ def notebooks() -> list[Path]:
 
 def doclinks() -> dict[str, str]:
     """Each name a reader may write in backticks, mapped to the full name of its API entry: the full dotted name of
-    every public module and name of the package, a name without its module (`seats`, `Schedule.plan`) where only one
-    module exports it, and a module's own dotted name."""
+    every public module and name of the package, a name without its module (`Schedule.plan`) where only one module
+    exports it, and a module's name without the package (`plan`; `seats` is the function the module is named for)."""
     from seats_analysis._modidx import d
 
     full, short = {}, {}
@@ -62,7 +62,9 @@ def doclinks() -> dict[str, str]:
             for i in range(len(parts)):
                 short.setdefault(".".join(parts[i:]), set()).add(name)
     unique = {name: targets.pop() for name, targets in short.items() if len(targets) == 1}
-    return {**unique, **full}
+    # a module's own name (`plan`, `seats`) is the module, or the name it is named after where it exports one
+    modules = {module.rsplit(".", 1)[1]: full.get(f"{module}.{module.rsplit('.', 1)[1]}", module) for module in d["syms"]}
+    return {**unique, **modules, **full}
 
 
 def linkify(markdown: str, links: dict[str, str], pages: set[str]) -> str:
