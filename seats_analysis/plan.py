@@ -300,7 +300,7 @@ def _default_schedule(model, config) -> str:
         return "organism"
     raise ValueError(f"model={str(model)!r} is a config path: give its schedule (a shipped name or a schedule file)")
 
-# %% ../nbs/06c_plan.ipynb #92ac1f0e
+# %% ../nbs/06c_plan.ipynb #48b7a177
 # the paper's prefill TFLOPs (means over five benchmarks), as (setting, TFLOPs) pairs
 PAPER_TFLOPS = {"qwen2_5_omni_7b": (("full", 111.0), ("R35", 36.7), ("R25", 26.5), ("R15", 17.3), ("R10", 12.2)),
                 "qwen3_omni_30b_a3b": (("full", 47.2), ("R10", 3.9))}
