@@ -135,3 +135,18 @@ def test_check_site_finds_what_a_reader_would_stumble_on(tmp_path):
     assert any("broken link missing.html" in p for p in problems) and any("broken link gone.png" in p for p in problems)
     assert any("machine path" in p for p in problems) and any("progress bar" in p for p in problems)
     assert any("a warning in an output" in p for p in problems)
+
+
+def test_every_public_name_has_an_entry(site):
+    "The API reference has an entry (an anchor a link can reach) for every name of every module's `__all__`."
+    import importlib
+
+    from seats_analysis._modidx import d
+
+    url, root = site
+    missing = []
+    for module in d["syms"]:
+        page = (root / "_docs" / "api" / f"{module}.html").read_text(encoding="utf-8")
+        missing += [f"{module}.{name}" for name in importlib.import_module(module).__all__
+                    if f'id="{module}.{name}"' not in page]
+    assert not missing, missing
