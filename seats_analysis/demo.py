@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['ROOT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'DEFAULT_OUT', 'DEMO_ITEMS',
-           'REFERENCE_ITEMS', 'ITEMS_AT_ONCE', 'SUMMARY_HEADERS', 'OrganismRecord', 'organism_records', 'organism_spec',
-           'register_organism', 'organism_samples', 'organism_schedule', 'organism_table', 'DemoPaths', 'DemoOutputs',
-           'stored_probe_samples', 'answers_stand', 'run_demo', 'terminal_summary']
+           'REFERENCE_ITEMS', 'ITEMS_AT_ONCE', 'ZOOM_POINTS', 'ZOOM_MARGIN', 'SUMMARY_HEADERS', 'OrganismRecord',
+           'organism_records', 'organism_spec', 'register_organism', 'organism_samples', 'organism_schedule',
+           'organism_table', 'DemoPaths', 'DemoOutputs', 'stored_probe_samples', 'answers_stand', 'organism_tradeoff',
+           'run_demo', 'terminal_summary']
 
 # %% ../nbs/41_demo.ipynb #f00b1a76
 import shutil
@@ -236,6 +237,23 @@ def _shown_path(path: Path) -> str:
     path = path.resolve()
     return str(path.relative_to(ROOT.resolve())) if path.is_relative_to(ROOT.resolve()) else str(path)
 
+ZOOM_POINTS = 4.0  # accuracy points below the full model's where the magnified panel starts
+ZOOM_MARGIN = 0.05  # of the magnified points' cost range, on each side
+
+def organism_tradeoff(results: pd.DataFrame, path=None):
+    """The trade-off figure of an organism's results table: accuracy against analytic prefill GFLOPs per item, with
+    the pruned methods' points within `ZOOM_POINTS` of the full model's accuracy (if any) magnified beside."""
+    curve = results.assign(score=results.accuracy, ratio_name=results.setting)
+    full = float(curve.loc[curve.method == "full", "score"].iloc[0])
+    near = curve[(curve.method != "full") & (curve.score >= full - ZOOM_POINTS)]
+    zoom = None
+    if len(near):
+        left, right = near.gflops.min(), near.gflops.max()
+        margin = ZOOM_MARGIN * ((right - left) or right)  # one point: a margin of its own cost's share
+        zoom = (left - margin, right + margin, full - ZOOM_POINTS - 0.2, max(100.0, near.ci_high.max()) + 0.2)
+    return tradeoff_figure(curve, x="gflops", y="score", path=path, xlabel="prefill GFLOPs per item (analytic)",
+                           ylabel="accuracy (%)", zoom=zoom)
+
 def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: int = 0, methods=None,
              progress: bool = True, fresh_probe: bool = False, items_at_once: int = ITEMS_AT_ONCE,
              late_tolerance: float = ORGANISM_LATE_TOLERANCE, organism: str = "qwen2_5", **block_kwargs) -> DemoOutputs:
@@ -285,9 +303,7 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
     label = f"{name.replace('_', ' ')} (test split)"
     dependency_figure({label: table}, blocks={label: blocks},
                       path=paths.figure_files[0].with_suffix(""))
-    curve = results.assign(score=results.accuracy, ratio_name=results.setting)
-    tradeoff_figure(curve, x="gflops", y="score", path=paths.figure_files[2].with_suffix(""),
-                    xlabel="prefill GFLOPs per item (analytic)", ylabel="accuracy (%)")
+    organism_tradeoff(results, paths.figure_files[2].with_suffix(""))
     files = [paths.schedule, *paths.tables, paths.probe / "probe.nc", paths.sweep / "summary.csv", *paths.figure_files]
     return DemoOutputs(table, blocks, schedule, results, paired, answers, files, reused, reused_answers)
 

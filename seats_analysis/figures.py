@@ -6,7 +6,7 @@
 __all__ = ['FIGURE_FORMATS', 'PNG_DPI', 'CONDITION_COLORS', 'CONDITION_LABELS', 'BLOCK_COLORS', 'HEADROOM', 'PANEL_SIZE',
            'LEGEND_AND_CAPTION', 'MAX_COLUMNS', 'PERCENT_METRICS', 'CAPTION_CHARACTERS_PER_INCH', 'INTERVAL_HEIGHT',
            'METHOD_LABELS', 'FAMILY_COLORS', 'SPARE_COLORS', 'SETTING_MARKERS', 'STYLE_TITLES', 'PERCENT_SCORES',
-           'TRADEOFF_AXES', 'save_figure', 'dependency_figure', 'method_style', 'tradeoff_figure',
+           'MARKER_ZORDER', 'TRADEOFF_AXES', 'save_figure', 'dependency_figure', 'method_style', 'tradeoff_figure',
            'tradeoff_from_results']
 
 # %% ../nbs/12_figures.ipynb #2a30742b
@@ -19,7 +19,7 @@ import seaborn as sns
 import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import PercentFormatter
 
 from .blocks import (
@@ -210,12 +210,16 @@ def method_style(names) -> dict:
 
 
 # %% ../nbs/12_figures.ipynb #3bc443ad
+MARKER_ZORDER = 6  # every marker above every line and error bar; SEATS' larger ones below the others
+
 def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hue: str = "method",
                     style: str | None = "ratio_name", path: str | Path | None = None, title: str | None = None,
                     xlabel: str | None = None, ylabel: str | None = None, paper: pd.DataFrame | None = None,
-                    interval: tuple[str, str] = ("ci_low", "ci_high")) -> Figure:
+                    interval: tuple[str, str] = ("ci_low", "ci_high"),
+                    zoom: tuple[float, float, float, float] | None = None) -> Figure:
     """Score against cost from a results table: one line per `hue`, one marker per `style`, the score's `interval`
-    columns (where the table has them) as error bars; `paper`'s rows as stars."""
+    columns (where the table has them) as error bars; `paper`'s rows as stars; the box `zoom` (x_low, x_high,
+    y_low, y_high) drawn again, magnified, in a second panel."""
     columns = [c for c in (x, y, hue, style) if c is not None]
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -230,26 +234,33 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hu
     drawn_interval = all(column in table.columns for column in interval)
     if drawn_interval and ((table[interval[0]] > table[y]).any() or (table[interval[1]] < table[y]).any()):
         raise ValueError(f"some rows' {y} lies outside their interval {list(interval)}")
-    fig = Figure(figsize=(PANEL_SIZE[0] + 1.4, PANEL_SIZE[1] + 0.4), layout="constrained")
-    ax = fig.subplots()
+    if zoom is not None and not (table[x].between(*zoom[:2]) & table[y].between(*zoom[2:])).any():
+        raise ValueError(f"no row lies within zoom={tuple(zoom)} ({x} from, to, {y} from, to)")
+    width = PANEL_SIZE[0] + 1.4 + (0.0 if zoom is None else PANEL_SIZE[0] * 0.7)
+    fig = Figure(figsize=(width, PANEL_SIZE[1] + 0.4), layout="constrained")
+    axes = [fig.subplots()] if zoom is None else list(fig.subplots(1, 2, width_ratios=[1, 0.7]))
     styles = method_style(list(dict.fromkeys(table[hue])))
     style_order = [None] if style is None else list(table.groupby(style)[x].mean().sort_values().index)  # by cost
     markers = dict(zip(style_order, SETTING_MARKERS * len(style_order)))
-    for name, look in styles.items():
-        rows = table[table[hue] == name].sort_values(x)
-        ax.plot(rows[x], rows[y], color=look["color"], ls=look["ls"], lw=look["lw"], zorder=look["zorder"])
-        if drawn_interval:
-            low, high = (rows[column].astype(float) for column in interval)
-            ax.errorbar(rows[x], rows[y], yerr=[rows[y] - low, high - rows[y]], fmt="none", ecolor=look["color"],
-                        elinewidth=0.8, capsize=2, alpha=0.7, zorder=look["zorder"])
-        for setting, points in (rows.groupby(style, sort=False) if style is not None else [(None, rows)]):
-            ax.scatter(points[x], points[y], color=look["color"], marker=markers[setting], zorder=look["zorder"] + 1,
-                       s=70 if name == "seats" else 36, edgecolors="white", linewidths=0.5)
+    for ax in axes:
+        for name, look in styles.items():
+            rows = table[table[hue] == name].sort_values(x)
+            ax.plot(rows[x], rows[y], color=look["color"], ls=look["ls"], lw=look["lw"], zorder=look["zorder"])
+            if drawn_interval:
+                low, high = (rows[column].astype(float) for column in interval)
+                ax.errorbar(rows[x], rows[y], yerr=[rows[y] - low, high - rows[y]], fmt="none", ecolor=look["color"],
+                            elinewidth=0.8, capsize=2, alpha=0.7, zorder=look["zorder"])
+            seats = str(name).lower() == "seats"
+            for setting, points in (rows.groupby(style, sort=False) if style is not None else [(None, rows)]):
+                ax.scatter(points[x], points[y], marker=markers[setting], s=80 if seats else 40, facecolors="none",
+                           edgecolors=look["color"], linewidths=1.8 if seats else 1.2,
+                           zorder=MARKER_ZORDER if seats else MARKER_ZORDER + 1)
+    ax = axes[0]
     handles = [Line2D([], [], color=look["color"], ls=look["ls"], lw=look["lw"]) for look in styles.values()]
     fig.legend(handles, [look["label"] for look in styles.values()], title="method", loc="outside right upper",
                frameon=False, fontsize=8, title_fontsize=8)
     if style is not None:
-        handles = [Line2D([], [], color="0.35", marker=markers[s], ls="") for s in style_order]
+        handles = [Line2D([], [], color="0.35", marker=markers[s], markerfacecolor="none", ls="") for s in style_order]
         fig.legend(handles, [str(s) for s in style_order], title=STYLE_TITLES.get(style, style),
                    loc="outside right lower", frameon=False, fontsize=8, title_fontsize=8)
     if paper is not None:  # the paper's reported points, marked as the paper's
@@ -258,15 +269,19 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hu
         for _, row in shown.iterrows():
             ax.annotate(f"paper: {row[hue]} {row[style] if style else ''}".strip(), (row[x], row[y]), fontsize=6,
                         xytext=(3, 3), textcoords="offset points")
-    if y in PERCENT_SCORES:
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=100))
+    for panel in axes:
+        if y in PERCENT_SCORES:
+            panel.yaxis.set_major_formatter(PercentFormatter(xmax=100))
     ax.set(title=title, xlabel=xlabel or x, ylabel=ylabel or (f"{y} (%)" if y in PERCENT_SCORES else y))
+    if zoom is not None:  # the box magnified, and outlined in the first panel
+        left, right, low, high = zoom
+        axes[1].set(xlim=(left, right), ylim=(low, high), xlabel=xlabel or x, title="the dotted box, magnified")
+        ax.add_patch(Rectangle((left, low), right - left, high - low, fill=False, ls=":", lw=0.8, color="0.4", zorder=1))
     if drawn_interval:
         fig.supxlabel(f"Bars: each score's {CONFIDENCE:.0%} interval ({', '.join(interval)}).", fontsize=7, color="0.25")
     if path is not None:
         save_figure(fig, path)
     return fig
-
 
 # %% ../nbs/12_figures.ipynb #821601f4
 TRADEOFF_AXES = {"tflops": ("tflops", "prefill TFLOPs (analytic)"),

@@ -564,9 +564,9 @@ def train(out_dir=None, settings: TrainSettings | None = None, model=None, proce
     return model.eval()
 
 # %% ../nbs/21_organism.ipynb #9c4994f4
-def load_organism(path=DATA_DIR):
-    """The trained thinker (eval mode) and its processor, offline: from the folder `path`, or the organism of a
-    family named by `path` (a key of `ORGANISMS`: `load_organism("qwen3")`)."""
+def load_organism(path: str | Path = "qwen2_5"):
+    """The trained thinker (eval mode) and its processor, offline: the organism of a family named by `path` (a key of
+    `ORGANISMS`: `load_organism("qwen3")`; by default the Qwen2.5-Omni one), or the one in the folder `path`."""
     path = organism_path(path) if path in ORGANISMS else Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no trained organism in {path} (config.json missing)")

@@ -4,12 +4,14 @@
 
 # %% auto #0
 __all__ = ['CONFIGS_DIR', 'AUDIO_SECONDS_CAP', 'TEXT_TOKENS', 'NEEDS_A_RUN', 'FASTV_LAYERS', 'DTYPE_BYTES', 'PAPER_TFLOPS',
-           'PLAN_COLUMNS', 'shipped_configs', 'config_record', 'thinker_config', 'model_family', 'meta_thinker',
-           'audio_tokens', 'ClipTokens', 'clip_tokens', 'TokenPlan', 'seats_plan', 'method_plan', 'plan_row',
-           'plan_table', 'paper_length', 'split_length', 'paper_comparison', 'format_plan', 'write_plan']
+           'PAPER_MAX_FRAMES', 'PAPER_FLOPS_CONVENTION', 'PAPER_CLIPS', 'PLAN_COLUMNS', 'shipped_configs',
+           'config_record', 'thinker_config', 'model_family', 'meta_thinker', 'audio_tokens', 'ClipTokens',
+           'clip_tokens', 'TokenPlan', 'seats_plan', 'method_plan', 'plan_row', 'plan_table', 'PaperClip',
+           'paper_comparison', 'paper_flops_table', 'paper_fit', 'format_plan', 'write_plan']
 
 # %% ../nbs/06c_plan.ipynb #db13aab6
 import importlib.resources
+import dataclasses
 import json
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +27,7 @@ from .media import (SAMPLE_FPS, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, MIN_
                                   frame_pixel_cap, smart_resize)
 from .checks import check_int, check_number
 from .compat import rope_fields
-from .cost import decoder_dims
+from .cost import FLOP_CONVENTIONS, FlopConvention, decoder_dims
 from .harness import ratio_pair
 from .harness import RATIO_PAIRS
 from .inner_llm import modality_total
@@ -298,52 +300,80 @@ def _default_schedule(model, config) -> str:
         return "organism"
     raise ValueError(f"model={str(model)!r} is a config path: give its schedule (a shipped name or a schedule file)")
 
-# %% ../nbs/06c_plan.ipynb #91c879e3
+# %% ../nbs/06c_plan.ipynb #48b7a177
 # the paper's prefill TFLOPs (means over five benchmarks), as (setting, TFLOPs) pairs
 PAPER_TFLOPS = {"qwen2_5_omni_7b": (("full", 111.0), ("R35", 36.7), ("R25", 26.5), ("R15", 17.3), ("R10", 12.2)),
                 "qwen3_omni_30b_a3b": (("full", 47.2), ("R10", 3.9))}
+PAPER_MAX_FRAMES = 768  # no frame cap in effect (Video-MME's): the clip keeps the pipeline's 2 fps
 
-def paper_length(config, tflops: float, convention: str = "paper") -> int:
-    "The shortest prompt length whose unpruned prefill reaches `tflops` (in `convention`)."
-    dims = decoder_dims(config, convention)
-    low, high = 1, 1
-    while dims.prefill_flops(high) < tflops * 1e12:
-        low, high = high, high * 2
-    while low < high:
-        middle = (low + high) // 2
-        low, high = (middle + 1, high) if dims.prefill_flops(middle) < tflops * 1e12 else (low, middle)
-    return low
+@dataclass(frozen=True)
+class PaperClip:
+    "One clip standing for a model's benchmark inputs: its duration and its item's text tokens."
+    seconds: int  # 720p video at 2 fps with its own audio
+    text: int  # tokens of the item SEATS never prunes (template, system prompt, question, options)
 
-def split_length(config, length: int, fps: float = SAMPLE_FPS, height: int = 720, width: int = 1280) -> ClipTokens:
-    "A clip's tokens whose total is `length`: the longest clip that fits with a 150-token item, the rest as text."
-    best = None
-    for seconds in range(1, 100_000):
-        tokens = clip_tokens(config, seconds, fps, height, width, max_frames=768, text=TEXT_TOKENS)
-        if tokens.total > length:
-            break
-        best = tokens
-    if best is None:
-        raise ValueError(f"length={length} is shorter than a 1 s clip with a {TEXT_TOKENS}-token item")
-    return ClipTokens(best.video, best.audio, length - best.video - best.audio, best.frames, best.height, best.width,
-                      best.grid_tokens)
+PAPER_FLOPS_CONVENTION = "reported"  # the FlopConvention of 06_cost that the clips below reproduce the paper in
+# found by paper_fit(PAPER_FLOPS_CONVENTION) over clips of 40-120 s and items of 150-800 text tokens (steps of 25)
+PAPER_CLIPS = {"qwen2_5_omni_7b": PaperClip(seconds=81, text=400), "qwen3_omni_30b_a3b": PaperClip(seconds=87, text=400)}
 
-def paper_comparison(name: str) -> pd.DataFrame:
-    """Ours beside the paper's TFLOPs at the length where the unpruned prefill is the paper's figure.
-
-    `cuts`: SEATS' budgets at real size, `boundary:video+audio` kept after each cut."""
-    config, paper = thinker_config(name), dict(PAPER_TFLOPS[name])
-    schedule = Schedule.load(config_record(name)["schedule"])
-    tokens = split_length(config, paper_length(config, paper["full"]))
-    rows = []
-    for setting in ["full", "R35", "R25", "R15", "R10"]:
+def _paper_plans(name: str, schedule: Schedule, tokens: ClipTokens):
+    "(setting, paper TFLOPs, token plan) of each figure the paper reports for `name`."
+    for setting, paper in PAPER_TFLOPS[name]:
         plan = (TokenPlan("full", "full", tokens) if setting == "full"
                 else seats_plan(schedule, tokens, *RATIO_PAIRS[setting], setting))
-        row = plan_row(plan, config)
-        rows.append(dict(model=name, setting=setting, length=tokens.total, video=tokens.video, audio=tokens.audio,
-                         text=tokens.text, ours_tflops=row["tflops_paper"], paper_tflops=paper.get(setting),
-                         ours_exact_tflops=row["tflops_exact"],
+        yield setting, paper, plan
+
+def _paper_setup(name: str, convention):
+    "The decoder dimensions in `convention` and the shipped schedule of the model `name`."
+    if name not in PAPER_TFLOPS:
+        raise ValueError(f"the paper reports no TFLOPs for {name!r}; it does for {list(PAPER_TFLOPS)}")
+    config = thinker_config(name)
+    return config, decoder_dims(config, convention), Schedule.load(config_record(name)["schedule"])
+
+def paper_comparison(name: str, convention: str | FlopConvention = PAPER_FLOPS_CONVENTION, clip: PaperClip | None = None) -> pd.DataFrame:
+    """Prefill TFLOPs on one clip beside the paper's, for each figure the paper reports for the model `name`.
+
+    `cuts`: SEATS' token counts, `boundary:video+audio` kept after each cut."""
+    config, dims, schedule = _paper_setup(name, convention)
+    clip = PAPER_CLIPS[name] if clip is None else clip
+    tokens = clip_tokens(config, clip.seconds, max_frames=PAPER_MAX_FRAMES, text=clip.text)
+    rows = []
+    for setting, paper, plan in _paper_plans(name, schedule, tokens):
+        tflops = dims.prefill_flops(tokens.total, plan.drop_events()) / 1e12
+        rows.append(dict(model=name, method=plan.method, setting=setting, tflops=tflops, paper_tflops=paper,
+                         relative_error=tflops / paper - 1, convention=dims.convention, clip_seconds=clip.seconds,
+                         video=tokens.video, audio=tokens.audio, text=tokens.text, prefill_tokens=tokens.total,
                          cuts=" ".join(f"{k}:{v}+{a}" for k, v, a in plan.cuts)))
     return pd.DataFrame(rows)
+
+def paper_flops_table(convention: str | FlopConvention = PAPER_FLOPS_CONVENTION, clips: dict | None = None) -> pd.DataFrame:
+    "`paper_comparison` of every model the paper reports TFLOPs for, on `clips` (default `PAPER_CLIPS`)."
+    clips = PAPER_CLIPS if clips is None else clips
+    return pd.concat([paper_comparison(name, convention, clips[name]) for name in PAPER_TFLOPS], ignore_index=True)
+
+def paper_fit(convention: str | FlopConvention = PAPER_FLOPS_CONVENTION, seconds=range(40, 121), texts=range(150, 801, 25)):
+    """The clips (one item length, one duration per model) whose largest relative error against the paper's TFLOPs
+    is smallest, and that error. Ties go to the shorter item, then the shorter clip."""
+    seconds = list(seconds)
+    models = {}
+    for name in PAPER_TFLOPS:
+        config, dims, schedule = _paper_setup(name, convention)
+        media = [clip_tokens(config, s, max_frames=PAPER_MAX_FRAMES, text=0) for s in seconds]  # text set below
+        models[name] = dims, schedule, media
+    best = None
+    for text in texts:
+        clips, worst = {}, 0.0
+        for name, (dims, schedule, media) in models.items():
+            errors = []
+            for tokens in media:
+                tokens = dataclasses.replace(tokens, text=text)
+                errors.append(max(abs(dims.prefill_flops(tokens.total, plan.drop_events()) / 1e12 / paper - 1)
+                                  for _, paper, plan in _paper_plans(name, schedule, tokens)))
+            i = min(range(len(errors)), key=errors.__getitem__)
+            clips[name], worst = PaperClip(seconds[i], text), max(worst, errors[i])
+        if best is None or worst < best[1]:
+            best = clips, worst
+    return best
 
 # %% ../nbs/06c_plan.ipynb #81adddbf
 PLAN_COLUMNS = ["method", "setting", "video", "audio", "text", "layer1_tokens", "video_retention", "audio_retention",

@@ -9,6 +9,9 @@ import torch
 import transformers
 from packaging.version import Version
 
+from unittest.mock import patch
+
+from seats_analysis import omnizip
 from seats_analysis.pre_llm import _COMPILED, CAN_COMPILE, COMPILE_MIN_TORCH, capturable_picks
 from seats_analysis.seats import seats
 from seats_analysis.stand_ins import FAMILIES, tiny_thinker
@@ -61,6 +64,38 @@ def _differences(method, ours, recorded) -> list[str]:
     return problems
 
 
+# OmniZip ranks the audio of a clip whose tone repeats by saliencies that agree window for window to a few float32
+# ulps (the same frames give the same logits up to the order of a sum), so which of those tokens it keeps as
+# dominant follows the machine's kernels, and what follows from that pick (the contextual tokens merged around the
+# dominant ones) with it. A record that parts from the recording at boundary 0 only in rows where a token only we keep
+# and one only the recording keeps tie here within `SALIENCY_TIE` (relative) is held to the recorded counts, as
+# `08d_omnizip` holds OmniZip to the release's own picks.
+SALIENCY_TIE = 1e-6  # about 8 float32 ulps
+
+
+def _saliency_tie_decided(keep, inputs, ours, recorded) -> bool:
+    "Whether each row where OmniZip parts from the recording at boundary 0 parts at an audio saliency tie."
+    score = {}
+    original = omnizip.OmniZip._audio
+
+    def recording(self, state, row, audio, video_features, saliency):
+        score.update({(row, p): s for p, s in zip(audio.tolist(), saliency.double().tolist())})
+        return original(self, state, row, audio, video_features, saliency)
+
+    with patch.object(omnizip.OmniZip, "_audio", recording):
+        keep(inputs)
+    if _differing_boundaries(ours, recorded)[:1] != ["0"]:
+        return False
+    for row, (mine, theirs) in enumerate(zip(ours["boundaries"]["0"], recorded["boundaries"]["0"])):
+        only_mine, only_theirs = set(mine) - set(theirs), set(theirs) - set(mine)
+        if (only_mine or only_theirs) and not any(
+                (row, p) in score and (row, q) in score
+                and abs(score[row, p] - score[row, q]) <= SALIENCY_TIE * abs(score[row, q])
+                for p in only_mine for q in only_theirs):
+            return False
+    return True
+
+
 def _counts(record) -> dict:
     return {k: [len(row) for row in rows] for k, rows in record["boundaries"].items()}
 
@@ -84,7 +119,8 @@ def test_every_method_keeps_the_recorded_positions():
         where = f"{family} {input_name} {method} {setting}"
         differences = _differences(method, ours, recorded)
         moved_boundaries = lambda moved: keep(moved)["boundaries"]
-        if differences and (_one_swap(ours, recorded) or rounding_sensitive(moved_boundaries, inputs)):
+        if differences and (_one_swap(ours, recorded) or rounding_sensitive(moved_boundaries, inputs) or (
+                method == "omnizip" and _saliency_tie_decided(keep, inputs, ours, recorded))):
             sensitive.append(where)
             if _counts(ours) != _counts(recorded):
                 problems.append(f"{where}: kept counts {_counts(ours)} != recorded {_counts(recorded)}")
@@ -119,3 +155,25 @@ def test_compiled_seats_keeps_the_eager_positions(family):
             compared += 0 in kept[True]  # Stage I cut something: the compiled picks decided it
     assert compared >= len(recipe.INPUTS) * (len(recipe.SETTINGS) - 2), compared
     assert capturable_picks in _COMPILED
+
+
+def test_a_saliency_tie_excuses_only_a_tie():
+    "A record that parts from ours between OmniZip audio tokens whose saliencies are far apart is not tie-decided."
+    runs = _recipe_module().runs(methods=["omnizip"])
+    family, input_name, method, setting, inputs, keep = next(r for r in runs if r[1:4] == ("single_4s", "omnizip", "R25"))
+    ours, score = keep(inputs), {}
+    original = omnizip.OmniZip._audio
+
+    def recording(self, state, row, audio, video_features, saliency):
+        score.update(zip(audio.tolist(), saliency.double().tolist()))
+        return original(self, state, row, audio, video_features, saliency)
+
+    with patch.object(omnizip.OmniZip, "_audio", recording):
+        keep(inputs)
+    kept = ours["boundaries"]["0"][0]
+    best = max((p for p in kept if p in score), key=score.get)
+    worst = min((p for p in score if p not in kept), key=score.get)
+    assert score[best] - score[worst] > 1e-3 * score[best]  # far beyond SALIENCY_TIE
+    other = {**ours, "boundaries": {**ours["boundaries"], "0": [sorted(set(kept) - {best} | {worst})]}}
+    assert not _saliency_tie_decided(keep, inputs, ours, other)
+    assert not _saliency_tie_decided(keep, inputs, ours, ours)  # nothing differs: nothing for a tie to excuse
