@@ -37,6 +37,7 @@ OPTION_TAGS = {("echo", "false"): "remove-input", ("output", "false"): "remove-o
 _DIRECTIVE = re.compile(r"^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$")
 _BACKTICKS = re.compile(r"(?<![\[`\w])`(\w[\w.]*)(?:\(\))?`(?![`\]])")
 _FENCE = re.compile(r"^(```|~~~)")
+_SOURCE_LINK = re.compile(r"\[source\]\([^)]*\)(\{[^}]*\})?")
 
 
 def notebooks() -> list[Path]:
@@ -59,6 +60,7 @@ def doclinks() -> dict[str, str]:
             if any(part.startswith("_") for part in parts):
                 continue
             full[name] = name
+            full[name.removeprefix("seats_analysis.")] = name  # `harness.reached`, as the prose writes it
             for i in range(len(parts)):
                 short.setdefault(".".join(parts[i:]), set()).add(name)
     unique = {name: targets.pop() for name, targets in short.items() if len(targets) == 1}
@@ -118,11 +120,13 @@ def execute(nb, folder: Path):
 
 def show_doc_output(output: dict, links: dict, pages: set[str]) -> dict:
     """A `show_doc` entry with its docstring's names linked, without the rule nbdev puts above it (Quarto draws it;
-    in a cell's output it is misplaced)."""
+    in a cell's output it is misplaced) and without its link to the source on the git host (the API reference links
+    each name to its source in the site itself)."""
     markdown = output.get("data", {}).get("text/markdown")
     if markdown is not None:
         text = "".join(markdown) if isinstance(markdown, list) else markdown
-        text = linkify(re.sub(r"\A\s*---\s*\n", "", text), links, pages)
+        text = re.sub(r"\A\s*---\s*\n", "", text)
+        text = linkify(_SOURCE_LINK.sub("", text), links, pages)
         output["data"] = {**output["data"], "text/markdown": text}
     return output
 
@@ -179,8 +183,30 @@ def stage_notebook(path: Path, links: dict, pages: set[str]):
                           "language_info": {"name": "python"}})
 
 
+def constants(module: str) -> list[tuple[str, str | None]]:
+    """The public names of `module` that are values, not functions, classes or modules, and have no doc comment
+    (autodoc leaves those out): each with its value as the reference shows it, None where that is long or names a
+    path of the machine that built the site."""
+    import importlib
+    import inspect
+
+    from sphinx.pycode import ModuleAnalyzer
+
+    mod = importlib.import_module(module)
+    documented = {name for _, name in ModuleAnalyzer.for_module(module).find_attr_docs()}
+    found = []
+    for name in getattr(mod, "__all__", []):
+        value = getattr(mod, name)
+        if inspect.isroutine(value) or inspect.isclass(value) or inspect.ismodule(value) or name in documented:
+            continue
+        shown = repr(value)
+        found.append((name, shown if len(shown) <= 100 and str(ROOT) not in shown and "\n" not in shown else None))
+    return found
+
+
 def api_pages(stage: Path) -> list[str]:
-    "One reference page per module (autodoc: every public name with its signature and docstring), and their index."
+    """One reference page per module (autodoc: every public name with its signature and docstring, each constant with
+    its value), and their index."""
     from seats_analysis._modidx import d
 
     api = stage / "api"
@@ -188,7 +214,11 @@ def api_pages(stage: Path) -> list[str]:
     names = []
     for module in d["syms"]:
         names.append(module)
-        (api / f"{module}.md").write_text(f"# `{module}`\n\n```{{eval-rst}}\n.. automodule:: {module}\n```\n")
+        rst = [f".. automodule:: {module}", ""]
+        for name, shown in constants(module):
+            rst += [f".. autodata:: {module}.{name}",
+                    f"   :annotation: = {shown}" if shown is not None else "   :no-value:", ""]
+        (api / f"{module}.md").write_text(f"# `{module}`\n\n```{{eval-rst}}\n" + "\n".join(rst) + "\n```\n")
     toc = "\n".join(f"{name}" for name in names)
     (api / "index.md").write_text("# API reference\n\nEvery public name of each module of the package, with its "
                                   "signature and docstring.\n\n```{toctree}\n:maxdepth: 1\n\n" + toc + "\n```\n")

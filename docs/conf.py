@@ -15,7 +15,7 @@ author = cfg["author"]
 copyright = cfg["copyright"]
 release = version = cfg["version"]
 
-extensions = ["myst_nb", "sphinx.ext.autodoc"]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.viewcode"]  # viewcode: each entry links to its source
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 root_doc = "index"
@@ -73,7 +73,10 @@ def _docstring_line(line: str) -> str:
 
 
 def _link_docstring(app, what, name, obj, options, lines):
-    "Render each docstring line of the package as its notebook shows it, with its names linked."
+    """Render each docstring line of the package as its notebook shows it, with its names linked; a constant shows no
+    docstring of its type (a dict's or a tuple's)."""
+    if what in ("data", "attribute") and getattr(type(obj), "__doc__", None) == getattr(obj, "__doc__", ""):
+        lines.clear()
     lines[:] = [_docstring_line(line) for line in lines]
 
 
