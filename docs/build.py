@@ -106,14 +106,20 @@ def front_matter(source: str) -> dict:
     return yaml.safe_load(block) or {}
 
 
+def maintainers_only(cell) -> bool:
+    "Whether a cell is one only maintainers run (`#| eval: false`, tagged `skip-execution`): the build skips it."
+    return bool(re.search(r"^#\|\s*eval:\s*false", cell.source, re.M)) or "skip-execution" in cell.metadata.get("tags", [])
+
+
 def execute(nb, folder: Path):
-    "Run a notebook as Jupyter would, from its own folder, with its outputs stored in the cells."
+    """Run a notebook as nbdev's tests do, from its own folder and without its maintainers' cells, with its outputs
+    stored in the cells."""
     from execnb.shell import CaptureShell
 
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        CaptureShell().run_all(nb, exc_stop=True)
+        CaptureShell().run_all(nb, exc_stop=True, preproc=maintainers_only)
     finally:
         os.chdir(cwd)
 

@@ -150,3 +150,15 @@ def test_every_public_name_has_an_entry(site):
         missing += [f"{module}.{name}" for name in importlib.import_module(module).__all__
                     if f'id="{module}.{name}"' not in page]
     assert not missing, missing
+
+
+def test_the_build_skips_maintainers_cells():
+    "A notebook the build executes runs without its maintainers' cells (they rewrite shipped files)."
+    import build
+    from fastcore.basics import AttrDict
+
+    cell = lambda source, tags=(): AttrDict(source=source, metadata={"tags": list(tags)})
+    assert build.maintainers_only(cell("#| eval: false\nrun_benchmark(path)"))
+    assert build.maintainers_only(cell("regenerate()", tags=["skip-execution"]))
+    assert not build.maintainers_only(cell("# eval: false is only a comment here\nx = 1"))
+    assert not build.maintainers_only(cell("#| echo: false\nshow_doc(seats)"))
