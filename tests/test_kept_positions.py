@@ -8,7 +8,6 @@ import pytest
 import torch
 import transformers
 from packaging.version import Version
-
 from unittest.mock import patch
 
 from seats_analysis import omnizip
@@ -73,8 +72,8 @@ def _differences(method, ours, recorded) -> list[str]:
 SALIENCY_TIE = 1e-6  # about 8 float32 ulps
 
 
-def _saliency_tie_decided(keep, inputs, ours, recorded) -> bool:
-    "Whether each row where OmniZip parts from the recording at boundary 0 parts at an audio saliency tie."
+def _audio_saliencies(keep, inputs) -> dict:
+    "OmniZip's saliency of each audio token, by (row, original position), in a run of `keep` on `inputs`."
     score = {}
     original = omnizip.OmniZip._audio
 
@@ -84,8 +83,14 @@ def _saliency_tie_decided(keep, inputs, ours, recorded) -> bool:
 
     with patch.object(omnizip.OmniZip, "_audio", recording):
         keep(inputs)
+    return score
+
+
+def _saliency_tie_decided(keep, inputs, ours, recorded) -> bool:
+    "Whether each row where OmniZip parts from the recording at boundary 0 parts at an audio saliency tie."
     if _differing_boundaries(ours, recorded)[:1] != ["0"]:
         return False
+    score = _audio_saliencies(keep, inputs)
     for row, (mine, theirs) in enumerate(zip(ours["boundaries"]["0"], recorded["boundaries"]["0"])):
         only_mine, only_theirs = set(mine) - set(theirs), set(theirs) - set(mine)
         if (only_mine or only_theirs) and not any(
@@ -161,15 +166,8 @@ def test_a_saliency_tie_excuses_only_a_tie():
     "A record that parts from ours between OmniZip audio tokens whose saliencies are far apart is not tie-decided."
     runs = _recipe_module().runs(methods=["omnizip"])
     family, input_name, method, setting, inputs, keep = next(r for r in runs if r[1:4] == ("single_4s", "omnizip", "R25"))
-    ours, score = keep(inputs), {}
-    original = omnizip.OmniZip._audio
-
-    def recording(self, state, row, audio, video_features, saliency):
-        score.update(zip(audio.tolist(), saliency.double().tolist()))
-        return original(self, state, row, audio, video_features, saliency)
-
-    with patch.object(omnizip.OmniZip, "_audio", recording):
-        keep(inputs)
+    ours = keep(inputs)
+    score = {position: value for (row, position), value in _audio_saliencies(keep, inputs).items() if row == 0}
     kept = ours["boundaries"]["0"][0]
     best = max((p for p in kept if p in score), key=score.get)
     worst = min((p for p in score if p not in kept), key=score.get)
