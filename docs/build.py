@@ -22,6 +22,7 @@ import sys
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
+from unittest.mock import patch
 from urllib.parse import unquote, urldefrag, urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,16 +264,13 @@ def stage(stage_dir: Path) -> Path:
     stage_dir.mkdir(parents=True)
     links, paths = doclinks(), notebooks()
     pages = {p.stem for p in paths}
-    os.environ["IN_TEST"] = "1"  # as nbdev's own documentation driver: exporting cells are not re-run
-    try:
+    with patch.dict(os.environ, IN_TEST="1"):  # as nbdev's own documentation driver: exporting cells are not re-run
         for path in paths:
             nb = stage_notebook(path, links, pages)
             if path.stem == "index":
                 nb["cells"].append(dict(cell_type="markdown", metadata={}, source=(
                     "```{toctree}\n:hidden:\n\nnotebooks\nfigures\napi/index\n```")))
             write_nb(dict2nb(nb), stage_dir / path.name)
-    finally:
-        del os.environ["IN_TEST"]
     notebooks_page(stage_dir, [p.stem for p in paths if p.stem != "index"])
     figures_page(stage_dir)
     api_pages(stage_dir)
