@@ -12,6 +12,7 @@ import types
 import weakref
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 from typing import Callable
 
 import torch
@@ -48,6 +49,8 @@ class DropState:
     visual_pos_masks: torch.Tensor | None = None   # (B, S_k) Qwen3-Omni deepstack: where visual features go
     deepstack_embeds: list | None = None           # Qwen3-Omni: features added after the first layers
     counts: tuple | None = None                    # on the host: (text, video, audio) real tokens of each row
+    runs: tuple | None = None                      # on the host: (video, audio) runs of each row's prompt; a cut can
+                                                   # empty or merge runs, never add one, so they bound the runs left
 
     @property
     def num_layers(self) -> int:
@@ -194,16 +197,21 @@ def _kind_counts(kinds: torch.Tensor, keep: torch.Tensor) -> tuple:
     "`kinds_kept` read on the host, as `Keep.counts`."
     return tuple(map(tuple, kinds_kept(kinds, keep).tolist()))
 
-def _host_counts(input_ids: torch.Tensor, attention_mask, config) -> tuple:
-    "(text, video, audio) real tokens of each row, read on the host: the prompt's layout, before any work is queued."
+def _host_layout(input_ids: torch.Tensor, attention_mask, config) -> tuple[tuple, tuple]:
+    """(text, video, audio) real tokens and (video, audio) runs of each row, read on the host: the prompt's layout,
+    before any work is queued."""
     ids = input_ids.tolist()
     real = attention_mask.sum(1).tolist() if attention_mask is not None else [input_ids.shape[1]] * len(ids)
-    video_ids, audio_id = (token_id(config, "video"), token_id(config, "image")), token_id(config, "audio")
-    counts = []
+    kind_of = {token_id(config, "video"): Kind.VIDEO, token_id(config, "image"): Kind.VIDEO,
+               token_id(config, "audio"): Kind.AUDIO}
+    counts, runs = [], []
     for row, length in zip(ids, real):
-        video, audio = sum(row.count(i) for i in video_ids), row.count(audio_id)
+        kinds = [kind_of.get(i, Kind.TEXT) for i in row]
+        video, audio = kinds.count(Kind.VIDEO), kinds.count(Kind.AUDIO)
         counts.append((int(length) - video - audio, video, audio))
-    return tuple(counts)
+        run_kinds = [kind for kind, _ in groupby(kinds)]  # one entry per run
+        runs.append((run_kinds.count(Kind.VIDEO), run_kinds.count(Kind.AUDIO)))
+    return tuple(counts), tuple(runs)
 
 
 # %% ../nbs/02_engine.ipynb #9b6bd44b
@@ -255,7 +263,7 @@ class DropRun:
         self.selectors = _check_selectors(selectors, self.num_layers)
         self.events: list[Prefill] = []
         self._kept_padding = weakref.WeakKeyDictionary()  # cache of a pruned prefill -> its padding mask (B, S_kept)
-        self._input_ids, self._counts = None, None
+        self._input_ids, self._layout = None, None
 
     def __repr__(self) -> str:
         return f"DropRun(boundaries {sorted(self.selectors)}, {len(self.events)} prefill(s): {self.events})"
@@ -279,12 +287,12 @@ class DropRun:
 
     def _remember_input_ids(self, module, args, kwargs):
         """Forward pre-hook on the module that receives the input ids (they tell the token kinds): keep them, and in a
-        prefill read the prompt's layout on the host (`_host_counts`) before any of its work is queued."""
+        prefill read the prompt's layout on the host (`_host_layout`) before any of its work is queued."""
         self._input_ids = kwargs.get("input_ids", args[0] if args else None)
         cache = kwargs.get(CACHE_KWARG)
         if self._input_ids is not None and (cache is None or cache.get_seq_length() == 0):
             with self.phase("inputs"):
-                self._counts = _host_counts(self._input_ids, kwargs.get("attention_mask"), self.thinker.config)
+                self._layout = _host_layout(self._input_ids, kwargs.get("attention_mask"), self.thinker.config)
 
     def forward(self, decoder, inputs_embeds=None, attention_mask=None, position_ids=None, use_cache=None,
                 input_ids=None, visual_pos_masks=None, deepstack_visual_embeds=None, **kwargs):
@@ -348,7 +356,7 @@ class DropRun:
         if attention_mask is not None and attention_mask.dim() != 2:
             raise ValueError(f"attention_mask must be a 2-D padding mask while dropping tokens, "
                              f"got {attention_mask.dim()}-D")
-        counts = self._counts if self._counts is not None and len(self._counts) == batch else None
+        counts, runs = self._layout if self._layout is not None and len(self._layout[0]) == batch else (None, None)
         with self.phase("cuts"):  # the engine's own work: kinds, masks, keep checks and cuts
             kinds = token_kinds(self._input_ids, self.thinker.config).to(hidden.device)  # (B, S)
             padding_mask = (torch.ones_like(kinds, dtype=torch.bool) if attention_mask is None
@@ -358,7 +366,7 @@ class DropRun:
             original_index = torch.arange(seq_len, device=hidden.device).expand(batch, -1).masked_fill(~padding_mask, -1)
             state = DropState(0, hidden, kinds, position_ids, position_embeddings, original_index, padding_mask,
                               decoder.layers, decoder.config, self.thinker, decoder, text_position_ids,
-                              visual_position_mask(visual_pos_masks), deepstack_embeds, counts)
+                              visual_position_mask(visual_pos_masks), deepstack_embeds, counts, runs)
             unpadded = counts is not None and all(sum(row) == seq_len for row in counts)  # known without a read
             mask = causal_mask(decoder.config, hidden, None if unpadded else attention_mask, cache, text_position_ids)
             copy_of = _copied_rows(self._input_ids, hidden, position_ids, padding_mask)  # (B,)

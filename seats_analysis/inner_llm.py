@@ -156,23 +156,25 @@ def _top_per_group(scores: torch.Tensor, group: torch.LongTensor, counts: torch.
     return torch.zeros_like(order, dtype=torch.bool).index_put_((order,), rank < counts[group])
 
 def row_layouts(kinds: torch.Tensor) -> list:
-    """Video and audio tokens and runs of each row of `kinds` (B, S), read on the host in one go: one
-    `([video, tokens], [video, audio runs])` per row."""
+    """Video and audio tokens and windows (the more runs of the two kinds) of each row of `kinds` (B, S), read on the
+    host in one go: one `([video, audio tokens], windows)` per row."""
     member = kinds[..., None] == MEDIA_KINDS.to(kinds.device)  # (B, S, 2)
     starts = member.clone()
     starts[:, 1:] &= ~member[:, :-1]  # where a run begins
-    return [tuple(row) for row in torch.stack([member.sum(1), starts.sum(1)], dim=1).tolist()]  # (B, 2, 2) read
+    read = torch.stack([member.sum(1), starts.sum(1)], dim=1).tolist()  # (B, 2, 2) read
+    return [(tuple(tokens), max(runs)) for tokens, runs in read]
 
 def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: float, audio_keep_ratio: float,
                   temperature: float = 0.1, layout: tuple | None = None) -> torch.BoolTensor:
     """Keep mask (S,) of one row: all text, plus video and audio chosen by the top-down window budget. Given the row's
-    `layout` (`row_layouts`), every step runs on the scores' device without a read."""
+    `layout` on the host, `(video, audio tokens)` and at most how many windows it has (`row_layouts` reads the exact
+    number; the prompt's own bounds it after any cut), every step runs on the scores' device without a read."""
     if scores.dim() != 1 or kinds.shape != scores.shape:
         raise ValueError(f"scores and kinds must both be (S,), got {tuple(scores.shape)} and {tuple(kinds.shape)}")
     check_ratio("video_keep_ratio", video_keep_ratio)
     check_ratio("audio_keep_ratio", audio_keep_ratio)
     temperature = check_number("temperature", temperature, 0, low_open=True)
-    tokens, runs = row_layouts(kinds[None])[0] if layout is None else layout
+    tokens, max_windows = row_layouts(kinds[None])[0] if layout is None else layout
     keep = kinds == Kind.TEXT  # (S,)
     if not sum(tokens):
         return keep
@@ -180,17 +182,21 @@ def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: f
     position, modality = member.nonzero_static(size=sum(tokens)).unbind(1)  # (n,) each: every video and audio token
     token_scores = scores[position]  # (n,)
     totals = [modality_total(video_keep_ratio, tokens[0]), modality_total(audio_keep_ratio, tokens[1])]
-    num_windows = max(runs)
-    if num_windows <= 1 or not all(tokens):  # the global top of each modality
+    # One window shares the totals out as the global top of each modality does: that is taken whenever the host knows
+    # of at most one window; with more, a row left with one (or fewer than the bound) shares over those it has.
+    if max_windows <= 1 or not all(tokens):  # the global top of each modality
         chosen = _top_per_group(token_scores, modality, torch.tensor(totals).to(scores.device, non_blocking=True))
     else:
         starts = _run_starts(member)  # window w pairs video run w with audio run w
         window = (starts.cumsum(0) - 1)[position, modality]  # (n,) the run each token lies in
-        group = modality * num_windows + window  # (n,) video windows first, then audio windows
-        sizes = _group_sizes(group, 2 * num_windows)  # (2W,)
-        sums = torch.zeros(2 * num_windows, device=scores.device).scatter_add_(0, group, token_scores.float())
-        means = sums / sizes.float().clamp(min=1)  # 0 for an empty window (the release's size clamped to 1)
-        budgets = _window_budgets(sizes.view(2, num_windows), means.view(2, num_windows), *totals, temperature,
-                                  max_capacity=sum(tokens))
+        group = modality * max_windows + window  # (n,) video windows first, then audio windows
+        sizes = _group_sizes(group, 2 * max_windows)  # (2W,)
+        sums = torch.zeros(2 * max_windows, device=scores.device).scatter_add_(0, group, token_scores.float())
+        means = (sums / sizes.float().clamp(min=1)).view(2, max_windows)  # 0 for an empty window (size clamped to 1)
+        # Windows past the row's last run weigh nothing in the softmax, so they take no budget: the same shares as
+        # over the row's own windows.
+        present = torch.arange(max_windows, device=scores.device) < starts.sum(0).max()  # (W,)
+        means = means.masked_fill(~present, float("-inf"))
+        budgets = _window_budgets(sizes.view(2, max_windows), means, *totals, temperature, max_capacity=sum(tokens))
         chosen = _top_per_group(token_scores, group, budgets.flatten())
     return keep.index_put((position,), chosen)  # media positions are not text: none was kept yet

@@ -113,16 +113,19 @@ class SeatsSelectors:
     def stage_two(self, state, video_keep: float, audio_keep: float) -> Keep:
         """Boundary d: top-down budget on the last token's attention, recomputed with layer d's own weights. The
         release's budget splits each window between video and audio by the scores, so what a row keeps of each is read
-        on the host: that and the rows' runs (`inner_llm.row_layouts`) are the cut's two reads."""
+        on the host: the cut's one read. The windows are bounded by the prompt's runs (`DropState.runs`), read before
+        the prefill."""
         seq_len = state.padding_mask.shape[1]
         with record_function("select.stage_two.score"):  # under left padding every row's last token is the last column
             scores = query_relevance(state.hidden_states, state.layers[state.k - 1], state.position_embeddings,
                                      [seq_len - 1] * len(state.counts), state.padding_mask,
                                      compiled=self.compiled)  # (B, S)
         with record_function("select.stage_two.choose"):
+            layouts = (row_layouts(state.kinds) if state.runs is None else  # without the prompt's runs, read them
+                       [((row[Kind.VIDEO], row[Kind.AUDIO]), max(runs)) for row, runs in zip(state.counts, state.runs)])
             keep = torch.stack([top_down_keep(row_scores, row_kinds, video_keep, audio_keep, self.schedule.temperature,
                                               layout) for row_scores, row_kinds, layout
-                                in zip(scores, state.kinds, row_layouts(state.kinds))])  # one read: the rows' runs
+                                in zip(scores, state.kinds, layouts)])
             keep &= state.padding_mask
             media = kinds_kept(state.kinds, keep)[:, Kind.VIDEO:].tolist()  # (B, 2) what the budget kept
             return Keep(keep, tuple((row[Kind.TEXT], *kept) for row, kept in zip(state.counts, media)))
