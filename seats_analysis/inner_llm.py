@@ -165,15 +165,18 @@ def row_layouts(kinds: torch.Tensor) -> list:
     return [(tuple(tokens), max(runs)) for tokens, runs in read]
 
 def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: float, audio_keep_ratio: float,
-                  temperature: float = 0.1, layout: tuple | None = None) -> torch.BoolTensor:
+                  temperature: float = 0.1, layout: tuple | None = None, allocation: str = "top_down") -> torch.BoolTensor:
     """Keep mask (S,) of one row: all text, plus video and audio chosen by the top-down window budget. Given the row's
     `layout` on the host, `(video, audio tokens)` and at most how many windows it has (`row_layouts` reads the exact
-    number; the prompt's own bounds it after any cut), every step runs on the scores' device without a read."""
+    number; the prompt's own bounds it after any cut), every step runs on the scores' device without a read. With
+    `allocation="uniform"` (an ablation) every window weighs the same, whatever its scores."""
     if scores.dim() != 1 or kinds.shape != scores.shape:
         raise ValueError(f"scores and kinds must both be (S,), got {tuple(scores.shape)} and {tuple(kinds.shape)}")
     check_ratio("video_keep_ratio", video_keep_ratio)
     check_ratio("audio_keep_ratio", audio_keep_ratio)
     temperature = check_number("temperature", temperature, 0, low_open=True)
+    if allocation not in ("top_down", "uniform"):
+        raise ValueError(f"allocation={allocation!r} is not one of ['top_down', 'uniform']")
     tokens, max_windows = row_layouts(kinds[None])[0] if layout is None else layout
     keep = kinds == Kind.TEXT  # (S,)
     if not sum(tokens):
@@ -193,6 +196,8 @@ def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: f
         sizes = _group_sizes(group, 2 * max_windows)  # (2W,)
         sums = torch.zeros(2 * max_windows, device=scores.device).scatter_add_(0, group, token_scores.float())
         means = (sums / sizes.float().clamp(min=1)).view(2, max_windows)  # 0 for an empty window (size clamped to 1)
+        if allocation == "uniform":
+            means = torch.zeros_like(means)
         # Windows past the row's last run weigh nothing in the softmax, so they take no budget: the same shares as
         # over the row's own windows.
         present = torch.arange(max_windows, device=scores.device) < starts.sum(0).max()  # (W,)

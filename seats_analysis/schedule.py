@@ -86,10 +86,11 @@ def solve_keep_ratios(num_layers: int, drop_layers: Sequence[int], late_block_la
         return sum(s * n for s, n in zip(segments, levels(f)))
 
     target = target_ratio * num_layers
-    if layer_sum(0.0) <= target:
-        f, clipped = 0.0, (0.0 if layer_sum(0.0) < target else None)
-    elif layer_sum(1.0) >= target:
-        f, clipped = 1.0, (1.0 if layer_sum(1.0) > target else None)
+    meets = lambda f: math.isclose(layer_sum(f), target, rel_tol=1e-12)  # reached, up to the last bits of rounding
+    if layer_sum(0.0) <= target or meets(0.0):
+        f, clipped = 0.0, (None if meets(0.0) else 0.0)
+    elif layer_sum(1.0) >= target or meets(1.0):
+        f, clipped = 1.0, (None if meets(1.0) else 1.0)
     else:
         low, high = 0.0, 1.0
         for _ in range(BISECTION_STEPS):
