@@ -6,7 +6,7 @@
 __all__ = ['ABLATIONS', 'FLOPS_TOLERANCE', 'CALIBRATION_ITEMS', 'CALIBRATION_STEPS', 'TARGET_DECIMALS', 'ABLATION_COLUMNS',
            'ablation_registry', 'matched_targets', 'ablation_plan', 'ablation_table', 'run_ablations']
 
-# %% ../nbs/43_ablations.ipynb #c7fd9570
+# %% ../nbs/43_ablations.ipynb #13a7ce9d
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from .stats import paired_comparisons
 from .synth import ANSWER_TOKENS, answer_token_ids
 from .tables import answer_table, cell_scores, write_summary
 
-# %% ../nbs/43_ablations.ipynb #bb956763
+# %% ../nbs/43_ablations.ipynb #c8482bce
 ABLATIONS = {  # variant -> the options of `seats` that switch one part off
     "seats": {},
     "no-stage-1": dict(stage_one=False),
@@ -64,7 +64,7 @@ def matched_targets(gflops, video_ratio: float, audio_ratio: float, reference: f
         low, high = (factor, high) if cost < reference else (low, factor)
     return best
 
-# %% ../nbs/43_ablations.ipynb #04af8c3b
+# %% ../nbs/43_ablations.ipynb #03e9ee88
 def _prefill_gflops(thinker, inputs: list, scorer, schedule, options: dict, video_ratio: float,
                     audio_ratio: float) -> float:
     "Analytic prefill GFLOPs per item of a SEATS variant (`options`) on `inputs`, averaged."
@@ -93,7 +93,7 @@ def ablation_plan(thinker, processor, schedule, records, settings: dict, variant
                              calibration_gflops=gflops, same_as_full=same))
     return pd.DataFrame(rows)
 
-# %% ../nbs/43_ablations.ipynb #6c8b4c8a
+# %% ../nbs/43_ablations.ipynb #e26a115f
 ABLATION_COLUMNS = ("variant", "setting", "video_ratio", "audio_ratio", "accuracy", "n", "ci_low", "ci_high", "gflops",
                     "reference_gflops", "matched", "same_as_full", "difference", "diff_ci_low", "diff_ci_high", "p_value",
                     "p_holm", "established", "video_retention", "audio_retention")
@@ -126,7 +126,7 @@ def ablation_table(folder, plan: pd.DataFrame, keys: list) -> pd.DataFrame:
     table["established"] = table.established.fillna(False).astype(bool)
     return table[list(ABLATION_COLUMNS)]
 
-# %% ../nbs/43_ablations.ipynb #524bb9e9
+# %% ../nbs/43_ablations.ipynb #e609e4c0
 def run_ablations(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_ITEMS, settings=None,
                   variants=None, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Every variant of `ABLATIONS` at every setting on the organism of family `organism` with its shipped schedule, at
