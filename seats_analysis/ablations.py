@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'FLOPS_TOLERANCE', 'CALIBRATION_ITEMS', 'CALIBRATION_STEPS', 'TARGET_DECIMALS', 'ABLATION_COLUMNS',
-           'ablation_registry', 'matched_targets', 'ablation_plan', 'ablation_table', 'run_ablations']
+           'ablation_registry', 'matched_targets', 'prefill_gflops', 'calibration_inputs', 'ablation_plan',
+           'ablation_table', 'run_ablations']
 
-# %% ../nbs/43_ablations.ipynb #13a7ce9d
+# %% ../nbs/43_ablations.ipynb #5edd6297
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from .stats import paired_comparisons
 from .synth import ANSWER_TOKENS, answer_token_ids
 from .tables import answer_table, cell_scores, write_summary
 
-# %% ../nbs/43_ablations.ipynb #c8482bce
+# %% ../nbs/43_ablations.ipynb #d307c2db
 ABLATIONS = {  # variant -> the options of `seats` that switch one part off
     "seats": {},
     "no-stage-1": dict(stage_one=False),
@@ -64,36 +65,39 @@ def matched_targets(gflops, video_ratio: float, audio_ratio: float, reference: f
         low, high = (factor, high) if cost < reference else (low, factor)
     return best
 
-# %% ../nbs/43_ablations.ipynb #03e9ee88
-def _prefill_gflops(thinker, inputs: list, scorer, schedule, options: dict, video_ratio: float,
-                    audio_ratio: float) -> float:
-    "Analytic prefill GFLOPs per item of a SEATS variant (`options`) on `inputs`, averaged."
-    flops = [sample.result.run.flops for sample in run_samples(thinker, inputs, scorer, partial(seats, **options),
-                                                                  schedule, video_ratio, audio_ratio)]
+# %% ../nbs/43_ablations.ipynb #f5e83853
+def prefill_gflops(thinker, inputs: list, scorer, method, schedule, video_ratio: float, audio_ratio: float) -> float:
+    "Analytic prefill GFLOPs per item of `method` (a factory, or a name of `methods.METHODS`) on `inputs`, averaged."
+    flops = [sample.result.run.flops for sample in run_samples(thinker, inputs, scorer, method, schedule, video_ratio,
+                                                                  audio_ratio)]
     return sum(flops) / len(flops) / 1e9
+
+def calibration_inputs(processor, records) -> list:
+    "The processor inputs of the first `CALIBRATION_ITEMS` organism records, on which targets are calibrated."
+    spec = organism_spec(len(records))
+    return [record_inputs(processor, spec, record)[0] for record in records[:CALIBRATION_ITEMS]]
 
 def ablation_plan(thinker, processor, schedule, records, settings: dict, variants: list[str]) -> pd.DataFrame:
     """Per setting and variant: the targets it runs at (calibrated to full SEATS' GFLOPs on the first
     `CALIBRATION_ITEMS` records), their GFLOPs there, and whether its removal plan is full SEATS' own."""
-    spec, scorer = organism_spec(len(records)), OptionLogits(answer_token_ids(processor))
-    calibration = [record_inputs(processor, spec, record)[0] for record in records[:CALIBRATION_ITEMS]]
+    scorer, calibration = OptionLogits(answer_token_ids(processor)), calibration_inputs(processor, records)
     merge = thinker.config.vision_config.spatial_merge_size
     rows = []
     for setting, (video_ratio, audio_ratio) in settings.items():
         full_plan = SeatsSelectors(schedule, video_ratio, audio_ratio, merge).removal_plan()
-        reference = _prefill_gflops(thinker, calibration, scorer, schedule, {}, video_ratio, audio_ratio)
+        reference = prefill_gflops(thinker, calibration, scorer, seats, schedule, video_ratio, audio_ratio)
         for variant in variants:
             options = ABLATIONS[variant]
             same = variant != "seats" and SeatsSelectors(schedule, video_ratio, audio_ratio, merge,
                                                          **options).removal_plan() == full_plan
-            cost = partial(_prefill_gflops, thinker, calibration, scorer, schedule, options)
+            cost = partial(prefill_gflops, thinker, calibration, scorer, partial(seats, **options), schedule)
             video, audio, gflops = ((video_ratio, audio_ratio, reference) if same else
                                     matched_targets(cost, video_ratio, audio_ratio, reference))
             rows.append(dict(variant=variant, setting=setting, video_ratio=video, audio_ratio=audio,
                              calibration_gflops=gflops, same_as_full=same))
     return pd.DataFrame(rows)
 
-# %% ../nbs/43_ablations.ipynb #e26a115f
+# %% ../nbs/43_ablations.ipynb #d5696064
 ABLATION_COLUMNS = ("variant", "setting", "video_ratio", "audio_ratio", "accuracy", "n", "ci_low", "ci_high", "gflops",
                     "reference_gflops", "matched", "same_as_full", "difference", "diff_ci_low", "diff_ci_high", "p_value",
                     "p_holm", "established", "video_retention", "audio_retention")
@@ -126,7 +130,7 @@ def ablation_table(folder, plan: pd.DataFrame, keys: list) -> pd.DataFrame:
     table["established"] = table.established.fillna(False).astype(bool)
     return table[list(ABLATION_COLUMNS)]
 
-# %% ../nbs/43_ablations.ipynb #e609e4c0
+# %% ../nbs/43_ablations.ipynb #845703f5
 def run_ablations(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_ITEMS, settings=None,
                   variants=None, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Every variant of `ABLATIONS` at every setting on the organism of family `organism` with its shipped schedule, at
