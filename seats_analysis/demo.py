@@ -7,7 +7,7 @@ __all__ = ['ROOT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLER
            'REFERENCE_ITEMS', 'ITEMS_AT_ONCE', 'ZOOM_POINTS', 'ZOOM_MARGIN', 'SUMMARY_HEADERS', 'OrganismRecord',
            'organism_records', 'organism_spec', 'register_organism', 'organism_samples', 'organism_schedule',
            'organism_table', 'DemoPaths', 'DemoOutputs', 'stored_probe_samples', 'answers_stand', 'organism_tradeoff',
-           'run_demo', 'terminal_summary']
+           'run_demo', 'terminal_summary', 'refresh_methods']
 
 # %% ../nbs/41_demo.ipynb #f00b1a76
 import shutil
@@ -31,7 +31,7 @@ from .parsers import parse_strict
 from .probe import ProbeSample, probe
 from .results import markdown_table, read_jsonl, read_parts, replaced
 from .schedule import SCHEDULES_DIR, Schedule
-from .stats import accuracy, format_accuracy, paired_comparisons
+from .stats import PAIRED_COLUMNS, accuracy, format_accuracy, holm_verdicts, paired_comparisons
 from .synth import ANSWER_TOKENS, FPS, KINDS, LETTERS, answer_token_ids, chat, synth_items
 from .tables import answer_table, cell_scores, write_summary
 
@@ -254,6 +254,14 @@ def organism_tradeoff(results: pd.DataFrame, path=None):
     return tradeoff_figure(curve, x="gflops", y="score", path=path, xlabel="prefill GFLOPs per item (analytic)",
                            ylabel="accuracy (%)", zoom=zoom)
 
+def _write_tables(paths: "DemoPaths", results: pd.DataFrame, paired: pd.DataFrame):
+    "The results and paired tables as CSV and Markdown, each replaced whole: a reader never sees half of one."
+    for table, (csv, markdown) in ((results, paths.tables[:2]), (paired, paths.tables[2:])):
+        with replaced(csv) as new:
+            table.to_csv(new, index=False)
+        with replaced(markdown) as new:
+            new.write_text(markdown_table(table.round(4)) + "\n")
+
 def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: int = 0, methods=None,
              progress: bool = True, fresh_probe: bool = False, items_at_once: int = ITEMS_AT_ONCE,
              late_tolerance: float = ORGANISM_LATE_TOLERANCE, organism: str = "qwen2_5", **block_kwargs) -> DemoOutputs:
@@ -295,11 +303,7 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
     write_summary(paths.sweep, {"organism": keys})  # the sweep's own summary, of every item of this run
     results, answers = organism_table(paths.sweep, cells, keys=keys)
     paired = paired_comparisons(answers) if "seats" in set(answers["method"]) else pd.DataFrame()
-    for table_, (csv, markdown) in ((results, paths.tables[:2]), (paired, paths.tables[2:])):
-        with replaced(csv) as new:  # each table replaced whole: a reader never sees half of one
-            table_.to_csv(new, index=False)
-        with replaced(markdown) as new:
-            new.write_text(markdown_table(table_.round(4)) + "\n")
+    _write_tables(paths, results, paired)
     label = f"{name.replace('_', ' ')} (test split)"
     dependency_figure({label: table}, blocks={label: blocks},
                       path=paths.figure_files[0].with_suffix(""))
@@ -322,3 +326,61 @@ def terminal_summary(results: pd.DataFrame) -> str:
     formats = {"acc_V": "{:.1f}", "acc_A": "{:.1f}", "acc_AV": "{:.1f}", "ret_V": "{:.3f}",
                "ret_A": "{:.3f}", "GFLOPs": "{:.3g}", "xFLOPs": "{:.2f}", "ms": "{:.0f}"}
     return shown.to_string(index=False, formatters={name: f.format for name, f in formats.items()})
+
+# %% ../nbs/41_demo.ipynb #5e1f0a22
+def _same_rows(mine: pd.DataFrame, stored: pd.DataFrame) -> bool:
+    "Whether two results tables' rows agree on what the answers and the plan decide (the milliseconds aside)."
+    columns = ["accuracy", "n", "video_retention", "audio_retention", "gflops"]
+    mine, stored = (table.set_index(["method", "setting"]).sort_index()[columns] for table in (mine, stored))
+    return mine.index.equals(stored.index) and np.allclose(mine.to_numpy(float), stored.to_numpy(float))
+
+def refresh_methods(paths: "DemoPaths", methods, organism: str = "qwen2_5", num_items: int = REFERENCE_ITEMS,
+                    seed: int = 0, items_at_once: int = ITEMS_AT_ONCE, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rerun `methods` (with full tokens and SEATS, to check and pair them) at every setting on the `num_items` items
+    of the main job's tables under `paths` (a run folder, or `DemoPaths.reference(organism)`), with the schedule stored
+    there, and replace those methods' rows of the results and paired tables, Holm applied again over the whole paired
+    table; the trade-off figure is redrawn. Returns the two tables."""
+    methods = list(methods)
+    refused = sorted(set(methods) & {FULL_METHOD, "seats"})
+    unknown = sorted(set(methods) - set(METHODS))
+    if refused or unknown or not methods:
+        raise ValueError(f"methods={methods} must name one or more methods of METHODS other than full and seats "
+                         "(their rows enter every paired row: run_demo reruns them with everything else)")
+    stored = pd.read_csv(paths.tables[0])
+    stored_paired = pd.read_csv(paths.tables[2])
+    missing = sorted(set(methods) - set(stored["method"]))
+    if missing:
+        raise ValueError(f"{missing} have no rows in {paths.tables[0]} to replace (methods there: "
+                         f"{sorted(set(stored['method']))})")
+    if set(stored["n"]) != {num_items}:
+        raise ValueError(f"{paths.tables[0]} counts {sorted(set(stored['n']))} items a cell, not num_items={num_items}")
+    items_at_once = check_int("items_at_once", items_at_once, 1)
+    thinker, processor = load_organism(organism)
+    schedule = Schedule.load(paths.schedule)
+    register_organism(num_items, seed)
+    records = organism_records(num_items, seed)
+    swept = [FULL_METHOD, "seats", *methods]
+    cells = [(method, setting) for method, setting, _, _ in method_cells(swept[1:], RATIO_PAIRS)]
+    with tqdm(total=len(records) * len(cells), desc="answers", disable=not progress) as bar:
+        for start in range(0, len(records), items_at_once):
+            sweep(thinker, processor, ["organism"], swept, list(RATIO_PAIRS.values()), paths.sweep,
+                  records={"organism": records[start:start + items_at_once]}, schedule=schedule, mode="strict",
+                  max_new_tokens=ANSWER_TOKENS, inputs_caches={}, progress=False, on_sample=lambda row: bar.update())
+    keys = [record.id for record in records]
+    rows, answers = organism_table(paths.sweep, cells, keys=keys)
+    anchors = [FULL_METHOD, "seats"]
+    if not _same_rows(rows[rows.method.isin(anchors)], stored[stored.method.isin(anchors)]):
+        raise ValueError(f"full tokens' or SEATS' rows rerun here differ from {paths.tables[0]}: the other rows are not "
+                         "what this code computes either; run the main job whole (run_demo)")
+    new = rows[rows.method.isin(methods)].set_index(["method", "setting"])
+    results = stored.set_index(["method", "setting"])
+    results.loc[new.index] = new[results.columns]
+    results = results.reset_index()[stored.columns].astype(stored.dtypes.to_dict())
+    fresh = paired_comparisons(answers[answers.method.isin(["seats", *methods])], every_setting=())
+    paired = stored_paired.set_index(["setting", "method"])  # the rows in their committed order
+    fresh = fresh.set_index(["setting", "method"])
+    paired.loc[fresh.index] = fresh[paired.columns]
+    paired = holm_verdicts(paired.reset_index())[list(PAIRED_COLUMNS)].astype(stored_paired.dtypes.to_dict())
+    _write_tables(paths, results, paired)
+    organism_tradeoff(results, paths.figure_files[2].with_suffix(""))
+    return results, paired
