@@ -1,8 +1,9 @@
 """Record what every method keeps on tiny inputs, so that a rewrite of the selection code can prove it keeps the same.
 
 Usage: python dev/kept_positions.py [out.json] [--add METHOD ...]   (default: data/fixtures/kept_positions.json)
-With --add, only the named methods are run and their records joined to the existing file (a method added to
-`METHODS` after the recording); the others stay as recorded, and the recipe notes what recorded the added ones.
+With --add, only the named methods are run and their records joined to the existing file, replacing any it held (a
+method added to `METHODS` after the recording, or one whose defaults changed on purpose); the others stay as recorded,
+and the recipe notes what recorded the added ones.
 
 Recipe (also written into the file): for each family (Qwen2.5-Omni, Qwen3-Omni) a tiny random-weight thinker of
 `seats_analysis.stand_ins` (12 decoder layers, seed 0, float32, CPU, sdpa), the 12-layer tiny schedule of the release
