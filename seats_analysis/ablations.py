@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ABLATIONS', 'FLOPS_TOLERANCE', 'CALIBRATION_ITEMS', 'CALIBRATION_STEPS', 'TARGET_DECIMALS', 'ABLATION_COLUMNS',
            'ablation_registry', 'matched_targets', 'prefill_gflops', 'calibration_inputs', 'ablation_plan',
-           'ablation_table', 'run_ablations']
+           'ablation_table', 'organism_setup', 'sweep_organism', 'write_table', 'run_ablations']
 
 # %% ../nbs/43_ablations.ipynb #5edd6297
 from functools import partial
@@ -131,43 +131,59 @@ def ablation_table(folder, plan: pd.DataFrame, keys: list) -> pd.DataFrame:
     return table[list(ABLATION_COLUMNS)]
 
 # %% ../nbs/43_ablations.ipynb #845703f5
+def organism_setup(organism: str, num_items: int, seed: int) -> tuple:
+    """(name, thinker, processor, shipped schedule, test records) of the organism of family `organism`, its first
+    `num_items` test items registered as the `organism` benchmark."""
+    if organism not in ORGANISMS:
+        raise ValueError(f"organism={organism!r} is not one of {list(ORGANISMS)}")
+    name = ORGANISMS[organism]
+    thinker, processor = load_organism(organism)
+    register_organism(num_items, seed)
+    return name, thinker, processor, Schedule.load(name), organism_records(num_items, seed)
+
+def sweep_organism(thinker, processor, schedule, records, cells: dict, folder, items_at_once: int, desc: str,
+                   progress: bool = True, registry=None) -> list:
+    """Answer `records` in every cell of `cells` ({method: [(video_ratio, audio_ratio), ...]}) into the sweep under
+    `folder`, resuming it, `items_at_once` items' inputs held at a time; writes the sweep's summary of those records and
+    returns their keys."""
+    with tqdm(total=len(records) * sum(map(len, cells.values())), desc=desc, disable=not progress) as bar:
+        for start in range(0, len(records), items_at_once):  # each round adds its items' rows
+            chunk, caches = records[start:start + items_at_once], {}
+            for method, pairs in cells.items():
+                sweep(thinker, processor, ["organism"], [method], pairs, folder, records={"organism": chunk},
+                      schedule=schedule, mode="strict", max_new_tokens=ANSWER_TOKENS, inputs_caches=caches,
+                      registry=registry, progress=False, on_sample=lambda row: bar.update())
+    keys = [record.id for record in records]
+    write_summary(folder, {"organism": keys})
+    return keys
+
+def write_table(table: pd.DataFrame, out: Path, stem: str):
+    "`table` as `out/{stem}.csv` and `.md`, each replaced whole."
+    with replaced(out / f"{stem}.csv") as new:
+        table.to_csv(new, index=False)
+    with replaced(out / f"{stem}.md") as new:
+        new.write_text(markdown_table(table.round(4)) + "\n")
+
 def run_ablations(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_ITEMS, settings=None,
                   variants=None, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Every variant of `ABLATIONS` at every setting on the organism of family `organism` with its shipped schedule, at
     full SEATS' compute (`ablation_plan`), on `num_items` test items; writes `{name}_ablations.csv` and `.md` into
     `out` (the answers into `{name}_ablations_sweep/` beside them, resumable) and returns the table."""
-    if organism not in ORGANISMS:
-        raise ValueError(f"organism={organism!r} is not one of {list(ORGANISMS)}")
     variants = list(ABLATIONS) if variants is None else list(variants)
     unknown = sorted(set(variants) - set(ABLATIONS))
     if unknown or "seats" not in variants:
         raise ValueError(f"variants={variants} must include 'seats' and name only {list(ABLATIONS)}")
     settings = dict(RATIO_PAIRS) if settings is None else {name: RATIO_PAIRS[name] for name in settings}
     items_at_once = check_int("items_at_once", items_at_once, 1)
-    name = ORGANISMS[organism]
+    name, thinker, processor, schedule, records = organism_setup(organism, num_items, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    thinker, processor = load_organism(organism)
-    schedule = Schedule.load(name)
-    register_organism(num_items, seed)
-    records = organism_records(num_items, seed)
     plan = ablation_plan(thinker, processor, schedule, records, settings, variants)
     runs = plan[~plan.same_as_full]
+    cells = {variant: list(zip(part.video_ratio, part.audio_ratio)) for variant, part in runs.groupby("variant", sort=False)}
     folder = out / f"{name}_ablations_sweep"
-    registry = ablation_registry()
-    with tqdm(total=len(records) * len(runs), desc=f"{name} ablations", disable=not progress) as bar:
-        for start in range(0, len(records), items_at_once):  # resumes: each round adds its items' rows
-            chunk, caches = records[start:start + items_at_once], {}
-            for variant, cells in runs.groupby("variant", sort=False):
-                sweep(thinker, processor, ["organism"], [variant], list(zip(cells.video_ratio, cells.audio_ratio)),
-                      folder, records={"organism": chunk}, schedule=schedule, mode="strict",
-                      max_new_tokens=ANSWER_TOKENS, inputs_caches=caches, registry=registry, progress=False,
-                      on_sample=lambda row: bar.update())
-    keys = [record.id for record in records]
-    write_summary(folder, {"organism": keys})
+    keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once, f"{name} ablations",
+                          progress, registry=ablation_registry())
     table = ablation_table(folder, plan, keys)
-    with replaced(out / f"{name}_ablations.csv") as new:
-        table.to_csv(new, index=False)
-    with replaced(out / f"{name}_ablations.md") as new:
-        new.write_text(markdown_table(table.round(4)) + "\n")
+    write_table(table, out, f"{name}_ablations")
     return table

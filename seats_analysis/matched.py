@@ -13,21 +13,18 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from tqdm.auto import tqdm
 
-from .ablations import FLOPS_TOLERANCE, calibration_inputs, matched_targets, prefill_gflops
+from .ablations import (FLOPS_TOLERANCE, calibration_inputs, matched_targets, organism_setup,
+                                      prefill_gflops, sweep_organism, write_table)
 from .checks import check_int
-from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_records, register_organism
-from .evaluate import sweep
+from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS
 from .figures import MAX_COLUMNS, METHOD_LABELS, PANEL_SIZE, method_style, save_figure
 from .harness import FULL_METHOD, RATIO_PAIRS, OptionLogits, ratio_name
 from .methods import METHODS
-from .organism import ORGANISMS, load_organism
-from .results import markdown_table, replaced
-from .schedule import Schedule
+from .organism import ORGANISMS
 from .stats import CONFIDENCE, paired_comparisons, wilson_interval
-from .synth import ANSWER_TOKENS, answer_token_ids
-from .tables import answer_table, cell_scores, write_summary
+from .synth import answer_token_ids
+from .tables import answer_table, cell_scores
 
 # %% ../nbs/44_matched.ipynb #42c01d91
 BASELINES = tuple(name for name in METHODS if name not in (FULL_METHOD, "seats"))
@@ -85,40 +82,23 @@ def run_matched(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_
     """Every baseline at every setting against SEATS at the baseline's compute (`matched_plan`) on `num_items` test items
     of the organism of family `organism` with its shipped schedule; writes `{name}_matched.csv` and `.md` into `out`
     (the answers into `{name}_matched_sweep/` beside them, resumable) and returns the table."""
-    if organism not in ORGANISMS:
-        raise ValueError(f"organism={organism!r} is not one of {list(ORGANISMS)}")
     baselines = list(baselines)
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown or not baselines:
         raise ValueError(f"baselines={baselines} must name one or more of {list(BASELINES)}")
     settings = dict(RATIO_PAIRS) if settings is None else {name: RATIO_PAIRS[name] for name in settings}
     items_at_once = check_int("items_at_once", items_at_once, 1)
-    name = ORGANISMS[organism]
+    name, thinker, processor, schedule, records = organism_setup(organism, num_items, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    thinker, processor = load_organism(organism)
-    schedule = Schedule.load(name)
-    register_organism(num_items, seed)
-    records = organism_records(num_items, seed)
     plan = matched_plan(thinker, processor, schedule, records, settings, baselines)
     cells = {method: sorted(set(zip(part.video_ratio, part.audio_ratio))) for method, part in plan.groupby("method")}
     cells["seats"] = sorted(set(zip(plan.seats_video_ratio, plan.seats_audio_ratio)))
     folder = out / f"{name}_matched_sweep"
-    total = len(records) * sum(map(len, cells.values()))
-    with tqdm(total=total, desc=f"{name} at equal compute", disable=not progress) as bar:
-        for start in range(0, len(records), items_at_once):  # resumes: each round adds its items' rows
-            chunk, caches = records[start:start + items_at_once], {}
-            for method, pairs in cells.items():
-                sweep(thinker, processor, ["organism"], [method], pairs, folder, records={"organism": chunk},
-                      schedule=schedule, mode="strict", max_new_tokens=ANSWER_TOKENS, inputs_caches=caches,
-                      progress=False, on_sample=lambda row: bar.update())
-    keys = [record.id for record in records]
-    write_summary(folder, {"organism": keys})
+    keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once,
+                          f"{name} at equal compute", progress)
     table = matched_table(folder, plan, keys)
-    with replaced(out / f"{name}_matched.csv") as new:
-        table.to_csv(new, index=False)
-    with replaced(out / f"{name}_matched.md") as new:
-        new.write_text(markdown_table(table.round(4)) + "\n")
+    write_table(table, out, f"{name}_matched")
     return table
 
 # %% ../nbs/44_matched.ipynb #7c2e9b02
