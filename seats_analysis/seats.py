@@ -49,7 +49,7 @@ class SeatsSelectors:
         self.late_block_layer = schedule.late_block_layer if stage_three else None  # without Stage III: none
         last = last_multimodal_layer(schedule.num_layers, self.late_block_layer)
         effective = [d for d in schedule.drop_layers if d < last]  # the drops that cut before the late block
-        self.drop_layers = effective[:1] if drops == "single" else effective if stage_two else []
+        self.drop_layers = [] if not stage_two else effective[:1] if drops == "single" else effective
         self.targets = {Kind.VIDEO: video_ratio, Kind.AUDIO: audio_ratio}
         # Without Stage I the LLM receives everything; without Stage II (where the schedule has drops) Stage I keeps
         # alone what the target's retention averaged over layers allows until the late block.
