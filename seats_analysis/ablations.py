@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ABLATIONS', 'FLOPS_TOLERANCE', 'CALIBRATION_ITEMS', 'CALIBRATION_STEPS', 'TARGET_DECIMALS', 'ABLATION_COLUMNS',
            'ablation_registry', 'matched_targets', 'prefill_gflops', 'calibration_inputs', 'ablation_plan',
-           'ablation_table', 'organism_setup', 'sweep_organism', 'write_table', 'run_ablations']
+           'ablation_table', 'organism_setup', 'sweep_organism', 'write_results_table', 'run_ablations']
 
 # %% ../nbs/43_ablations.ipynb #5edd6297
 from functools import partial
@@ -157,7 +157,7 @@ def sweep_organism(thinker, processor, schedule, records, cells: dict, folder, i
     write_summary(folder, {"organism": keys})
     return keys
 
-def write_table(table: pd.DataFrame, out: Path, stem: str):
+def write_results_table(table: pd.DataFrame, out: Path, stem: str):
     "`table` as `out/{stem}.csv` and `.md`, each replaced whole."
     with replaced(out / f"{stem}.csv") as new:
         table.to_csv(new, index=False)
@@ -185,5 +185,5 @@ def run_ablations(organism: str = "qwen2_5", out=None, num_items: int = REFERENC
     keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once, f"{name} ablations",
                           progress, registry=ablation_registry())
     table = ablation_table(folder, plan, keys)
-    write_table(table, out, f"{name}_ablations")
+    write_results_table(table, out, f"{name}_ablations")
     return table

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .ablations import (FLOPS_TOLERANCE, calibration_inputs, matched_targets, organism_setup,
-                                      prefill_gflops, sweep_organism, write_table)
+                                      prefill_gflops, sweep_organism, write_results_table)
 from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS
 from .figures import MAX_COLUMNS, METHOD_LABELS, PANEL_SIZE, method_style, save_figure
@@ -98,7 +98,7 @@ def run_matched(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_
     keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once,
                           f"{name} at equal compute", progress)
     table = matched_table(folder, plan, keys)
-    write_table(table, out, f"{name}_matched")
+    write_results_table(table, out, f"{name}_matched")
     return table
 
 # %% ../nbs/44_matched.ipynb #7c2e9b02
