@@ -28,6 +28,7 @@ from .media import (SAMPLE_FPS, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, MIN_
 from .checks import check_int, check_number
 from .compat import rope_fields
 from .cost import FLOP_CONVENTIONS, FlopConvention, decoder_dims
+from .dycoke import frame_num_keep, merge_counts
 from .harness import ratio_pair
 from .harness import RATIO_PAIRS
 from .inner_llm import modality_total
@@ -169,6 +170,13 @@ class TokenPlan:
         "(boundary, sequence length after it) for `prefill_flops`."
         return [(k, self.tokens.text + video + audio) for k, video, audio in self.cuts]
 
+def _merged_count(ratio: float, frames: int, tokens_per_frame: int) -> int:
+    "Tokens DyCoke-om keeps of `frames` frames of `tokens_per_frame` at target `ratio` with its per-frame budget."
+    if ratio >= 1 or ratio <= 0:
+        return frames * tokens_per_frame if ratio >= 1 else 0
+    whole, pruned = merge_counts(frames, tokens_per_frame)
+    return whole + pruned * frame_num_keep(ratio, tokens_per_frame)
+
 def _windowed_count(total: int, window: int, ratio: float) -> int:
     "Tokens Stage I keeps of `total` in consecutive windows of `window` tokens."
     whole, rest = divmod(total, window)
@@ -197,7 +205,7 @@ def seats_plan(schedule: Schedule, tokens: ClipTokens, video_ratio: float, audio
         cuts.append((late - 1, 0, 0))
     return TokenPlan("seats", setting, tokens, tuple(cuts))
 
-NEEDS_A_RUN = ("dycoke-om", "omnizip")
+NEEDS_A_RUN = ("omnizip",)
 
 FASTV_LAYERS = 2  # FastV's K: layers that see every token
 
@@ -225,6 +233,12 @@ def method_plan(method: str, schedule: Schedule, tokens: ClipTokens, video_ratio
         return seats_plan(schedule, tokens, video_ratio, audio_ratio, setting)
     if method in NEEDS_A_RUN:
         return None
+    if method == "dycoke-om":  # the default per-frame budget: one cut whose count the layout decides
+        grids = n_video // tokens.grid_tokens if tokens.grid_tokens else 0
+        windows, tail = divmod(n_audio, schedule.audio_window_tokens)
+        video = _merged_count(video_ratio, grids, tokens.grid_tokens)
+        audio = _merged_count(audio_ratio, windows, schedule.audio_window_tokens) + (tail if audio_ratio > 0 else 0)
+        return TokenPlan(method, setting, tokens, ((0, video, audio),))
     if method.startswith("fastv"):  # one cut after layer 2 by the last token's attention, max(1, round(r n)) of each
         ratios = [fastv_keep_ratio(r, schedule.num_layers, FASTV_LAYERS) for r in (video_ratio, audio_ratio)]
         if not omni:
