@@ -76,7 +76,8 @@ def kv_continuations(thinker, processor, schedule, records, video_ratio: float, 
                      new_tokens: int = KV_NEW_TOKENS, **options) -> pd.DataFrame:
     """Per record: DyCoke-om's greedy continuation of `new_tokens` tokens with and without its KV pruning (`options`
     go to `dycoke`) on the same merged prompt: the video keys in the cache, the decoding steps that pruned, the video
-    keys the later layers saw on them, and where the two continuations first differ (`new_tokens` when nowhere)."""
+    keys the later layers saw on them (every key hidden counted as video: with `kv_audio=True` audio keys are hidden too),
+    and where the two continuations first differ (`new_tokens` when nowhere)."""
     new_tokens = check_int("new_tokens", new_tokens, 2, hint="the first token is the prefill's; KV pruning acts after it")
     spec, video_id = organism_spec(len(records)), token_id(thinker.config, "video")
     generation = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)

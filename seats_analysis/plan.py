@@ -172,8 +172,10 @@ class TokenPlan:
 
 def _merged_count(ratio: float, frames: int, tokens_per_frame: int) -> int:
     "Tokens DyCoke-om keeps of `frames` frames of `tokens_per_frame` at target `ratio` with its per-frame budget."
-    if ratio >= 1 or ratio <= 0:
-        return frames * tokens_per_frame if ratio >= 1 else 0
+    if ratio >= 1:
+        return frames * tokens_per_frame
+    if ratio <= 0:
+        return 0
     whole, pruned = merge_counts(frames, tokens_per_frame)
     return whole + pruned * frame_num_keep(ratio, tokens_per_frame)
 
