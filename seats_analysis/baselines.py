@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .inner_llm import modality_total, query_relevance
 from .layout import Kind
 from .pre_llm import window_budget, windivprune
-from .run import MODALITIES, last_token_index, prepare_run, pruning
+from .run import MODALITIES, prepare_run, pruning
 from .checks import check_int, check_ratio, single_use
 from .schedule import Schedule
 
@@ -325,7 +325,7 @@ class FastV:
         "Boundary K: keep each modality's share with the highest attention from the last token."
         with torch.profiler.record_function("select.fastv.score"):
             scores = query_relevance(state.hidden_states, state.layers[self.after_layers - 1], state.position_embeddings,
-                                     last_token_index(state.padding_mask), state.padding_mask)  # (B, S)
+                                     None, state.padding_mask)  # (B, S), from each row's last real token
         keep = state.padding_mask.clone()
         for row in range(keep.shape[0]):
             positions = {kind: _positions(state, row, kind) for kind in MODALITIES}

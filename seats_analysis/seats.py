@@ -11,13 +11,13 @@ from functools import partial
 import torch
 from torch.profiler import record_function
 
-from .engine import Keep, kinds_kept
-from .inner_llm import query_relevance, row_layouts, top_down_keep
+from .engine import Keep
+from .inner_llm import media_bound, modality_total, query_relevance, row_layouts, top_down_keep
 from .checks import check_bool, single_use
 from .layout import Kind
 from .schedule import last_multimodal_layer, solve_keep_ratios
 from .pre_llm import check_compile, windowed_keep_count, windowed_windivprune
-from .run import MODALITIES, last_token_index, prepare_run, pruning
+from .run import MODALITIES, prepare_run, pruning
 from .schedule import Schedule
 
 # %% ../nbs/07_seats.ipynb #861b7ef2
@@ -135,15 +135,18 @@ class SeatsSelectors:
         return Keep(keep, tuple(map(tuple, counts)))
 
     def stage_two(self, state, video_keep: float, audio_keep: float) -> Keep:
-        """Boundary d: top-down budget on the last token's attention, recomputed with layer d's own weights. The
-        release's budget splits each window between video and audio by the scores, so what a row keeps of each is read
-        on the host: the cut's one read. The windows are bounded by the prompt's runs (`DropState.runs`), read before
-        the prefill."""
+        """Boundary d: top-down budget on the last token's attention, recomputed with layer d's own weights, with
+        nothing read from the device. The release's budget splits each window between video and audio by the scores,
+        so what a row keeps of each is known on the host only as a bound (`media_bound`): the cut is sized by it, and
+        checked after the last layer (`Keep.lengths`). The windows are bounded by the prompt's runs (`DropState.runs`),
+        read before the prefill."""
         seq_len = state.padding_mask.shape[1]
-        with record_function("select.stage_two.score"):  # under left padding every row's last token is the last column
+        # under left padding every row's last token is the last column; after a cut sized by bounds it is found on the
+        # device (`query_relevance` without an index)
+        query = [seq_len - 1] * len(state.counts) if state.lengths is None else None
+        with record_function("select.stage_two.score"):
             scores = query_relevance(state.hidden_states, state.layers[state.k - 1], state.position_embeddings,
-                                     [seq_len - 1] * len(state.counts), state.padding_mask,
-                                     compiled=self.compiled)  # (B, S)
+                                     query, state.padding_mask, compiled=self.compiled)  # (B, S)
         temperature = self.schedule.temperature
         with record_function("select.stage_two.choose"):
             layouts = (row_layouts(state.kinds) if state.runs is None else  # without the prompt's runs, read them
@@ -152,8 +155,16 @@ class SeatsSelectors:
                                               self.allocation) for row_scores, row_kinds, layout
                                 in zip(scores, state.kinds, layouts)])
             keep &= state.padding_mask
-            media = kinds_kept(state.kinds, keep)[:, Kind.VIDEO:].tolist()  # (B, 2) what the budget kept
-            return Keep(keep, tuple((row[Kind.TEXT], *kept) for row, kept in zip(state.counts, media)))
+        if state.lengths is None and all(modality_total(video_keep, video) + modality_total(audio_keep, audio)
+                                         == video + audio for _, video, audio in state.counts):
+            return Keep(keep, state.counts)  # the totals are every token: nothing is cut
+        counts, lengths = [], []
+        for row, (text, video, audio), (_, windows) in zip(range(len(layouts)), state.counts, layouts):
+            media = None if state.lengths is None else state.lengths[row] - text  # the split of the last cut: bounds
+            kept = media_bound(video_keep, audio_keep, video, audio, windows, media)
+            counts.append((text, min(video, kept), min(audio, kept)))
+            lengths.append(text + kept)
+        return Keep(keep, tuple(counts), tuple(lengths))
 
     @staticmethod
     def stage_three(state) -> Keep:
