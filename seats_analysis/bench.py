@@ -92,8 +92,8 @@ def _forward(thinker, inputs, use_audio_in_video: bool = True) -> Scored:
     return Scored([])
 
 def _prefill(thinker, method, schedule, video_ratio: float, audio_ratio: float, inputs, count_ops: bool = False) -> dict:
-    """One prefill of `inputs` under `method`: retention, FLOPs and latency (with `count_ops`, the selection's operations
-    and the host synchronisations of its selection and cuts)."""
+    """One prefill of `inputs` under `method`: retention, FLOPs and latency (with `count_ops`, the selection's operations,
+    the host synchronisations of its selection and cuts, and the engine's check after the last layer)."""
     [sample] = run_samples(thinker, [inputs], _forward, method, schedule, video_ratio, audio_ratio,
                            count_operations=count_ops)
     run = sample.result.run
@@ -101,7 +101,8 @@ def _prefill(thinker, method, schedule, video_ratio: float, audio_ratio: float, 
     return dict(video_retention=run.retention["video"], audio_retention=run.retention["audio"], flops=run.flops,
                 full_flops=run.full_flops, seconds=latency.total, encoder_seconds=latency.encoders,
                 selection_seconds=latency.selection, llm_seconds=latency.llm, selection_ops=latency.selection_ops,
-                host_syncs=latency.host_syncs.pruning, reachable=all(run.reachable.values()))
+                host_syncs=latency.host_syncs.pruning, check_syncs=latency.host_syncs.check,
+                reachable=all(run.reachable.values()))
 
 def _machine(thinker) -> dict:
     "Where and how a benchmark ran."
@@ -148,7 +149,8 @@ def benchmark_prefill(thinker=None, inputs=None, schedule=None, methods: dict | 
                          prefill_seconds=median("seconds"), encoder_seconds=median("encoder_seconds"),
                          selection_ms=1e3 * median("selection_seconds"), llm_seconds=median("llm_seconds"),
                          selection_ops=counted[name, setting]["selection_ops"],
-                         host_syncs=counted[name, setting]["host_syncs"]))
+                         host_syncs=counted[name, setting]["host_syncs"],
+                         check_syncs=counted[name, setting]["check_syncs"]))
     table = pd.DataFrame(rows)
     table["speedup"] = table.prefill_seconds[0] / table.prefill_seconds
     table["selection_share"] = table.selection_ms / 1e3 / table.prefill_seconds
@@ -183,15 +185,16 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     table.to_csv(path.with_suffix(".csv"), index=False)
     first = table.iloc[0]
     shown = table[["method", "setting", "video_retention", "audio_retention", "gflops", "flops_reduction",
-                   "prefill_seconds", "speedup", "selection_ms", "selection_ops", "host_syncs", "selection_share",
-                   "llm_ms_per_gflop", "llm_per_gflop_vs_random", "reached"]]
+                   "prefill_seconds", "speedup", "selection_ms", "selection_ops", "host_syncs", "check_syncs",
+                   "selection_share", "llm_ms_per_gflop", "llm_per_gflop_vs_random", "reached"]]
     path.with_suffix(".md").write_text(
         f"# Prefill benchmark ({first.device})\n\n{_setup(first)} FLOPs are analytic (`prefill_flops`); times are "
         f"medians of {first.repeats} prefills per row (encoders + selection + LLM); speed-up is against the unpruned "
         "median. `selection_ops` counts the tensor operations the selection dispatched in one prefill (encoder "
         "statistic and selectors); `host_syncs` the operations of its selection and cuts after which the host waits for a "
         "GPU (`encoder_attention.host_sync`: a value read on the host, an output sized by the values, a copy to the "
-        "host); `selection_share` is selection time over the whole pruned prefill; "
+        "host), from the first encoder to the last layer; `check_syncs` the engine's reads once the last layer is "
+        "queued (whether the cuts sized by bounds held, `engine.Keep`); `selection_share` is selection time over the whole pruned prefill; "
         "`llm_ms_per_gflop` is LLM time per analytic GFLOP, and its ratio to Random's at the same "
         "setting; `reached` whether the retention achieved is within one token per window of the one asked "
         "(`harness.reached`). Written by `seats_analysis.bench.benchmark_prefill`.\n\n"
