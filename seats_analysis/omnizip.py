@@ -7,7 +7,7 @@ __all__ = ['WHOLE_AUDIO', 'SALIENCY_BLOCK', 'SHIFT_SLACK', 'CONTEXTUAL_RATIO', '
            'DENSITY_NEIGHBOURS', 'RELEASE_SETTINGS', 'logit_bounds', 'qwen2_5_saliency', 'qwen3_saliency',
            'audio_saliency', 'saliency_window_frames', 'top_indices', 'dominant_count', 'audio_merge',
            'video_discard_ratios', 'frame_counts', 'density_scores', 'density_peaks', 'istm_runs', 'istm',
-           'discard_fractions', 'first_grid_tokens', 'OmniZip', 'omnizip']
+           'discard_fractions', 'row_runs', 'OmniZip', 'omnizip']
 
 # %% ../nbs/08d_omnizip.ipynb #930e63e9
 import torch
@@ -18,7 +18,7 @@ from .baselines import VARIANTS
 from .checks import check_int, check_number, single_use
 from .compat import multimodal_model, qwen3_audio_frames
 from .encoder_attention import MAX_LOGITS, attention_received
-from .layout import Kind, position_runs, token_id
+from .layout import Kind, token_id
 from .run import MODALITIES, prepare_run, pruning
 
 # %% ../nbs/08d_omnizip.ipynb #7c67bfe9
@@ -43,39 +43,50 @@ def logit_bounds(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.
     return lower, torch.minimum(cauchy_schwarz, box)
 
 def _add_column_sums(received: torch.Tensor, q: torch.Tensor, k: torch.Tensor, buffer: torch.Tensor,
-                     exact_max: bool = False):
-    "Add the column sums (T,) of exp(q k) normalised by row, shifted by each row's largest first with `exact_max`."
+                     inverse: torch.Tensor, column: torch.Tensor, exact_max: bool = False):
+    """Add into `received` (1, T) the column sums of exp(q k) normalised by row, shifted by each row's largest first
+    with `exact_max`, `len(buffer)` queries at a time; `inverse` (1, len(buffer)) and `column` (1, T) are scratch."""
+    views = {}  # block length -> its logits, its 1/Z and 1/Z as a row: sliced once, not per block
     for block in q.split(len(buffer)):  # (n, d)
-        weights = torch.mm(block, k, out=buffer[:len(block)])  # (n, T)
+        if len(block) not in views:
+            views[len(block)] = buffer[:len(block)], inverse[0, :len(block)], inverse[:, :len(block)]
+        weights, row_sums, row = views[len(block)]
+        torch.mm(block, k, out=weights)  # (n, T)
         if exact_max:
             weights.sub_(weights.amax(dim=1, keepdim=True))
         weights.exp_()  # E: each row's softmax times its sum Z
-        received += weights.sum(dim=1).reciprocal_() @ weights  # (1/Z)^T E: the softmax's column sums, one pass
+        torch.sum(weights, dim=1, out=row_sums).reciprocal_()  # 1/Z (n,)
+        received.add_(torch.mm(row, weights, out=column))  # (1/Z)^T E: the softmax's column sums, one pass
 
 def _received_whole(query: torch.Tensor, key: torch.Tensor, max_elements: int = SALIENCY_BLOCK) -> torch.Tensor:
     "Sum over heads and queries of softmax(q k^T / sqrt(d)) over all T keys (T,), from (T, H, d): one head's queries at a time."
     length, heads, dim = query.shape
-    total = torch.zeros(length, dtype=torch.float32, device=query.device)
+    total = torch.zeros(1, length, dtype=torch.float32, device=query.device)
     if not length:
-        return total
+        return total[0]
     queries = query.transpose(0, 1).float() * dim ** -0.5  # (H, T, d), scaled once
     keys = key.permute(1, 2, 0).float().contiguous()  # (H, d, T)
     step = max(1, min(length, max_elements // length))  # queries of one block
     buffer = torch.empty(step, length, dtype=torch.float32, device=query.device)  # one block's logits, reused
-    for q, k in zip(queries, keys):  # (T, d), (d, T)
-        received = torch.zeros(length, dtype=torch.float32, device=query.device)  # this head's, summed apart
-        lower, upper = logit_bounds(q, k)  # (T,) each
-        if upper.max() <= SHIFT_SLACK and lower.min() >= -SHIFT_SLACK:  # exp(l): below e^23, each row's largest above e^-23
-            _add_column_sums(received, q, k, buffer)
+    scratch = (torch.empty(1, step, dtype=torch.float32, device=query.device),  # one block's 1/Z
+               torch.empty(1, length, dtype=torch.float32, device=query.device))  # and its column sums
+    bounds = [logit_bounds(q, k) for q, k in zip(queries, keys)]  # each head's (lower, upper), (T,) each
+    lowers, uppers = torch.stack([lower for lower, _ in bounds]), torch.stack([upper for _, upper in bounds])  # (H, T)
+    # the heads that need no shift, read on the host once for all of them
+    unshifted = ((uppers.amax(dim=1) <= SHIFT_SLACK) & (lowers.amin(dim=1) >= -SHIFT_SLACK)).tolist()
+    for q, k, (lower, upper), plain in zip(queries, keys, bounds, unshifted):  # (T, d), (d, T)
+        received = torch.zeros(1, length, dtype=torch.float32, device=query.device)  # this head's, summed apart
+        if plain:  # exp(l): below e^23, each row's largest above e^-23
+            _add_column_sums(received, q, k, buffer, *scratch)
         else:
             rows = upper - lower <= SHIFT_SLACK  # (T,) queries whose bound is within SHIFT_SLACK of their largest logit
             if rows.any():  # exp(l - bound): q_aug = [q, -bound] and k_aug = [k; 1], so that q_aug k_aug = l - bound
                 q_aug = torch.cat([q[rows], -upper[rows, None]], dim=1)  # (n, d + 1)
-                _add_column_sums(received, q_aug, torch.cat([k, k.new_ones(1, length)]), buffer)
+                _add_column_sums(received, q_aug, torch.cat([k, k.new_ones(1, length)]), buffer, *scratch)
             if not rows.all():  # exp(l - max l), as usual
-                _add_column_sums(received, q[~rows] if rows.any() else q, k, buffer, exact_max=True)
+                _add_column_sums(received, q[~rows] if rows.any() else q, k, buffer, *scratch, exact_max=True)
         total += received
-    return total
+    return total[0]
 
 def qwen2_5_saliency(query: torch.Tensor, key: torch.Tensor, window_frames: int = WHOLE_AUDIO,
                      max_elements: int = SALIENCY_BLOCK) -> torch.Tensor:
@@ -141,21 +152,19 @@ def audio_merge(audio: torch.Tensor, video: torch.Tensor | None, saliency: torch
     dominant = dominant_count(rho_audio, n)
     if dominant:
         keep[top_indices(saliency, dominant)] = True  # exact ties: the earlier token
-    remaining = (~keep).nonzero().flatten()  # (R,) in order
-    contextual = int(max(0, round(contextual_ratio * n)))
-    if not len(remaining) or contextual <= 0 or g <= 0:  # g = 0: no anchor is kept either
+    rest = n - dominant  # R tokens remain
+    contextual = min(int(max(0, round(contextual_ratio * n))), rest)
+    if not rest or contextual <= 0 or g <= 0:  # g = 0: no anchor is kept either
         return keep, merged
-    contextual = min(contextual, len(remaining))
-    slots = torch.arange(0, len(remaining), max(1, len(remaining) // contextual), device=audio.device)[:contextual]
-    anchors = remaining[slots]  # (C,) evenly spaced among the rest
+    remaining = (~keep).nonzero_static(size=rest).flatten()  # (R,) in order; their number is known
+    anchors = remaining[::max(1, rest // contextual)][:contextual]  # (C,) evenly spaced among the rest
     keep[anchors] = True
-    others = torch.ones(len(remaining), dtype=torch.bool, device=audio.device)
-    others[slots] = False
-    pool = remaining[others]  # (P,)
-    if not len(pool):
+    if rest == contextual:
         return keep, merged
+    pool = (~keep).nonzero_static(size=rest - contextual).flatten()  # (P,) the others, in order
+    anchor_audio = audio[anchors]  # (C, D)
     unit_pool = _unit(audio[pool])  # (P, D) only the rows compared: each row is normalised on its own
-    similarity = unit_pool @ _unit(audio[anchors]).T  # (P, C)
+    similarity = unit_pool @ _unit(anchor_audio).T  # (P, C)
     owner = similarity.argmax(dim=1)  # (P,) the most similar anchor
     if video is not None and video.numel():
         scores = (unit_pool @ _unit(video).T).amax(dim=1)  # (P,) the largest similarity to any video token
@@ -164,20 +173,18 @@ def audio_merge(audio: torch.Tensor, video: torch.Tensor | None, saliency: torch
     # the top g of each anchor's group: sort by score, then (stably) by anchor; rank within the group
     by_score = torch.sort(scores, descending=True, stable=True).indices
     order = by_score[torch.sort(owner[by_score], stable=True).indices]  # (P,) grouped by anchor, best first
-    group = owner[order]
+    group, weights = owner[order], scores[order]
     starts = torch.searchsorted(group, group, right=False)  # first slot of each entry's group
-    chosen = order[(torch.arange(len(order), device=audio.device) - starts) < g]  # (≤ C g,) into pool
-    group, weights = owner[chosen], scores[chosen]
+    chosen = torch.arange(len(order), device=audio.device) - starts < g  # (P,) the top g of each group
     peak = torch.full((contextual,), float("-inf"), dtype=weights.dtype, device=audio.device)
-    peak = peak.scatter_reduce(0, group, weights, reduce="amax")
-    weights = (weights - peak[group]).exp()
+    peak = peak.scatter_reduce(0, group, weights, reduce="amax")  # each group's best: one it takes
+    weights = torch.where(chosen, (weights - peak[group]).exp(), 0.0)  # the others weigh 0: added, they change no sum
     weights = weights / torch.zeros_like(peak).index_add(0, group, weights)[group]  # softmax within each group
     sums = torch.zeros(contextual, audio.shape[-1], dtype=audio.dtype, device=audio.device)
-    sums = sums.index_add(0, group, audio[pool[chosen]] * weights[:, None])  # (C, D)
+    sums = sums.index_add(0, group, audio[pool[order]] * weights[:, None])  # (C, D)
     total = torch.zeros_like(peak).index_add(0, group, weights)  # (C,) about 1 where the group is not empty
-    has = torch.zeros(contextual, dtype=torch.bool, device=audio.device)
-    has[group] = True
-    merged[anchors[has]] = (audio[anchors[has]] + sums[has]) / (1.0 + total[has, None])
+    has = torch.zeros(contextual, dtype=torch.bool, device=audio.device).index_fill_(0, group, True)  # (C,)
+    merged[anchors] = torch.where(has[:, None], (anchor_audio + sums) / (1.0 + total[:, None]), anchor_audio)
     return keep, merged
 
 # %% ../nbs/08d_omnizip.ipynb #000a7d60
@@ -234,58 +241,43 @@ def density_scores(tokens: torch.Tensor, k: int = DENSITY_NEIGHBOURS) -> torch.T
     rho = torch.exp(-torch.topk(dist, min(k, n - 1), dim=2, largest=False).values.mean(dim=2))  # (E, T) density
     denser = rho[:, None, :] > rho[:, :, None]  # [e, i, j]: token j is denser than token i
     delta = dist.masked_fill(~denser, float("inf")).min(dim=2).values  # (E, T) distance to the nearest denser token
-    peak = delta.isinf()
-    if peak.any():  # the densest: its largest distance to any token
-        delta[peak] = dist.diagonal_scatter(torch.zeros_like(rho), dim1=1, dim2=2).max(dim=2).values[peak]
-    return delta * rho
+    farthest = dist.diagonal_scatter(torch.zeros_like(rho), dim1=1, dim2=2).max(dim=2).values  # (E, T)
+    return torch.where(delta.isinf(), farthest, delta) * rho  # the densest: its largest distance to any token
 
 def density_peaks(tokens: torch.Tensor, num_keep: int, k: int = DENSITY_NEIGHBOURS) -> torch.Tensor:
     "Indices (E, num_keep) of the density-peak tokens of E frames (E, T, D)."
     return top_indices(density_scores(tokens, k), num_keep)
-
-def _keep_top(kept: torch.BoolTensor, scores: torch.Tensor, counts: torch.Tensor, largest: bool):
-    "Mark in `kept` (E, T) the `counts[e]` (E,) best-scored tokens of each frame (all of them at T or more)."
-    for count in counts.unique().tolist():  # frames of one count at once
-        rows = (counts == count).nonzero().flatten()
-        if count >= kept.shape[1]:
-            kept[rows] = True
-        elif count > 0:
-            kept[rows] = kept[rows].scatter(1, top_indices(scores[rows], count, largest), True)
 
 def istm_runs(features: torch.Tensor, run_lengths: list[int], tokens_per_frame: int, discard_ratios: list[float],
               variant: str = "release") -> torch.BoolTensor:
     """Keep mask (N,) of consecutive runs of frames (N, D), each at its discard ratio: even frames (counted within the
     run) by density peaks, odd frames their tokens least like the previous frame's. A run shorter than a frame is
     kept whole; tokens after a run's last whole frame are dropped (release) or kept (corrected)."""
-    keep = torch.zeros(features.shape[0], dtype=torch.bool, device=features.device)
-    starts, counts, local, offset = [], [], [], 0
+    device = features.device
+    keep = torch.zeros(features.shape[0], dtype=torch.bool, device=device)
+    starts, counts, offset = ([], []), ([], []), 0  # of the even and the odd frames: first token, tokens kept
     for length, ratio in zip(run_lengths, discard_ratios):
         num_frames, extra = divmod(length, tokens_per_frame)
         if not num_frames or (variant == "corrected" and extra):
             keep[offset + num_frames * tokens_per_frame:offset + length] = True
-        starts += range(offset, offset + num_frames * tokens_per_frame, tokens_per_frame)
-        counts += frame_counts(num_frames, tokens_per_frame, ratio, variant)
-        local += range(num_frames)
+        for frame, count in enumerate(frame_counts(num_frames, tokens_per_frame, ratio, variant)):
+            starts[frame % 2].append(offset + frame * tokens_per_frame)
+            counts[frame % 2].append(count)
         offset += length
-    if not starts:
+    if not starts[0]:  # a run's first frame is even: no even frame, no frame at all
         return keep
-    index = torch.tensor(starts, device=features.device)[:, None] + torch.arange(tokens_per_frame, device=features.device)
-    frames = features[index]  # (F, T, D) every whole frame of every run
-    counts = torch.tensor(counts, device=features.device)
-    odd = torch.tensor(local, device=features.device) % 2 == 1
-    kept = torch.zeros(index.shape, dtype=torch.bool, device=features.device)  # (F, T)
-    for is_odd in (False, True):
-        chosen = ((odd == is_odd) & (counts > 0) & (counts < tokens_per_frame)).nonzero().flatten()
-        if is_odd:
-            scores = F.cosine_similarity(F.normalize(frames[chosen], p=2, dim=-1),
-                                         F.normalize(frames[chosen - 1], p=2, dim=-1), dim=-1)  # (E, T)
-        else:
-            scores = density_scores(frames[chosen]) if len(chosen) else None
-        if len(chosen):
-            part = kept[chosen]
-            _keep_top(part, scores, counts[chosen], largest=not is_odd)
-            kept[chosen] = part
-    kept[counts >= tokens_per_frame] = True
+    index = (torch.tensor(starts[0] + starts[1], device=device)[:, None]
+             + torch.arange(tokens_per_frame, device=device))  # (F, T) every whole frame, the even ones first
+    frames = features[index]  # (F, T, D)
+    even = len(starts[0])
+    orders = [top_indices(density_scores(frames[:even]), tokens_per_frame)]  # (E, T) the densest peaks first
+    if starts[1]:  # the least like the same position of the frame before first
+        similarity = F.cosine_similarity(F.normalize(frames[even:], p=2, dim=-1),
+                                         F.normalize(features[index[even:] - tokens_per_frame], p=2, dim=-1), dim=-1)
+        orders.append(top_indices(similarity, tokens_per_frame, largest=False))  # (O, T)
+    ranked = (torch.arange(tokens_per_frame, device=device)
+              < torch.tensor(counts[0] + counts[1], device=device)[:, None])  # (F, T) rank below the frame's count
+    kept = torch.zeros_like(ranked).scatter_(1, torch.cat(orders), ranked)  # (F, T) each frame's best `count`
     keep[index.flatten()] = kept.flatten()
     return keep
 
@@ -306,11 +298,30 @@ def discard_fractions(video_ratio: float, audio_ratio: float, contextual_ratio: 
     anchors = contextual_ratio if g > 0 else 0.0
     return min(1.0, 1.0 - audio_ratio + anchors), 1.0 - video_ratio
 
-def first_grid_tokens(position_ids: torch.Tensor) -> int:
-    "LLM tokens of a row's first video grid, from the M-RoPE ids (3, n) of its video: height and width restart each grid."
-    height_width = position_ids[1:]  # (2, n)
-    starts = (height_width == height_width[:, :1]).all(dim=0).nonzero().flatten()
-    return int(starts[1]) if len(starts) > 1 else position_ids.shape[1]
+def _spans(edges: list[int]) -> list[tuple[int, int]]:
+    "(start, stop) of each run, from its starts and stops alternating in `edges`."
+    return list(zip(edges[::2], edges[1::2]))
+
+def row_runs(video: torch.BoolTensor, audio: torch.BoolTensor, position_ids: torch.Tensor) -> list[tuple]:
+    """(video run lengths, audio run lengths, LLM tokens of the first video grid) of each row, from the masks (B, S) of
+    its video and audio and the M-RoPE ids (3, B, S), read on the host at once: height and width restart each grid."""
+    first = video.to(torch.uint8).argmax(dim=1)  # (B,) each row's first video token
+    height_width = position_ids[1:]  # (2, B, S)
+    corner = height_width.gather(2, first[None, :, None].expand(2, -1, 1))  # (2, B, 1) its height and width ids
+    grid_starts = (height_width == corner).all(dim=0) & video  # (B, S) where the first video's grids start
+    edges = F.pad(torch.stack([video, audio]).to(torch.int8), (1, 1)).diff(dim=-1)  # (2, B, S + 1) run starts and ends
+    marks = torch.cat([edges, F.pad(grid_starts, (0, 1))[None].to(torch.int8)])  # (3, B, S + 1)
+    found = [([], [], []) for _ in range(video.shape[0])]
+    for plane, row, position in marks.nonzero().tolist():  # by plane, then row, then position
+        found[row][plane].append(position)
+    layouts = []
+    for video_edges, audio_edges, grids in found:
+        video_spans = _spans(video_edges)
+        second = grids[1] if len(grids) > 1 else float("inf")  # one grid: the whole video
+        per_frame = sum(min(stop, second) - start for start, stop in video_spans if start < second)  # tokens before it
+        layouts.append(([stop - start for start, stop in video_spans],
+                        [stop - start for start, stop in _spans(audio_edges)], per_frame))
+    return layouts
 
 class OmniZip:
     "OmniZip at boundary 0: audio by encoder saliency with merged anchors; video per window, guided by the audio kept."
@@ -355,46 +366,52 @@ class OmniZip:
         state.hidden_states[row, audio] = merged
         return keep
 
-    def _video(self, state, row, video, video_features, audio, audio_keep) -> torch.BoolTensor:
-        "Keep mask of the row's video, window by window, from its features (M, D)."
+    def _video(self, video_features, video_runs, audio_runs, per_frame, audio_keep) -> torch.BoolTensor:
+        "Keep mask of the row's video, window by window, from its features (M, D), its runs' lengths and the audio kept."
         whole = self._whole(Kind.VIDEO)
         if whole is not None:
-            return torch.full((len(video),), whole, dtype=torch.bool, device=video.device)
+            return torch.full((len(video_features),), whole, dtype=torch.bool, device=video_features.device)
         with torch.profiler.record_function("select.omnizip.video"):
-            per_frame = first_grid_tokens(state.position_ids[:, row, video])
-            runs, audio_runs = position_runs(video), position_runs(audio)
-            sizes = torch.tensor([len(run) for run in audio_runs[:len(runs)]], dtype=torch.long,
-                                 device=video.device)  # audio run i guides video run i
-            run_of = torch.repeat_interleave(torch.arange(len(sizes), device=video.device), sizes)  # (A,) their runs
-            kept = torch.zeros(len(sizes), device=video.device).index_add_(0, run_of, audio_keep[:len(run_of)].float())
-            retention = (kept / sizes).tolist()  # the share of each run's audio kept
-            ratios = video_discard_ratios(retention, [len(run) for run in runs], self.rho_video, len(video))
-            return istm_runs(video_features, [len(run) for run in runs], per_frame, ratios, self.variant)
+            sizes, retention = audio_runs[:len(video_runs)], []  # audio run i guides video run i
+            if sizes:
+                lengths = torch.tensor(sizes, device=audio_keep.device)
+                kept = torch.segment_reduce(audio_keep[:sum(sizes)].float(), "sum", lengths=lengths)  # (runs,)
+                retention = (kept / lengths).tolist()  # the share of each run's audio kept
+            ratios = video_discard_ratios(retention, video_runs, self.rho_video, len(video_features))
+            return istm_runs(video_features, video_runs, per_frame, ratios, self.variant)
 
     def select(self, state) -> torch.Tensor:
-        "The boundary-0 selector: each row on its own."
+        "The boundary-0 selector: each row on its own, the batch's layout read on the host once."
         statistic = self.recorder.current
         input_ids = statistic.input_ids
         if input_ids is None or tuple(input_ids.shape) != tuple(state.kinds.shape):
             raise ValueError("omnizip needs the thinker to be called with input_ids (they tell videos from images)")
-        is_video = input_ids.to(state.kinds.device) == self.video_token_id
-        is_audio = state.kinds == Kind.AUDIO
-        scores = statistic.scores() if "audio" in statistic.values else None  # (B, S)
+        is_video = (input_ids.to(state.kinds.device) == self.video_token_id) & state.padding_mask  # (B, S)
+        is_audio = (state.kinds == Kind.AUDIO) & state.padding_mask
+        layouts = row_runs(is_video, is_audio, state.position_ids)
+        saliency = statistic.values.get("audio")  # (N,) every row's audio, in placeholder order
+        placeholders = sum(sum(audio_runs) for _, audio_runs, _ in layouts)
+        if saliency is not None and len(saliency) != placeholders:
+            raise ValueError(f"{placeholders} audio placeholders in input_ids, but the encoder produced "
+                             f"{len(saliency)} saliencies")
         keep = state.padding_mask.clone()
-        for row in range(keep.shape[0]):
-            real = state.padding_mask[row]
-            video, audio = (is_video[row] & real).nonzero().flatten(), (is_audio[row] & real).nonzero().flatten()
-            if not len(video):  # audio without video: kept whole, as the release; images are never pruned
+        end = 0
+        for row, (video_runs, audio_runs, per_frame) in enumerate(layouts):
+            start, end = end, end + sum(audio_runs)  # the row's audio among the placeholders
+            if not video_runs:  # audio without video: kept whole, as the release; images are never pruned
                 continue
+            video = is_video[row].nonzero_static(size=sum(video_runs)).flatten()  # (M,) their number is known
+            audio = is_audio[row].nonzero_static(size=end - start).flatten()  # (N,)
             audio_keep = torch.ones(0, dtype=torch.bool, device=keep.device)
             video_features = state.hidden_states[row, video]  # (M, D) gathered once: the audio step changes no video
             if len(audio):
-                if scores is None:
+                if saliency is None:
                     raise ValueError("audio placeholders but no audio was encoded in this block "
                                      "(omnizip ranks audio by the audio encoder's attention)")
-                audio_keep = self._audio(state, row, audio, video_features, scores[row, audio])
+                audio_keep = self._audio(state, row, audio, video_features,
+                                         saliency[start:end].to(keep.device, torch.float32))
                 keep[row, audio] = audio_keep
-            keep[row, video] = self._video(state, row, video, video_features, audio, audio_keep)
+            keep[row, video] = self._video(video_features, video_runs, audio_runs, per_frame, audio_keep)
         return keep
 
     def selectors(self, recorder=None) -> dict:
