@@ -89,8 +89,9 @@ class Prefill:
 
     @property
     def drops(self) -> list:
-        "The drop events as `(k, seq_len_after)` pairs, in order."
-        return [(e.k, e.seq_len_after) for e in self.events]
+        """The drop events as `(k, length after)` pairs, in order: the longest row's real tokens after each cut (the
+        sequence's length, but for the padding a cut sized by bounds leaves after the real tokens)."""
+        return [(e.k, int(e.lengths.max())) for e in self.events]
 
     def layer_counts(self, kind: Kind | None = None) -> torch.Tensor:
         "How many tokens (of `kind`, or all real ones) each row had in each decoder layer, (B, L)."
@@ -186,7 +187,8 @@ COUNTED_KINDS = torch.tensor([Kind.TEXT, Kind.VIDEO, Kind.AUDIO])  # the order o
 def _check_counted(keep: Keep, state: DropState) -> tuple:
     """The mask, counts and length bounds (or None) of a `Keep`, checked on the host against the state's counts, and a
     device flag (or None): exact counts are asserted on the device, without waiting for it, as is each row's last token
-    being kept; for bounds, the flag says whether any row kept more (read after the last layer)."""
+    being kept; for bounds, or on a state cut by bounds before (which may have cut too short), the flag says whether
+    they did not hold (read after the last layer, the prefill then run again on counts read at every cut)."""
     mask = _check_mask(keep.mask, state)
     counts = tuple(tuple(int(n) for n in row) for row in keep.counts)
     lengths = None if keep.lengths is None else tuple(int(n) for n in keep.lengths)
@@ -204,11 +206,13 @@ def _check_counted(keep: Keep, state: DropState) -> tuple:
     kept = kinds_kept(state.kinds, mask)  # (B, 3)
     last_kept = mask.gather(1, last_token_index(state.padding_mask)[:, None]).all()
     expected = torch.tensor(counts).to(mask.device, non_blocking=True)  # (B, 3)
-    if lengths is None:
+    if lengths is None and state.lengths is None:
         torch._assert_async((kept == expected).all() & last_kept,
                             f"the selector at boundary {state.k} returned a mask that does not keep the counts it "
                             "declared, or drops a row's last token")
         return mask, counts, None, None
+    if lengths is None:
+        return mask, counts, None, ~((kept == expected).all() & last_kept)
     bounds = torch.tensor(lengths).to(mask.device, non_blocking=True)  # (B,)
     over = (kept > expected).any() | (kept.sum(1) > bounds).any() | ~last_kept
     return mask, counts, lengths, over

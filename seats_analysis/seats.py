@@ -162,6 +162,8 @@ class SeatsSelectors:
         for row, (text, video, audio), (_, windows) in zip(range(len(layouts)), state.counts, layouts):
             media = None if state.lengths is None else state.lengths[row] - text  # the split of the last cut: bounds
             kept = media_bound(video_keep, audio_keep, video, audio, windows, media)
+            if kept < 2 * windows:  # windows of one token are likely: one of each kind may add one a window
+                kept = min(kept + windows, video + audio if media is None else media)
             counts.append((text, min(video, kept), min(audio, kept)))
             lengths.append(text + kept)
         return Keep(keep, tuple(counts), tuple(lengths))
