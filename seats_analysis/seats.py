@@ -159,7 +159,7 @@ class SeatsSelectors:
                                          == video + audio for _, video, audio in state.counts):
             return Keep(keep, state.counts)  # the totals are every token: nothing is cut
         counts, lengths = [], []
-        for row, (text, video, audio), (_, windows) in zip(range(len(layouts)), state.counts, layouts):
+        for row, ((text, video, audio), (_, windows)) in enumerate(zip(state.counts, layouts)):
             media = None if state.lengths is None else state.lengths[row] - text  # the split of the last cut: bounds
             kept = media_bound(video_keep, audio_keep, video, audio, windows, media)
             if kept < 2 * windows:  # windows of one token are likely: one of each kind may add one a window
