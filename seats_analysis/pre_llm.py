@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['ATTENTION_SCALE', 'NORM_EPS', 'PICKED', 'MAX_DISTANCE_ELEMENTS', 'COMPILE_MIN_TORCH', 'TORCH_VERSION', 'CAN_COMPILE',
-           'windivprune', 'window_budget', 'windowed_keep_count', 'windowed_windivprune', 'check_compile',
-           'compile_selection', 'capturable_picks']
+           'windivprune', 'window_budget', 'windowed_keep_count', 'windowed_windivprune_parts', 'windowed_windivprune',
+           'check_compile', 'compile_selection', 'capturable_picks']
 
 # %% ../nbs/04_pre_llm.ipynb #ece81d49
 import torch
@@ -115,51 +115,89 @@ def windowed_keep_count(total: int, window_tokens: int, ratio: float) -> int:
 def _padded(dist: torch.Tensor, size: int) -> torch.Tensor:
     "Distances (B, n, n) of shorter windows padded to (B, size, size) with distances that are never picked."
     n = dist.shape[-1]
+    if n == size:
+        return dist
     padded = dist.new_full((dist.shape[0], size, size), float("-inf"))  # a padding column is never the farthest
     padded[:, n:, :n] = float("inf")  # and a padding row never a real column's nearest
     padded[:, :n, :n] = dist
     return padded
 
-def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int,
-                         ratio: float, chunk_elements: int = MAX_DISTANCE_ELEMENTS,
-                         compiled: bool = False) -> torch.BoolTensor:
-    """Keep mask (T,) from `windivprune` on consecutive windows of `window_tokens` tokens of one modality (T, D);
-    with `compiled`, the picks by the compiled `capturable_picks`."""
+def _check_part(features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int, ratio: float):
+    "Refuse a modality's features (T, D), statistic (T,), window length or ratio that `windowed_windivprune` cannot take."
     if features.dim() != 2:
         raise ValueError(f"features must be (T, D), got shape {tuple(features.shape)}")
     if attention is not None and attention.shape != features.shape[:1]:
         raise ValueError(f"attention shape {tuple(attention.shape)} does not match features ({features.shape[0]},)")
     check_int("window_tokens", window_tokens, 1)
     check_ratio("ratio", ratio)
+
+def _window_blocks(part: int, features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int,
+                   ratio: float, keep: torch.BoolTensor) -> list[tuple]:
+    """The windows of one modality that need a selection, as blocks of equal windows `(part, first token, windows,
+    length, budget, features (W, n, D), statistic (W, n) or None)`; windows whose budget covers them are set in `keep`."""
     total = features.shape[0]
     window_tokens = min(window_tokens, max(total, 1))  # a window longer than the modality holds the whole modality
-    keep = torch.zeros(total, dtype=torch.bool, device=features.device)  # (T,)
     num_full, last_len = divmod(total, window_tokens)
     full_len = num_full * window_tokens
-    budget, last_budget = window_budget(window_tokens, ratio), window_budget(last_len, ratio)
-    select_full, select_last = budget < window_tokens, last_budget < last_len  # else kept whole
-    if num_full and not select_full:
-        keep[:full_len] = True
-    if last_len and not select_last:
-        keep[full_len:] = True
-    per_chunk = max(1, chunk_elements // window_tokens ** 2)
-    chunks = [(start, min(start + per_chunk, num_full)) for start in range(0, num_full, per_chunk) if select_full]
-    if select_last and not chunks:
-        chunks = [(num_full, num_full)]  # the shorter last window alone
-    windows = features[:full_len].view(num_full, window_tokens, features.shape[1])  # (W, N, D)
-    stats = None if attention is None else attention[:full_len].view(num_full, window_tokens)  # (W, N)
-    for start, stop in chunks:
-        dist = _distances(windows[start:stop], None if stats is None else stats[start:stop])  # (w, N, N)
-        last = select_last and stop == num_full  # the last window joins the last chunk, padded to its length
-        if last:
-            last_dist = _distances(features[None, full_len:], None if attention is None else attention[None, full_len:])
-            dist = torch.cat([dist, _padded(last_dist, window_tokens)]) if stop > start else last_dist
-        picked = _picks(dist, budget if stop > start else last_budget, compiled, sync_free=True)  # (w [+ 1], k), in pick order
-        if stop > start:
-            offsets = torch.arange(start, stop, device=features.device)[:, None] * window_tokens  # (w, 1)
-            keep[(picked[:stop - start] + offsets).flatten()] = True
-        if last:
-            keep[full_len + picked[-1, :last_budget]] = True  # its first picks: a greedy's picks do not depend on how many follow
+    blocks = []
+    for start, count, length in ((0, num_full, window_tokens), (full_len, 1 if last_len else 0, last_len)):
+        budget = window_budget(length, ratio) if count else 0
+        if not count:
+            continue
+        if budget >= length:
+            keep[start:start + count * length] = True  # kept whole
+            continue
+        stop = start + count * length
+        windows = features[start:stop].view(count, length, features.shape[1])
+        stats = None if attention is None else attention[start:stop].view(count, length)
+        blocks.append((part, start, count, length, budget, windows, stats))
+    return blocks
+
+def windowed_windivprune_parts(parts: list[tuple], chunk_elements: int = MAX_DISTANCE_ELEMENTS,
+                               compiled: bool = False) -> list[torch.BoolTensor]:
+    """Keep masks (T,) of several modalities, each `(features (T, D), attention (T,) or None, window_tokens, ratio)` as
+    `windowed_windivprune` takes them: every window of every part in one greedy loop, padded to the longest window;
+    with `compiled`, the picks by the compiled `capturable_picks`."""
+    keeps, blocks = [], []
+    for part, (features, attention, window_tokens, ratio) in enumerate(parts):
+        _check_part(features, attention, window_tokens, ratio)
+        keeps.append(torch.zeros(features.shape[0], dtype=torch.bool, device=features.device))  # (T,)
+        blocks += _window_blocks(part, features, attention, window_tokens, ratio, keeps[-1])
+    if not blocks:
+        return keeps
+    size = max(length for _, _, _, length, _, _, _ in blocks)
+    per_chunk = max(1, chunk_elements // size ** 2)
+    pieces = [(block, first, min(first + per_chunk, block[2]))  # each block cut into pieces of at most per_chunk windows
+              for block in blocks for first in range(0, block[2], per_chunk)]
+    chunk, windows = [], 0
+    for index, piece in enumerate(pieces):  # consecutive pieces, at most per_chunk windows a chunk
+        chunk.append(piece)
+        windows += piece[2] - piece[1]
+        if index + 1 == len(pieces) or windows + pieces[index + 1][2] - pieces[index + 1][1] > per_chunk:
+            _select_chunk(chunk, size, keeps, compiled)
+            chunk, windows = [], 0
+    return keeps
+
+def _select_chunk(chunk: list[tuple], size: int, keeps: list, compiled: bool):
+    "One greedy loop over the windows of `chunk`'s pieces `(block, first window, stop window)`, marking picks in `keeps`."
+    dist = [_padded(_distances(block[5][first:stop], None if block[6] is None else block[6][first:stop]), size)
+            for block, first, stop in chunk]  # (w, size, size) each
+    dist = dist[0] if len(dist) == 1 else torch.cat(dist)
+    budget = max(block[4] for block, _, _ in chunk)
+    picked = _picks(dist, budget, compiled, sync_free=True)  # (W, budget), in pick order
+    row = 0
+    for (part, start, _, length, own_budget, features, _), first, stop in chunk:
+        # each window keeps its first picks: a greedy's first k picks do not depend on how many follow
+        offsets = torch.arange(start + first * length, start + stop * length, length, device=features.device)
+        keeps[part][(picked[row:row + stop - first, :own_budget] + offsets[:, None]).flatten()] = True
+        row += stop - first
+
+def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int,
+                         ratio: float, chunk_elements: int = MAX_DISTANCE_ELEMENTS,
+                         compiled: bool = False) -> torch.BoolTensor:
+    """Keep mask (T,) from `windivprune` on consecutive windows of `window_tokens` tokens of one modality (T, D);
+    with `compiled`, the picks by the compiled `capturable_picks`."""
+    [keep] = windowed_windivprune_parts([(features, attention, window_tokens, ratio)], chunk_elements, compiled)
     return keep
 
 # %% ../nbs/04_pre_llm.ipynb #06c3fad9

@@ -16,7 +16,7 @@ from .inner_llm import media_bound, modality_total, query_relevance, row_layouts
 from .checks import check_bool, single_use
 from .layout import Kind
 from .schedule import last_multimodal_layer, solve_keep_ratios
-from .pre_llm import check_compile, windowed_keep_count, windowed_windivprune
+from .pre_llm import check_compile, windowed_keep_count, windowed_windivprune_parts
 from .run import MODALITIES, prepare_run, pruning
 from .schedule import Schedule
 
@@ -94,10 +94,12 @@ class SeatsSelectors:
         return (positions[starts] // state.padding_mask.shape[1]).tolist()
 
     def stage_one(self, state) -> Keep:
-        """Boundary 0: windowed winDivPrune of each video and audio item, weighted by the encoder statistic; what each
-        row keeps is known from the item lengths and the ratio (`windowed_keep_count`)."""
+        """Boundary 0: windowed winDivPrune of each video and audio item, weighted by the encoder statistic, all items in
+        one greedy loop; what each row keeps is known from the item lengths and the ratio (`windowed_keep_count`)."""
         keep = state.padding_mask.clone()  # (B, S)
         counts = [list(row) for row in state.counts]  # (text, video, audio) kept in each row
+        flat_hidden = state.hidden_states.flatten(0, 1)  # (B * S, D)
+        parts, selected = [], []  # what each video and audio item selects from, and its flat positions (B * S)
         statistic = self.recorder.current if self.recorder is not None else None
         if statistic is not None and statistic.input_ids is not None and statistic.input_ids.shape != keep.shape:
             raise RuntimeError("Stage I must run at boundary 0, on the unpruned input")
@@ -119,7 +121,6 @@ class SeatsSelectors:
                 raise ValueError(f"{placeholders} {MODALITIES[kind]} placeholders in input_ids, but the encoders "
                                  f"produced {sum(map(sum, lengths.values()))}")
             with record_function(f"select.stage_one.{MODALITIES[kind]}"):
-                flat_keep, flat_hidden = keep.view(-1), state.hidden_states.flatten(0, 1)  # (B * S,), (B * S, D)
                 for name in recorded:
                     values = statistic.values[name].to(keep.device, torch.float32)  # (N,) in placeholder order
                     positions = statistic.flat_positions(name).to(keep.device)  # (N,)
@@ -127,11 +128,12 @@ class SeatsSelectors:
                                 values.split(lengths[name]), lengths[name])
                     for item, (row, item_positions, attention, length) in enumerate(items):  # each video or audio
                         window_tokens = self._window_tokens(statistic, name, item)
-                        flat_keep[item_positions] = windowed_windivprune(
-                            flat_hidden[item_positions], attention, window_tokens, self.encoder_ratios[kind],
-                            compiled=self.compiled)
+                        parts.append((flat_hidden[item_positions], attention, window_tokens, self.encoder_ratios[kind]))
+                        selected.append(item_positions)
                         counts[row][kind] -= length - windowed_keep_count(length, window_tokens,
                                                                           self.encoder_ratios[kind])
+        if parts:  # every video and audio of the batch in one selection
+            keep.view(-1)[torch.cat(selected)] = torch.cat(windowed_windivprune_parts(parts, compiled=self.compiled))
         return Keep(keep, tuple(map(tuple, counts)))
 
     def stage_two(self, state, video_keep: float, audio_keep: float) -> Keep:
