@@ -95,7 +95,7 @@ def vision_statistic(attn, hidden_states: torch.Tensor, position_embeddings, gri
     statistic = _group_mean(torch.cat(received), merge_unit)  # (N,) in the encoder's order
     pooled_keys = _group_mean(key.float().mean(1), merge_unit) if keys else None  # (N, d)
     if window_index is not None:  # Qwen2.5-Omni: undo the window permutation
-        order = torch.argsort(window_index.to(statistic.device))
+        order = torch.argsort(window_index.to(statistic.device, non_blocking=True))  # made on the host by the encoder
         statistic = statistic[order]
         pooled_keys = pooled_keys[order] if keys else None
     return (statistic, pooled_keys) if keys else statistic
@@ -200,7 +200,8 @@ def _device_of(x) -> torch.device | None:
 def host_sync(func, args: tuple = (), kwargs: dict | None = None) -> bool:
     """Whether an aten operation makes the host wait for a GPU: a value read on the host, an output whose size depends on
     the values (`nonzero`, `masked_select`, boolean-mask indexing, `unique`, `bincount`, `repeat_interleave` without
-    `output_size`), or a blocking copy to the host."""
+    `output_size`), or a blocking copy between the host and a GPU (to the host it waits for the copy; from the host
+    CUDA's blocking copy synchronises the stream after it)."""
     kwargs = kwargs or {}
     name = func._schema.name.split("::")[-1]
     if func.namespace != "aten":
@@ -215,7 +216,8 @@ def host_sync(func, args: tuple = (), kwargs: dict | None = None) -> bool:
     if name in ("_to_copy", "copy_") and not kwargs.get("non_blocking", len(args) > 2 and args[2] is True):
         source = _device_of(args[1] if name == "copy_" else args[0])
         target = _device_of(args[0]) if name == "copy_" else kwargs.get("device") or source
-        return source is not None and source.type != "cpu" and torch.device(target).type == "cpu"
+        ends = {source.type, torch.device(target).type} if source is not None else set()
+        return "cpu" in ends and len(ends - {"meta"}) == 2  # one end on the host, the other on an accelerator
     return False
 
 HOST_READS = (torch.Tensor.tolist, torch.Tensor.numpy)  # read a tensor's values without dispatching an operation

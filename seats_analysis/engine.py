@@ -25,7 +25,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, MoeModelOutpu
 from .checks import check_int
 from .compat import (CACHE_KWARG, add_deepstack, causal_mask, layer_output, multimodal_model,
                                    repeat_items_by_row, text_model, visual_position_mask)
-from .layout import Kind, token_id, token_kinds
+from .layout import Kind, kind_members, token_id, token_kinds
 
 # %% ../nbs/02_engine.ipynb #30d5eb37
 SUPPORTED_THINKERS = (Qwen2_5OmniThinkerForConditionalGeneration, Qwen3OmniMoeThinkerForConditionalGeneration)
@@ -182,7 +182,7 @@ class Keep:
     counts: tuple                # one (text, video, audio) triple per row
     lengths: tuple | None = None  # one upper bound per row when `counts` are bounds
 
-COUNTED_KINDS = torch.tensor([Kind.TEXT, Kind.VIDEO, Kind.AUDIO])  # the order of a `counts` triple
+COUNTED_KINDS = (Kind.TEXT, Kind.VIDEO, Kind.AUDIO)  # the order of a `counts` triple
 
 def _check_counted(keep: Keep, state: DropState) -> tuple:
     """The mask, counts and length bounds (or None) of a `Keep`, checked on the host against the state's counts, and a
@@ -219,7 +219,7 @@ def _check_counted(keep: Keep, state: DropState) -> tuple:
 
 def kinds_kept(kinds: torch.Tensor, keep: torch.Tensor) -> torch.LongTensor:
     "(text, video, audio) positions `keep` (B, S) holds in each row, (B, 3) on the device."
-    return ((kinds[..., None] == COUNTED_KINDS.to(keep.device)) & keep[..., None]).sum(1)
+    return (kind_members(kinds, COUNTED_KINDS) & keep[..., None]).sum(1)
 
 def _kind_counts(kinds: torch.Tensor, keep: torch.Tensor) -> tuple:
     "`kinds_kept` read on the host, as `Keep.counts`."

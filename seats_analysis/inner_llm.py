@@ -14,7 +14,7 @@ from .checks import check_number, check_ratio
 from .compat import text_rotary
 from .engine import last_token_index
 from .pre_llm import compile_selection
-from .layout import Kind, temporal_windows
+from .layout import Kind, kind_members, temporal_windows
 
 # %% ../nbs/05_inner_llm.ipynb #b7589095
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -148,7 +148,7 @@ def _window_budgets(sizes: torch.LongTensor, importance: torch.Tensor, total_vid
     return torch.stack([bv, ba])
 
 # %% ../nbs/05_inner_llm.ipynb #46be4663
-MEDIA_KINDS = torch.tensor([Kind.VIDEO, Kind.AUDIO])  # the modalities Stage II budgets: row 0 video, row 1 audio
+MEDIA_KINDS = (Kind.VIDEO, Kind.AUDIO)  # the modalities Stage II budgets: row 0 video, row 1 audio
 
 def _run_starts(member: torch.BoolTensor) -> torch.BoolTensor:
     "Where a contiguous run of True begins, in every column of (S, M)."
@@ -172,7 +172,7 @@ def _top_per_group(scores: torch.Tensor, group: torch.LongTensor, counts: torch.
 def row_layouts(kinds: torch.Tensor) -> list:
     """Video and audio tokens and windows (the more runs of the two kinds) of each row of `kinds` (B, S), read on the
     host in one go: one `([video, audio tokens], windows)` per row."""
-    member = kinds[..., None] == MEDIA_KINDS.to(kinds.device)  # (B, S, 2)
+    member = kind_members(kinds, MEDIA_KINDS)  # (B, S, 2)
     starts = member.clone()
     starts[:, 1:] &= ~member[:, :-1]  # where a run begins
     read = torch.stack([member.sum(1), starts.sum(1)], dim=1).tolist()  # (B, 2, 2) read
@@ -200,7 +200,7 @@ def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: f
     keep = kinds == Kind.TEXT  # (S,)
     if not sum(tokens):
         return keep
-    member = kinds[:, None] == MEDIA_KINDS.to(kinds.device)  # (S, 2): video and audio positions
+    member = kind_members(kinds, MEDIA_KINDS)  # (S, 2): video and audio positions
     totals = _modality_totals(member.sum(0), (video_keep_ratio, audio_keep_ratio))  # (2,) on the device
     # Every position takes part, text in a group of its own that keeps none: no list of media positions is sized.
     # One window shares the totals out as the global top of each modality does: that is taken whenever the host knows

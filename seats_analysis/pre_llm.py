@@ -75,7 +75,7 @@ def _picks(dist: torch.Tensor, num_keep: int, compiled: bool = False, sync_free:
     with `compiled`, by the compiled `capturable_picks`; with `sync_free`, without a read on the host."""
     if compiled:
         with record_function("select.windivprune.compiled"):
-            steps = torch.tensor(num_keep, device=dist.device)
+            steps = torch.full((), num_keep, device=dist.device)  # filled on the device: no copy from the host
             return compile_selection(capturable_picks)(dist, steps)[:, :num_keep]
     with record_function("select.windivprune.first_pick"):
         first = _second_smallest(dist, sync_free).argmax(dim=1)  # (B,)
