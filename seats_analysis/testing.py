@@ -5,6 +5,8 @@
 # %% ../nbs/01_testing.ipynb #a07cf858
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 import torch
+from torch._subclasses.fake_tensor import unset_fake_temporarily
 from transformers import BatchFeature
 
 from .benchmarks import PUBLISHED_BENCHMARKS, VIDEOMME_SUFFIXES
@@ -25,9 +28,9 @@ from .stand_ins import _check_family, make_inputs, offline_processor, synthetic_
 
 # %% auto #0
 __all__ = ['TEST_QUESTIONS', 'MEDIA_INPUTS', 'MAX_NEAR_TIES', 'FIXTURE_COLOURS', 'TONES', 'tiny_schedule', 'clip_batch',
-           'kept_mask', 'perturb_media', 'rounding_sensitive', 'one_swap', 'recorded_generate', 'coloured_frames',
-           'index_frames', 'frame_index_of', 'tone', 'Fixture', 'write_annotation_rows', 'make_fixture',
-           'tiny_prefill_flops']
+           'kept_mask', 'perturb_media', 'rounding_sensitive', 'one_swap', 'recorded_generate', 'on_fake_gpu',
+           'coloured_frames', 'index_frames', 'frame_index_of', 'tone', 'Fixture', 'write_annotation_rows',
+           'make_fixture', 'tiny_prefill_flops']
 
 # %% ../nbs/01_testing.ipynb #dbdd8585
 TEST_QUESTIONS = ("What is happening?", "Which colour?")
@@ -99,6 +102,32 @@ def recorded_generate(thinker):
             del thinker.generate
         else:
             thinker.generate = own
+
+# %% ../nbs/01_testing.ipynb #5739efe9
+def on_fake_gpu(value):
+    """`value` with each tensor in it (in tuples, lists, dicts, dataclasses and the parameters and buffers of modules,
+    copied) as a fake CUDA tensor of the active `FakeTensorMode`; anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.to("cuda", non_blocking=True)
+    if isinstance(value, torch.nn.Module):
+        with unset_fake_temporarily():  # copied as it is, then its tensors faked
+            module = copy.deepcopy(value)
+        for part in module.modules():
+            for name, parameter in part._parameters.items():
+                if parameter is not None:
+                    part._parameters[name] = torch.nn.Parameter(on_fake_gpu(parameter.detach()), parameter.requires_grad)
+            for name, buffer in part._buffers.items():
+                if buffer is not None:
+                    part._buffers[name] = on_fake_gpu(buffer)
+        return module
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{field.name: on_fake_gpu(getattr(value, field.name))
+                                             for field in dataclasses.fields(value) if field.init})
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_fake_gpu(item) for item in value)
+    if isinstance(value, dict):
+        return {key: on_fake_gpu(item) for key, item in value.items()}
+    return value
 
 # %% ../nbs/01_testing.ipynb #d5257f36
 def coloured_frames(n: int, size: tuple[int, int], colour: tuple[int, int, int]) -> np.ndarray:
