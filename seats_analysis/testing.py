@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 import torch
+from packaging.version import Version
 from torch._subclasses.fake_tensor import unset_fake_temporarily
 from transformers import BatchFeature
 
@@ -27,10 +28,10 @@ from .schedule import Schedule
 from .stand_ins import _check_family, make_inputs, offline_processor, synthetic_clip
 
 # %% auto #0
-__all__ = ['TEST_QUESTIONS', 'MEDIA_INPUTS', 'MAX_NEAR_TIES', 'FIXTURE_COLOURS', 'TONES', 'tiny_schedule', 'clip_batch',
-           'kept_mask', 'perturb_media', 'rounding_sensitive', 'one_swap', 'recorded_generate', 'on_fake_gpu',
-           'coloured_frames', 'index_frames', 'frame_index_of', 'tone', 'Fixture', 'write_annotation_rows',
-           'make_fixture', 'tiny_prefill_flops']
+__all__ = ['TEST_QUESTIONS', 'MEDIA_INPUTS', 'MAX_NEAR_TIES', 'FAKE_GPU', 'FAKE_GPU_CHECKS', 'FIXTURE_COLOURS', 'TONES',
+           'tiny_schedule', 'clip_batch', 'kept_mask', 'perturb_media', 'rounding_sensitive', 'one_swap',
+           'recorded_generate', 'on_fake_gpu', 'coloured_frames', 'index_frames', 'frame_index_of', 'tone', 'Fixture',
+           'write_annotation_rows', 'make_fixture', 'tiny_prefill_flops']
 
 # %% ../nbs/01_testing.ipynb #dbdd8585
 TEST_QUESTIONS = ("What is happening?", "Which colour?")
@@ -104,11 +105,14 @@ def recorded_generate(thinker):
             thinker.generate = own
 
 # %% ../nbs/01_testing.ipynb #5739efe9
+FAKE_GPU = torch.device("cuda", 0)
+FAKE_GPU_CHECKS = Version(torch.__version__).release >= (2, 14)  # torch 2.8's fake CUDA tensors ask for a driver
+
 def on_fake_gpu(value):
     """`value` with each tensor in it (in tuples, lists, dicts, dataclasses and the parameters and buffers of modules,
     copied) as a fake CUDA tensor of the active `FakeTensorMode`; anything else as it is."""
     if isinstance(value, torch.Tensor):
-        return value.to("cuda", non_blocking=True)
+        return torch.empty(value.shape, dtype=value.dtype, device=FAKE_GPU)  # made fake, not copied
     if isinstance(value, torch.nn.Module):
         with unset_fake_temporarily():  # copied as it is, then its tensors faked
             module = copy.deepcopy(value)
