@@ -8,6 +8,8 @@ __all__ = ['ATTENTION_SCALE', 'NORM_EPS', 'PICKED', 'MAX_DISTANCE_ELEMENTS', 'CO
            'check_compile', 'compile_selection', 'capturable_picks']
 
 # %% ../nbs/04_pre_llm.ipynb #ece81d49
+from typing import NamedTuple
+
 import torch
 from packaging.version import Version
 from torch._higher_order_ops.while_loop import while_loop
@@ -131,65 +133,74 @@ def _check_part(features: torch.Tensor, attention: torch.Tensor | None, window_t
     check_int("window_tokens", window_tokens, 1)
     check_ratio("ratio", ratio)
 
-def _window_blocks(part: int, features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int,
-                   ratio: float, keep: torch.BoolTensor) -> list[tuple]:
-    """The windows of one modality that need a selection, as blocks of equal windows `(part, first token, windows,
-    length, budget, features (W, n, D), statistic (W, n) or None)`; windows whose budget covers them are set in `keep`."""
+class _Windows(NamedTuple):
+    "Equal windows of one modality that need a selection."
+    part: int                       # the modality's place among the parts
+    start: int                      # the first window's first token
+    count: int                      # windows
+    length: int                     # tokens a window
+    budget: int                     # tokens each window keeps
+    features: torch.Tensor          # (count, length, D)
+    statistic: torch.Tensor | None  # (count, length)
+
+def _windows(part: int, features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int, ratio: float,
+             keep: torch.BoolTensor) -> list[_Windows]:
+    "The windows of one modality (T, D) that need a selection; windows whose budget covers them are set in `keep` (T,)."
     total = features.shape[0]
     window_tokens = min(window_tokens, max(total, 1))  # a window longer than the modality holds the whole modality
     num_full, last_len = divmod(total, window_tokens)
-    full_len = num_full * window_tokens
-    blocks = []
-    for start, count, length in ((0, num_full, window_tokens), (full_len, 1 if last_len else 0, last_len)):
-        budget = window_budget(length, ratio) if count else 0
+    selected = []
+    for start, count, length in ((0, num_full, window_tokens), (num_full * window_tokens, int(last_len > 0), last_len)):
         if not count:
             continue
+        stop, budget = start + count * length, window_budget(length, ratio)
         if budget >= length:
-            keep[start:start + count * length] = True  # kept whole
+            keep[start:stop] = True  # kept whole
             continue
-        stop = start + count * length
-        windows = features[start:stop].view(count, length, features.shape[1])
-        stats = None if attention is None else attention[start:stop].view(count, length)
-        blocks.append((part, start, count, length, budget, windows, stats))
-    return blocks
+        statistic = None if attention is None else attention[start:stop].view(count, length)
+        selected.append(_Windows(part, start, count, length, budget,
+                                 features[start:stop].view(count, length, features.shape[1]), statistic))
+    return selected
 
 def windowed_windivprune_parts(parts: list[tuple], chunk_elements: int = MAX_DISTANCE_ELEMENTS,
                                compiled: bool = False) -> list[torch.BoolTensor]:
     """Keep masks (T,) of several modalities, each `(features (T, D), attention (T,) or None, window_tokens, ratio)` as
     `windowed_windivprune` takes them: every window of every part in one greedy loop, padded to the longest window;
     with `compiled`, the picks by the compiled `capturable_picks`."""
-    keeps, blocks = [], []
+    keeps, selected = [], []
     for part, (features, attention, window_tokens, ratio) in enumerate(parts):
         _check_part(features, attention, window_tokens, ratio)
         keeps.append(torch.zeros(features.shape[0], dtype=torch.bool, device=features.device))  # (T,)
-        blocks += _window_blocks(part, features, attention, window_tokens, ratio, keeps[-1])
-    if not blocks:
+        selected += _windows(part, features, attention, window_tokens, ratio, keeps[-1])
+    if not selected:
         return keeps
-    size = max(length for _, _, _, length, _, _, _ in blocks)
-    per_chunk = max(1, chunk_elements // size ** 2)
-    pieces = [(block, first, min(first + per_chunk, block[2]))  # each block cut into pieces of at most per_chunk windows
-              for block in blocks for first in range(0, block[2], per_chunk)]
-    chunk, windows = [], 0
-    for index, piece in enumerate(pieces):  # consecutive pieces, at most per_chunk windows a chunk
-        chunk.append(piece)
-        windows += piece[2] - piece[1]
-        if index + 1 == len(pieces) or windows + pieces[index + 1][2] - pieces[index + 1][1] > per_chunk:
-            _select_chunk(chunk, size, keeps, compiled)
-            chunk, windows = [], 0
+    size = max(windows.length for windows in selected)
+    per_chunk = max(1, chunk_elements // size ** 2)  # windows whose padded distances fit in a chunk
+    chunk, taken = [], 0
+    for windows in selected:
+        for first in range(0, windows.count, per_chunk):
+            stop = min(first + per_chunk, windows.count)
+            if taken + stop - first > per_chunk:
+                _select_chunk(chunk, size, keeps, compiled)
+                chunk, taken = [], 0
+            chunk.append((windows, first, stop))
+            taken += stop - first
+    _select_chunk(chunk, size, keeps, compiled)
     return keeps
 
 def _select_chunk(chunk: list[tuple], size: int, keeps: list, compiled: bool):
-    "One greedy loop over the windows of `chunk`'s pieces `(block, first window, stop window)`, marking picks in `keeps`."
-    dist = [_padded(_distances(block[5][first:stop], None if block[6] is None else block[6][first:stop]), size)
-            for block, first, stop in chunk]  # (w, size, size) each
+    "One greedy loop over the windows `first` to `stop` of each `(windows, first, stop)` of `chunk`, marking picks in `keeps`."
+    dist = [_padded(_distances(windows.features[first:stop],
+                               None if windows.statistic is None else windows.statistic[first:stop]), size)
+            for windows, first, stop in chunk]  # (w, size, size) each
     dist = dist[0] if len(dist) == 1 else torch.cat(dist)
-    budget = max(block[4] for block, _, _ in chunk)
-    picked = _picks(dist, budget, compiled, sync_free=True)  # (W, budget), in pick order
+    picked = _picks(dist, max(windows.budget for windows, _, _ in chunk), compiled, sync_free=True)  # (W, k) in pick order
     row = 0
-    for (part, start, _, length, own_budget, features, _), first, stop in chunk:
+    for windows, first, stop in chunk:
         # each window keeps its first picks: a greedy's first k picks do not depend on how many follow
-        offsets = torch.arange(start + first * length, start + stop * length, length, device=features.device)
-        keeps[part][(picked[row:row + stop - first, :own_budget] + offsets[:, None]).flatten()] = True
+        offsets = torch.arange(windows.start + first * windows.length, windows.start + stop * windows.length,
+                               windows.length, device=picked.device)  # (w,) each window's first token
+        keeps[windows.part][(picked[row:row + stop - first, :windows.budget] + offsets[:, None]).flatten()] = True
         row += stop - first
 
 def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int,
