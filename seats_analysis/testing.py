@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 import torch
-from packaging.version import Version
 from torch._subclasses.fake_tensor import unset_fake_temporarily
 from transformers import BatchFeature
 
@@ -24,6 +23,7 @@ from .benchmarks import PUBLISHED_BENCHMARKS, VIDEOMME_SUFFIXES
 from .checks import check_int
 from .compat import audio_rates
 from .media import SAMPLE_RATE, write_clip
+from .pre_llm import TORCH_VERSION
 from .schedule import Schedule
 from .stand_ins import _check_family, make_inputs, offline_processor, synthetic_clip
 
@@ -106,31 +106,39 @@ def recorded_generate(thinker):
 
 # %% ../nbs/01_testing.ipynb #5739efe9
 FAKE_GPU = torch.device("cuda", 0)
-FAKE_GPU_CHECKS = Version(torch.__version__).release >= (2, 14)  # torch 2.8's fake CUDA tensors ask for a driver
+FAKE_GPU_CHECKS = TORCH_VERSION.release >= (2, 14)  # torch 2.8's fake CUDA tensors ask for a driver
 
 def on_fake_gpu(value):
-    """`value` with each tensor in it (in tuples, lists, dicts, dataclasses and the parameters and buffers of modules,
-    copied) as a fake CUDA tensor of the active `FakeTensorMode`; anything else as it is."""
+    """`value` with each tensor in it (in tuples, lists, dicts, dataclasses and the parameters and buffers of modules)
+    as a fake CUDA tensor of the active `FakeTensorMode`, in one copy of `value` (a module it holds twice, as a state's
+    layers and its decoder's, is one module there too); anything else as it is."""
+    with unset_fake_temporarily():  # copied as it is, then its tensors faked
+        value = copy.deepcopy(value)
+    return _faked(value, set())
+
+def _faked(value, done: set):
+    "`on_fake_gpu` on a copy: each module's tensors faked in place once (`done`: the ids of the modules faked)."
     if isinstance(value, torch.Tensor):
         return torch.empty(value.shape, dtype=value.dtype, device=FAKE_GPU)  # made fake, not copied
     if isinstance(value, torch.nn.Module):
-        with unset_fake_temporarily():  # copied as it is, then its tensors faked
-            module = copy.deepcopy(value)
-        for part in module.modules():
+        for part in value.modules():
+            if id(part) in done:
+                continue
+            done.add(id(part))
             for name, parameter in part._parameters.items():
                 if parameter is not None:
-                    part._parameters[name] = torch.nn.Parameter(on_fake_gpu(parameter.detach()), parameter.requires_grad)
+                    part._parameters[name] = torch.nn.Parameter(_faked(parameter.detach(), done), parameter.requires_grad)
             for name, buffer in part._buffers.items():
                 if buffer is not None:
-                    part._buffers[name] = on_fake_gpu(buffer)
-        return module
+                    part._buffers[name] = _faked(buffer, done)
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{field.name: on_fake_gpu(getattr(value, field.name))
+        return dataclasses.replace(value, **{field.name: _faked(getattr(value, field.name), done)
                                              for field in dataclasses.fields(value) if field.init})
     if isinstance(value, (list, tuple)):
-        return type(value)(on_fake_gpu(item) for item in value)
+        return type(value)(_faked(item, done) for item in value)
     if isinstance(value, dict):
-        return {key: on_fake_gpu(item) for key, item in value.items()}
+        return {key: _faked(item, done) for key, item in value.items()}
     return value
 
 # %% ../nbs/01_testing.ipynb #d5257f36
