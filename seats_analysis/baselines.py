@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['MIN_VIDEO_RATIO', 'VARIANTS', 'VISIONZIP_CONTEXTUAL_RATIO', 'check_variant', 'audio_intact_ratios', 'truncated_count',
-           'full', 'PreLLM', 'RandomPruning', 'random_pruning', 'DivPrune', 'divprune', 'visionzip_counts',
-           'visionzip_window', 'VisionZip', 'visionzip', 'fastv_keep_ratio', 'FastV', 'fastv']
+           'row_generator', 'full', 'PreLLM', 'RandomPruning', 'random_pruning', 'DivPrune', 'divprune',
+           'visionzip_counts', 'visionzip_window', 'VisionZip', 'visionzip', 'fastv_keep_ratio', 'FastV', 'fastv']
 
 # %% ../nbs/08_baselines.ipynb #dd0d656c
 import torch
@@ -72,6 +72,10 @@ def _random_keep(generator: torch.Generator, size: int, count: int, device) -> t
     "`count` of `size` positions, uniformly at random."
     return _mask(size, torch.randperm(size, generator=generator)[:count].to(device))
 
+def row_generator(seed: int) -> torch.Generator:
+    "The generator a row draws from: seeded afresh for every row, so that a row draws the same alone or in any batch."
+    return torch.Generator().manual_seed(seed)
+
 # %% ../nbs/08_baselines.ipynb #f67da517
 @single_use
 def full(thinker, schedule, video_ratio: float = 1.0, audio_ratio: float = 1.0, measure: bool = False):
@@ -85,8 +89,8 @@ class PreLLM:
 
     def __init__(self, video_ratio: float, audio_ratio: float, omni: bool, seed: int = 0):
         self.targets = {Kind.VIDEO: video_ratio, Kind.AUDIO: audio_ratio}
-        self.omni = omni
-        self.generator = torch.Generator().manual_seed(seed)
+        self.omni, self.seed = omni, seed
+        self.generator = None  # the row's own (`row_generator`), set as each row is chosen
         self.recorder = None
 
     def row_ratios(self, n_video: int, n_audio: int) -> dict:
@@ -108,6 +112,7 @@ class PreLLM:
         "The boundary-0 selector: each row's video and audio chosen on their own."
         keep = state.padding_mask.clone()
         for row in range(keep.shape[0]):
+            self.generator = row_generator(self.seed)
             positions = {kind: _positions(state, row, kind) for kind in MODALITIES}
             ratios = self.row_ratios(len(positions[Kind.VIDEO]), len(positions[Kind.AUDIO]))
             for kind, where in positions.items():
@@ -292,7 +297,7 @@ class FastV:
         self.omni, self.num_layers, self.after_layers, self.variant = omni, num_layers, after_layers, check_variant(variant)
         self.ratios = {kind: fastv_keep_ratio(target, num_layers, after_layers, variant)
                        for kind, target in self.targets.items()}
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
         self.notes, self.reachable = [], {name: True for name in MODALITIES.values()}
         floor = after_layers / num_layers
         for kind, target in self.targets.items():
@@ -340,8 +345,8 @@ class FastV:
                 if self.omni or kind == Kind.VIDEO:
                     top = torch.sort(scores[row, where], descending=True, stable=True).indices[:count]
                     keep[row, where] = _mask(len(where), top)
-                else:
-                    keep[row, where] = _random_keep(self.generator, len(where), count, keep.device)
+                else:  # the row's own draw (`row_generator`): the same alone or in any batch
+                    keep[row, where] = _random_keep(row_generator(self.seed), len(where), count, keep.device)
         return keep
 
     def selectors(self, recorder=None) -> dict:

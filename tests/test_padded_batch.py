@@ -1,0 +1,98 @@
+"""A row gets the same answer alone and left-padded in a batch beside a clip of another length: every method of
+`METHODS` at every named setting (`RATIO_PAIRS`), on both built-in organisms.
+
+The batch is built from each row's own processor outputs (`synth.item_inputs` of that item alone), left-padded
+together. The processor's own batch is not row-independent: its feature extractor pads the shorter clip's waveform
+to the longest one before the short-time Fourier transform, so the shorter clip's last mel frame sees the padding's
+zeros where, alone, it sees the clip reflected. That moves the last audio token slightly, and where near-ties decide
+a selection (SEATS' Stage I on the Qwen3 organism's steady tones at R35 and R25) it decides which token is kept.
+`test_the_batch_is_the_processors_but_for_the_last_mel_frame` checks that this is the only difference."""
+import pytest
+import torch
+from transformers import BatchFeature
+
+from seats_analysis.harness import RATIO_PAIRS, method_context
+from seats_analysis.media import SAMPLE_RATE
+from seats_analysis.methods import METHODS
+from seats_analysis.organism import ORGANISMS, load_organism
+from seats_analysis.schedule import Schedule
+from seats_analysis.synth import FPS, item_inputs, synth_items
+
+SHORT_SECONDS = 1  # the short clip (2 frames at 2 fps), padded beside a full 8-second one
+TOLERANCE = 1e-4  # max abs difference of the last-position logits; batched matrix products differ by ~1e-5
+LEFT_PADDED = ("input_ids", "attention_mask")  # (1, S): padded on the left
+RIGHT_PADDED = ("input_features", "feature_attention_mask")  # (1, ..., T): padded on the right
+CONCATENATED = ("pixel_values_videos", "video_grid_thw", "video_second_per_grid")  # one entry per item
+
+
+def _pad(x: torch.Tensor, width: int, value, left: bool) -> torch.Tensor:
+    "`x` padded with `value` along its last dimension to `width`."
+    pad = x.new_full((*x.shape[:-1], width - x.shape[-1]), value)
+    return torch.cat([pad, x] if left else [x, pad], dim=-1)
+
+
+def padded_batch(rows: list, pad_token_id: int) -> BatchFeature:
+    "One left-padded batch of processor outputs of one row each, every row's tensors as they were alone."
+    unknown = set(rows[0]) - {*LEFT_PADDED, *RIGHT_PADDED, *CONCATENATED}
+    assert not unknown, f"no padding rule for {sorted(unknown)}"
+    batch = {}
+    for name in rows[0]:
+        values = [row[name] for row in rows]
+        if name in CONCATENATED:
+            batch[name] = torch.cat(values)
+            continue
+        width = max(x.shape[-1] for x in values)
+        value = pad_token_id if name == "input_ids" else 0
+        batch[name] = torch.cat([_pad(x, width, value, left=name in LEFT_PADDED) for x in values])
+    return BatchFeature(batch)
+
+
+def _short(item) -> dict:
+    "The item's clip cut to its first `SHORT_SECONDS` seconds."
+    return dict(item, frames=item["frames"][:SHORT_SECONDS * FPS], audio=item["audio"][:SHORT_SECONDS * SAMPLE_RATE])
+
+
+@pytest.fixture(scope="module", params=list(ORGANISMS))
+def organism(request):
+    "(family, thinker, processor, schedule, the two rows alone, their padded batch) of one organism, built once."
+    thinker, processor = load_organism(request.param)
+    first, second = synth_items("test", 2)
+    items = [_short(first), second]  # the short row first: it is the one padded
+    rows = [item_inputs(processor, [item]) for item in items]
+    batch = padded_batch(rows, processor.tokenizer.pad_token_id)
+    return dict(family=request.param, thinker=thinker, processor=processor, items=items, rows=rows, batch=batch,
+                schedule=Schedule.load(ORGANISMS[request.param]))
+
+
+def test_the_batch_is_the_processors_but_for_the_last_mel_frame(organism):
+    rows, batch = organism["rows"], organism["batch"]
+    processed = item_inputs(organism["processor"], organism["items"])
+    assert processed["attention_mask"][0, 0] == 0 and processed["attention_mask"][1].all()  # the short row is padded
+    for name in processed:
+        if name != "input_features":
+            assert torch.equal(processed[name], batch[name]), name
+    frames = int(rows[0]["feature_attention_mask"].sum())
+    torch.testing.assert_close(processed["input_features"][1], batch["input_features"][1], rtol=0, atol=0)
+    torch.testing.assert_close(processed["input_features"][0, :, :frames - 1], batch["input_features"][0, :, :frames - 1],
+                               rtol=0, atol=0)
+
+
+def _last_logits(thinker, schedule, method: str, video_ratio: float, audio_ratio: float, inputs) -> torch.Tensor:
+    "Last-position logits (B, V) of one prefill of `inputs` with `method` at the setting, in a fresh block."
+    with torch.no_grad(), method_context(method, thinker, schedule, video_ratio, audio_ratio):
+        return thinker(**inputs, use_audio_in_video=True).logits[:, -1]
+
+
+CASES = [("full", "full")] + [(method, setting) for method in METHODS if method != "full" for setting in RATIO_PAIRS]
+
+
+@pytest.mark.parametrize("method,setting", CASES)
+def test_a_row_answers_the_same_alone_and_padded(organism, method, setting):
+    thinker, schedule = organism["thinker"], organism["schedule"]
+    video_ratio, audio_ratio = (1.0, 1.0) if setting == "full" else RATIO_PAIRS[setting]
+    batched = _last_logits(thinker, schedule, method, video_ratio, audio_ratio, organism["batch"])  # (2, V)
+    for index, row in enumerate(organism["rows"]):
+        alone = _last_logits(thinker, schedule, method, video_ratio, audio_ratio, row)[0]
+        difference = (alone - batched[index]).abs().max().item()
+        assert difference <= TOLERANCE, (f"{organism['family']} {method} {setting}: row {index} differs by "
+                                         f"{difference:.3g} alone and in the batch")
