@@ -318,7 +318,7 @@ def cell_path(out_dir: str | Path, benchmark: str, method: str, video_ratio: flo
     return Path(out_dir) / method / f"vr{video_ratio:g}-ar{audio_ratio:g}" / f"{benchmark}.jsonl"
 
 
-# %% ../nbs/32_evaluate.ipynb #956cfb5e
+# %% ../nbs/32_evaluate.ipynb #bc6b5a5f
 SWEEP_FILES = ("summary.csv", "summary.md", "paired.csv", "paired.md", "tradeoff_*")  # beside the cells' folders
 SWEEP_MARK = ".seats-analysis-sweep"  # written into a folder a sweep creates or takes over: the folder is the sweep's
 _CELL_FOLDER = re.compile(r"vr(.+)-ar(.+)")  # `cell_path`'s vr<video>-ar<audio>
@@ -364,7 +364,7 @@ def check_sweep_folder(out_dir: str | Path) -> Path:
                             f"{', '.join(SWEEP_FILES)}")
 
 
-# %% ../nbs/32_evaluate.ipynb #c17c39ea
+# %% ../nbs/32_evaluate.ipynb #0542eb54
 @contextmanager
 def claimed_sweep_folder(out_dir: str | Path):
     """`check_sweep_folder`, then create the folder and mark it as the sweep's (`SWEEP_MARK`) for the block; when the
@@ -386,7 +386,7 @@ def claimed_sweep_folder(out_dir: str | Path):
         raise
 
 
-# %% ../nbs/32_evaluate.ipynb #0f28ee28
+# %% ../nbs/32_evaluate.ipynb #dfea4147
 def _run_cells(thinker, processor, cells, out_dir, data_root, loaded, options, inputs_caches, evaluate_kwargs) -> tuple:
     "`evaluate` each of a sweep's cells: the keys each benchmark covered, the failures, samples run, failed, the first."
     covered, failures = {}, []
@@ -419,7 +419,7 @@ def _first_failure(path: Path, keys: set[str]) -> str:
     row = next(row for row in read_jsonl(path) if row.get("error") and row["key"] in keys)
     return f"{row['key']}: {str(row['error']).splitlines()[0]}"
 
-# %% ../nbs/32_evaluate.ipynb #0e3e74be
+# %% ../nbs/32_evaluate.ipynb #871e6c11
 def sweep_cells(benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence) -> list[tuple]:
     "The (benchmark, method, video_ratio, audio_ratio) cells of a sweep: `harness.method_cells` for each benchmark."
     settings = {ratio_name(*pair): pair for pair in map(ratio_pair, ratio_pairs)}
