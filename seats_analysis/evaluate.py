@@ -10,7 +10,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict
 from pathlib import Path
 
@@ -379,10 +379,11 @@ def claimed_sweep_folder(out_dir: str | Path):
     try:
         yield out_dir
     except BaseException:
-        if not marked and [p.name for p in out_dir.iterdir()] == [SWEEP_MARK]:  # nothing ran: undo the claim
-            mark.unlink()
+        if not marked and out_dir.is_dir() and [p.name for p in out_dir.iterdir()] == [SWEEP_MARK]:  # nothing ran: undo the claim
+            mark.unlink(missing_ok=True)  # (another process of the same launch may have undone it first)
             for folder in made:
-                folder.rmdir()
+                with suppress(OSError):
+                    folder.rmdir()
         raise
 
 
