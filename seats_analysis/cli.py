@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,11 +17,12 @@ from .parsers import PARSE_MODES
 
 # %% auto #0
 __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PROBE_CONDITIONS', 'PROBE_METRICS', 'PROBE_METHODS',
-           'DTYPES', 'DEMO_OUT', 'DEMO_DEFAULT_ITEMS', 'ORGANISM_TEST_ITEMS', 'PLAN_DTYPES', 'PLAN_SOURCE_FPS',
-           'PLAN_MAX_SECONDS', 'WHOLE_MODEL_TYPES', 'positive_int', 'count', 'positive_float', 'names', 'option_value',
-           'method_option', 'option_groups', 'ratio_names', 'requested_processes', 'launch_state', 'engine_demo',
-           'add_sweep_arguments', 'add_probe_arguments', 'table_file', 'clip_seconds', 'plan_model', 'frame_cap',
-           'add_plan_arguments', 'HelpFormatter', 'command_parser', 'main', 'sweep_parser', 'sweep_main']
+           'DTYPES', 'DEMO_OUT', 'DEMO_DEFAULT_ITEMS', 'ORGANISM_TEST_ITEMS', 'ENGINE_DEMO_SECONDS', 'PLAN_DTYPES',
+           'PLAN_SOURCE_FPS', 'PLAN_MAX_SECONDS', 'WHOLE_MODEL_TYPES', 'positive_int', 'count', 'positive_float',
+           'names', 'option_value', 'method_option', 'option_groups', 'ratio_names', 'bounded_float', 'out_folder',
+           'out_prefix', 'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments',
+           'add_probe_arguments', 'table_file', 'clip_seconds', 'plan_model', 'frame_cap', 'add_plan_arguments',
+           'HelpFormatter', 'command_parser', 'main', 'sweep_parser', 'sweep_main']
 
 # %% ../nbs/40_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
@@ -131,6 +133,46 @@ def ratio_names(text: str) -> list[str]:
             raise argparse.ArgumentTypeError(str(err)) from None
     return words
 
+# %% ../nbs/40_cli.ipynb #38aa3f89
+def bounded_float(low: float, high: float, unit: str = "") -> Callable[[str], float]:
+    "An argparse type: a finite number > 0 in [`low`, `high`] (in `unit`), the range named when it is not."
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        if not low <= value <= high:
+            side = "below the" if value < low else "above the"
+            raise argparse.ArgumentTypeError(f"{value:g} is {side} {low if value < low else high:g}{unit} "
+                                             f"{'minimum' if value < low else 'maximum'} (allowed: {low:g} to {high:g}{unit})")
+        return value
+    return parse
+
+
+def _writable(folder: Path, text: str) -> None:
+    "argparse's usage error unless files can be made in `folder`, or in the nearest of its parents that exists."
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):  # what the command would meet: permissions, a read-only mount
+            pass
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: nothing can be written in {existing} ({err.strerror or err})") from None
+
+
+def out_folder(text: str) -> Path:
+    "An argparse type: a folder to write into: one that takes files, or one that can be made where files can be."
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} names no folder")
+    _writable(Path(text), text)
+    return Path(text)
+
+
+def out_prefix(text: str) -> str:
+    "An argparse type: the path of files to write without their suffix (folder/name), in a folder as `out_folder`'s."
+    if not text.strip() or Path(text).name in ("", ".", ".."):
+        raise argparse.ArgumentTypeError(f"{text!r} names no file: give a path like folder/name")
+    _writable(Path(text).parent, text)
+    return text
+
 # %% ../nbs/40_cli.ipynb #a1c0e008
 def requested_processes(cmdline: Sequence[str] | None = None) -> int | None:
     "The `--num_processes` of the `accelerate launch` that started this process (None: not launched by it, or unset)."
@@ -170,6 +212,8 @@ def launch_state(cpu: bool = False):
     return state
 
 # %% ../nbs/40_cli.ipynb #cd673fc3
+ENGINE_DEMO_SECONDS = (0.5, 600)  # the synthetic clip's length: a pair of frames at least, ten minutes at most
+
 def engine_demo(num_layers: int = 8, seconds: float = 8.0, seed: int = 0):
     "Drop all audio-visual tokens at each boundary of a tiny thinker: a table (DataFrame) with one row per boundary."
     import time
@@ -177,8 +221,10 @@ def engine_demo(num_layers: int = 8, seconds: float = 8.0, seed: int = 0):
     import pandas as pd
     import torch
 
+    from seats_analysis.checks import check_number
     from seats_analysis.engine import drop_tokens
     from seats_analysis.layout import Kind
+    check_number("seconds", seconds, *ENGINE_DEMO_SECONDS)
     from seats_analysis.stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker
     thinker = tiny_thinker("qwen2_5", num_layers=num_layers, seed=seed)
     inputs = make_inputs(offline_processor("qwen2_5"), "What colour is the square?", synthetic_clip(seconds, seed=seed))
@@ -245,9 +291,20 @@ def _needs_data_root(parser: argparse.ArgumentParser, benchmarks: Sequence[str],
 
 
 def _check_sweep(parser: argparse.ArgumentParser, args) -> None:
-    """Stop with a usage error when the sweep lacks its data folder or a schedule (the organism brings its own), or
-    when an --option names a method not swept or a name its factory does not take (`harness.check_sweep_options`)."""
+    """Stop with a usage error when the sweep lacks its data folder or a schedule (the organism brings its own), when
+    --out is a folder of one's own (`evaluate.check_sweep_folder`), when --schedule cannot be read, or when an --option
+    names a method not swept or a name its factory does not take (`harness.check_sweep_options`)."""
     _needs_data_root(parser, args.benchmarks, args.data_root)
+    from seats_analysis.evaluate import check_sweep_folder
+    from seats_analysis.schedule import Schedule
+    try:
+        check_sweep_folder(args.out)
+    except ValueError as err:
+        parser.error(f"--out: {err}")
+    try:
+        args.schedule is None or Schedule.load(args.schedule)
+    except (ValueError, OSError) as err:
+        parser.error(f"--schedule: {err}")
     from seats_analysis.harness import check_sweep_options
     try:
         check_sweep_options(args.methods, option_groups(args.option))
@@ -275,7 +332,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     _model_arguments(parser)
     parser.add_argument("--data-root", help="folder with <benchmark>/annotations and <benchmark>/media "
                                             "(not needed for the organism)")
-    parser.add_argument("--out", required=True, help="folder for the results files, summary and figure")
+    parser.add_argument("--out", type=out_folder, required=True,
+                        help="folder for the results files, summary and figure: new, empty, or an earlier sweep's")
     parser.add_argument("--benchmarks", type=names((*BENCHMARK_NAMES, ORGANISM)), default=",".join(BENCHMARK_NAMES),
                         help=f"comma-separated, from {', '.join((*BENCHMARK_NAMES, ORGANISM))}")
     parser.add_argument("--methods", type=names(METHOD_NAMES), default="full,seats",
@@ -380,7 +438,8 @@ def _probe(args) -> int:
 
 
 def _sweep(args) -> int:
-    "Methods x ratios x benchmarks into results files, the summary and the trade-off figure (data parallel)."
+    """Methods x ratios x benchmarks into results files, the summary and the trade-off figure (data parallel); what
+    the sweep refuses (an option's value, a folder of one's own, records or results it cannot use) is a usage error."""
     from seats_analysis.evaluate import TooManyFailures, sweep
     from seats_analysis.harness import check_sweep_options
     from seats_analysis.organism import default_schedule
@@ -391,14 +450,14 @@ def _sweep(args) -> int:
     records = {}
     if ORGANISM in args.benchmarks:  # the organism's test items, registered with the harness as a benchmark
         from seats_analysis.demo import register_organism
-        records[ORGANISM] = register_organism(num_items=args.limit or ORGANISM_TEST_ITEMS).records(None)
+        num_items = min(args.limit or ORGANISM_TEST_ITEMS, ORGANISM_TEST_ITEMS)  # a larger --limit: the whole split
+        records[ORGANISM] = register_organism(num_items=num_items).records(None)
     thinker, processor = _load(args, state)
     schedule = Schedule.load(args.schedule) if args.schedule else default_schedule(_model_dir(args.model))
     try:  # the options' values, checked by each method's factory on the model, before any cell runs
         options = check_sweep_options(args.methods, option_groups(args.option), thinker, schedule)
     except ValueError as err:
-        print(f"seats-analysis sweep: error: --option: {err}", file=sys.stderr)
-        return 2
+        args.usage_error(f"--option: {err}")
     try:
         table = sweep(thinker, processor, args.benchmarks, args.methods, args.ratios, args.out,
                       data_root=args.data_root, records=records, method_kwargs=options, schedule=schedule,
@@ -411,6 +470,8 @@ def _sweep(args) -> int:
             print(f"seats-analysis sweep: {failure}; the summary under {args.out} counts them", file=sys.stderr)
         state.wait_for_everyone()
         return 1
+    except (ValueError, OSError) as err:  # records, media or stored results it cannot use, a folder it cannot write
+        args.usage_error(str(err))
     if state.is_main_process:
         tradeoff_from_results(args.out, path=Path(args.out) / "tradeoff", table=table)
         print(summary_markdown(table), end="")  # every score with its interval, * where it differs from SEATS
@@ -532,7 +593,7 @@ def command_parser() -> argparse.ArgumentParser:
     demo.add_argument("--items", type=positive_int,
                       help=f"test items to probe and evaluate (default: {DEMO_DEFAULT_ITEMS}, 24 with --quick)")
     demo.add_argument("--quick", action="store_true", help="a few items and four methods, for a smoke test")
-    demo.add_argument("--out", type=Path, default=None,
+    demo.add_argument("--out", type=out_folder, default=None,
                       help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "
                            f"{DEMO_OUT}-quick with --quick)")
     demo.add_argument("--organism", choices=["qwen2_5", "qwen3"], default="qwen2_5",
@@ -544,7 +605,8 @@ def command_parser() -> argparse.ArgumentParser:
     engine = commands.add_parser("engine-demo", formatter_class=formatter, description=_engine_demo.__doc__,
                                  help="the token-dropping engine on a tiny random thinker")
     engine.add_argument("--layers", type=positive_int, default=8, help="decoder layers of the tiny thinker")
-    engine.add_argument("--seconds", type=positive_float, default=8.0, help="length of the synthetic clip in seconds")
+    engine.add_argument("--seconds", type=bounded_float(*ENGINE_DEMO_SECONDS, " s"), default=8.0,
+                        help="length of the synthetic clip in seconds")
     engine.set_defaults(run=_engine_demo)
     plan = commands.add_parser("plan", formatter_class=formatter, description=_plan.__doc__,
                                help="a clip's tokens, FLOPs and memory at real size, per method (no weights)")
@@ -556,7 +618,7 @@ def command_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", formatter_class=formatter, description=_sweep.__doc__,
                                 help="methods x ratios x benchmarks on a checkpoint")
     add_sweep_arguments(sweep).set_defaults(
-        run=_sweep, check=lambda args: _check_sweep(sweep, args))
+        run=_sweep, check=lambda args: _check_sweep(sweep, args), usage_error=sweep.error)
     return top
 
 

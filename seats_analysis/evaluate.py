@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,9 +31,9 @@ from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, d
 from .tables import RESULT_SETTINGS, summarize, write_summary
 
 # %% auto #0
-__all__ = ['SWEEP_FILES', 'append_row', 'sample_seed', 'processor_inputs', 'reply_and_cost', 'generate_response', 'record_prompt',
-           'record_media', 'record_inputs', 'run_fingerprint', 'evaluate', 'TooManyFailures', 'cell_path',
-           'sweep_cells', 'sweep']
+__all__ = ['SWEEP_FILES', 'SWEEP_MARK', 'append_row', 'sample_seed', 'processor_inputs', 'reply_and_cost', 'generate_response',
+           'record_prompt', 'record_media', 'record_inputs', 'run_fingerprint', 'evaluate', 'TooManyFailures',
+           'cell_path', 'check_sweep_folder', 'claimed_sweep_folder', 'sweep_cells', 'sweep']
 
 # %% ../nbs/32_evaluate.ipynb #fe9fa20d
 def append_row(path: str | Path, row: dict):
@@ -317,50 +318,80 @@ def cell_path(out_dir: str | Path, benchmark: str, method: str, video_ratio: flo
     return Path(out_dir) / method / f"vr{video_ratio:g}-ar{audio_ratio:g}" / f"{benchmark}.jsonl"
 
 
+# %% ../nbs/32_evaluate.ipynb #bc6b5a5f
 SWEEP_FILES = ("summary.csv", "summary.md", "paired.csv", "paired.md", "tradeoff_*")  # beside the cells' folders
+SWEEP_MARK = ".seats-analysis-sweep"  # written into a folder a sweep creates or takes over: the folder is the sweep's
+_CELL_FOLDER = re.compile(r"vr(.+)-ar(.+)")  # `cell_path`'s vr<video>-ar<audio>
+_TEMPORARY = re.compile(r"\.(.+)\.\d+\.tmp(\.\w+)?")  # `results.replaced`'s file of a write cut short
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return float(text) == float(text)
+    except ValueError:
+        return False
+
+
+def _is_cell_folder(folder: Path) -> bool:
+    """Whether `folder` is one cell's (`cell_path`): named vr<video>-ar<audio>, holding results files alone
+    (`<benchmark>.jsonl`; its ranks' parts, locks and temporary files all have `.jsonl` in their names too)."""
+    match = _CELL_FOLDER.fullmatch(folder.name)
+    return bool(match and all(map(_is_number, match.groups())) and folder.is_dir()
+                and all(p.is_file() and ".jsonl" in p.name for p in folder.iterdir()))
+
+
+def _is_sweep_file(path: Path) -> bool:
+    "Whether `path`, beside the cells' folders, is a file a sweep writes there (or the temporary file of one)."
+    name = _TEMPORARY.sub(r"\1\2", path.name) if _TEMPORARY.fullmatch(path.name) else path.name
+    return path.is_file() and any(Path(name).match(pattern) for pattern in SWEEP_FILES)
 
 
 def _is_sweep_folder(folder: Path) -> bool:
-    "Whether `folder` is a sweep's: it has results folders of cells and, beside folders, only files a sweep writes."
-    loose = [p.name for p in folder.iterdir() if not p.is_dir() and not p.name.startswith(".")
-             and not any(p.match(name) for name in SWEEP_FILES)]
-    return not loose and any(path.is_dir() for path in folder.glob("*/vr*-ar*"))
+    """Whether `folder` is a sweep's: it carries `SWEEP_MARK`, or (written before sweeps marked their folders) every
+    entry is a method's folder of cells' folders or a file a sweep writes beside them, and it holds results."""
+    if (folder / SWEEP_MARK).is_file():
+        return True
+    methods = [p for p in folder.iterdir() if p.is_dir()]
+    return (all(_is_sweep_file(p) for p in folder.iterdir() if not p.is_dir())
+            and all(_is_cell_folder(cell) for method in methods for cell in method.iterdir())
+            and any(not p.name.startswith(".") for p in folder.glob("*/*/*.jsonl")))
 
 
-def sweep_cells(benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence) -> list[tuple]:
-    "The (benchmark, method, video_ratio, audio_ratio) cells of a sweep: `harness.method_cells` for each benchmark."
-    settings = {ratio_name(*pair): pair for pair in map(ratio_pair, ratio_pairs)}
-    cells = method_cells(methods, settings, full=FULL_METHOD in methods)
-    return [(benchmark, method, video_ratio, audio_ratio) for method, _, video_ratio, audio_ratio in cells
-            for benchmark in benchmarks]
+def check_sweep_folder(out_dir: str | Path) -> Path:
+    "`out_dir` as a Path when a sweep may write there (new, empty, or a sweep's), else a ValueError; nothing is written."
+    return check_out_folder(out_dir, _is_sweep_folder, "a sweep folder", f"it has no {SWEEP_MARK} file, and besides "
+                            "<method>/vr*-ar*/ folders of results files it holds something a sweep does not write: "
+                            f"{', '.join(SWEEP_FILES)}")
 
 
-def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence,
-          out_dir: str | Path, data_root: str | Path | None = None, records: Mapping[str, Sequence] | None = None,
-          method_kwargs: Mapping[str, Mapping] | None = None, inputs_caches: dict | None = None,
-          **evaluate_kwargs) -> pd.DataFrame:
-    """Evaluate every (benchmark, method, ratio pair) cell into its own results file; return and write the summary of
-    the samples this call covers (the first `limit` records of each benchmark). When more samples of a cell failed
-    than `max_errors`, or every sample of the call failed, `TooManyFailures` is raised once every cell has run,
-    the summary written (it counts the failures) and attached. `method_kwargs` gives each method its own options,
-    `{method: {option: value}}`, checked before any cell runs (`harness.check_sweep_options`). With `inputs_caches`
-    (a dict, filled per benchmark: `{benchmark: evaluate's inputs_cache}`) each sample's processor inputs are built
-    once and kept for every cell, at the cost of holding them all in memory."""
-    out_dir = check_out_folder(out_dir, _is_sweep_folder, "a sweep folder", "it has no <method>/vr*-ar*/ results "
-                               f"folders, or holds files a sweep does not write beside them: {SWEEP_FILES}")
-    options = check_sweep_options(methods, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
-                                  evaluate_kwargs.get("registry"))
-    for name, value in dict(benchmarks=benchmarks, methods=methods, ratio_pairs=ratio_pairs).items():
-        only_full = name == "ratio_pairs" and set(methods) == {FULL_METHOD}  # full tokens alone take no ratio pair
-        if isinstance(value, str) or not (value or only_full):
-            raise ValueError(f"{name}={value!r} must be a non-empty list")
-    if inputs_caches is not None and not isinstance(inputs_caches, dict):
-        raise ValueError(f"inputs_caches={inputs_caches!r} is not a dict {{benchmark: inputs cache}} (or None)")
-    for benchmark in benchmarks:
-        benchmark_spec(benchmark)
-    loaded, covered, failures = dict(records or {}), {}, []
+# %% ../nbs/32_evaluate.ipynb #0542eb54
+@contextmanager
+def claimed_sweep_folder(out_dir: str | Path):
+    """`check_sweep_folder`, then create the folder and mark it as the sweep's (`SWEEP_MARK`) for the block; when the
+    block fails having written nothing there, the folder is left as it was (the mark and the folders made removed)."""
+    out_dir = check_sweep_folder(out_dir)
+    made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # deepest first
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mark = out_dir / SWEEP_MARK
+    marked = mark.is_file()
+    if not marked:
+        mark.write_text("written by seats-analysis sweep: the results under this folder are a sweep's\n")
+    try:
+        yield out_dir
+    except BaseException:
+        if not marked and out_dir.is_dir() and [p.name for p in out_dir.iterdir()] == [SWEEP_MARK]:  # nothing ran: undo the claim
+            mark.unlink(missing_ok=True)  # (another process of the same launch may have undone it first)
+            for folder in made:
+                with suppress(OSError):
+                    folder.rmdir()
+        raise
+
+
+# %% ../nbs/32_evaluate.ipynb #dfea4147
+def _run_cells(thinker, processor, cells, out_dir, data_root, loaded, options, inputs_caches, evaluate_kwargs) -> tuple:
+    "`evaluate` each of a sweep's cells: the keys each benchmark covered, the failures, samples run, failed, the first."
+    covered, failures = {}, []
     samples, failed, first_failure = 0, 0, ""
-    cells = sweep_cells(benchmarks, methods, ratio_pairs)
     for benchmark, method, video_ratio, audio_ratio in cells:
         if benchmark not in loaded:
             if data_root is None:
@@ -381,7 +412,50 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
         samples, failed = samples + len(covered[benchmark]), failed + scores["n_errors"]
         if scores["n_errors"] and not first_failure:
             first_failure = _first_failure(path, covered[benchmark])
-    table = write_summary(out_dir, covered)
+    return covered, failures, samples, failed, first_failure
+
+
+def _first_failure(path: Path, keys: set[str]) -> str:
+    "The key and the first line of the error of the first failed row of a results file among `keys`."
+    row = next(row for row in read_jsonl(path) if row.get("error") and row["key"] in keys)
+    return f"{row['key']}: {str(row['error']).splitlines()[0]}"
+
+# %% ../nbs/32_evaluate.ipynb #871e6c11
+def sweep_cells(benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence) -> list[tuple]:
+    "The (benchmark, method, video_ratio, audio_ratio) cells of a sweep: `harness.method_cells` for each benchmark."
+    settings = {ratio_name(*pair): pair for pair in map(ratio_pair, ratio_pairs)}
+    cells = method_cells(methods, settings, full=FULL_METHOD in methods)
+    return [(benchmark, method, video_ratio, audio_ratio) for method, _, video_ratio, audio_ratio in cells
+            for benchmark in benchmarks]
+
+
+def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence,
+          out_dir: str | Path, data_root: str | Path | None = None, records: Mapping[str, Sequence] | None = None,
+          method_kwargs: Mapping[str, Mapping] | None = None, inputs_caches: dict | None = None,
+          **evaluate_kwargs) -> pd.DataFrame:
+    """Evaluate every (benchmark, method, ratio pair) cell into its own results file; return and write the summary of
+    the samples this call covers (the first `limit` records of each benchmark). When more samples of a cell failed
+    than `max_errors`, or every sample of the call failed, `TooManyFailures` is raised once every cell has run,
+    the summary written (it counts the failures) and attached. `method_kwargs` gives each method its own options,
+    `{method: {option: value}}`, checked before any cell runs (`harness.check_sweep_options`). With `inputs_caches`
+    (a dict, filled per benchmark: `{benchmark: evaluate's inputs_cache}`) each sample's processor inputs are built
+    once and kept for every cell, at the cost of holding them all in memory."""
+    out_dir = check_sweep_folder(out_dir)
+    options = check_sweep_options(methods, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
+                                  evaluate_kwargs.get("registry"))
+    for name, value in dict(benchmarks=benchmarks, methods=methods, ratio_pairs=ratio_pairs).items():
+        only_full = name == "ratio_pairs" and set(methods) == {FULL_METHOD}  # full tokens alone take no ratio pair
+        if isinstance(value, str) or not (value or only_full):
+            raise ValueError(f"{name}={value!r} must be a non-empty list")
+    if inputs_caches is not None and not isinstance(inputs_caches, dict):
+        raise ValueError(f"inputs_caches={inputs_caches!r} is not a dict {{benchmark: inputs cache}} (or None)")
+    for benchmark in benchmarks:
+        benchmark_spec(benchmark)
+    cells = sweep_cells(benchmarks, methods, ratio_pairs)
+    with claimed_sweep_folder(out_dir):
+        covered, failures, samples, failed, first_failure = _run_cells(
+            thinker, processor, cells, out_dir, data_root, dict(records or {}), options, inputs_caches, evaluate_kwargs)
+        table = write_summary(out_dir, covered)
     if failures:
         raise TooManyFailures(f"{len(failures)} cell(s) over max_errors: " + "; ".join(failures), table)
     if samples and failed == samples:
@@ -389,8 +463,3 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
                               f"{first_failure})", table)
     return table
 
-
-def _first_failure(path: Path, keys: set[str]) -> str:
-    "The key and the first line of the error of the first failed row of a results file among `keys`."
-    row = next(row for row in read_jsonl(path) if row.get("error") and row["key"] in keys)
-    return f"{row['key']}: {str(row['error']).splitlines()[0]}"

@@ -137,7 +137,8 @@ def clip_tokens(config, seconds: float, fps: float = SAMPLE_FPS, height: int = 7
     "Tokens of a `seconds`-long clip of `height` x `width` frames with its audio, for the thinker of `config`."
     check_number("seconds", seconds, 0, low_open=True)
     check_number("fps", fps, 0, low_open=True)
-    check_int("text", text, 0)
+    positions = getattr(config.get_text_config(), "max_position_embeddings", None)  # the text alone must fit
+    check_int("text", text, 0, positions, hint="text tokens: at most the text model's max_position_embeddings")
     vision = config.vision_config
     factor = vision.patch_size * vision.spatial_merge_size
     frames = frame_count(max(1, round(seconds * 30)), 30.0, max_frames, fps)  # a 30 fps source
