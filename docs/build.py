@@ -79,7 +79,8 @@ def notebooks() -> list[Path]:
 def doclinks() -> dict[str, str]:
     """Each name a reader may write in backticks, mapped to the full name of its API entry: the full dotted name of
     every public module and name of the package, a name without its module (`Schedule.plan`) where only one module
-    exports it (a member only with its class), and a module's name without the package (`plan`; `seats` is the function the module is named for)."""
+    exports it (a member only with its class), and a module's name without the package (`plan`; `seats` is the
+    function the module is named for)."""
     from seats_analysis._modidx import d
 
     full, short = {}, {}
@@ -214,7 +215,8 @@ def figure_html(name: str, caption: str) -> str:
     if (FIGURES / f"{name}.pdf").exists():
         files += f', <a href="figures/{name}.pdf">PDF</a>'
     text = html.escape(caption).replace("`", "")
-    return (f'<figure class="sa-figure" id="figure-{name.replace("_", "-")}"><div class="sa-figure-scroll">{image}</div>'
+    return (f'<figure class="sa-figure" id="figure-{name.replace("_", "-")}">'
+            f'<div class="sa-figure-scroll">{image}</div>'
             f'<figcaption>{text} <span class="sa-figure-files">({files})</span></figcaption></figure>')
 
 

@@ -83,6 +83,12 @@ def reading_order() -> list[str]:
     return [stem for _, stems in build.READING_ORDER for stem in stems]
 
 
+def table_rows(page) -> list[list[str]]:
+    "The text of each cell of each row of the page's tables."
+    return page.eval_on_selector_all("article table tr",
+                                     "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText.trim()))")
+
+
 def test_home_page(site, browser):
     "The home page names the paper with its arXiv id and lists every notebook, numbered, in the site's reading order."
     url, root = site
@@ -96,7 +102,7 @@ def test_home_page(site, browser):
     assert PAPER in body and ARXIV in body, body[:3000]
     assert page.locator("a[href='https://arxiv.org/abs/2605.20035']").count() >= 1
     # the reading-order tables: one row per notebook, numbered 1, 2, ... in the build's order, results included
-    rows = page.eval_on_selector_all("article table tr", "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText.trim()))")
+    rows = table_rows(page)
     listed = [(row[0], row[1]) for row in rows if len(row) >= 2 and row[0].isdigit()]
     assert listed == [(str(i), stem) for i, stem in enumerate(reading_order(), 1)], listed
     assert "42_organism_results" in dict(listed).values()
@@ -189,7 +195,7 @@ def test_glossary(site, browser):
     terms = page.eval_on_selector_all("article dt", "ts => ts.map(t => t.innerText.trim())")
     om_term = re.compile(r'^["\u201c]-om["\u201d]')  # Sphinx may curl the quotes
     assert "R35, R25, R15, R10" in terms and any(om_term.match(term) for term in terms), terms
-    rows = page.eval_on_selector_all("article table tr", "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText.trim()))")
+    rows = table_rows(page)
     for name, (video, audio) in RATIO_PAIRS.items():
         assert [name, f"{video:.2f}", f"{audio:.2f}"] in rows, (name, rows)
     om = page.locator("article dt", has_text=om_term).locator("xpath=following-sibling::dd[1]").inner_text()
