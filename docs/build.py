@@ -9,8 +9,11 @@ nbdev's own half of that pipeline and replaces only the renderer:
    options become MyST-NB's cell tags (`echo: false` hides the code, `include: false` the cell), the title cell a
    heading, a backticked name of the package a cross-reference to its entry in the API reference (nbdev's doclinks);
 3. Sphinx renders the notebooks with their stored outputs (the few listed in `EXECUTED`, cheap and deterministic,
-   are run first) in the numbered order, `index` as the home page, the figures of `figures/` and an API reference
-   of every public name (autodoc: signature and docstring); any Sphinx warning fails the build;
+   are run first, and the method notebooks of `OPENINGS` run their opening example) in the reading order of
+   `READING_ORDER`, `index` as the home page, the figures of `figures/` (each with the caption a notebook gives it and
+   a link to its full size) and an API reference of every public name (autodoc: signature and docstring); long
+   checks are folded (`#| code-fold: true`, or a check of more than `FOLD_LINES` lines); any Sphinx warning fails
+   the build;
 4. a crawl over the built pages checks every link and anchor, and that no page shows a machine's path, a
    progress bar or a warning in an output."""
 import argparse
@@ -33,24 +36,51 @@ STAGE = ROOT / "_proc"  # nbdev's folder of processed notebooks: the staged page
 OUT = ROOT / "_docs"
 # Notebooks the build runs before rendering: they only read committed files (and show them), in seconds.
 EXECUTED = ("index.ipynb", "42_organism_results.ipynb")
+# Method notebooks whose opening example, the cells above their first exported definition, the build runs: a few
+# seconds on the built-in organism, so that the page shows what the example prints.
+OPENINGS = ("07_seats.ipynb", "08_baselines.ipynb")
+# The notebooks in the order a newcomer reads them, in sections: what the words mean, the method, where its blocks
+# come from, what it is compared with, what it finds, then the machinery. The build fails on a notebook left out.
+READING_ORDER = (
+    ("Start here", ("00_glossary", "00_arithmetic")),
+    ("The method", ("00_layout", "02_engine", "03_schedule", "04_pre_llm", "04a_encoder_attention", "05_inner_llm",
+                    "06_cost", "06b_run", "07_seats")),
+    ("Where the blocks come from", ("10_probe", "11_blocks")),
+    ("The methods compared", ("08_baselines", "08a_methods", "08c_dycoke", "08d_omnizip")),
+    ("Results", ("41_demo", "42_organism_results", "43_ablations", "44_matched", "45_dycoke_study", "09_bench",
+                 "06c_plan")),
+    ("Evaluating on benchmarks", ("08b_harness", "13_results", "14_stats", "12_figures", "29_parsers", "30_benchmarks",
+                                  "30a_media", "31_prompts", "32_evaluate", "32a_tables", "33_lmms_eval")),
+    ("The organisms and the test stand-ins", ("20_synth", "21_organism", "01_stand_ins", "01_testing")),
+    ("Infrastructure", ("00a_compat", "00b_checks", "00c_loading", "40_cli", "40a_main")),
+)
+FOLD_LINES = 8  # a check cell longer than this is folded under its prose (the reader opens it to see the code)
 OPTION_TAGS = {("echo", "false"): "remove-input", ("output", "false"): "remove-output",
                ("include", "false"): "remove-cell"}
 _DIRECTIVE = re.compile(r"^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$")
 _BACKTICKS = re.compile(r"(?<![\[`\w])`(\w[\w.]*)(?:\(\))?`(?![`\]])")
 _FENCE = re.compile(r"^(```|~~~)")
 _SOURCE_LINK = re.compile(r"\[source\]\([^)]*\)(\{[^}]*\})?")
+_CHECK = re.compile(r"\b(test_eq|test_ne|test_close|test_fail|test_is|assert)\b")
+_FIGURE = re.compile(r"^!\[([^\]]+)\]\((?:\.\./)?figures/([\w.-]+)\.png\)\s*$")
 
 
 def notebooks() -> list[Path]:
-    "The notebooks in page order: `index` first, then by their numbered names."
-    found = sorted(p for p in NBS.glob("*.ipynb") if not p.name.startswith(("_", ".")))
-    return sorted(found, key=lambda p: p.stem != "index")
+    "The notebooks in page order: `index` first, then in `READING_ORDER`; a notebook it leaves out stops the build."
+    found = {p.stem: p for p in NBS.glob("*.ipynb") if not p.name.startswith(("_", "."))}
+    order = [stem for _, stems in READING_ORDER for stem in stems]
+    missing, unknown = sorted(set(found) - set(order) - {"index"}), sorted(set(order) - set(found))
+    if missing or unknown or len(order) != len(set(order)):
+        raise SystemExit(f"READING_ORDER in docs/build.py must list every notebook once: missing {missing}, "
+                         f"no such notebook {unknown}")
+    return [found["index"]] + [found[stem] for stem in order]
 
 
 def doclinks() -> dict[str, str]:
     """Each name a reader may write in backticks, mapped to the full name of its API entry: the full dotted name of
     every public module and name of the package, a name without its module (`Schedule.plan`) where only one module
-    exports it, and a module's name without the package (`plan`; `seats` is the function the module is named for)."""
+    exports it (a member only with its class), and a module's name without the package (`plan`; `seats` is the
+    function the module is named for)."""
     from seats_analysis._modidx import d
 
     full, short = {}, {}
@@ -62,7 +92,9 @@ def doclinks() -> dict[str, str]:
                 continue
             full[name] = name
             full[name.removeprefix("seats_analysis.")] = name  # `harness.reached`, as the prose writes it
-            for i in range(len(parts)):
+            # a member is reached with its class (`Schedule.plan`): its bare name (`forward`, `stage_one`) is too
+            # often something else, a method of another class or a parameter, to be linked to it
+            for i in range(max(len(parts) - 1, 1)):
                 short.setdefault(".".join(parts[i:]), set()).add(name)
     unique = {name: targets.pop() for name, targets in short.items() if len(targets) == 1}
     # a module's own name (`plan`, `seats`) is the module, or the name it is named after where it exports one
@@ -112,15 +144,28 @@ def maintainers_only(cell) -> bool:
     return bool(re.search(r"^#\|\s*eval:\s*false", cell.source, re.M)) or "skip-execution" in cell.metadata.get("tags", [])
 
 
-def execute(nb, folder: Path):
-    """Run a notebook as nbdev's tests do, from its own folder and without its maintainers' cells, with its outputs
-    stored in the cells."""
+def exported(cell) -> bool:
+    "Whether a cell is an exported definition (`#| export`, `#| exports`, `#| exporti`)."
+    return cell.cell_type == "code" and bool(re.search(r"^#\|\s*export[si]?\s*$", cell.source, re.M))
+
+
+def opening(nb) -> set[int]:
+    "The indices of a notebook's opening example: its code cells above the first exported definition."
+    first = next((i for i, cell in enumerate(nb.cells) if exported(cell)), len(nb.cells))
+    return {i for i, cell in enumerate(nb.cells[:first]) if cell.cell_type == "code"}
+
+
+def execute(nb, folder: Path, only: set[int] | None = None):
+    """Run a notebook as nbdev's tests do, from its own folder and without its maintainers' cells (with `only`, just
+    the cells of those indices), with its outputs stored in the cells."""
     from execnb.shell import CaptureShell
 
+    index = {id(cell): i for i, cell in enumerate(nb.cells)}
+    skip = lambda cell: maintainers_only(cell) or (only is not None and index[id(cell)] not in only)
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        CaptureShell().run_all(nb, exc_stop=True, preproc=maintainers_only)
+        CaptureShell().run_all(nb, exc_stop=True, preproc=skip)
     finally:
         os.chdir(cwd)
 
@@ -150,13 +195,63 @@ def processors():
     return SiteProcessors()
 
 
-def stage_notebook(path: Path, links: dict, pages: set[str]):
-    "One notebook through nbdev's processors, then into MyST-NB's terms; returns the processed notebook."
+def png_width(path: Path) -> int:
+    "The width in pixels of a PNG file, from its header."
+    import struct
+
+    return struct.unpack(">I", path.read_bytes()[16:20])[0]
+
+
+def figure_html(name: str, caption: str) -> str:
+    """One figure of `figures/` as a page shows it: the PNG, linked to its full-size file, under it the caption and
+    links to the full-size PNG and the PDF. It takes the width of the text, but never less than two thirds of its own
+    width (a wider figure scrolls sideways) nor more than its own width: its text stays legible."""
+    import html
+
+    width = png_width(FIGURES / f"{name}.png")
+    image = (f'<a class="sa-figure-image" href="figures/{name}.png"><img src="figures/{name}.png" '
+             f'alt="{html.escape(caption)}" style="min-width: {-(-2 * width // 3)}px; max-width: {width}px"></a>')
+    files = f'<a href="figures/{name}.png">full size (PNG, {width} px wide)</a>'
+    if (FIGURES / f"{name}.pdf").exists():
+        files += f', <a href="figures/{name}.pdf">PDF</a>'
+    text = html.escape(caption).replace("`", "")
+    return (f'<figure class="sa-figure" id="figure-{name.replace("_", "-")}">'
+            f'<div class="sa-figure-scroll">{image}</div>'
+            f'<figcaption>{text} <span class="sa-figure-files">({files})</span></figcaption></figure>')
+
+
+def figures_in(markdown: str, found: list) -> str:
+    """A Markdown cell with each figure of `figures/` on a line of its own (`![caption](../figures/name.png)`) as a
+    captioned figure (`figure_html`); appends `(name, caption)` to `found`."""
+    out = []
+    for line in markdown.split("\n"):
+        match = _FIGURE.match(line.strip())
+        if match and (FIGURES / f"{match.group(2)}.png").exists():
+            found.append((match.group(2), match.group(1)))
+            line = figure_html(match.group(2), match.group(1))
+        out.append(line)
+    return "\n".join(out)
+
+
+def folded(options: dict, body: str) -> bool:
+    "Whether a code cell's source is folded away: `#| code-fold: true`, or a check longer than `FOLD_LINES` lines."
+    if "code-fold" in options:
+        return options["code-fold"] == "true"
+    return bool(_CHECK.search(body)) and body.count("\n") + 1 > FOLD_LINES
+
+
+def stage_notebook(path: Path, links: dict, pages: set[str], found: dict | None = None):
+    """One notebook through nbdev's processors, then into MyST-NB's terms; returns the processed notebook. `found`
+    collects its title and description (`found["meta"]`) and its figures with their captions (`found["figures"]`)."""
     from execnb.nbio import read_nb
 
+    found = {} if found is None else found
+    found.setdefault("figures", [])
     nb = read_nb(path)
     if path.name in EXECUTED:
         execute(nb, path.parent)
+    elif path.name in OPENINGS:
+        execute(nb, path.parent, only=opening(nb))
     with warnings.catch_warnings():  # nbdev's hint about cells mixing imports and code: a style note, not a fault
         warnings.filterwarnings("ignore", message="Found cells containing imports")
         processors()(nb)
@@ -164,7 +259,7 @@ def stage_notebook(path: Path, links: dict, pages: set[str]):
     for cell in nb.cells:
         source = cell.source
         if cell.cell_type == "raw" and source.lstrip().startswith("---"):
-            meta = front_matter(source)
+            meta = found["meta"] = front_matter(source)
             text = f"# {meta.get('title', path.stem)}"
             if meta.get("description"):
                 text += f"\n\n{meta['description']}"
@@ -173,13 +268,15 @@ def stage_notebook(path: Path, links: dict, pages: set[str]):
         if cell.cell_type == "markdown":
             if source.strip().startswith("<!-- WARNING: THIS FILE WAS AUTOGENERATED"):
                 continue
-            source = source.replace("](../figures/", "](figures/")
+            source = figures_in(source, found["figures"]).replace("](../figures/", "](figures/")
             cells.append(dict(cell_type="markdown", metadata={}, source=linkify(source, links, pages)))
             continue
         if cell.cell_type != "code":
             continue
         options, body = cell_options(source)
         tags = [tag for (key, value), tag in OPTION_TAGS.items() if options.get(key) == value]
+        if folded(options, body):
+            tags.append("hide-input")
         outputs = [show_doc_output(dict(o), links, pages) for o in cell.get("outputs", [])]
         if not body and not outputs:
             continue
@@ -232,25 +329,41 @@ def api_pages(stage: Path) -> list[str]:
     return names
 
 
-def notebooks_page(stage: Path, names: list[str]):
-    "The numbered notebooks in reading order, each a page."
-    (stage / "notebooks.md").write_text(
-        "# Notebooks\n\nEach numbered notebook documents, implements and tests one module of the package; read in "
-        "order, they teach the method. The code cells are the notebook's own checks, as the test suite runs them."
-        "\n\n```{toctree}\n:maxdepth: 1\n\n" + "\n".join(names) + "\n```\n")
+def notebooks_page(stage: Path, meta: dict[str, dict]):
+    """The notebooks in reading order, numbered, each with its title and its one-line description, under the sections of
+    `READING_ORDER` (the sidebar's captions)."""
+    text = ["# Notebooks", "",
+            "Each numbered notebook documents, implements and tests one module of the package; read in this order, "
+            "they teach the method, from the words it uses to what it finds. A method notebook opens with an example "
+            "on the built-in organism; the code cells after it are the notebook's own checks, as the test suite runs "
+            "them (the long ones folded: *Show code cell source* opens them)."]
+    number = 0
+    for section, stems in READING_ORDER:
+        text += ["", f"## {section}", ""]
+        for stem in stems:
+            number += 1
+            title = meta[stem].get("title", stem)
+            description = meta[stem].get("description", "").strip()
+            text.append(f"{number}. [{title}]({stem}.ipynb) (`{stem}`): {description}")
+        text += ["", "```{toctree}", ":hidden:", f":caption: {section}", "", *stems, "```"]
+    (stage / "notebooks.md").write_text("\n".join(text) + "\n")
 
 
-def figures_page(stage: Path) -> list[str]:
-    "The figures of `figures/`, each as its PNG with a link to its PDF."
-    shutil.copytree(FIGURES, stage / "figures")
+def figures_page(stage: Path, shown: dict[str, tuple[str, str]]):
+    """The figures of `figures/`, each with the caption and a link to the notebook that shows it, and links to its
+    full-size PNG and its PDF. A figure that no notebook shows with a caption stops the build."""
     names = sorted(p.stem for p in FIGURES.glob("*.png"))
-    text = ["# Figures", "",
-            "The figures in the repository's `figures/` folder, as the notebooks write them (PNG to read, PDF for "
-            "print)."]
+    uncaptioned = [name for name in names if name not in shown]
+    if uncaptioned:
+        raise SystemExit(f"no notebook shows {uncaptioned} with a caption (a line `![caption](../figures/NAME.png)` "
+                         "in a Markdown cell): the figures page has no caption for them")
+    text = ["---", "html_theme.sidebar_secondary.remove: true", "---", "", "# Figures", "",
+            "The figures in the repository's `figures/` folder, as the notebooks draw them, each with its caption and "
+            "the notebook that discusses it. Each image links to its full-size PNG; the PDF is for print."]
     for name in names:
-        text += ["", f"## {name.replace('_', ' ')}", "", f"![{name}](figures/{name}.png)", ""]
-        if (FIGURES / f"{name}.pdf").exists():
-            text.append(f"{{download}}`PDF <figures/{name}.pdf>`")
+        caption, page = shown[name]
+        text += ["", f"## {name.replace('_', ' ')}", "", figure_html(name, caption), "",
+                 f"Shown and discussed in [`{page}`]({page}.ipynb)."]
     (stage / "figures.md").write_text("\n".join(text) + "\n")
     return names
 
@@ -264,15 +377,22 @@ def stage(stage_dir: Path) -> Path:
     stage_dir.mkdir(parents=True)
     links, paths = doclinks(), notebooks()
     pages = {p.stem for p in paths}
+    meta, shown = {}, {}
     with patch.dict(os.environ, IN_TEST="1"):  # as nbdev's own documentation driver: exporting cells are not re-run
         for path in paths:
-            nb = stage_notebook(path, links, pages)
+            found = {}
+            nb = stage_notebook(path, links, pages, found)
+            meta[path.stem] = found.get("meta", {})
+            for name, caption in found["figures"]:
+                if path.stem != "index":  # the home page repeats a figure a notebook discusses
+                    shown.setdefault(name, (caption, path.stem))
             if path.stem == "index":
                 nb["cells"].append(dict(cell_type="markdown", metadata={}, source=(
                     "```{toctree}\n:hidden:\n\nnotebooks\nfigures\napi/index\n```")))
             write_nb(dict2nb(nb), stage_dir / path.name)
-    notebooks_page(stage_dir, [p.stem for p in paths if p.stem != "index"])
-    figures_page(stage_dir)
+    notebooks_page(stage_dir, meta)
+    shutil.copytree(FIGURES, stage_dir / "figures")
+    figures_page(stage_dir, shown)
     api_pages(stage_dir)
     (stage_dir / "doclinks.json").write_text(json.dumps(links))
     return stage_dir
@@ -359,6 +479,7 @@ def build(out: Path = OUT, work: Path = STAGE) -> Path:
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(work / "html", out)
+    shutil.copytree(FIGURES, out / "figures", dirs_exist_ok=True)  # the figures' full-size files, linked from the pages
     problems = check_site(out)
     if problems:
         raise SystemExit("the built site has problems:\n" + "\n".join(problems))

@@ -51,7 +51,9 @@ html_theme_options = {
 }
 html_show_sourcelink = False
 html_favicon = "favicon.svg"  # the token count falling over the three stages
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["site.css"]  # a wider text column, tables and figures that scroll sideways instead of shrinking
+html_sidebars = {"figures": []}  # the figures page uses the whole width of the window
 html_context = {"default_mode": "light"}
 
 # Cross-references in docstrings: a name of the package in backticks links to its entry, as in the notebooks.

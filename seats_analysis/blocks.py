@@ -248,7 +248,7 @@ def derive_blocks(probe: xr.Dataset | str | Path, metric: str = "accuracy", cond
                   late_tolerance: float = 0.02, middle_fraction: float = 0.8, higher_is_better: bool | None = None,
                   normalise: str | None = None, num_boot: int = 0, confidence: float = 0.95,
                   seed: int = 0) -> Blocks:
-    "Derive the middle and late blocks from a dependency probe table (or its netCDF path) by the SPEC rule."
+    "Derive the middle and late blocks from a dependency probe table (or its netCDF path) by the rule of the Method arithmetic page."
     ds = load_probe(probe)
     num_layers = check_probe_table(ds, metric)
     if condition not in set(map(str, ds.condition.values)):

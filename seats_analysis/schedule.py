@@ -127,7 +127,7 @@ def retention_curve(num_layers: int, drop_layers: Sequence[int], keep_ratios: Se
 
 def average_retention(num_layers: int, drop_layers: Sequence[int], keep_ratios: Sequence[float],
                       late_block_layer: int | None, encoder_ratio: float = 1.0) -> float:
-    "Retention averaged over all layers (SPEC section 0)."
+    "Retention averaged over all layers (see the Method arithmetic page, Retention)."
     return sum(retention_curve(num_layers, drop_layers, keep_ratios, late_block_layer, encoder_ratio)) / num_layers
 
 # %% ../nbs/03_schedule.ipynb #ec95c4df
