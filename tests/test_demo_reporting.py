@@ -54,6 +54,11 @@ def stored(folder: Path) -> dict[Path, int]:
             for path in sorted((folder / "results" / "organism_sweep").rglob("*.jsonl"))}
 
 
+def line_counts(folder: Path) -> dict[Path, int]:
+    "The lines of each results file of a run folder, whole or not."
+    return {path: len(path.read_text().splitlines()) for path in stored(folder)}
+
+
 def demo(command: list[str], log: Path, stop_at: int | None = None, stop=signal.SIGINT, folder: Path | None = None,
          timeout: float = 900) -> Run:
     """Run `seats-analysis COMMAND`; with `stop_at`, send `stop` once `folder` holds that many answers. Past `timeout`
@@ -86,29 +91,28 @@ def runs(tmp_path_factory):
     folder = root / "run"
     command = ["demo", "--quick", "--out", str(folder)]
     first = demo(command, root / "first.log", STEP, signal.SIGINT, folder)
-    after_first = stored(folder)
+    after_first, lines_after_first = stored(folder), line_counts(folder)
     second = demo(command, root / "second.log", sum(after_first.values()) + STEP, signal.SIGTERM, folder)
-    after_second = stored(folder)
+    after_second, lines_after_second = stored(folder), line_counts(folder)
     named = shlex.split(go_on_command(second)) or ["seats-analysis", *command]  # the command the stop named
     assert named[0] == "seats-analysis", named
     third = demo(named[1:], root / "third.log")
     return dict(folder=folder, first=first, second=second, third=third, after_first=after_first,
-                after_second=after_second)
+                after_second=after_second, lines_after_first=lines_after_first, lines_after_second=lines_after_second)
 
 
 def test_a_stop_keeps_the_answers_and_names_the_command_to_go_on(runs):
     "Ctrl-C and SIGTERM: exit status 130, no traceback, every stored line whole, a last line saying what is kept."
     folder = runs["folder"]
-    for run, kept in ((runs["first"], runs["after_first"]), (runs["second"], runs["after_second"])):
+    for run, kept, written in ((runs["first"], runs["after_first"], runs["lines_after_first"]),
+                               (runs["second"], runs["after_second"], runs["lines_after_second"])):
         assert run.code == 130, run.text[-3000:]
         assert "Traceback" not in run.text, run.text[-3000:]
         last = run.lines[-1]
         assert last.startswith(f"Stopped. Kept in {folder}/: the probe records of 24 samples and "
                                f"{sum(kept.values())} answers"), last
         assert go_on_command(run) == f"seats-analysis demo --quick --out {folder}", last
-        for path in kept:  # every line a whole row: nothing torn by the stop
-            lines = path.read_text().splitlines()
-            assert len(read_jsonl(path)) == len(lines) == kept[path], path
+        assert written == kept  # every line a whole row, one per item: nothing torn by the stop
     assert sum(runs["after_first"].values()) >= STEP
     assert sum(runs["after_second"].values()) >= sum(runs["after_first"].values()) + STEP
 
