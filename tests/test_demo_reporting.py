@@ -38,7 +38,9 @@ class Run:
 
     def first(self, pattern: re.Pattern) -> int:
         "The index of the first line that `pattern` matches."
-        return next(i for i, line in enumerate(self.lines) if pattern.match(line))
+        found = next((i for i, line in enumerate(self.lines) if pattern.match(line)), None)
+        assert found is not None, f"no line matches {pattern.pattern!r}:\n" + "\n".join(self.lines[-40:])
+        return found
 
     def done(self) -> dict[str, int]:
         "The cells reported as ended, by name ('full tokens', 'seats R35', ...): the index of each one's line."
