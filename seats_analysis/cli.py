@@ -245,10 +245,44 @@ def engine_demo(num_layers: int = 8, seconds: float = 8.0, seed: int = 0):
                              seconds=time.perf_counter() - start))
     return pd.DataFrame(rows)
 
+# %% ../nbs/40_cli.ipynb #43ea2c11
+def _say(line: str):
+    "Print a line of the demo's report above its progress bar, at once (a pipe or a log file sees it as it comes)."
+    from tqdm.auto import tqdm
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
+
+
+class _StopsAsInterrupt:
+    """Within: SIGTERM, like Ctrl-C (SIGINT), raises KeyboardInterrupt in the main thread, so that either ends a run
+    the one way an exception does: every store's `with` block closes, its rows written, its lock let go."""
+    def __enter__(self):
+        import signal
+        import threading
+        self.before = {}
+        if threading.current_thread() is threading.main_thread():  # only there can a signal's handler be set
+            for stop in (signal.SIGINT, signal.SIGTERM):
+                self.before[stop] = signal.signal(stop, signal.default_int_handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        for stop, handler in self.before.items():
+            signal.signal(stop, signal.SIG_DFL if handler is None else handler)
+
+
+def _demo_command(args, out) -> str:
+    "The command line that goes on with a stopped demo: its options, the run folder named, --fresh-probe left out."
+    import shlex
+    return shlex.join(["seats-analysis", "demo", *(["--quick"] if args.quick else []),
+                       *(["--items", str(args.items)] if args.items else []),
+                       *(["--organism", args.organism] if args.organism != "qwen2_5" else []), "--out", str(out)])
+
 # %% ../nbs/40_cli.ipynb #43ea2c12
 def _demo(args) -> int:
     "The main job: probe, blocks, schedule, every method, tables and figures, into one run folder."
     from seats_analysis.demo import DEFAULT_OUT, DemoPaths, run_demo, stored_probe_samples, terminal_summary
+    from seats_analysis.results import read_jsonl
     items = args.items or (24 if args.quick else DEMO_DEFAULT_ITEMS)  # --items is honoured with --quick too
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
     suffix = ("-qwen3" if args.organism == "qwen3" else "") + ("-quick" if args.quick else "")
@@ -259,20 +293,25 @@ def _demo(args) -> int:
     except ValueError as err:
         print(f"seats-analysis demo: error: {err}", file=sys.stderr)
         return 2
-    print(f"Probing the {args.organism} organism on {items} test items, deriving its blocks, evaluating every method; "
-          f"writing to {out}/")
+    _say(f"Probing the {args.organism} organism on {items} test items, deriving its blocks, evaluating every method; "
+         f"writing to {out}/ (Ctrl-C stops it, keeping what is done)")
     stored = stored_probe_samples(paths.probe)
     if stored and not args.fresh_probe:
-        print(f"Reusing the probe records of {stored} samples stored in {paths.probe}/ (--fresh-probe probes again)")
-    result = run_demo(out, num_items=items, methods=methods, fresh_probe=args.fresh_probe, organism=args.organism)
-    if result.reused_answers:
-        print(f"Reused {result.reused_answers} answers stored in {paths.sweep}/ (the schedule is unchanged; "
-              "--fresh-probe starts the probe and the answers again)")
-    blocks = result.blocks
-    print(f"Blocks (from the probe): middle from layer {blocks.middle_block_layer}, late from layer "
-          f"{blocks.late_block_layer} of {blocks.num_layers}; drop layers {result.schedule.drop_layers}")
-    print(terminal_summary(result.results))
-    print("Wrote:", *[str(f) for f in result.files], sep="\n  ")
+        _say(f"Reusing the probe records of {stored} samples stored in {paths.probe}/ (--fresh-probe starts the probe "
+             "and the answers again)")
+    try:
+        with _StopsAsInterrupt():
+            result = run_demo(out, num_items=items, methods=methods, fresh_probe=args.fresh_probe,
+                              organism=args.organism, report=_say)
+    except KeyboardInterrupt:
+        answers = sum(len(read_jsonl(path)) for path in paths.sweep.rglob("*.jsonl"))
+        _say(f"Stopped. Kept in {out}/: the probe records of {stored_probe_samples(paths.probe)} samples and {answers} "
+             f"answers, each stored as it was made. To go on from there: {_demo_command(args, out)}")
+        return 130  # as a shell reports a program ended by Ctrl-C
+    _say(terminal_summary(result.results))
+    _say(f"Open first: {paths.open_first} (accuracy against prefill GFLOPs, every method and setting; the table above "
+         f"is {paths.tables[1]})")
+    _say("\n  ".join(["Also written:", *[str(f) for f in result.files if f != paths.open_first]]))
     return 0
 
 def _engine_demo(args) -> int:

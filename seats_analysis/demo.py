@@ -4,27 +4,30 @@
 
 # %% auto #0
 __all__ = ['ROOT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'DEFAULT_OUT', 'DEMO_ITEMS',
-           'REFERENCE_ITEMS', 'ITEMS_AT_ONCE', 'ZOOM_POINTS', 'ZOOM_MARGIN', 'SUMMARY_HEADERS', 'OrganismRecord',
-           'organism_records', 'organism_spec', 'register_organism', 'organism_samples', 'organism_schedule',
-           'organism_table', 'DemoPaths', 'DemoOutputs', 'stored_probe_samples', 'answers_stand', 'organism_tradeoff',
-           'run_demo', 'terminal_summary', 'refresh_methods']
+           'REFERENCE_ITEMS', 'ITEMS_AT_ONCE', 'ZOOM_POINTS', 'ZOOM_MARGIN', 'SUMMARY_HEADERS', 'SUMMARY_LEGEND',
+           'OrganismRecord', 'organism_records', 'organism_spec', 'register_organism', 'organism_samples',
+           'organism_schedule', 'organism_table', 'DemoPaths', 'DemoOutputs', 'stored_probe_samples', 'answers_stand',
+           'organism_tradeoff', 'blocks_line', 'stored_answers', 'cell_summary', 'cell_line', 'run_demo',
+           'terminal_summary', 'refresh_methods']
 
 # %% ../nbs/41_demo.ipynb #f00b1a76
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .blocks import derive_blocks
 from .checks import check_int, check_out_folder
 from .benchmarks import BenchmarkSpec, register_benchmark
 from .compat import audio_rates
-from .evaluate import record_inputs, sweep
+from .evaluate import cell_path, record_inputs, sweep
 from .figures import dependency_figure, tradeoff_figure
-from .harness import FULL_METHOD, RATIO_PAIRS, method_cells
+from .harness import FULL_METHOD, RATIO_PAIRS, method_cells, ratio_name
 from .methods import METHODS
 from .organism import ORGANISMS, TEST_ITEMS, load_organism, organism_path
 from .parsers import parse_strict
@@ -178,31 +181,40 @@ class DemoPaths:
         return [self.figures / f"{self.name}_{figure}.{ext}" for figure in ("dependency", "tradeoff") for ext in ("png", "pdf")]
 
     @property
+    def open_first(self) -> Path:
+        "The file to look at first: the trade-off figure (accuracy against prefill GFLOPs, every method and setting)."
+        return self.figure_files[2]
+
+    @property
     def folder(self) -> Path:
         "The run folder (the one that holds the schedule file)."
         return self.schedule.parent
 
-    def check(self):
-        """Refuse a run folder that holds anything but is not one of this job's run folders (its `.gitignore` is not
-        `RUN_FOLDER_MARK`): a repository's root, a folder of one's own files. Nothing in it is touched."""
-        if self.ignored_by_git:
-            check_out_folder(self.folder, _is_run_folder, "a run folder of seats-analysis demo",
-                             "it has no .gitignore written by it")
+# %% ../nbs/41_demo.ipynb #5d1e0a08
+@patch
+def check(self: DemoPaths):
+    """Refuse a run folder that holds anything but is not one of this job's run folders (its `.gitignore` is not
+    `RUN_FOLDER_MARK`): a repository's root, a folder of one's own files. Nothing in it is touched."""
+    if self.ignored_by_git:
+        check_out_folder(self.folder, _is_run_folder, "a run folder of seats-analysis demo",
+                         "it has no .gitignore written by it")
 
-    def prepare(self):
-        "`check` a run folder, then create the folders; a new run folder gets its `.gitignore` first."
-        self.check()
-        if self.ignored_by_git:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / ".gitignore").write_text(RUN_FOLDER_MARK)
-        for folder in (self.folder, self.results, self.figures):
-            folder.mkdir(parents=True, exist_ok=True)
+@patch
+def prepare(self: DemoPaths):
+    "`check` a run folder, then create the folders; a new run folder gets its `.gitignore` first."
+    self.check()
+    if self.ignored_by_git:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / ".gitignore").write_text(RUN_FOLDER_MARK)
+    for folder in (self.folder, self.results, self.figures):
+        folder.mkdir(parents=True, exist_ok=True)
 
 def _is_run_folder(folder: Path) -> bool:
     "Whether `folder` is a run folder of the main job: its `.gitignore` is `RUN_FOLDER_MARK`."
     mark = folder / ".gitignore"
     return mark.is_file() and mark.read_bytes() == RUN_FOLDER_MARK.encode()
 
+# %% ../nbs/41_demo.ipynb #5d1e0a01
 @dataclass
 class DemoOutputs:
     "What the main job produced: the probe table, the blocks, the schedule, the results tables, the answers, file paths."
@@ -214,7 +226,7 @@ class DemoOutputs:
     answers: pd.DataFrame  # every method's answers item by item: method, setting, item, kind, correct
     files: list
     reused_probe_samples: int = 0  # samples whose probe records were already in the store
-    reused_answers: int = 0  # answers already in the sweep's results files (kept: the schedule is unchanged)
+    reused_answers: int = 0  # answers of this run's cells and items found stored (the schedule is unchanged)
 
 RUN_FOLDER_MARK = "# written by seats-analysis demo\n*\n"  # the `.gitignore` that makes a folder a run folder
 ORGANISM_LATE_TOLERANCE = 0.05  # of the unpruned accuracy; see above
@@ -262,13 +274,89 @@ def _write_tables(paths: "DemoPaths", results: pd.DataFrame, paired: pd.DataFram
         with replaced(markdown) as new:
             new.write_text(markdown_table(table.round(4)) + "\n")
 
+# %% ../nbs/41_demo.ipynb #5d1e0a03
+def blocks_line(blocks, schedule: Schedule) -> str:
+    """The blocks a probe gave and the schedule they make, in one line: where the middle and late blocks start (with
+    their bootstrap intervals, when drawn) and the layers the schedule drops tokens after."""
+    def start(layer, interval):
+        shown = f" ({100 * blocks.confidence:g}% interval {interval[0]}-{interval[1]})" if interval else ""
+        return f"{layer}{shown}"
+    return (f"Blocks (from the probe of {blocks.num_samples} items): middle from layer "
+            f"{start(blocks.middle_block_layer, blocks.middle_interval)}, late from layer "
+            f"{start(blocks.late_block_layer, blocks.late_interval)} of {blocks.num_layers}; drop layers "
+            f"{list(schedule.drop_layers)}")
+
+def stored_answers(folder, cells, keys) -> dict:
+    """How many of the items `keys` each (method, setting, video_ratio, audio_ratio) cell of `cells` already holds in
+    its results file under the sweep folder `folder`, by (method, setting): what a run into it finds done."""
+    keys = set(keys)
+    return {(method, setting): len(keys & {row["key"] for row in read_jsonl(cell_path(folder, "organism", method, video,
+                                                                                       audio))})
+            for method, setting, video, audio in cells}
+
+def cell_summary(folder, cell, keys) -> pd.Series:
+    "The scores (`tables.cell_scores`) of one (method, setting, video_ratio, audio_ratio) cell under `folder`, of `keys`."
+    method, _, video, audio = cell
+    return cell_scores(cell_path(folder, "organism", method, video, audio).parent, {"organism": set(keys)}).iloc[0]
+
+def cell_line(scores: pd.Series, full_gflops: float | None = None, stored: bool = False) -> str:
+    """One cell's scores (`cell_summary`) in a line: accuracy with its 95% interval and item count, the share of video
+    (V) and audio (A) tokens kept, analytic prefill GFLOPs an item (how many times fewer than `full_gflops`, if given)."""
+    name = "full tokens" if scores.method == FULL_METHOD else f"{scores.method} {scores.ratio_name}"
+    gflops = 1e3 * scores.tflops
+    fewer = "" if full_gflops is None or scores.method == FULL_METHOD else f" ({full_gflops / gflops:.2f}x fewer)"
+    failed = f", {scores.n_errors} failed" if scores.n_errors else ""
+    accuracy = format_accuracy(scores.score, scores.ci_low, scores.ci_high, scores.n_counted)
+    return (f"Done {name}: accuracy {accuracy}{failed}, kept V {scores.video_retention:.3f} A "
+            f"{scores.audio_retention:.3f}, {gflops:.3g} GFLOPs{fewer}" + (" (stored)" if stored else ""))
+
+# %% ../nbs/41_demo.ipynb #5d1e0a04
+def _answer_all(thinker, processor, paths: "DemoPaths", records, methods, schedule: Schedule, items_at_once: int,
+                progress: bool, report: Callable[[str], None] | None = None) -> int:
+    """Sweep full tokens and `methods` at every setting over `records` into `paths.sweep`, `items_at_once` items at a
+    time (the sweep resumes: each round adds its items' rows); the progress bar starts from the answers stored, and
+    `report` gets a line for each cell as it ends (for those already whole first). Returns the answers stored before."""
+    report = report or (lambda line: None)
+    keys = [record.id for record in records]
+    cells = method_cells(methods, RATIO_PAIRS)
+    done = stored_answers(paths.sweep, cells, keys)
+    reused = sum(done.values())
+    if reused:
+        report(f"Reusing {reused} of the {len(keys) * len(cells)} answers, stored in {paths.sweep}/ under this schedule")
+    by_name, full_gflops = {cell[:2]: cell for cell in cells}, []
+
+    def finish(cell, stored=False):
+        scores = cell_summary(paths.sweep, cell, keys)
+        if cell[0] == FULL_METHOD:
+            full_gflops.append(1e3 * scores.tflops)
+        report(cell_line(scores, full_gflops[0] if full_gflops else None, stored))
+    for cell in cells:
+        if done[cell[:2]] == len(keys):
+            finish(cell, stored=True)
+
+    def answered(row):
+        name = (row["method"], ratio_name(row["video_ratio"], row["audio_ratio"]))
+        done[name] += 1
+        bar.update()
+        if done[name] == len(keys):
+            finish(by_name[name])
+    with tqdm(total=len(keys) * len(cells), initial=reused, desc="answers", disable=not progress) as bar:
+        for start in range(0, len(records), items_at_once):
+            sweep(thinker, processor, ["organism"], [FULL_METHOD, *methods], list(RATIO_PAIRS.values()), paths.sweep,
+                  records={"organism": records[start:start + items_at_once]}, schedule=schedule, mode="strict",
+                  max_new_tokens=ANSWER_TOKENS, inputs_caches={}, progress=False, on_sample=answered)
+    return reused
+
+# %% ../nbs/41_demo.ipynb #5d1e0a05
 def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: int = 0, methods=None,
              progress: bool = True, fresh_probe: bool = False, items_at_once: int = ITEMS_AT_ONCE,
-             late_tolerance: float = ORGANISM_LATE_TOLERANCE, organism: str = "qwen2_5", **block_kwargs) -> DemoOutputs:
+             late_tolerance: float = ORGANISM_LATE_TOLERANCE, organism: str = "qwen2_5",
+             report: Callable[[str], None] | None = None, **block_kwargs) -> DemoOutputs:
     """Probe the organism of family `organism` (its shipped folder unless `model_dir` is given), derive blocks, export
     the schedule, sweep full tokens and every method at every setting (`items_at_once` items' inputs held at a time),
-    write tables and figures to `out`."""
+    write tables and figures to `out`. `report` is given a line as each step's result is known (see above)."""
     model_dir = organism_path(organism) if model_dir is None else model_dir  # refuses an unknown family first
+    report = report or (lambda line: None)
     methods = [m for m in (METHODS if methods is None else methods) if m != FULL_METHOD]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -290,15 +378,9 @@ def run_demo(out=DEFAULT_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed:
     if not answers_stand(paths.schedule, schedule, fresh_probe):
         shutil.rmtree(paths.sweep, ignore_errors=True)
     schedule.save(paths.schedule)
-    reused_answers = sum(len(read_jsonl(path)) for path in paths.sweep.rglob("*.jsonl"))
+    report(f"{blocks_line(blocks, schedule)}; schedule written to {paths.schedule}")
+    reused_answers = _answer_all(thinker, processor, paths, records, methods, schedule, items_at_once, progress, report)
     cells = [(method, setting) for method, setting, _, _ in method_cells(methods, RATIO_PAIRS)]
-    with tqdm(total=len(records) * len(cells), desc="answers", disable=not progress) as bar:
-        for start in range(0, len(records), items_at_once):  # the sweep resumes: each round adds its items' rows
-            chunk = records[start:start + items_at_once]
-            sweep(thinker, processor, ["organism"], [FULL_METHOD, *methods], list(RATIO_PAIRS.values()), paths.sweep,
-                  records={"organism": chunk}, schedule=schedule, mode="strict", max_new_tokens=ANSWER_TOKENS,
-                  inputs_caches={}, progress=False,
-                  on_sample=lambda row: bar.update())
     keys = [record.id for record in records]
     write_summary(paths.sweep, {"organism": keys})  # the sweep's own summary, of every item of this run
     results, answers = organism_table(paths.sweep, cells, keys=keys)
@@ -317,15 +399,26 @@ SUMMARY_HEADERS = {  # results column: short header for a terminal
     "accuracy_audio": "acc_A", "accuracy_audiovisual": "acc_AV", "video_retention": "ret_V",
     "audio_retention": "ret_A", "reached": "reached", "gflops": "GFLOPs", "flops_reduction": "xFLOPs",
     "prefill_ms": "ms"}
+SUMMARY_LEGEND = {  # printed under the terminal table: what its short headers mean
+    "setting": "video/audio share asked: " + ", ".join(f"{name} {video:g}/{audio:g}"
+                                                         for name, (video, audio) in RATIO_PAIRS.items()),
+    "acc[CI95]": "accuracy (%) on every item, with its 95% interval",
+    "acc_V, acc_A, acc_AV": "accuracy (%) on the visual, the audio and the audio-visual questions",
+    "ret_V, ret_A": "share of the video and of the audio tokens kept, averaged over the decoder layers",
+    "reached": "whether every item kept its setting's share, within a token per 2-second window",
+    "GFLOPs": "analytic prefill GFLOPs per item",
+    "xFLOPs": "how many times fewer prefill FLOPs than full tokens",
+    "ms": "measured prefill time per item on this machine (the method's selection included)"}
 
 def terminal_summary(results: pd.DataFrame) -> str:
     """The main job's results as a terminal table under 100 columns (the files hold every column): the accuracy with
-    its interval, per question kind without."""
+    its interval, per question kind without; under it, what each header means (`SUMMARY_LEGEND`)."""
     shown = results.assign(accuracy=[format_accuracy(*row) for row in results[["accuracy", "ci_low", "ci_high"]].to_numpy()])
     shown = shown[list(SUMMARY_HEADERS)].rename(columns=SUMMARY_HEADERS)
     formats = {"acc_V": "{:.1f}", "acc_A": "{:.1f}", "acc_AV": "{:.1f}", "ret_V": "{:.3f}",
                "ret_A": "{:.3f}", "GFLOPs": "{:.3g}", "xFLOPs": "{:.2f}", "ms": "{:.0f}"}
-    return shown.to_string(index=False, formatters={name: f.format for name, f in formats.items()})
+    table = shown.to_string(index=False, formatters={name: f.format for name, f in formats.items()})
+    return "\n".join([table, *(f"  {header}: {meaning}" for header, meaning in SUMMARY_LEGEND.items())])
 
 # %% ../nbs/41_demo.ipynb #5e1f0a22
 def _same_rows(mine: pd.DataFrame, stored: pd.DataFrame) -> bool:
@@ -359,13 +452,8 @@ def refresh_methods(paths: "DemoPaths", methods, organism: str = "qwen2_5", num_
     schedule = Schedule.load(paths.schedule)
     register_organism(num_items, seed)
     records = organism_records(num_items, seed)
-    swept = [FULL_METHOD, "seats", *methods]
-    cells = [(method, setting) for method, setting, _, _ in method_cells(swept[1:], RATIO_PAIRS)]
-    with tqdm(total=len(records) * len(cells), desc="answers", disable=not progress) as bar:
-        for start in range(0, len(records), items_at_once):
-            sweep(thinker, processor, ["organism"], swept, list(RATIO_PAIRS.values()), paths.sweep,
-                  records={"organism": records[start:start + items_at_once]}, schedule=schedule, mode="strict",
-                  max_new_tokens=ANSWER_TOKENS, inputs_caches={}, progress=False, on_sample=lambda row: bar.update())
+    _answer_all(thinker, processor, paths, records, ["seats", *methods], schedule, items_at_once, progress)
+    cells = [(method, setting) for method, setting, _, _ in method_cells(["seats", *methods], RATIO_PAIRS)]
     keys = [record.id for record in records]
     rows, answers = organism_table(paths.sweep, cells, keys=keys)
     anchors = [FULL_METHOD, "seats"]

@@ -1,4 +1,7 @@
-"""`seats-analysis demo`'s options reach the main job as given (the job itself is stood in for: it takes minutes)."""
+"""`seats-analysis demo`'s options reach the main job as given, and a stop names the command that goes on (the job
+itself is stood in for: it takes minutes; tests/test_demo_reporting.py runs it)."""
+import signal
+
 import pytest
 
 from seats_analysis import cli, demo
@@ -22,3 +25,25 @@ def test_items_reach_the_main_job(tmp_path, monkeypatch, argv, items):
         cli.main(["demo", *argv, "--out", str(tmp_path / "run")])
     assert asked["num_items"] == items
     assert (asked["methods"] is None) == ("--quick" not in argv)
+
+
+def test_a_stop_names_the_command_that_goes_on(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the main job (a KeyboardInterrupt): exit status 130, a last line with the command that goes on, its
+    options kept but --fresh-probe (which would start the stored probe and answers again), the handlers restored."""
+    def run_demo(out, num_items, **kwargs):
+        kwargs["report"]("Blocks (from the probe of 5 items): ...")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "run_demo", run_demo)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "my run"
+    try:
+        code = cli.main(["demo", "--fresh-probe", "--items", "5", "--organism", "qwen3", "--out", str(out)])
+    except KeyboardInterrupt:
+        pytest.fail("the stop reached the caller as a KeyboardInterrupt")
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 130
+    assert lines[-2] == "Blocks (from the probe of 5 items): ..."
+    assert lines[-1].startswith(f"Stopped. Kept in {out}/: the probe records of 0 samples and 0 answers"), lines[-1]
+    assert lines[-1].endswith(f"To go on from there: seats-analysis demo --items 5 --organism qwen3 --out '{out}'")
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
