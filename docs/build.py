@@ -38,7 +38,7 @@ OUT = ROOT / "_docs"
 EXECUTED = ("index.ipynb", "42_organism_results.ipynb")
 # Method notebooks whose opening example, the cells above their first exported definition, the build runs: a few
 # seconds on the built-in organism, so that the page shows what the example prints.
-OPENINGS = ("07_seats.ipynb", "08_baselines.ipynb")
+OPENINGS = ("07_seats.ipynb", "08_baselines.ipynb", "08c_dycoke.ipynb", "08d_omnizip.ipynb")
 # The notebooks in the order a newcomer reads them, in sections: what the words mean, the method, where its blocks
 # come from, what it is compared with, what it finds, then the machinery. The build fails on a notebook left out.
 READING_ORDER = (
