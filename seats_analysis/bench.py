@@ -320,10 +320,11 @@ def check_device(device) -> torch.device:
         raise ValueError(f"device={device!r} is not a device ({err})") from None
     if device.type == "cuda":
         count = torch.cuda.device_count()  # 0 without a GPU or a driver, where initialising CUDA would fail
+        if not count:
+            raise ValueError(f"device={str(device)!r}: this machine has no CUDA GPU (or no driver for one); use cpu")
         if (device.index or 0) >= count:
             raise ValueError(f"device={str(device)!r}: this machine has {count} CUDA GPU(s); use cpu or cuda:0 to "
-                             f"cuda:{count - 1}" if count else f"device={str(device)!r}: this machine has no CUDA GPU "
-                             "(or no driver for one); use cpu")
+                             f"cuda:{count - 1}")
     elif device.type != "cpu" and not getattr(getattr(torch, device.type, None), "is_available", lambda: False)():
         raise ValueError(f"device={str(device)!r} is not available on this machine; use cpu")
     return device

@@ -335,13 +335,14 @@ def _check_sweep(parser: argparse.ArgumentParser, args) -> None:
     names a method not swept or a name its factory does not take (`harness.check_sweep_options`)."""
     _needs_data_root(parser, args.benchmarks, args.data_root)
     from seats_analysis.evaluate import check_sweep_folder
+    from seats_analysis.organism import default_schedule
     from seats_analysis.schedule import Schedule
     try:
         check_sweep_folder(args.out)
     except ValueError as err:
         parser.error(f"--out: {err}")
-    try:
-        args.schedule is None or Schedule.load(args.schedule)
+    try:  # resolved once, here: the run takes this Schedule
+        args.schedule = Schedule.load(args.schedule) if args.schedule else default_schedule(_model_dir(args.model))
     except (ValueError, OSError) as err:
         parser.error(f"--schedule: {err}")
     from seats_analysis.harness import check_sweep_options
@@ -349,10 +350,8 @@ def _check_sweep(parser: argparse.ArgumentParser, args) -> None:
         check_sweep_options(args.methods, option_groups(args.option))
     except ValueError as err:
         parser.error(f"--option: {err}")
-    if args.schedule is None and args.model != ORGANISM:
-        from seats_analysis.organism import default_schedule
-        if default_schedule(_model_dir(args.model)) is None:
-            parser.error(f"--schedule is required for --model {args.model}: every method checks it against the model")
+    if args.schedule is None:  # the organism's folder brings its own (`default_schedule`)
+        parser.error(f"--schedule is required for --model {args.model}: every method checks it against the model")
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -481,9 +480,7 @@ def _sweep(args) -> int:
     the sweep refuses (an option's value, a folder of one's own, records or results it cannot use) is a usage error."""
     from seats_analysis.evaluate import TooManyFailures, sweep
     from seats_analysis.harness import check_sweep_options
-    from seats_analysis.organism import default_schedule
     from seats_analysis.figures import tradeoff_from_results
-    from seats_analysis.schedule import Schedule
     from seats_analysis.tables import summary_markdown
     state = launch_state(args.cpu)
     records = {}
@@ -492,7 +489,7 @@ def _sweep(args) -> int:
         num_items = min(args.limit or ORGANISM_TEST_ITEMS, ORGANISM_TEST_ITEMS)  # a larger --limit: the whole split
         records[ORGANISM] = register_organism(num_items=num_items).records(None)
     thinker, processor = _load(args, state)
-    schedule = Schedule.load(args.schedule) if args.schedule else default_schedule(_model_dir(args.model))
+    schedule = args.schedule  # a Schedule: resolved by `_check_sweep`
     try:  # the options' values, checked by each method's factory on the model, before any cell runs
         options = check_sweep_options(args.methods, option_groups(args.option), thinker, schedule)
     except ValueError as err:
