@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['ATTENTION_SCALE', 'NORM_EPS', 'PICKED', 'MAX_DISTANCE_ELEMENTS', 'COMPILE_MIN_TORCH', 'TORCH_VERSION', 'CAN_COMPILE',
-           'COMPILE_MODES', 'INDUCTOR_OPTIONS', 'marked', 'windivprune', 'window_budget', 'windowed_keep_count',
+           'COMPILE_BACKENDS', 'INDUCTOR_OPTIONS', 'marked', 'windivprune', 'window_budget', 'windowed_keep_count',
            'windowed_windivprune_parts', 'windowed_windivprune', 'check_compile', 'layout_of', 'SelectionCompiler',
            'selection_compiler', 'windowed_windivprune_at']
 
@@ -222,7 +222,7 @@ _COMPILED = {}  # (function, compiler, layout) -> its compiled graph, one per pr
 COMPILE_MIN_TORCH = Version("2.14")  # checked on 2.14.1 and 2.15; torch 2.8's inductor fuses the first pick wrong
 TORCH_VERSION = Version(torch.__version__)
 CAN_COMPILE = TORCH_VERSION.release >= COMPILE_MIN_TORCH.release  # as numbers: "2.8" sorts after "2.14" as text
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's modes
+COMPILE_BACKENDS = {"default": "aot_eager", "reduce-overhead": "cudagraphs"}  # each mode's backend: eager's own kernels
 INDUCTOR_OPTIONS = {"cpp.enable_kernel_profile": True, "emulate_precision_casts": True}
 
 def check_compile():
@@ -250,35 +250,36 @@ def _own_code(function):
 
 # %% ../nbs/04_pre_llm.ipynb #50a567c9
 class SelectionCompiler(NamedTuple):
-    """How a selection compiles: `torch.compile(fullgraph=True, dynamic=False)` with inductor's `mode`
-    ("reduce-overhead": CUDA graphs, for GPU runs) or another `backend` ("eager", "aot_eager", or a callable)."""
+    """How a selection compiles, `torch.compile(fullgraph=True, dynamic=False)`: by `mode`, with eager's own kernels
+    ("default": the traced graph, `aot_eager`; "reduce-overhead": replayed as a CUDA graph, `cudagraphs`, for GPU
+    runs), or by another `backend` ("inductor": fused kernels, whose reductions round otherwise than eager's)."""
     mode: str = "default"
-    backend: str | Callable = "inductor"
+    backend: str | Callable | None = None  # None: the mode's (`COMPILE_BACKENDS`)
 
     def run(self, function, *args):
         "`function(*args)` by its graph for the layout of `args`, compiled on first use, then reused."
         key = (function, self, layout_of(args))
         if key not in _COMPILED:
-            inductor = self.backend == "inductor"  # other backends take no mode or options
-            options = {**INDUCTOR_OPTIONS, **list_mode_options(self.mode)} if inductor else None
-            _COMPILED[key] = torch.compile(_own_code(function), fullgraph=True, dynamic=False, backend=self.backend,
+            backend = self.backend or COMPILE_BACKENDS[self.mode]
+            options = {**INDUCTOR_OPTIONS, **list_mode_options(self.mode)} if backend == "inductor" else None
+            _COMPILED[key] = torch.compile(_own_code(function), fullgraph=True, dynamic=False, backend=backend,
                                            options=options)
-        if self.mode != "reduce-overhead":
-            return _COMPILED[key](*args)
-        torch.compiler.cudagraph_mark_step_begin()  # a new replay: the last one's outputs were taken
-        return torch.utils._pytree.tree_map(torch.clone, _COMPILED[key](*args))  # ours, not the graph's buffers
+        with record_function(f"select.compiled.{function.__name__}"):  # the graph's operations, as a selection step
+            if self.mode != "reduce-overhead":
+                return _COMPILED[key](*args)
+            torch.compiler.cudagraph_mark_step_begin()  # a new replay: the last one's outputs were taken
+            return torch.utils._pytree.tree_map(torch.clone, _COMPILED[key](*args))  # ours, not the graph's buffers
 
 def selection_compiler(compiled) -> SelectionCompiler | None:
-    "The `compiled` argument of a selection: False (eager: None), True (inductor), a mode name or a `SelectionCompiler`."
+    "The `compiled` argument of a selection: False (eager: None), True (mode default), a mode name or a `SelectionCompiler`."
     if compiled is False or compiled is None:
         return None
     if compiled is True or isinstance(compiled, str):
-        mode = "default" if compiled is True else compiled
-        if mode not in COMPILE_MODES:
-            raise ValueError(f"compiled={compiled!r} is not True, False or one of {list(COMPILE_MODES)}")
-        compiled = SelectionCompiler(mode)
+        compiled = SelectionCompiler("default" if compiled is True else compiled)
     elif not isinstance(compiled, SelectionCompiler):
         raise ValueError(f"compiled={compiled!r} is not True, False, a mode name or a SelectionCompiler")
+    if compiled.mode not in COMPILE_BACKENDS:
+        raise ValueError(f"compiled={compiled!r} has mode {compiled.mode!r}, not one of {list(COMPILE_BACKENDS)}")
     check_compile()
     return compiled
 
