@@ -222,7 +222,7 @@ _COMPILED = {}  # (function, compiler, layout) -> its compiled graph, one per pr
 COMPILE_MIN_TORCH = Version("2.14")  # checked on 2.14.1 and 2.15; torch 2.8's inductor fuses the first pick wrong
 TORCH_VERSION = Version(torch.__version__)
 CAN_COMPILE = TORCH_VERSION.release >= COMPILE_MIN_TORCH.release  # as numbers: "2.8" sorts after "2.14" as text
-COMPILE_BACKENDS = {"default": "aot_eager", "reduce-overhead": "cudagraphs"}  # each mode's backend: eager's own kernels
+COMPILE_BACKENDS = {"default": "eager", "reduce-overhead": "cudagraphs"}  # each mode's backend: eager's own kernels
 INDUCTOR_OPTIONS = {"cpp.enable_kernel_profile": True, "emulate_precision_casts": True}
 
 def check_compile():
@@ -251,8 +251,8 @@ def _own_code(function):
 # %% ../nbs/04_pre_llm.ipynb #50a567c9
 class SelectionCompiler(NamedTuple):
     """How a selection compiles, `torch.compile(fullgraph=True, dynamic=False)`: by `mode`, with eager's own kernels
-    ("default": the traced graph, `aot_eager`; "reduce-overhead": replayed as a CUDA graph, `cudagraphs`, for GPU
-    runs), or by another `backend` ("inductor": fused kernels, whose reductions round otherwise than eager's)."""
+    ("default": the captured graph, backend `eager`; "reduce-overhead": replayed as a CUDA graph, `cudagraphs`, for
+    GPU runs), or by another `backend` ("aot_eager"; "inductor": fused kernels, which round otherwise than eager's)."""
     mode: str = "default"
     backend: str | Callable | None = None  # None: the mode's (`COMPILE_BACKENDS`)
 
