@@ -14,7 +14,7 @@ from transformers.models.llama.modeling_llama import rotate_half  # the standard
 from .checks import check_number, check_ratio
 from .compat import text_rotary
 from .engine import last_token_index
-from .pre_llm import marked, selection_compiler
+from .pre_llm import SelectionCompiler, marked, selection_compiler
 from .layout import Kind, kind_members, temporal_windows
 
 # %% ../nbs/05_inner_llm.ipynb #b7589095
@@ -24,7 +24,7 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 def query_relevance(hidden_states: torch.Tensor, layer: torch.nn.Module, position_embeddings: tuple[torch.Tensor, torch.Tensor],
                     query_index: torch.LongTensor | list | None = None, padding_mask: torch.BoolTensor | None = None,
-                    compiled=False) -> torch.Tensor:
+                    compiled: bool | str | SelectionCompiler = False) -> torch.Tensor:
     """Head-averaged attention (B, S) of each row's query token over its keys, recomputed with `layer`'s own q/k in the
     model's dtype, as the release does (returned as float32). `query_index` is a (B,) tensor (checked by reading it), a
     list of ints (checked on the host), or None: each row's last real token (`last_token_index` of `padding_mask`, else
@@ -256,7 +256,7 @@ def media_bound(video_keep_ratio: float, audio_keep_ratio: float, video: int, au
 def drop_layer_keep(hidden_states: torch.Tensor, layer: torch.nn.Module, position_embeddings: tuple, kinds: torch.Tensor,
                     layouts: list, video_keep_ratio: float, audio_keep_ratio: float, temperature: float = 0.1,
                     query_index: list | None = None, padding_mask: torch.BoolTensor | None = None,
-                    allocation: str = "top_down", compiled=False) -> torch.BoolTensor:
+                    allocation: str = "top_down", compiled: bool | str | SelectionCompiler = False) -> torch.BoolTensor:
     """Keep mask (B, S) of Stage II at `layer`: `query_relevance` of each row's query, then `top_down_keep` of each row
     of `kinds` (B, S) with its layout of `layouts` (as `row_layouts` gives them), within `padding_mask`; with
     `compiled` (`pre_llm.selection_compiler`), as one graph compiled for the layout."""

@@ -166,7 +166,7 @@ def _windows(part: int, features: torch.Tensor, attention: torch.Tensor | None, 
     return selected
 
 def windowed_windivprune_parts(parts: list[tuple], chunk_elements: int = MAX_DISTANCE_ELEMENTS,
-                               compiled=False) -> list[torch.BoolTensor]:
+                               compiled: "bool | str | SelectionCompiler" = False) -> list[torch.BoolTensor]:
     """Keep masks (T,) of several modalities, each `(features (T, D), attention (T,) or None, window_tokens, ratio)` as
     `windowed_windivprune` takes them: every window of every part in one greedy loop, padded to the longest window;
     with `compiled` (`selection_compiler`), as one graph compiled for the parts' layout."""
@@ -211,7 +211,7 @@ def _select_chunk(chunk: list[tuple], size: int, keeps: list):
 
 def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int,
                          ratio: float, chunk_elements: int = MAX_DISTANCE_ELEMENTS,
-                         compiled=False) -> torch.BoolTensor:
+                         compiled: "bool | str | SelectionCompiler" = False) -> torch.BoolTensor:
     """Keep mask (T,) from `windivprune` on consecutive windows of `window_tokens` tokens of one modality (T, D);
     with `compiled`, as one compiled graph (`windowed_windivprune_parts`)."""
     [keep] = windowed_windivprune_parts([(features, attention, window_tokens, ratio)], chunk_elements, compiled)
@@ -285,16 +285,19 @@ def selection_compiler(compiled) -> SelectionCompiler | None:
 
 # %% ../nbs/04_pre_llm.ipynb #f2236dad
 def windowed_windivprune_at(keep: torch.BoolTensor, hidden_states: torch.Tensor, parts: list[tuple],
-                            chunk_elements: int = MAX_DISTANCE_ELEMENTS, compiled=False) -> torch.BoolTensor:
+                            chunk_elements: int = MAX_DISTANCE_ELEMENTS,
+                            compiled: "bool | str | SelectionCompiler" = False) -> torch.BoolTensor:
     """`keep` (B, S) with the positions of each part `(positions (T,), attention (T,) or None, window_tokens, ratio)`
     of `hidden_states` (B, S, D), flattened, set to what `windowed_windivprune_parts` keeps of them; with `compiled`
     (`selection_compiler`), as one graph compiled for the layout."""
     compiler = selection_compiler(compiled)
     if compiler is not None:
         return compiler.run(windowed_windivprune_at, keep, hidden_states, parts, chunk_elements)
-    flat = hidden_states.flatten(0, 1)  # (B * S, D)
-    kept = windowed_windivprune_parts([(flat[positions], attention, window_tokens, ratio)
-                                       for positions, attention, window_tokens, ratio in parts], chunk_elements)
-    keep = keep.clone()
-    keep.view(-1)[torch.cat([positions for positions, *_ in parts])] = torch.cat(kept)
+    with marked("select.stage_one.gather"):
+        flat = hidden_states.flatten(0, 1)  # (B * S, D)
+        gathered = [(flat[positions], *settings) for positions, *settings in parts]  # (T, D), statistic, window, ratio
+    kept = windowed_windivprune_parts(gathered, chunk_elements)
+    with marked("select.stage_one.scatter"):
+        keep = keep.clone()
+        keep.view(-1)[torch.cat([positions for positions, *_ in parts])] = torch.cat(kept)
     return keep

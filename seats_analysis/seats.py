@@ -40,8 +40,8 @@ class SeatsSelectors:
     off for an ablation, the retention averaged over layers still solved for the targets."""
 
     def __init__(self, schedule: Schedule, video_ratio: float, audio_ratio: float, spatial_merge_size: int = 2,
-                 compiled=False, stage_one: bool = True, stage_two: bool = True, stage_three: bool = True,
-                 allocation: str = "top_down", drops: str = "decaying"):
+                 compiled: bool | str | SelectionCompiler = False, stage_one: bool = True, stage_two: bool = True,
+                 stage_three: bool = True, allocation: str = "top_down", drops: str = "decaying"):
         self.schedule, self.spatial_merge_size = schedule, spatial_merge_size
         self.compiled = selection_compiler(compiled)  # None: eager; else how each stage's selection compiles
         if not (check_bool("stage_one", stage_one) | check_bool("stage_two", stage_two)
