@@ -15,7 +15,6 @@ from typing import Callable, NamedTuple
 
 import torch
 from packaging.version import Version
-from torch._inductor import list_mode_options
 from torch.profiler import record_function
 
 from .checks import check_int, check_ratio
@@ -260,8 +259,10 @@ class SelectionCompiler(NamedTuple):
         "`function(*args)` by its graph for the layout of `args`, compiled on first use, then reused."
         key = (function, self, layout_of(args))
         if key not in _COMPILED:
-            backend = self.backend or COMPILE_BACKENDS[self.mode]
-            options = {**INDUCTOR_OPTIONS, **list_mode_options(self.mode)} if backend == "inductor" else None
+            backend, options = self.backend or COMPILE_BACKENDS[self.mode], None
+            if backend == "inductor":  # imported here: importing inductor takes seconds
+                from torch._inductor import list_mode_options
+                options = {**INDUCTOR_OPTIONS, **list_mode_options(self.mode)}
             _COMPILED[key] = torch.compile(_own_code(function), fullgraph=True, dynamic=False, backend=backend,
                                            options=options)
         with record_function(f"select.compiled.{function.__name__}"):  # the graph's operations, as a selection step
