@@ -28,10 +28,6 @@ def plan_notes(plans: dict) -> list[str]:
             for name, plan in plans.items() if not plan.reachable]
 
 # %% ../nbs/07_seats.ipynb #e9f29212
-def _text_only(kinds: torch.Tensor, padding_mask: torch.BoolTensor) -> torch.BoolTensor:
-    "Stage III's keep mask (B, S): the text of each row. Kinds compared as ints, which a compiled graph traces."
-    return (kinds == int(Kind.TEXT)) & padding_mask
-
 ALLOCATIONS = ("top_down", "uniform")  # how Stage II shares a drop's totals out over the temporal windows
 DROPS = ("decaying", "single")  # Stage II's cuts: every drop layer of the schedule, or its first alone
 
@@ -168,10 +164,15 @@ class SeatsSelectors:
             lengths.append(text + kept)
         return Keep(keep, tuple(counts), tuple(lengths))
 
+    @staticmethod
+    def text_only(kinds: torch.Tensor, padding_mask: torch.BoolTensor) -> torch.BoolTensor:
+        "Stage III's keep mask (B, S): the text of each row (kinds compared as ints, which a compiled graph traces)."
+        return (kinds == int(Kind.TEXT)) & padding_mask
+
     def stage_three(self, state) -> Keep:
         "Boundary late_block_layer - 1: keep text only."
         args = (state.kinds, state.padding_mask)
-        keep = _text_only(*args) if self.compiled is None else self.compiled.run(_text_only, *args)
+        keep = self.text_only(*args) if self.compiled is None else self.compiled.run(SeatsSelectors.text_only, *args)
         return Keep(keep, tuple((row[Kind.TEXT], 0, 0) for row in state.counts))
 
     def stage_two_cuts(self) -> list[tuple]:

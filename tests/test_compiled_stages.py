@@ -20,12 +20,12 @@ from seats_analysis.harness import RATIO_PAIRS
 from seats_analysis.inner_llm import _drop_layer_keep
 from seats_analysis.pre_llm import (_COMPILED, CAN_COMPILE, COMPILE_MIN_TORCH, TORCH_VERSION, SelectionCompiler,
                                     windowed_windivprune_at)
-from seats_analysis.seats import _text_only, seats
+from seats_analysis.seats import SeatsSelectors, seats
 
 pytestmark = pytest.mark.skipif(not CAN_COMPILE, reason=f"the compiled selection needs torch >= {COMPILE_MIN_TORCH}, "
                                                         f"where its picks were checked; this is torch {TORCH_VERSION}")
 SCHEDULE = "qwen2_5_omni_7b"
-STAGE_GRAPHS = {windowed_windivprune_at, _drop_layer_keep, _text_only}  # Stage I, Stage II at a drop layer, Stage III
+STAGE_GRAPHS = {windowed_windivprune_at, _drop_layer_keep, SeatsSelectors.text_only}  # Stage I, II (a drop layer), III
 
 
 @pytest.fixture(scope="module")
