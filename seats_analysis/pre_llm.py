@@ -4,15 +4,17 @@
 
 # %% auto #0
 __all__ = ['ATTENTION_SCALE', 'NORM_EPS', 'PICKED', 'MAX_DISTANCE_ELEMENTS', 'COMPILE_MIN_TORCH', 'TORCH_VERSION', 'CAN_COMPILE',
-           'windivprune', 'window_budget', 'windowed_keep_count', 'windowed_windivprune_parts', 'windowed_windivprune',
-           'check_compile', 'compile_selection', 'capturable_picks']
+           'COMPILE_BACKENDS', 'INDUCTOR_OPTIONS', 'marked', 'windivprune', 'window_budget', 'windowed_keep_count',
+           'windowed_windivprune_parts', 'windowed_windivprune', 'check_compile', 'layout_of', 'SelectionCompiler',
+           'selection_compiler', 'windowed_windivprune_at']
 
 # %% ../nbs/04_pre_llm.ipynb #ece81d49
-from typing import NamedTuple
+import types
+from contextlib import nullcontext
+from typing import Callable, NamedTuple
 
 import torch
 from packaging.version import Version
-from torch._higher_order_ops.while_loop import while_loop
 from torch.profiler import record_function
 
 from .checks import check_int, check_ratio
@@ -21,6 +23,10 @@ from .checks import check_int, check_ratio
 ATTENTION_SCALE = 1e6
 NORM_EPS = 1e-8  # the release divides by |x| + 1e-8 (not max(|x|, eps)); near-ties in the max-min pick depend on it
 PICKED = -1.0  # the value a picked token takes in the running minimum `m`
+
+def marked(name: str):
+    "A profiler mark around an eager step; none inside a graph being compiled, which has no place for one."
+    return nullcontext() if torch.compiler.is_compiling() else record_function(name)
 
 def _second_smallest(dist: torch.Tensor, sync_free: bool = False) -> torch.Tensor:
     """Second-smallest value of every column of (B, N >= 2, N), as `kthvalue(2, dim=1)` gives it; with `sync_free`,
@@ -63,7 +69,7 @@ def _max_min(dist: torch.Tensor, first: torch.LongTensor, num_keep: int) -> list
 def _distances(x: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
     "Distances (B, N, N) of a batch of windows (B, N, D): `dist[b, i, j]`, column j scaled by its attention (B, N)."
     dtype = torch.promote_types(x.dtype, torch.float32)
-    with record_function("select.windivprune.distances"):
+    with marked("select.windivprune.distances"):
         x = x.to(dtype)
         unit = x / (x.norm(dim=-1, keepdim=True) + NORM_EPS)  # (B, N, D), normalised as the release does
         dist = unit @ unit.transpose(1, 2)  # (B, N, N), cosine first
@@ -72,16 +78,12 @@ def _distances(x: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
             dist.mul_((attention.to(dtype) * ATTENTION_SCALE)[:, None, :])
     return dist
 
-def _picks(dist: torch.Tensor, num_keep: int, compiled: bool = False, sync_free: bool = False) -> torch.LongTensor:
+def _picks(dist: torch.Tensor, num_keep: int, sync_free: bool = False) -> torch.LongTensor:
     """The `num_keep` max-min picks (B, num_keep) of every window of `dist` (B, N, N), in the order they are picked;
-    with `compiled`, by the compiled `capturable_picks`; with `sync_free`, without a read on the host."""
-    if compiled:
-        with record_function("select.windivprune.compiled"):
-            steps = torch.full((), num_keep, device=dist.device)  # filled on the device: no copy from the host
-            return compile_selection(capturable_picks)(dist, steps)[:, :num_keep]
-    with record_function("select.windivprune.first_pick"):
+    with `sync_free`, without a read on the host (a loop of `num_keep` steps, known on the host: it compiles unrolled)."""
+    with marked("select.windivprune.first_pick"):
         first = _second_smallest(dist, sync_free).argmax(dim=1)  # (B,)
-    with record_function("select.windivprune.greedy"):  # the one sequential part: a step per pick, for every window
+    with marked("select.windivprune.greedy"):  # the one sequential part: a step per pick, for every window
         return torch.stack(_max_min(dist, first, num_keep), dim=1)
 
 def windivprune(features: torch.Tensor, attention: torch.Tensor | None, num_keep: int) -> torch.LongTensor:
@@ -163,10 +165,13 @@ def _windows(part: int, features: torch.Tensor, attention: torch.Tensor | None, 
     return selected
 
 def windowed_windivprune_parts(parts: list[tuple], chunk_elements: int = MAX_DISTANCE_ELEMENTS,
-                               compiled: bool = False) -> list[torch.BoolTensor]:
+                               compiled: "bool | str | SelectionCompiler" = False) -> list[torch.BoolTensor]:
     """Keep masks (T,) of several modalities, each `(features (T, D), attention (T,) or None, window_tokens, ratio)` as
     `windowed_windivprune` takes them: every window of every part in one greedy loop, padded to the longest window;
-    with `compiled`, the picks by the compiled `capturable_picks`."""
+    with `compiled` (`selection_compiler`), as one graph compiled for the parts' layout."""
+    compiler = selection_compiler(compiled) if compiled else None  # (defined below, with the compiled selection)
+    if compiler is not None:
+        return compiler.run(windowed_windivprune_parts, parts, chunk_elements)
     keeps, selected = [], []
     for part, (features, attention, window_tokens, ratio) in enumerate(parts):
         _check_part(features, attention, window_tokens, ratio)
@@ -181,20 +186,20 @@ def windowed_windivprune_parts(parts: list[tuple], chunk_elements: int = MAX_DIS
         for first in range(0, windows.count, per_chunk):
             stop = min(first + per_chunk, windows.count)
             if taken + stop - first > per_chunk:
-                _select_chunk(chunk, size, keeps, compiled)
+                _select_chunk(chunk, size, keeps)
                 chunk, taken = [], 0
             chunk.append((windows, first, stop))
             taken += stop - first
-    _select_chunk(chunk, size, keeps, compiled)
+    _select_chunk(chunk, size, keeps)
     return keeps
 
-def _select_chunk(chunk: list[tuple], size: int, keeps: list, compiled: bool):
+def _select_chunk(chunk: list[tuple], size: int, keeps: list):
     "One greedy loop over the windows `first` to `stop` of each `(windows, first, stop)` of `chunk`, marking picks in `keeps`."
     dist = [_padded(_distances(windows.features[first:stop],
                                None if windows.statistic is None else windows.statistic[first:stop]), size)
             for windows, first, stop in chunk]  # (w, size, size) each
     dist = dist[0] if len(dist) == 1 else torch.cat(dist)
-    picked = _picks(dist, max(windows.budget for windows, _, _ in chunk), compiled, sync_free=True)  # (W, k) in pick order
+    picked = _picks(dist, max(windows.budget for windows, _, _ in chunk), sync_free=True)  # (W, k) in pick order
     row = 0
     for windows, first, stop in chunk:
         # each window keeps its first picks: a greedy's first k picks do not depend on how many follow
@@ -205,17 +210,19 @@ def _select_chunk(chunk: list[tuple], size: int, keeps: list, compiled: bool):
 
 def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int,
                          ratio: float, chunk_elements: int = MAX_DISTANCE_ELEMENTS,
-                         compiled: bool = False) -> torch.BoolTensor:
+                         compiled: "bool | str | SelectionCompiler" = False) -> torch.BoolTensor:
     """Keep mask (T,) from `windivprune` on consecutive windows of `window_tokens` tokens of one modality (T, D);
-    with `compiled`, the picks by the compiled `capturable_picks`."""
+    with `compiled`, as one compiled graph (`windowed_windivprune_parts`)."""
     [keep] = windowed_windivprune_parts([(features, attention, window_tokens, ratio)], chunk_elements, compiled)
     return keep
 
 # %% ../nbs/04_pre_llm.ipynb #06c3fad9
-_COMPILED = {}  # function -> its compiled form, one per process
+_COMPILED = {}  # (function, compiler, layout) -> its compiled graph, one per process
 COMPILE_MIN_TORCH = Version("2.14")  # checked on 2.14.1 and 2.15; torch 2.8's inductor fuses the first pick wrong
 TORCH_VERSION = Version(torch.__version__)
 CAN_COMPILE = TORCH_VERSION.release >= COMPILE_MIN_TORCH.release  # as numbers: "2.8" sorts after "2.14" as text
+COMPILE_BACKENDS = {"default": "eager", "reduce-overhead": "cudagraphs"}  # each mode's backend: eager's own kernels
+INDUCTOR_OPTIONS = {"cpp.enable_kernel_profile": True, "emulate_precision_casts": True}
 
 def check_compile():
     "Refuse the compiled selection on a torch older than `COMPILE_MIN_TORCH`, naming both versions."
@@ -223,33 +230,75 @@ def check_compile():
         raise RuntimeError(f"compiled=True needs torch >= {COMPILE_MIN_TORCH}, where the compiled picks were checked "
                            f"against the eager ones; this is torch {TORCH_VERSION}: use the eager selection (compiled=False)")
 
-def compile_selection(function):
-    "`function` compiled once per process: `torch.compile(fullgraph=True, dynamic=True)`, each kernel visible to a profiler."
+def layout_of(value):
+    "What a graph is compiled for in `value`: tensors' shapes, dtypes and devices, modules by identity, the rest as is."
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.dtype, str(value.device))
+    if isinstance(value, torch.nn.Module):
+        return ("module", id(value))
+    if isinstance(value, (list, tuple)):
+        return tuple(map(layout_of, value))
+    return value
+
+def _own_code(function):
+    "`function` under a code object of its own: dynamo keeps its graphs, and counts recompilations, per code object."
+    copy = types.FunctionType(function.__code__.replace(), function.__globals__, function.__name__,
+                              function.__defaults__, function.__closure__)
+    copy.__kwdefaults__ = function.__kwdefaults__
+    return copy
+
+# %% ../nbs/04_pre_llm.ipynb #50a567c9
+class SelectionCompiler(NamedTuple):
+    """How a selection compiles, `torch.compile(fullgraph=True, dynamic=False)`: by `mode`, with eager's own kernels
+    ("default": the captured graph, backend `eager`; "reduce-overhead": replayed as a CUDA graph, `cudagraphs`, for
+    GPU runs), or by another `backend` ("aot_eager"; "inductor": fused kernels, which round otherwise than eager's)."""
+    mode: str = "default"
+    backend: str | Callable | None = None  # None: the mode's (`COMPILE_BACKENDS`)
+
+    def run(self, function, *args):
+        "`function(*args)` by its graph for the layout of `args`, compiled on first use, then reused."
+        key = (function, self, layout_of(args))
+        if key not in _COMPILED:
+            backend, options = self.backend or COMPILE_BACKENDS[self.mode], None
+            if backend == "inductor":  # imported here: importing inductor takes seconds
+                from torch._inductor import list_mode_options
+                options = {**INDUCTOR_OPTIONS, **list_mode_options(self.mode)}
+            _COMPILED[key] = torch.compile(_own_code(function), fullgraph=True, dynamic=False, backend=backend,
+                                           options=options)
+        with record_function(f"select.compiled.{function.__name__}"):  # the graph's operations, as a selection step
+            if self.mode != "reduce-overhead":
+                return _COMPILED[key](*args)
+            torch.compiler.cudagraph_mark_step_begin()  # a new replay: the last one's outputs were taken
+            return torch.utils._pytree.tree_map(torch.clone, _COMPILED[key](*args))  # ours, not the graph's buffers
+
+def selection_compiler(compiled) -> SelectionCompiler | None:
+    "The `compiled` argument of a selection: False (eager: None), True (mode default), a mode name or a `SelectionCompiler`."
+    if compiled is False or compiled is None:
+        return None
+    if compiled is True or isinstance(compiled, str):
+        compiled = SelectionCompiler("default" if compiled is True else compiled)
+    elif not isinstance(compiled, SelectionCompiler):
+        raise ValueError(f"compiled={compiled!r} is not True, False, a mode name or a SelectionCompiler")
+    if compiled.mode not in COMPILE_BACKENDS:
+        raise ValueError(f"compiled={compiled!r} has mode {compiled.mode!r}, not one of {list(COMPILE_BACKENDS)}")
     check_compile()
-    if function not in _COMPILED:
-        _COMPILED[function] = torch.compile(function, fullgraph=True, dynamic=True,  # bfloat16 rounded as eager rounds it
-                                            options={"cpp.enable_kernel_profile": True, "emulate_precision_casts": True})
-    return _COMPILED[function]
+    return compiled
 
-def capturable_picks(dist: torch.Tensor, num_keep: torch.Tensor) -> torch.LongTensor:
-    """`_picks` in one capturable graph: the max-min picks of every window of `dist` (B, N, N) in a (B, N) buffer whose
-    first `num_keep` (a 0-d tensor, at most N) columns hold them in pick order."""
-    batch, n, _ = dist.shape
-    diagonal = torch.eye(n, dtype=torch.bool, device=dist.device)  # (N, N)
-    own = dist.diagonal(dim1=1, dim2=2)  # (B, N)
-    second = dist.masked_fill(diagonal, float("inf")).amin(dim=1)  # (B, N): the smallest off the diagonal
-    nearer = dist.topk(2, dim=1, largest=False).values[:, 1]  # (B, N): where another token is nearer than itself
-    first = torch.where(own > second, nearer, second).argmax(dim=1)  # (B,)
-    dist = dist.masked_fill(diagonal, PICKED)
-    row = lambda index: dist.gather(1, index.view(batch, 1, 1).expand(batch, 1, n)).view(batch, n)  # (B,) -> (B, N)
-    picks = first[:, None].repeat(1, n)  # (B, N), column 0 the first pick
-
-    def more(step, m, picks):
-        return step < num_keep
-
-    def pick(step, m, picks):  # one greedy step: argmax, gather, minimum
-        new = m.argmax(dim=1)  # (B,)
-        return step + 1, torch.minimum(m, row(new)), picks.index_copy(1, step.view(1), new[:, None])
-
-    start = torch.ones((), dtype=torch.long, device=dist.device)
-    return while_loop(more, pick, (start, row(first), picks))[2]
+# %% ../nbs/04_pre_llm.ipynb #f2236dad
+def windowed_windivprune_at(keep: torch.BoolTensor, hidden_states: torch.Tensor, parts: list[tuple],
+                            chunk_elements: int = MAX_DISTANCE_ELEMENTS,
+                            compiled: "bool | str | SelectionCompiler" = False) -> torch.BoolTensor:
+    """`keep` (B, S) with the positions of each part `(positions (T,), attention (T,) or None, window_tokens, ratio)`
+    of `hidden_states` (B, S, D), flattened, set to what `windowed_windivprune_parts` keeps of them; with `compiled`
+    (`selection_compiler`), as one graph compiled for the layout."""
+    compiler = selection_compiler(compiled)
+    if compiler is not None:
+        return compiler.run(windowed_windivprune_at, keep, hidden_states, parts, chunk_elements)
+    with marked("select.stage_one.gather"):
+        flat = hidden_states.flatten(0, 1)  # (B * S, D)
+        gathered = [(flat[positions], *settings) for positions, *settings in parts]  # (T, D), statistic, window, ratio
+    kept = windowed_windivprune_parts(gathered, chunk_elements)
+    with marked("select.stage_one.scatter"):
+        keep = keep.clone()
+        keep.view(-1)[torch.cat([positions for positions, *_ in parts])] = torch.cat(kept)
+    return keep

@@ -12,11 +12,11 @@ import torch
 from torch.profiler import record_function
 
 from .engine import Keep
-from .inner_llm import media_bound, modality_total, query_relevance, row_layouts, top_down_keep
+from .inner_llm import drop_layer_keep, media_bound, modality_total, row_layouts
 from .checks import check_bool, single_use
 from .layout import Kind
 from .schedule import last_multimodal_layer, solve_keep_ratios
-from .pre_llm import check_compile, windowed_keep_count, windowed_windivprune_parts
+from .pre_llm import SelectionCompiler, selection_compiler, windowed_keep_count, windowed_windivprune_at
 from .run import MODALITIES, prepare_run, pruning
 from .schedule import Schedule
 
@@ -36,9 +36,10 @@ class SeatsSelectors:
     off for an ablation, the retention averaged over layers still solved for the targets."""
 
     def __init__(self, schedule: Schedule, video_ratio: float, audio_ratio: float, spatial_merge_size: int = 2,
-                 compiled: bool = False, stage_one: bool = True, stage_two: bool = True, stage_three: bool = True,
-                 allocation: str = "top_down", drops: str = "decaying"):
-        self.schedule, self.spatial_merge_size, self.compiled = schedule, spatial_merge_size, compiled
+                 compiled: bool | str | SelectionCompiler = False, stage_one: bool = True, stage_two: bool = True,
+                 stage_three: bool = True, allocation: str = "top_down", drops: str = "decaying"):
+        self.schedule, self.spatial_merge_size = schedule, spatial_merge_size
+        self.compiled = selection_compiler(compiled)  # None: eager; else how each stage's selection compiles
         if not (check_bool("stage_one", stage_one) | check_bool("stage_two", stage_two)
                 | check_bool("stage_three", stage_three)):
             raise ValueError("stage_one, stage_two and stage_three are all False: SEATS would keep every token")
@@ -98,8 +99,7 @@ class SeatsSelectors:
         one greedy loop; what each row keeps is known from the item lengths and the ratio (`windowed_keep_count`)."""
         keep = state.padding_mask.clone()  # (B, S)
         counts = [list(row) for row in state.counts]  # (text, video, audio) kept in each row
-        flat_hidden = state.hidden_states.flatten(0, 1)  # (B * S, D)
-        parts, selected = [], []  # what each video and audio item selects from, and its flat positions (B * S)
+        parts = []  # each video and audio item: its flat positions (B * S), statistic, window length and ratio
         statistic = self.recorder.current if self.recorder is not None else None
         if statistic is not None and statistic.input_ids is not None and statistic.input_ids.shape != keep.shape:
             raise RuntimeError("Stage I must run at boundary 0, on the unpruned input")
@@ -128,12 +128,11 @@ class SeatsSelectors:
                                 values.split(lengths[name]), lengths[name])
                     for item, (row, item_positions, attention, length) in enumerate(items):  # each video or audio
                         window_tokens = self._window_tokens(statistic, name, item)
-                        parts.append((flat_hidden[item_positions], attention, window_tokens, self.encoder_ratios[kind]))
-                        selected.append(item_positions)
+                        parts.append((item_positions, attention, window_tokens, self.encoder_ratios[kind]))
                         counts[row][kind] -= length - windowed_keep_count(length, window_tokens,
                                                                           self.encoder_ratios[kind])
-        if parts:  # every video and audio of the batch in one selection
-            keep.view(-1)[torch.cat(selected)] = torch.cat(windowed_windivprune_parts(parts, compiled=self.compiled))
+        if parts:  # every video and audio of the batch in one selection (one graph, compiled)
+            keep = windowed_windivprune_at(keep, state.hidden_states, parts, compiled=self.compiled)
         return Keep(keep, tuple(map(tuple, counts)))
 
     def stage_two(self, state, video_keep: float, audio_keep: float) -> Keep:
@@ -146,17 +145,12 @@ class SeatsSelectors:
         # under left padding every row's last token is the last column; after a cut sized by bounds it is found on the
         # device (`query_relevance` without an index)
         query = [seq_len - 1] * len(state.counts) if state.lengths is None else None
-        with record_function("select.stage_two.score"):
-            scores = query_relevance(state.hidden_states, state.layers[state.k - 1], state.position_embeddings,
-                                     query, state.padding_mask, compiled=self.compiled)  # (B, S)
-        temperature = self.schedule.temperature
         with record_function("select.stage_two.choose"):
             layouts = (row_layouts(state.kinds) if state.runs is None else  # without the prompt's runs, read them
                        [((row[Kind.VIDEO], row[Kind.AUDIO]), max(runs)) for row, runs in zip(state.counts, state.runs)])
-            keep = torch.stack([top_down_keep(row_scores, row_kinds, video_keep, audio_keep, temperature, layout,
-                                              self.allocation) for row_scores, row_kinds, layout
-                                in zip(scores, state.kinds, layouts)])
-            keep &= state.padding_mask
+        keep = drop_layer_keep(state.hidden_states, state.layers[state.k - 1], state.position_embeddings, state.kinds,
+                               layouts, video_keep, audio_keep, self.schedule.temperature, query, state.padding_mask,
+                               self.allocation, self.compiled)  # (B, S): one graph, compiled
         if state.lengths is None and all(modality_total(video_keep, video) + modality_total(audio_keep, audio)
                                          == video + audio for _, video, audio in state.counts):
             return Keep(keep, state.counts)  # the totals are every token: nothing is cut
@@ -171,9 +165,15 @@ class SeatsSelectors:
         return Keep(keep, tuple(counts), tuple(lengths))
 
     @staticmethod
-    def stage_three(state) -> Keep:
+    def text_only(kinds: torch.Tensor, padding_mask: torch.BoolTensor) -> torch.BoolTensor:
+        "Stage III's keep mask (B, S): the text of each row (kinds compared as ints, which a compiled graph traces)."
+        return (kinds == int(Kind.TEXT)) & padding_mask
+
+    def stage_three(self, state) -> Keep:
         "Boundary late_block_layer - 1: keep text only."
-        return Keep((state.kinds == Kind.TEXT) & state.padding_mask, tuple((row[Kind.TEXT], 0, 0) for row in state.counts))
+        args = (state.kinds, state.padding_mask)
+        keep = self.text_only(*args) if self.compiled is None else self.compiled.run(SeatsSelectors.text_only, *args)
+        return Keep(keep, tuple((row[Kind.TEXT], 0, 0) for row in state.counts))
 
     def stage_two_cuts(self) -> list[tuple]:
         "Stage II's cuts: (boundary, video keep ratio, audio keep ratio) of each drop before the late block that removes."
@@ -204,14 +204,17 @@ class SeatsSelectors:
 @single_use
 def seats(thinker, schedule, video_ratio: float, audio_ratio: float, measure: bool = False, compiled: bool = False,
           stage_one: bool = True, stage_two: bool = True, stage_three: bool = True, allocation: str = "top_down",
-          drops: str = "decaying", **overrides):
+          drops: str = "decaying", compiler: SelectionCompiler | None = None, **overrides):
     """Within the block, every prefill of `thinker` runs SEATS' three stages for the target retentions; yields a
-    `PruningRun`. With `compiled`, Stage I's max-min picks and Stage II's scores run compiled
-    (`pre_llm.capturable_picks`, `inner_llm.query_relevance`). For an ablation, `stage_one`, `stage_two` or
-    `stage_three` switches a stage off, `allocation="uniform"` gives every window the same weight in Stage II, and
-    `drops="single"` cuts at the first drop layer alone (`SeatsSelectors`)."""
-    if check_bool("compiled", compiled):
-        check_compile()  # refused here, not at the first prefill
+    `PruningRun`. With `compiled`, each stage's selection runs as one compiled graph per layout
+    (`pre_llm.windowed_windivprune_at`, `inner_llm.drop_layer_keep`, Stage III's text mask), with inductor unless
+    `compiler` says otherwise (`SelectionCompiler("reduce-overhead")`: CUDA graphs on a GPU). For an ablation,
+    `stage_one`, `stage_two` or `stage_three` switches a stage off, `allocation="uniform"` gives every window the same
+    weight in Stage II, and `drops="single"` cuts at the first drop layer alone (`SeatsSelectors`)."""
+    if check_bool("compiled", compiled):  # refused here, not at the first prefill
+        compiled = selection_compiler(SelectionCompiler() if compiler is None else compiler)
+    elif compiler is not None:
+        raise ValueError(f"compiler={compiler} is given but compiled=False: pass compiled=True to compile")
     schedule, video_ratio, audio_ratio = prepare_run(thinker, schedule, video_ratio, audio_ratio, **overrides)
     stages = SeatsSelectors(schedule, video_ratio, audio_ratio, thinker.config.vision_config.spatial_merge_size,
                             compiled, stage_one, stage_two, stage_three, allocation, drops)

@@ -1,0 +1,76 @@
+"""Each SEATS stage's selection compiles as one graph (`fullgraph=True`, static shapes) for a layout: on the bench clip
+and on a second clip of the same layout (other pixel and audio values) nothing breaks the graph, nothing is compiled
+again, and every cut keeps the positions the eager selection keeps.
+
+The bench's random-weight thinker (`bench.bench_thinker`) keeps the real model's 28 decoder layers, so that the shipped
+Qwen2.5-Omni-7B schedule applies, at the "tiny" width; its clip (`bench.clip_inputs`) is 4 s long instead of 120 s.
+Graphs are compiled with dynamo's captured graph run as is (`CompileCounter`, which counts them; `compiled=True`'s
+backend `eager` runs it the same way) and with `aot_eager` (functionalised, as the CUDA-graph mode runs it on a GPU):
+both run eager's kernels, so they take seconds where inductor takes tens of seconds a graph on two CPU cores, and
+inductor's fused kernels round the distances otherwise than eager's (near-ties may move).
+"""
+import pytest
+import torch
+import torch._dynamo
+from torch._dynamo.testing import CompileCounter
+from torch._dynamo.utils import counters
+
+from seats_analysis.bench import SIZES, bench_thinker, clip_inputs
+from seats_analysis.harness import RATIO_PAIRS
+from seats_analysis.inner_llm import _drop_layer_keep
+from seats_analysis.pre_llm import (_COMPILED, CAN_COMPILE, COMPILE_MIN_TORCH, TORCH_VERSION, SelectionCompiler,
+                                    windowed_windivprune_at)
+from seats_analysis.seats import SeatsSelectors, seats
+
+pytestmark = pytest.mark.skipif(not CAN_COMPILE, reason=f"the compiled selection needs torch >= {COMPILE_MIN_TORCH}, "
+                                                        f"where its picks were checked; this is torch {TORCH_VERSION}")
+SCHEDULE = "qwen2_5_omni_7b"
+STAGE_GRAPHS = {windowed_windivprune_at, _drop_layer_keep, SeatsSelectors.text_only}  # Stage I, II (a drop layer), III
+
+
+@pytest.fixture(scope="module")
+def bench():
+    "The bench's thinker at the tiny width, and two clips of one layout: the bench clip and other pixels and audio."
+    torch.set_num_threads(1)
+    thinker = bench_thinker(**SIZES["tiny"])
+    clip = dict(clip_inputs(seconds=4))
+    generator = torch.Generator().manual_seed(1)
+    other = {name: value + torch.randn(value.shape, generator=generator, dtype=value.dtype)
+             if name in ("pixel_values_videos", "input_features") else value for name, value in clip.items()}
+    return thinker, [clip, other]
+
+
+def kept_positions(thinker, clip, compiled=False, compiler=None) -> dict:
+    "The original positions each cut of one SEATS prefill of `clip` at R25 keeps, by boundary."
+    with torch.no_grad(), seats(thinker, SCHEDULE, *RATIO_PAIRS["R25"], compiled=compiled, compiler=compiler) as run:
+        thinker(**clip, use_audio_in_video=True)
+    return {event.k: event.kept.tolist() for event in run.events[0].events}
+
+
+def test_each_stage_is_one_graph_compiled_once_per_layout(bench):
+    thinker, clips = bench
+    eager = [kept_positions(thinker, clip) for clip in clips]
+    assert eager[0][0] != eager[1][0], "the two clips should select differently, or the comparison proves little"
+    counter = CompileCounter()
+    compiler = SelectionCompiler(backend=counter)
+    counters.clear()
+    with torch._dynamo.config.patch(error_on_recompile=True):  # a recompilation would raise
+        first = kept_positions(thinker, clips[0], True, compiler)
+        graphs = counter.frame_count
+        second = kept_positions(thinker, clips[1], True, compiler)
+    cuts = sorted(first)
+    assert 0 in cuts and len(cuts) >= 3, cuts  # Stage I, at least one Stage II drop, Stage III
+    assert graphs == len(cuts), (graphs, cuts)  # one graph for each stage's cut: no break splits one
+    assert counter.frame_count == graphs, "the second clip of the same layout compiled again"
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert first == eager[0] and second == eager[1]
+    compiled = {key[0] for key in _COMPILED if key[1] == compiler}
+    assert compiled == STAGE_GRAPHS, compiled
+
+
+def test_functionalised_graphs_keep_the_eager_positions_on_both_clips(bench):
+    thinker, clips = bench
+    compiler = SelectionCompiler(backend="aot_eager")
+    for clip in clips:
+        assert kept_positions(thinker, clip, True, compiler) == kept_positions(thinker, clip)
+    assert {key[0] for key in _COMPILED if key[1] == compiler} == STAGE_GRAPHS
