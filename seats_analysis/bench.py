@@ -162,6 +162,7 @@ def seats_compiled(mode: str = "eager"):
         return partial(METHODS["seats"], compiled=True)
     return partial(METHODS["seats"], compiled=True, compiler=SelectionCompiler(mode))
 
+# %% ../nbs/09_bench.ipynb #501c41f3
 class SyncDebug(NamedTuple):
     "How CUDA's sync debug mode is read and set: torch.cuda's, or a stand-in's."
     get: Callable = torch.cuda.get_sync_debug_mode

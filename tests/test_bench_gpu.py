@@ -137,3 +137,31 @@ def test_gpu_variants_say_what_they_leave_out(monkeypatch):
     monkeypatch.setattr(bench, "CAN_COMPILE", False)
     _, compiled, notes = bench.gpu_variants(cuda)
     assert compiled == [] and len(notes) == 1 and notes[0].startswith("compiled SEATS: no rows, the compiled selection needs torch >=")
+
+
+def test_the_command_writes_the_gpu_tables_on_a_cuda_device(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # a GPU, as far as the argument check can tell
+    calls = []
+    monkeypatch.setattr(bench, "gpu_tables", lambda *args, **kwargs: calls.append(("gpu", args, kwargs)))
+    monkeypatch.setattr(bench, "run_benchmark", lambda *args, **kwargs: calls.append(("cpu", args, kwargs)))
+    out = str(tmp_path / "prefill_h100")
+    bench.bench_main(["--device", "cuda", "--size", "7b", "--dtype", "bfloat16", "--out", out])
+    bench.bench_main(["--device", "cuda", "--attn", "flash_attention_2", "--settings", "R10", "--out", out])
+    bench.bench_main(["--out", out])
+    (gpu, args, kwargs), (gpu_flash, flash_args, _), (cpu, cpu_args, cpu_kwargs) = calls
+    assert (gpu, gpu_flash, cpu) == ("gpu", "gpu", "cpu")
+    assert args[:5] == (out, "cuda", "7b", "bfloat16", None)  # attentions: sdpa, and flash where flash-attn imports
+    assert flash_args[4] == ["flash_attention_2"] and flash_args[6] == ["R10"]
+    assert cpu_args[:4] == (out, "cpu", "cpu", "float32") and cpu_kwargs["attn"] == "sdpa"
+
+
+def test_same_kept_compares_a_compiled_row_with_the_eager_one_at_its_setting():
+    sample = dict(video_retention=0.1, audio_retention=0.3, reachable=True, flops=1e9, full_flops=4e9, seconds=1.0,
+                  encoder_seconds=0.1, selection_seconds=0.01, llm_seconds=0.8)
+    counted = dict(selection_ops=5, host_syncs=0, check_syncs=1)
+    first = {("seats", "eager", "R10"): dict(counted, kept=[[0, 2, 5]]), ("seats", "eager", "R35"): dict(counted, kept=[[0, 1, 2]]),
+             ("seats", "default", "R10"): dict(kept=[[0, 2, 5]]), ("seats", "default", "R35"): dict(kept=[[0, 1, 3]])}
+    row = lambda mode, setting: bench._bench_row("seats", mode, setting, 0.06, 0.35, first, [sample])
+    assert (row("default", "R10")["same_kept"], row("default", "R35")["same_kept"]) == (True, False)
+    assert row("eager", "R10")["same_kept"] is None and row("eager", "R10")["selection_ops"] == 5
+    assert row("default", "R10")["selection_ops"] is None  # a compiled run is not counted
