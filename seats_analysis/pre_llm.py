@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['ATTENTION_SCALE', 'NORM_EPS', 'PICKED', 'MAX_DISTANCE_ELEMENTS', 'COMPILE_MIN_TORCH', 'TORCH_VERSION', 'CAN_COMPILE',
-           'COMPILE_BACKENDS', 'INDUCTOR_OPTIONS', 'marked', 'windivprune', 'window_budget', 'windowed_keep_count',
-           'windowed_windivprune_parts', 'windowed_windivprune', 'check_compile', 'layout_of', 'SelectionCompiler',
-           'selection_compiler', 'windowed_windivprune_at']
+           'COMPILE_BACKENDS', 'INDUCTOR_OPTIONS', 'marked', 'window_distances', 'windivprune', 'window_budget',
+           'windowed_keep_count', 'windowed_windivprune_parts', 'windowed_windivprune', 'check_compile', 'layout_of',
+           'SelectionCompiler', 'selection_compiler', 'windowed_windivprune_at']
 
 # %% ../nbs/04_pre_llm.ipynb #ece81d49
 import types
 from contextlib import nullcontext
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import torch
 from packaging.version import Version
@@ -77,6 +77,16 @@ def _distances(x: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
         if attention is not None:
             dist.mul_((attention.to(dtype) * ATTENTION_SCALE)[:, None, :])
     return dist
+
+@torch.library.custom_op("seats_analysis::window_distances", mutates_args=())
+def window_distances(x: torch.Tensor, attention: Optional[torch.Tensor]) -> torch.Tensor:
+    """`_distances` as one operation that a compiled graph calls as it is: eager's kernels, so eager's rounding (fused,
+    the norms and the scaling would round otherwise, and a near-tie of the greedy could go the other way)."""
+    return _distances(x, attention)
+
+@window_distances.register_fake
+def _(x, attention):
+    return x.new_empty((x.shape[0], x.shape[1], x.shape[1]), dtype=torch.promote_types(x.dtype, torch.float32))
 
 def _picks(dist: torch.Tensor, num_keep: int, sync_free: bool = False) -> torch.LongTensor:
     """The `num_keep` max-min picks (B, num_keep) of every window of `dist` (B, N, N), in the order they are picked;
@@ -195,7 +205,8 @@ def windowed_windivprune_parts(parts: list[tuple], chunk_elements: int = MAX_DIS
 
 def _select_chunk(chunk: list[tuple], size: int, keeps: list):
     "One greedy loop over the windows `first` to `stop` of each `(windows, first, stop)` of `chunk`, marking picks in `keeps`."
-    dist = [_padded(_distances(windows.features[first:stop],
+    distances = window_distances if torch.compiler.is_compiling() else _distances  # eager's rounding, compiled or not
+    dist = [_padded(distances(windows.features[first:stop],
                                None if windows.statistic is None else windows.statistic[first:stop]), size)
             for windows, first, stop in chunk]  # (w, size, size) each
     dist = dist[0] if len(dist) == 1 else torch.cat(dist)
@@ -221,7 +232,7 @@ _COMPILED = {}  # (function, compiler, layout) -> its compiled graph, one per pr
 COMPILE_MIN_TORCH = Version("2.14")  # checked on 2.14.1 and 2.15; torch 2.8's inductor fuses the first pick wrong
 TORCH_VERSION = Version(torch.__version__)
 CAN_COMPILE = TORCH_VERSION.release >= COMPILE_MIN_TORCH.release  # as numbers: "2.8" sorts after "2.14" as text
-COMPILE_BACKENDS = {"default": "eager", "reduce-overhead": "cudagraphs"}  # each mode's backend: eager's own kernels
+COMPILE_BACKENDS = {"default": "inductor", "reduce-overhead": "inductor"}  # fused kernels; CUDA graphs in the second
 INDUCTOR_OPTIONS = {"cpp.enable_kernel_profile": True, "emulate_precision_casts": True}
 
 def check_compile():
@@ -249,9 +260,9 @@ def _own_code(function):
 
 # %% ../nbs/04_pre_llm.ipynb #50a567c9
 class SelectionCompiler(NamedTuple):
-    """How a selection compiles, `torch.compile(fullgraph=True, dynamic=False)`: by `mode`, with eager's own kernels
-    ("default": the captured graph, backend `eager`; "reduce-overhead": replayed as a CUDA graph, `cudagraphs`, for
-    GPU runs), or by another `backend` ("aot_eager"; "inductor": fused kernels, which round otherwise than eager's)."""
+    """How a selection compiles, `torch.compile(fullgraph=True, dynamic=False)`: by `mode` with inductor's fused kernels
+    ("default"; "reduce-overhead": replayed as a CUDA graph on a GPU), or by another `backend` ("eager" and
+    "aot_eager" run the captured graph with eager's own kernels: seconds to compile where inductor takes tens)."""
     mode: str = "default"
     backend: str | Callable | None = None  # None: the mode's (`COMPILE_BACKENDS`)
 
