@@ -4,10 +4,9 @@ again, and every cut keeps the positions the eager selection keeps.
 
 The bench's random-weight thinker (`bench.bench_thinker`) keeps the real model's 28 decoder layers, so that the shipped
 Qwen2.5-Omni-7B schedule applies, at the "tiny" width; its clip (`bench.clip_inputs`) is 4 s long instead of 120 s.
-Graphs are compiled with dynamo's captured graph run as is (`CompileCounter`, which counts them; `compiled=True`'s
-backend `eager` runs it the same way) and with `aot_eager` (functionalised, as the CUDA-graph mode runs it on a GPU):
-both run eager's kernels, so they take seconds where inductor takes tens of seconds a graph on two CPU cores, and
-inductor's fused kernels round the distances otherwise than eager's (near-ties may move).
+Graphs are compiled as `compiled=True` compiles them (inductor's fused kernels), and, to check the capture itself,
+with dynamo's captured graph run as is (`CompileCounter`, which counts the graphs) and with `aot_eager`
+(functionalised): those two run eager's kernels and compile in seconds where inductor takes tens of seconds.
 """
 import pytest
 import torch
@@ -66,6 +65,22 @@ def test_each_stage_is_one_graph_compiled_once_per_layout(bench):
     assert first == eager[0] and second == eager[1]
     compiled = {key[0] for key in _COMPILED if key[1] == compiler}
     assert compiled == STAGE_GRAPHS, compiled
+
+
+def test_inductor_graphs_compile_once_and_keep_the_eager_positions(bench):
+    "`compiled=True` (inductor): one graph per stage's cut, none again for the second clip, no break, eager's positions."
+    thinker, clips = bench
+    eager = [kept_positions(thinker, clip) for clip in clips]
+    counters.clear()
+    with torch._dynamo.config.patch(error_on_recompile=True):  # a recompilation would raise
+        first = kept_positions(thinker, clips[0], True)
+        graphs = counters["stats"]["unique_graphs"]
+        second = kept_positions(thinker, clips[1], True)
+    assert graphs == len(first), (graphs, sorted(first))  # one graph for each stage's cut: no break splits one
+    assert counters["stats"]["unique_graphs"] == graphs, "the second clip of the same layout compiled again"
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert first == eager[0] and second == eager[1]
+    assert {key[0] for key in _COMPILED if key[1] == SelectionCompiler()} == STAGE_GRAPHS
 
 
 def test_functionalised_graphs_keep_the_eager_positions_on_both_clips(bench):
