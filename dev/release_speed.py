@@ -358,8 +358,8 @@ def describe(table: pd.DataFrame, seconds: float) -> str:
         "the release cut (SEATS), or entering the first layer (OmniZip, DyCoke).")
     shown = table[COLUMNS[:-4]].copy()
     for column in shown.columns:
-        if shown[column].dtype == float:
-            shown[column] = shown[column].map(lambda x: "" if pd.isna(x) else f"{x:.4g}")
+        shown[column] = shown[column].map(lambda x: "" if x is None or (isinstance(x, float) and pd.isna(x))
+                                          else f"{x:.4g}" if isinstance(x, float) else str(x))
     return (f"# The releases and this project side by side\n\n{setup}\n\n{columns}\n\n"
             f"{markdown_table(shown)}\n")
 
