@@ -1,4 +1,4 @@
-"""Prefill and selection time of the authors' releases and of this project's methods, side by side on one CPU thread
+"""Prefill time (encoders, selection, the rest) of the authors' releases and of this project's methods, side by side on one CPU thread
 (a development tool, not run in CI).
 
 Usage, in the release's environment (torch 2.8, transformers 4.57.1), then where `seats(..., compiled=True)` runs
@@ -9,13 +9,23 @@ Usage, in the release's environment (torch 2.8, transformers 4.57.1), then where
     PYTHONPATH=. OMP_NUM_THREADS=1 /work/venv-rel214/bin/python dev/release_speed.py \\
         --seats /work/release/SEATS --omnizip /work/release/OmniZip --dycoke /work/release/DyCoke
 
-Options: --repeats N (timed prefills per side, default 7), --seconds S (clip length, default 20: ten 2-second
+Options: --repeats N (timed rounds, default 7), --seconds S (clip length, default 20: ten 2-second
 windows), --methods seats,omnizip,dycoke-om, --out PREFIX (default data/benchmarks/release_side_by_side).
-Each run replaces its own environment's rows (same torch and transformers) in PREFIX.csv and rewrites PREFIX.md from
-all rows, so the two runs above give one table.
+Each run replaces its own environment's rows (same torch and transformers) in PREFIX.csv and PREFIX.kernels.csv and
+rewrites PREFIX.md from all rows, so the two runs above give one table.
 
-The thinker is `tiny_thinker('qwen2_5', num_layers=12, seed=0, portable=True)` on both sides, float32, SDPA in the
-decoder; the clip is `seats_analysis.bench.clip_inputs(seconds)` (a synthetic clip with its audio, 2 fps, 112x112).
+Every side times the same thing: the wall clock around one `thinker(**inputs, use_audio_in_video=True)` under
+`torch.no_grad()`, this project's methods inside their context entered once per row before the first prefill; the
+sides alternate, one prefill each per round, the order rotated each round. Each prefill is split into encoders
+(forward hooks on `visual` and `audio_tower`), selection outside the encoders (the release's selection functions,
+wrapped with a timer; ours: `PruningRun.latency.selection` less its encoder statistic) and the rest (decoder and glue).
+For SEATS at R10 one prefill per side is also profiled, and the calls of its attention ops counted by phase.
+
+The thinker is `tiny_thinker('qwen2_5', num_layers=12, seed=0, portable=True)` on every side, float32, SDPA in the
+decoder, and in the encoders PyTorch attention per `cu_seqlens` chunk on every side: the release's SEATS thinker runs
+its flash-attention classes with `flash_attn_varlen_func` as such attention (`dev/release_forwards.py`), the stock
+thinkers transformers' `flash_attention_2` as `stand_ins.flash_attention_stand_in` (`per_chunk_encoders`). The clip
+is `seats_analysis.bench.clip_inputs(seconds)` (a synthetic clip with its audio, 2 fps, 112x112). The sides:
 - SEATS: the release's thinker class with these weights, patched by its own entry point (`dev/release_forwards.py`:
   `load_release`, `release_thinker`, `config_file`, with the schedule `FORWARD_SCHEDULE`), against
   `METHODS['seats']` with the same schedule, eager and `compiled=True`.
@@ -37,12 +47,16 @@ import sys
 import tempfile
 import time
 import types
+from collections import Counter
+from contextlib import ExitStack, nullcontext
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import torch
 import transformers
+from torch.autograd.profiler import record_function
+from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from release_dycoke import kept_indices, release_function  # noqa: E402
@@ -53,12 +67,12 @@ from release_positions import COMMIT as SEATS_COMMIT, NUM_LAYERS, THINKER_SEED  
 
 from seats_analysis.bench import clip_inputs  # noqa: E402
 from seats_analysis.compat import multimodal_model, text_model  # noqa: E402
-from seats_analysis.harness import RATIO_PAIRS, Scored, run_samples  # noqa: E402
+from seats_analysis.harness import RATIO_PAIRS  # noqa: E402
 from seats_analysis.layout import Kind, temporal_windows, token_id, token_kinds  # noqa: E402
 from seats_analysis.methods import METHODS  # noqa: E402
 from seats_analysis.pre_llm import CAN_COMPILE  # noqa: E402
 from seats_analysis.results import markdown_table  # noqa: E402
-from seats_analysis.stand_ins import tiny_thinker  # noqa: E402
+from seats_analysis.stand_ins import tiny_thinker, use_flash_stand_in  # noqa: E402
 from seats_analysis.testing import tiny_schedule  # noqa: E402
 
 FAMILY = "qwen2_5"
@@ -69,10 +83,10 @@ SEATS_TIMED = ("video_windivprune", "audio_windivprune", "top_down_token_selecti
 
 
 class Clock:
-    "Seconds spent inside wrapped functions, summed until `reset`."
+    "Seconds spent inside wrapped functions, summed until `reset`; each call labelled `label` for a profiler."
 
-    def __init__(self):
-        self.seconds = 0.0
+    def __init__(self, label: str | None = None):
+        self.seconds, self.label = 0.0, label
 
     def reset(self):
         self.seconds = 0.0
@@ -81,32 +95,90 @@ class Clock:
         def timed(*args, **kwargs):
             start = time.perf_counter()
             try:
-                return function(*args, **kwargs)
+                with record_function(self.label) if self.label else nullcontext():
+                    return function(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - start
         timed.__wrapped__ = function
         return timed
 
 
-def scorer(thinker, inputs, use_audio_in_video: bool = True) -> Scored:
-    "One prefill, nothing read from it."
-    thinker(**inputs, use_audio_in_video=use_audio_in_video)
-    return Scored([])
+class EncoderClock:
+    "Wall-clock seconds inside a thinker's vision and audio encoders (forward hooks), summed until `reset`; each call a profiler range `encoders`."
+
+    def __init__(self, thinker):
+        self.seconds, self._open = 0.0, None
+        model = multimodal_model(thinker)
+        for encoder in (model.visual, model.audio_tower):
+            encoder.register_forward_pre_hook(self._enter)
+            encoder.register_forward_hook(self._leave)
+
+    def reset(self):
+        self.seconds = 0.0
+
+    def _enter(self, module, args):
+        self._open = (time.perf_counter(), record_function("encoders"))
+        self._open[1].__enter__()
+
+    def _leave(self, module, args, output):
+        start, label = self._open
+        label.__exit__(None, None, None)
+        self.seconds += time.perf_counter() - start
 
 
-def ours(thinker, method, schedule, targets, inputs) -> tuple[float, float, dict]:
-    "(prefill s, selection s, kept original positions per boundary) of one prefill of this project's `method`."
-    [sample] = run_samples(thinker, [inputs], scorer, method, schedule, *targets)
-    run = sample.result.run
-    kept = {str(event.k): event.kept[0][event.kept[0] >= 0].tolist() for event in run.events[0].events}
-    return run.latency.total, run.latency.selection, kept
+def per_chunk_encoders(thinker):
+    """`thinker` (stock transformers) with its encoders' attention run as the release's thinker runs them: transformers'
+    `flash_attention_2` as `stand_ins.flash_attention_stand_in`, PyTorch attention per `cu_seqlens` chunk (stock SDPA
+    gives the audio encoder one call over the whole sequence with a block-diagonal mask). The decoder keeps SDPA."""
+    if not use_flash_stand_in():
+        raise RuntimeError("flash-attn is installed: the encoders would run it, not PyTorch attention per chunk")
+    config = thinker.config
+    config.vision_config._attn_implementation = config.audio_config._attn_implementation = "flash_attention_2"
+    return thinker
 
 
-def release_prefill(model, inputs) -> float:
-    "Wall-clock seconds of one prefill of the release's (or the release-driven) thinker."
+def stock_thinker():
+    "The side-by-side thinker, stock transformers, its encoders' attention per chunk."
+    return per_chunk_encoders(tiny_thinker(FAMILY, num_layers=NUM_LAYERS, seed=THINKER_SEED, portable=True))
+
+
+def timed_prefill(thinker, inputs) -> float:
+    "Wall-clock seconds of one `thinker(**inputs, use_audio_in_video=True)` (the same call on every side)."
     start = time.perf_counter()
-    model(**inputs, use_audio_in_video=True)
+    thinker(**inputs, use_audio_in_video=True)
     return time.perf_counter() - start
+
+
+def release_side(thinker, inputs, encoders: EncoderClock, selection: Clock, statistic: Clock | None = None):
+    "One timed prefill of a release (or release-driven) thinker: {prefill, encoders, selection, statistic} seconds."
+    def prefill() -> dict:
+        for clock in (encoders, selection, statistic or Clock()):
+            clock.reset()
+        seconds = timed_prefill(thinker, inputs)
+        return dict(prefill=seconds, encoders=encoders.seconds, selection=selection.seconds,
+                    statistic=statistic.seconds if statistic else 0.0)
+    return prefill
+
+
+def ours_side(stack: ExitStack, thinker, method, schedule, targets, inputs, encoders: EncoderClock):
+    """This project's `method` entered once on `thinker` (on `stack`) and one timed prefill in it: (its `PruningRun`,
+    the prefill function). Selection: `latency.selection` less the encoder statistic, which runs inside the encoders."""
+    run = stack.enter_context(method(thinker, schedule, *targets))
+    recorder = run.clock.recorder
+
+    def prefill() -> dict:
+        encoders.reset()
+        before = recorder.seconds if recorder is not None else 0.0
+        seconds = timed_prefill(thinker, inputs)
+        statistic = (recorder.seconds if recorder is not None else 0.0) - before
+        return dict(prefill=seconds, encoders=encoders.seconds, selection=run.latencies[-1].selection - statistic,
+                    statistic=statistic)
+    return run, prefill
+
+
+def first_kept(run) -> dict:
+    "Kept original positions per boundary of `run`'s first prefill."
+    return {str(event.k): event.kept[0][event.kept[0] >= 0].tolist() for event in run.events[0].events}
 
 
 def last_encoder_attentions(thinker) -> list:
@@ -142,79 +214,102 @@ class Cuts:
         return args, kwargs
 
 
-def seats_side(checkout: Path, inputs, repeats: int, compiled: bool) -> list[dict]:
-    "SEATS: the release's patched thinker and this project's, at every RATIO_PAIRS setting."
+ATTENTION_OPS = ("scaled_dot_product", "softmax", "flash_attention")  # op names that tell which attention kernel ran
+
+
+def phase_of(event) -> str:
+    "selection (inside a `select.*` range), encoders (inside `encoders`) or decoder: where a profiled op ran."
+    inside = set()
+    while event is not None:
+        inside.add("selection" if event.name.startswith("select.") else event.name)
+        event = event.cpu_parent
+    return "selection" if "selection" in inside else "encoders" if "encoders" in inside else "decoder"
+
+
+def attention_kernels(prefill) -> Counter:
+    "Calls of the attention ops (`ATTENTION_OPS`) in one `prefill()` under `torch.profiler`, by (phase, op)."
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        prefill()
+    return Counter((phase_of(event), event.name) for event in profiler.events()
+                   if any(name in event.name for name in ATTENTION_OPS))
+
+
+def seats_side(checkout: Path, inputs, repeats: int, compiled: bool) -> tuple[list[dict], list[dict]]:
+    "SEATS: the release's patched thinker and this project's, at every RATIO_PAIRS setting; rows and kernel counts (R10)."
     modeling, patched, dispatch, _ = load_release(checkout)
-    clock = Clock()
+    selection = Clock("select.release")
     for module in patched:  # timed first, recorded around the timer (the mask copies are not timed)
         for name, function in list(vars(module).items()):
             if callable(function) and name.removesuffix("_qwen3") in SEATS_TIMED:
-                setattr(module, name, clock.wrap(function))
+                setattr(module, name, selection.wrap(function))
     recorder = Recorder(patched)
     statistic = Clock()
-    thinker = tiny_thinker(FAMILY, num_layers=NUM_LAYERS, seed=THINKER_SEED, portable=True)
+    ours = {"eager": METHODS["seats"]}
+    if compiled:
+        ours["compiled"] = partial(METHODS["seats"], compiled=True)
+    thinkers = {name: stock_thinker() for name in ours}  # one each: a thinker takes one method at a time
+    clocks = {name: EncoderClock(thinker) for name, thinker in thinkers.items()}
     schedule = tiny_schedule(FAMILY, **FORWARD_SCHEDULE)
-    kinds = kinds_of(inputs["input_ids"][0], thinker.config)
+    kinds = kinds_of(inputs["input_ids"][0], thinkers["eager"].config)
     folder = Path(tempfile.mkdtemp())
-    rows = []
+    rows, kernels = [], []
     for setting, targets in RATIO_PAIRS.items():
-        stand_in = release_thinker(FAMILY, modeling, thinker)
+        stand_in = release_thinker(FAMILY, modeling, thinkers["eager"])
         dispatch(stand_in, "seats", *targets, config_file(checkout, "seats", folder), pretrained="tiny")
         for attention in last_encoder_attentions(stand_in.thinker):
             time_instance_forward(attention, statistic)
-        sides = {"release": partial(release_prefill, stand_in.thinker, inputs),
-                 "eager": partial(ours, thinker, METHODS["seats"], schedule, targets, inputs)}
-        if compiled:
-            sides["compiled"] = partial(ours, thinker, partial(METHODS["seats"], compiled=True), schedule, targets,
-                                        inputs)
-        with torch.no_grad():
+        with torch.no_grad(), ExitStack() as stack:
+            sides = {"release": release_side(stand_in.thinker, inputs, EncoderClock(stand_in.thinker), selection,
+                                             statistic)}
+            runs = {}
+            for name, method in ours.items():
+                runs[name], sides[name] = ours_side(stack, thinkers[name], method, schedule, targets, inputs,
+                                                    clocks[name])
             recorder.clear()
-            sides["release"]()  # warm-up (and the release's kept positions)
+            for side in sides.values():  # warm-up (compiles), the release's and our kept positions
+                side()
             release_kept = {k: v["kept_all"] for k, v in boundaries("seats", recorder, kinds).items()}
-            kept = {name: side()[2] for name, side in sides.items() if name != "release"}  # warm-up (compiles)
-            times = interleave(sides, repeats, [clock, statistic])
+            kept = {name: first_kept(run) for name, run in runs.items()}
+            if setting == "R10":
+                kernels += [dict(method="seats", side=name, phase=phase, op=op, calls=calls)
+                            for name, side in sides.items() for (phase, op), calls in attention_kernels(side).items()]
+            times = interleave(sides, repeats)
         cuts, previous = {}, None  # the release's boundaries where it cut
         for k in sorted(release_kept, key=int):
             if release_kept[k] != previous:
                 cuts[k] = previous = release_kept[k]
         rows.append(row("seats", setting, f"video {targets[0]}, audio {targets[1]}", times,
                         {name: value == cuts for name, value in kept.items()}))
-    return rows
+    return rows, kernels
 
 
-def interleave(sides: dict, repeats: int, clocks: list[Clock]) -> dict:
-    "Per side, lists of (prefill s, selection s [, statistic layers s]): the sides in turn, in rotated order, `repeats` times."
+def interleave(sides: dict, repeats: int) -> dict:
+    "Per side, the timed parts of each prefill: the sides in turn, in rotated order, `repeats` times."
     times = {name: [] for name in sides}
     names = list(sides)
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            for clock in clocks:
-                clock.reset()
-            out = sides[name]()
-            if name == "release":
-                times[name].append((out, *(clock.seconds for clock in clocks)))
-            else:
-                times[name].append(out[:2])
+            times[name].append(sides[name]())
     return times
 
 
+SIDES = {"release": "release", "eager": "ours_eager", "compiled": "ours_compiled"}  # side: column prefix
+PARTS = ("encoders", "selection", "rest", "statistic")
+
+
 def row(method: str, setting: str, settings: str, times: dict, same: dict) -> dict:
-    "One table row from the timed prefills."
-    def median(name, i):
-        return statistics.median(t[i] for t in times[name]) if name in times else float("nan")
-    release_prefill_s, release_selection_s = median("release", 0), median("release", 1)
-    statistic_s = median("release", 2) if len(times["release"][0]) > 2 else 0.0
-    out = dict(method=method, setting=setting, settings=settings,
-               release_prefill_s=release_prefill_s, ours_eager_prefill_s=median("eager", 0),
-               ours_compiled_prefill_s=median("compiled", 0))
-    out["eager_over_release_prefill"] = out["ours_eager_prefill_s"] / release_prefill_s
-    out["compiled_over_release_prefill"] = out["ours_compiled_prefill_s"] / release_prefill_s
-    out.update(release_selection_ms=1e3 * release_selection_s, release_statistic_layers_ms=1e3 * statistic_s,
-               ours_eager_selection_ms=1e3 * median("eager", 1), ours_compiled_selection_ms=1e3 * median("compiled", 1))
-    out["eager_over_release_selection"] = out["ours_eager_selection_ms"] / out["release_selection_ms"]
-    out["compiled_over_release_selection"] = out["ours_compiled_selection_ms"] / out["release_selection_ms"]
-    out["same_kept_eager"] = same.get("eager")
-    out["same_kept_compiled"] = same.get("compiled")
+    "One table row: per side the medians of the prefill and of its parts (rest: prefill - encoders - selection)."
+    out = dict(method=method, setting=setting, settings=settings)
+    for side, prefix in SIDES.items():
+        parts = [dict(t, rest=t["prefill"] - t["encoders"] - t["selection"]) for t in times.get(side, [])]
+        def median(part):
+            return statistics.median(p[part] for p in parts) if parts else float("nan")
+        out[f"{prefix}_prefill_s"] = median("prefill")
+        out.update({f"{prefix}_{part}_ms": 1e3 * median(part) for part in PARTS})
+    for side in ("eager", "compiled"):
+        out[f"{side}_over_release_prefill"] = out[f"ours_{side}_prefill_s"] / out["release_prefill_s"]
+    for side in ("eager", "compiled"):
+        out[f"same_kept_{side}"] = same.get(side)
     return out
 
 
@@ -222,11 +317,11 @@ def omnizip_side(checkout: Path, inputs, repeats: int) -> list[dict]:
     "OmniZip: the release's saliency attention and `omnizip` on the stock thinker, and this project's, at the recorder's settings."
     sys.path.insert(0, str(checkout))
     from omnizip.omnizip_core import omnizip as release_omnizip
-    clock, statistic = Clock(), Clock()
+    clock, statistic = Clock("select.release"), Clock()
     selection = clock.wrap(release_omnizip)
-    thinker = tiny_thinker(FAMILY, num_layers=NUM_LAYERS, seed=THINKER_SEED, portable=True)
+    thinker, release = stock_thinker(), stock_thinker()  # ours; the release's hooks
+    encoders = {"eager": EncoderClock(thinker), "release": EncoderClock(release)}
     schedule = tiny_schedule(FAMILY, **FORWARD_SCHEDULE)
-    release = tiny_thinker(FAMILY, num_layers=NUM_LAYERS, seed=THINKER_SEED, portable=True)  # hooks of the release
     forward = release_method(checkout, FAMILY, attention=varlen_attention)
     attn = multimodal_model(release).audio_tower.layers[-1].self_attn
     attn.attention_dropout = getattr(attn, "attention_dropout", 0.0)
@@ -253,12 +348,13 @@ def omnizip_side(checkout: Path, inputs, repeats: int) -> list[dict]:
         cuts = Cuts(release, select)
         method = partial(METHODS["omnizip"], **settings)
         targets = (1 - settings["rho_video"], 1 - settings["rho_audio"])
-        sides = {"release": partial(release_prefill, release, inputs),
-                 "eager": partial(ours, thinker, method, schedule, targets, inputs)}
-        with torch.no_grad():
-            sides["release"]()
-            kept = sides["eager"]()[2]
-            times = interleave(sides, repeats, [clock, statistic])
+        with torch.no_grad(), ExitStack() as stack:
+            run, eager = ours_side(stack, thinker, method, schedule, targets, inputs, encoders["eager"])
+            sides = {"release": release_side(release, inputs, encoders["release"], clock, statistic), "eager": eager}
+            for side in sides.values():  # warm-up
+                side()
+            kept = first_kept(run)
+            times = interleave(sides, repeats)
         for handle in cuts.handles:
             handle.remove()
         rows.append(row("omnizip", setting, ", ".join(f"{k} {v}" for k, v in settings.items()), times,
@@ -269,11 +365,11 @@ def omnizip_side(checkout: Path, inputs, repeats: int) -> list[dict]:
 def dycoke_side(checkout: Path, inputs, repeats: int) -> list[dict]:
     "DyCoke: the release's temporal merging on the stock thinker's video grids and audio windows, and dycoke-om."
     function, recording = release_function(checkout)
-    clock = Clock()
+    clock = Clock("select.release")
     merge = clock.wrap(function)
-    thinker = tiny_thinker(FAMILY, num_layers=NUM_LAYERS, seed=THINKER_SEED, portable=True)
+    thinker, release = stock_thinker(), stock_thinker()
+    encoders = {"eager": EncoderClock(thinker), "release": EncoderClock(release)}
     schedule = tiny_schedule(FAMILY, **FORWARD_SCHEDULE)
-    release = tiny_thinker(FAMILY, num_layers=NUM_LAYERS, seed=THINKER_SEED, portable=True)
     merge_unit = release.config.vision_config.spatial_merge_size ** 2
     rows = []
     for setting, ratio in DYCOKE_SETTINGS.items():
@@ -294,12 +390,13 @@ def dycoke_side(checkout: Path, inputs, repeats: int) -> list[dict]:
             return keep
         cuts = Cuts(release, select)
         method = partial(METHODS["dycoke-om"], merging_ratio=ratio)
-        sides = {"release": partial(release_prefill, release, inputs),
-                 "eager": partial(ours, thinker, method, schedule, (1.0, 1.0), inputs)}
-        with torch.no_grad():
-            sides["release"]()
-            kept = sides["eager"]()[2]
-            times = interleave(sides, repeats, [clock])
+        with torch.no_grad(), ExitStack() as stack:
+            run, eager = ours_side(stack, thinker, method, schedule, (1.0, 1.0), inputs, encoders["eager"])
+            sides = {"release": release_side(release, inputs, encoders["release"], clock), "eager": eager}
+            for side in sides.values():  # warm-up
+                side()
+            kept = first_kept(run)
+            times = interleave(sides, repeats)
         for handle in cuts.handles:
             handle.remove()
         rows.append(row("dycoke-om", setting, f"merging_ratio {ratio}", times, {"eager": kept.get("0") == cuts.kept}))
@@ -314,54 +411,101 @@ def machine() -> str:
     return platform.processor() or platform.machine()
 
 
-COLUMNS = ["method", "setting", "torch", "transformers", "release_prefill_s", "ours_eager_prefill_s",
-           "ours_compiled_prefill_s", "eager_over_release_prefill", "compiled_over_release_prefill",
-           "release_selection_ms", "release_statistic_layers_ms", "ours_eager_selection_ms",
-           "ours_compiled_selection_ms", "eager_over_release_selection", "compiled_over_release_selection",
-           "same_kept_eager", "same_kept_compiled", "settings", "tokens", "windows", "repeats", "threads", "cpu"]
+PREFILL_COLUMNS = ["method", "setting", "torch", "transformers", "release_prefill_s", "ours_eager_prefill_s",
+                   "ours_compiled_prefill_s", "eager_over_release_prefill", "compiled_over_release_prefill",
+                   "same_kept_eager", "same_kept_compiled"]
+PART_COLUMNS = [f"{prefix}_{part}_ms" for prefix in SIDES.values() for part in PARTS]
+COLUMNS = PREFILL_COLUMNS + PART_COLUMNS + ["settings", "tokens", "windows", "repeats", "threads", "cpu"]
+KERNEL_COLUMNS = ["method", "torch", "transformers", "side", "phase", "op", "calls"]
 
 
-def describe(table: pd.DataFrame, seconds: float) -> str:
-    "The Markdown page: the setup, what each column measures, the table."
+def replace_environment(path: Path, new: pd.DataFrame, columns: list) -> pd.DataFrame:
+    "`path`'s rows of other environments (torch, transformers) and `new`'s, written back; rows of other columns dropped."
+    if path.exists():
+        old = pd.read_csv(path)
+        if list(old.columns) == columns:
+            here = (old.torch == torch.__version__) & (old.transformers == transformers.__version__)
+            new = pd.concat([old[~here], new], ignore_index=True)
+    table = new[columns]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    return table
+
+
+def shown(table: pd.DataFrame) -> str:
+    "`table` as Markdown, floats to 4 significant digits, missing values empty."
+    table = table.copy()
+    for column in table.columns:
+        table[column] = table[column].map(lambda x: "" if x is None or (isinstance(x, float) and pd.isna(x))
+                                          else f"{x:.4g}" if isinstance(x, float) else str(x))
+    return markdown_table(table)
+
+
+def describe(table: pd.DataFrame, kernels: pd.DataFrame, seconds: float) -> str:
+    "The Markdown page: the setup, what each column measures, the prefill table, its parts, the attention kernels."
     first = table.iloc[0]
     environments = "; ".join(f"torch {t}, transformers {v}" for t, v in table[["torch", "transformers"]].drop_duplicates()
                              .itertuples(index=False))
     setup = (
         f"Clip: `seats_analysis.bench.clip_inputs({seconds:g})`, a synthetic {seconds:g}-second clip (2 fps, 112x112, "
         f"with its audio): {first.tokens} tokens, {first.windows} temporal windows. Thinker: `tiny_thinker('{FAMILY}', "
-        f"num_layers={NUM_LAYERS}, seed={THINKER_SEED}, portable=True)` (hidden 64), float32, SDPA in the decoder, on "
-        f"both sides; SEATS' schedule {FORWARD_SCHEDULE} on both sides. Machine: {first.cpu}, {first.threads} thread "
+        f"num_layers={NUM_LAYERS}, seed={THINKER_SEED}, portable=True)` (hidden 64), float32, on every side; SEATS' "
+        f"schedule {FORWARD_SCHEDULE} on both sides. Machine: {first.cpu}, {first.threads} thread "
         f"(`torch.set_num_threads(1)`), shared with other work. Environments: {environments} (each row names its "
         "own). Releases: SEATS `xxayt/SEATS` " + COMMITS["seats"] + ", OmniZip `KD-TAO/OmniZip` " + COMMITS["omnizip"]
-        + ", DyCoke `KD-TAO/DyCoke` " + COMMITS["dycoke-om"] + ". Every number is the median of "
-        f"{first.repeats} prefills; the release's and this project's prefills of a row alternate in one loop (the "
-        "order rotated each round), after one untimed prefill of each. Written by `dev/release_speed.py`.")
+        + ", DyCoke `KD-TAO/DyCoke` " + COMMITS["dycoke-om"] + ". Written by `dev/release_speed.py`.")
+    timing = (
+        "What is timed, on every side alike: the wall clock around one `thinker(**inputs, use_audio_in_video=True)` "
+        "under `torch.no_grad()`. For this project's methods the thinker runs inside the method's context "
+        "(`METHODS[name](thinker, schedule, video_ratio, audio_ratio, ...)`), entered once per row before the first "
+        "prefill, so entering and leaving it is outside the clock, as the release's patching is. Each row: one "
+        "untimed prefill per side (compiling, for `compiled=True`), then "
+        f"{first.repeats} rounds in which every side runs one prefill, the order rotated each round; every number is "
+        "the median over the rounds (the medians of the parts need not add up to the median prefill).\n\n"
+        "Same encoder attention on every side: the release's SEATS thinker runs its own flash-attention classes in "
+        "the encoders, with `flash_attn_varlen_func` as PyTorch attention per `cu_seqlens` chunk "
+        "(`dev/release_forwards.py`); every stock thinker here (this project's, and the one the OmniZip and DyCoke "
+        "releases drive) runs transformers' `flash_attention_2` in its encoders as "
+        "`seats_analysis.stand_ins.flash_attention_stand_in`, the same PyTorch attention per chunk "
+        "(`per_chunk_encoders`; stock SDPA would run the audio encoder as one call over the whole sequence with a "
+        "block-diagonal mask). The decoders keep SDPA: the release's copy of the modeling file and stock "
+        "transformers call it differently, see the kernels below.")
     columns = (
-        "- `release_prefill_s`: wall-clock seconds of one thinker call (encoders, selection, decoder) of the release: "
-        "for SEATS its own patched thinker class; for OmniZip and DyCoke the stock thinker with the release's functions "
-        "on the LLM input (see the script's docstring).\n"
-        "- `ours_eager_prefill_s`, `ours_compiled_prefill_s`: `PruningRun.latency.total` of this project's method (the "
-        "same thinker call, timed by the run's clock), without and with `compiled=True` (SEATS only; empty where "
-        "`seats_analysis.pre_llm.CAN_COMPILE` is false, torch < 2.14). `*_over_release_prefill`: ours / release.\n"
-        "- `release_selection_ms`: time inside the release's selection functions, wrapped with a timer from the "
-        "outside at run time. SEATS: `video_windivprune`, `audio_windivprune` (Stage I), `top_down_token_selection` "
-        "(Stage II, its last-token attention scores included) and `remove_non_textual_tokens` (Stage III); "
-        "OmniZip: `omnizip` (audio selection and merging, video per window); DyCoke: `dycole_ttm` on the video and on "
-        "the audio. Not included: the encoder statistics the releases compute inline in their patched attention "
-        "forwards (SEATS: the last vision block's and last audio layer's attention; OmniZip: the audio saliency), "
-        "which are in `release_statistic_layers_ms`: the whole forward of those attention modules, their attention "
-        "included, so an upper bound of the statistic's cost.\n"
-        "- `ours_*_selection_ms`: `PruningRun.latency.selection`: the encoder statistic (computed by hooks, not the "
-        "attention itself) and the selectors with their cuts. `*_over_release_selection`: ours / `release_selection_ms`; "
-        "ours also counts the statistic, so against the release's functions alone the ratio is an upper bound.\n"
+        "- `release_prefill_s`, `ours_eager_prefill_s`, `ours_compiled_prefill_s`: the timed thinker call; for SEATS "
+        "the release's own patched thinker class, for OmniZip and DyCoke the stock thinker with the release's "
+        "functions on the LLM input (see the script's docstring); ours without and with `compiled=True` (SEATS "
+        "only; empty where `seats_analysis.pre_llm.CAN_COMPILE` is false, torch < 2.14). `*_over_release_prefill`: "
+        "ours / release.\n"
+        "- `*_encoders_ms`: inside the vision and audio encoders, from forward hooks on `visual` and `audio_tower` "
+        "(the encoder statistic included: both sides compute it there).\n"
+        "- `*_selection_ms`: the selection outside the encoders. Release: time inside its selection functions, "
+        "wrapped with a timer at run time (SEATS: `video_windivprune`, `audio_windivprune`, "
+        "`top_down_token_selection` with its last-token attention scores, `remove_non_textual_tokens`; OmniZip: "
+        "`omnizip`; DyCoke: `dycole_ttm` on the video and on the audio). Ours: `PruningRun.latency.selection` less "
+        "its encoder statistic (the selectors with their cuts).\n"
+        "- `*_rest_ms`: prefill - encoders - selection: the decoder and the glue (embedding, positions, masks, the "
+        "cuts' bookkeeping; for the DyCoke release also finding its kept positions again, `kept_indices`).\n"
+        "- `*_statistic_ms` (inside `*_encoders_ms`): ours: the statistic's hooks (`latency.selection` = "
+        "`selection` + `statistic`); release: the whole forward of the attention modules that compute it inline "
+        "(SEATS: last vision block and last audio layer; OmniZip: the audio saliency layer), their attention "
+        "included, so an upper bound.\n"
         "- `same_kept_*`: whether this project's run kept the release's original positions at every boundary where "
         "the release cut (SEATS), or entering the first layer (OmniZip, DyCoke).")
-    shown = table[COLUMNS[:-4]].copy()
-    for column in shown.columns:
-        shown[column] = shown[column].map(lambda x: "" if x is None or (isinstance(x, float) and pd.isna(x))
-                                          else f"{x:.4g}" if isinstance(x, float) else str(x))
-    return (f"# The releases and this project side by side\n\n{setup}\n\n{columns}\n\n"
-            f"{markdown_table(shown)}\n")
+    kernel_text = (
+        "Attention kernels, SEATS at R10, one profiled prefill per side (`torch.profiler`): calls of the ops whose "
+        f"names contain {', '.join(ATTENTION_OPS)}, by where they ran: `encoders` (inside the encoder hooks), "
+        "`selection` (the release's wrapped functions; ours' `select.*` ranges, the encoder statistic included) or "
+        "`decoder` (the rest). The release's encoder softmax calls beyond the SDPA ones are its statistic, computed "
+        "inline in its last vision and audio attention.")
+    pivot = kernels.copy()
+    pivot["op"] = pivot["op"] + " x" + pivot["calls"].astype(str)
+    pivot = (pivot.groupby(["torch", "side", "phase"], sort=False)["op"].agg(", ".join).unstack("phase")
+             .reindex(columns=["encoders", "selection", "decoder"]).reset_index())
+    prefill = table[PREFILL_COLUMNS + ["settings"]]
+    parts = table[["method", "setting", "torch"] + [c for c in PART_COLUMNS if table[c].notna().any()]]
+    return (f"# The releases and this project side by side\n\n{setup}\n\n{timing}\n\n{columns}\n\n"
+            f"## Prefill\n\n{shown(prefill)}\n\n## Parts of the prefill (ms)\n\n{shown(parts)}\n\n"
+            f"## Attention kernels\n\n{kernel_text}\n\n{shown(pivot)}\n")
 
 
 def main(argv=None):
@@ -381,24 +525,22 @@ def main(argv=None):
     if windows < 10:
         raise ValueError(f"--seconds {args.seconds:g} gives {windows} temporal windows; at least 10 are needed")
     methods = args.methods.split(",")
-    rows = []
+    rows, kernels = [], []
     if "seats" in methods:
-        rows += seats_side(args.seats, inputs, args.repeats, CAN_COMPILE)
+        seats_rows, kernels = seats_side(args.seats, inputs, args.repeats, CAN_COMPILE)
+        rows += seats_rows
     if "omnizip" in methods:
         rows += omnizip_side(args.omnizip, inputs, args.repeats)
     if "dycoke-om" in methods:
         rows += dycoke_side(args.dycoke, inputs, args.repeats)
-    new = pd.DataFrame(rows).assign(torch=torch.__version__, transformers=transformers.__version__, tokens=len(kinds),
-                                    windows=windows, repeats=args.repeats, threads=torch.get_num_threads(), cpu=machine())
-    csv = args.out.with_suffix(".csv")
-    if csv.exists():
-        old = pd.read_csv(csv)
-        here = (old.torch == torch.__version__) & (old.transformers == transformers.__version__)
-        new = pd.concat([old[~here], new], ignore_index=True)
-    table = new[COLUMNS]
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv, index=False)
-    page = describe(table, args.seconds)
+    environment = dict(torch=torch.__version__, transformers=transformers.__version__)
+    new = pd.DataFrame(rows).assign(**environment, tokens=len(kinds), windows=windows, repeats=args.repeats,
+                                    threads=torch.get_num_threads(), cpu=machine())
+    table = replace_environment(args.out.with_suffix(".csv"), new, COLUMNS)
+    kernel_table = replace_environment(args.out.with_suffix(".kernels.csv"),
+                                       pd.DataFrame(kernels, columns=KERNEL_COLUMNS).assign(**environment),
+                                       KERNEL_COLUMNS)
+    page = describe(table, kernel_table, args.seconds)
     args.out.with_suffix(".md").write_text(page)
     print(page)
 
