@@ -496,7 +496,9 @@ def describe(table: pd.DataFrame, kernels: pd.DataFrame, seconds: float) -> str:
         f"names contain {', '.join(ATTENTION_OPS)}, by where they ran: `encoders` (inside the encoder hooks), "
         "`selection` (the release's wrapped functions; ours' `select.*` ranges, the encoder statistic included) or "
         "`decoder` (the rest). The release's encoder softmax calls beyond the SDPA ones are its statistic, computed "
-        "inline in its last vision and audio attention.")
+        "inline in its last vision and audio attention. `aten::_scaled_dot_product_flash_attention_for_cpu` is "
+        "PyTorch's fused CPU kernel; `aten::_scaled_dot_product_attention_math` (with `aten::_safe_softmax`) its "
+        "unfused fallback, which materialises the attention matrix.")
     pivot = kernels.copy()
     pivot["op"] = pivot["op"] + " x" + pivot["calls"].astype(str)
     pivot = (pivot.groupby(["torch", "side", "phase"], sort=False)["op"].agg(", ".join).unstack("phase")
