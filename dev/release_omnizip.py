@@ -54,8 +54,9 @@ def clip_inputs(family: str, seconds: int, static: bool):
     return make_inputs(offline_processor(family), QUESTION, (frames, audio))
 
 
-def release_method(checkout: Path, family: str):
-    "The release's saliency-computing attention forward of `family`, defined alone in transformers' modeling namespace."
+def release_method(checkout: Path, family: str, attention=None):
+    """The release's saliency-computing attention forward of `family`, defined alone in transformers' modeling namespace;
+    `attention` stands in for flash-attn's `flash_attn_varlen_func` (None: zeros, the saliency does not read it)."""
     path, class_name = SALIENCY[family]
     tree = ast.parse((checkout / path).read_text())
     cls = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name)
@@ -65,7 +66,7 @@ def release_method(checkout: Path, family: str):
     else:
         from transformers.models.qwen3_omni_moe import modeling_qwen3_omni_moe as modeling
     namespace = {**vars(modeling), **vars(typing), "F": F, "torch": torch,
-                 "flash_attn_varlen_func": lambda q, k, v, *args, **kwargs: torch.zeros_like(q)}
+                 "flash_attn_varlen_func": attention or (lambda q, k, v, *args, **kwargs: torch.zeros_like(q))}
     exec(compile(ast.Module([forward], type_ignores=[]), path, "exec"), namespace)
     return namespace["forward"]
 

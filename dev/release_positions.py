@@ -38,7 +38,7 @@ import seats_analysis.seats as seats_module
 from seats_analysis.inner_llm import query_relevance
 from seats_analysis.layout import Kind, token_kinds
 from seats_analysis.methods import METHODS
-from seats_analysis.run import last_token_index
+from seats_analysis.engine import last_token_index
 from seats_analysis.schedule import RELEASE_QWEN3_SETTINGS
 from seats_analysis.testing import clip_batch, tiny_schedule
 from seats_analysis.stand_ins import FAMILIES, tiny_thinker, weights_checksum
