@@ -22,9 +22,10 @@ wrapped with a timer; ours: `PruningRun.latency.selection` less its encoder stat
 For SEATS at R10 one prefill per side is also profiled, and the calls of its attention ops counted by phase.
 
 The thinker is `tiny_thinker('qwen2_5', num_layers=12, seed=0, portable=True)` on every side, float32, SDPA in the
-decoder, and in the encoders PyTorch attention per `cu_seqlens` chunk on every side: the release's SEATS thinker runs
-its flash-attention classes with `flash_attn_varlen_func` as such attention (`dev/release_forwards.py`), the stock
-thinkers transformers' `flash_attention_2` as `stand_ins.flash_attention_stand_in` (`per_chunk_encoders`). The clip
+decoder, and in the encoders PyTorch attention per `cu_seqlens` chunk on every side, by one function: the release's
+SEATS thinker runs its flash-attention classes with `flash_attn_varlen_func` bound to `stand_ins.varlen_attention`
+(`shared_attention`), the stock thinkers transformers' `flash_attention_2` as `stand_ins.flash_attention_stand_in`,
+which calls the same function (`per_chunk_encoders`). The clip
 is `seats_analysis.bench.clip_inputs(seconds)` (a synthetic clip with its audio, 2 fps, 112x112). The sides:
 - SEATS: the release's thinker class with these weights, patched by its own entry point (`dev/release_forwards.py`:
   `load_release`, `release_thinker`, `config_file`, with the schedule `FORWARD_SCHEDULE`), against
@@ -61,7 +62,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from release_dycoke import kept_indices, release_function  # noqa: E402
 from release_forwards import (FORWARD_SCHEDULE, Recorder, boundaries, config_file, kinds_of, load_release,  # noqa: E402
-                              release_thinker, varlen_attention)
+                              release_thinker)
 from release_omnizip import RELEASE_DEFAULTS, SETTINGS as OMNIZIP_SETTINGS, release_method  # noqa: E402
 from release_positions import COMMIT as SEATS_COMMIT, NUM_LAYERS, THINKER_SEED  # noqa: E402
 
@@ -72,6 +73,7 @@ from seats_analysis.layout import Kind, temporal_windows, token_id, token_kinds 
 from seats_analysis.methods import METHODS  # noqa: E402
 from seats_analysis.pre_llm import CAN_COMPILE  # noqa: E402
 from seats_analysis.results import markdown_table  # noqa: E402
+from seats_analysis import stand_ins  # noqa: E402
 from seats_analysis.stand_ins import tiny_thinker, use_flash_stand_in  # noqa: E402
 from seats_analysis.testing import tiny_schedule  # noqa: E402
 
@@ -124,6 +126,20 @@ class EncoderClock:
         start, label = self._open
         label.__exit__(None, None, None)
         self.seconds += time.perf_counter() - start
+
+
+def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None, dropout_p=0.0,
+                     softmax_scale=None, causal=False, **unused):
+    """flash-attn's `flash_attn_varlen_func` for the releases' encoders, as this project's stand-in computes it for its
+    own thinkers (`stand_ins.varlen_attention`): both sides of a row run the same function per chunk."""
+    return stand_ins.varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, causal, softmax_scale)
+
+
+def shared_attention(modules) -> None:
+    "Bind the releases' `flash_attn_varlen_func` in `modules` to `varlen_attention`."
+    for module in modules:
+        if hasattr(module, "flash_attn_varlen_func"):
+            module.flash_attn_varlen_func = varlen_attention
 
 
 def per_chunk_encoders(thinker):
@@ -237,6 +253,7 @@ def attention_kernels(prefill) -> Counter:
 def seats_side(checkout: Path, inputs, repeats: int, compiled: bool) -> tuple[list[dict], list[dict]]:
     "SEATS: the release's patched thinker and this project's, at every RATIO_PAIRS setting; rows and kernel counts (R10)."
     modeling, patched, dispatch, _ = load_release(checkout)
+    shared_attention([*modeling.values(), *patched])
     selection = Clock("select.release")
     for module in patched:  # timed first, recorded around the timer (the mask copies are not timed)
         for name, function in list(vars(module).items()):

@@ -23,8 +23,8 @@ from transformers import (DynamicCache, Qwen2_5OmniThinkerForConditionalGenerati
 from transformers.modeling_outputs import BaseModelOutputWithPast, MoeModelOutputWithPast
 
 from .checks import check_int
-from .compat import (CACHE_KWARG, add_deepstack, causal_mask, layer_output, multimodal_model,
-                                   repeat_items_by_row, text_model, visual_position_mask)
+from .compat import (CACHE_KWARG, add_deepstack, causal_mask, fused_cpu_mask, layer_output,
+                                   multimodal_model, repeat_items_by_row, text_model, visual_position_mask)
 from .layout import Kind, kind_members, token_id, token_kinds
 
 # %% ../nbs/02_engine.ipynb #30d5eb37
@@ -509,8 +509,9 @@ def _causal_mask(state: DropState, cache=None):
     # no real token sees under the causal mask
     unpadded = state.lengths is not None and len(state.lengths) == 1 or (
         state.counts is not None and state.lengths is None and all(sum(row) == seq_len for row in state.counts))
-    return causal_mask(state.config, state.hidden_states, None if unpadded else state.padding_mask.long(), cache,
+    mask = causal_mask(state.config, state.hidden_states, None if unpadded else state.padding_mask.long(), cache,
                        state.text_position_ids, layer_idx=state.k)
+    return fused_cpu_mask(state.config, state.hidden_states, mask)  # the fused kernel on an older torch's CPU
 
 def _run_layer(state: DropState, mask, cache, use_cache, kwargs) -> DropState:
     "Run decoder layer k (and Qwen3-Omni's deepstack injection after it): the state at boundary k + 1."

@@ -143,7 +143,9 @@ def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
         if q1 == q0 or k1 == k0:
             continue
         q = query[q0:q1].transpose(0, 1)  # (H, L_q, d)
-        k, v = (x[k0:k1].transpose(0, 1).repeat_interleave(groups, dim=0) for x in (key, value))  # (H, L_k, d)
+        k, v = (x[k0:k1].transpose(0, 1) for x in (key, value))  # (H_kv, L_k, d)
+        if groups > 1:
+            k, v = k.repeat_interleave(groups, dim=0), v.repeat_interleave(groups, dim=0)  # (H, L_k, d)
         mask = None
         if causal:  # bottom-right: query i of L_q sees keys j <= i + L_k - L_q
             mask = (torch.arange(k1 - k0, device=q.device)[None]
