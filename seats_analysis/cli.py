@@ -478,6 +478,7 @@ def _probe(args) -> int:
 def _sweep(args) -> int:
     """Methods x ratios x benchmarks into results files, the summary and the trade-off figure (data parallel); what
     the sweep refuses (an option's value, a folder of one's own, records or results it cannot use) is a usage error."""
+    from seats_analysis.benchmarks import benchmark_spec
     from seats_analysis.evaluate import TooManyFailures, sweep
     from seats_analysis.harness import check_sweep_options
     from seats_analysis.figures import tradeoff_from_results
@@ -488,6 +489,7 @@ def _sweep(args) -> int:
         from seats_analysis.demo import register_organism
         num_items = min(args.limit or ORGANISM_TEST_ITEMS, ORGANISM_TEST_ITEMS)  # a larger --limit: the whole split
         records[ORGANISM] = register_organism(num_items=num_items).records(None)
+    benchmarks = [benchmark_spec(name) for name in args.benchmarks]  # resolved once, here: the sweep takes the specs
     thinker, processor = _load(args, state)
     schedule = args.schedule  # a Schedule: resolved by `_check_sweep`
     try:  # the options' values, checked by each method's factory on the model, before any cell runs
@@ -495,7 +497,7 @@ def _sweep(args) -> int:
     except ValueError as err:
         args.usage_error(f"--option: {err}")
     try:
-        table = sweep(thinker, processor, args.benchmarks, args.methods, args.ratios, args.out,
+        table = sweep(thinker, processor, benchmarks, args.methods, args.ratios, args.out,
                       data_root=args.data_root, records=records, method_kwargs=options, schedule=schedule,
                       mode=args.mode,
                       max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, progress=not args.quiet,

@@ -26,8 +26,10 @@ from .harness import (FULL_METHOD, GenerateParse, check_method_options, check_sw
 from .media import load_media
 from .parsers import PARSE_MODES
 from .prompts import build_messages, chat_text, parse_answer
+from .run import resolve_schedule
 from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, first_success,
                                     model_fingerprint, processor_fingerprint, read_jsonl, writer_lock)
+from .schedule import Schedule
 from .tables import RESULT_SETTINGS, summarize, write_summary
 
 # %% auto #0
@@ -92,12 +94,15 @@ def generate_response(thinker, processor, prompt: str, frames, audio, context, m
 # %% ../nbs/32_evaluate.ipynb #57646033
 def record_prompt(processor, spec: BenchmarkSpec, record) -> str:
     "The chat text of one record: its benchmark's own `messages`, or the authors' (`prompts.build_messages`)."
-    return chat_text(processor, (spec.messages or build_messages)(record))
+    return chat_text(processor, spec.messages(record) if spec.messages else build_messages(spec, record))
 
 
 def record_media(spec: BenchmarkSpec, record, **media_kwargs) -> tuple:
-    "(frames, audio or None) of one record: its benchmark's own `media`, or the authors' decoding (`media.load_media`)."
-    return (spec.media or load_media)(record, **media_kwargs)
+    """(frames, audio or None) of one record: its benchmark's own `media`, or the authors' decoding (`media.load_media`
+    of its video at the spec's frame cap, unless `max_frames` is given)."""
+    if spec.media is not None:
+        return spec.media(record, **media_kwargs)
+    return load_media(record.video_path, **({"max_frames": spec.max_frames} | media_kwargs))
 
 
 def record_inputs(processor, spec: BenchmarkSpec, record, **media_kwargs) -> tuple:
@@ -111,7 +116,7 @@ def _read_letter(spec: BenchmarkSpec, response: str, record, mode: str, rng: ran
     "The letter in a reply: the benchmark's own `parse`, or the published benchmark's parser (`prompts.parse_answer`)."
     if spec.parse is not None:
         return spec.parse(response, record, mode, rng)
-    return parse_answer(spec.name, response, mode, rng=rng, letters=record.letters)
+    return parse_answer(spec, response, mode, rng=rng, letters=record.letters)
 
 # %% ../nbs/32_evaluate.ipynb #5abab444
 def _store(results_path: Path) -> ResultStore:
@@ -126,12 +131,11 @@ def _part_path(results_path: Path, rank: int, world_size: int) -> Path:
     return _store(results_path).layout.part(rank, world_size)
 
 
-def run_fingerprint(thinker, processor, method: str, schedule, method_kwargs: dict | None, media_kwargs: dict | None,
-                    seed: int) -> dict:
+def run_fingerprint(thinker, processor, method: str, schedule: Schedule | None, method_kwargs: dict | None,
+                    media_kwargs: dict | None, seed: int) -> dict:
     """What a results file's rows depend on beyond their settings: model, processor (settings, chat template,
     tokenizer), method options, media options, schedule, the parser's seed (its random fallback), package version."""
-    from seats_analysis.run import resolve_schedule
-    schedule = None if schedule is None else asdict(resolve_schedule(schedule))
+    schedule = None if schedule is None else asdict(schedule)
     return dict(model=model_fingerprint(thinker), processor=processor_fingerprint(processor), method=method,
                 method_kwargs=method_kwargs or {}, media_kwargs=media_kwargs or {}, schedule=digest(schedule),
                 seed=check_int("seed", seed), package=seats_analysis.__version__)
@@ -186,9 +190,10 @@ def _collect(results_path: Path, keys: list[str], rank: int, barrier) -> dict[st
     return _store(results_path).collect(keys, rank, barrier)
 
 # %% ../nbs/32_evaluate.ipynb #5a269f18
-def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: float = 1.0, audio_ratio: float = 1.0,
-             records: Sequence | None = None, data_root: str | Path | None = None,
-             results_path: str | Path | None = None, schedule=None, mode: str = "paper", max_new_tokens: int = 1024,
+def evaluate(thinker, processor, benchmark: BenchmarkSpec | str, method="full", video_ratio: float = 1.0,
+             audio_ratio: float = 1.0, records: Sequence | None = None, data_root: str | Path | None = None,
+             results_path: str | Path | None = None, schedule: Schedule | str | Path | None = None, mode: str = "paper",
+             max_new_tokens: int = 1024,
              limit: int | None = None, seed: int = 0, registry: Mapping | None = None,
              method_kwargs: dict | None = None, media_kwargs: dict | None = None,
              on_sample: Callable[[dict], None] | None = None, rank: int | None = None,
@@ -196,13 +201,17 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
              max_errors: int | None = None, on_error: str = "raise", inputs_cache: dict | None = None) -> dict:
     """Run `method` at the given retention over a benchmark, one JSON line per sample, resuming; return the scores.
 
-    A sample that fails (unreadable media, say) is recorded with its error and no answer, left out of the scores and
+    `benchmark` (a `BenchmarkSpec`, or a registered name) and `schedule` (a `Schedule`, a JSON path or a shipped name)
+    are resolved once, here: everything below takes the spec and the `Schedule`, and the spec's name is the label of
+    the rows. A sample that fails (unreadable media, say) is recorded with its error and no answer, left out of the scores and
     counted in `n_errors`; `retry_errors=True` runs the failed samples of a results file again. When more than
     `max_errors` samples have failed, `TooManyFailures` is raised after everything is written. Records read from
     `data_root` with `on_error="skip"` leave out malformed annotation rows (with a warning) instead of stopping.
     `inputs_cache` (a dict of `record_inputs(...)`) gives a sample's processor inputs when it holds those built by this
     processor with these media options from this very record of this benchmark, and keeps those built here."""
-    spec = benchmark_spec(benchmark)
+    spec = benchmark if isinstance(benchmark, BenchmarkSpec) else benchmark_spec(benchmark)
+    name = spec.name
+    schedule = None if schedule is None else resolve_schedule(schedule)
     method_name, factory = resolve_method(method, registry)
     method_kwargs = check_method_options(method, method_kwargs, registry=registry)  # names, and values JSON writes
     video_ratio, audio_ratio = check_ratio("video_ratio", video_ratio), check_ratio("audio_ratio", audio_ratio)
@@ -216,13 +225,13 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     if records is None:
         if data_root is None:
             raise ValueError("pass records or a data_root holding <data_root>/<benchmark>/{annotations,media}")
-        records = benchmark_records(spec, Path(data_root) / benchmark, on_error)
+        records = benchmark_records(spec, Path(data_root) / name, on_error)
     records = list(records)[:limit]
     keys = _record_keys(records)
     rank, world_size, barrier = _distributed(rank, world_size, thinker.device)
     if world_size > 1 and results_path is None:
         raise ValueError(f"world_size={world_size} needs a results_path (each rank writes a part file next to it)")
-    settings = dict(benchmark=benchmark, method=method_name, video_ratio=video_ratio, audio_ratio=audio_ratio,
+    settings = dict(benchmark=name, method=method_name, video_ratio=video_ratio, audio_ratio=audio_ratio,
                     mode=mode, max_new_tokens=max_new_tokens)
     own, done, fingerprint, inputs, lock = None, {}, None, {}, nullcontext()
     if results_path is not None:
@@ -232,7 +241,7 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         lock = writer_lock(_part_path(Path(results_path), rank, world_size))
     cached_as = {}  # a sample's place in `inputs_cache`: what built its inputs, so a reused cache never goes stale
     if inputs_cache is not None:
-        built_by = digest(benchmark, (fingerprint or {}).get("processor") or processor_fingerprint(processor),
+        built_by = digest(name, (fingerprint or {}).get("processor") or processor_fingerprint(processor),
                           media_kwargs or {})
         cached_as = {key: digest(built_by, inputs.get(key) or record_digest(record)) for key, record in zip(keys, records)}
 
@@ -253,7 +262,7 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         index, record = sample.sample
         error = sample.error
         out = dict(response="") if error else reply_and_cost(sample.result, thinker)
-        pred = None if error else _read_letter(spec, out["response"], record, mode, _rng(seed, benchmark, keys[index]))
+        pred = None if error else _read_letter(spec, out["response"], record, mode, _rng(seed, name, keys[index]))
         row = dict(key=keys[index], id=str(record.id), index=index, **settings, prompt=prompts.get(index, ""),
                    response=out["response"], pred=pred, answer=record.answer,
                    correct=None if error else pred == record.answer,
@@ -275,8 +284,8 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
         base_seed = (method_kwargs or {}).get("seed", seed)  # a method that draws at random: each sample its own draw
         samples = run_samples(thinker, todo, GenerateParse(processor, max_new_tokens), factory, schedule, video_ratio,
                               audio_ratio, prepare=prepare, catch_errors=True,
-                              sample_seed=lambda s: sample_seed(base_seed, benchmark, keys[s[0]]),
-                              desc=f"{benchmark} {method_name} {ratio_name(video_ratio, audio_ratio)}",
+                              sample_seed=lambda s: sample_seed(base_seed, name, keys[s[0]]),
+                              desc=f"{name} {method_name} {ratio_name(video_ratio, audio_ratio)}",
                               progress=progress and rank == 0, **(method_kwargs or {}))
         for sample in samples:
             row = row_of(sample)
@@ -300,7 +309,7 @@ def evaluate(thinker, processor, benchmark: str, method="full", video_ratio: flo
     scores = summarize(spec, rows)
     if max_errors is not None and scores["n_errors"] > max_errors:
         failed = [row for row in rows if row.get("error") is not None]
-        raise TooManyFailures(f"{benchmark} {method_name} {ratio_name(video_ratio, audio_ratio)}: {len(failed)} of "
+        raise TooManyFailures(f"{name} {method_name} {ratio_name(video_ratio, audio_ratio)}: {len(failed)} of "
                               f"{len(rows)} samples failed (more than max_errors={max_errors}); first: "
                               f"{failed[0]['key']}: {failed[0]['error']}", scores)
     return scores
@@ -392,17 +401,18 @@ def _run_cells(thinker, processor, cells, out_dir, data_root, loaded, options, i
     "`evaluate` each of a sweep's cells: the keys each benchmark covered, the failures, samples run, failed, the first."
     covered, failures = {}, []
     samples, failed, first_failure = 0, 0, ""
-    for benchmark, method, video_ratio, audio_ratio in cells:
+    for spec, method, video_ratio, audio_ratio in cells:
+        benchmark = spec.name  # the label of its records, results file and summary column
         if benchmark not in loaded:
             if data_root is None:
                 raise ValueError(f"no records for {benchmark!r}: pass records={{name: records}} or a data_root")
-            loaded[benchmark] = benchmark_records(benchmark_spec(benchmark), Path(data_root) / benchmark,
+            loaded[benchmark] = benchmark_records(spec, Path(data_root) / benchmark,
                                                   evaluate_kwargs.get("on_error", "raise"))
         if benchmark not in covered:  # the sample keys this call evaluates (evaluate checks the limit)
             covered[benchmark] = set(_record_keys(list(loaded[benchmark])[:evaluate_kwargs.get("limit")]))
         path = cell_path(out_dir, benchmark, method, video_ratio, audio_ratio)
         try:
-            scores = evaluate(thinker, processor, benchmark, method, video_ratio, audio_ratio,
+            scores = evaluate(thinker, processor, spec, method, video_ratio, audio_ratio,
                               records=loaded[benchmark], results_path=path, method_kwargs=options.get(method),
                               inputs_cache=None if inputs_caches is None else inputs_caches.setdefault(benchmark, {}),
                               **evaluate_kwargs)
@@ -421,7 +431,7 @@ def _first_failure(path: Path, keys: set[str]) -> str:
     return f"{row['key']}: {str(row['error']).splitlines()[0]}"
 
 # %% ../nbs/32_evaluate.ipynb #871e6c11
-def sweep_cells(benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence) -> list[tuple]:
+def sweep_cells(benchmarks: Sequence, methods: Sequence[str], ratio_pairs: Sequence) -> list[tuple]:
     "The (benchmark, method, video_ratio, audio_ratio) cells of a sweep: `harness.method_cells` for each benchmark."
     settings = {ratio_name(*pair): pair for pair in map(ratio_pair, ratio_pairs)}
     cells = method_cells(methods, settings, full=FULL_METHOD in methods)
@@ -429,7 +439,7 @@ def sweep_cells(benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: 
             for benchmark in benchmarks]
 
 
-def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str], ratio_pairs: Sequence,
+def sweep(thinker, processor, benchmarks: Sequence[BenchmarkSpec | str], methods: Sequence[str], ratio_pairs: Sequence,
           out_dir: str | Path, data_root: str | Path | None = None, records: Mapping[str, Sequence] | None = None,
           method_kwargs: Mapping[str, Mapping] | None = None, inputs_caches: dict | None = None,
           **evaluate_kwargs) -> pd.DataFrame:
@@ -439,8 +449,11 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
     the summary written (it counts the failures) and attached. `method_kwargs` gives each method its own options,
     `{method: {option: value}}`, checked before any cell runs (`harness.check_sweep_options`). With `inputs_caches`
     (a dict, filled per benchmark: `{benchmark: evaluate's inputs_cache}`) each sample's processor inputs are built
-    once and kept for every cell, at the cost of holding them all in memory."""
+    once and kept for every cell, at the cost of holding them all in memory. The benchmarks (specs or registered names)
+    and the schedule are resolved once, here, and every cell's `evaluate` takes those objects."""
     out_dir = check_sweep_folder(out_dir)
+    if evaluate_kwargs.get("schedule") is not None:
+        evaluate_kwargs["schedule"] = resolve_schedule(evaluate_kwargs["schedule"])
     options = check_sweep_options(methods, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
                                   evaluate_kwargs.get("registry"))
     for name, value in dict(benchmarks=benchmarks, methods=methods, ratio_pairs=ratio_pairs).items():
@@ -449,9 +462,8 @@ def sweep(thinker, processor, benchmarks: Sequence[str], methods: Sequence[str],
             raise ValueError(f"{name}={value!r} must be a non-empty list")
     if inputs_caches is not None and not isinstance(inputs_caches, dict):
         raise ValueError(f"inputs_caches={inputs_caches!r} is not a dict {{benchmark: inputs cache}} (or None)")
-    for benchmark in benchmarks:
-        benchmark_spec(benchmark)
-    cells = sweep_cells(benchmarks, methods, ratio_pairs)
+    specs = [b if isinstance(b, BenchmarkSpec) else benchmark_spec(b) for b in benchmarks]
+    cells = sweep_cells(specs, methods, ratio_pairs)
     with claimed_sweep_folder(out_dir):
         covered, failures, samples, failed, first_failure = _run_cells(
             thinker, processor, cells, out_dir, data_root, dict(records or {}), options, inputs_caches, evaluate_kwargs)

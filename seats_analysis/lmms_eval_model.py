@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .benchmarks import BENCHMARKS, PUBLISHED_BENCHMARKS
+from .benchmarks import PUBLISHED_BENCHMARKS, BenchmarkSpec, benchmark_spec
 from .media import (SAMPLE_FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, VIDEO_MAX_PIXELS,
                                   load_media, write_clip)
 from .checks import check_bool, check_int, check_number
@@ -37,10 +37,9 @@ else:
 
 # %% auto #0
 __all__ = ['HAS_LMMS_EVAL', 'MODEL_NAME', 'DEFAULT_MAX_FRAMES', 'TOTAL_PIXELS_UNBOUNDED', 'AUTHORS_MAX_NEW_TOKENS',
-           'COST_LOG_FIELDS', 'CLASS_PATH', 'ENTRY_POINT', 'ORGANISM_TASK', 'task_benchmark', 'task_max_frames',
-           'processor_media', 'task_media', 'task_messages', 'generation_settings', 'cut_at_stops', 'check_cost_log',
-           'RunStopped', 'SeatsQwenOmni', 'manifest', 'register', 'lmms_eval_main', 'write_organism_task',
-           'lmms_eval_summary']
+           'COST_LOG_FIELDS', 'CLASS_PATH', 'ENTRY_POINT', 'ORGANISM_TASK', 'task_benchmark', 'processor_media',
+           'task_media', 'task_messages', 'generation_settings', 'cut_at_stops', 'check_cost_log', 'RunStopped',
+           'SeatsQwenOmni', 'manifest', 'register', 'lmms_eval_main', 'write_organism_task', 'lmms_eval_summary']
 
 # %% ../nbs/33_lmms_eval.ipynb #40072341
 MODEL_NAME = "seats_qwen_omni"
@@ -48,15 +47,9 @@ DEFAULT_MAX_FRAMES = 128
 TOTAL_PIXELS_UNBOUNDED = float("inf")
 
 
-def task_benchmark(task: str) -> str | None:
-    "The published benchmark whose name the task name contains, or None."
-    return next((name for name in PUBLISHED_BENCHMARKS if name in task.lower()), None)
-
-
-def task_max_frames(task: str) -> int:
-    "The frame cap for a task: its benchmark's, or `DEFAULT_MAX_FRAMES`."
-    name = task_benchmark(task)
-    return BENCHMARKS[name].max_frames if name else DEFAULT_MAX_FRAMES
+def task_benchmark(task: str) -> BenchmarkSpec | None:
+    "The spec of the published benchmark whose name the task name contains, or None."
+    return next((benchmark_spec(name) for name in PUBLISHED_BENCHMARKS if name in task.lower()), None)
 
 
 def processor_media(processor) -> dict:
@@ -73,18 +66,17 @@ def processor_media(processor) -> dict:
                 min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=TOTAL_PIXELS_UNBOUNDED)
 
 
-def task_media(task: str, processor, max_frames: int | None = None) -> dict:
-    "`load_media` settings for a task's videos: its benchmark's (the authors' rules), else the processor's own."
-    name = task_benchmark(task)
-    settings = dict(max_frames=BENCHMARKS[name].max_frames) if name else processor_media(processor)
+def task_media(spec: BenchmarkSpec | None, processor, max_frames: int | None = None) -> dict:
+    "`load_media` settings for a task's videos: its benchmark's `spec` (the authors' rules), else (None) the processor's own."
+    settings = dict(max_frames=spec.max_frames) if spec else processor_media(processor)
     return settings | ({"max_frames": max_frames} if max_frames else {})
 
 
-def task_messages(task: str, context: str, video: str | Path, system: str | None = None) -> list[dict]:
-    "Chat messages for one request: a system turn (by task name unless `system` is given), then video and text."
-    if system is None:
-        name = task_benchmark(task)
-        system = system_prompt(name) if name else None
+def task_messages(spec: BenchmarkSpec | None, context: str, video: str | Path, system: str | None = None) -> list[dict]:
+    """Chat messages for one request of a task of benchmark `spec` (None: of none): a system turn (the benchmark's,
+    none without one, unless `system` is given), then video and text."""
+    if system is None and spec is not None:
+        system = system_prompt(spec)
     turns = [] if system is None else [{"role": "system", "content": [{"type": "text", "text": system}]}]
     return turns + [{"role": "user", "content": [{"type": "video", "video": str(video)}, {"type": "text", "text": context}]}]
 
@@ -249,14 +241,14 @@ class SeatsQwenOmni(_ModelBase):
         "A fresh context manager of the method at the model's retention."
         return self.factory(self.thinker, self.schedule, self.video_ratio, self.audio_ratio, **self.method_options)
 
-    def _request(self, doc_to_visual, doc_id, task: str, split: str, context: str):
-        "(prompt, frames, audio) for one request: the document's one video, decoded, and the rendered chat."
+    def _request(self, spec: BenchmarkSpec | None, doc_to_visual, doc_id, task: str, split: str, context: str):
+        "(prompt, frames, audio) for one request of a task of benchmark `spec`: the document's one video, decoded, and the rendered chat."
         visuals = doc_to_visual(self.task_dict[task][split][doc_id])
         visuals = [visuals] if isinstance(visuals, (str, Path)) else list(visuals or [])
         if len(visuals) != 1 or not isinstance(visuals[0], (str, Path)):
             raise ValueError(f"doc_to_visual must give one video path, got {visuals!r}")
-        frames, audio = load_media(visuals[0], **task_media(task, self.processor, self.max_frames))
-        prompt = chat_text(self.processor, task_messages(task, context, visuals[0], self.system_prompt))
+        frames, audio = load_media(visuals[0], **task_media(spec, self.processor, self.max_frames))
+        prompt = chat_text(self.processor, task_messages(spec, context, visuals[0], self.system_prompt))
         return prompt, frames, audio
 
     def _inputs(self, prompt: str, frames, audio) -> tuple:
@@ -282,6 +274,8 @@ class SeatsQwenOmni(_ModelBase):
 
     def generate_until(self, requests) -> list[str]:
         "Replies to (context, gen_kwargs, doc_to_visual, doc_id, task, split) requests, with the task's generation arguments."
+        requests = list(requests)
+        specs = {task: task_benchmark(task) for task in dict.fromkeys(r.args[4] for r in requests)}  # once per task
         scorer = GenerateParse(self.processor, self.max_new_tokens)
         stops = {}
 
@@ -290,7 +284,7 @@ class SeatsQwenOmni(_ModelBase):
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
             scorer.max_new_tokens, scorer.generate_kwargs, stops[id(request)] = generation_settings(
                 gen_kwargs, self.max_new_tokens)
-            return self._inputs(*self._request(doc_to_visual, doc_id, task, split, context))
+            return self._inputs(*self._request(specs[task], doc_to_visual, doc_id, task, split, context))
 
         replies = []
         for sample in self._run(requests, scorer, prepare):
@@ -305,6 +299,8 @@ class SeatsQwenOmni(_ModelBase):
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
         "(log-probability of the continuation, whether greedy decoding gives it) for each request."
+        requests = list(requests)
+        specs = {task: task_benchmark(task) for task in dict.fromkeys(r.args[4] for r in requests)}  # once per task
         targets = {}
 
         def prepare(request):
@@ -312,7 +308,7 @@ class SeatsQwenOmni(_ModelBase):
             context, doc_to_target, doc_to_visual, doc_id, task, split = request.args
             doc = self.task_dict[task][split][doc_id]
             continuation = doc_to_target(doc) if callable(doc_to_target) else doc_to_target
-            prompt, frames, audio = self._request(doc_to_visual, doc_id, task, split, context)
+            prompt, frames, audio = self._request(specs[task], doc_to_visual, doc_id, task, split, context)
             inputs, with_audio = self._inputs(prompt + str(continuation), frames, audio)
             targets["tokens"] = self._continuation(inputs, str(continuation))
             return inputs, with_audio

@@ -18,7 +18,6 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from .benchmarks import BENCHMARKS, Record
 from .checks import check_int, check_number
 
 # %% auto #0
@@ -122,7 +121,7 @@ def video_info(path: Path | str) -> VideoInfo:
             rate = (len(pts) - 1) / span if span > 0 else SAMPLE_FPS
         return VideoInfo(len(pts), float(rate), tuple(pts), tuple(sorted(keys)) or (pts[0],))
 
-
+# %% ../nbs/30a_media.ipynb #e6eea754
 def _key_before(info: VideoInfo, pts: int) -> int:
     """Timestamp of the last key frame at or before `pts` (the first key frame if none is)."""
     return info.key_pts[max(bisect.bisect_right(info.key_pts, pts) - 1, 0)]
@@ -156,7 +155,7 @@ def _frames_at(path: Path, info: VideoInfo, wanted: list[int]) -> Iterator[av.Vi
                 if j < len(targets):
                     raise RuntimeError(f"{path}: the stream ended before the frame at pts {targets[j]}")
 
-
+# %% ../nbs/30a_media.ipynb #e6eea755
 def load_video(path: Path | str, max_frames: int, *, fps: float = SAMPLE_FPS, min_pixels: int = MIN_PIXELS,
                max_pixels: int = MAX_PIXELS, total_pixels: int = TOTAL_PIXELS) -> np.ndarray:
     """Sampled, resized frames of a video as uint8 (T, H, W, 3), by the authors' rules."""
@@ -182,7 +181,7 @@ def load_video(path: Path | str, max_frames: int, *, fps: float = SAMPLE_FPS, mi
         out[t] = resized.permute(1, 2, 0).numpy()
     return out
 
-
+# %% ../nbs/30a_media.ipynb #e6eea756
 def has_audio(path: Path | str) -> bool:
     """Whether the file has an audio stream (decides `use_audio_in_video`)."""
     with av.open(str(path)) as container:
@@ -219,17 +218,12 @@ def load_audio(path: Path | str, max_seconds: float | None = MAX_AUDIO_SECONDS,
         wave = wave[: int(max_seconds * sample_rate)]
     return np.ascontiguousarray(wave, dtype=np.float32)
 
-
-def load_media(record_or_path: Record | Path | str, max_frames: int | None = None,
-               **video_kwargs) -> tuple[np.ndarray, np.ndarray | None]:
-    """(frames uint8 (T, H, W, 3), audio float32 16 kHz or None) as the authors feed the model."""
-    if isinstance(record_or_path, (str, Path)):
-        path = Path(record_or_path)
-        if max_frames is None:
-            raise ValueError(f"max_frames is required for a path ({path}); a Record brings its own")
-    else:  # a record: its video, at its benchmark's frame cap unless `max_frames` says otherwise
-        path = record_or_path.video_path
-        max_frames = max_frames or BENCHMARKS[record_or_path.benchmark].max_frames
+# %% ../nbs/30a_media.ipynb #c3e81f57
+def load_media(path: Path | str, max_frames: int, **video_kwargs) -> tuple[np.ndarray, np.ndarray | None]:
+    """(frames uint8 (T, H, W, 3), audio float32 16 kHz or None) of the video at `path`, at most `max_frames` frames
+    (a benchmark's `BenchmarkSpec.max_frames`), as the authors feed the model."""
+    path = Path(path)
+    max_frames = check_int("max_frames", max_frames, FRAME_FACTOR, hint=f"{path}: frames are taken in pairs")
     try:
         return load_video(path, max_frames, **video_kwargs), load_audio(path)
     except av.FFmpegError as error:  # FFmpeg's errors name the call that failed, not always the file

@@ -9,7 +9,7 @@ import random
 
 import pandas as pd
 
-from .benchmarks import Record, benchmark_spec, clock_seconds, duration_bucket
+from .benchmarks import BenchmarkSpec, Record, clock_seconds, duration_bucket
 from .media import SAMPLE_FPS, MAX_PIXELS, MIN_PIXELS, TOTAL_PIXELS
 from .stats import accuracy
 
@@ -24,29 +24,28 @@ ANSWER_SENTENCE = ("Please analyze the video carefully and select the most appro
                    "given options.")
 
 
-def system_prompt(benchmark: str) -> str:
-    """The system text the authors send for `benchmark` (empty for three of the five)."""
-    return f"{QWEN_SYSTEM_PROMPT} {ANSWER_SENTENCE}" if benchmark_spec(benchmark).system_prompt else ""
+def system_prompt(spec: BenchmarkSpec) -> str:
+    """The system text the authors send for `spec`'s benchmark (empty for three of the five)."""
+    return f"{QWEN_SYSTEM_PROMPT} {ANSWER_SENTENCE}" if spec.system_prompt else ""
 
 # %% ../nbs/31_prompts.ipynb #7f89258d
-def user_prompt(record: Record) -> str:
-    """The text the authors put after the video in the user turn for `record`."""
-    return benchmark_spec(record.benchmark).user_prompt.format(question=record.question,
-                                                               choices="\n".join(record.options))
+def user_prompt(spec: BenchmarkSpec, record: Record) -> str:
+    """The text the authors put after the video in the user turn for `record` of `spec`'s benchmark."""
+    return spec.user_prompt.format(question=record.question, choices="\n".join(record.options))
 
 # %% ../nbs/31_prompts.ipynb #87f192ee
-def video_item(record: Record, max_frames: int | None = None) -> dict:
-    """The user turn's video item for `record`, with the authors' decoding settings."""
+def video_item(spec: BenchmarkSpec, record: Record, max_frames: int | None = None) -> dict:
+    """The user turn's video item for `record`, with the authors' decoding settings (`spec`'s frame cap by default)."""
     return {"type": "video", "video": str(record.video_path), "fps": SAMPLE_FPS,
-            "max_frames": max_frames or benchmark_spec(record.benchmark).max_frames,
+            "max_frames": max_frames or spec.max_frames,
             "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "total_pixels": TOTAL_PIXELS}
 
 
-def build_messages(record: Record, max_frames: int | None = None) -> list[dict]:
-    """The system and user turns the authors send for `record`."""
-    return [{"role": "system", "content": [{"type": "text", "text": system_prompt(record.benchmark)}]},
-            {"role": "user", "content": [video_item(record, max_frames),
-                                         {"type": "text", "text": user_prompt(record)}]}]
+def build_messages(spec: BenchmarkSpec, record: Record, max_frames: int | None = None) -> list[dict]:
+    """The system and user turns the authors send for `record` of `spec`'s benchmark."""
+    return [{"role": "system", "content": [{"type": "text", "text": system_prompt(spec)}]},
+            {"role": "user", "content": [video_item(spec, record, max_frames),
+                                         {"type": "text", "text": user_prompt(spec, record)}]}]
 
 
 def chat_text(processor, messages: list[dict]) -> str:
@@ -54,10 +53,10 @@ def chat_text(processor, messages: list[dict]) -> str:
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 # %% ../nbs/31_prompts.ipynb #a4390815
-def parse_answer(benchmark: str, response: str, mode: str = "paper", rng: random.Random | None = None,
+def parse_answer(spec: BenchmarkSpec, response: str, mode: str = "paper", rng: random.Random | None = None,
                  letters: str | None = None) -> str:
-    """The letter read from `response` by `benchmark`'s own parser ("paper") or by `parse_strict` ("strict")."""
-    return benchmark_spec(benchmark).read_answer(response, mode, rng, letters)
+    """The letter read from `response` by `spec`'s own parser ("paper") or by `parse_strict` ("strict")."""
+    return spec.read_answer(response, mode, rng, letters)
 
 # %% ../nbs/31_prompts.ipynb #93f9f2f5
 MULTI_LABEL = {"audio_class"}
@@ -88,10 +87,9 @@ def _counted(results: list[dict], name: str | None, dedup: bool) -> pd.DataFrame
     return frame.drop_duplicates([name, "id"]) if dedup else frame
 
 
-def score(benchmark: str, results: list[dict]) -> dict:
+def score(spec: BenchmarkSpec, results: list[dict]) -> dict:
     """Accuracy in percent overall (with the results it counted and its interval, `stats.accuracy`) and per value of
-    each category field, aggregated as the authors aggregate."""
-    spec = benchmark_spec(benchmark)
+    each category field of `spec`'s benchmark, aggregated as its authors aggregate."""
     if not results:
         raise ValueError(f"no results to score for {spec.name}")
     dedup = spec.overall_field is not None

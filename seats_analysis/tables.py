@@ -40,7 +40,7 @@ def summarize(spec: BenchmarkSpec, rows: list[dict]) -> dict:
     selection took of them: `selection_seconds`) and retention, and whether
     every answered sample reached its setting's retention (`harness.reached`; None when no row records its tokens)."""
     answered = [r for r in rows if r.get("error") is None]  # a failed sample has no answer to score
-    scores = dict(score(spec.name, answered)) if answered else dict(overall=None, n=0, by={})
+    scores = dict(score(spec, answered)) if answered else dict(overall=None, n=0, by={})
     scores.update(
         benchmark=spec.name, n_errors=len(rows) - len(answered),
         tflops=_mean(r["flops"] / 1e12 if r.get("flops") is not None else None for r in rows),
@@ -81,11 +81,13 @@ def _cell_rows(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None =
 
 def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
     """One row per (method, ratio pair, benchmark) found in the results files under `out_dir`, with its scores; with
-    `keys` ({benchmark: sample keys}), a listed benchmark's rows of those samples only (a sweep's `limit`)."""
+    `keys` ({benchmark: sample keys}), a listed benchmark's rows of those samples only (a sweep's `limit`). The
+    benchmark names the files hold are mapped to their specs once, here."""
     groups = _cell_rows(out_dir, keys)
+    specs = {name: benchmark_spec(name) for name in dict.fromkeys(cell[3] for cell in groups)}
     cells = []
     for (method, video_ratio, audio_ratio, benchmark, mode), unique in groups.items():
-        s = summarize(benchmark_spec(benchmark), unique)
+        s = summarize(specs[benchmark], unique)
         cells.append(dict(method=method, ratio_name=ratio_name(video_ratio, audio_ratio), video_ratio=video_ratio,
                           audio_ratio=audio_ratio, benchmark=benchmark, mode=mode, score=s["overall"],
                           **_score_interval(s), n=s["n"],
@@ -233,11 +235,13 @@ def summary_markdown(table: pd.DataFrame, reference: str = "seats") -> str:
     """The summary as a Markdown table with the paper's columns, titles and number formats, each score with its 95%
     interval (the item count in the title where every row counts the same), marked where it differs from
     `reference`'s, established by the paired comparison."""
-    benchmarks = [b for b in BENCHMARKS if b in table.columns]
+    specs = [spec for spec in BENCHMARKS.values() if spec.name in table.columns]
+    benchmarks = [spec.name for spec in specs]
     convention = "/".join(sorted(set(table["flops_convention"]))) if "flops_convention" in table else "exact"
     counts = {b: set(table[f"{b}_n_counted"].dropna().astype(int)) if f"{b}_n_counted" in table else set()
               for b in benchmarks}
-    titles = [BENCHMARKS[b].title + (f" (n={next(iter(counts[b]))})" if len(counts[b]) == 1 else "") for b in benchmarks]
+    titles = [spec.title + (f" (n={next(iter(counts[spec.name]))})" if len(counts[spec.name]) == 1 else "")
+              for spec in specs]
     header = ["Method", "Ratio", f"TFLOPs ({convention})", *titles, "Mean", "% of full", "Reached", "Failed"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     marks = table.get(f"differs_from_{reference}", pd.Series([None] * len(table), index=table.index))
