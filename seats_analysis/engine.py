@@ -273,6 +273,8 @@ def _copied_rows(input_ids: torch.Tensor, hidden: torch.Tensor, position_ids: to
 
 def _take(x: torch.Tensor, index: torch.Tensor, batch_dim: int = 0, seq_dim: int = 1) -> torch.Tensor:
     "Gather along `seq_dim` with a per-row index (B, S_new); a batch dimension of 1 is broadcast first."
+    if index.shape[0] == 1 and x.shape[batch_dim] == 1:  # one row: whole slices copied, several times faster than gather
+        return x.index_select(seq_dim, index[0])
     x = x.expand(*[index.shape[0] if d == batch_dim else -1 for d in range(x.dim())])
     view = [1] * x.dim()
     view[batch_dim], view[seq_dim] = index.shape
