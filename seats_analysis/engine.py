@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['SUPPORTED_THINKERS', 'Selector', 'COUNTED_KINDS', 'DropState', 'DropEvent', 'Prefill', 'check_thinker',
-           'last_token_index', 'Keep', 'kinds_kept', 'DropRun', 'cut', 'continue_from', 'hold', 'drop_tokens',
-           'masked_oracle']
+           'last_token_index', 'Keep', 'kinds_kept', 'DropRun', 'cut', 'CacheCuts', 'continue_from', 'hold',
+           'drop_tokens', 'masked_oracle']
 
 # %% ../nbs/02_engine.ipynb #c78649d7
 import threading
@@ -404,12 +404,13 @@ class DropRun:
             unpadded = counts is not None and all(sum(row) == seq_len for row in counts)  # known without a read
             mask = causal_mask(decoder.config, hidden, None if unpadded else attention_mask, cache, text_position_ids)
             copy_of = _copied_rows(self._input_ids, hidden, position_ids, padding_mask)  # (B,)
+            cuts = None if cache is None else CacheCuts(cache)  # the cache is cut once, after the last layer
         overflow = None  # on the device: whether a row kept more than a bound its cut was sized by
         for layer_idx in range(self.num_layers):
             if layer_idx in self.selectors:
                 with self.phase("cuts"):
                     keep = self.selectors[layer_idx](state)
-                    state, over = self._select_and_cut(state, keep, copy_of, cache, record, bounded)
+                    state, over = self._select_and_cut(state, keep, copy_of, cuts, record, bounded)
                     if over is not None:
                         overflow = over if overflow is None else overflow | over
                     if record.events and record.events[-1].k == layer_idx:
@@ -425,6 +426,9 @@ class DropRun:
                 return self._prefill(decoder, hidden, attention_mask, position_ids, text_position_ids,
                                      position_embeddings, cache, use_cache, visual_pos_masks, deepstack_embeds, kwargs,
                                      bounded=False)
+        if cuts is not None:
+            with self.phase("cuts"):
+                cuts.apply()
         if record.events and cache is not None:
             self._kept_padding[cache] = state.padding_mask
         if state.lengths is not None:  # padding after the last real token: its output goes to the last column
@@ -460,7 +464,8 @@ class DropRun:
 # %% ../nbs/02_engine.ipynb #dd7ab9d3
 def cut(state: DropState, keep: torch.Tensor, cache=None, counts: tuple | None = None,
         lengths: tuple | None = None) -> DropState:
-    """The state holding only the positions `keep` (B, S_k) selects, re-padded on the left; cuts `cache` (layers run) too.
+    """The state holding only the positions `keep` (B, S_k) selects, re-padded on the left; cuts `cache` (layers run) too,
+    or adds the cut to a `CacheCuts`.
     With `counts`, the (text, video, audio) tokens `keep` holds in each row, nothing is read from the device. With
     `lengths` too, `counts` are upper bounds and `lengths` bound each row's total: the rows are cut to the longest
     bound, real tokens first and padding after them (a batch of one needs no padding mask then), and Qwen3-Omni's
@@ -470,10 +475,10 @@ def cut(state: DropState, keep: torch.Tensor, cache=None, counts: tuple | None =
     before = _kind_counts(state.kinds, state.padding_mask) if state.counts is None else state.counts
     new_len = max(map(sum, counts)) if lengths is None else max(lengths)
     index, padding_mask = _packed_index(keep, new_len, real_first=lengths is not None)  # (B, S_new)
-    if cache is not None:
-        for cache_layer in cache.layers[:state.k]:
-            cache_layer.keys = _take(cache_layer.keys, index, seq_dim=2)
-            cache_layer.values = _take(cache_layer.values, index, seq_dim=2)
+    if isinstance(cache, CacheCuts):
+        cache.add(state.k, index)
+    elif cache is not None:
+        _take_layers(cache.layers[:state.k], index)
     visual_pos_masks, deepstack_embeds = state.visual_pos_masks, state.deepstack_embeds
     if lengths is not None:
         if deepstack_embeds is not None and state.k < len(deepstack_embeds):
@@ -497,6 +502,33 @@ def cut(state: DropState, keep: torch.Tensor, cache=None, counts: tuple | None =
                                   for x in state.position_embeddings),
         text_position_ids=None if state.text_position_ids is None else _take(state.text_position_ids, index),
         visual_pos_masks=visual_pos_masks, deepstack_embeds=deepstack_embeds, counts=counts, lengths=lengths)
+
+def _take_layers(cache_layers, index: torch.Tensor):
+    "The keys and values of `cache_layers` cut to the positions of `index` (B, S_new)."
+    for cache_layer in cache_layers:
+        cache_layer.keys = _take(cache_layer.keys, index, seq_dim=2)
+        cache_layer.values = _take(cache_layer.values, index, seq_dim=2)
+
+class CacheCuts:
+    """A prefill's cuts of its KV cache, kept until its last layer has run and then made once a layer: a layer's keys
+    and values are taken by the composition of every cut after it, one copy a layer instead of one a cut. Nothing in
+    the prefill reads a layer's keys again once the layer has run."""
+    def __init__(self, cache):
+        self.cache, self.cuts = cache, []  # (boundary k, index (B, S_new)), in the order of the cuts
+
+    def add(self, k: int, index: torch.Tensor):
+        self.cuts.append((k, index))
+
+    def apply(self):
+        "Cut every layer that ran before a cut by the cuts after it, then forget the cuts."
+        for layer_idx, cache_layer in enumerate(self.cache.layers):
+            later = [index for k, index in self.cuts if k > layer_idx]
+            if later:
+                composed = later[0]
+                for index in later[1:]:
+                    composed = composed.gather(1, index)  # position j after both cuts: composed[index[j]]
+                _take_layers([cache_layer], composed)
+        self.cuts.clear()
 
 def _empty(cache):
     "Every layer of `cache` holding no token again (through each layer's keys and values, as `cut` cuts them)."
