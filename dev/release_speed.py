@@ -11,8 +11,9 @@ Usage, in the release's environment (torch 2.8, transformers 4.57.1), then where
 
 Options: --repeats N (timed rounds, default 7), --seconds S (clip length, default 20: ten 2-second
 windows), --methods seats,omnizip,dycoke-om, --out PREFIX (default data/benchmarks/release_side_by_side).
-Each run replaces its own environment's rows (same torch and transformers) in PREFIX.csv and PREFIX.kernels.csv and
-rewrites PREFIX.md from all rows, so the two runs above give one table.
+Each run replaces its own environment's and clip's rows (same torch, transformers and seconds) in PREFIX.csv and
+PREFIX.kernels.csv and rewrites PREFIX.md from all rows, so the runs give one table. The committed table: each
+environment at the default 20 s with every method, then `--seconds 60 --methods seats` (thirty windows).
 
 Every side times the same thing: the wall clock around one `thinker(**inputs, use_audio_in_video=True)` under
 `torch.no_grad()`, this project's methods inside their context entered once per row before the first prefill; the
@@ -432,16 +433,18 @@ PREFILL_COLUMNS = ["method", "setting", "torch", "transformers", "release_prefil
                    "ours_compiled_prefill_s", "eager_over_release_prefill", "compiled_over_release_prefill",
                    "same_kept_eager", "same_kept_compiled"]
 PART_COLUMNS = [f"{prefix}_{part}_ms" for prefix in SIDES.values() for part in PARTS]
-COLUMNS = PREFILL_COLUMNS + PART_COLUMNS + ["settings", "tokens", "windows", "repeats", "threads", "cpu"]
-KERNEL_COLUMNS = ["method", "torch", "transformers", "side", "phase", "op", "calls"]
+COLUMNS = PREFILL_COLUMNS + PART_COLUMNS + ["settings", "seconds", "tokens", "windows", "repeats", "threads", "cpu"]
+KERNEL_COLUMNS = ["method", "torch", "transformers", "seconds", "side", "phase", "op", "calls"]
 
 
-def replace_environment(path: Path, new: pd.DataFrame, columns: list) -> pd.DataFrame:
-    "`path`'s rows of other environments (torch, transformers) and `new`'s, written back; rows of other columns dropped."
+def replace_environment(path: Path, new: pd.DataFrame, columns: list, seconds: float) -> pd.DataFrame:
+    """`path`'s rows of other environments (torch, transformers) or clips (seconds) and `new`'s, written back; a file
+    of other columns is replaced."""
     if path.exists():
         old = pd.read_csv(path)
         if list(old.columns) == columns:
-            here = (old.torch == torch.__version__) & (old.transformers == transformers.__version__)
+            here = ((old.torch == torch.__version__) & (old.transformers == transformers.__version__)
+                    & (old.seconds == seconds))
             new = pd.concat([old[~here], new], ignore_index=True)
     table = new[columns]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -458,14 +461,16 @@ def shown(table: pd.DataFrame) -> str:
     return markdown_table(table)
 
 
-def describe(table: pd.DataFrame, kernels: pd.DataFrame, seconds: float) -> str:
+def describe(table: pd.DataFrame, kernels: pd.DataFrame) -> str:
     "The Markdown page: the setup, what each column measures, the prefill table, its parts, the attention kernels."
     first = table.iloc[0]
+    clips = "; ".join(f"{seconds:g} s, {tokens} tokens, {windows} temporal windows" for seconds, tokens, windows
+                      in table[["seconds", "tokens", "windows"]].drop_duplicates().itertuples(index=False))
     environments = "; ".join(f"torch {t}, transformers {v}" for t, v in table[["torch", "transformers"]].drop_duplicates()
                              .itertuples(index=False))
     setup = (
-        f"Clip: `seats_analysis.bench.clip_inputs({seconds:g})`, a synthetic {seconds:g}-second clip (2 fps, 112x112, "
-        f"with its audio): {first.tokens} tokens, {first.windows} temporal windows. Thinker: `tiny_thinker('{FAMILY}', "
+        f"Clips: `seats_analysis.bench.clip_inputs(seconds)`, a synthetic clip (2 fps, 112x112, with its audio): "
+        f"{clips} (`seconds` names each row's). Thinker: `tiny_thinker('{FAMILY}', "
         f"num_layers={NUM_LAYERS}, seed={THINKER_SEED}, portable=True)` (hidden 64), float32, on every side; SEATS' "
         f"schedule {FORWARD_SCHEDULE} on both sides. Machine: {first.cpu}, {first.threads} thread "
         f"(`torch.set_num_threads(1)`), shared with other work. Environments: {environments} (each row names its "
@@ -518,10 +523,10 @@ def describe(table: pd.DataFrame, kernels: pd.DataFrame, seconds: float) -> str:
         "unfused fallback, which materialises the attention matrix.")
     pivot = kernels.copy()
     pivot["op"] = pivot["op"] + " x" + pivot["calls"].astype(str)
-    pivot = (pivot.groupby(["torch", "side", "phase"], sort=False)["op"].agg(", ".join).unstack("phase")
+    pivot = (pivot.groupby(["torch", "seconds", "side", "phase"], sort=False)["op"].agg(", ".join).unstack("phase")
              .reindex(columns=["encoders", "selection", "decoder"]).reset_index())
-    prefill = table[PREFILL_COLUMNS + ["settings"]]
-    parts = table[["method", "setting", "torch"] + [c for c in PART_COLUMNS if table[c].notna().any()]]
+    prefill = table[PREFILL_COLUMNS[:3] + ["seconds"] + PREFILL_COLUMNS[3:] + ["settings"]]
+    parts = table[["method", "setting", "torch", "seconds"] + [c for c in PART_COLUMNS if table[c].notna().any()]]
     return (f"# The releases and this project side by side\n\n{setup}\n\n{timing}\n\n{columns}\n\n"
             f"## Prefill\n\n{shown(prefill)}\n\n## Parts of the prefill (ms)\n\n{shown(parts)}\n\n"
             f"## Attention kernels\n\n{kernel_text}\n\n{shown(pivot)}\n")
@@ -553,13 +558,16 @@ def main(argv=None):
     if "dycoke-om" in methods:
         rows += dycoke_side(args.dycoke, inputs, args.repeats)
     environment = dict(torch=torch.__version__, transformers=transformers.__version__)
-    new = pd.DataFrame(rows).assign(**environment, tokens=len(kinds), windows=windows, repeats=args.repeats,
+    new = pd.DataFrame(rows).assign(**environment, seconds=args.seconds, tokens=len(kinds), windows=windows,
+                                    repeats=args.repeats,
                                     threads=torch.get_num_threads(), cpu=machine())
-    table = replace_environment(args.out.with_suffix(".csv"), new, COLUMNS)
+    table = replace_environment(args.out.with_suffix(".csv"), new, COLUMNS, args.seconds)
+    kernel_rows = pd.DataFrame(kernels, columns=[c for c in KERNEL_COLUMNS if c not in ("torch", "transformers",
+                                                                                          "seconds")])
     kernel_table = replace_environment(args.out.with_suffix(".kernels.csv"),
-                                       pd.DataFrame(kernels, columns=KERNEL_COLUMNS).assign(**environment),
-                                       KERNEL_COLUMNS)
-    page = describe(table, kernel_table, args.seconds)
+                                       kernel_rows.assign(**environment, seconds=args.seconds)[KERNEL_COLUMNS],
+                                       KERNEL_COLUMNS, args.seconds)
+    page = describe(table, kernel_table)
     args.out.with_suffix(".md").write_text(page)
     print(page)
 
