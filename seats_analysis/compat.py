@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['TRANSFORMERS_VERSION', 'TRANSFORMERS_5', 'FIRST_SUPPORTED_5', 'CACHE_KWARG', 'CPU_GQA_FUSED_TORCH',
-           'QWEN3_IMAGE_WITH_VIDEO', 'supported_transformers', 'check_transformers', 'multimodal_model', 'text_model',
-           'last_hidden_state', 'causal_mask', 'fused_cpu_mask', 'layer_output', 'text_rotary', 'visual_position_mask',
+           'REPEATED_HEADS_SDPA', 'QWEN3_IMAGE_WITH_VIDEO', 'supported_transformers', 'check_transformers',
+           'multimodal_model', 'text_model', 'last_hidden_state', 'causal_mask', 'sdpa_heads_repeated',
+           'needs_repeated_heads', 'fused_cpu_attention', 'layer_output', 'text_rotary', 'visual_position_mask',
            'add_deepstack', 'vision_window_index', 'vision_rotary', 'rotate_vision', 'vision_features',
            'qwen3_audio_frames', 'audio_rates', 'audio_from_video', 'items_per_row', 'audio_item_order',
            'repeat_items_by_row', 'rope_fields', 'thinker_from_pretrained', 'processor_from_pretrained',
@@ -97,16 +98,37 @@ def causal_mask(config, inputs_embeds: torch.Tensor, attention_mask, cache, posi
 
 # %% ../nbs/00a_compat.ipynb #4653f619
 CPU_GQA_FUSED_TORCH = Version("2.14")  # torch 2.8's CPU SDPA runs grouped-query heads unfused; 2.14.1 fuses them
+REPEATED_HEADS_SDPA = "sdpa_heads_repeated"
 
-def fused_cpu_mask(config, inputs_embeds: torch.Tensor, mask, torch_version: Version = Version(torch.__version__)):
-    """`mask`, or the causal mask written out (B, 1, S, S) where it is None and SDPA would run the decoder's
-    grouped-query attention in its math kernel: on the CPU, with a torch older than `CPU_GQA_FUSED_TORCH`."""
-    batch, seq_len = inputs_embeds.shape[:2]
-    if (mask is not None or inputs_embeds.device.type != "cpu" or seq_len < 2 or config._attn_implementation != "sdpa"
-            or config.num_key_value_heads == config.num_attention_heads
-            or torch_version.release >= CPU_GQA_FUSED_TORCH.release):
-        return mask
-    return torch.ones(seq_len, seq_len, dtype=torch.bool, device=inputs_embeds.device).tril().expand(batch, 1, -1, -1)
+def sdpa_heads_repeated(module, query, key, value, attention_mask, **kwargs):
+    "transformers' SDPA attention, the key and value heads repeated to the query heads first when there is no mask."
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    if attention_mask is None and key.shape[1] != query.shape[1]:
+        groups = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+def needs_repeated_heads(config, device: torch.device, torch_version: Version = Version(torch.__version__)) -> bool:
+    "Whether SDPA would run the text decoder's grouped-query attention unfused: on the CPU, with an older torch."
+    return (device.type == "cpu" and config._attn_implementation == "sdpa"
+            and config.num_key_value_heads != config.num_attention_heads
+            and torch_version.release < CPU_GQA_FUSED_TORCH.release)
+
+@contextmanager
+def fused_cpu_attention(config, device: torch.device):
+    "Within the block, the text decoder `config`'s SDPA repeats grouped heads itself where `needs_repeated_heads`."
+    if not needs_repeated_heads(config, device):
+        yield
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    AttentionInterface.register(REPEATED_HEADS_SDPA, sdpa_heads_repeated)
+    AttentionMaskInterface.register(REPEATED_HEADS_SDPA, sdpa_mask)  # its masks are SDPA's
+    config._attn_implementation = REPEATED_HEADS_SDPA
+    try:
+        yield
+    finally:
+        config._attn_implementation = "sdpa"
 
 # %% ../nbs/00a_compat.ipynb #81d24f4a
 def layer_output(output) -> torch.Tensor:

@@ -11,7 +11,7 @@ __all__ = ['SUPPORTED_THINKERS', 'Selector', 'COUNTED_KINDS', 'DropState', 'Drop
 import threading
 import types
 import weakref
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from typing import Callable
@@ -23,7 +23,7 @@ from transformers import (DynamicCache, Qwen2_5OmniThinkerForConditionalGenerati
 from transformers.modeling_outputs import BaseModelOutputWithPast, MoeModelOutputWithPast
 
 from .checks import check_int
-from .compat import (CACHE_KWARG, add_deepstack, causal_mask, fused_cpu_mask, layer_output,
+from .compat import (CACHE_KWARG, add_deepstack, causal_mask, fused_cpu_attention, layer_output,
                                    multimodal_model, repeat_items_by_row, text_model, visual_position_mask)
 from .layout import Kind, kind_members, token_id, token_kinds
 
@@ -406,16 +406,19 @@ class DropRun:
             copy_of = _copied_rows(self._input_ids, hidden, position_ids, padding_mask)  # (B,)
             cuts = None if cache is None else CacheCuts(cache)  # the cache is cut once, after the last layer
         overflow = None  # on the device: whether a row kept more than a bound its cut was sized by
-        for layer_idx in range(self.num_layers):
-            if layer_idx in self.selectors:
-                with self.phase("cuts"):
-                    keep = self.selectors[layer_idx](state)
-                    state, over = self._select_and_cut(state, keep, copy_of, cuts, record, bounded)
-                    if over is not None:
-                        overflow = over if overflow is None else overflow | over
-                    if record.events and record.events[-1].k == layer_idx:
-                        mask = _causal_mask(state, cache)
-            state = _run_layer(state, mask, cache, use_cache, kwargs)
+        with ExitStack() as attention:  # from the first cut on, the decoder's attention fused (`fused_cpu_attention`)
+            for layer_idx in range(self.num_layers):
+                if layer_idx in self.selectors:
+                    with self.phase("cuts"):
+                        keep = self.selectors[layer_idx](state)
+                        state, over = self._select_and_cut(state, keep, copy_of, cuts, record, bounded)
+                        if over is not None:
+                            overflow = over if overflow is None else overflow | over
+                        if record.events and record.events[-1].k == layer_idx:
+                            mask = _causal_mask(state, cache)
+                            if len(record.events) == 1:
+                                attention.enter_context(fused_cpu_attention(decoder.config, hidden.device))
+                state = _run_layer(state, mask, cache, use_cache, kwargs)
         if overflow is not None:
             with self.phase("check"):  # the prefill's one read, once its last layer is queued
                 redo = bool(overflow)
@@ -543,9 +546,8 @@ def _causal_mask(state: DropState, cache=None):
     # no real token sees under the causal mask
     unpadded = state.lengths is not None and len(state.lengths) == 1 or (
         state.counts is not None and state.lengths is None and all(sum(row) == seq_len for row in state.counts))
-    mask = causal_mask(state.config, state.hidden_states, None if unpadded else state.padding_mask.long(), cache,
+    return causal_mask(state.config, state.hidden_states, None if unpadded else state.padding_mask.long(), cache,
                        state.text_position_ids, layer_idx=state.k)
-    return fused_cpu_mask(state.config, state.hidden_states, mask)  # the fused kernel on an older torch's CPU
 
 def _run_layer(state: DropState, mask, cache, use_cache, kwargs) -> DropState:
     "Run decoder layer k (and Qwen3-Omni's deepstack injection after it): the state at boundary k + 1."
