@@ -7,7 +7,7 @@ __all__ = ['MAX_LOGITS', 'ENCODER_KINDS', 'SYNCING_OPS', 'MASK_INDEXED_OPS', 'HO
            'vision_statistic', 'audio_statistic', 'EncoderStatistic', 'synchronize', 'host_sync', 'OpCounter',
            'EncoderAttention', 'encoder_attention']
 
-# %% ../nbs/04a_encoder_attention.ipynb #3c4fef87
+# %% ../nbs/04a_encoder_attention.ipynb #5a976054
 import functools
 import time
 import weakref
@@ -119,7 +119,7 @@ def audio_statistic(attn, hidden_states: torch.Tensor, frame_lengths: list[int],
     statistic = torch.cat(statistics)
     return (statistic, torch.cat(pooled_keys)) if keys else statistic
 
-# %% ../nbs/04a_encoder_attention.ipynb #f043ce57
+# %% ../nbs/04a_encoder_attention.ipynb #f92afee7
 ENCODER_KINDS = ("image", "video", "audio")
 
 @dataclass
@@ -143,7 +143,7 @@ class EncoderStatistic:
             raise ValueError(f"{int(mask.sum())} {kind} placeholders in input_ids, but the encoder produced {expected}")
         return mask
 
-# %% ../nbs/04a_encoder_attention.ipynb #39d2c47c
+# %% ../nbs/04a_encoder_attention.ipynb #bca8d62a
 @patch
 def scores(self: EncoderStatistic) -> torch.Tensor:
     """The statistic at every position of the input (B, S), in float32 whatever the model's dtype (a bfloat16 or
@@ -164,7 +164,7 @@ def key_features(self: EncoderStatistic) -> torch.Tensor:
         out[self._positions(kind)] = keys.to(out.device, out.dtype)
     return out
 
-# %% ../nbs/04a_encoder_attention.ipynb #d4b03f2a
+# %% ../nbs/04a_encoder_attention.ipynb #1c8a2657
 @patch
 def item_index(self: EncoderStatistic, kind: str) -> torch.Tensor:
     "Which item of `kind` each position belongs to (B, S); -1 elsewhere."
@@ -191,7 +191,7 @@ def item_positions(self: EncoderStatistic, kind: str) -> list[tuple[int, torch.L
     return [(int(item_rows[0]), item_positions)
             for item_rows, item_positions in zip(rows.split(lengths), positions.split(lengths))]
 
-# %% ../nbs/04a_encoder_attention.ipynb #5b1f0fd6
+# %% ../nbs/04a_encoder_attention.ipynb #469e1cc4
 def synchronize(device: torch.device):
     "Wait for the work queued on `device` when it is a GPU, so that a clock read next covers it."
     if device.type == "cuda":
@@ -228,7 +228,7 @@ def host_sync(func, args: tuple = (), kwargs: dict | None = None) -> bool:
         return "cpu" in ends and len(ends - {"meta"}) == 2  # one end on the host, the other on an accelerator
     return False
 
-# %% ../nbs/04a_encoder_attention.ipynb #e513681e
+# %% ../nbs/04a_encoder_attention.ipynb #a32b4d85
 HOST_READS = (torch.Tensor.tolist, torch.Tensor.numpy)  # read a tensor's values without dispatching an operation
 
 class _HostReads(TorchFunctionMode):
@@ -243,7 +243,7 @@ class _HostReads(TorchFunctionMode):
             self.counter.add_sync()
         return func(*args, **(kwargs or {}))
 
-# %% ../nbs/04a_encoder_attention.ipynb #c5f0042e
+# %% ../nbs/04a_encoder_attention.ipynb #4502abdc
 class OpCounter(TorchDispatchMode):
     """Within the block: how many tensor operations (aten kernels, as a GPU would launch them) were dispatched (`count`),
     and how many of them, or of the `HOST_READS`, would make the host wait for a GPU (`syncs`, see `host_sync`)."""
@@ -278,7 +278,7 @@ class OpCounter(TorchDispatchMode):
                 self.add_sync()
         return func(*args, **(kwargs or {}))
 
-# %% ../nbs/04a_encoder_attention.ipynb #2290a1ea
+# %% ../nbs/04a_encoder_attention.ipynb #ff962f0c
 def _argument(args: tuple, kwargs: dict, name: str, position: int):
     "A call's argument by keyword, or by position."
     return kwargs[name] if name in kwargs else (args[position] if len(args) > position else None)
@@ -305,7 +305,7 @@ class EncoderAttention:
         self._audio_order = None  # beams and samples: the encoded audio behind each repeated one
         self._encoded = {}  # id of an encoded item's tensor -> (weak ref to it, kind, statistic, keys, length, grid, as a list)
 
-# %% ../nbs/04a_encoder_attention.ipynb #61d5f847
+# %% ../nbs/04a_encoder_attention.ipynb #b9028924
 @patch(as_prop=True)
 def latest(self: EncoderAttention) -> EncoderStatistic:
     "The most recent record holding a statistic."
@@ -323,7 +323,7 @@ def _end_forward(self: EncoderAttention, module, args, kwargs, output):
         self._completed = self.current
     self.current = EncoderStatistic(config=self.thinker.config)
 
-# %% ../nbs/04a_encoder_attention.ipynb #6e9a11e9
+# %% ../nbs/04a_encoder_attention.ipynb #4223cbf0
 @patch
 def _remember(self: EncoderAttention, kind: str, output):
     "Note the statistic of each item an encoder call returned (`pooler_output`, a tensor per item), for its reuse."
@@ -355,7 +355,7 @@ def _reuse(self: EncoderAttention, kind: str, output):
     self.current.item_lengths[kind] = list(lengths)
     self.current.grids[kind], self.current.grid_lists[kind] = torch.stack(grids), list(grid_lists)
 
-# %% ../nbs/04a_encoder_attention.ipynb #e97e5f38
+# %% ../nbs/04a_encoder_attention.ipynb #21d7ae56
 @patch
 def _encoding(self: EncoderAttention, kind: str, method):
     "`method` (the model's `get_<kind>_features`), noting that vision calls inside it encode `kind`."
@@ -388,7 +388,7 @@ def _start_audio(self: EncoderAttention, module, args, kwargs):
     "Note the mel lengths of this audio call's items."
     self._feature_lens = _argument(args, kwargs, "feature_lens", 1)
 
-# %% ../nbs/04a_encoder_attention.ipynb #db86ef45
+# %% ../nbs/04a_encoder_attention.ipynb #d548da06
 @patch
 def _timed(self: EncoderAttention, device, compute, kind: str):
     "Run `compute()`, adding its wall-clock time to `self.seconds` (and, counting, its operations to `self.ops`)."
@@ -411,7 +411,7 @@ def _store(self: EncoderAttention, kind: str, result):
     if keys is not None:
         self.current.keys[kind] = keys
 
-# %% ../nbs/04a_encoder_attention.ipynb #f5f6aab6
+# %% ../nbs/04a_encoder_attention.ipynb #c10c3854
 @patch
 def _vision_statistic(self: EncoderAttention, module, args, kwargs, output):
     "Forward hook on the last vision block's attention."
@@ -459,7 +459,7 @@ def _repeat_audio(self: EncoderAttention, order: list[int]):
             record["audio"] = torch.cat([items[item] for item in order])
     self.current.item_lengths["audio"] = [lengths[item] for item in order]
 
-# %% ../nbs/04a_encoder_attention.ipynb #181b2c52
+# %% ../nbs/04a_encoder_attention.ipynb #23fa2853
 @patch
 @contextmanager
 def installed(self: EncoderAttention):
@@ -492,7 +492,7 @@ def installed(self: EncoderAttention):
             else:
                 setattr(model, name, own)
 
-# %% ../nbs/04a_encoder_attention.ipynb #e60cdb74
+# %% ../nbs/04a_encoder_attention.ipynb #b78dcb03
 @contextmanager
 def encoder_attention(thinker, video_window_grids: int | None = 2, audio_window_frames: int | None = 100,
                       keys: bool = False, max_elements: int = MAX_LOGITS, count_ops: bool = False,
