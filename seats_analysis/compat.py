@@ -232,7 +232,7 @@ def audio_from_video(num_videos: int) -> dict:
         return dict(load_audio_from_video=True, audio_from_video_indices=list(range(num_videos)))
     return dict(use_audio_in_video=True)
 
-# %% ../nbs/00a_compat.ipynb #4b0b14e3
+# %% ../nbs/00a_compat.ipynb #ef7e193d
 _ITEM_INPUTS = {  # generate's inputs that hold one entry per item (or per patch of an item), by kind
     "image": ("pixel_values", "image_grid_thw"),
     "video": ("pixel_values_videos", "video_grid_thw", "video_second_per_grid"),
@@ -260,6 +260,7 @@ def _item_tokens(thinker, kind: str, inputs: dict) -> list[int] | None:
         return None
     return (grid.prod(-1) // thinker.config.vision_config.spatial_merge_size ** 2).tolist()
 
+# %% ../nbs/00a_compat.ipynb #b20ca17c
 def items_per_row(placeholders: list[int], item_tokens: list[int], kind: str) -> list[int]:
     "How many of the items (of `item_tokens` LLM tokens each, in order) each row holds, from its `placeholders`."
     counts, item = [], 0
@@ -277,6 +278,7 @@ def items_per_row(placeholders: list[int], item_tokens: list[int], kind: str) ->
                          f"in rows with {placeholders}")
     return counts
 
+# %% ../nbs/00a_compat.ipynb #c6c3c4cc
 def _repeat_by_row(x: torch.Tensor, item_sizes: list[int], counts: list[int], times: int) -> torch.Tensor:
     "`x` (items of `item_sizes` entries, `counts` items per row in row order) with each row's items repeated as a group."
     items = x.split(item_sizes)
@@ -286,6 +288,7 @@ def _repeat_by_row(x: torch.Tensor, item_sizes: list[int], counts: list[int], ti
         first += count
     return torch.cat(groups) if groups else x
 
+# %% ../nbs/00a_compat.ipynb #88fab60c
 _ENCODED_ONCE = {}  # id of an audio batch generate repeats -> (weak reference to it, mask, lengths, item order, tokens)
 
 def audio_item_order(input_features) -> list[int] | None:
@@ -312,6 +315,7 @@ def _repeat_audio_features(encode):
     encode_once.repeats_items_by_row = True
     return encode_once
 
+# %% ../nbs/00a_compat.ipynb #5b99c66b
 def _expand_by_row(thinker, stock):
     "A `generate` expansion that repeats each row's items whole and leaves everything else to `stock`."
     def expand(expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None, **model_kwargs):
@@ -345,6 +349,7 @@ def _expand_by_row(thinker, stock):
     expand.repeats_items_by_row = True
     return expand
 
+# %% ../nbs/00a_compat.ipynb #c5132154
 @contextmanager
 def repeat_items_by_row(thinker):
     "Within the block, `generate` repeats each row's images, videos and audios whole with the row (beams, samples)."

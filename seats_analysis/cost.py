@@ -56,7 +56,7 @@ def prefill_flops(seq_len: int, num_layers: int, hidden_size: int, intermediate_
     logits = cuts.get(num_layers, length) if lm_head_positions == "all" else 1  # positions the LM head runs on
     return float(total + logits * hidden_size * vocab_size)
 
-# %% ../nbs/06_cost.ipynb #d0f57db7
+# %% ../nbs/06_cost.ipynb #b5a8219b
 HEAD_WIDTHS = ("head_dim", "hidden/heads")  # the config's own head_dim, or hidden_size / num_attention_heads
 MLP_WIDTHS = ("active", "intermediate_size")  # what one token goes through (routed experts), or that config field
 
@@ -80,6 +80,7 @@ FLOP_CONVENTIONS = {convention.name: convention for convention in (
     FlopConvention("paper", "hidden/heads", "intermediate_size", causal_attention=False, lm_head_positions="all"),
     FlopConvention("reported", "head_dim", "active", causal_attention=True, lm_head_positions="last"))}
 
+# %% ../nbs/06_cost.ipynb #ae5e58f2
 @dataclass(frozen=True)
 class DecoderDims:
     "The dimensions of a thinker's decoder that its prefill cost depends on, and how that cost is counted."
@@ -100,6 +101,7 @@ class DecoderDims:
                              self.num_kv_heads, self.vocab_size, drop_events, self.head_dim, self.causal_attention,
                              self.lm_head_positions)
 
+# %% ../nbs/06_cost.ipynb #3e3165b0
 def _mlp_width(config, layer_idx: int) -> int:
     "MLP width a token goes through in layer `layer_idx` (0-based) of a text config."
     num_experts = getattr(config, "num_experts", 0) or 0

@@ -7,7 +7,7 @@ __all__ = ['MAX_LOGITS', 'ENCODER_KINDS', 'SYNCING_OPS', 'MASK_INDEXED_OPS', 'HO
            'vision_statistic', 'audio_statistic', 'EncoderStatistic', 'synchronize', 'host_sync', 'OpCounter',
            'EncoderAttention', 'encoder_attention']
 
-# %% ../nbs/04a_encoder_attention.ipynb #ba8197b7
+# %% ../nbs/04a_encoder_attention.ipynb #5a976054
 import functools
 import time
 import weakref
@@ -15,6 +15,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
+from fastcore.basics import patch
 from torch.profiler import record_function
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -118,7 +119,7 @@ def audio_statistic(attn, hidden_states: torch.Tensor, frame_lengths: list[int],
     statistic = torch.cat(statistics)
     return (statistic, torch.cat(pooled_keys)) if keys else statistic
 
-# %% ../nbs/04a_encoder_attention.ipynb #50d6530b
+# %% ../nbs/04a_encoder_attention.ipynb #f92afee7
 ENCODER_KINDS = ("image", "video", "audio")
 
 @dataclass
@@ -142,48 +143,55 @@ class EncoderStatistic:
             raise ValueError(f"{int(mask.sum())} {kind} placeholders in input_ids, but the encoder produced {expected}")
         return mask
 
-    def scores(self) -> torch.Tensor:
-        """The statistic at every position of the input (B, S), in float32 whatever the model's dtype (a bfloat16 or
-        float16 statistic is exact in it); NaN at text and at kinds not recorded."""
-        out = torch.full(self.input_ids.shape, float("nan"), dtype=torch.float32, device=self.input_ids.device)
-        for kind, values in self.values.items():
-            out[self._positions(kind)] = values.to(out.device, out.dtype)
-        return out
+# %% ../nbs/04a_encoder_attention.ipynb #bca8d62a
+@patch
+def scores(self: EncoderStatistic) -> torch.Tensor:
+    """The statistic at every position of the input (B, S), in float32 whatever the model's dtype (a bfloat16 or
+    float16 statistic is exact in it); NaN at text and at kinds not recorded."""
+    out = torch.full(self.input_ids.shape, float("nan"), dtype=torch.float32, device=self.input_ids.device)
+    for kind, values in self.values.items():
+        out[self._positions(kind)] = values.to(out.device, out.dtype)
+    return out
 
-    def key_features(self) -> torch.Tensor:
-        "The head-averaged encoder keys at every position (B, S, d), in float32; zero where none were recorded."
-        if not self.keys:
-            raise ValueError("no encoder keys were recorded: pass keys=True to encoder_attention")
-        dim = next(iter(self.keys.values())).shape[-1]
-        out = torch.zeros(*self.input_ids.shape, dim, dtype=torch.float32, device=self.input_ids.device)
-        for kind, keys in self.keys.items():
-            out[self._positions(kind)] = keys.to(out.device, out.dtype)
-        return out
+@patch
+def key_features(self: EncoderStatistic) -> torch.Tensor:
+    "The head-averaged encoder keys at every position (B, S, d), in float32; zero where none were recorded."
+    if not self.keys:
+        raise ValueError("no encoder keys were recorded: pass keys=True to encoder_attention")
+    dim = next(iter(self.keys.values())).shape[-1]
+    out = torch.zeros(*self.input_ids.shape, dim, dtype=torch.float32, device=self.input_ids.device)
+    for kind, keys in self.keys.items():
+        out[self._positions(kind)] = keys.to(out.device, out.dtype)
+    return out
 
-    def item_index(self, kind: str) -> torch.Tensor:
-        "Which item of `kind` each position belongs to (B, S); -1 elsewhere."
-        mask = self._positions(kind)
-        lengths = torch.tensor(self.item_lengths.get(kind, []), dtype=torch.long, device=mask.device)
-        index = torch.full(mask.shape, -1, dtype=torch.long, device=mask.device)
-        index[mask] = torch.repeat_interleave(torch.arange(len(lengths), device=mask.device), lengths)
-        return index
+# %% ../nbs/04a_encoder_attention.ipynb #1c8a2657
+@patch
+def item_index(self: EncoderStatistic, kind: str) -> torch.Tensor:
+    "Which item of `kind` each position belongs to (B, S); -1 elsewhere."
+    mask = self._positions(kind)
+    lengths = torch.tensor(self.item_lengths.get(kind, []), dtype=torch.long, device=mask.device)
+    index = torch.full(mask.shape, -1, dtype=torch.long, device=mask.device)
+    index[mask] = torch.repeat_interleave(torch.arange(len(lengths), device=mask.device), lengths)
+    return index
 
-    def flat_positions(self, kind: str) -> torch.LongTensor:
-        """Positions (N,) of `kind`'s placeholders in the flattened input (row * S + column), in placeholder order; their
-        number is the recorded one (`item_lengths`), so that nothing is read on the host."""
-        if self.input_ids is None:
-            raise ValueError("no input_ids were recorded: call the thinker with input_ids")
-        placeholders = (self.input_ids == token_id(self.config, kind)).flatten()  # (B * S,)
-        return placeholders.nonzero_static(size=sum(self.item_lengths.get(kind, []))).flatten()
+@patch
+def flat_positions(self: EncoderStatistic, kind: str) -> torch.LongTensor:
+    """Positions (N,) of `kind`'s placeholders in the flattened input (row * S + column), in placeholder order; their
+    number is the recorded one (`item_lengths`), so that nothing is read on the host."""
+    if self.input_ids is None:
+        raise ValueError("no input_ids were recorded: call the thinker with input_ids")
+    placeholders = (self.input_ids == token_id(self.config, kind)).flatten()  # (B * S,)
+    return placeholders.nonzero_static(size=sum(self.item_lengths.get(kind, []))).flatten()
 
-    def item_positions(self, kind: str) -> list[tuple[int, torch.LongTensor]]:
-        "The row and the positions (n,) of each item of `kind`, in placeholder order (the order of `values[kind]`)."
-        rows, positions = self._positions(kind).nonzero(as_tuple=True)  # row by row, as the placeholders are filled
-        lengths = self.item_lengths.get(kind, [])
-        return [(int(item_rows[0]), item_positions)
-                for item_rows, item_positions in zip(rows.split(lengths), positions.split(lengths))]
+@patch
+def item_positions(self: EncoderStatistic, kind: str) -> list[tuple[int, torch.LongTensor]]:
+    "The row and the positions (n,) of each item of `kind`, in placeholder order (the order of `values[kind]`)."
+    rows, positions = self._positions(kind).nonzero(as_tuple=True)  # row by row, as the placeholders are filled
+    lengths = self.item_lengths.get(kind, [])
+    return [(int(item_rows[0]), item_positions)
+            for item_rows, item_positions in zip(rows.split(lengths), positions.split(lengths))]
 
-# %% ../nbs/04a_encoder_attention.ipynb #b4469126
+# %% ../nbs/04a_encoder_attention.ipynb #469e1cc4
 def synchronize(device: torch.device):
     "Wait for the work queued on `device` when it is a GPU, so that a clock read next covers it."
     if device.type == "cuda":
@@ -220,6 +228,7 @@ def host_sync(func, args: tuple = (), kwargs: dict | None = None) -> bool:
         return "cpu" in ends and len(ends - {"meta"}) == 2  # one end on the host, the other on an accelerator
     return False
 
+# %% ../nbs/04a_encoder_attention.ipynb #a32b4d85
 HOST_READS = (torch.Tensor.tolist, torch.Tensor.numpy)  # read a tensor's values without dispatching an operation
 
 class _HostReads(TorchFunctionMode):
@@ -234,6 +243,7 @@ class _HostReads(TorchFunctionMode):
             self.counter.add_sync()
         return func(*args, **(kwargs or {}))
 
+# %% ../nbs/04a_encoder_attention.ipynb #4502abdc
 class OpCounter(TorchDispatchMode):
     """Within the block: how many tensor operations (aten kernels, as a GPU would launch them) were dispatched (`count`),
     and how many of them, or of the `HOST_READS`, would make the host wait for a GPU (`syncs`, see `host_sync`)."""
@@ -268,6 +278,7 @@ class OpCounter(TorchDispatchMode):
                 self.add_sync()
         return func(*args, **(kwargs or {}))
 
+# %% ../nbs/04a_encoder_attention.ipynb #ff962f0c
 def _argument(args: tuple, kwargs: dict, name: str, position: int):
     "A call's argument by keyword, or by position."
     return kwargs[name] if name in kwargs else (args[position] if len(args) > position else None)
@@ -294,174 +305,194 @@ class EncoderAttention:
         self._audio_order = None  # beams and samples: the encoded audio behind each repeated one
         self._encoded = {}  # id of an encoded item's tensor -> (weak ref to it, kind, statistic, keys, length, grid, as a list)
 
-    @property
-    def latest(self) -> EncoderStatistic:
-        "The most recent record holding a statistic."
-        return self.current if self.current.values else self._completed
+# %% ../nbs/04a_encoder_attention.ipynb #b9028924
+@patch(as_prop=True)
+def latest(self: EncoderAttention) -> EncoderStatistic:
+    "The most recent record holding a statistic."
+    return self.current if self.current.values else self._completed
 
-    def _start_forward(self, module, args, kwargs):
-        self.current.input_ids = _argument(args, kwargs, "input_ids", 0)
-        self._audio_order = audio_item_order(_argument(args, kwargs, "input_features", 1))
-        for kind, output in (kwargs.get("mm_encoder_outputs") or {}).items():
-            self._reuse(kind, output)
+@patch
+def _start_forward(self: EncoderAttention, module, args, kwargs):
+    self.current.input_ids = _argument(args, kwargs, "input_ids", 0)
+    self._audio_order = audio_item_order(_argument(args, kwargs, "input_features", 1))
+    for kind, output in (kwargs.get("mm_encoder_outputs") or {}).items():
+        self._reuse(kind, output)
+@patch
+def _end_forward(self: EncoderAttention, module, args, kwargs, output):
+    if self.current.values:
+        self._completed = self.current
+    self.current = EncoderStatistic(config=self.thinker.config)
 
-    def _remember(self, kind: str, output):
-        "Note the statistic of each item an encoder call returned (`pooler_output`, a tensor per item), for its reuse."
-        items = getattr(output, "pooler_output", None)
-        if kind not in self.current.values or not isinstance(items, (list, tuple)):
-            return
-        self._encoded = {key: entry for key, entry in self._encoded.items() if entry[0]() is not None}
-        lengths = self.current.item_lengths[kind]
-        values = self.current.values[kind].split(lengths)
-        keys = self.current.keys[kind].split(lengths) if kind in self.current.keys else [None] * len(lengths)
-        for item, value, key, length, grid, grid_list in zip(items, values, keys, lengths, self.current.grids[kind],
-                                                             self.current.grid_lists[kind]):
-            self._encoded[id(item)] = (weakref.ref(item), kind, value, key, length, grid, grid_list)
+# %% ../nbs/04a_encoder_attention.ipynb #4223cbf0
+@patch
+def _remember(self: EncoderAttention, kind: str, output):
+    "Note the statistic of each item an encoder call returned (`pooler_output`, a tensor per item), for its reuse."
+    items = getattr(output, "pooler_output", None)
+    if kind not in self.current.values or not isinstance(items, (list, tuple)):
+        return
+    self._encoded = {key: entry for key, entry in self._encoded.items() if entry[0]() is not None}
+    lengths = self.current.item_lengths[kind]
+    values = self.current.values[kind].split(lengths)
+    keys = self.current.keys[kind].split(lengths) if kind in self.current.keys else [None] * len(lengths)
+    for item, value, key, length, grid, grid_list in zip(items, values, keys, lengths, self.current.grids[kind],
+                                                         self.current.grid_lists[kind]):
+        self._encoded[id(item)] = (weakref.ref(item), kind, value, key, length, grid, grid_list)
 
-    def _reuse(self, kind: str, output):
-        """A forward given encoded items (`mm_encoder_outputs`): their statistic, item by item. `generate` encodes once
-        and then repeats each row's items for beams and several return sequences, or passes them to every step."""
-        items = getattr(output, "pooler_output", None)
-        if not isinstance(items, (list, tuple)) or not items:
-            return
-        entries = [self._encoded.get(id(item)) for item in items]
-        if not all(entry is not None and entry[0]() is item and entry[1] == kind for entry, item in zip(entries, items)):
-            return  # encoded outside the block: nothing recorded (Stage I says so)
-        _, _, values, keys, lengths, grids, grid_lists = zip(*entries)
-        self.current.values[kind] = torch.cat(values)
-        if keys[0] is not None:
-            self.current.keys[kind] = torch.cat(keys)
-        self.current.item_lengths[kind] = list(lengths)
-        self.current.grids[kind], self.current.grid_lists[kind] = torch.stack(grids), list(grid_lists)
+@patch
+def _reuse(self: EncoderAttention, kind: str, output):
+    """A forward given encoded items (`mm_encoder_outputs`): their statistic, item by item. `generate` encodes once
+    and then repeats each row's items for beams and several return sequences, or passes them to every step."""
+    items = getattr(output, "pooler_output", None)
+    if not isinstance(items, (list, tuple)) or not items:
+        return
+    entries = [self._encoded.get(id(item)) for item in items]
+    if not all(entry is not None and entry[0]() is item and entry[1] == kind for entry, item in zip(entries, items)):
+        return  # encoded outside the block: nothing recorded (Stage I says so)
+    _, _, values, keys, lengths, grids, grid_lists = zip(*entries)
+    self.current.values[kind] = torch.cat(values)
+    if keys[0] is not None:
+        self.current.keys[kind] = torch.cat(keys)
+    self.current.item_lengths[kind] = list(lengths)
+    self.current.grids[kind], self.current.grid_lists[kind] = torch.stack(grids), list(grid_lists)
 
-    def _end_forward(self, module, args, kwargs, output):
-        if self.current.values:
-            self._completed = self.current
-        self.current = EncoderStatistic(config=self.thinker.config)
-
-    def _encoding(self, kind: str, method):
-        "`method` (the model's `get_<kind>_features`), noting that vision calls inside it encode `kind`."
-        @functools.wraps(method)
-        def encode(*args, **kwargs):
-            self._vision_kind = kind
-            try:
-                output = method(*args, **kwargs)
-            finally:
-                self._vision_kind = "video"
-            self._remember(kind, output)
-            return output
-        return encode
-
-    def _start_vision(self, module, args, kwargs):
-        "Note the grids of this vision call (and, for Qwen2.5-Omni, its window permutation)."
-        grid_thw = _argument(args, kwargs, "grid_thw", 1)
-        window_index = None
-        if self.family == "qwen2_5":
-            window_index = vision_window_index(module, grid_thw)
-        kind = self._vision_kind
-        grids = grid_thw.tolist()  # read once, as the encoder itself reads it
-        self._vision_call = (kind, grids, window_index, module.spatial_merge_size)
-        self.current.grids[kind], self.current.grid_lists[kind] = grid_thw, grids
-        self.current.item_lengths[kind] = [t * h * w // module.spatial_merge_size ** 2 for t, h, w in grids]
-
-    def _start_audio(self, module, args, kwargs):
-        "Note the mel lengths of this audio call's items."
-        self._feature_lens = _argument(args, kwargs, "feature_lens", 1)
-
-    def _timed(self, device, compute, kind: str):
-        "Run `compute()`, adding its wall-clock time to `self.seconds` (and, counting, its operations to `self.ops`)."
-        synchronize(device)
-        start = time.perf_counter()
-        with torch.no_grad(), record_function(f"select.statistic.{kind}"), \
-                OpCounter() if self.count_ops else nullcontext() as counter:
-            result = compute()
-        synchronize(device)
-        self.seconds += time.perf_counter() - start
-        if self.count_ops:
-            self.ops, self.syncs = self.ops + counter.count, self.syncs + counter.syncs
-        return result
-
-    def _store(self, kind: str, result):
-        "Keep the statistic (and keys) of one encoder call."
-        statistic, keys = result if self.record_keys else (result, None)
-        self.current.values[kind] = statistic
-        if keys is not None:
-            self.current.keys[kind] = keys
-
-    def _vision_statistic(self, module, args, kwargs, output):
-        "Forward hook on the last vision block's attention."
-        kind, grids, window_index, merge = self._vision_call
-        hidden_states = _argument(args, kwargs, "hidden_states", 0)
-        position_embeddings = vision_rotary(kwargs)
-        result = self._timed(hidden_states.device, lambda: vision_statistic(
-            module, hidden_states, position_embeddings, grids, self.video_window_grids, merge, window_index,
-            self.record_keys, self.max_elements), "video")
-        self._store(kind, result)
-
-    def _audio_frames(self) -> list[int]:
-        "Encoder frames of each audio of the current call."
-        tower = self.model.audio_tower
-        if self.family == "qwen2_5":
-            frames, _ = tower._get_feat_extract_output_lengths(self._feature_lens)
-        else:
-            frames = qwen3_audio_frames(tower, self._feature_lens)
-        return frames.tolist()
-
-    def _audio_statistic(self, module, args, kwargs, output):
-        "Forward hook on the last audio layer's attention."
-        hidden_states = _argument(args, kwargs, "hidden_states", 0)
-        frames = self._audio_frames()
-        if sum(frames) != hidden_states.shape[0]:
-            raise RuntimeError(f"audio frames {frames} do not add up to the encoder's {hidden_states.shape[0]} frames")
-        pool_pairs = self.family == "qwen2_5"
-        result = self._timed(hidden_states.device, lambda: self.audio_fn(
-            module, hidden_states, frames, self.audio_window_frames, pool_pairs, self.record_keys, self.max_elements),
-            "audio")
-        self._store("audio", result)
-        self.current.item_lengths["audio"] = [(n - 2) // 2 + 1 if pool_pairs else n for n in frames]
-        if self._audio_order is not None:  # encoded once, each item's features repeated (compat.repeat_items_by_row)
-            self._repeat_audio(self._audio_order)
-
-    def _repeat_audio(self, order: list[int]):
-        "The audio statistic (and keys) of the encoded items in `order`, one entry per audio the forward fills."
-        lengths = self.current.item_lengths["audio"]
-        for record in (self.current.values, self.current.keys):
-            if "audio" in record:
-                items = record["audio"].split(lengths)
-                record["audio"] = torch.cat([items[item] for item in order])
-        self.current.item_lengths["audio"] = [lengths[item] for item in order]
-
-    @contextmanager
-    def installed(self):
-        "The hooks and wrappers, for the duration of the block."
-        model = self.model
-        handles = [model.register_forward_pre_hook(self._start_forward, with_kwargs=True),
-                   model.register_forward_hook(self._end_forward, with_kwargs=True)]
-        wrapped = []
-        if self.video_window_grids is not None:
-            visual = model.visual
-            handles += [visual.register_forward_pre_hook(self._start_vision, with_kwargs=True),
-                        visual.blocks[-1].attn.register_forward_hook(self._vision_statistic, with_kwargs=True)]
-            for kind in ("image", "video"):
-                name = f"get_{kind}_features"
-                wrapped.append((name, model.__dict__.get(name)))
-                setattr(model, name, self._encoding(kind, getattr(model, name)))
-        if self.audio_window_frames is not None:
-            tower = model.audio_tower
-            handles += [tower.register_forward_pre_hook(self._start_audio, with_kwargs=True),
-                        tower.layers[-1].self_attn.register_forward_hook(self._audio_statistic, with_kwargs=True)]
+# %% ../nbs/04a_encoder_attention.ipynb #21d7ae56
+@patch
+def _encoding(self: EncoderAttention, kind: str, method):
+    "`method` (the model's `get_<kind>_features`), noting that vision calls inside it encode `kind`."
+    @functools.wraps(method)
+    def encode(*args, **kwargs):
+        self._vision_kind = kind
         try:
-            with repeat_items_by_row(self.thinker):
-                yield self
+            output = method(*args, **kwargs)
         finally:
-            for handle in handles:
-                handle.remove()
-            for name, own in wrapped:
-                if own is None:
-                    delattr(model, name)
-                else:
-                    setattr(model, name, own)
+            self._vision_kind = "video"
+        self._remember(kind, output)
+        return output
+    return encode
 
+@patch
+def _start_vision(self: EncoderAttention, module, args, kwargs):
+    "Note the grids of this vision call (and, for Qwen2.5-Omni, its window permutation)."
+    grid_thw = _argument(args, kwargs, "grid_thw", 1)
+    window_index = None
+    if self.family == "qwen2_5":
+        window_index = vision_window_index(module, grid_thw)
+    kind = self._vision_kind
+    grids = grid_thw.tolist()  # read once, as the encoder itself reads it
+    self._vision_call = (kind, grids, window_index, module.spatial_merge_size)
+    self.current.grids[kind], self.current.grid_lists[kind] = grid_thw, grids
+    self.current.item_lengths[kind] = [t * h * w // module.spatial_merge_size ** 2 for t, h, w in grids]
+
+@patch
+def _start_audio(self: EncoderAttention, module, args, kwargs):
+    "Note the mel lengths of this audio call's items."
+    self._feature_lens = _argument(args, kwargs, "feature_lens", 1)
+
+# %% ../nbs/04a_encoder_attention.ipynb #d548da06
+@patch
+def _timed(self: EncoderAttention, device, compute, kind: str):
+    "Run `compute()`, adding its wall-clock time to `self.seconds` (and, counting, its operations to `self.ops`)."
+    synchronize(device)
+    start = time.perf_counter()
+    with torch.no_grad(), record_function(f"select.statistic.{kind}"), \
+            OpCounter() if self.count_ops else nullcontext() as counter:
+        result = compute()
+    synchronize(device)
+    self.seconds += time.perf_counter() - start
+    if self.count_ops:
+        self.ops, self.syncs = self.ops + counter.count, self.syncs + counter.syncs
+    return result
+
+@patch
+def _store(self: EncoderAttention, kind: str, result):
+    "Keep the statistic (and keys) of one encoder call."
+    statistic, keys = result if self.record_keys else (result, None)
+    self.current.values[kind] = statistic
+    if keys is not None:
+        self.current.keys[kind] = keys
+
+# %% ../nbs/04a_encoder_attention.ipynb #c10c3854
+@patch
+def _vision_statistic(self: EncoderAttention, module, args, kwargs, output):
+    "Forward hook on the last vision block's attention."
+    kind, grids, window_index, merge = self._vision_call
+    hidden_states = _argument(args, kwargs, "hidden_states", 0)
+    position_embeddings = vision_rotary(kwargs)
+    result = self._timed(hidden_states.device, lambda: vision_statistic(
+        module, hidden_states, position_embeddings, grids, self.video_window_grids, merge, window_index,
+        self.record_keys, self.max_elements), "video")
+    self._store(kind, result)
+
+@patch
+def _audio_frames(self: EncoderAttention) -> list[int]:
+    "Encoder frames of each audio of the current call."
+    tower = self.model.audio_tower
+    if self.family == "qwen2_5":
+        frames, _ = tower._get_feat_extract_output_lengths(self._feature_lens)
+    else:
+        frames = qwen3_audio_frames(tower, self._feature_lens)
+    return frames.tolist()
+
+@patch
+def _audio_statistic(self: EncoderAttention, module, args, kwargs, output):
+    "Forward hook on the last audio layer's attention."
+    hidden_states = _argument(args, kwargs, "hidden_states", 0)
+    frames = self._audio_frames()
+    if sum(frames) != hidden_states.shape[0]:
+        raise RuntimeError(f"audio frames {frames} do not add up to the encoder's {hidden_states.shape[0]} frames")
+    pool_pairs = self.family == "qwen2_5"
+    result = self._timed(hidden_states.device, lambda: self.audio_fn(
+        module, hidden_states, frames, self.audio_window_frames, pool_pairs, self.record_keys, self.max_elements),
+        "audio")
+    self._store("audio", result)
+    self.current.item_lengths["audio"] = [(n - 2) // 2 + 1 if pool_pairs else n for n in frames]
+    if self._audio_order is not None:  # encoded once, each item's features repeated (compat.repeat_items_by_row)
+        self._repeat_audio(self._audio_order)
+
+@patch
+def _repeat_audio(self: EncoderAttention, order: list[int]):
+    "The audio statistic (and keys) of the encoded items in `order`, one entry per audio the forward fills."
+    lengths = self.current.item_lengths["audio"]
+    for record in (self.current.values, self.current.keys):
+        if "audio" in record:
+            items = record["audio"].split(lengths)
+            record["audio"] = torch.cat([items[item] for item in order])
+    self.current.item_lengths["audio"] = [lengths[item] for item in order]
+
+# %% ../nbs/04a_encoder_attention.ipynb #23fa2853
+@patch
+@contextmanager
+def installed(self: EncoderAttention):
+    "The hooks and wrappers, for the duration of the block."
+    model = self.model
+    handles = [model.register_forward_pre_hook(self._start_forward, with_kwargs=True),
+               model.register_forward_hook(self._end_forward, with_kwargs=True)]
+    wrapped = []
+    if self.video_window_grids is not None:
+        visual = model.visual
+        handles += [visual.register_forward_pre_hook(self._start_vision, with_kwargs=True),
+                    visual.blocks[-1].attn.register_forward_hook(self._vision_statistic, with_kwargs=True)]
+        for kind in ("image", "video"):
+            name = f"get_{kind}_features"
+            wrapped.append((name, model.__dict__.get(name)))
+            setattr(model, name, self._encoding(kind, getattr(model, name)))
+    if self.audio_window_frames is not None:
+        tower = model.audio_tower
+        handles += [tower.register_forward_pre_hook(self._start_audio, with_kwargs=True),
+                    tower.layers[-1].self_attn.register_forward_hook(self._audio_statistic, with_kwargs=True)]
+    try:
+        with repeat_items_by_row(self.thinker):
+            yield self
+    finally:
+        for handle in handles:
+            handle.remove()
+        for name, own in wrapped:
+            if own is None:
+                delattr(model, name)
+            else:
+                setattr(model, name, own)
+
+# %% ../nbs/04a_encoder_attention.ipynb #b78dcb03
 @contextmanager
 def encoder_attention(thinker, video_window_grids: int | None = 2, audio_window_frames: int | None = 100,
                       keys: bool = False, max_elements: int = MAX_LOGITS, count_ops: bool = False,

@@ -17,7 +17,7 @@ from .engine import last_token_index
 from .pre_llm import SelectionCompiler, marked, selection_compiler
 from .layout import Kind, kind_members, temporal_windows
 
-# %% ../nbs/05_inner_llm.ipynb #b7589095
+# %% ../nbs/05_inner_llm.ipynb #3fab67e9
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     "The standard rotary embedding of `x`, as `apply_rotary_pos_emb` rotates each tensor of its pair."
     return (x * cos) + (rotate_half(x) * sin)
@@ -35,6 +35,7 @@ def query_relevance(hidden_states: torch.Tensor, layer: torch.nn.Module, positio
     args = (hidden_states, layer, position_embeddings, query_index, padding_mask)
     return _relevance(*args) if compiler is None else compiler.run(_relevance, *args)
 
+# %% ../nbs/05_inner_llm.ipynb #21f5095e
 def _checked_query(hidden_states, query_index, padding_mask) -> torch.LongTensor | None:
     "`query_relevance`'s inputs checked, and its `query_index` as a tensor on the device (None: each row's last token)."
     if hidden_states.dim() != 3:
@@ -57,6 +58,7 @@ def _checked_query(hidden_states, query_index, padding_mask) -> torch.LongTensor
         raise ValueError("every query token must be a real token (padding_mask True at query_index)")
     return query_index
 
+# %% ../nbs/05_inner_llm.ipynb #f8ad2a52
 def _relevance(hidden_states, layer, position_embeddings, query_index, padding_mask) -> torch.Tensor:
     "`query_relevance` on checked inputs: one capturable graph."
     batch, seq_len, _ = hidden_states.shape
@@ -84,7 +86,7 @@ def _relevance(hidden_states, layer, position_embeddings, query_index, padding_m
     logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))
     return logits.softmax(dim=-1).mean(dim=(1, 2)).float()  # (B, S), values of the model's dtype
 
-# %% ../nbs/05_inner_llm.ipynb #6d31ab1a
+# %% ../nbs/05_inner_llm.ipynb #2e9c37af
 def modality_total(keep_ratio: float, count: int) -> int:
     "Tokens of a modality kept at `keep_ratio`: max(1, round(keep_ratio * count)), or 0 when absent."
     return max(1, round(keep_ratio * count)) if count else 0
@@ -95,6 +97,7 @@ def _modality_totals(counts: torch.LongTensor, ratios: tuple) -> torch.LongTenso
     ratios = torch.tensor(ratios, dtype=torch.float64).to(counts.device, non_blocking=True)
     return torch.where(counts > 0, (counts * ratios).round().clamp(min=1), 0).long()
 
+# %% ../nbs/05_inner_llm.ipynb #45dbe2b0
 def _repair(budgets: torch.LongTensor, capacity: torch.LongTensor, total: int,
             max_capacity: int | None = None) -> torch.LongTensor:
     """`budgets` moved one token at a time towards summing to `total`, within [1, capacity], until no move is left;
@@ -120,6 +123,7 @@ def _repair(budgets: torch.LongTensor, capacity: torch.LongTensor, total: int,
     skipped = torch.where(cutting, count - missing, 0)
     return budgets + (room & (order > skipped) & (order <= skipped + missing))
 
+# %% ../nbs/05_inner_llm.ipynb #0ce38744
 def window_budgets(video_sizes, audio_sizes, video_importance, audio_importance, total_video: int, total_audio: int,
                    temperature: float = 0.1) -> list[tuple[int, int]]:
     "(video, audio) tokens to keep in each window as the release allocates them: softmax weights, repair, demand split."
@@ -155,7 +159,7 @@ def _window_budgets(sizes: torch.LongTensor, importance: torch.Tensor, total_vid
     bv = torch.where(no_audio & (bv > 1), bv - 1, bv)
     return torch.stack([bv, ba])
 
-# %% ../nbs/05_inner_llm.ipynb #46be4663
+# %% ../nbs/05_inner_llm.ipynb #9bbc2add
 MEDIA_KINDS = (Kind.VIDEO, Kind.AUDIO)  # the modalities Stage II budgets: row 0 video, row 1 audio
 
 def _run_starts(member: torch.BoolTensor) -> torch.BoolTensor:
@@ -177,6 +181,7 @@ def _top_per_group(scores: torch.Tensor, group: torch.LongTensor, counts: torch.
     rank = torch.arange(len(order), device=order.device) - (sizes.cumsum(0) - sizes)[group]  # rank inside the group
     return torch.zeros_like(order, dtype=torch.bool).index_put_((order,), rank < counts[group])
 
+# %% ../nbs/05_inner_llm.ipynb #e03f641d
 def row_layouts(kinds: torch.Tensor) -> list:
     """Video and audio tokens and windows (the more runs of the two kinds) of each row of `kinds` (B, S), read on the
     host in one go: one `([video, audio tokens], windows)` per row."""
@@ -190,6 +195,7 @@ def _groups(member: torch.BoolTensor, video_group, audio_group, other: int) -> t
     "The group (S,) of each position from its video and audio membership (S, 2); `other` for text (and padding)."
     return torch.where(member[:, 0], video_group, torch.where(member[:, 1], audio_group, other))
 
+# %% ../nbs/05_inner_llm.ipynb #ef4374f2
 def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: float, audio_keep_ratio: float,
                   temperature: float = 0.1, layout: tuple | None = None, allocation: str = "top_down") -> torch.BoolTensor:
     """Keep mask (S,) of one row: all text, plus video and audio chosen by the top-down window budget. Given a `layout`
@@ -234,6 +240,7 @@ def top_down_keep(scores: torch.Tensor, kinds: torch.Tensor, video_keep_ratio: f
         counts = torch.cat([budgets.flatten(), budgets.new_zeros(1)])
     return keep | _top_per_group(scores, group, counts)
 
+# %% ../nbs/05_inner_llm.ipynb #cc7eb250
 def media_bound(video_keep_ratio: float, audio_keep_ratio: float, video: int, audio: int, windows: int,
                 media: int | None = None) -> int:
     """At most how many video and audio tokens `top_down_keep` keeps, known on the host, of a row of `video` and `audio`
@@ -250,7 +257,6 @@ def media_bound(video_keep_ratio: float, audio_keep_ratio: float, video: int, au
                 for ratio, n in ((video_keep_ratio, video_kept), (audio_keep_ratio, audio_kept))]
         totals = int((kept[0] + kept[1]).max())
     return min(max(totals, windows), media)  # the repair keeps one token in every window, if more than the totals
-
 
 # %% ../nbs/05_inner_llm.ipynb #b07e99d2
 def drop_layer_keep(hidden_states: torch.Tensor, layer: torch.nn.Module, position_embeddings: tuple, kinds: torch.Tensor,

@@ -19,7 +19,7 @@ from torch.profiler import record_function
 
 from .checks import check_int, check_ratio
 
-# %% ../nbs/04_pre_llm.ipynb #7f31a4bb
+# %% ../nbs/04_pre_llm.ipynb #c6454404
 ATTENTION_SCALE = 1e6
 NORM_EPS = 1e-8  # the release divides by |x| + 1e-8 (not max(|x|, eps)); near-ties in the max-min pick depend on it
 PICKED = -1.0  # the value a picked token takes in the running minimum `m`
@@ -28,6 +28,7 @@ def marked(name: str):
     "A profiler mark around an eager step; none inside a graph being compiled, which has no place for one."
     return nullcontext() if torch.compiler.is_compiling() else record_function(name)
 
+# %% ../nbs/04_pre_llm.ipynb #f89dfa18
 def _second_smallest(dist: torch.Tensor, sync_free: bool = False) -> torch.Tensor:
     """Second-smallest value of every column of (B, N >= 2, N), as `kthvalue(2, dim=1)` gives it; with `sync_free`,
     without reading how many columns need the slower path (for small windows: it passes over every column)."""
@@ -53,6 +54,7 @@ def _second_smallest(dist: torch.Tensor, sync_free: bool = False) -> torch.Tenso
     second[window, column] = dist[window, :, column].topk(2, dim=1, largest=False).values[:, 1]  # (C, N) -> (C,)
     return second
 
+# %% ../nbs/04_pre_llm.ipynb #c7cf1fed
 def _max_min(dist: torch.Tensor, first: torch.LongTensor, num_keep: int) -> list:
     "The greedy picks (each (B,)) after `first`, three operations a step; sets `dist`'s diagonal to -1."
     # The release sets each new pick's entry of m to -1 after taking the minimum with its row. That entry was the
@@ -66,6 +68,7 @@ def _max_min(dist: torch.Tensor, first: torch.LongTensor, num_keep: int) -> list
         torch.minimum(m, dist[rows, new], out=m)
     return picked
 
+# %% ../nbs/04_pre_llm.ipynb #1fe6830e
 def _distances(x: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
     "Distances (B, N, N) of a batch of windows (B, N, D): `dist[b, i, j]`, column j scaled by its attention (B, N)."
     dtype = torch.promote_types(x.dtype, torch.float32)
@@ -88,6 +91,7 @@ def window_distances(x: torch.Tensor, attention: Optional[torch.Tensor]) -> torc
 def _(x, attention):
     return x.new_empty((x.shape[0], x.shape[1], x.shape[1]), dtype=torch.promote_types(x.dtype, torch.float32))
 
+# %% ../nbs/04_pre_llm.ipynb #a516705f
 def _picks(dist: torch.Tensor, num_keep: int, sync_free: bool = False) -> torch.LongTensor:
     """The `num_keep` max-min picks (B, num_keep) of every window of `dist` (B, N, N), in the order they are picked;
     with `sync_free`, without a read on the host (a loop of `num_keep` steps, known on the host: it compiles unrolled)."""
@@ -113,7 +117,7 @@ def windivprune(features: torch.Tensor, attention: torch.Tensor | None, num_keep
         picked = _picks(dist, num_keep).sort(dim=1).values  # (B, num_keep)
     return picked if batched else picked[0]
 
-# %% ../nbs/04_pre_llm.ipynb #e51595f1
+# %% ../nbs/04_pre_llm.ipynb #9d38a1d4
 MAX_DISTANCE_ELEMENTS = 2 ** 26  # per chunk of windows: 256 MiB of float32 distances
 
 def window_budget(window_len: int, ratio: float) -> int:
@@ -126,6 +130,7 @@ def windowed_keep_count(total: int, window_tokens: int, ratio: float) -> int:
     num_full, last_len = divmod(total, window_tokens)
     return num_full * window_budget(window_tokens, ratio) + (window_budget(last_len, ratio) if last_len else 0)
 
+# %% ../nbs/04_pre_llm.ipynb #72f1fb2d
 def _padded(dist: torch.Tensor, size: int) -> torch.Tensor:
     "Distances (B, n, n) of shorter windows padded to (B, size, size) with distances that are never picked."
     n = dist.shape[-1]
@@ -136,6 +141,7 @@ def _padded(dist: torch.Tensor, size: int) -> torch.Tensor:
     padded[:, :n, :n] = dist
     return padded
 
+# %% ../nbs/04_pre_llm.ipynb #1f8a4a37
 def _check_part(features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int, ratio: float):
     "Refuse a modality's features (T, D), statistic (T,), window length or ratio that `windowed_windivprune` cannot take."
     if features.dim() != 2:
@@ -174,6 +180,7 @@ def _windows(part: int, features: torch.Tensor, attention: torch.Tensor | None, 
                                  features[start:stop].view(count, length, features.shape[1]), statistic))
     return selected
 
+# %% ../nbs/04_pre_llm.ipynb #82c439e8
 def windowed_windivprune_parts(parts: list[tuple], chunk_elements: int = MAX_DISTANCE_ELEMENTS,
                                compiled: "bool | str | SelectionCompiler" = False) -> list[torch.BoolTensor]:
     """Keep masks (T,) of several modalities, each `(features (T, D), attention (T,) or None, window_tokens, ratio)` as
@@ -219,6 +226,7 @@ def _select_chunk(chunk: list[tuple], size: int, keeps: list):
         keeps[windows.part][(picked[row:row + stop - first, :windows.budget] + offsets[:, None]).flatten()] = True
         row += stop - first
 
+# %% ../nbs/04_pre_llm.ipynb #5759e2a4
 def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int,
                          ratio: float, chunk_elements: int = MAX_DISTANCE_ELEMENTS,
                          compiled: "bool | str | SelectionCompiler" = False) -> torch.BoolTensor:

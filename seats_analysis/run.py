@@ -15,6 +15,7 @@ from dataclasses import astuple, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
+from fastcore.basics import patch
 from torch.profiler import record_function
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
@@ -50,7 +51,7 @@ def prepare_run(thinker, schedule, video_ratio: float, audio_ratio: float, **ove
     schedule.check_model(thinker.config)
     return schedule, check_ratio("video_ratio", video_ratio), check_ratio("audio_ratio", audio_ratio)
 
-# %% ../nbs/06b_run.ipynb #7330d0dc
+# %% ../nbs/06b_run.ipynb #7efe0aba
 @dataclass
 class HostSyncs:
     """Host synchronisations of prefills (`encoder_attention.host_sync`) by where they happen: the engine reading the
@@ -72,6 +73,7 @@ class HostSyncs:
     def __add__(self, other: "HostSyncs") -> "HostSyncs":
         return HostSyncs(*(mine + theirs for mine, theirs in zip(astuple(self), astuple(other))))
 
+# %% ../nbs/06b_run.ipynb #26f52712
 class PhaseSyncs(OpCounter):
     "Within the block: host synchronisations, also counted in `by_phase` under the phase `phase(name)` has set (else `llm`)."
 
@@ -92,6 +94,7 @@ class PhaseSyncs(OpCounter):
         finally:
             self.current = before
 
+# %% ../nbs/06b_run.ipynb #d8220edc
 @dataclass
 class Latency:
     """Wall-clock seconds of prefills: encoders, selection (statistic and selectors) and LLM; and, when counted
@@ -111,6 +114,7 @@ class Latency:
         return Latency(self.encoders + other.encoders, self.selection + other.selection, self.llm + other.llm,
                        self.selection_ops + other.selection_ops, self.host_syncs + other.host_syncs)
 
+# %% ../nbs/06b_run.ipynb #2f111f0f
 def _starts_prefill(kwargs: dict) -> bool:
     "Whether a thinker call with these keyword arguments is a prefill (no cache, or an empty one)."
     cache = kwargs.get(CACHE_KWARG)
@@ -129,110 +133,127 @@ class PrefillClock:
         self._syncs = None  # the `PhaseSyncs` of the prefill call running, when counting
         self._phases = []  # phases the encoder hooks left
 
-    def _now(self) -> float:
-        synchronize(self.device)
-        return time.perf_counter()
+# %% ../nbs/06b_run.ipynb #0db5dd63
+@patch
+def _now(self: PrefillClock) -> float:
+    synchronize(self.device)
+    return time.perf_counter()
 
-    def _latency(self) -> Latency:
-        "Where time goes now: the running prefill, or the next one."
-        return self._call[0] if self._call is not None else self._pending
+@patch
+def _latency(self: PrefillClock) -> Latency:
+    "Where time goes now: the running prefill, or the next one."
+    return self._call[0] if self._call is not None else self._pending
 
-    def _start_call(self, module, args, kwargs):
-        if _starts_prefill(kwargs):
-            latency, self._pending = self._pending, Latency()
-            self._call = (latency, self._now(), latency.encoders + latency.selection)
+@patch
+def _start_call(self: PrefillClock, module, args, kwargs):
+    if _starts_prefill(kwargs):
+        latency, self._pending = self._pending, Latency()
+        self._call = (latency, self._now(), latency.encoders + latency.selection)
 
-    def _end_call(self, module, args, kwargs, output):
-        if self._call is not None:
-            latency, start, before = self._call
-            inside = latency.encoders + latency.selection - before
-            latency.llm = self._now() - start - inside
-            self.latencies.append(latency)
-            self._call = None
+@patch
+def _end_call(self: PrefillClock, module, args, kwargs, output):
+    if self._call is not None:
+        latency, start, before = self._call
+        inside = latency.encoders + latency.selection - before
+        latency.llm = self._now() - start - inside
+        self.latencies.append(latency)
+        self._call = None
 
-    def _statistic(self) -> tuple:
-        "The recorder's running totals: seconds, operations and host synchronisations of the statistic."
-        recorder = self.recorder
-        return (recorder.seconds, recorder.ops, recorder.syncs) if recorder is not None else (0.0, 0, 0)
+# %% ../nbs/06b_run.ipynb #cdf91b3d
+@patch
+def _statistic(self: PrefillClock) -> tuple:
+    "The recorder's running totals: seconds, operations and host synchronisations of the statistic."
+    recorder = self.recorder
+    return (recorder.seconds, recorder.ops, recorder.syncs) if recorder is not None else (0.0, 0, 0)
 
-    def _start_encoder(self, module, args, kwargs):
-        self._encoder_start = (self._now(), self._statistic())
-        if self._syncs is not None:
-            self._phases.append(self._syncs.current)
-            self._syncs.current = "encoders"
+@patch
+def _start_encoder(self: PrefillClock, module, args, kwargs):
+    self._encoder_start = (self._now(), self._statistic())
+    if self._syncs is not None:
+        self._phases.append(self._syncs.current)
+        self._syncs.current = "encoders"
 
-    def _end_encoder(self, module, args, kwargs, output):
-        start, (seconds_before, ops_before, syncs_before) = self._encoder_start
-        seconds, ops, syncs = self._statistic()
-        latency = self._latency()
-        latency.encoders += self._now() - start - (seconds - seconds_before)
-        latency.selection += seconds - seconds_before
-        latency.selection_ops += ops - ops_before
-        if self._syncs is not None:  # the statistic's synchronisations are the selection's
-            self._syncs.current = self._phases.pop()
-            self._syncs.by_phase.encoders -= syncs - syncs_before
-            self._syncs.by_phase.selection += syncs - syncs_before
+@patch
+def _end_encoder(self: PrefillClock, module, args, kwargs, output):
+    start, (seconds_before, ops_before, syncs_before) = self._encoder_start
+    seconds, ops, syncs = self._statistic()
+    latency = self._latency()
+    latency.encoders += self._now() - start - (seconds - seconds_before)
+    latency.selection += seconds - seconds_before
+    latency.selection_ops += ops - ops_before
+    if self._syncs is not None:  # the statistic's synchronisations are the selection's
+        self._syncs.current = self._phases.pop()
+        self._syncs.by_phase.encoders -= syncs - syncs_before
+        self._syncs.by_phase.selection += syncs - syncs_before
 
-    def phase(self, name: str):
-        "A block whose host synchronisations count under `name` (a field of `HostSyncs`), in a counted prefill."
-        return self._syncs.phase(name) if self._syncs is not None else nullcontext()
+# %% ../nbs/06b_run.ipynb #91c1fe23
+@patch
+def phase(self: PrefillClock, name: str):
+    "A block whose host synchronisations count under `name` (a field of `HostSyncs`), in a counted prefill."
+    return self._syncs.phase(name) if self._syncs is not None else nullcontext()
 
-    def _counted_forward(self, forward):
-        "The thinker's `forward` (its signature kept for `generate`), with a counted prefill's host synchronisations by phase."
-        @functools.wraps(forward)
-        def counted(*args, **kwargs):
-            if self._call is None or not self.count_ops:
+@patch
+def _counted_forward(self: PrefillClock, forward):
+    "The thinker's `forward` (its signature kept for `generate`), with a counted prefill's host synchronisations by phase."
+    @functools.wraps(forward)
+    def counted(*args, **kwargs):
+        if self._call is None or not self.count_ops:
+            return forward(*args, **kwargs)
+        with PhaseSyncs() as syncs:
+            self._syncs = syncs
+            try:
                 return forward(*args, **kwargs)
-            with PhaseSyncs() as syncs:
-                self._syncs = syncs
-                try:
-                    return forward(*args, **kwargs)
-                finally:
-                    self._syncs = None
-                    self._call[0].host_syncs += syncs.by_phase
-        return counted
+            finally:
+                self._syncs = None
+                self._call[0].host_syncs += syncs.by_phase
+    return counted
 
-    def count_operations(self):
-        "From now on, also count the tensor operations the selection dispatches (statistic and selectors)."
-        self.count_ops = True
-        if self.recorder is not None:
-            self.recorder.count_ops = True
+# %% ../nbs/06b_run.ipynb #a1264fc4
+@patch
+def count_operations(self: PrefillClock):
+    "From now on, also count the tensor operations the selection dispatches (statistic and selectors)."
+    self.count_ops = True
+    if self.recorder is not None:
+        self.recorder.count_ops = True
 
-    def timed(self, selector):
-        "`selector`, with its time counted as selection (and, for a profiler, labelled `select.selectors`)."
-        def timed_selector(state):
-            start = self._now()
-            with (record_function("select.selectors"), self.phase("selection"),
-                  OpCounter() if self.count_ops else nullcontext() as counter):
-                keep = selector(state)
-            latency = self._latency()
-            latency.selection += self._now() - start
-            latency.selection_ops += counter.count if self.count_ops else 0
-            return keep
-        return timed_selector
+@patch
+def timed(self: PrefillClock, selector):
+    "`selector`, with its time counted as selection (and, for a profiler, labelled `select.selectors`)."
+    def timed_selector(state):
+        start = self._now()
+        with (record_function("select.selectors"), self.phase("selection"),
+              OpCounter() if self.count_ops else nullcontext() as counter):
+            keep = selector(state)
+        latency = self._latency()
+        latency.selection += self._now() - start
+        latency.selection_ops += counter.count if self.count_ops else 0
+        return keep
+    return timed_selector
 
-    @contextmanager
-    def installed(self):
-        "Hooks on the thinker and its encoders for the duration of the block."
-        model, thinker = multimodal_model(self.thinker), self.thinker
-        handles = [thinker.register_forward_pre_hook(self._start_call, with_kwargs=True),
-                   thinker.register_forward_hook(self._end_call, with_kwargs=True)]
-        for encoder in (model.visual, model.audio_tower):
-            handles += [encoder.register_forward_pre_hook(self._start_encoder, with_kwargs=True),
-                        encoder.register_forward_hook(self._end_encoder, with_kwargs=True)]
-        had_own_forward, own_forward = "forward" in thinker.__dict__, thinker.__dict__.get("forward")
-        thinker.forward = self._counted_forward(thinker.forward)
-        try:
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
-            if had_own_forward:
-                thinker.forward = own_forward
-            else:
-                del thinker.forward
+# %% ../nbs/06b_run.ipynb #3e58a04a
+@patch
+@contextmanager
+def installed(self: PrefillClock):
+    "Hooks on the thinker and its encoders for the duration of the block."
+    model, thinker = multimodal_model(self.thinker), self.thinker
+    handles = [thinker.register_forward_pre_hook(self._start_call, with_kwargs=True),
+               thinker.register_forward_hook(self._end_call, with_kwargs=True)]
+    for encoder in (model.visual, model.audio_tower):
+        handles += [encoder.register_forward_pre_hook(self._start_encoder, with_kwargs=True),
+                    encoder.register_forward_hook(self._end_encoder, with_kwargs=True)]
+    had_own_forward, own_forward = "forward" in thinker.__dict__, thinker.__dict__.get("forward")
+    thinker.forward = self._counted_forward(thinker.forward)
+    try:
+        yield self
+    finally:
+        for handle in handles:
+            handle.remove()
+        if had_own_forward:
+            thinker.forward = own_forward
+        else:
+            del thinker.forward
 
-# %% ../nbs/06b_run.ipynb #fe0dc61f
+# %% ../nbs/06b_run.ipynb #05ec0833
 class TensorMemory(TorchDispatchMode):
     "Within the block: bytes of the tensor storages that ops create on `device` and that are still alive, and the peak."
 
@@ -262,6 +283,7 @@ class TensorMemory(TorchDispatchMode):
         self.peak = max(self.peak, self.live)
         return out
 
+# %% ../nbs/06b_run.ipynb #5f57699e
 @dataclass
 class Measured:
     "What `measure=True` records: torch's count of each prefill's decoder multiply-adds, and peak memory."
@@ -274,6 +296,7 @@ class Measured:
         "Counted multiply-adds summed over prefills."
         return float(sum(self.prefill_flops))
 
+# %% ../nbs/06b_run.ipynb #43f99ffc
 class PrefillMeter:
     "Counts the decoder's multiply-adds of every prefill with torch's FlopCounterMode, and the block's peak memory."
 
@@ -283,60 +306,66 @@ class PrefillMeter:
         self.measured = Measured()
         self._in_prefill = False
 
-    def _start_call(self, module, args, kwargs):
-        self._in_prefill = _starts_prefill(kwargs)
-        if self._in_prefill:
-            self.measured.prefill_flops.append(0.0)
+# %% ../nbs/06b_run.ipynb #af78bfbe
+@patch
+def _start_call(self: PrefillMeter, module, args, kwargs):
+    self._in_prefill = _starts_prefill(kwargs)
+    if self._in_prefill:
+        self.measured.prefill_flops.append(0.0)
 
-    def _end_call(self, module, args, kwargs, output):
-        self._in_prefill = False
+@patch
+def _end_call(self: PrefillMeter, module, args, kwargs, output):
+    self._in_prefill = False
 
-    def _counted(self, forward):
-        "`forward`, with its multiply-adds added to the running prefill's count."
-        def counted_forward(*args, **kwargs):
-            if not self._in_prefill:
-                return forward(*args, **kwargs)
-            output = []
-            self.measured.prefill_flops[-1] += measured_flops(lambda: output.append(forward(*args, **kwargs)))
-            return output[0]
-        return counted_forward
+@patch
+def _counted(self: PrefillMeter, forward):
+    "`forward`, with its multiply-adds added to the running prefill's count."
+    def counted_forward(*args, **kwargs):
+        if not self._in_prefill:
+            return forward(*args, **kwargs)
+        output = []
+        self.measured.prefill_flops[-1] += measured_flops(lambda: output.append(forward(*args, **kwargs)))
+        return output[0]
+    return counted_forward
 
-    @contextmanager
-    def installed(self):
-        "Within the block: decoder layers and LM head counted, MoE experts run eagerly, tensor memory tracked."
-        modules = [*text_model(self.thinker).layers, self.thinker.lm_head]
-        own_forwards = [module.__dict__.get("forward") for module in modules]
-        text = self.thinker.config.get_text_config()
-        experts = getattr(text, "_experts_implementation", None)
-        handles = [self.thinker.register_forward_pre_hook(self._start_call, with_kwargs=True),
-                   self.thinker.register_forward_hook(self._end_call, with_kwargs=True)]
-        cuda = self.device.type == "cuda"
-        memory = TensorMemory(self.device)
-        try:
-            for module in modules:
-                module.forward = self._counted(module.forward)
-            if experts is not None:
-                text._experts_implementation = "eager"
-            if cuda:
-                torch.cuda.synchronize(self.device)
-                torch.cuda.reset_peak_memory_stats(self.device)
-            with memory:
-                yield self
-        finally:
-            for handle in handles:
-                handle.remove()
-            for module, own in zip(modules, own_forwards):
-                if own is None:
-                    del module.forward
-                else:
-                    module.forward = own
-            if experts is not None:
-                text._experts_implementation = experts
-            self.measured.peak_bytes = memory.peak
-            if cuda:
-                self.measured.device_peak_bytes = torch.cuda.max_memory_allocated(self.device)
+# %% ../nbs/06b_run.ipynb #9dc0034b
+@patch
+@contextmanager
+def installed(self: PrefillMeter):
+    "Within the block: decoder layers and LM head counted, MoE experts run eagerly, tensor memory tracked."
+    modules = [*text_model(self.thinker).layers, self.thinker.lm_head]
+    own_forwards = [module.__dict__.get("forward") for module in modules]
+    text = self.thinker.config.get_text_config()
+    experts = getattr(text, "_experts_implementation", None)
+    handles = [self.thinker.register_forward_pre_hook(self._start_call, with_kwargs=True),
+               self.thinker.register_forward_hook(self._end_call, with_kwargs=True)]
+    cuda = self.device.type == "cuda"
+    memory = TensorMemory(self.device)
+    try:
+        for module in modules:
+            module.forward = self._counted(module.forward)
+        if experts is not None:
+            text._experts_implementation = "eager"
+        if cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        with memory:
+            yield self
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, own in zip(modules, own_forwards):
+            if own is None:
+                del module.forward
+            else:
+                module.forward = own
+        if experts is not None:
+            text._experts_implementation = experts
+        self.measured.peak_bytes = memory.peak
+        if cuda:
+            self.measured.device_peak_bytes = torch.cuda.max_memory_allocated(self.device)
 
-# %% ../nbs/06b_run.ipynb #507c5ec8
+# %% ../nbs/06b_run.ipynb #4a46d7a0
 class PruningRun:
     "What a pruning method did to the prefills of its `with` block: drop events, retention, FLOPs, latency."
 
@@ -349,70 +378,80 @@ class PruningRun:
         plan_reachable = {name: getattr(self.plans.get(name), "reachable", True) for name in MODALITIES.values()}
         self.reachable = reachable if reachable is not None else plan_reachable  # per modality: target reachable?
 
-    @property
-    def events(self) -> list:
-        "The engine's `Prefill` records, one per prefill."
-        return self.engine_run.events
+# %% ../nbs/06b_run.ipynb #19231e51
+@patch(as_prop=True)
+def events(self: PruningRun) -> list:
+    "The engine's `Prefill` records, one per prefill."
+    return self.engine_run.events
 
-    def row_retention(self, kind: Kind) -> torch.Tensor:
-        "Retention of `kind` averaged over layers, one value per row of every prefill (NaN where absent)."
-        if not self.events:
-            return torch.zeros(0, dtype=torch.float64)
-        return torch.cat([prefill.retention(kind).cpu() for prefill in self.events])
+@patch
+def row_retention(self: PruningRun, kind: Kind) -> torch.Tensor:
+    "Retention of `kind` averaged over layers, one value per row of every prefill (NaN where absent)."
+    if not self.events:
+        return torch.zeros(0, dtype=torch.float64)
+    return torch.cat([prefill.retention(kind).cpu() for prefill in self.events])
 
-    @property
-    def retention(self) -> dict:
-        "Retention of video and audio averaged over layers and over every row."
-        return {name: float(torch.nanmean(self.row_retention(kind))) for kind, name in MODALITIES.items()}
+@patch(as_prop=True)
+def retention(self: PruningRun) -> dict:
+    "Retention of video and audio averaged over layers and over every row."
+    return {name: float(torch.nanmean(self.row_retention(kind))) for kind, name in MODALITIES.items()}
 
-    def _row_flops(self, pruned: bool) -> torch.Tensor:
-        values = []
-        for prefill in self.events:
-            for row, length in enumerate(prefill.padding_mask.sum(1).tolist()):
-                drops = [(event.k, int(event.lengths[row])) for event in prefill.events] if pruned else []
-                values.append(self.dims.prefill_flops(length, drops))
-        return torch.tensor(values, dtype=torch.float64)
+# %% ../nbs/06b_run.ipynb #5e6d8461
+@patch
+def _row_flops(self: PruningRun, pruned: bool) -> torch.Tensor:
+    values = []
+    for prefill in self.events:
+        for row, length in enumerate(prefill.padding_mask.sum(1).tolist()):
+            drops = [(event.k, int(event.lengths[row])) for event in prefill.events] if pruned else []
+            values.append(self.dims.prefill_flops(length, drops))
+    return torch.tensor(values, dtype=torch.float64)
 
-    def row_flops(self) -> torch.Tensor:
-        "Analytic prefill FLOPs of every row, with its drops."
-        return self._row_flops(pruned=True)
+@patch
+def row_flops(self: PruningRun) -> torch.Tensor:
+    "Analytic prefill FLOPs of every row, with its drops."
+    return self._row_flops(pruned=True)
 
-    def row_full_flops(self) -> torch.Tensor:
-        "Analytic prefill FLOPs of every row without any drop."
-        return self._row_flops(pruned=False)
+@patch
+def row_full_flops(self: PruningRun) -> torch.Tensor:
+    "Analytic prefill FLOPs of every row without any drop."
+    return self._row_flops(pruned=False)
 
-    @property
-    def flops(self) -> float:
-        "Analytic prefill FLOPs of every row of every prefill, summed."
-        return float(self.row_flops().sum())
+@patch(as_prop=True)
+def flops(self: PruningRun) -> float:
+    "Analytic prefill FLOPs of every row of every prefill, summed."
+    return float(self.row_flops().sum())
 
-    @property
-    def full_flops(self) -> float:
-        "The same without any drop."
-        return float(self.row_full_flops().sum())
+@patch(as_prop=True)
+def full_flops(self: PruningRun) -> float:
+    "The same without any drop."
+    return float(self.row_full_flops().sum())
 
-    @property
-    def latencies(self) -> list:
-        "`Latency` of each prefill."
-        return self.clock.latencies
+# %% ../nbs/06b_run.ipynb #0b7ce4bc
+@patch(as_prop=True)
+def latencies(self: PruningRun) -> list:
+    "`Latency` of each prefill."
+    return self.clock.latencies
 
-    def count_operations(self) -> "PruningRun":
-        "Count the selection's dispatched operations in the prefills that follow (as `measure=True` does, without its FLOP count)."
-        self.clock.count_operations()
-        return self
+@patch
+def count_operations(self: PruningRun) -> "PruningRun":
+    "Count the selection's dispatched operations in the prefills that follow (as `measure=True` does, without its FLOP count)."
+    self.clock.count_operations()
+    return self
 
-    @property
-    def latency(self) -> Latency:
-        "`Latency` summed over prefills."
-        return sum(self.latencies, Latency())
+@patch(as_prop=True)
+def latency(self: PruningRun) -> Latency:
+    "`Latency` summed over prefills."
+    return sum(self.latencies, Latency())
 
-    def __repr__(self) -> str:
-        retention = ", ".join(f"{name} {value:.3f}" for name, value in self.retention.items())
-        latency = self.latency
-        return (f"PruningRun({self.method}: {len(self.events)} prefill(s); retention averaged over layers: {retention}; "
-                f"prefill FLOPs {self.flops:.4g} ({self.full_flops / max(self.flops, 1):.2f}x fewer than full); "
-                f"seconds: encoders {latency.encoders:.3g}, selection {latency.selection:.3g}, LLM {latency.llm:.3g})")
+@patch
+def __repr__(self: PruningRun) -> str:
+    retention = ", ".join(f"{name} {value:.3f}" for name, value in self.retention.items())
+    latency = self.latency
+    return (f"PruningRun({self.method}: {len(self.events)} prefill(s); retention averaged over layers: {retention}; "
+            f"prefill FLOPs {self.flops:.4g} ({self.full_flops / max(self.flops, 1):.2f}x fewer than full); "
+            f"seconds: encoders {latency.encoders:.3g}, selection {latency.selection:.3g}, LLM {latency.llm:.3g})")
 
+# %% ../nbs/06b_run.ipynb #85a62e68
 @single_use
 def pruning(thinker, method: str, make_selectors, statistic: dict | None = None, measure: bool = False, **report):
     "Run the selectors `make_selectors(recorder)` with the engine, timing (and with `measure`, counting) each prefill."

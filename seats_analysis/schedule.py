@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from fastcore.basics import patch
+
 from .checks import check_int, check_number, check_ratio
 from .results import replaced
 
@@ -143,7 +145,7 @@ def text_num_layers(config) -> int:
     "Number of decoder layers of the thinker that `config` describes."
     return text_config(config).num_hidden_layers
 
-# %% ../nbs/03_schedule.ipynb #a3c0800e
+# %% ../nbs/03_schedule.ipynb #2c818436
 @dataclass(kw_only=True)
 class Schedule:
     "A model's SEATS schedule: blocks, drop layers and window constants (the JSON schedule file)."
@@ -188,72 +190,83 @@ class Schedule:
             raise ValueError(f"provenance source={self.provenance.get('source')!r} is not one of {list(PROVENANCE_SOURCES)}")
         return self
 
-    def encoder_ratio(self, target_ratio: float) -> float:
-        "Stage I keep ratio for a retention target: min(1, encoder_ratio_scale * target_ratio)."
-        check_ratio("target_ratio", target_ratio)
-        return min(1.0, self.encoder_ratio_scale * target_ratio)
+# %% ../nbs/03_schedule.ipynb #7b6dbc90
+@patch
+def encoder_ratio(self: Schedule, target_ratio: float) -> float:
+    "Stage I keep ratio for a retention target: min(1, encoder_ratio_scale * target_ratio)."
+    check_ratio("target_ratio", target_ratio)
+    return min(1.0, self.encoder_ratio_scale * target_ratio)
 
-    def plan(self, target_ratio: float) -> KeepRatioPlan:
-        "Stage II keep ratios for a retention target, with the retention they achieve."
-        return solve_keep_ratios(self.num_layers, self.drop_layers, self.late_block_layer,
-                                 self.encoder_ratio(target_ratio), target_ratio)
+@patch
+def plan(self: Schedule, target_ratio: float) -> KeepRatioPlan:
+    "Stage II keep ratios for a retention target, with the retention they achieve."
+    return solve_keep_ratios(self.num_layers, self.drop_layers, self.late_block_layer,
+                             self.encoder_ratio(target_ratio), target_ratio)
 
-    def keep_ratios(self, target_ratio: float) -> list[float]:
-        "Stage II keep ratios for a retention target."
-        return self.plan(target_ratio).keep_ratios
+@patch
+def keep_ratios(self: Schedule, target_ratio: float) -> list[float]:
+    "Stage II keep ratios for a retention target."
+    return self.plan(target_ratio).keep_ratios
 
-    def video_window_tokens(self, grid_h: int, grid_w: int, spatial_merge_size: int = 2) -> int:
-        "LLM tokens in one video selection window for a video of patch grid (grid_h, grid_w)."
-        return self.video_window_grids * grid_h * grid_w // spatial_merge_size ** 2
+# %% ../nbs/03_schedule.ipynb #9f078a29
+@patch
+def video_window_tokens(self: Schedule, grid_h: int, grid_w: int, spatial_merge_size: int = 2) -> int:
+    "LLM tokens in one video selection window for a video of patch grid (grid_h, grid_w)."
+    return self.video_window_grids * grid_h * grid_w // spatial_merge_size ** 2
 
-    @property
-    def audio_window_tokens(self) -> int:
-        "LLM tokens in one audio selection window."
-        return round(self.audio_window_seconds * self.audio_tokens_per_second)
+@patch(as_prop=True)
+def audio_window_tokens(self: Schedule) -> int:
+    "LLM tokens in one audio selection window."
+    return round(self.audio_window_seconds * self.audio_tokens_per_second)
 
-    @property
-    def audio_statistic_window_frames(self) -> int:
-        "Audio encoder frames in one window of the attention statistic."
-        return round(self.audio_window_seconds * self.audio_encoder_frames_per_second)
+@patch(as_prop=True)
+def audio_statistic_window_frames(self: Schedule) -> int:
+    "Audio encoder frames in one window of the attention statistic."
+    return round(self.audio_window_seconds * self.audio_encoder_frames_per_second)
 
-    def check_model(self, config) -> "Schedule":
-        "Raise unless the model described by `config` has this schedule's number of decoder layers."
-        num_layers = text_num_layers(config)
-        if num_layers != self.num_layers:
-            raise ValueError(f"schedule {self.model_name!r} has num_layers={self.num_layers}, "
-                             f"but the model's text config has num_hidden_layers={num_layers}")
-        return self
+# %% ../nbs/03_schedule.ipynb #c4b12f5d
+@patch
+def check_model(self: Schedule, config) -> "Schedule":
+    "Raise unless the model described by `config` has this schedule's number of decoder layers."
+    num_layers = text_num_layers(config)
+    if num_layers != self.num_layers:
+        raise ValueError(f"schedule {self.model_name!r} has num_layers={self.num_layers}, "
+                         f"but the model's text config has num_hidden_layers={num_layers}")
+    return self
 
-    def save(self, path) -> Path:
-        "Write the schedule as JSON to `path` (creating its folder)."
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with replaced(path) as new:  # a reader never sees half a schedule
-            new.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return path
+# %% ../nbs/03_schedule.ipynb #07401a49
+@patch
+def save(self: Schedule, path) -> Path:
+    "Write the schedule as JSON to `path` (creating its folder)."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced(path) as new:  # a reader never sees half a schedule
+        new.write_text(json.dumps(asdict(self), indent=2) + "\n")
+    return path
 
-    @classmethod
-    def load(cls, path) -> "Schedule":
-        "Read and validate a schedule: a JSON file's path, or the name of a shipped one (`shipped_schedules()`)."
-        path = schedule_path(path)
-        text = path.read_bytes()
-        if not text.strip():
-            raise ValueError(f"{path} is empty: a schedule file is a JSON object of the schedule's fields")
-        try:
-            data = json.loads(text)
-        except ValueError as error:  # not JSON, or not text at all (UnicodeDecodeError is a ValueError)
-            raise ValueError(f"{path} is not a schedule file: it is not JSON ({error})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} is not a schedule file: it holds {json.dumps(data)[:60]}, where a schedule "
-                             "file is a JSON object of the schedule's fields")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"{path}: unknown schedule fields {unknown}")
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as error:  # a missing or bad field: say which file holds it
-            raise ValueError(f"{path}: {error}") from None
+@patch(cls_method=True)
+def load(cls: Schedule, path) -> "Schedule":
+    "Read and validate a schedule: a JSON file's path, or the name of a shipped one (`shipped_schedules()`)."
+    path = schedule_path(path)
+    text = path.read_bytes()
+    if not text.strip():
+        raise ValueError(f"{path} is empty: a schedule file is a JSON object of the schedule's fields")
+    try:
+        data = json.loads(text)
+    except ValueError as error:  # not JSON, or not text at all (UnicodeDecodeError is a ValueError)
+        raise ValueError(f"{path} is not a schedule file: it is not JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a schedule file: it holds {json.dumps(data)[:60]}, where a schedule "
+                         "file is a JSON object of the schedule's fields")
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"{path}: unknown schedule fields {unknown}")
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as error:  # a missing or bad field: say which file holds it
+        raise ValueError(f"{path}: {error}") from None
 
+# %% ../nbs/03_schedule.ipynb #a3479602
 SCHEDULES_DIR = importlib.resources.files("seats_analysis") / "schedules"  # shipped with the package
 
 def shipped_schedules() -> list[str]:
