@@ -23,8 +23,8 @@ from .parsers import (PARSE_MODES, parse_dailyomni_paper, parse_prefix_paper, pa
 # %% auto #0
 __all__ = ['DURATION_BUCKETS', 'ON_ERROR', 'DAILYOMNI', 'WORLDSENSE', 'OMNIVIDEOBENCH', 'VIDEOMME_SUFFIXES', 'VIDEOMME',
            'LVOMNIBENCH', 'BENCHMARKS', 'PUBLISHED_BENCHMARKS', 'MEDIA_FIELDS', 'Record', 'MissingVideoError',
-           'MalformedRecordError', 'Loaded', 'option_letter', 'parse_choice_string', 'parse_candidates',
-           'check_options', 'clock_seconds', 'duration_bucket', 'read_split', 'BenchmarkSpec', 'register_benchmark',
+           'MalformedRecordError', 'Loaded', 'option_letter', 'check_options', 'parse_choice_string',
+           'parse_candidates', 'clock_seconds', 'duration_bucket', 'read_split', 'BenchmarkSpec', 'register_benchmark',
            'benchmark_spec', 'load_benchmark', 'benchmark_records', 'record_digest']
 
 # %% ../nbs/30_benchmarks.ipynb #24ddd760
@@ -77,7 +77,7 @@ class Loaded:
     def __iter__(self): return iter(self.records)
     def __getitem__(self, i): return self.records[i]
 
-# %% ../nbs/30_benchmarks.ipynb #090ed5c9
+# %% ../nbs/30_benchmarks.ipynb #4561e011
 _LABEL = re.compile(r"^\s*([A-Z])\.")
 
 
@@ -86,14 +86,29 @@ def option_letter(option: str) -> str:
     m = _LABEL.match(option)
     return m.group(1) if m else ""
 
+# %% ../nbs/30_benchmarks.ipynb #e18d73c1
+def check_options(options: list, answer: str) -> str | None:
+    """Why `options`/`answer` are not a clean multiple-choice item, or None when they are."""
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        return f"options must be a list of strings, got {options!r}"
+    if len(options) < 2:
+        return f"options must hold at least 2 choices, got {len(options)}: {options!r}"
+    letters = "".join(option_letter(o) for o in options)
+    expected = "ABCDEFGHIJ"[: len(options)]
+    if letters != expected:
+        return f"options must be labelled {', '.join(expected)} in order, got {options!r}"
+    if answer not in letters:
+        return f"answer {answer!r} is not one of the option letters {letters}"
+    return None
 
+# %% ../nbs/30_benchmarks.ipynb #7bbdd892
 def parse_choice_string(raw: str) -> list:
     """Daily-Omni's `Choice` rule: join adjacent single-quoted items with ', ' and read the literal."""
     if not isinstance(raw, str):
         raise TypeError(f"Choice must be a string that looks like a list, got {type(raw).__name__}")
     return ast.literal_eval(re.sub(r"'\s+'", "', '", raw.strip()))
 
-
+# %% ../nbs/30_benchmarks.ipynb #a074c62a
 _MARKER = re.compile(r"""(?:(?<=^)|(?<=[\s,\['"]))([A-D])\.\s*""")
 
 
@@ -136,21 +151,6 @@ def parse_candidates(raw) -> list[str]:
     else:
         parsed = []
     return parsed or _split_at_labels(tidy) or _split_at_labels(s) or [s]
-
-
-def check_options(options: list, answer: str) -> str | None:
-    """Why `options`/`answer` are not a clean multiple-choice item, or None when they are."""
-    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
-        return f"options must be a list of strings, got {options!r}"
-    if len(options) < 2:
-        return f"options must hold at least 2 choices, got {len(options)}: {options!r}"
-    letters = "".join(option_letter(o) for o in options)
-    expected = "ABCDEFGHIJ"[: len(options)]
-    if letters != expected:
-        return f"options must be labelled {', '.join(expected)} in order, got {options!r}"
-    if answer not in letters:
-        return f"answer {answer!r} is not one of the option letters {letters}"
-    return None
 
 # %% ../nbs/30_benchmarks.ipynb #a79a370c
 DURATION_BUCKETS = ((60, "0-1min"), (300, "1-5min"), (600, "5-10min"), (1800, "10-30min"))

@@ -13,7 +13,7 @@ __all__ = ['REASONING_TAGS', 'ANSWER_PREFIXES', 'ANSWER_PHRASES', 'FORMAT_PRIORI
            'lmms_clean', 'parse_dailyomni_paper', 'parse_worldsense_paper', 'parse_prefix_paper', 'extract_mcq_answer',
            'parse_videomme_paper', 'parse_strict']
 
-# %% ../nbs/29_parsers.ipynb #e9554349
+# %% ../nbs/29_parsers.ipynb #6b0d47ed
 REASONING_TAGS = (("<think>", "</think>"), ("<analysis>", "</analysis>"))  # lmms-eval's default
 
 
@@ -35,7 +35,7 @@ def lmms_clean(response: str) -> str:
     """The reply as lmms-eval hands it to a task: reasoning blocks removed, whitespace stripped."""
     return strip_reasoning_tags(response or "")
 
-
+# %% ../nbs/29_parsers.ipynb #071e3b5a
 def parse_dailyomni_paper(response: str, rng: random.Random | None = None) -> str:
     """Daily-Omni's parser; `rng` makes its random fallback repeatable (the authors' is unseeded)."""
     text = lmms_clean(response)
@@ -52,7 +52,7 @@ def parse_dailyomni_paper(response: str, rng: random.Random | None = None) -> st
         raise ValueError(f"reply {response!r} needs Daily-Omni's random fallback: pass rng=random.Random(seed)")
     return rng.choice("ABCD")
 
-
+# %% ../nbs/29_parsers.ipynb #1b214b3c
 def parse_worldsense_paper(response: str) -> str:
     """WorldSense's parser: the reply's first character, upper-cased ("" for an empty reply)."""
     text = lmms_clean(response)
@@ -61,7 +61,7 @@ def parse_worldsense_paper(response: str) -> str:
     upper = text.upper()
     return next((c for c in "ABCDEF" if upper.startswith(c)), text[0].upper())
 
-
+# %% ../nbs/29_parsers.ipynb #7747949c
 ANSWER_PREFIXES = ("The best answer is", "The correct answer is", "The answer is", "The answer",
                    "The best option isThe correct option is", "Best answer:", "Best option:")
 
@@ -74,7 +74,7 @@ def parse_prefix_paper(response: str) -> str:
     found = re.search("[ABCD]", text)
     return found[0] if found else ""
 
-
+# %% ../nbs/29_parsers.ipynb #70543c0f
 ANSWER_PHRASES = ("the answer is", "answer is", "the correct answer is", "correct answer is",
                   "the best answer is", "best answer is", "the correct option is", "correct option is",
                   "the best option is", "best option is", "the choice is", "choice is",
@@ -115,12 +115,12 @@ def extract_mcq_answer(response: str, letters: str = "ABCDEFGH") -> str:
         found = [(FORMAT_PRIORITY["anywhere"], text.rfind(c), c) for c in letters if c in text]
     return max(found)[2] if found else ""
 
-
+# %% ../nbs/29_parsers.ipynb #334e89a1
 def parse_videomme_paper(response: str, letters: str = "ABCD") -> str:
     """Video-MME's parser: lmms-eval's `extract_mcq_answer` over `letters`, after its reasoning-tag removal."""
     return extract_mcq_answer(lmms_clean(response), letters)
 
-# %% ../nbs/29_parsers.ipynb #72cde7bf
+# %% ../nbs/29_parsers.ipynb #b266cf8a
 _DECLARATION = re.compile(
     r"(?:\b(?:my\s+)?(?:final\s+)?answer(?:\s+is)?\s*[:：=]?"
     r"|\b(?:the\s+|my\s+)?(?:correct|best|right|final)\s+(?:option|choice)(?:\s+is)?\s*[:：=]?"
@@ -146,7 +146,7 @@ def _declared(text: str, start: int, letters: str) -> str | None:
         return ""    # "the answer is B or C"
     return letter.upper() if letter.upper() in letters else ""
 
-
+# %% ../nbs/29_parsers.ipynb #a898b269
 def parse_strict(response: str, letters: str = "ABCD") -> str:
     """The one intended letter in `response` among `letters`, or "" when there is no clear one."""
     text = re.sub(r"[*`]", "", lmms_clean(response))
@@ -170,5 +170,5 @@ def parse_strict(response: str, letters: str = "ABCD") -> str:
     found &= set(letters)
     return found.pop() if len(found) == 1 else ""
 
-
+# %% ../nbs/29_parsers.ipynb #c46c1ea5
 PARSE_MODES = ("paper", "strict")  # a benchmark's own parser, or `parse_strict`

@@ -183,7 +183,7 @@ def use_flash_stand_in() -> bool:
     AttentionInterface.register("flash_attention_2", flash_attention_stand_in)
     return True
 
-# %% ../nbs/01_stand_ins.ipynb #4cd2c8a5
+# %% ../nbs/01_stand_ins.ipynb #a5739c3e
 def _portable_name(name: str) -> str:
     "A parameter's name as transformers 4.57 spells it (5.x nests the decoder and both encoders under `model.`)."
     name = re.sub(r"^model\.language_model\.", "model.", name)
@@ -215,6 +215,7 @@ def portable_init_(thinker, seed: int = 0):
             param.copy_(_draw(seed, name, param.shape, std))
     return thinker
 
+# %% ../nbs/01_stand_ins.ipynb #a244859c
 def thinker_from_config(cls, config, attn: str = "sdpa", dtype: torch.dtype = torch.float32):
     "A random-weight `cls` thinker of `config`; `flash_attention_2` without flash-attn runs `flash_attention_stand_in`."
     stand_in = attn == "flash_attention_2" and use_flash_stand_in()  # the model refuses flash without the package
@@ -237,6 +238,7 @@ def tiny_thinker(family: str = "qwen2_5", num_layers: int = 4, attn: str = "sdpa
     thinker = thinker_from_config(cls, config, attn, torch.float32).eval()
     return portable_init_(thinker, seed) if portable else thinker
 
+# %% ../nbs/01_stand_ins.ipynb #f832caf6
 def weights_checksum(thinker) -> list[float]:
     "The sum and the sum of squares of all of `thinker`'s parameters (float64): a fingerprint of its weights."
     with torch.no_grad():

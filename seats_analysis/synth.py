@@ -56,7 +56,7 @@ class Clip:
     frames: np.ndarray  # (T, H, W, 3) uint8
     audio: np.ndarray  # (SECONDS * SAMPLE_RATE,) float32
 
-# %% ../nbs/20_synth.ipynb #590ff460
+# %% ../nbs/20_synth.ipynb #db9197f9
 def _shape_mask(shape: str, cy: float, cx: float, radius: float) -> np.ndarray:
     """Boolean (FRAME_SIZE, FRAME_SIZE) mask of a shape centred at (cy, cx)."""
     yy, xx = np.mgrid[0:FRAME_SIZE, 0:FRAME_SIZE].astype(np.float32) + 0.5
@@ -69,7 +69,7 @@ def _shape_mask(shape: str, cy: float, cx: float, radius: float) -> np.ndarray:
         return np.abs(dy) + np.abs(dx) <= radius * 1.2
     raise ValueError(f"shape={shape!r} is not one of {SHAPES}")
 
-
+# %% ../nbs/20_synth.ipynb #34e9ef0c
 def draw_frames(rng: np.random.Generator, direction: str, shape: str, colours: tuple[str, ...]) -> np.ndarray:
     """Frames (T, H, W, 3) uint8 of a shape crossing the frame in `direction`, one colour per segment."""
     n_frames = SECONDS * FPS
@@ -91,7 +91,7 @@ def draw_frames(rng: np.random.Generator, direction: str, shape: str, colours: t
         frames[f] = np.clip(frame, 0, 255)
     return frames
 
-
+# %% ../nbs/20_synth.ipynb #13be613d
 def make_audio(rng: np.random.Generator, pitch_hz: int, beep_segment: int) -> np.ndarray:
     """Audio (SECONDS * SAMPLE_RATE,) float32: quiet noise and one loud beep filling `beep_segment`."""
     n = SECONDS * SAMPLE_RATE
@@ -104,7 +104,7 @@ def make_audio(rng: np.random.Generator, pitch_hz: int, beep_segment: int) -> np
     audio[start:stop] += rng.uniform(0.4, 0.6) * ramp * np.sin(2 * np.pi * pitch_hz * t + phase)
     return audio.astype(np.float32)
 
-
+# %% ../nbs/20_synth.ipynb #bd4356b4
 def make_clip(seed, first_colour: str | None = None, pitch_hz: int | None = None,
               beep_colour: str | None = None) -> Clip:
     """The clip for `seed` (an int or ints, as `numpy.random.default_rng` takes); given attributes are kept."""
@@ -208,7 +208,7 @@ def answer_token_ids(processor) -> list[int]:
         raise ValueError(f"letters {LETTERS} do not map to distinct single tokens: {ids}")
     return ids
 
-# %% ../nbs/20_synth.ipynb #152837da
+# %% ../nbs/20_synth.ipynb #71520d86
 def media_ids(processor) -> list[int]:
     """Token ids that replace the video placeholder for any clip of this task (video with its audio)."""
     item = make_item(0, "visual", "A")
@@ -218,7 +218,7 @@ def media_ids(processor) -> list[int]:
     full = item_inputs(processor, [item]).input_ids[0].tolist()
     return full[len(pre) : len(full) - len(post)]
 
-
+# %% ../nbs/20_synth.ipynb #bb2f1c12
 def patchify(frames: np.ndarray, video_processor) -> np.ndarray:
     """Qwen2-VL patches (grid_t * grid_h * grid_w, C * tp * p * p) of frames (T, H, W, C) uint8, no resizing."""
     p, tp, m = video_processor.patch_size, video_processor.temporal_patch_size, video_processor.merge_size
@@ -230,7 +230,7 @@ def patchify(frames: np.ndarray, video_processor) -> np.ndarray:
     x = x.transpose(0, 2, 5, 3, 6, 8, 1, 4, 7)  # (gt, gh/m, gw/m, m, m, c, tp, p, p)
     return x.reshape(gt * gh * gw, c * tp * p * p)
 
-
+# %% ../nbs/20_synth.ipynb #87c81370
 def fast_inputs(processor, items, media: list[int] | None = None) -> BatchFeature:
     """The tensors of `item_inputs(processor, items)`, computed without the processor's slow paths."""
     items = list(items)

@@ -30,10 +30,10 @@ from .stand_ins import _check_family, make_inputs, offline_processor, synthetic_
 # %% auto #0
 __all__ = ['TEST_QUESTIONS', 'MEDIA_INPUTS', 'MAX_NEAR_TIES', 'FAKE_GPU', 'FAKE_GPU_CHECKS', 'FIXTURE_COLOURS', 'TONES',
            'tiny_schedule', 'clip_batch', 'kept_mask', 'perturb_media', 'rounding_sensitive', 'one_swap',
-           'recorded_generate', 'on_fake_gpu', 'coloured_frames', 'index_frames', 'frame_index_of', 'tone', 'Fixture',
+           'recorded_generate', 'on_fake_gpu', 'Fixture', 'coloured_frames', 'index_frames', 'frame_index_of', 'tone',
            'write_annotation_rows', 'make_fixture', 'tiny_prefill_flops']
 
-# %% ../nbs/01_testing.ipynb #dbdd8585
+# %% ../nbs/01_testing.ipynb #0cca9adf
 TEST_QUESTIONS = ("What is happening?", "Which colour?")
 
 def tiny_schedule(family: str = "qwen2_5", **fields) -> Schedule:
@@ -44,6 +44,7 @@ def tiny_schedule(family: str = "qwen2_5", **fields) -> Schedule:
                     **audio_rates(family))
     return Schedule(**{**settings, **fields})
 
+# %% ../nbs/01_testing.ipynb #3e871cce
 def clip_batch(family: str = "qwen2_5", seconds=(6, 4)) -> BatchFeature:
     "A left-padded batch of synthetic clips of `seconds`: row i has seed i and question i of `TEST_QUESTIONS` (cycled)."
     processor = offline_processor(family)
@@ -51,6 +52,7 @@ def clip_batch(family: str = "qwen2_5", seconds=(6, 4)) -> BatchFeature:
     questions = [TEST_QUESTIONS[i % len(TEST_QUESTIONS)] for i in range(len(seconds))]
     return make_inputs(processor, questions, clips)
 
+# %% ../nbs/01_testing.ipynb #ec2d2f28
 def kept_mask(prefill, event) -> torch.BoolTensor:
     "The original positions an engine drop `event` of `prefill` kept, as a mask (B, S)."
     mask = torch.zeros_like(prefill.padding_mask)
@@ -58,7 +60,7 @@ def kept_mask(prefill, event) -> torch.BoolTensor:
     mask[rows, event.kept[rows, cols]] = True
     return mask
 
-# %% ../nbs/01_testing.ipynb #78769fa1
+# %% ../nbs/01_testing.ipynb #3edf054d
 MEDIA_INPUTS = ("pixel_values_videos", "pixel_values", "input_features")
 
 def perturb_media(inputs, scale: float = 1e-4, seed: int = 0) -> BatchFeature:
@@ -72,12 +74,14 @@ def perturb_media(inputs, scale: float = 1e-4, seed: int = 0) -> BatchFeature:
             moved[name] = values * (1 + scale * noise)
     return BatchFeature(moved)
 
+# %% ../nbs/01_testing.ipynb #36c2a01b
 def rounding_sensitive(kept_of, inputs, scale: float = 1e-3, seeds=range(1, 9)) -> bool:
     """Whether `kept_of(inputs)` (any comparable description of what a selection kept) changes for at least one of
     the media perturbations `perturb_media(inputs, scale, seed)`, i.e. whether near-ties decide the selection."""
     reference = kept_of(inputs)
     return any(kept_of(perturb_media(inputs, scale, seed)) != reference for seed in seeds)
 
+# %% ../nbs/01_testing.ipynb #912d9de7
 def one_swap(ours, recorded) -> bool:
     "Whether two lists of kept positions are equally long and differ by at most one position."
     return len(ours) == len(recorded) and len(set(ours) - set(recorded)) <= 1
@@ -141,7 +145,22 @@ def _faked(value, done: set):
         return {key: _faked(item, done) for key, item in value.items()}
     return value
 
-# %% ../nbs/01_testing.ipynb #d5257f36
+# %% ../nbs/01_testing.ipynb #1f3c757c
+FIXTURE_COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40),
+           "white": (235, 235, 235), "purple": (140, 50, 170)}
+TONES = (220.0, 440.0, 880.0)
+
+
+@dataclass
+class Fixture:
+    """Paths of a written fixture and the records its loader must return."""
+    benchmark: str
+    annotations: Path
+    media_root: Path
+    truth: list[dict]          # per record: id, video_path, options, answer, categories
+    rows: list[dict]           # the annotation rows as written
+
+# %% ../nbs/01_testing.ipynb #217861c8
 def coloured_frames(n: int, size: tuple[int, int], colour: tuple[int, int, int]) -> np.ndarray:
     """uint8 (n, H, W, 3): a `colour` background with a white square moving left to right."""
     h, w = size
@@ -153,7 +172,7 @@ def coloured_frames(n: int, size: tuple[int, int], colour: tuple[int, int, int])
         frames[i, h // 2 - side // 2: h // 2 + side // 2, x: x + side] = 255
     return frames
 
-
+# %% ../nbs/01_testing.ipynb #c1eff3b2
 def index_frames(n: int, size: tuple[int, int] = (32, 64)) -> np.ndarray:
     """uint8 (n, H, W, 3) grey frames whose halves encode the frame index (see `frame_index_of`)."""
     if n > 64 * 64:
@@ -173,28 +192,13 @@ def frame_index_of(frame: np.ndarray) -> int:
     high = int(round(float(frame[h // 2, 3 * w // 4].mean()) / 4))
     return low + 64 * high
 
-
+# %% ../nbs/01_testing.ipynb #f3a60bbe
 def tone(seconds: float, hz: float, sample_rate: int = SAMPLE_RATE, amplitude: float = 0.3) -> np.ndarray:
     """float32 sine of `hz` lasting `seconds`."""
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
 
-# %% ../nbs/01_testing.ipynb #9f64bb44
-FIXTURE_COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40),
-           "white": (235, 235, 235), "purple": (140, 50, 170)}
-TONES = (220.0, 440.0, 880.0)
-
-
-@dataclass
-class Fixture:
-    """Paths of a written fixture and the records its loader must return."""
-    benchmark: str
-    annotations: Path
-    media_root: Path
-    truth: list[dict]          # per record: id, video_path, options, answer, categories
-    rows: list[dict]           # the annotation rows as written
-
-
+# %% ../nbs/01_testing.ipynb #5bb3390c
 def write_annotation_rows(rows: list[dict], path: Path) -> Path:
     """Write annotation rows as parquet, or JSON lines when `path` ends in .json/.jsonl."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +208,7 @@ def write_annotation_rows(rows: list[dict], path: Path) -> Path:
         pd.DataFrame(rows).to_parquet(path, index=False)
     return path
 
-
+# %% ../nbs/01_testing.ipynb #2dfd98eb
 def make_fixture(benchmark: str, root: Path | str, n_records: int = 3, seed: int = 0,
                  seconds: float = 2.0, fps: int = 6, size: tuple[int, int] = (48, 64)) -> Fixture:
     """Write a tiny copy of `benchmark`'s annotation files and videos under `root`/`benchmark` (one of the five
