@@ -265,9 +265,10 @@ def method_options(factory: Callable) -> list[str] | None:
 
 def check_method_options(method, options: Mapping | None, thinker=None, schedule=None,
                          registry: Mapping | None = None) -> dict:
-    """`options` of `method` (a record, or what `resolve_method` takes) as a dict, checked: a name its factory does not take is a
-    `ValueError` naming it and the ones it takes. With a `thinker`, the method is also built and entered once at full
-    retention, so that its own checks of the values run; their failure is a `ValueError` naming method and options."""
+    """`options` of `method` (a record, or what `resolve_method` takes) as a dict, checked: a name its factory does not
+    take is a `ValueError` naming it and the ones it takes. With a `thinker`, the method is also built and entered once
+    at full retention, so that its own checks of the values run; their failure is a `ValueError` naming method and
+    options."""
     record = resolve_method(method, registry)
     name, factory = record.name, record.build
     if options is not None and not isinstance(options, Mapping):

@@ -35,7 +35,7 @@ def _load(path):
 # %% ../nbs/08_registry.ipynb #219b1d00
 @dataclass(frozen=True)
 class MethodRecord:
-    "One method: its factory and token plan ('module:function' or the callables), its label, the options its name fixes."
+    "One method: factory and token plan ('module:function' or the callables), label, the options its name fixes."
     name: str  # what results files, tables and figures call it
     factory: str | Callable  # factory(thinker, schedule, video_ratio, audio_ratio, **options) -> context manager
     token_plan: str | Callable | None = None  # (schedule, tokens, video_ratio, audio_ratio, **options) -> cuts
