@@ -46,7 +46,7 @@ READING_ORDER = (
     ("The method", ("00_layout", "02_engine", "03_schedule", "04_pre_llm", "04a_encoder_attention", "05_inner_llm",
                     "06_cost", "06b_run", "07_seats")),
     ("Where the blocks come from", ("10_probe", "11_blocks")),
-    ("The methods compared", ("08_baselines", "08a_methods", "08c_dycoke", "08d_omnizip")),
+    ("The methods compared", ("08_baselines", "08_registry", "08a_methods", "08c_dycoke", "08d_omnizip")),
     ("Results", ("41_demo", "42_organism_results", "43_ablations", "44_matched", "45_dycoke_study", "09_bench",
                  "06c_plan")),
     ("Evaluating on benchmarks", ("08b_harness", "13_results", "14_stats", "12_figures", "29_parsers", "30_benchmarks",

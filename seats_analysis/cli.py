@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .parsers import PARSE_MODES
+from .registry import METHOD_REGISTRY, omni_forms
 
 # %% auto #0
-__all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PROBE_CONDITIONS', 'PROBE_METRICS', 'PROBE_METHODS',
-           'DTYPES', 'DEMO_OUT', 'DEMO_DEFAULT_ITEMS', 'ORGANISM_TEST_ITEMS', 'ENGINE_DEMO_SECONDS', 'PLAN_DTYPES',
+__all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'RATIO_NAMES', 'PROBE_CONDITIONS', 'PROBE_METRICS', 'PROBE_METHODS', 'DTYPES',
+           'DEMO_OUT', 'DEMO_DEFAULT_ITEMS', 'ORGANISM_TEST_ITEMS', 'ENGINE_DEMO_SECONDS', 'PLAN_DTYPES',
            'PLAN_SOURCE_FPS', 'PLAN_MAX_SECONDS', 'WHOLE_MODEL_TYPES', 'positive_int', 'count', 'positive_float',
            'names', 'option_value', 'method_option', 'option_groups', 'ratio_names', 'bounded_float', 'out_folder',
            'out_prefix', 'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments',
@@ -27,8 +28,6 @@ __all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'METHOD_NAMES', 'RATIO_NAMES', 'PROBE_
 # %% ../nbs/40_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
 BENCHMARK_NAMES = ("dailyomni", "worldsense", "omnivideobench", "videomme", "lvomnibench")
-METHOD_NAMES = ("full", "seats", "random", "fastv", "fastv-om", "visionzip", "visionzip-om", "divprune",
-                "divprune-om", "dycoke-om", "omnizip")
 RATIO_NAMES = ("R35", "R25", "R15", "R10")
 PROBE_CONDITIONS = ("video", "audio", "both")
 PROBE_METRICS = ("accuracy", "kl", "logprob")
@@ -101,12 +100,12 @@ def method_option(text: str) -> tuple[str, str, object]:
     name, equals, value = setting.partition("=")
     if not (colon and equals and name.strip()):
         raise argparse.ArgumentTypeError(f"{text!r}: give METHOD:NAME=VALUE, e.g. omnizip:g=15")
-    if method not in METHOD_NAMES:
-        raise argparse.ArgumentTypeError(f"{text!r}: {method!r} is not one of {', '.join(METHOD_NAMES)}")
-    base = method.removesuffix("-om")
-    if name.strip() == "omni" and f"{base}-om" in METHOD_NAMES:  # results are labelled by the method's name
+    if method not in METHOD_REGISTRY:
+        raise argparse.ArgumentTypeError(f"{text!r}: {method!r} is not one of {', '.join(METHOD_REGISTRY)}")
+    forms = omni_forms(method)
+    if name.strip() == "omni" and forms:  # results are labelled by the method's name
         raise argparse.ArgumentTypeError(f"{text!r}: omni is set by the method's name, not by an option: give "
-                                         f"--methods {base}-om (omni) or {base}")
+                                         f"--methods {forms[1]} (omni) or {forms[0]}")
     return method, name.strip(), option_value(value.strip())
 
 
@@ -374,8 +373,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="folder for the results files, summary and figure: new, empty, or an earlier sweep's")
     parser.add_argument("--benchmarks", type=names((*BENCHMARK_NAMES, ORGANISM)), default=",".join(BENCHMARK_NAMES),
                         help=f"comma-separated, from {', '.join((*BENCHMARK_NAMES, ORGANISM))}")
-    parser.add_argument("--methods", type=names(METHOD_NAMES), default="full,seats",
-                        help=f"comma-separated, from {', '.join(METHOD_NAMES)}")
+    parser.add_argument("--methods", type=names(METHOD_REGISTRY), default="full,seats",
+                        help=f"comma-separated, from {', '.join(METHOD_REGISTRY)}")
     parser.add_argument("--ratios", type=ratio_names, default=",".join(RATIO_NAMES),
                         help=f"comma-separated {', '.join(RATIO_NAMES)} or video/audio pairs like 0.06/0.35")
     parser.add_argument("--option", type=method_option, action="append", metavar="METHOD:NAME=VALUE",
@@ -601,8 +600,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                              "Video-MME and LVOmniBench)")
     parser.add_argument("--text-tokens", type=count, default=150,
                         help="text tokens: chat template, system prompt, question, options, markers")
-    parser.add_argument("--methods", type=names(METHOD_NAMES), default=",".join(METHOD_NAMES),
-                        help=f"comma-separated, from {', '.join(METHOD_NAMES)}")
+    parser.add_argument("--methods", type=names(METHOD_REGISTRY), default=",".join(METHOD_REGISTRY),
+                        help=f"comma-separated, from {', '.join(METHOD_REGISTRY)}")
     parser.add_argument("--ratios", type=ratio_names, default=",".join(RATIO_NAMES),
                         help=f"comma-separated {', '.join(RATIO_NAMES)} or video/audio pairs like 0.06/0.35")
     parser.add_argument("--schedule", help="schedule: a JSON file or a shipped name; the model's own by default")

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['RELEASE_MERGING_RATIO', 'AUDIO_MODES', 'BUDGETS', 'FRAME_MODES', 'RELEASE_KV_LAYER', 'RELEASE_KV_PRUNE_RATIO',
            'RELEASE_KV_THRESHOLD', 'release_num_keep', 'merge_plan', 'temporal_merge', 'merge_counts', 'frame_num_keep',
-           'num_keep_for_ratio', 'step_attention', 'KVPruning', 'DyCoke', 'dycoke']
+           'num_keep_for_ratio', 'step_attention', 'KVPruning', 'DyCoke', 'dycoke', 'dycoke_token_plan']
 
 # %% ../nbs/08c_dycoke.ipynb #ee81bbe5
 import functools
@@ -407,3 +407,21 @@ def dycoke(thinker, schedule, video_ratio: float, audio_ratio: float, merging_ra
             stack.enter_context(kv.installed(thinker))
             run.decoding_keys = kv.steps  # per decoding step: the keys (B, KV) the pruned layers could see
         yield run
+
+# %% ../nbs/08c_dycoke.ipynb #ce57e023
+def _merged_count(ratio: float, frames: int, tokens_per_frame: int) -> int:
+    "Tokens DyCoke-om keeps of `frames` frames of `tokens_per_frame` at target `ratio` with its per-frame budget."
+    if ratio >= 1:
+        return frames * tokens_per_frame
+    if ratio <= 0:
+        return 0
+    whole, pruned = merge_counts(frames, tokens_per_frame)
+    return whole + pruned * frame_num_keep(ratio, tokens_per_frame)
+
+def dycoke_token_plan(schedule, tokens, video_ratio: float, audio_ratio: float) -> tuple:
+    "DyCoke-om's one cut before the LLM with its default per-frame budget, from a clip's `plan.ClipTokens`."
+    grids = tokens.video // tokens.grid_tokens if tokens.grid_tokens else 0
+    windows, tail = divmod(tokens.audio, schedule.audio_window_tokens)
+    video = _merged_count(video_ratio, grids, tokens.grid_tokens)
+    audio = _merged_count(audio_ratio, windows, schedule.audio_window_tokens) + (tail if audio_ratio > 0 else 0)
+    return ((0, video, audio),)

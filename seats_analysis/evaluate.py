@@ -201,9 +201,10 @@ def evaluate(thinker, processor, benchmark: BenchmarkSpec | str, method="full", 
              max_errors: int | None = None, on_error: str = "raise", inputs_cache: dict | None = None) -> dict:
     """Run `method` at the given retention over a benchmark, one JSON line per sample, resuming; return the scores.
 
-    `benchmark` (a `BenchmarkSpec`, or a registered name) and `schedule` (a `Schedule`, a JSON path or a shipped name)
-    are resolved once, here: everything below takes the spec and the `Schedule`, and the spec's name is the label of
-    the rows. A sample that fails (unreadable media, say) is recorded with its error and no answer, left out of the scores and
+    `benchmark` (a `BenchmarkSpec`, or a registered name), `method` (a record, a registered name, 'module:factory' or
+    a factory; a key of `registry` where one is given) and `schedule` (a `Schedule`, a JSON path or a shipped name)
+    are resolved once, here: everything below takes the spec, the method's record and the `Schedule`, and the spec's
+    and the record's names are the labels of the rows. A sample that fails (unreadable media, say) is recorded with its error and no answer, left out of the scores and
     counted in `n_errors`; `retry_errors=True` runs the failed samples of a results file again. When more than
     `max_errors` samples have failed, `TooManyFailures` is raised after everything is written. Records read from
     `data_root` with `on_error="skip"` leave out malformed annotation rows (with a warning) instead of stopping.
@@ -212,8 +213,9 @@ def evaluate(thinker, processor, benchmark: BenchmarkSpec | str, method="full", 
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else benchmark_spec(benchmark)
     name = spec.name
     schedule = None if schedule is None else resolve_schedule(schedule)
-    method_name, factory = resolve_method(method, registry)
-    method_kwargs = check_method_options(method, method_kwargs, registry=registry)  # names, and values JSON writes
+    method = resolve_method(method, registry)
+    method_name = method.name
+    method_kwargs = check_method_options(method, method_kwargs)  # names, and values JSON writes
     video_ratio, audio_ratio = check_ratio("video_ratio", video_ratio), check_ratio("audio_ratio", audio_ratio)
     if mode not in PARSE_MODES:
         raise ValueError(f"mode={mode!r} is not one of {PARSE_MODES}")
@@ -282,7 +284,7 @@ def evaluate(thinker, processor, benchmark: BenchmarkSpec | str, method="full", 
         todo = [(i, r) for i, r in enumerate(records) if i % world_size == rank
                 and (keys[i] not in done or (retry_errors and done[keys[i]].get("error") is not None))]
         base_seed = (method_kwargs or {}).get("seed", seed)  # a method that draws at random: each sample its own draw
-        samples = run_samples(thinker, todo, GenerateParse(processor, max_new_tokens), factory, schedule, video_ratio,
+        samples = run_samples(thinker, todo, GenerateParse(processor, max_new_tokens), method, schedule, video_ratio,
                               audio_ratio, prepare=prepare, catch_errors=True,
                               sample_seed=lambda s: sample_seed(base_seed, name, keys[s[0]]),
                               desc=f"{name} {method_name} {ratio_name(video_ratio, audio_ratio)}",

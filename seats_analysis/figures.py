@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['FIGURE_FORMATS', 'PNG_DPI', 'CONDITION_COLORS', 'CONDITION_LABELS', 'BLOCK_COLORS', 'HEADROOM', 'PANEL_SIZE',
            'LEGEND_AND_CAPTION', 'MAX_COLUMNS', 'PERCENT_METRICS', 'CAPTION_CHARACTERS_PER_INCH', 'INTERVAL_HEIGHT',
-           'METHOD_LABELS', 'FAMILY_COLORS', 'SPARE_COLORS', 'SETTING_MARKERS', 'STYLE_TITLES', 'PERCENT_SCORES',
-           'MARKER_ZORDER', 'TRADEOFF_AXES', 'save_figure', 'dependency_figure', 'method_style', 'tradeoff_figure',
+           'FAMILY_COLORS', 'SPARE_COLORS', 'SETTING_MARKERS', 'STYLE_TITLES', 'PERCENT_SCORES', 'MARKER_ZORDER',
+           'TRADEOFF_AXES', 'save_figure', 'dependency_figure', 'method_style', 'tradeoff_figure',
            'tradeoff_from_results']
 
 # %% ../nbs/12_figures.ipynb #2a30742b
@@ -24,6 +24,7 @@ from matplotlib.ticker import PercentFormatter
 
 from .blocks import (
     BLOCK_NAMES, CONDITIONS, HIGHER_IS_BETTER, Blocks, check_probe_table, derive_blocks, load_probe, usable_samples)
+from .registry import METHOD_REGISTRY, name_parts
 from .stats import CONFIDENCE
 from .tables import summary_table
 
@@ -183,9 +184,6 @@ def dependency_figure(probes, metric: str = "accuracy", blocks=None, path: str |
     return fig
 
 # %% ../nbs/12_figures.ipynb #61ad7b85
-METHOD_LABELS = {"full": "full tokens", "seats": "SEATS", "random": "Random", "fastv": "FastV", "fastv-om": "FastV-om",
-                 "visionzip": "VisionZip", "visionzip-om": "VisionZip-om", "divprune": "DivPrune",
-                 "divprune-om": "DivPrune-om", "dycoke-om": "DyCoke-om", "omnizip": "OmniZip"}
 _TAB10 = sns.color_palette("tab10")
 FAMILY_COLORS = {"full": (0.0, 0.0, 0.0), "seats": _TAB10[3], "random": _TAB10[7], "fastv": _TAB10[0],
                  "visionzip": _TAB10[2], "divprune": _TAB10[4]}  # black, red SEATS, grey, blue, green, purple
@@ -194,20 +192,20 @@ SETTING_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 STYLE_TITLES = {"ratio_name": "retention", "setting": "retention"}
 PERCENT_SCORES = ("accuracy", "score")  # scores in percent (0-100) in results tables
 
+def _method_look(name) -> tuple[str, bool, str]:
+    "Family, omni form and label of a method: its record's, or for a name not registered (a study's variant) its own."
+    record = METHOD_REGISTRY.get(str(name).lower())
+    return (record.family, record.omni, record.label) if record else (*name_parts(str(name).lower()), str(name))
+
 def method_style(names) -> dict:
     "Colour, dash, width and label per method name: one hue per family (`x` and `x-om`), SEATS emphasised."
-    families = list(dict.fromkeys(str(n).lower().removesuffix("-om") for n in names))
+    looks = {name: _method_look(name) for name in names}
+    families = list(dict.fromkeys(family for family, _, _ in looks.values()))
     spare = iter(SPARE_COLORS * (1 + len(families) // len(SPARE_COLORS)))
     colors = {family: FAMILY_COLORS.get(family) or next(spare) for family in families}
-    styles = {}
-    for name in names:
-        key = str(name).lower()
-        family = key.removesuffix("-om")
-        styles[name] = dict(color=colors[family], ls="--" if key.endswith("-om") else "-",
-                            lw=2.6 if family == "seats" else 1.3, zorder=4 if family == "seats" else 2,
-                            label=METHOD_LABELS.get(key, str(name)))
-    return styles
-
+    return {name: dict(color=colors[family], ls="--" if omni else "-", lw=2.6 if family == "seats" else 1.3,
+                       zorder=4 if family == "seats" else 2, label=label)
+            for name, (family, omni, label) in looks.items()}
 
 # %% ../nbs/12_figures.ipynb #3bc443ad
 MARKER_ZORDER = 6  # every marker above every line and error bar; SEATS' larger ones below the others

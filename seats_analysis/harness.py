@@ -9,7 +9,6 @@ __all__ = ['RATIO_PAIRS', 'FULL_RATIOS', 'FULL_METHOD', 'method_cells', 'ratio_n
            'check_method_options', 'check_sweep_options', 'SampleResult', 'run_samples', 'sample_cost']
 
 # %% ../nbs/08b_harness.ipynb #db002560
-import importlib
 import inspect
 import math
 import time
@@ -25,7 +24,7 @@ from .checks import check_json_value, check_ratio
 from .cost import decoder_dims
 from .encoder_attention import synchronize
 from .layout import Kind, temporal_windows
-from .methods import METHODS
+from .registry import MethodRecord, method_record, omni_forms
 from .run import MODALITIES
 
 # %% ../nbs/08b_harness.ipynb #4314ad29
@@ -207,11 +206,9 @@ class BatchResult:
 
 def method_context(method, thinker, schedule=None, video_ratio: float = 1.0, audio_ratio: float = 1.0,
                    **method_kwargs):
-    "The context manager of `method` (a name of `METHODS`, a factory called as they are) at one setting."
-    if isinstance(method, str):
-        if method not in METHODS:
-            raise ValueError(f"method {method!r} is not one of {sorted(METHODS)}")
-        method = METHODS[method]
+    "The context manager of `method` (a registered name, a record, a factory called as they are) at one setting."
+    if isinstance(method, (str, MethodRecord)):
+        method = (method_record(method) if isinstance(method, str) else method).build
     return method(thinker, schedule, video_ratio, audio_ratio, **method_kwargs)
 
 
@@ -240,17 +237,20 @@ def run_batch(thinker, inputs, scorer, method=None, schedule=None, video_ratio: 
     return BatchResult(scored.predictions, scored.details, run)
 
 # %% ../nbs/08b_harness.ipynb #37378036
-def resolve_method(method, registry: Mapping | None = None) -> tuple[str, Callable]:
-    "Name and factory of a method: a key of `registry` (default `methods.METHODS`), 'module:factory', or a factory."
+def resolve_method(method, registry: Mapping | None = None) -> MethodRecord:
+    """The record of a method, its factory imported: a record, a factory, 'module:factory', or a name (a key of
+    `registry`, `{name: factory}`, where one is given; else a registered name)."""
+    if isinstance(method, MethodRecord):
+        return method.load()
     if callable(method):
-        return getattr(method, "__name__", type(method).__name__), method
+        return MethodRecord(getattr(method, "__name__", type(method).__name__), method)
     if ":" in method:
-        module, _, name = method.partition(":")
-        return method, getattr(importlib.import_module(module), name)
-    registry = METHODS if registry is None else registry
+        return MethodRecord(method, method).load()
+    if registry is None:
+        return method_record(method).load()
     if method not in registry:
         raise ValueError(f"method {method!r} is not one of {sorted(registry)}")
-    return method, registry[method]
+    return MethodRecord(method, registry[method])
 
 # %% ../nbs/08b_harness.ipynb #92e7b79f
 def method_options(factory: Callable) -> list[str] | None:
@@ -265,10 +265,12 @@ def method_options(factory: Callable) -> list[str] | None:
 
 def check_method_options(method, options: Mapping | None, thinker=None, schedule=None,
                          registry: Mapping | None = None) -> dict:
-    """`options` of `method` (as `resolve_method` takes it) as a dict, checked: a name its factory does not take is a
-    `ValueError` naming it and the ones it takes. With a `thinker`, the method is also built and entered once at full
-    retention, so that its own checks of the values run; their failure is a `ValueError` naming method and options."""
-    name, factory = resolve_method(method, registry)
+    """`options` of `method` (a record, or what `resolve_method` takes) as a dict, checked: a name its factory does not
+    take is a `ValueError` naming it and the ones it takes. With a `thinker`, the method is also built and entered once
+    at full retention, so that its own checks of the values run; their failure is a `ValueError` naming method and
+    options."""
+    record = resolve_method(method, registry)
+    name, factory = record.name, record.build
     if options is not None and not isinstance(options, Mapping):
         raise ValueError(f"the options of method {name!r} are {options!r}, not a dict {{option: value}}")
     options = {key: check_json_value(f"method {name!r} option {key}", value) for key, value in (options or {}).items()}
@@ -276,10 +278,10 @@ def check_method_options(method, options: Mapping | None, thinker=None, schedule
     unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
     if unknown:
         raise ValueError(f"method {name!r} takes no option(s) {unknown}; its options are {allowed}")
-    base = name.removesuffix("-om")
-    if "omni" in options and f"{base}-om" in (METHODS if registry is None else registry):
+    forms = omni_forms(name)
+    if "omni" in options and forms:
         # results are labelled by the method's name: divprune with omni=True would be DivPrune-om called divprune
-        raise ValueError(f"method {name!r}: omni is chosen by the method's name ({base!r} or {base + '-om'!r}), "
+        raise ValueError(f"method {name!r}: omni is chosen by the method's name ({forms[0]!r} or {forms[1]!r}), "
                          "not by an option")
     if thinker is not None and options:
         try:
@@ -326,10 +328,10 @@ def run_samples(thinker, samples: Iterable, scorer, method=None, schedule=None, 
     `sample_seed(sample)`, when given, is the `seed` option of each sample's run for a method that takes one (a
     method that draws at random: each sample its own draw); a method without it is run as it is."""
     if hasattr(method, "__enter__"):
-        raise ValueError("run_samples needs a method name or factory (each sample gets a fresh context), "
+        raise ValueError("run_samples needs a method name, record or factory (each sample gets a fresh context), "
                          "not a context manager that can be entered once")
-    draws = (sample_seed is not None and method is not None
-             and "seed" in (method_options(resolve_method(method)[1]) or []))
+    method = None if method is None else resolve_method(method).build  # a record (resolved at the door): no lookup
+    draws = sample_seed is not None and method is not None and "seed" in (method_options(method) or [])
     if method is not None:  # build and enter it once now: a setting it refuses stops the loop before any sample
         with ExitStack() as stack:
             _enter_method(stack, method, thinker, schedule, video_ratio, audio_ratio, **method_kwargs)

@@ -183,8 +183,9 @@ class SeatsQwenOmni(_ModelBase):
             if max_frames is not None:
                 max_frames = check_int("max_frames", max_frames, 1, hint="or left out")
             progress = check_bool("progress", progress)
-            self.method, self.factory = resolve_method(method, registry)
-            self.method_options = check_method_options(method, method_options, registry=registry)  # values: below
+            record = resolve_method(method, registry)
+            self.method, self.factory = record.name, record.build
+            self.method_options = check_method_options(record, method_options)  # values: below
             self.video_ratio, self.audio_ratio = ratio_pair((video_ratio, audio_ratio))
         except (ValueError, ImportError, AttributeError) as err:
             raise _stop("bad model argument", err) from err

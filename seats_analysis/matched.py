@@ -18,7 +18,7 @@ from .ablations import (FLOPS_TOLERANCE, calibration_inputs, matched_targets, or
                                       prefill_gflops, sweep_organism, write_results_table)
 from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS
-from .figures import MAX_COLUMNS, METHOD_LABELS, PANEL_SIZE, method_style, save_figure
+from .figures import MAX_COLUMNS, PANEL_SIZE, method_style, save_figure
 from .harness import FULL_METHOD, RATIO_PAIRS, OptionLogits, ratio_name
 from .methods import METHODS
 from .organism import ORGANISMS
@@ -133,7 +133,7 @@ def matched_figure(table: pd.DataFrame, path=None, title: str | None = None) -> 
                         alpha=0.7, zorder=look["zorder"])
             fill = [look["color"] if f else "white" for f in pd.Series(filled).to_numpy()[order]]
             ax.scatter(x, y, marker="o", s=36, facecolors=fill, edgecolors=look["color"], linewidths=1.2, zorder=6)
-        ax.set_title(f"{METHOD_LABELS.get(baseline, baseline)} and SEATS at its compute", fontsize=8)
+        ax.set_title(f"{styles[baseline]['label']} and SEATS at its compute", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[len(baselines):]:
         ax.set_visible(False)
