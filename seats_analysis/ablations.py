@@ -19,7 +19,7 @@ from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_records, organism_spe
 from .evaluate import record_inputs, sweep
 from .harness import RATIO_PAIRS, OptionLogits, ratio_name, run_samples
 from .organism import ORGANISMS, load_organism
-from .results import markdown_table, replaced
+from .storage import markdown_table, replaced
 from .schedule import Schedule
 from .seats import SeatsSelectors, seats
 from .stats import paired_comparisons

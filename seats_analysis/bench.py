@@ -40,7 +40,7 @@ from .harness import RATIO_PAIRS, Scored, method_cells, reached, run_samples
 from .methods import METHODS
 from .layout import Kind, temporal_windows, token_kinds
 from .pre_llm import CAN_COMPILE, COMPILE_BACKENDS, COMPILE_MIN_TORCH, SelectionCompiler
-from .results import markdown_table
+from .storage import markdown_table
 from .stand_ins import make_inputs, offline_processor, synthetic_clip, thinker_from_config, tiny_thinker_config
 
 # %% ../nbs/09_bench.ipynb #c3241cd3

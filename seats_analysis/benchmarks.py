@@ -485,7 +485,7 @@ def load_benchmark(name: str, annotations, media_root=None, *, split="test", on_
 import warnings
 from dataclasses import asdict, is_dataclass
 
-from .results import digest, file_digest
+from .storage import digest, file_digest
 
 def benchmark_records(spec: BenchmarkSpec, folder: str | Path, on_error: str = "raise") -> list:
     "A benchmark's records from its data folder: its own `records`, or a published benchmark's annotation files."

@@ -282,7 +282,7 @@ def _demo_command(args, out) -> str:
 def _demo(args) -> int:
     "The main job: probe, blocks, schedule, every method, tables and figures, into one run folder."
     from seats_analysis.demo import DEFAULT_OUT, DemoPaths, run_demo, stored_probe_samples, terminal_summary
-    from seats_analysis.results import read_jsonl
+    from seats_analysis.storage import read_jsonl
     items = args.items or (24 if args.quick else DEMO_DEFAULT_ITEMS)  # --items is honoured with --quick too
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
     suffix = ("-qwen3" if args.organism == "qwen3" else "") + ("-quick" if args.quick else "")

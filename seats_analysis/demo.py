@@ -32,7 +32,7 @@ from .methods import METHODS
 from .organism import ORGANISMS, TEST_ITEMS, load_organism, organism_path
 from .parsers import parse_strict
 from .probe import ProbeSample, probe
-from .results import markdown_table, read_jsonl, read_parts, replaced
+from .storage import markdown_table, read_jsonl, read_parts, replaced
 from .schedule import SCHEDULES_DIR, Schedule
 from .stats import PAIRED_COLUMNS, accuracy, format_accuracy, holm_verdicts, paired_comparisons
 from .synth import ANSWER_TOKENS, FPS, KINDS, LETTERS, answer_token_ids, chat, synth_items

@@ -26,7 +26,7 @@ from .loading import load_thinker
 from .harness import check_method_options, ratio_pair, resolve_method
 from .harness import GenerateParse, MethodSetupError, Scored, run_batch, run_samples
 from .prompts import chat_text, system_prompt
-from .results import check_records_file, read_jsonl, trim_torn_line
+from .storage import check_records_file, read_jsonl, trim_torn_line
 from .stats import accuracy
 
 HAS_LMMS_EVAL = importlib.util.find_spec("lmms_eval") is not None

@@ -37,7 +37,7 @@ from .checks import check_int, check_launch
 from .compat import last_hidden_state
 from .engine import check_thinker, continue_from, drop_tokens
 from .layout import Kind, token_kinds
-from .results import (FolderParts, ResultStore, append_jsonl, check_fingerprint, digest, markdown_table,
+from .storage import (FolderParts, RecordStore, append_jsonl, check_fingerprint, digest, markdown_table,
                                     model_fingerprint, newest_success, replaced)
 from .stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
@@ -297,9 +297,9 @@ META_FILE = "meta.json"
 PART_GLOB = "part-*.jsonl"
 TABLE_FILE = "probe.nc"
 
-def _store(path: Path) -> ResultStore:
+def _store(path: Path) -> RecordStore:
     "A probe folder as a results store: a record per sample id in its parts, the newest kept but a success before any failure."
-    return ResultStore(FolderParts(Path(path), "probe folder", META_FILE, PART_GLOB, ("settings", "versions")),
+    return RecordStore(FolderParts(Path(path), "probe folder", META_FILE, PART_GLOB, ("settings", "versions")),
                        "sample", newest_success,
                        kind="probe part file")
 

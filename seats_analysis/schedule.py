@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .checks import check_int, check_number, check_ratio
-from .results import replaced
+from .storage import replaced
 
 # %% ../nbs/03_schedule.ipynb #d85edbf7
 def _check_layers(num_layers, drop_layers, late_block_layer):

@@ -18,7 +18,7 @@ import torch
 
 from seats_analysis import bench, cli, evaluate
 from seats_analysis.evaluate import SWEEP_MARK
-from seats_analysis.results import read_jsonl
+from seats_analysis.storage import read_jsonl
 
 ORGANISM_SWEEP = ["sweep", "--model", "organism", "--benchmarks", "organism", "--quiet"]
 READ_ONLY = Path("/sys/seats-analysis-out")  # sysfs takes no new files, whoever asks
