@@ -50,7 +50,8 @@ READING_ORDER = (
     ("Results", ("41_demo", "42_organism_results", "43_ablations", "44_matched", "45_dycoke_study", "09_bench",
                  "06c_plan")),
     ("Evaluating on benchmarks", ("08b_harness", "13_storage", "14_stats", "12_figures", "29_parsers", "30_benchmarks",
-                                  "30a_media", "31_prompts", "32_evaluate", "32a_tables", "33_lmms_eval")),
+                                  "30a_media", "31_prompts", "31a_scoring", "32_evaluate", "32a_tables",
+                                  "33_lmms_eval")),
     ("The organisms and the test stand-ins", ("20_synth", "21_organism", "01_stand_ins", "01_testing")),
     ("Infrastructure", ("00a_compat", "00b_checks", "00c_loading", "40_cli", "40a_main")),
 )

@@ -290,7 +290,7 @@ class BenchmarkSpec:
     breakdown: tuple[str, ...] = ()    # category fields with their own accuracies
     metric: str | None = None          # lmms-eval's metric key
     # a benchmark of another kind brings its own; None: the published way (annotation files, `media.load_media`,
-    # `prompts.build_messages`, `prompts.parse_answer`); `prompts.score` scores every one by its fields above
+    # `prompts.build_messages`, `scoring.parse_answer`); `scoring.score` scores every one by its fields above
     records: Callable | None = field(default=None, repr=False)   # (data folder, on_error="raise"|"skip") -> records
     media: Callable | None = field(default=None, repr=False)     # (record, **kwargs) -> (frames (T, H, W, 3), audio)
     messages: Callable | None = field(default=None, repr=False)  # record -> chat messages

@@ -25,7 +25,8 @@ from .harness import (FULL_METHOD, GenerateParse, check_method_options, check_sw
                                     ratio_pair, resolve_method, run_batch, run_samples, sample_cost)
 from .media import load_media
 from .parsers import PARSE_MODES
-from .prompts import build_messages, chat_text, parse_answer
+from .prompts import build_messages, chat_text
+from .scoring import parse_answer
 from .run import resolve_schedule
 from .storage import (FileParts, RecordStore, append_jsonl, check_fingerprint, digest, first_success,
                                     model_fingerprint, processor_fingerprint, read_jsonl, writer_lock)
@@ -113,7 +114,7 @@ def record_inputs(processor, spec: BenchmarkSpec, record, **media_kwargs) -> tup
 
 
 def _read_letter(spec: BenchmarkSpec, response: str, record, mode: str, rng: random.Random) -> str:
-    "The letter in a reply: the benchmark's own `parse`, or the published benchmark's parser (`prompts.parse_answer`)."
+    "The letter in a reply: the benchmark's own `parse`, or the published benchmark's parser (`scoring.parse_answer`)."
     if spec.parse is not None:
         return spec.parse(response, record, mode, rng)
     return parse_answer(spec, response, mode, rng=rng, letters=record.letters)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .benchmarks import BENCHMARKS, BenchmarkSpec, benchmark_spec
 from .harness import FULL_METHOD, ratio_name, reached
-from .prompts import score
+from .scoring import score
 from .storage import first_success, merge_files, read_jsonl, replaced
 from .stats import (
     CONFIDENCE, PAIRED_COLUMNS, SIGNIFICANCE, format_accuracy, holm_verdicts, paired_comparisons)
