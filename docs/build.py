@@ -53,7 +53,7 @@ READING_ORDER = (
                                   "30a_media", "31_prompts", "31a_scoring", "32_evaluate", "32a_tables",
                                   "33_lmms_eval")),
     ("The organisms and the test stand-ins", ("20_synth", "21_organism", "01_stand_ins", "01_testing")),
-    ("Infrastructure", ("00a_compat", "00b_checks", "00c_loading", "40_cli", "40a_main")),
+    ("Infrastructure", ("00a_compat", "00b_checks", "00c_loading", "00d_catalog", "40_cli", "40a_main")),
 )
 FOLD_LINES = 8  # a check cell longer than this is folded under its prose (the reader opens it to see the code)
 OPTION_TAGS = {("echo", "false"): "remove-input", ("output", "false"): "remove-output",

@@ -22,10 +22,10 @@ from .parsers import (PARSE_MODES, parse_dailyomni_paper, parse_prefix_paper, pa
 
 # %% auto #0
 __all__ = ['DURATION_BUCKETS', 'ON_ERROR', 'DAILYOMNI', 'WORLDSENSE', 'OMNIVIDEOBENCH', 'VIDEOMME_SUFFIXES', 'VIDEOMME',
-           'LVOMNIBENCH', 'BENCHMARKS', 'PUBLISHED_BENCHMARKS', 'MEDIA_FIELDS', 'Record', 'MissingVideoError',
-           'MalformedRecordError', 'Loaded', 'option_letter', 'parse_choice_string', 'parse_candidates',
-           'check_options', 'clock_seconds', 'duration_bucket', 'read_split', 'BenchmarkSpec', 'register_benchmark',
-           'benchmark_spec', 'load_benchmark', 'benchmark_records', 'record_digest']
+           'LVOMNIBENCH', 'BENCHMARKS', 'MEDIA_FIELDS', 'Record', 'MissingVideoError', 'MalformedRecordError', 'Loaded',
+           'option_letter', 'parse_choice_string', 'parse_candidates', 'check_options', 'clock_seconds',
+           'duration_bucket', 'read_split', 'BenchmarkSpec', 'register_benchmark', 'benchmark_spec', 'load_benchmark',
+           'benchmark_records', 'record_digest']
 
 # %% ../nbs/30_benchmarks.ipynb #24ddd760
 @dataclass
@@ -456,7 +456,6 @@ LVOMNIBENCH = BenchmarkSpec(
 
 # %% ../nbs/30_benchmarks.ipynb #bbd5d5d2
 BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in (DAILYOMNI, WORLDSENSE, OMNIVIDEOBENCH, VIDEOMME, LVOMNIBENCH)}
-PUBLISHED_BENCHMARKS = tuple(BENCHMARKS)  # the paper's five, read from their annotation files
 
 
 def register_benchmark(name: str, spec: BenchmarkSpec, overwrite: bool = False) -> BenchmarkSpec:

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .benchmarks import PUBLISHED_BENCHMARKS, BenchmarkSpec, benchmark_spec
+from .catalog import PUBLISHED_BENCHMARKS
+from .benchmarks import BenchmarkSpec, benchmark_spec
 from .media import (SAMPLE_FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, VIDEO_MAX_PIXELS,
                                   load_media, write_clip)
 from .checks import check_bool, check_int, check_number

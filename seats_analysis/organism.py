@@ -39,11 +39,11 @@ from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SE
                                   synth_items)
 
 # %% auto #0
-__all__ = ['ORGANISMS', 'PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'TEST_ITEMS', 'ORGANISM_PATCH_SIZE', 'organism_dir',
-           'organism_path', 'organism_processor', 'organism_config', 'thinker_class', 'build_organism', 'upcycle',
-           'predict', 'accuracy_by_kind', 'model_accuracy', 'save_training_state', 'load_training_state',
-           'audio_token_labels', 'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings',
-           'TrainBatches', 'AuxiliaryHeads', 'teacher_features', 'distill_loss', 'training_losses', 'distill_losses',
+__all__ = ['ORGANISMS', 'PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'ORGANISM_PATCH_SIZE', 'organism_dir', 'organism_path',
+           'organism_processor', 'organism_config', 'thinker_class', 'build_organism', 'upcycle', 'predict',
+           'accuracy_by_kind', 'model_accuracy', 'save_training_state', 'load_training_state', 'audio_token_labels',
+           'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings', 'TrainBatches',
+           'AuxiliaryHeads', 'teacher_features', 'distill_loss', 'training_losses', 'distill_losses',
            'distill_encoders', 'train', 'load_organism', 'default_schedule', 'modality_predictions', 'modality_check']
 
 # %% ../nbs/21_organism.ipynb #531a8a11
@@ -72,7 +72,6 @@ def organism_path(family: str = "qwen2_5") -> Path:
     return organism_dir(PACKAGE_DIR, ORGANISMS[family])
 
 # %% ../nbs/21_organism.ipynb #7b183a26
-TEST_ITEMS = 600  # the held-out test items the organism's accuracy is reported on
 ORGANISM_PATCH_SIZE = 14  # vision patch side of both organisms: a 224-pixel frame gives 8x8 video tokens a second
 
 

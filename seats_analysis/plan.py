@@ -30,7 +30,7 @@ from .compat import rope_fields
 from .cost import FLOP_CONVENTIONS, FlopConvention, decoder_dims
 from .dycoke import frame_num_keep, merge_counts
 from .harness import ratio_pair
-from .harness import RATIO_PAIRS
+from .catalog import RATIO_PAIRS
 from .inner_llm import modality_total
 from .methods import METHODS
 from .pre_llm import window_budget
