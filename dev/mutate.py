@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKS = {  # module: the notebooks and test files run against each of its mutants, in order
     "engine": ["02_engine"], "schedule": ["03_schedule"], "pre_llm": ["04_pre_llm"], "inner_llm": ["05_inner_llm"],
     "cost": ["06_cost"], "baselines": ["08_baselines"], "probe": ["10_probe"], "blocks": ["11_blocks"],
-    "prompts": ["31_prompts"], "parsers": ["29_parsers", "31_prompts"], "benchmarks": ["31_prompts"],
+    "prompts": ["31_prompts"], "scoring": ["31a_scoring"], "parsers": ["29_parsers", "31a_scoring"],
+    "benchmarks": ["31_prompts", "31a_scoring"],
 }
 
 
@@ -184,6 +185,8 @@ MUTANTS = {  # module: [M(original text, mutated text[, equivalent=reason][, che
         M('return f"{QWEN_SYSTEM_PROMPT} {ANSWER_SENTENCE}" if _spec(benchmark).system_prompt else ""',
           'return f"{QWEN_SYSTEM_PROMPT} {ANSWER_SENTENCE}" if not _spec(benchmark).system_prompt else ""'),
         M('choices="\\n".join(record.options))', 'choices=" ".join(record.options))'),
+    ],
+    "scoring": [
         M('"overall": 100.0 * sum(counted) / len(counted)', '"overall": 100.0 * sum(counted) / len(results)'),
         M('groups[value].setdefault(r["id"] if dedup else k, hit)', 'groups[value][r["id"] if dedup else k] = hit'),
     ],

@@ -69,11 +69,11 @@ from release_positions import COMMIT as SEATS_COMMIT, NUM_LAYERS, THINKER_SEED  
 
 from seats_analysis.bench import clip_inputs  # noqa: E402
 from seats_analysis.compat import multimodal_model, text_model  # noqa: E402
-from seats_analysis.harness import RATIO_PAIRS  # noqa: E402
+from seats_analysis.catalog import RATIO_PAIRS  # noqa: E402
 from seats_analysis.layout import Kind, temporal_windows, token_id, token_kinds  # noqa: E402
 from seats_analysis.methods import METHODS  # noqa: E402
 from seats_analysis.pre_llm import CAN_COMPILE  # noqa: E402
-from seats_analysis.results import markdown_table  # noqa: E402
+from seats_analysis.storage import markdown_table  # noqa: E402
 from seats_analysis import stand_ins  # noqa: E402
 from seats_analysis.stand_ins import tiny_thinker, use_flash_stand_in  # noqa: E402
 from seats_analysis.testing import tiny_schedule  # noqa: E402

@@ -49,10 +49,11 @@ READING_ORDER = (
     ("The methods compared", ("08_baselines", "08_registry", "08a_methods", "08c_dycoke", "08d_omnizip")),
     ("Results", ("41_demo", "42_organism_results", "43_ablations", "44_matched", "45_dycoke_study", "09_bench",
                  "06c_plan")),
-    ("Evaluating on benchmarks", ("08b_harness", "13_results", "14_stats", "12_figures", "29_parsers", "30_benchmarks",
-                                  "30a_media", "31_prompts", "32_evaluate", "32a_tables", "33_lmms_eval")),
+    ("Evaluating on benchmarks", ("08b_harness", "13_storage", "14_stats", "12_figures", "29_parsers", "30_benchmarks",
+                                  "30a_media", "31_prompts", "31a_scoring", "32_evaluate", "32a_tables",
+                                  "33_lmms_eval")),
     ("The organisms and the test stand-ins", ("20_synth", "21_organism", "01_stand_ins", "01_testing")),
-    ("Infrastructure", ("00a_compat", "00b_checks", "00c_loading", "40_cli", "40a_main")),
+    ("Infrastructure", ("00a_compat", "00b_checks", "00c_loading", "00d_catalog", "40_cli", "40a_main")),
 )
 FOLD_LINES = 8  # a check cell longer than this is folded under its prose (the reader opens it to see the code)
 OPTION_TAGS = {("echo", "false"): "remove-input", ("output", "false"): "remove-output",

@@ -17,9 +17,10 @@ from tqdm.auto import tqdm
 from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_records, organism_spec, register_organism
 from .evaluate import record_inputs, sweep
-from .harness import RATIO_PAIRS, OptionLogits, ratio_name, run_samples
+from .catalog import RATIO_PAIRS
+from .harness import OptionLogits, ratio_name, run_samples
 from .organism import ORGANISMS, load_organism
-from .results import markdown_table, replaced
+from .storage import markdown_table, replaced
 from .schedule import Schedule
 from .seats import SeatsSelectors, seats
 from .stats import paired_comparisons

@@ -35,12 +35,13 @@ from transformers import Qwen2_5OmniThinkerForConditionalGeneration, WhisperFeat
 
 import seats_analysis
 from .checks import check_int, check_number
-from .cli import bounded_float, names, out_prefix, positive_int
-from .harness import RATIO_PAIRS, Scored, method_cells, reached, run_samples
+from .checks import bounded_float, names, out_prefix, positive_int
+from .catalog import RATIO_PAIRS
+from .harness import Scored, method_cells, reached, run_samples
 from .methods import METHODS
 from .layout import Kind, temporal_windows, token_kinds
 from .pre_llm import CAN_COMPILE, COMPILE_BACKENDS, COMPILE_MIN_TORCH, SelectionCompiler
-from .results import markdown_table
+from .storage import markdown_table
 from .stand_ins import make_inputs, offline_processor, synthetic_clip, thinker_from_config, tiny_thinker_config
 
 # %% ../nbs/09_bench.ipynb #c3241cd3

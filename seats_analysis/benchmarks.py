@@ -22,10 +22,10 @@ from .parsers import (PARSE_MODES, parse_dailyomni_paper, parse_prefix_paper, pa
 
 # %% auto #0
 __all__ = ['DURATION_BUCKETS', 'ON_ERROR', 'DAILYOMNI', 'WORLDSENSE', 'OMNIVIDEOBENCH', 'VIDEOMME_SUFFIXES', 'VIDEOMME',
-           'LVOMNIBENCH', 'BENCHMARKS', 'PUBLISHED_BENCHMARKS', 'MEDIA_FIELDS', 'Record', 'MissingVideoError',
-           'MalformedRecordError', 'Loaded', 'option_letter', 'check_options', 'parse_choice_string',
-           'parse_candidates', 'clock_seconds', 'duration_bucket', 'read_split', 'BenchmarkSpec', 'register_benchmark',
-           'benchmark_spec', 'load_benchmark', 'benchmark_records', 'record_digest']
+           'LVOMNIBENCH', 'BENCHMARKS', 'MEDIA_FIELDS', 'Record', 'MissingVideoError', 'MalformedRecordError', 'Loaded',
+           'option_letter', 'check_options', 'parse_choice_string', 'parse_candidates', 'clock_seconds',
+           'duration_bucket', 'read_split', 'BenchmarkSpec', 'register_benchmark', 'benchmark_spec', 'load_benchmark',
+           'benchmark_records', 'record_digest']
 
 # %% ../nbs/30_benchmarks.ipynb #24ddd760
 @dataclass
@@ -290,7 +290,7 @@ class BenchmarkSpec:
     breakdown: tuple[str, ...] = ()    # category fields with their own accuracies
     metric: str | None = None          # lmms-eval's metric key
     # a benchmark of another kind brings its own; None: the published way (annotation files, `media.load_media`,
-    # `prompts.build_messages`, `prompts.parse_answer`); `prompts.score` scores every one by its fields above
+    # `prompts.build_messages`, `scoring.parse_answer`); `scoring.score` scores every one by its fields above
     records: Callable | None = field(default=None, repr=False)   # (data folder, on_error="raise"|"skip") -> records
     media: Callable | None = field(default=None, repr=False)     # (record, **kwargs) -> (frames (T, H, W, 3), audio)
     messages: Callable | None = field(default=None, repr=False)  # record -> chat messages
@@ -456,7 +456,6 @@ LVOMNIBENCH = BenchmarkSpec(
 
 # %% ../nbs/30_benchmarks.ipynb #bbd5d5d2
 BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in (DAILYOMNI, WORLDSENSE, OMNIVIDEOBENCH, VIDEOMME, LVOMNIBENCH)}
-PUBLISHED_BENCHMARKS = tuple(BENCHMARKS)  # the paper's five, read from their annotation files
 
 
 def register_benchmark(name: str, spec: BenchmarkSpec, overwrite: bool = False) -> BenchmarkSpec:
@@ -485,7 +484,7 @@ def load_benchmark(name: str, annotations, media_root=None, *, split="test", on_
 import warnings
 from dataclasses import asdict, is_dataclass
 
-from .results import digest, file_digest
+from .storage import digest, file_digest
 
 def benchmark_records(spec: BenchmarkSpec, folder: str | Path, on_error: str = "raise") -> list:
     "A benchmark's records from its data folder: its own `records`, or a published benchmark's annotation files."

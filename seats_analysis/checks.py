@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['LAUNCH_VARIABLES', 'check_int', 'check_number', 'check_ratio', 'check_bool', 'check_json_value', 'check_launch',
-           'check_out_folder', 'SingleUse', 'single_use']
+           'check_out_folder', 'SingleUse', 'single_use', 'whole_number', 'positive_int', 'count', 'positive_float',
+           'names', 'bounded_float', 'out_folder', 'out_prefix']
 
 # %% ../nbs/00b_checks.ipynb #9ca10051
 import functools
@@ -161,3 +162,91 @@ def single_use(func):
     def context(*args, **kwargs):
         return SingleUse(func.__name__, lambda: make(*args, **kwargs))
     return context
+
+# %% ../nbs/00b_checks.ipynb #45d4005f
+import argparse
+from collections.abc import Sequence
+
+def whole_number(text: str, minimum: int) -> int:
+    "`text` as a whole number >= `minimum`, or argparse's usage error (the base of the whole-number types)."
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} must be >= {minimum}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    "An argparse type: a whole number >= 1."
+    return whole_number(text, 1)
+
+
+def count(text: str) -> int:
+    "An argparse type: a whole number >= 0."
+    return whole_number(text, 0)
+
+
+def positive_float(text: str) -> float:
+    "An argparse type: a finite number > 0."
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value:g} must be > 0")
+    return value
+
+
+def names(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    "An argparse type: comma-separated names, each one of `choices`, without repeats."
+    def parse(text: str) -> list[str]:
+        words = [w.strip() for w in text.split(",") if w.strip()]
+        unknown = [w for w in words if w not in choices]
+        if unknown or not words or len(set(words)) != len(words):
+            raise argparse.ArgumentTypeError(f"{text!r}: give distinct names from {', '.join(choices)}")
+        return words
+    return parse
+
+# %% ../nbs/00b_checks.ipynb #735ff7ad
+import tempfile
+
+def bounded_float(low: float, high: float, unit: str = "") -> Callable[[str], float]:
+    "An argparse type: a finite number > 0 in [`low`, `high`] (in `unit`), the range named when it is not."
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        if not low <= value <= high:
+            side = "below the" if value < low else "above the"
+            raise argparse.ArgumentTypeError(f"{value:g} is {side} {low if value < low else high:g}{unit} "
+                                             f"{'minimum' if value < low else 'maximum'} (allowed: {low:g} to {high:g}{unit})")
+        return value
+    return parse
+
+
+def _writable(folder: Path, text: str) -> None:
+    "argparse's usage error unless files can be made in `folder`, or in the nearest of its parents that exists."
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):  # what the command would meet: permissions, a read-only mount
+            pass
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: nothing can be written in {existing} ({err.strerror or err})") from None
+
+
+def out_folder(text: str) -> Path:
+    "An argparse type: a folder to write into: one that takes files, or one that can be made where files can be."
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} names no folder")
+    _writable(Path(text), text)
+    return Path(text)
+
+
+def out_prefix(text: str) -> str:
+    "An argparse type: the path of files to write without their suffix (folder/name), in a folder as `out_folder`'s."
+    if not text.strip() or Path(text).name in ("", ".", ".."):
+        raise argparse.ArgumentTypeError(f"{text!r} names no file: give a path like folder/name")
+    _writable(Path(text).parent, text)
+    return text

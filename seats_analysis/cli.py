@@ -8,79 +8,30 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from .catalog import DEMO_ITEMS, DEMO_OUT, ORGANISM_TEST_ITEMS, PUBLISHED_BENCHMARKS, RATIO_PAIRS
+from .checks import bounded_float, count, names, out_folder, positive_float, positive_int, whole_number
 from .parsers import PARSE_MODES
 from .registry import METHOD_REGISTRY, omni_forms
 
 # %% auto #0
-__all__ = ['ORGANISM', 'BENCHMARK_NAMES', 'RATIO_NAMES', 'PROBE_CONDITIONS', 'PROBE_METRICS', 'PROBE_METHODS', 'DTYPES',
-           'DEMO_OUT', 'DEMO_DEFAULT_ITEMS', 'ORGANISM_TEST_ITEMS', 'ENGINE_DEMO_SECONDS', 'PLAN_DTYPES',
-           'PLAN_SOURCE_FPS', 'PLAN_MAX_SECONDS', 'WHOLE_MODEL_TYPES', 'positive_int', 'count', 'positive_float',
-           'names', 'option_value', 'method_option', 'option_groups', 'ratio_names', 'bounded_float', 'out_folder',
-           'out_prefix', 'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments',
+__all__ = ['ORGANISM', 'PROBE_CONDITIONS', 'PROBE_METRICS', 'PROBE_METHODS', 'DTYPES', 'ENGINE_DEMO_SECONDS', 'PLAN_DTYPES',
+           'PLAN_SOURCE_FPS', 'PLAN_MAX_SECONDS', 'WHOLE_MODEL_TYPES', 'option_value', 'method_option', 'option_groups',
+           'ratio_names', 'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments',
            'add_probe_arguments', 'table_file', 'clip_seconds', 'plan_model', 'frame_cap', 'add_plan_arguments',
            'HelpFormatter', 'command_parser', 'main', 'sweep_parser', 'sweep_main']
 
 # %% ../nbs/40_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
-BENCHMARK_NAMES = ("dailyomni", "worldsense", "omnivideobench", "videomme", "lvomnibench")
-RATIO_NAMES = ("R35", "R25", "R15", "R10")
 PROBE_CONDITIONS = ("video", "audio", "both")
 PROBE_METRICS = ("accuracy", "kl", "logprob")
 PROBE_METHODS = ("shared", "naive")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-DEMO_OUT = Path("seats-runs") / "demo"  # the demo's run folder, under the current directory
-DEMO_DEFAULT_ITEMS = 48  # test items the demo probes and evaluates
-ORGANISM_TEST_ITEMS = 600  # the organism's held-out test split
 
 # %% ../nbs/40_cli.ipynb #a1c0e005
-def _whole_number(text: str, minimum: int) -> int:
-    "`text` as a whole number >= `minimum`, or argparse's usage error."
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"{value} must be >= {minimum}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    "An argparse type: a whole number >= 1."
-    return _whole_number(text, 1)
-
-
-def count(text: str) -> int:
-    "An argparse type: a whole number >= 0."
-    return _whole_number(text, 0)
-
-
-def positive_float(text: str) -> float:
-    "An argparse type: a finite number > 0."
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{value:g} must be > 0")
-    return value
-
-
-def names(choices: Sequence[str]) -> Callable[[str], list[str]]:
-    "An argparse type: comma-separated names, each one of `choices`, without repeats."
-    def parse(text: str) -> list[str]:
-        words = [w.strip() for w in text.split(",") if w.strip()]
-        unknown = [w for w in words if w not in choices]
-        if unknown or not words or len(set(words)) != len(words):
-            raise argparse.ArgumentTypeError(f"{text!r}: give distinct names from {', '.join(choices)}")
-        return words
-    return parse
-
-
 def option_value(text: str):
     """A method option's value as lmms-eval converts model arguments: true/false, a whole number, a number, else text;
     a signed whole number ("-1") is a whole number too, where lmms-eval's digits-only test makes it a float."""
@@ -131,46 +82,6 @@ def ratio_names(text: str) -> list[str]:
         except ValueError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
     return words
-
-# %% ../nbs/40_cli.ipynb #38aa3f89
-def bounded_float(low: float, high: float, unit: str = "") -> Callable[[str], float]:
-    "An argparse type: a finite number > 0 in [`low`, `high`] (in `unit`), the range named when it is not."
-    def parse(text: str) -> float:
-        value = positive_float(text)
-        if not low <= value <= high:
-            side = "below the" if value < low else "above the"
-            raise argparse.ArgumentTypeError(f"{value:g} is {side} {low if value < low else high:g}{unit} "
-                                             f"{'minimum' if value < low else 'maximum'} (allowed: {low:g} to {high:g}{unit})")
-        return value
-    return parse
-
-
-def _writable(folder: Path, text: str) -> None:
-    "argparse's usage error unless files can be made in `folder`, or in the nearest of its parents that exists."
-    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r}: {existing} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):  # what the command would meet: permissions, a read-only mount
-            pass
-    except OSError as err:
-        raise argparse.ArgumentTypeError(f"{text!r}: nothing can be written in {existing} ({err.strerror or err})") from None
-
-
-def out_folder(text: str) -> Path:
-    "An argparse type: a folder to write into: one that takes files, or one that can be made where files can be."
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} names no folder")
-    _writable(Path(text), text)
-    return Path(text)
-
-
-def out_prefix(text: str) -> str:
-    "An argparse type: the path of files to write without their suffix (folder/name), in a folder as `out_folder`'s."
-    if not text.strip() or Path(text).name in ("", ".", ".."):
-        raise argparse.ArgumentTypeError(f"{text!r} names no file: give a path like folder/name")
-    _writable(Path(text).parent, text)
-    return text
 
 # %% ../nbs/40_cli.ipynb #a1c0e008
 def requested_processes(cmdline: Sequence[str] | None = None) -> int | None:
@@ -280,12 +191,12 @@ def _demo_command(args, out) -> str:
 # %% ../nbs/40_cli.ipynb #43ea2c12
 def _demo(args) -> int:
     "The main job: probe, blocks, schedule, every method, tables and figures, into one run folder."
-    from seats_analysis.demo import DEFAULT_OUT, DemoPaths, run_demo, stored_probe_samples, terminal_summary
-    from seats_analysis.results import read_jsonl
-    items = args.items or (24 if args.quick else DEMO_DEFAULT_ITEMS)  # --items is honoured with --quick too
+    from seats_analysis.demo import DemoPaths, run_demo, stored_probe_samples, terminal_summary
+    from seats_analysis.storage import read_jsonl
+    items = args.items or (24 if args.quick else DEMO_ITEMS)  # --items is honoured with --quick too
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
     suffix = ("-qwen3" if args.organism == "qwen3" else "") + ("-quick" if args.quick else "")
-    out = args.out or DEFAULT_OUT.with_name(DEFAULT_OUT.name + suffix)
+    out = args.out or DEMO_OUT.with_name(DEMO_OUT.name + suffix)
     paths = DemoPaths.run_folder(out)
     try:
         paths.check()  # before anything is read or written: a folder that is not a run folder stays as it is
@@ -371,12 +282,12 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                                             "(not needed for the organism)")
     parser.add_argument("--out", type=out_folder, required=True,
                         help="folder for the results files, summary and figure: new, empty, or an earlier sweep's")
-    parser.add_argument("--benchmarks", type=names((*BENCHMARK_NAMES, ORGANISM)), default=",".join(BENCHMARK_NAMES),
-                        help=f"comma-separated, from {', '.join((*BENCHMARK_NAMES, ORGANISM))}")
+    parser.add_argument("--benchmarks", type=names((*PUBLISHED_BENCHMARKS, ORGANISM)), default=",".join(PUBLISHED_BENCHMARKS),
+                        help=f"comma-separated, from {', '.join((*PUBLISHED_BENCHMARKS, ORGANISM))}")
     parser.add_argument("--methods", type=names(METHOD_REGISTRY), default="full,seats",
                         help=f"comma-separated, from {', '.join(METHOD_REGISTRY)}")
-    parser.add_argument("--ratios", type=ratio_names, default=",".join(RATIO_NAMES),
-                        help=f"comma-separated {', '.join(RATIO_NAMES)} or video/audio pairs like 0.06/0.35")
+    parser.add_argument("--ratios", type=ratio_names, default=",".join(RATIO_PAIRS),
+                        help=f"comma-separated {', '.join(RATIO_PAIRS)} or video/audio pairs like 0.06/0.35")
     parser.add_argument("--option", type=method_option, action="append", metavar="METHOD:NAME=VALUE",
                         help="an option of one method's factory, e.g. omnizip:g=15 (repeat for more; true/false and "
                              "numbers converted as in lmms-eval's model arguments); a method not named keeps its defaults")
@@ -398,7 +309,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     "The arguments of `seats-analysis probe`, added to `parser`."
     _model_arguments(parser)
-    parser.add_argument("--benchmark", default=ORGANISM, choices=(*BENCHMARK_NAMES, ORGANISM),
+    parser.add_argument("--benchmark", default=ORGANISM, choices=(*PUBLISHED_BENCHMARKS, ORGANISM),
                         help="items to probe: the organism's test split or a benchmark's records")
     parser.add_argument("--data-root", help="folder with <benchmark>/annotations and <benchmark>/media "
                                             "(not needed for the organism)")
@@ -564,7 +475,7 @@ def plan_model(text: str) -> str:
 def frame_cap(text: str) -> int:
     "An argparse type: a cap on the frames sampled, a whole number of at least one group of frames (2)."
     from seats_analysis.media import FRAME_FACTOR
-    return _whole_number(text, FRAME_FACTOR)
+    return whole_number(text, FRAME_FACTOR)
 
 def _plan(args) -> int:
     "Tokens, prefill FLOPs, KV-cache and activation memory of one clip, unpruned and with each method: no weights, no GPU."
@@ -602,8 +513,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                         help="text tokens: chat template, system prompt, question, options, markers")
     parser.add_argument("--methods", type=names(METHOD_REGISTRY), default=",".join(METHOD_REGISTRY),
                         help=f"comma-separated, from {', '.join(METHOD_REGISTRY)}")
-    parser.add_argument("--ratios", type=ratio_names, default=",".join(RATIO_NAMES),
-                        help=f"comma-separated {', '.join(RATIO_NAMES)} or video/audio pairs like 0.06/0.35")
+    parser.add_argument("--ratios", type=ratio_names, default=",".join(RATIO_PAIRS),
+                        help=f"comma-separated {', '.join(RATIO_PAIRS)} or video/audio pairs like 0.06/0.35")
     parser.add_argument("--schedule", help="schedule: a JSON file or a shipped name; the model's own by default")
     parser.add_argument("--dtype", default="bfloat16", choices=PLAN_DTYPES, help="dtype of the KV cache and activations")
     parser.add_argument("--out", type=table_file, help="also write the table: a .csv or .md file")
@@ -628,7 +539,7 @@ def command_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", formatter_class=formatter, help="the main job on the built-in model organism",
                                description=_demo.__doc__)
     demo.add_argument("--items", type=positive_int,
-                      help=f"test items to probe and evaluate (default: {DEMO_DEFAULT_ITEMS}, 24 with --quick)")
+                      help=f"test items to probe and evaluate (default: {DEMO_ITEMS}, 24 with --quick)")
     demo.add_argument("--quick", action="store_true", help="a few items and four methods, for a smoke test")
     demo.add_argument("--out", type=out_folder, default=None,
                       help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "

@@ -19,7 +19,8 @@ from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_spec
 from .dycoke import dycoke
 from .evaluate import record_inputs
-from .harness import RATIO_PAIRS, ratio_name
+from .catalog import RATIO_PAIRS
+from .harness import ratio_name
 from .layout import token_id
 from .stats import accuracy, paired_comparisons
 from .synth import KINDS

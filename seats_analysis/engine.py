@@ -398,9 +398,12 @@ class DropRun:
             record = Prefill(kinds=kinds, padding_mask=padding_mask, num_layers=self.num_layers)
             self.events.append(record)
             original_index = torch.arange(seq_len, device=hidden.device).expand(batch, -1).masked_fill(~padding_mask, -1)
-            state = DropState(0, hidden, kinds, position_ids, position_embeddings, original_index, padding_mask,
-                              decoder.layers, decoder.config, self.thinker, decoder, text_position_ids,
-                              visual_position_mask(visual_pos_masks), deepstack_embeds, counts, runs)
+            state = DropState(k=0, hidden_states=hidden, kinds=kinds, position_ids=position_ids,
+                              position_embeddings=position_embeddings, original_index=original_index,
+                              padding_mask=padding_mask, layers=decoder.layers, config=decoder.config,
+                              thinker=self.thinker, decoder=decoder, text_position_ids=text_position_ids,
+                              visual_pos_masks=visual_position_mask(visual_pos_masks),
+                              deepstack_embeds=deepstack_embeds, counts=counts, runs=runs)
             unpadded = counts is not None and all(sum(row) == seq_len for row in counts)  # known without a read
             mask = causal_mask(decoder.config, hidden, None if unpadded else attention_mask, cache, text_position_ids)
             copy_of = _copied_rows(self._input_ids, hidden, position_ids, padding_mask)  # (B,)

@@ -25,9 +25,10 @@ from .harness import (FULL_METHOD, GenerateParse, check_method_options, check_sw
                                     ratio_pair, resolve_method, run_batch, run_samples, sample_cost)
 from .media import load_media
 from .parsers import PARSE_MODES
-from .prompts import build_messages, chat_text, parse_answer
+from .prompts import build_messages, chat_text
+from .scoring import parse_answer
 from .run import resolve_schedule
-from .results import (FileParts, ResultStore, append_jsonl, check_fingerprint, digest, first_success,
+from .storage import (FileParts, RecordStore, append_jsonl, check_fingerprint, digest, first_success,
                                     model_fingerprint, processor_fingerprint, read_jsonl, writer_lock)
 from .schedule import Schedule
 from .tables import RESULT_SETTINGS, summarize, write_summary
@@ -113,16 +114,16 @@ def record_inputs(processor, spec: BenchmarkSpec, record, **media_kwargs) -> tup
 
 
 def _read_letter(spec: BenchmarkSpec, response: str, record, mode: str, rng: random.Random) -> str:
-    "The letter in a reply: the benchmark's own `parse`, or the published benchmark's parser (`prompts.parse_answer`)."
+    "The letter in a reply: the benchmark's own `parse`, or the published benchmark's parser (`scoring.parse_answer`)."
     if spec.parse is not None:
         return spec.parse(response, record, mode, rng)
     return parse_answer(spec, response, mode, rng=rng, letters=record.letters)
 
 # %% ../nbs/32_evaluate.ipynb #5abab444
-def _store(results_path: Path) -> ResultStore:
-    """The results file of one setting and its ranks' part files as a store (`results.FileParts`): a row per sample
+def _store(results_path: Path) -> RecordStore:
+    """The results file of one setting and its ranks' part files as a store (`storage.FileParts`): a row per sample
     key, the first kept unless it failed and a retry answered; every row has the settings."""
-    return ResultStore(FileParts(Path(results_path)), "key", first_success, RESULT_SETTINGS,
+    return RecordStore(FileParts(Path(results_path)), "key", first_success, RESULT_SETTINGS,
                        "results file of seats_analysis.evaluate")
 
 
@@ -333,7 +334,7 @@ def cell_path(out_dir: str | Path, benchmark: str, method: str, video_ratio: flo
 SWEEP_FILES = ("summary.csv", "summary.md", "paired.csv", "paired.md", "tradeoff_*")  # beside the cells' folders
 SWEEP_MARK = ".seats-analysis-sweep"  # written into a folder a sweep creates or takes over: the folder is the sweep's
 _CELL_FOLDER = re.compile(r"vr(.+)-ar(.+)")  # `cell_path`'s vr<video>-ar<audio>
-_TEMPORARY = re.compile(r"\.(.+)\.\d+\.tmp(\.\w+)?")  # `results.replaced`'s file of a write cut short
+_TEMPORARY = re.compile(r"\.(.+)\.\d+\.tmp(\.\w+)?")  # `storage.replaced`'s file of a write cut short
 
 
 def _is_number(text: str) -> bool:

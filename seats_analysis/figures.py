@@ -23,7 +23,8 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import PercentFormatter
 
 from .blocks import (
-    BLOCK_NAMES, CONDITIONS, HIGHER_IS_BETTER, Blocks, check_probe_table, derive_blocks, load_probe, usable_samples)
+    BLOCK_NAMES, HIGHER_IS_BETTER, Blocks, check_probe_table, derive_blocks, load_probe, usable_samples)
+from .layout import CONDITIONS
 from .registry import METHOD_REGISTRY, name_parts
 from .stats import CONFIDENCE
 from .tables import summary_table

@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 from fastcore.basics import patch
 
-from .benchmarks import PUBLISHED_BENCHMARKS, BenchmarkSpec, benchmark_spec
+from .catalog import PUBLISHED_BENCHMARKS
+from .benchmarks import BenchmarkSpec, benchmark_spec
 from .media import (SAMPLE_FPS, IMAGE_FACTOR, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, VIDEO_MAX_PIXELS,
                                   load_media, write_clip)
 from .checks import check_bool, check_int, check_number
@@ -27,7 +28,7 @@ from .loading import load_thinker
 from .harness import check_method_options, ratio_pair, resolve_method
 from .harness import GenerateParse, MethodSetupError, Scored, run_batch, run_samples
 from .prompts import chat_text, system_prompt
-from .results import check_records_file, read_jsonl, trim_torn_line
+from .storage import check_records_file, read_jsonl, trim_torn_line
 from .stats import accuracy
 
 HAS_LMMS_EVAL = importlib.util.find_spec("lmms_eval") is not None

@@ -19,7 +19,8 @@ from .ablations import (FLOPS_TOLERANCE, calibration_inputs, matched_targets, or
 from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS
 from .figures import MAX_COLUMNS, PANEL_SIZE, method_style, save_figure
-from .harness import FULL_METHOD, RATIO_PAIRS, OptionLogits, ratio_name
+from .catalog import RATIO_PAIRS
+from .harness import FULL_METHOD, OptionLogits, ratio_name
 from .methods import METHODS
 from .organism import ORGANISMS
 from .stats import CONFIDENCE, paired_comparisons, wilson_interval

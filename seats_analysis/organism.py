@@ -26,7 +26,7 @@ from transformers import (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditi
 from .checks import check_int, check_number, check_ratio
 from .engine import drop_tokens
 from .harness import OptionLogits, run_samples
-from .layout import Kind, token_kinds
+from .layout import REMOVED_KINDS, Kind, drop_kinds, token_kinds
 from .schedule import Schedule
 from .compat import (multimodal_model, processor_from_pretrained, rope_fields, save_processor,
                                    text_model, thinker_from_pretrained, vision_features)
@@ -39,13 +39,12 @@ from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SE
                                   synth_items)
 
 # %% auto #0
-__all__ = ['ORGANISMS', 'PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'TEST_ITEMS', 'ORGANISM_PATCH_SIZE', 'REMOVALS', 'organism_dir',
-           'organism_path', 'organism_processor', 'organism_config', 'thinker_class', 'build_organism', 'upcycle',
-           'predict', 'accuracy_by_kind', 'model_accuracy', 'save_training_state', 'load_training_state',
-           'audio_token_labels', 'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings',
-           'TrainBatches', 'AuxiliaryHeads', 'teacher_features', 'distill_loss', 'training_losses', 'distill_losses',
-           'distill_encoders', 'train', 'load_organism', 'default_schedule', 'drop_kinds', 'modality_predictions',
-           'modality_check']
+__all__ = ['ORGANISMS', 'PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'ORGANISM_PATCH_SIZE', 'organism_dir', 'organism_path',
+           'organism_processor', 'organism_config', 'thinker_class', 'build_organism', 'upcycle', 'predict',
+           'accuracy_by_kind', 'model_accuracy', 'save_training_state', 'load_training_state', 'audio_token_labels',
+           'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings', 'TrainBatches',
+           'AuxiliaryHeads', 'teacher_features', 'distill_loss', 'training_losses', 'distill_losses',
+           'distill_encoders', 'train', 'load_organism', 'default_schedule', 'modality_predictions', 'modality_check']
 
 # %% ../nbs/21_organism.ipynb #531a8a11
 ORGANISMS = {"qwen2_5": "organism", "qwen3": "organism_qwen3"}  # family -> the folder name of its organism
@@ -73,7 +72,6 @@ def organism_path(family: str = "qwen2_5") -> Path:
     return organism_dir(PACKAGE_DIR, ORGANISMS[family])
 
 # %% ../nbs/21_organism.ipynb #7b183a26
-TEST_ITEMS = 600  # the held-out test items the organism's accuracy is reported on
 ORGANISM_PATCH_SIZE = 14  # vision patch side of both organisms: a 224-pixel frame gives 8x8 video tokens a second
 
 
@@ -581,24 +579,11 @@ def default_schedule(pretrained: str | Path) -> Schedule | None:
     return Schedule.load("organism") if Path(pretrained).resolve() == DATA_DIR.resolve() else None
 
 # %% ../nbs/21_organism.ipynb #dcff01a0
-def drop_kinds(*kinds) -> callable:
-    """A selector that keeps every token whose kind is not in `kinds` (ints or `layout.Kind`)."""
-    dropped = torch.tensor([int(k) for k in kinds])
-
-    def selector(state):
-        return ~torch.isin(state.kinds, dropped.to(state.kinds.device))  # (B, S_k)
-
-    return selector
-
-
-REMOVALS = {"none": (), "video": (Kind.VIDEO,), "audio": (Kind.AUDIO,), "both": (Kind.VIDEO, Kind.AUDIO)}
-
-
 def modality_predictions(model, processor, items, boundary: int = 0, batch_size: int = 32) -> dict[str, list[str]]:
     "The predicted letter of every item with nothing, the video, the audio, or both removed at `boundary`."
     items = list(items)
     return {name: predict(model, processor, items, batch_size, {boundary: drop_kinds(*kinds)} if kinds else None)
-            for name, kinds in REMOVALS.items()}
+            for name, kinds in {"none": (), **REMOVED_KINDS}.items()}
 
 
 def modality_check(model, processor, items, boundary: int = 0, batch_size: int = 32) -> dict[str, dict]:

@@ -26,8 +26,8 @@ from .media import (SAMPLE_FPS, PROCESSOR_MAX_PIXELS, PROCESSOR_MIN_PIXELS, MIN_
 from .checks import check_int, check_number
 from .compat import rope_fields
 from .cost import FLOP_CONVENTIONS, FlopConvention, decoder_dims
+from .catalog import RATIO_PAIRS
 from .harness import FULL_METHOD, ratio_pair
-from .harness import RATIO_PAIRS
 from .registry import METHOD_REGISTRY, MethodRecord, method_record
 from .schedule import Schedule
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from fastcore.basics import patch
 
 from .checks import check_int, check_number, check_ratio
-from .results import replaced
+from .storage import replaced
 
 # %% ../nbs/03_schedule.ipynb #d85edbf7
 def _check_layers(num_layers, drop_layers, late_block_layer):

@@ -15,8 +15,8 @@ import pandas as pd
 
 from .benchmarks import BENCHMARKS, BenchmarkSpec, benchmark_spec
 from .harness import FULL_METHOD, ratio_name, reached
-from .prompts import score
-from .results import first_success, merge_files, read_jsonl, replaced
+from .scoring import score
+from .storage import first_success, merge_files, read_jsonl, replaced
 from .stats import (
     CONFIDENCE, PAIRED_COLUMNS, SIGNIFICANCE, format_accuracy, holm_verdicts, paired_comparisons)
 
@@ -63,7 +63,7 @@ def _score_interval(scores: dict) -> dict:
 
 def _cell_rows(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> dict[tuple, list[dict]]:
     """The results rows under `out_dir` per (method, video ratio, audio ratio, benchmark, mode), one per sample key:
-    kept as the harness keeps them (`results.first_success`); two different results of one key are refused."""
+    kept as the harness keeps them (`storage.first_success`); two different results of one key are refused."""
     groups: dict[tuple, dict[Path, list[dict]]] = {}
     for path in sorted(Path(out_dir).rglob("*.jsonl")):
         for row in read_jsonl(path):

@@ -19,7 +19,8 @@ import torch
 from torch._subclasses.fake_tensor import unset_fake_temporarily
 from transformers import BatchFeature
 
-from .benchmarks import PUBLISHED_BENCHMARKS, VIDEOMME_SUFFIXES
+from .catalog import PUBLISHED_BENCHMARKS
+from .benchmarks import VIDEOMME_SUFFIXES
 from .checks import check_int
 from .compat import audio_rates
 from .media import SAMPLE_RATE, write_clip

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seats_analysis import bench
-from seats_analysis.harness import RATIO_PAIRS
+from seats_analysis.catalog import RATIO_PAIRS
 from seats_analysis.pre_llm import CAN_COMPILE
 from seats_analysis.schedule import Schedule
 from seats_analysis.seats import SeatsSelectors

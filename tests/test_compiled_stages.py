@@ -15,7 +15,7 @@ from torch._dynamo.testing import CompileCounter
 from torch._dynamo.utils import counters
 
 from seats_analysis.bench import SIZES, bench_thinker, clip_inputs
-from seats_analysis.harness import RATIO_PAIRS
+from seats_analysis.catalog import RATIO_PAIRS
 from seats_analysis.inner_llm import _drop_layer_keep
 from seats_analysis.pre_llm import (_COMPILED, CAN_COMPILE, COMPILE_MIN_TORCH, TORCH_VERSION, SelectionCompiler,
                                     windowed_windivprune_at)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from launching import ENV
-from seats_analysis.results import read_jsonl
+from seats_analysis.storage import read_jsonl
 from seats_analysis.stats import format_accuracy
 
 SEATS_ANALYSIS = [sys.executable, "-m", "seats_analysis"]  # the `seats-analysis` command, run by this interpreter

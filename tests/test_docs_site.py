@@ -186,7 +186,7 @@ def test_results_page(site, browser):
 
 def test_glossary(site, browser):
     "The glossary defines the four settings with their video and audio targets, as the package has them, and '-om'."
-    from seats_analysis.harness import RATIO_PAIRS
+    from seats_analysis.catalog import RATIO_PAIRS
 
     url, root = site
     page, errors = visit(browser, f"{url}/00_glossary.html", root / "glossary.png")

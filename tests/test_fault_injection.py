@@ -22,7 +22,7 @@ from seats_analysis.testing import make_fixture
 from seats_analysis.evaluate import TooManyFailures, evaluate, sweep
 from seats_analysis.organism import load_training_state
 from seats_analysis.probe import probe
-from seats_analysis.results import StoreBusy, read_jsonl
+from seats_analysis.storage import StoreBusy, read_jsonl
 from seats_analysis.compat import audio_rates
 from seats_analysis.schedule import Schedule
 from seats_analysis.stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker

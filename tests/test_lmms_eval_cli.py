@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from seats_analysis.demo import register_organism  # noqa: E402
 from seats_analysis.organism import default_schedule  # noqa: E402
 from seats_analysis.evaluate import evaluate  # noqa: E402
-from seats_analysis.results import read_jsonl  # noqa: E402
+from seats_analysis.storage import read_jsonl  # noqa: E402
 from seats_analysis.lmms_eval_model import MODEL_NAME, ORGANISM_TASK, write_organism_task  # noqa: E402
 from seats_analysis.organism import DATA_DIR, load_organism  # noqa: E402
 from seats_analysis.parsers import lmms_clean, parse_strict  # noqa: E402

@@ -21,7 +21,7 @@ from seats_analysis.dycoke import release_num_keep, temporal_merge
 from seats_analysis.inner_llm import top_down_keep
 from seats_analysis.layout import Kind
 from seats_analysis.methods import METHODS
-from seats_analysis.prompts import parse_answer
+from seats_analysis.scoring import parse_answer
 from seats_analysis.testing import (MAX_NEAR_TIES, TEST_QUESTIONS, clip_batch, one_swap, rounding_sensitive,
                                     tiny_schedule)
 from seats_analysis.stand_ins import (FAMILIES, make_inputs, offline_processor, synthetic_clip, tiny_thinker,

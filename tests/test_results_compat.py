@@ -1,4 +1,4 @@
-"""Probe folders and evaluation results files written before the results protocol moved into `seats_analysis.results`
+"""Probe folders and evaluation results files written before the results protocol moved into one module (`seats_analysis.storage`)
 resume and merge to exactly what the code that wrote them read from them.
 
 `fixtures/results_v0` was written by that code: a probe folder of two shards (a failure retried, a torn last line)
@@ -15,7 +15,7 @@ import xarray as xr
 from seats_analysis.tables import RESULT_SETTINGS
 from seats_analysis.evaluate import _collect, _resume
 from seats_analysis.probe import _store, merge_parts
-from seats_analysis.results import read_jsonl
+from seats_analysis.storage import read_jsonl
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results_v0"
 ORGANISM_PROBE = Path(__file__).parents[1] / "data" / "results" / "organism_probe"
@@ -70,7 +70,7 @@ def test_resuming_an_old_store_is_refused_naming_what_its_fingerprint_lacks(tmp_
     resume into such a store is refused naming them, before anything is trimmed, and its records still read."""
     from seats_analysis.evaluate import run_fingerprint
     from seats_analysis.probe import _prepare_folder
-    from seats_analysis.results import model_fingerprint
+    from seats_analysis.storage import model_fingerprint
     from seats_analysis.stand_ins import offline_processor, tiny_thinker
 
     thinker, processor = tiny_thinker(num_layers=4), offline_processor()

@@ -117,7 +117,7 @@ def test_library_modules_do_not_import_the_test_helpers(module):
 def test_the_retention_settings_are_written_once():
     written = [module for module, tree in MODULES.items() for node in ast.walk(tree)
                if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "R10" for k in node.keys)]
-    assert written == ["harness"]
+    assert written == ["catalog"]
 
 
 def test_every_loop_over_samples_is_the_harness_loop():
