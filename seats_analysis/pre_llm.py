@@ -11,7 +11,7 @@ __all__ = ['ATTENTION_SCALE', 'NORM_EPS', 'PICKED', 'MAX_DISTANCE_ELEMENTS', 'CO
 # %% ../nbs/04_pre_llm.ipynb #ece81d49
 import types
 from contextlib import nullcontext
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 from packaging.version import Version
@@ -182,7 +182,7 @@ def _windows(part: int, features: torch.Tensor, attention: torch.Tensor | None, 
 
 # %% ../nbs/04_pre_llm.ipynb #82c439e8
 def windowed_windivprune_parts(parts: list[tuple], chunk_elements: int = MAX_DISTANCE_ELEMENTS,
-                               compiled: "bool | str | SelectionCompiler" = False) -> list[torch.BoolTensor]:
+                               compiled: Union[bool, str, "SelectionCompiler"] = False) -> list[torch.BoolTensor]:
     """Keep masks (T,) of several modalities, each `(features (T, D), attention (T,) or None, window_tokens, ratio)` as
     `windowed_windivprune` takes them: every window of every part in one greedy loop, padded to the longest window;
     with `compiled` (`selection_compiler`), as one graph compiled for the parts' layout."""
@@ -229,7 +229,7 @@ def _select_chunk(chunk: list[tuple], size: int, keeps: list):
 # %% ../nbs/04_pre_llm.ipynb #5759e2a4
 def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None, window_tokens: int,
                          ratio: float, chunk_elements: int = MAX_DISTANCE_ELEMENTS,
-                         compiled: "bool | str | SelectionCompiler" = False) -> torch.BoolTensor:
+                         compiled: Union[bool, str, "SelectionCompiler"] = False) -> torch.BoolTensor:
     """Keep mask (T,) from `windivprune` on consecutive windows of `window_tokens` tokens of one modality (T, D);
     with `compiled`, as one compiled graph (`windowed_windivprune_parts`)."""
     [keep] = windowed_windivprune_parts([(features, attention, window_tokens, ratio)], chunk_elements, compiled)
@@ -306,7 +306,7 @@ def selection_compiler(compiled) -> SelectionCompiler | None:
 # %% ../nbs/04_pre_llm.ipynb #f2236dad
 def windowed_windivprune_at(keep: torch.BoolTensor, hidden_states: torch.Tensor, parts: list[tuple],
                             chunk_elements: int = MAX_DISTANCE_ELEMENTS,
-                            compiled: "bool | str | SelectionCompiler" = False) -> torch.BoolTensor:
+                            compiled: Union[bool, str, "SelectionCompiler"] = False) -> torch.BoolTensor:
     """`keep` (B, S) with the positions of each part `(positions (T,), attention (T,) or None, window_tokens, ratio)`
     of `hidden_states` (B, S, D), flattened, set to what `windowed_windivprune_parts` keeps of them; with `compiled`
     (`selection_compiler`), as one graph compiled for the layout."""
