@@ -125,8 +125,10 @@ def _prefill(thinker, method, schedule, video_ratio: float, audio_ratio: float, 
 PACKAGE_ROOT = REPO_DATA_DIR.parent  # the repository the package was imported from, when it is a checkout
 
 @functools.cache
-def code_revision(root: Path = PACKAGE_ROOT) -> str:
-    "The git revision of `root` when this process first asks: `git rev-parse --short HEAD`, `-dirty` added, or 'unknown'."
+def code_revision(root: Path | None = None) -> str:
+    """The git revision of `root` (the package's checkout: `PACKAGE_ROOT`) when this process first asks:
+    `git rev-parse --short HEAD`, `-dirty` added, or 'unknown'."""
+    root = PACKAGE_ROOT if root is None else root
     def git(*args) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=60)
