@@ -331,6 +331,22 @@ def row(method: str, setting: str, settings: str, times: dict, same: dict) -> di
     return out
 
 
+def cut_input_row(cuts: "Cuts", release, ours: tuple, repeats: int) -> tuple[dict, dict]:
+    """One row of a method that cuts the LLM input: `release` (its timed prefill, `cuts` installed on its thinker) and
+    this project's method (`ours_side`'s arguments after the stack) warmed up, timed in turn, and whether the positions
+    entering the first layer agree; the release's hooks removed after."""
+    with torch.no_grad(), ExitStack() as stack:
+        run, eager = ours_side(stack, *ours)
+        sides = {"release": release, "eager": eager}
+        for side in sides.values():  # warm-up
+            side()
+        kept = first_kept(run)
+        times = interleave(sides, repeats)
+    for handle in cuts.handles:
+        handle.remove()
+    return times, {"eager": kept.get("0") == cuts.kept}
+
+
 def omnizip_side(checkout: Path, inputs, repeats: int) -> list[dict]:
     "OmniZip: the release's saliency attention and `omnizip` on the stock thinker, and this project's, at the recorder's settings."
     sys.path.insert(0, str(checkout))
@@ -363,20 +379,12 @@ def omnizip_side(checkout: Path, inputs, repeats: int) -> list[dict]:
                                 merging_ratio_audio=settings["rho_audio"], merging_ratio_v=settings["rho_video"],
                                 contextual_ratio=settings["contextual_ratio"], g=settings["g"])
             return keep
-        cuts = Cuts(release, select)
         method = partial(METHODS["omnizip"], **settings)
         targets = (1 - settings["rho_video"], 1 - settings["rho_audio"])
-        with torch.no_grad(), ExitStack() as stack:
-            run, eager = ours_side(stack, thinker, method, schedule, targets, inputs, encoders["eager"])
-            sides = {"release": release_side(release, inputs, encoders["release"], clock, statistic), "eager": eager}
-            for side in sides.values():  # warm-up
-                side()
-            kept = first_kept(run)
-            times = interleave(sides, repeats)
-        for handle in cuts.handles:
-            handle.remove()
-        rows.append(row("omnizip", setting, ", ".join(f"{k} {v}" for k, v in settings.items()), times,
-                        {"eager": kept.get("0") == cuts.kept}))
+        times, same = cut_input_row(Cuts(release, select), release_side(release, inputs, encoders["release"], clock,
+                                                                        statistic),
+                                    (thinker, method, schedule, targets, inputs, encoders["eager"]), repeats)
+        rows.append(row("omnizip", setting, ", ".join(f"{k} {v}" for k, v in settings.items()), times, same))
     return rows
 
 
@@ -406,18 +414,10 @@ def dycoke_side(checkout: Path, inputs, repeats: int) -> list[dict]:
                 mask[found] = True  # rows after the last whole frame are not in the release's output
                 keep[positions] = mask
             return keep
-        cuts = Cuts(release, select)
         method = partial(METHODS["dycoke-om"], merging_ratio=ratio)
-        with torch.no_grad(), ExitStack() as stack:
-            run, eager = ours_side(stack, thinker, method, schedule, (1.0, 1.0), inputs, encoders["eager"])
-            sides = {"release": release_side(release, inputs, encoders["release"], clock), "eager": eager}
-            for side in sides.values():  # warm-up
-                side()
-            kept = first_kept(run)
-            times = interleave(sides, repeats)
-        for handle in cuts.handles:
-            handle.remove()
-        rows.append(row("dycoke-om", setting, f"merging_ratio {ratio}", times, {"eager": kept.get("0") == cuts.kept}))
+        times, same = cut_input_row(Cuts(release, select), release_side(release, inputs, encoders["release"], clock),
+                                    (thinker, method, schedule, (1.0, 1.0), inputs, encoders["eager"]), repeats)
+        rows.append(row("dycoke-om", setting, f"merging_ratio {ratio}", times, same))
     return rows
 
 
