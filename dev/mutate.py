@@ -28,10 +28,10 @@ from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKS = {  # module: the notebooks and test files run against each of its mutants, in order
-    "engine": ["02_engine"], "schedule": ["03_schedule"], "pre_llm": ["04_pre_llm"], "inner_llm": ["05_inner_llm"],
-    "cost": ["06_cost"], "baselines": ["08_baselines"], "probe": ["10_probe"], "blocks": ["11_blocks"],
-    "prompts": ["31_prompts"], "scoring": ["31a_scoring"], "parsers": ["29_parsers", "31a_scoring"],
-    "benchmarks": ["31_prompts", "31a_scoring"],
+    "engine": ["02_engine"], "schedule": ["04_schedule"], "pre_llm": ["06_pre_llm"], "inner_llm": ["07_inner_llm"],
+    "cost": ["08_cost"], "baselines": ["10_baselines"], "probe": ["03_probe"], "blocks": ["05_blocks"],
+    "prompts": ["14b_prompts"], "scoring": ["14c_scoring"], "parsers": ["14_parsers", "14c_scoring"],
+    "benchmarks": ["14b_prompts", "14c_scoring"],
 }
 
 

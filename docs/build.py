@@ -35,25 +35,26 @@ FIGURES = ROOT / "figures"
 STAGE = ROOT / "_proc"  # nbdev's folder of processed notebooks: the staged pages and Sphinx's working files
 OUT = ROOT / "_docs"
 # Notebooks the build runs before rendering: they only read committed files (and show them), in seconds.
-EXECUTED = ("index.ipynb", "42_organism_results.ipynb")
+EXECUTED = ("index.ipynb", "31_organism_results.ipynb")
 # Method notebooks whose opening example, the cells above their first exported definition, the build runs: a few
 # seconds on the built-in organism, so that the page shows what the example prints.
-OPENINGS = ("07_seats.ipynb", "08_baselines.ipynb", "08c_dycoke.ipynb", "08d_omnizip.ipynb")
-# The notebooks in the order a newcomer reads them, in sections: what the words mean, the method, where its blocks
-# come from, what it is compared with, what it finds, then the machinery. The build fails on a notebook left out.
+OPENINGS = ("09_seats.ipynb", "10_baselines.ipynb", "10a_dycoke.ipynb", "10b_omnizip.ipynb")
+# The notebooks in the order the data flows, which is their numbering (a notebook's module imports only modules of
+# earlier notebooks), in sections: what the words mean, the foundations, the engine and the probe that finds the
+# blocks, SEATS, what it is compared with, evaluation, the organisms, what it finds, the clients. The build fails on
+# a notebook left out, and on one out of numbered order.
 READING_ORDER = (
     ("Start here", ("00_glossary", "00_arithmetic")),
-    ("The method", ("00_layout", "02_engine", "03_schedule", "04_pre_llm", "04a_encoder_attention", "05_inner_llm",
-                    "06_cost", "06b_run", "07_seats")),
-    ("Where the blocks come from", ("10_probe", "11_blocks")),
-    ("The methods compared", ("08_baselines", "08_registry", "08a_methods", "08c_dycoke", "08d_omnizip")),
-    ("Results", ("41_demo", "42_organism_results", "43_ablations", "44_matched", "45_dycoke_study", "09_bench",
-                 "06c_plan")),
-    ("Evaluating on benchmarks", ("08b_harness", "13_storage", "14_stats", "12_figures", "29_parsers", "30_benchmarks",
-                                  "30a_media", "31_prompts", "31a_scoring", "32_evaluate", "32a_tables",
-                                  "33_lmms_eval")),
-    ("The organisms and the test stand-ins", ("20_synth", "21_organism", "01_stand_ins", "01_testing")),
-    ("Infrastructure", ("00a_compat", "00b_checks", "00c_loading", "00d_catalog", "40_cli", "40a_main")),
+    ("Foundations", ("00_layout", "00a_compat", "00b_checks", "00c_loading", "00d_catalog", "00e_storage", "01_media",
+                     "01a_stand_ins")),
+    ("Where the blocks come from", ("02_engine", "03_probe", "04_schedule", "05_blocks")),
+    ("The method", ("06_pre_llm", "06a_encoder_attention", "07_inner_llm", "08_cost", "08a_run", "09_seats")),
+    ("The methods compared", ("10_baselines", "10a_dycoke", "10b_omnizip", "11_registry", "11a_methods")),
+    ("Evaluating", ("12_harness", "13_stats", "14_parsers", "14a_benchmarks", "14b_prompts", "14c_scoring",
+                    "15_tables", "16_evaluate", "17_figures")),
+    ("The organisms", ("20_synth", "21_organism", "22_testing", "23_plan")),
+    ("Results", ("30_demo", "31_organism_results", "32_ablations", "33_matched", "34_dycoke_study", "35_bench")),
+    ("Clients", ("40_lmms_eval", "41_cli", "41a_main")),
 )
 FOLD_LINES = 8  # a check cell longer than this is folded under its prose (the reader opens it to see the code)
 OPTION_TAGS = {("echo", "false"): "remove-input", ("output", "false"): "remove-output",
@@ -74,6 +75,8 @@ def notebooks() -> list[Path]:
     if missing or unknown or len(order) != len(set(order)):
         raise SystemExit(f"READING_ORDER in docs/build.py must list every notebook once: missing {missing}, "
                          f"no such notebook {unknown}")
+    if order != sorted(order):
+        raise SystemExit(f"READING_ORDER in docs/build.py must follow the notebooks' numbering: {order}")
     return [found["index"]] + [found[stem] for stem in order]
 
 

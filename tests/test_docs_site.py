@@ -105,7 +105,7 @@ def test_home_page(site, browser):
     rows = table_rows(page)
     listed = [(row[0], row[1]) for row in rows if len(row) >= 2 and row[0].isdigit()]
     assert listed == [(str(i), stem) for i, stem in enumerate(reading_order(), 1)], listed
-    assert "42_organism_results" in dict(listed).values()
+    assert "31_organism_results" in dict(listed).values()
     assert errors == []
     assert (root / "home.png").stat().st_size > 10_000
 
@@ -137,10 +137,10 @@ CHECK = re.compile(r"\b(test_eq|test_close|test_fail|assert)\b")
 
 
 def test_method_page_opens_with_an_example(site, browser):
-    """07_seats shows, before its first check, an executed example on the organism: the answers, `print(run)` with the
+    """09_seats shows, before its first check, an executed example on the organism: the answers, `print(run)` with the
     retention reached and the FLOPs, and `run.retention, run.flops` as values."""
     url, root = site
-    page, errors = visit(browser, f"{url}/07_seats.html", root / "seats_example.png")
+    page, errors = visit(browser, f"{url}/09_seats.html", root / "seats_example.png")
     found = cells(page)
     first_check = next(i for i, cell in enumerate(found) if CHECK.search(cell["source"]))
     shown = "\n".join(cell["output"] for cell in found[:first_check])
@@ -157,7 +157,7 @@ def test_method_page_opens_with_an_example(site, browser):
 def test_long_checks_are_folded(site, browser):
     "On the results page and the method page, no check of more than 15 lines is shown unfolded."
     url, root = site
-    for name in ("07_seats", "42_organism_results"):
+    for name in ("09_seats", "31_organism_results"):
         page, errors = visit(browser, f"{url}/{name}.html", root / f"{name}_checks.png")
         long_checks = [cell for cell in cells(page) if CHECK.search(cell["source"])
                        and cell["source"].strip().count("\n") + 1 > 15]
@@ -166,10 +166,10 @@ def test_long_checks_are_folded(site, browser):
 
 
 def test_results_page(site, browser):
-    """42_organism_results: the findings before any table, figures with their caption and a link to their full size,
+    """31_organism_results: the findings before any table, figures with their caption and a link to their full size,
     no NaN in a table, no table or code wider than the window, and the checks last."""
     url, root = site
-    page, errors = visit(browser, f"{url}/42_organism_results.html", root / "results.png")
+    page, errors = visit(browser, f"{url}/31_organism_results.html", root / "results.png")
     headings = page.eval_on_selector_all("article h2", "hs => hs.map(h => h.innerText.trim())")
     assert headings[0].startswith("What the organism shows") and headings[-1].startswith("Checks"), headings
     text = page.locator("article").inner_text()
@@ -235,7 +235,7 @@ def test_member_names_link_to_their_own_entry(site, browser):
 def test_code_is_not_clipped(site, browser):
     "At 1280 px, a code line of up to 110 characters fits its cell on the method pages (longer ones scroll)."
     url, root = site
-    for name in ("07_seats", "08_baselines", "02_engine"):
+    for name in ("09_seats", "10_baselines", "02_engine"):
         page, errors = visit(browser, f"{url}/{name}.html", root / f"{name}_code.png")
         clipped = page.eval_on_selector_all("article .cell_input pre", """pres => pres.filter(p =>
             Math.max(...p.textContent.split('\\n').map(l => l.length)) <= 110 && p.scrollWidth > p.clientWidth + 1)
@@ -246,7 +246,7 @@ def test_code_is_not_clipped(site, browser):
 def test_method_page(site, browser):
     "The SEATS notebook: its title, prose, its exported names' `show_doc` entries with signatures, no console errors."
     url, root = site
-    page, errors = visit(browser, f"{url}/07_seats.html", root / "seats.png")
+    page, errors = visit(browser, f"{url}/09_seats.html", root / "seats.png")
     assert page.locator("h1").first.inner_text().strip().startswith("SEATS")
     body = page.locator("article").inner_text()
     assert "def seats(" in body and "video_ratio:float" in body, body[:2000]

@@ -68,7 +68,7 @@ def _differences(method, ours, recorded) -> list[str]:
 # dominant follows the machine's kernels, and what follows from that pick (the contextual tokens merged around the
 # dominant ones) with it. A record that parts from the recording at boundary 0 only in rows where a token only we keep
 # and one only the recording keeps tie here within `SALIENCY_TIE` (relative) is held to the recorded counts, as
-# `08d_omnizip` holds OmniZip to the release's own picks.
+# `10b_omnizip` holds OmniZip to the release's own picks.
 SALIENCY_TIE = 1e-6  # about 8 float32 ulps
 
 

@@ -50,7 +50,7 @@ def reply(sample: dict) -> str:
 
 
 def test_scores_equal_the_harness(task_dir, tmp_path):
-    # the organism's schedule named, as for any checkpoint (its default for the organism's folder is tested in 33_lmms_eval)
+    # the organism's schedule named, as for any checkpoint (its default for the organism's folder is tested in 40_lmms_eval)
     done = lmms_eval(task_dir, tmp_path, f"pretrained={DATA_DIR},{SEATS_R10},schedule=organism,device=cpu,progress=False")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results_files = list((tmp_path / "lmms").rglob("*_results.json"))

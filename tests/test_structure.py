@@ -4,6 +4,8 @@ helpers are a leaf, the retention settings are written once, and every loop over
 one loop."""
 import ast
 import graphlib
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,41 @@ def test_the_graph_counts_imports_inside_functions():
     top_level = {node for node in MODULES["cli"].body if isinstance(node, (ast.Import, ast.ImportFrom))}
     assert "demo" not in {t for node in top_level for t in _imported(node, "cli")}
     assert "demo" in _import_graph()["cli"]
+
+
+def _notebook_of_module() -> dict[str, str]:
+    "Each module and the notebook that exports it (the stem of the notebook whose `#| default_exp` names it)."
+    found = {}
+    for notebook in sorted((PACKAGE.parent / "nbs").glob("*.ipynb")):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            match = re.search(r"^#\|\s*default_exp\s+(\S+)", "".join(cell["source"]), re.M)
+            if match:
+                found.setdefault(match.group(1), notebook.stem)
+    return found
+
+
+def test_every_module_has_its_notebook():
+    assert set(MODULES) <= set(_notebook_of_module())
+
+
+def _later_imports(graph: dict[str, set[str]], notebook: dict[str, str]) -> list[str]:
+    "Each import of a module whose notebook is numbered after the importer's (stems compare as strings: 06 < 06a < 07)."
+    return sorted(f"{notebook[module]} ({module}) imports {notebook[target]} ({target})"
+                  for module, targets in graph.items() for target in targets if notebook[target] > notebook[module])
+
+
+def test_notebooks_are_numbered_in_the_order_the_data_flows():
+    "A notebook reads only what earlier notebooks define: no module imports the module of a later-numbered notebook."
+    later = _later_imports(_import_graph(), _notebook_of_module())
+    assert not later, later
+
+
+def test_the_flow_order_check_sees_an_import_of_a_later_notebook():
+    "`run` imports `engine`; were `engine` to import `run` back, the check would name that arrow."
+    graph, notebook = _import_graph(), _notebook_of_module()
+    assert "engine" in graph["run"]
+    reversed_arrow = {**graph, "engine": graph["engine"] | {"run"}}
+    assert _later_imports(reversed_arrow, notebook) == [f"{notebook['engine']} (engine) imports {notebook['run']} (run)"]
 
 
 # (module, function) that may warn about an older results file on disk (data, not API); none needs to now
