@@ -13,10 +13,10 @@ import types
 import weakref
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
-from itertools import groupby
 from typing import Callable
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 from transformers import (DynamicCache, Qwen2_5OmniThinkerForConditionalGeneration,
                           Qwen3OmniMoeThinkerForConditionalGeneration)
@@ -25,7 +25,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, MoeModelOutpu
 from .checks import check_int
 from .compat import (CACHE_KWARG, add_deepstack, causal_mask, fused_cpu_attention, layer_output,
                                    multimodal_model, repeat_items_by_row, text_model, visual_position_mask)
-from .layout import Kind, kind_members, token_id, token_kinds
+from .layout import Kind, token_id, token_kinds
 
 # %% ../nbs/02_engine.ipynb #30d5eb37
 SUPPORTED_THINKERS = (Qwen2_5OmniThinkerForConditionalGeneration, Qwen3OmniMoeThinkerForConditionalGeneration)
@@ -153,6 +153,11 @@ def _check_mask(keep, state: DropState) -> torch.Tensor:
         raise ValueError(f"the selector at boundary {state.k} returned shape {tuple(keep.shape)}; expected {shape}")
     return keep.to(state.padding_mask.device) & state.padding_mask
 
+def _known_unpadded(state: DropState) -> bool:
+    "Whether the state's counts tell, without a read, that every row holds real tokens only."
+    seq_len = state.hidden_states.shape[1]
+    return state.counts is not None and state.lengths is None and all(sum(row) == seq_len for row in state.counts)
+
 def last_token_index(padding_mask: torch.Tensor) -> torch.LongTensor:
     "Index of each row's last real token (B,), found on the device."
     positions = torch.arange(padding_mask.shape[1], device=padding_mask.device)
@@ -171,7 +176,7 @@ def _check_keep(keep, state: DropState) -> torch.Tensor:
                          "the next token is predicted from it, so it must be kept")
     return keep
 
-# %% ../nbs/02_engine.ipynb #d7dc9b8c
+# %% ../nbs/02_engine.ipynb #bce50051
 @dataclass
 class Keep:
     """A selector's keep mask (B, S_k) with the (text, video, audio) tokens it keeps in each row, known on the host:
@@ -182,8 +187,10 @@ class Keep:
     counts: tuple                # one (text, video, audio) triple per row
     lengths: tuple | None = None  # one upper bound per row when `counts` are bounds
 
-COUNTED_KINDS = (Kind.TEXT, Kind.VIDEO, Kind.AUDIO)  # the order of a `counts` triple
+COUNTED_KINDS = tuple(Kind)  # the order of a `counts` triple: text, video, audio, numbered 0, 1, 2
 
+
+# %% ../nbs/02_engine.ipynb #bebe78b6
 def _check_counted(keep: Keep, state: DropState) -> tuple:
     """The mask, counts and length bounds (or None) of a `Keep`, checked on the host against the state's counts, and a
     device flag (or None): exact counts are asserted on the device, without waiting for it, as is each row's last token
@@ -204,7 +211,8 @@ def _check_counted(keep: Keep, state: DropState) -> tuple:
             raise ValueError(f"the selector at boundary {state.k} keeps {kept} (text, video, audio) tokens of row {row} "
                              f"({length} in all), which has {present}; keep at least one, at most what there is")
     kept = kinds_kept(state.kinds, mask)  # (B, 3)
-    last_kept = mask.gather(1, last_token_index(state.padding_mask)[:, None]).all()
+    last_kept = (mask[:, -1] if _known_unpadded(state) else
+                 mask.gather(1, last_token_index(state.padding_mask)[:, None])).all()
     expected = torch.tensor(counts).to(mask.device, non_blocking=True)  # (B, 3)
     if lengths is None and state.lengths is None:
         torch._assert_async((kept == expected).all() & last_kept,
@@ -217,29 +225,33 @@ def _check_counted(keep: Keep, state: DropState) -> tuple:
     over = (kept > expected).any() | (kept.sum(1) > bounds).any() | ~last_kept
     return mask, counts, lengths, over
 
+
+# %% ../nbs/02_engine.ipynb #1af6253f
 def kinds_kept(kinds: torch.Tensor, keep: torch.Tensor) -> torch.LongTensor:
     "(text, video, audio) positions `keep` (B, S) holds in each row, (B, 3) on the device."
-    return (kind_members(kinds, COUNTED_KINDS) & keep[..., None]).sum(1)
+    counts = torch.zeros(len(kinds), len(COUNTED_KINDS), dtype=torch.long, device=kinds.device)  # (B, 3)
+    return counts.scatter_add_(1, kinds, keep.long())  # the kinds number 0, 1, 2 in the order of COUNTED_KINDS
 
 def _kind_counts(kinds: torch.Tensor, keep: torch.Tensor) -> tuple:
     "`kinds_kept` read on the host, as `Keep.counts`."
     return tuple(map(tuple, kinds_kept(kinds, keep).tolist()))
 
+
+# %% ../nbs/02_engine.ipynb #0c8127ee
 def _host_layout(input_ids: torch.Tensor, attention_mask, config) -> tuple[tuple, tuple]:
     """(text, video, audio) real tokens and (video, audio) runs of each row, read on the host: the prompt's layout,
     before any work is queued."""
-    ids = input_ids.tolist()
-    real = attention_mask.sum(1).tolist() if attention_mask is not None else [input_ids.shape[1]] * len(ids)
-    kind_of = {token_id(config, "video"): Kind.VIDEO, token_id(config, "image"): Kind.VIDEO,
-               token_id(config, "audio"): Kind.AUDIO}
-    counts, runs = [], []
-    for row, length in zip(ids, real):
-        kinds = [kind_of.get(i, Kind.TEXT) for i in row]
-        video, audio = kinds.count(Kind.VIDEO), kinds.count(Kind.AUDIO)
-        counts.append((int(length) - video - audio, video, audio))
-        run_kinds = [kind for kind, _ in groupby(kinds)]  # one entry per run
-        runs.append((run_kinds.count(Kind.VIDEO), run_kinds.count(Kind.AUDIO)))
-    return tuple(counts), tuple(runs)
+    ids = input_ids  # (B, S), where the thinker has them: one read of the table below
+    video = (ids == token_id(config, "video")) | (ids == token_id(config, "image"))
+    audio = ids == token_id(config, "audio")
+    kinds = video * Kind.VIDEO + audio * Kind.AUDIO  # (B, S), Kind.TEXT elsewhere
+    starts = torch.ones_like(video)  # (B, S) where a run of one kind starts
+    starts[:, 1:] = kinds[:, 1:] != kinds[:, :-1]
+    real = (attention_mask.sum(1) if attention_mask is not None else
+            torch.full((len(ids),), ids.shape[1], device=ids.device))  # (B,)
+    table = torch.stack([real - video.sum(1) - audio.sum(1), video.sum(1), audio.sum(1),
+                         (starts & video).sum(1), (starts & audio).sum(1)], dim=1).tolist()  # (B, 5), one read
+    return tuple(tuple(row[:3]) for row in table), tuple(tuple(row[3:]) for row in table)
 
 
 # %% ../nbs/02_engine.ipynb #9b6bd44b
@@ -248,6 +260,10 @@ def _packed_index(keep: torch.Tensor, new_len: int | None = None, real_first: bo
     the new padding mask; the length S_new (the most any row keeps) is read from the device unless given. A row that
     keeps more than `new_len` loses its last kept positions (a cut sized by a bound that did not hold)."""
     batch, seq_len = keep.shape
+    if batch == 1 and new_len is not None and real_first:  # one row, its kept positions first (-1 after the last)
+        index = keep[0].nonzero_static(size=new_len).view(1, new_len)  # (1, S_new)
+        padding_mask = torch.arange(new_len, device=keep.device)[None] < keep.sum()  # (1, S_new)
+        return torch.where(padding_mask, index, index[:, :1]), padding_mask  # pads repeat a kept one
     counts = keep.sum(1)  # (B,)
     new_len = int(counts.max()) if new_len is None else new_len
     first_real = torch.zeros_like(counts[:, None]) if real_first else (new_len - counts)[:, None]  # (B, 1) pad slots
@@ -282,7 +298,7 @@ def _take(x: torch.Tensor, index: torch.Tensor, batch_dim: int = 0, seq_dim: int
     size[seq_dim] = index.shape[1]
     return x.gather(seq_dim, index.view(view).expand(size))
 
-# %% ../nbs/02_engine.ipynb #36a2ad83
+# %% ../nbs/02_engine.ipynb #13f6bd6a
 class DropRun:
     "The engine installed on one thinker: a replacement decoder forward that cuts tokens at chosen boundaries."
 
@@ -326,148 +342,174 @@ class DropRun:
             with self.phase("inputs"):
                 self._layout = _host_layout(self._input_ids, kwargs.get("attention_mask"), self.thinker.config)
 
-    def forward(self, decoder, inputs_embeds=None, attention_mask=None, position_ids=None, use_cache=None,
-                input_ids=None, visual_pos_masks=None, deepstack_visual_embeds=None, **kwargs):
-        "The decoder forward: the stock layer loop with cuts in a prefill; stock decoding on a pruned cache."
-        cache = kwargs.pop(CACHE_KWARG, None)
-        if cache is not None and cache.get_seq_length() > 0:
-            if cache in self._kept_padding:
-                attention_mask = self._decoding_mask(cache, attention_mask, (inputs_embeds if
-                                                     inputs_embeds is not None else input_ids).shape[1])
-            stock = type(decoder).forward.__get__(decoder)
-            extra = {} if visual_pos_masks is None else dict(visual_pos_masks=visual_pos_masks,
-                                                               deepstack_visual_embeds=deepstack_visual_embeds)
-            return stock(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                         position_ids=position_ids, use_cache=use_cache, **{CACHE_KWARG: cache},
-                         **extra, **kwargs)
-        for flag in ("output_attentions", "output_hidden_states"):
-            if kwargs.pop(flag, False):
-                raise ValueError(f"{flag}=True is not supported while tokens are being dropped")
-        kwargs.pop("return_dict", None)
-        kwargs.pop("cache_position", None)  # transformers 4.57 passes one for the uncut prompt; the layers need none
-        if inputs_embeds is None:
-            inputs_embeds = decoder.embed_tokens(input_ids)
-        use_cache = decoder.config.use_cache if use_cache is None else use_cache
-        if use_cache and cache is None:
-            cache = DynamicCache(config=decoder.config)
-        if cache is not None and getattr(cache, "is_compileable", False):
-            raise TypeError(f"{type(cache).__name__} cannot be pruned; use a DynamicCache")
-        position_ids, text_position_ids = self._positions(inputs_embeds, position_ids)
-        position_embeddings = decoder.rotary_emb(inputs_embeds, position_ids)
-        hidden = self._prefill(decoder, inputs_embeds, attention_mask, position_ids, text_position_ids,
-                               position_embeddings, cache, use_cache, visual_pos_masks,
-                               deepstack_visual_embeds, kwargs)
-        output_cls = MoeModelOutputWithPast if self.family == "qwen3" else BaseModelOutputWithPast
-        return output_cls(last_hidden_state=decoder.norm(hidden), **{CACHE_KWARG: cache})
 
-    def _decoding_mask(self, cache, attention_mask, query_len: int) -> torch.Tensor:
-        "The padding mask of a pruned cache plus the tokens appended since: (B, cache length + query_len)."
-        kept_padding = self._kept_padding[cache]  # (B, S_kept)
-        appended = cache.get_seq_length() + query_len - kept_padding.shape[1]
-        new = (attention_mask[:, -appended:].bool() if attention_mask is not None else
-               torch.ones(kept_padding.shape[0], appended, dtype=torch.bool, device=kept_padding.device))
-        return torch.cat([kept_padding, new], dim=1).long()
+# %% ../nbs/02_engine.ipynb #84f54285
+@patch
+def forward(self: DropRun, decoder, inputs_embeds=None, attention_mask=None, position_ids=None, use_cache=None,
+            input_ids=None, visual_pos_masks=None, deepstack_visual_embeds=None, **kwargs):
+    "The decoder forward: the stock layer loop with cuts in a prefill; stock decoding on a pruned cache."
+    cache = kwargs.pop(CACHE_KWARG, None)
+    if cache is not None and cache.get_seq_length() > 0:
+        if cache in self._kept_padding:
+            attention_mask = self._decoding_mask(cache, attention_mask, (inputs_embeds if
+                                                 inputs_embeds is not None else input_ids).shape[1])
+        stock = type(decoder).forward.__get__(decoder)
+        extra = {} if visual_pos_masks is None else dict(visual_pos_masks=visual_pos_masks,
+                                                           deepstack_visual_embeds=deepstack_visual_embeds)
+        return stock(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                     position_ids=position_ids, use_cache=use_cache, **{CACHE_KWARG: cache},
+                     **extra, **kwargs)
+    for flag in ("output_attentions", "output_hidden_states"):
+        if kwargs.pop(flag, False):
+            raise ValueError(f"{flag}=True is not supported while tokens are being dropped")
+    kwargs.pop("return_dict", None)
+    kwargs.pop("cache_position", None)  # transformers 4.57 passes one for the uncut prompt; the layers need none
+    if inputs_embeds is None:
+        inputs_embeds = decoder.embed_tokens(input_ids)
+    use_cache = decoder.config.use_cache if use_cache is None else use_cache
+    if use_cache and cache is None:
+        cache = DynamicCache(config=decoder.config)
+    if cache is not None and getattr(cache, "is_compileable", False):
+        raise TypeError(f"{type(cache).__name__} cannot be pruned; use a DynamicCache")
+    position_ids, text_position_ids = self._positions(inputs_embeds, position_ids)
+    position_embeddings = decoder.rotary_emb(inputs_embeds, position_ids)
+    hidden = self._prefill(decoder, inputs_embeds, attention_mask, position_ids, text_position_ids,
+                           position_embeddings, cache, use_cache, visual_pos_masks,
+                           deepstack_visual_embeds, kwargs)
+    output_cls = MoeModelOutputWithPast if self.family == "qwen3" else BaseModelOutputWithPast
+    return output_cls(last_hidden_state=decoder.norm(hidden), **{CACHE_KWARG: cache})
 
-    def _positions(self, inputs_embeds, position_ids) -> tuple:
-        "M-RoPE ids (3, B, S) and the text ids (B, S) or None, as the stock decoder derives them in a prefill."
-        if position_ids is None:
-            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
-            position_ids = position_ids.view(1, 1, -1).expand(3, inputs_embeds.shape[0], -1)
-        elif position_ids.dim() == 2:
-            position_ids = position_ids[None].expand(3, -1, -1)
-        if position_ids.shape[0] == 4:
-            return position_ids[1:], position_ids[0]
-        return position_ids, None
 
-    def _prefill(self, decoder, hidden, attention_mask, position_ids, text_position_ids, position_embeddings,
-                 cache, use_cache, visual_pos_masks, deepstack_embeds, kwargs, bounded: bool = True) -> torch.Tensor:
-        """Run the layers on a whole prompt, calling each selector at its boundary and cutting what it drops. Cuts sized
-        by bounds (`Keep.lengths`, with `bounded`) are checked once after the last layer; if a row kept more than its
-        bound, the prompt is run again with every cut sized by counts read from the device."""
-        batch, seq_len = hidden.shape[:2]
-        if self._input_ids is None or tuple(self._input_ids.shape) != (batch, seq_len):
-            raise ValueError("drop_tokens needs the thinker to be called with input_ids (they tell the token kinds)")
-        if attention_mask is not None and attention_mask.dim() != 2:
-            raise ValueError(f"attention_mask must be a 2-D padding mask while dropping tokens, "
-                             f"got {attention_mask.dim()}-D")
-        counts, runs = self._layout if self._layout is not None and len(self._layout[0]) == batch else (None, None)
-        with self.phase("cuts"):  # the engine's own work: kinds, masks, keep checks and cuts
-            kinds = token_kinds(self._input_ids, self.thinker.config).to(hidden.device)  # (B, S)
-            padding_mask = (torch.ones_like(kinds, dtype=torch.bool) if attention_mask is None
-                            else attention_mask.bool())  # (B, S)
-            record = Prefill(kinds=kinds, padding_mask=padding_mask, num_layers=self.num_layers)
-            self.events.append(record)
-            original_index = torch.arange(seq_len, device=hidden.device).expand(batch, -1).masked_fill(~padding_mask, -1)
-            state = DropState(k=0, hidden_states=hidden, kinds=kinds, position_ids=position_ids,
-                              position_embeddings=position_embeddings, original_index=original_index,
-                              padding_mask=padding_mask, layers=decoder.layers, config=decoder.config,
-                              thinker=self.thinker, decoder=decoder, text_position_ids=text_position_ids,
-                              visual_pos_masks=visual_position_mask(visual_pos_masks),
-                              deepstack_embeds=deepstack_embeds, counts=counts, runs=runs)
-            unpadded = counts is not None and all(sum(row) == seq_len for row in counts)  # known without a read
-            mask = causal_mask(decoder.config, hidden, None if unpadded else attention_mask, cache, text_position_ids)
-            copy_of = _copied_rows(self._input_ids, hidden, position_ids, padding_mask)  # (B,)
-            cuts = None if cache is None else CacheCuts(cache)  # the cache is cut once, after the last layer
-        overflow = None  # on the device: whether a row kept more than a bound its cut was sized by
-        with ExitStack() as attention:  # from the first cut on, the decoder's attention fused (`fused_cpu_attention`)
-            for layer_idx in range(self.num_layers):
-                if layer_idx in self.selectors:
-                    with self.phase("cuts"):
-                        keep = self.selectors[layer_idx](state)
-                        state, over = self._select_and_cut(state, keep, copy_of, cuts, record, bounded)
-                        if over is not None:
-                            overflow = over if overflow is None else overflow | over
-                        if record.events and record.events[-1].k == layer_idx:
-                            mask = _causal_mask(state, cache)
-                            if len(record.events) == 1:
-                                attention.enter_context(fused_cpu_attention(decoder.config, hidden.device))
-                state = _run_layer(state, mask, cache, use_cache, kwargs)
-        if overflow is not None:
-            with self.phase("check"):  # the prefill's one read, once its last layer is queued
-                redo = bool(overflow)
-            if redo:
-                self.events.remove(record)
-                if cache is not None:
-                    _empty(cache)
-                return self._prefill(decoder, hidden, attention_mask, position_ids, text_position_ids,
-                                     position_embeddings, cache, use_cache, visual_pos_masks, deepstack_embeds, kwargs,
-                                     bounded=False)
-        if cuts is not None:
-            with self.phase("cuts"):
-                cuts.apply()
-        if record.events and cache is not None:
-            self._kept_padding[cache] = state.padding_mask
-        if state.lengths is not None:  # padding after the last real token: its output goes to the last column
-            last = last_token_index(state.padding_mask)[:, None, None].expand(-1, 1, state.hidden_states.shape[-1])
-            return torch.cat([state.hidden_states[:, :-1], state.hidden_states.gather(1, last)], dim=1)
-        return state.hidden_states
+# %% ../nbs/02_engine.ipynb #31237fe5
+@patch
+def _decoding_mask(self: DropRun, cache, attention_mask, query_len: int) -> torch.Tensor:
+    "The padding mask of a pruned cache plus the tokens appended since: (B, cache length + query_len)."
+    kept_padding = self._kept_padding[cache]  # (B, S_kept)
+    appended = cache.get_seq_length() + query_len - kept_padding.shape[1]
+    new = (attention_mask[:, -appended:].bool() if attention_mask is not None else
+           torch.ones(kept_padding.shape[0], appended, dtype=torch.bool, device=kept_padding.device))
+    return torch.cat([kept_padding, new], dim=1).long()
 
-    @staticmethod
-    def _select_and_cut(state: DropState, keep, copy_of: torch.LongTensor, cache, record: Prefill,
-                        bounded: bool = True) -> tuple:
-        """The state after the cut a selector's `keep` asks for (a copy keeps what its row keeps), recorded in `record`,
-        and the device flag of a cut sized by bounds (else None): without a read of the device for a `Keep`, by reading
-        the mask for a bare one. Bounds size the cut of a batch of one whose deepstack features are all added (with
-        `bounded`); elsewhere the counts are read."""
-        over = None
-        if isinstance(keep, Keep):
-            deepstack_done = state.deepstack_embeds is None or state.k >= len(state.deepstack_embeds)
-            if keep.lengths is not None and not (bounded and len(copy_of) == 1 and deepstack_done):
-                mask = _check_mask(keep.mask, state)
-                keep = Keep(mask, _kind_counts(state.kinds, mask))
-            mask, counts, lengths, over = _check_counted(keep, state)
-            if lengths is None and state.lengths is None and counts == state.counts:  # every real token kept
-                return state, None
-            state = cut(state, mask[copy_of], cache, counts, lengths)
-        else:
-            keep = _check_keep(keep, state)[copy_of]
-            if bool((keep == state.padding_mask).all()):  # every real token kept
-                return state, None
-            state = cut(state, keep, cache)
-        record.events.append(DropEvent(state.k, state.hidden_states.shape[1], state.original_index))
-        return state, over
+@patch
+def _positions(self: DropRun, inputs_embeds, position_ids) -> tuple:
+    "M-RoPE ids (3, B, S) and the text ids (B, S) or None, as the stock decoder derives them in a prefill."
+    if position_ids is None:
+        position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
+        position_ids = position_ids.view(1, 1, -1).expand(3, inputs_embeds.shape[0], -1)
+    elif position_ids.dim() == 2:
+        position_ids = position_ids[None].expand(3, -1, -1)
+    if position_ids.shape[0] == 4:
+        return position_ids[1:], position_ids[0]
+    return position_ids, None
 
-# %% ../nbs/02_engine.ipynb #dd7ab9d3
+
+# %% ../nbs/02_engine.ipynb #37d0cef9
+@patch
+def _first_state(self: DropRun, decoder, hidden, attention_mask, position_ids, text_position_ids,
+                 position_embeddings, cache, visual_pos_masks, deepstack_embeds) -> tuple:
+    """A prefill's state at boundary 0, recorded as a new `Prefill`, with its causal mask, whether the cut states need
+    none (`_causal_mask`'s `causal_skip`), the row each row copies and the cache's cuts (None without a cache)."""
+    batch, seq_len = hidden.shape[:2]
+    if self._input_ids is None or tuple(self._input_ids.shape) != (batch, seq_len):
+        raise ValueError("drop_tokens needs the thinker to be called with input_ids (they tell the token kinds)")
+    if attention_mask is not None and attention_mask.dim() != 2:
+        raise ValueError(f"attention_mask must be a 2-D padding mask while dropping tokens, "
+                         f"got {attention_mask.dim()}-D")
+    counts, runs = self._layout if self._layout is not None and len(self._layout[0]) == batch else (None, None)
+    with self.phase("cuts"):  # the engine's own work: kinds, masks, keep checks and cuts
+        kinds = token_kinds(self._input_ids, self.thinker.config).to(hidden.device)  # (B, S)
+        padding_mask = (torch.ones_like(kinds, dtype=torch.bool) if attention_mask is None
+                        else attention_mask.bool())  # (B, S)
+        record = Prefill(kinds=kinds, padding_mask=padding_mask, num_layers=self.num_layers)
+        self.events.append(record)
+        original_index = torch.arange(seq_len, device=hidden.device).expand(batch, -1).masked_fill(~padding_mask, -1)
+        state = DropState(k=0, hidden_states=hidden, kinds=kinds, position_ids=position_ids,
+                          position_embeddings=position_embeddings, original_index=original_index,
+                          padding_mask=padding_mask, layers=decoder.layers, config=decoder.config,
+                          thinker=self.thinker, decoder=decoder, text_position_ids=text_position_ids,
+                          visual_pos_masks=visual_position_mask(visual_pos_masks),
+                          deepstack_embeds=deepstack_embeds, counts=counts, runs=runs)
+        unpadded = counts is not None and all(sum(row) == seq_len for row in counts)  # known without a read
+        mask = causal_mask(decoder.config, hidden, None if unpadded else attention_mask, cache, text_position_ids)
+        causal_skip = unpadded and mask is None  # the cut states' masks are None too (`_causal_mask`)
+        copy_of = _copied_rows(self._input_ids, hidden, position_ids, padding_mask)  # (B,)
+        cuts = None if cache is None else CacheCuts(cache)  # the cache is cut once, after the last layer
+    return state, record, mask, causal_skip, copy_of, cuts
+
+
+# %% ../nbs/02_engine.ipynb #d51b55e0
+@patch
+def _prefill(self: DropRun, decoder, hidden, attention_mask, position_ids, text_position_ids, position_embeddings,
+             cache, use_cache, visual_pos_masks, deepstack_embeds, kwargs, bounded: bool = True) -> torch.Tensor:
+    """Run the layers on a whole prompt, calling each selector at its boundary and cutting what it drops. Cuts sized
+    by bounds (`Keep.lengths`, with `bounded`) are checked once after the last layer; if a row kept more than its
+    bound, the prompt is run again with every cut sized by counts read from the device."""
+    state, record, mask, causal_skip, copy_of, cuts = self._first_state(
+        decoder, hidden, attention_mask, position_ids, text_position_ids, position_embeddings, cache, visual_pos_masks,
+        deepstack_embeds)
+    overflow = None  # on the device: whether a row kept more than a bound its cut was sized by
+    with ExitStack() as attention:  # from the first cut on, the decoder's attention fused (`fused_cpu_attention`)
+        for layer_idx in range(self.num_layers):
+            if layer_idx in self.selectors:
+                with self.phase("cuts"):
+                    keep = self.selectors[layer_idx](state)
+                    state, over = _select_and_cut(state, keep, copy_of, cuts, record, bounded)
+                    if over is not None:
+                        overflow = over if overflow is None else overflow | over
+                    if record.events and record.events[-1].k == layer_idx:
+                        mask = _causal_mask(state, cache, causal_skip)
+                        if len(record.events) == 1:
+                            attention.enter_context(fused_cpu_attention(decoder.config, hidden.device))
+            state = _run_layer(state, mask, cache, use_cache, kwargs)
+    if overflow is not None:
+        with self.phase("check"):  # the prefill's one read, once its last layer is queued
+            redo = bool(overflow)
+        if redo:
+            self.events.remove(record)
+            if cache is not None:
+                _empty(cache)
+            return self._prefill(decoder, hidden, attention_mask, position_ids, text_position_ids,
+                                 position_embeddings, cache, use_cache, visual_pos_masks, deepstack_embeds, kwargs,
+                                 bounded=False)
+    if cuts is not None:
+        with self.phase("cuts"):
+            cuts.apply()
+    if record.events and cache is not None:
+        self._kept_padding[cache] = state.padding_mask
+    if state.lengths is not None:  # padding after the last real token: its output goes to the last column
+        last = last_token_index(state.padding_mask)[:, None, None].expand(-1, 1, state.hidden_states.shape[-1])
+        return torch.cat([state.hidden_states[:, :-1], state.hidden_states.gather(1, last)], dim=1)
+    return state.hidden_states
+
+
+
+# %% ../nbs/02_engine.ipynb #84c1785d
+def _select_and_cut(state: DropState, keep, copy_of: torch.LongTensor, cache, record: Prefill,
+                    bounded: bool = True) -> tuple:
+    """The state after the cut a selector's `keep` asks for (a copy keeps what its row keeps), recorded in `record`,
+    and the device flag of a cut sized by bounds (else None): without a read of the device for a `Keep`, by reading
+    the mask for a bare one. Bounds size the cut of a batch of one whose deepstack features are all added (with
+    `bounded`); elsewhere the counts are read."""
+    over = None
+    if isinstance(keep, Keep):
+        deepstack_done = state.deepstack_embeds is None or state.k >= len(state.deepstack_embeds)
+        if keep.lengths is not None and not (bounded and len(copy_of) == 1 and deepstack_done):
+            mask = _check_mask(keep.mask, state)
+            keep = Keep(mask, _kind_counts(state.kinds, mask))
+        mask, counts, lengths, over = _check_counted(keep, state)
+        if lengths is None and state.lengths is None and counts == state.counts:  # every real token kept
+            return state, None
+        state = cut(state, mask[copy_of], cache, counts, lengths)
+    else:
+        keep = _check_keep(keep, state)[copy_of]
+        if bool((keep == state.padding_mask).all()):  # every real token kept
+            return state, None
+        state = cut(state, keep, cache)
+    record.events.append(DropEvent(state.k, state.hidden_states.shape[1], state.original_index))
+    return state, over
+
+
+# %% ../nbs/02_engine.ipynb #b13249c0
 def cut(state: DropState, keep: torch.Tensor, cache=None, counts: tuple | None = None,
         lengths: tuple | None = None) -> DropState:
     """The state holding only the positions `keep` (B, S_k) selects, re-padded on the left; cuts `cache` (layers run) too,
@@ -480,7 +522,12 @@ def cut(state: DropState, keep: torch.Tensor, cache=None, counts: tuple | None =
     counts = _kind_counts(state.kinds, keep) if counts is None else counts
     before = _kind_counts(state.kinds, state.padding_mask) if state.counts is None else state.counts
     new_len = max(map(sum, counts)) if lengths is None else max(lengths)
-    index, padding_mask = _packed_index(keep, new_len, real_first=lengths is not None)  # (B, S_new)
+    exact = len(keep) == 1 and lengths is None and state.lengths is None  # one row, holding `counts` (checked) tokens
+    if exact:  # its kept positions, in order: nothing to pad
+        index = keep[0].nonzero_static(size=new_len).view(1, new_len)  # (1, S_new)
+        padding_mask = torch.ones_like(index, dtype=torch.bool)
+    else:
+        index, padding_mask = _packed_index(keep, new_len, real_first=lengths is not None)  # (B, S_new)
     if isinstance(cache, CacheCuts):
         cache.add(state.k, index)
     elif cache is not None:
@@ -497,18 +544,23 @@ def cut(state: DropState, keep: torch.Tensor, cache=None, counts: tuple | None =
         visual_pos_masks = _take(visual_pos_masks, index) & padding_mask
         deepstack_embeds = [embeds.index_select(0, kept_rows) for embeds in deepstack_embeds]
         assert all(len(embeds) == visual_after for embeds in deepstack_embeds), "a deepstack row for each kept visual token"
-    original_index = _take(state.original_index, index).masked_fill(~padding_mask, -1)  # (B, S_new)
-    both_real = padding_mask[:, 1:] & padding_mask[:, :-1]
-    torch._assert_async(((original_index.diff(dim=1) > 0) | ~both_real).all(), "kept positions must stay in their order")
+    original_index, kinds = _take(state.original_index, index), _take(state.kinds, index)  # (B, S_new)
+    if not exact:
+        original_index, kinds = original_index.masked_fill(~padding_mask, -1), kinds.masked_fill(~padding_mask, Kind.TEXT)
+        both_real = padding_mask[:, 1:] & padding_mask[:, :-1]
+        torch._assert_async(((original_index.diff(dim=1) > 0) | ~both_real).all(),
+                            "kept positions must stay in their order")
     return replace(
-        state, hidden_states=_take(state.hidden_states, index), padding_mask=padding_mask,
-        kinds=_take(state.kinds, index).masked_fill(~padding_mask, Kind.TEXT), original_index=original_index,
+        state, hidden_states=_take(state.hidden_states, index), padding_mask=padding_mask, kinds=kinds,
+        original_index=original_index,
         position_ids=_take(state.position_ids, index, batch_dim=1, seq_dim=2),
         position_embeddings=tuple(_take(x, index, batch_dim=x.dim() - 3, seq_dim=x.dim() - 2)
                                   for x in state.position_embeddings),
         text_position_ids=None if state.text_position_ids is None else _take(state.text_position_ids, index),
         visual_pos_masks=visual_pos_masks, deepstack_embeds=deepstack_embeds, counts=counts, lengths=lengths)
 
+
+# %% ../nbs/02_engine.ipynb #350d9e8e
 def _take_layers(cache_layers, index: torch.Tensor):
     "The keys and values of `cache_layers` cut to the positions of `index` (B, S_new)."
     for cache_layer in cache_layers:
@@ -542,13 +594,16 @@ def _empty(cache):
         if getattr(cache_layer, "keys", None) is not None:
             cache_layer.keys, cache_layer.values = cache_layer.keys[..., :0, :], cache_layer.values[..., :0, :]
 
-def _causal_mask(state: DropState, cache=None):
-    "The decoder's causal mask for the state's (cut) sequence, sized against layer k of the cache."
-    seq_len = state.hidden_states.shape[1]
+
+# %% ../nbs/02_engine.ipynb #47a46049
+def _causal_mask(state: DropState, cache=None, causal_skip: bool = False):
+    """The decoder's causal mask for the state's (cut) sequence, sized against layer k of the cache; with `causal_skip`
+    (the uncut prompt, unpadded, needed none: its attention runs causal), None for an unpadded state too."""
     # known without a read: no padding, or (a batch of one cut to a bound) padding only after every real token, which
     # no real token sees under the causal mask
-    unpadded = state.lengths is not None and len(state.lengths) == 1 or (
-        state.counts is not None and state.lengths is None and all(sum(row) == seq_len for row in state.counts))
+    unpadded = state.lengths is not None and len(state.lengths) == 1 or _known_unpadded(state)
+    if unpadded and causal_skip:
+        return None
     return causal_mask(state.config, state.hidden_states, None if unpadded else state.padding_mask.long(), cache,
                        state.text_position_ids, layer_idx=state.k)
 
@@ -562,6 +617,7 @@ def _run_layer(state: DropState, mask, cache, use_cache, kwargs) -> DropState:
     if state.deepstack_embeds is not None and layer_idx < len(state.deepstack_embeds):
         hidden = add_deepstack(state.decoder, hidden, state.visual_pos_masks, state.deepstack_embeds[layer_idx])
     return replace(state, k=layer_idx + 1, hidden_states=hidden)
+
 
 # %% ../nbs/02_engine.ipynb #c81d282a
 def continue_from(state: DropState, keep: torch.Tensor) -> DropState:
