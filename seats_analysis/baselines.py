@@ -12,6 +12,7 @@ __all__ = ['MIN_VIDEO_RATIO', 'VARIANTS', 'VISIONZIP_CONTEXTUAL_RATIO', 'FASTV_L
 # %% ../nbs/10_baselines.ipynb #dd0d656c
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 from .inner_llm import modality_total, query_relevance
 from .layout import Kind
@@ -78,7 +79,7 @@ def row_generator(seed: int) -> torch.Generator:
     "The generator a row draws from: seeded afresh for every row, so that a row draws the same alone or in any batch."
     return torch.Generator().manual_seed(seed)
 
-# %% ../nbs/10_baselines.ipynb #f67da517
+# %% ../nbs/10_baselines.ipynb #451ca119
 @single_use
 def full(thinker, schedule, video_ratio: float = 1.0, audio_ratio: float = 1.0, measure: bool = False):
     "No pruning, reported like every method (the ratios are ignored)."
@@ -86,6 +87,7 @@ def full(thinker, schedule, video_ratio: float = 1.0, audio_ratio: float = 1.0, 
     with pruning(thinker, "full", lambda recorder: {}, measure=measure) as run:
         yield run
 
+# %% ../nbs/10_baselines.ipynb #5602e268
 class PreLLM:
     "A baseline that prunes once, before the LLM (boundary 0): plain (audio intact) or omni-modal."
 
@@ -135,6 +137,7 @@ class PreLLM:
         self.recorder = recorder
         return {0: self.select}
 
+# %% ../nbs/10_baselines.ipynb #cadffd72
 class RandomPruning(PreLLM):
     "Keep a uniform random share of each modality, counted as the release does (truncated)."
 
@@ -166,7 +169,7 @@ def divprune(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bo
     with pruning(thinker, "divprune-om" if omni else "divprune", method.selectors, measure=measure) as run:
         yield run
 
-# %% ../nbs/10_baselines.ipynb #0936f792
+# %% ../nbs/10_baselines.ipynb #3b08e171
 VISIONZIP_CONTEXTUAL_RATIO = 0.05
 
 def visionzip_counts(window_len: int, ratio: float,
@@ -178,6 +181,7 @@ def visionzip_counts(window_len: int, ratio: float,
     contextual = min(max(round(contextual_ratio * window_len), 1), window_len - dominant) if contextual_ratio > 0 else 0
     return dominant, contextual
 
+# %% ../nbs/10_baselines.ipynb #e1542af7
 def _unit(x: torch.Tensor) -> torch.Tensor:
     "Rows of `x` scaled to length one (the release's `x / (|x| + 1e-6)`)."
     x = x.float()
@@ -189,6 +193,7 @@ def visionzip_window(features: torch.Tensor, attention: torch.Tensor, keys: torc
     keep, merged = _visionzip_windows(features[None], attention[None], keys[None], num_dominant, num_contextual)
     return keep[0], merged[0]
 
+# %% ../nbs/10_baselines.ipynb #1bb5fb6c
 class VisionZip(PreLLM):
     "Keep the most attended tokens of each window and merge the rest into a few contextual tokens."
 
@@ -241,6 +246,7 @@ class VisionZip(PreLLM):
                     state.hidden_states[row, where] = merged
         return keep
 
+# %% ../nbs/10_baselines.ipynb #308bdfe1
 @single_use
 def visionzip(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bool = False,
               contextual_ratio: float = VISIONZIP_CONTEXTUAL_RATIO, seed: int = 0, measure: bool = False):
@@ -281,7 +287,7 @@ def _visionzip_windows(features: torch.Tensor, attention: torch.Tensor, keys: to
         merged[windows, anchors] = (features[windows, anchors].float() + mean).to(features.dtype)
     return keep, merged
 
-# %% ../nbs/10_baselines.ipynb #feae99cb
+# %% ../nbs/10_baselines.ipynb #d1faef78
 FASTV_LAYERS = 2  # FastV's K by default: the layers that see every token
 
 def fastv_keep_ratio(target: float, num_layers: int, after_layers: int, variant: str = "release") -> float:
@@ -292,6 +298,7 @@ def fastv_keep_ratio(target: float, num_layers: int, after_layers: int, variant:
     ratio = (target * num_layers - after_layers) / (num_layers - after_layers)
     return ratio if check_variant(variant) == "release" else max(0.0, ratio)
 
+# %% ../nbs/10_baselines.ipynb #29f08678
 class FastV:
     "One cut at boundary K by the last token's attention, with layer K's weights on the states leaving it (as the release)."
 
@@ -330,32 +337,35 @@ class FastV:
             return 0
         return modality_total(ratio, total)
 
-    def cut(self, state) -> torch.Tensor:
-        "Boundary K: keep each modality's share with the highest attention from the last token."
-        with torch.profiler.record_function("select.fastv.score"):
-            scores = query_relevance(state.hidden_states, state.layers[self.after_layers - 1], state.position_embeddings,
-                                     None, state.padding_mask)  # (B, S), from each row's last real token
-        keep = state.padding_mask.clone()
-        for row in range(keep.shape[0]):
-            positions = {kind: _positions(state, row, kind) for kind in MODALITIES}
-            ratios = self.row_ratios(len(positions[Kind.VIDEO]), len(positions[Kind.AUDIO]))
-            for kind, where in positions.items():
-                if not len(where) or ratios[kind] >= 1:
-                    continue
-                if ratios[kind] < 0 and not self.omni:
-                    self._note(kind, f"the audio-intact {MODALITIES[kind]} share of some rows is negative "
-                                     f"({ratios[kind]:.4f}): the budget cannot pay for 5% of the video")
-                count = self.count(ratios[kind], len(where))
-                if self.omni or kind == Kind.VIDEO:
-                    top = torch.sort(scores[row, where], descending=True, stable=True).indices[:count]
-                    keep[row, where] = _mask(len(where), top)
-                else:  # the row's own draw (`row_generator`): the same alone or in any batch
-                    keep[row, where] = _random_keep(row_generator(self.seed), len(where), count, keep.device)
-        return keep
-
     def selectors(self, recorder=None) -> dict:
         return {self.after_layers: self.cut}
 
+# %% ../nbs/10_baselines.ipynb #d1dba6bb
+@patch
+def cut(self: FastV, state) -> torch.Tensor:
+    "Boundary K: keep each modality's share with the highest attention from the last token."
+    with torch.profiler.record_function("select.fastv.score"):
+        scores = query_relevance(state.hidden_states, state.layers[self.after_layers - 1], state.position_embeddings,
+                                 None, state.padding_mask)  # (B, S), from each row's last real token
+    keep = state.padding_mask.clone()
+    for row in range(keep.shape[0]):
+        positions = {kind: _positions(state, row, kind) for kind in MODALITIES}
+        ratios = self.row_ratios(len(positions[Kind.VIDEO]), len(positions[Kind.AUDIO]))
+        for kind, where in positions.items():
+            if not len(where) or ratios[kind] >= 1:
+                continue
+            if ratios[kind] < 0 and not self.omni:
+                self._note(kind, f"the audio-intact {MODALITIES[kind]} share of some rows is negative "
+                                 f"({ratios[kind]:.4f}): the budget cannot pay for 5% of the video")
+            count = self.count(ratios[kind], len(where))
+            if self.omni or kind == Kind.VIDEO:
+                top = torch.sort(scores[row, where], descending=True, stable=True).indices[:count]
+                keep[row, where] = _mask(len(where), top)
+            else:  # the row's own draw (`row_generator`): the same alone or in any batch
+                keep[row, where] = _random_keep(row_generator(self.seed), len(where), count, keep.device)
+    return keep
+
+# %% ../nbs/10_baselines.ipynb #7f3d0c2b
 @single_use
 def fastv(thinker, schedule, video_ratio: float, audio_ratio: float, omni: bool = False, after_layers: int = FASTV_LAYERS,
           seed: int = 0, measure: bool = False, variant: str = "release"):

@@ -13,6 +13,7 @@ from contextlib import ExitStack, contextmanager
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 from .baselines import VARIANTS
 from .checks import check_bool, check_int, check_number, single_use
@@ -92,7 +93,7 @@ def num_keep_for_ratio(ratio: float, num_frames: int, tokens_per_frame: int, ext
     num_keep = round((target - whole) / pruned)
     return min(max(num_keep, 0), tokens_per_frame), 0 <= num_keep <= tokens_per_frame
 
-# %% ../nbs/10a_dycoke.ipynb #cd193e46
+# %% ../nbs/10a_dycoke.ipynb #a2022bf3
 RELEASE_KV_LAYER, RELEASE_KV_PRUNE_RATIO, RELEASE_KV_THRESHOLD = 3, 0.8, 0.9  # dycoke_l, dycoke_p, its fixed 0.9
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -115,6 +116,7 @@ def step_attention(layer, hidden_states: torch.Tensor, position_embeddings, keys
     logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))
     return logits.softmax(dim=-1).mean(dim=(1, 2))  # (B, KV)
 
+# %% ../nbs/10a_dycoke.ipynb #af36811d
 def _allowed_keys(mask, batch: int, kv_len: int, device) -> torch.Tensor:
     """Keys (B, KV) the one query of a decoding step may see, from the mask a decoder layer is given: None, the 4-D
     mask of eager and sdpa, or flash attention's 2-D mask of the keys each row sees."""
@@ -137,6 +139,7 @@ def _restricted(mask, keys: torch.Tensor, dtype, flash: bool = False):
         return mask & keys[:, None, None]
     return mask.masked_fill(~keys[:, None, None], torch.finfo(mask.dtype).min)
 
+# %% ../nbs/10a_dycoke.ipynb #e8d49b3c
 class KVPruning:
     "DyCoke's dynamic pruning of the video (and audio) keys while decoding, on the engine's cache."
 
@@ -157,81 +160,91 @@ class KVPruning:
         hidden = kwargs.get("hidden_states")
         return cache is not None and self.kinds is not None and hidden.shape[1] == 1 and cache.get_seq_length() > 0
 
-    def _before_scoring_layer(self, module, args, kwargs):
-        "Pre-hook on layer `layer`: note a decoding step's input; the step's pruning starts undecided."
-        kwargs = {"hidden_states": args[0] if args else kwargs["hidden_states"], **kwargs}
-        self.step_keys = None
-        self._step = kwargs if self._decoding(kwargs) else None
-        if self._step is not None:
-            self._follow(kwargs[CACHE_KWARG])
+# %% ../nbs/10a_dycoke.ipynb #4a7309a4
+@patch
+def _before_scoring_layer(self: KVPruning, module, args, kwargs):
+    "Pre-hook on layer `layer`: note a decoding step's input; the step's pruning starts undecided."
+    kwargs = {"hidden_states": args[0] if args else kwargs["hidden_states"], **kwargs}
+    self.step_keys = None
+    self._step = kwargs if self._decoding(kwargs) else None
+    if self._step is not None:
+        self._follow(kwargs[CACHE_KWARG])
 
-    def _follow(self, cache):
-        "Within the block, `cache.reorder_cache` (beam search) also hands each row the previous attention of its source row."
-        if "reorder_cache" in vars(cache):
-            return
-        reorder = cache.reorder_cache
+# %% ../nbs/10a_dycoke.ipynb #db743522
+@patch
+def _follow(self: KVPruning, cache):
+    "Within the block, `cache.reorder_cache` (beam search) also hands each row the previous attention of its source row."
+    if "reorder_cache" in vars(cache):
+        return
+    reorder = cache.reorder_cache
 
-        def reorder_cache(beam_idx, *args, **kwargs):
-            source = beam_idx.tolist()  # row i continues row source[i]
-            self.previous = {(row, kind): self.previous[source[row], kind] for row in range(len(source))
-                             for kind in self.pruned_kinds if (source[row], kind) in self.previous}
-            return reorder(beam_idx, *args, **kwargs)
-        cache.reorder_cache = reorder_cache
-        self._followed.append(cache)
+    def reorder_cache(beam_idx, *args, **kwargs):
+        source = beam_idx.tolist()  # row i continues row source[i]
+        self.previous = {(row, kind): self.previous[source[row], kind] for row in range(len(source))
+                         for kind in self.pruned_kinds if (source[row], kind) in self.previous}
+        return reorder(beam_idx, *args, **kwargs)
+    cache.reorder_cache = reorder_cache
+    self._followed.append(cache)
 
-    def _after_scoring_layer(self, module, args, kwargs, output):
-        "Hook on layer `layer`: its attention from the new token decides which video keys the later layers see."
-        if self._step is None:
-            return
-        step, self._step = self._step, None
-        cache, hidden = step[CACHE_KWARG], step["hidden_states"]
-        keys = cache.layers[self.layer - 1].keys  # (B, H_kv, KV, d), this step's key included
-        batch, kv_len = hidden.shape[0], keys.shape[2]
-        allowed = _allowed_keys(step.get("attention_mask"), batch, kv_len, hidden.device)
-        attention = step_attention(module, hidden, step["position_embeddings"], keys, allowed)  # (B, KV)
-        visible = torch.ones(batch, kv_len, dtype=torch.bool, device=hidden.device)
-        for row in range(batch):
-            for kind in self.pruned_kinds:  # each span decides on its own
-                span = (self.kinds[row] == kind).nonzero().flatten()
-                if self.variant == "release":
-                    span = span[:-1]  # the release's span is one token short
-                scores = attention[row, span]
-                previous = self.previous.get((row, kind))
-                similarity = F.cosine_similarity(scores, previous, dim=0) if previous is not None else 0.0
-                self.previous[row, kind] = scores
-                if similarity < self.threshold and len(span):
-                    top = scores.topk(int(len(span) * (1 - self.prune_ratio))).indices
-                    visible[row, span] = False
-                    visible[row, span[top]] = True
-        self.step_keys = visible
-        self.steps.append(visible)
+# %% ../nbs/10a_dycoke.ipynb #e4f033cc
+@patch
+def _after_scoring_layer(self: KVPruning, module, args, kwargs, output):
+    "Hook on layer `layer`: its attention from the new token decides which video keys the later layers see."
+    if self._step is None:
+        return
+    step, self._step = self._step, None
+    cache, hidden = step[CACHE_KWARG], step["hidden_states"]
+    keys = cache.layers[self.layer - 1].keys  # (B, H_kv, KV, d), this step's key included
+    batch, kv_len = hidden.shape[0], keys.shape[2]
+    allowed = _allowed_keys(step.get("attention_mask"), batch, kv_len, hidden.device)
+    attention = step_attention(module, hidden, step["position_embeddings"], keys, allowed)  # (B, KV)
+    visible = torch.ones(batch, kv_len, dtype=torch.bool, device=hidden.device)
+    for row in range(batch):
+        for kind in self.pruned_kinds:  # each span decides on its own
+            span = (self.kinds[row] == kind).nonzero().flatten()
+            if self.variant == "release":
+                span = span[:-1]  # the release's span is one token short
+            scores = attention[row, span]
+            previous = self.previous.get((row, kind))
+            similarity = F.cosine_similarity(scores, previous, dim=0) if previous is not None else 0.0
+            self.previous[row, kind] = scores
+            if similarity < self.threshold and len(span):
+                top = scores.topk(int(len(span) * (1 - self.prune_ratio))).indices
+                visible[row, span] = False
+                visible[row, span[top]] = True
+    self.step_keys = visible
+    self.steps.append(visible)
 
-    def _restrict(self, module, args, kwargs):
-        "Pre-hook on the layers after `layer`: hide this step's pruned video keys."
-        if self.step_keys is not None:
-            flash = module.self_attn.config._attn_implementation.startswith("flash_attention")
-            kwargs["attention_mask"] = _restricted(kwargs.get("attention_mask"), self.step_keys,
-                                                   (args[0] if args else kwargs["hidden_states"]).dtype, flash)
-            return args, kwargs
+# %% ../nbs/10a_dycoke.ipynb #eb7f31e1
+@patch
+def _restrict(self: KVPruning, module, args, kwargs):
+    "Pre-hook on the layers after `layer`: hide this step's pruned video keys."
+    if self.step_keys is not None:
+        flash = module.self_attn.config._attn_implementation.startswith("flash_attention")
+        kwargs["attention_mask"] = _restricted(kwargs.get("attention_mask"), self.step_keys,
+                                               (args[0] if args else kwargs["hidden_states"]).dtype, flash)
+        return args, kwargs
 
-    @contextmanager
-    def installed(self, thinker):
-        "The hooks on the decoder layers, for the block."
-        layers = text_model(thinker).layers
-        scoring = layers[self.layer - 1]
-        handles = [scoring.register_forward_pre_hook(self._before_scoring_layer, with_kwargs=True),
-                   scoring.register_forward_hook(self._after_scoring_layer, with_kwargs=True)]
-        handles += [layer.register_forward_pre_hook(self._restrict, with_kwargs=True) for layer in layers[self.layer:]]
-        try:
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
-            for cache in self._followed:
-                del cache.reorder_cache
-            self._followed.clear()
+# %% ../nbs/10a_dycoke.ipynb #b8fab7d0
+@patch
+@contextmanager
+def installed(self: KVPruning, thinker):
+    "The hooks on the decoder layers, for the block."
+    layers = text_model(thinker).layers
+    scoring = layers[self.layer - 1]
+    handles = [scoring.register_forward_pre_hook(self._before_scoring_layer, with_kwargs=True),
+               scoring.register_forward_hook(self._after_scoring_layer, with_kwargs=True)]
+    handles += [layer.register_forward_pre_hook(self._restrict, with_kwargs=True) for layer in layers[self.layer:]]
+    try:
+        yield self
+    finally:
+        for handle in handles:
+            handle.remove()
+        for cache in self._followed:
+            del cache.reorder_cache
+        self._followed.clear()
 
-# %% ../nbs/10a_dycoke.ipynb #d6bea468
+# %% ../nbs/10a_dycoke.ipynb #881f63aa
 def _kept_kinds(kinds: torch.Tensor, keep: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
     "Kinds (B, S_kept) of the cache the engine makes from `keep` (B, S): kept positions packed to the right."
     keep = keep & padding_mask
@@ -243,6 +256,7 @@ def _kept_kinds(kinds: torch.Tensor, keep: torch.Tensor, padding_mask: torch.Ten
         packed[row, packed.shape[1] - count:] = kinds[row, keep[row]]
     return packed
 
+# %% ../nbs/10a_dycoke.ipynb #1c76e07e
 class DyCoke:
     "DyCoke's temporal merging at boundary 0: each video's temporal grids (with `audio='temporal'`, audio windows)."
 
@@ -289,89 +303,97 @@ class DyCoke:
             else:
                 model.get_video_features = own
 
-    def _merge(self, features: torch.Tensor, tokens_per_frame: int, kind: Kind) -> torch.BoolTensor:
-        "Keep mask of one clip of frames (N, D) at the method's count for `kind`."
-        num_frames, extra = divmod(features.shape[0], tokens_per_frame)
-        if self.merging_ratio is not None:
-            num_keep = release_num_keep(self.merging_ratio, tokens_per_frame)
-        elif self.budget == "frame":
-            num_keep = frame_num_keep(self.targets[kind], tokens_per_frame)
-        else:
-            num_keep, reachable = num_keep_for_ratio(self.targets[kind], num_frames, tokens_per_frame, extra,
-                                                     self.variant)
-            if not reachable:
-                self._note(kind, num_frames, tokens_per_frame)
-        with torch.profiler.record_function(f"select.dycoke.{MODALITIES[kind]}"):
-            return temporal_merge(features, tokens_per_frame, num_keep, self.variant)
+# %% ../nbs/10a_dycoke.ipynb #54da192c
+@patch
+def _merge(self: DyCoke, features: torch.Tensor, tokens_per_frame: int, kind: Kind) -> torch.BoolTensor:
+    "Keep mask of one clip of frames (N, D) at the method's count for `kind`."
+    num_frames, extra = divmod(features.shape[0], tokens_per_frame)
+    if self.merging_ratio is not None:
+        num_keep = release_num_keep(self.merging_ratio, tokens_per_frame)
+    elif self.budget == "frame":
+        num_keep = frame_num_keep(self.targets[kind], tokens_per_frame)
+    else:
+        num_keep, reachable = num_keep_for_ratio(self.targets[kind], num_frames, tokens_per_frame, extra,
+                                                 self.variant)
+        if not reachable:
+            self._note(kind, num_frames, tokens_per_frame)
+    with torch.profiler.record_function(f"select.dycoke.{MODALITIES[kind]}"):
+        return temporal_merge(features, tokens_per_frame, num_keep, self.variant)
 
-    def _note(self, kind: Kind, num_frames: int, tokens_per_frame: int):
-        "Record (once per clip shape) that a target of `kind` is out of the rule's reach."
-        name = MODALITIES[kind]
-        whole, pruned = merge_counts(num_frames, tokens_per_frame, variant=self.variant)
-        note = (f"{name}_ratio={self.targets[kind]} cannot be reached by DyCoke on {num_frames} frames of "
-                f"{tokens_per_frame} tokens: it keeps between {whole} and {whole + pruned * tokens_per_frame} of "
-                f"{num_frames * tokens_per_frame}")
-        if note not in self.notes:
-            self.notes.append(note)
-        self.reachable[name] = False
+@patch
+def _note(self: DyCoke, kind: Kind, num_frames: int, tokens_per_frame: int):
+    "Record (once per clip shape) that a target of `kind` is out of the rule's reach."
+    name = MODALITIES[kind]
+    whole, pruned = merge_counts(num_frames, tokens_per_frame, variant=self.variant)
+    note = (f"{name}_ratio={self.targets[kind]} cannot be reached by DyCoke on {num_frames} frames of "
+            f"{tokens_per_frame} tokens: it keeps between {whole} and {whole + pruned * tokens_per_frame} of "
+            f"{num_frames * tokens_per_frame}")
+    if note not in self.notes:
+        self.notes.append(note)
+    self.reachable[name] = False
 
-    def _videos(self, state) -> tuple[int, list[tuple[int, torch.LongTensor, int]]]:
-        """(copies of each row, [(row, positions, tokens per frame) of each video of the call, in placeholder order]):
-        `generate` repeats each row for its beams and samples (rows r c ... r c + c - 1 are copies of row r c)."""
-        input_ids, grids = self.input_ids, self.video_grids
-        if input_ids is None or tuple(input_ids.shape) != tuple(state.kinds.shape):
-            raise ValueError("dycoke needs the thinker to be called with input_ids (they tell videos from images)")
-        is_video = input_ids.to(state.kinds.device) == self.video_token_id  # (B, S)
-        if not is_video.any():
-            return 1, []
-        if grids is None:
-            raise ValueError(f"{int(is_video.sum())} video placeholders, but no video was encoded in this block "
-                             "(dycoke reads the frames from the grids the video encoder is given)")
-        per_frame = (grids[:, 1] * grids[:, 2] // self.spatial_merge_size ** 2).tolist()  # (n_videos,)
-        lengths = [t * n for t, n in zip(grids[:, 0].tolist(), per_frame)]
-        copies, rest = divmod(int(is_video.sum()), sum(lengths))
-        if rest or not copies or len(is_video) % copies:
-            raise ValueError(f"video_grid_thw {grids.tolist()} makes {sum(lengths)} video tokens, but input_ids hold "
-                             f"{int(is_video.sum())} video placeholders in {len(is_video)} rows")
-        # generate repeats each row for beams and samples, encoding its videos once; a copy keeps what its row keeps
-        is_video[torch.arange(len(is_video), device=is_video.device) % copies != 0] = False
-        rows, positions = is_video.nonzero(as_tuple=True)
-        return copies, [(int(r[0]), p, n) for r, p, n in zip(rows.split(lengths), positions.split(lengths), per_frame)]
+# %% ../nbs/10a_dycoke.ipynb #bf86d4e9
+@patch
+def _videos(self: DyCoke, state) -> tuple[int, list[tuple[int, torch.LongTensor, int]]]:
+    """(copies of each row, [(row, positions, tokens per frame) of each video of the call, in placeholder order]):
+    `generate` repeats each row for its beams and samples (rows r c ... r c + c - 1 are copies of row r c)."""
+    input_ids, grids = self.input_ids, self.video_grids
+    if input_ids is None or tuple(input_ids.shape) != tuple(state.kinds.shape):
+        raise ValueError("dycoke needs the thinker to be called with input_ids (they tell videos from images)")
+    is_video = input_ids.to(state.kinds.device) == self.video_token_id  # (B, S)
+    if not is_video.any():
+        return 1, []
+    if grids is None:
+        raise ValueError(f"{int(is_video.sum())} video placeholders, but no video was encoded in this block "
+                         "(dycoke reads the frames from the grids the video encoder is given)")
+    per_frame = (grids[:, 1] * grids[:, 2] // self.spatial_merge_size ** 2).tolist()  # (n_videos,)
+    lengths = [t * n for t, n in zip(grids[:, 0].tolist(), per_frame)]
+    copies, rest = divmod(int(is_video.sum()), sum(lengths))
+    if rest or not copies or len(is_video) % copies:
+        raise ValueError(f"video_grid_thw {grids.tolist()} makes {sum(lengths)} video tokens, but input_ids hold "
+                         f"{int(is_video.sum())} video placeholders in {len(is_video)} rows")
+    # generate repeats each row for beams and samples, encoding its videos once; a copy keeps what its row keeps
+    is_video[torch.arange(len(is_video), device=is_video.device) % copies != 0] = False
+    rows, positions = is_video.nonzero(as_tuple=True)
+    return copies, [(int(r[0]), p, n) for r, p, n in zip(rows.split(lengths), positions.split(lengths), per_frame)]
 
-    def select(self, state) -> torch.Tensor:
-        "The boundary-0 selector."
-        keep = state.padding_mask.clone()  # (B, S)
-        fixed = self.merging_ratio is not None  # the release's rule: the targets are not used
-        video, audio = self.targets[Kind.VIDEO], self.targets[Kind.AUDIO]
-        copies = 1
-        if not fixed and video == 0:  # none of the modality enters the LLM
-            keep &= state.kinds != Kind.VIDEO
-        elif fixed or video < 1:
-            copies, videos = self._videos(state)
-            for row, positions, per_frame in videos:
-                for clip in (position_runs(positions) if self.frames == "window" else [positions]):
-                    keep[row, clip] = self._merge(state.hidden_states[row, clip], per_frame, Kind.VIDEO)
-        is_audio = (state.kinds == Kind.AUDIO) & state.padding_mask  # (B, S)
-        if self.audio == "keep" or (not fixed and audio >= 1):
-            pass
-        elif not fixed and audio == 0:
-            keep &= ~is_audio
-        else:
-            for row in range(keep.shape[0]):
-                positions = is_audio[row].nonzero().flatten()  # the row's audio, in time order
-                whole = positions[:len(positions) // self.audio_window_tokens * self.audio_window_tokens]
-                if len(whole):  # a shorter last window has no equal partner: kept
-                    keep[row, whole] = self._merge(state.hidden_states[row, whole], self.audio_window_tokens,
-                                                   Kind.AUDIO)
-        if copies > 1:  # a copy keeps what its row keeps (the engine copies it too), so the cache's kinds are its row's
-            keep = keep[torch.arange(len(keep), device=keep.device) // copies * copies]
-        if self.kv_pruning is not None:
-            self.kv_pruning.start(_kept_kinds(state.kinds, keep, state.padding_mask))
-        return keep
+# %% ../nbs/10a_dycoke.ipynb #c6a4120e
+@patch
+def select(self: DyCoke, state) -> torch.Tensor:
+    "The boundary-0 selector."
+    keep = state.padding_mask.clone()  # (B, S)
+    fixed = self.merging_ratio is not None  # the release's rule: the targets are not used
+    video, audio = self.targets[Kind.VIDEO], self.targets[Kind.AUDIO]
+    copies = 1
+    if not fixed and video == 0:  # none of the modality enters the LLM
+        keep &= state.kinds != Kind.VIDEO
+    elif fixed or video < 1:
+        copies, videos = self._videos(state)
+        for row, positions, per_frame in videos:
+            for clip in (position_runs(positions) if self.frames == "window" else [positions]):
+                keep[row, clip] = self._merge(state.hidden_states[row, clip], per_frame, Kind.VIDEO)
+    is_audio = (state.kinds == Kind.AUDIO) & state.padding_mask  # (B, S)
+    if self.audio == "keep" or (not fixed and audio >= 1):
+        pass
+    elif not fixed and audio == 0:
+        keep &= ~is_audio
+    else:
+        for row in range(keep.shape[0]):
+            positions = is_audio[row].nonzero().flatten()  # the row's audio, in time order
+            whole = positions[:len(positions) // self.audio_window_tokens * self.audio_window_tokens]
+            if len(whole):  # a shorter last window has no equal partner: kept
+                keep[row, whole] = self._merge(state.hidden_states[row, whole], self.audio_window_tokens,
+                                               Kind.AUDIO)
+    if copies > 1:  # a copy keeps what its row keeps (the engine copies it too), so the cache's kinds are its row's
+        keep = keep[torch.arange(len(keep), device=keep.device) // copies * copies]
+    if self.kv_pruning is not None:
+        self.kv_pruning.start(_kept_kinds(state.kinds, keep, state.padding_mask))
+    return keep
 
-    def selectors(self, recorder=None) -> dict:
-        "The one selector, at boundary 0."
-        return {0: self.select}
+@patch
+def selectors(self: DyCoke, recorder=None) -> dict:
+    "The one selector, at boundary 0."
+    return {0: self.select}
 
 # %% ../nbs/10a_dycoke.ipynb #53c0c4da
 @single_use

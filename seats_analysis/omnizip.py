@@ -12,6 +12,7 @@ __all__ = ['WHOLE_AUDIO', 'SALIENCY_BLOCK', 'SHIFT_SLACK', 'CONTEXTUAL_RATIO', '
 # %% ../nbs/10b_omnizip.ipynb #930e63e9
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from transformers import Qwen3OmniMoeThinkerConfig
 
 from .baselines import VARIANTS
@@ -21,7 +22,7 @@ from .encoder_attention import MAX_LOGITS, attention_received
 from .layout import Kind, token_id
 from .run import MODALITIES, prepare_run, pruning
 
-# %% ../nbs/10b_omnizip.ipynb #7c67bfe9
+# %% ../nbs/10b_omnizip.ipynb #b62da766
 WHOLE_AUDIO = 2 ** 31 - 1  # a window longer than any audio: the softmax runs over all of the audio's keys
 SALIENCY_BLOCK = 2 ** 18  # logits computed at once: 1 MiB of float32, which stays in a CPU core's cache
 SHIFT_SLACK = 23.0  # how far a row's shift may lie above its largest logit: its exponentials then sum to > e^-23
@@ -32,6 +33,7 @@ def _check_variant(variant: str) -> str:
         raise ValueError(f"variant={variant!r} is not one of {list(VARIANTS)}")
     return variant
 
+# %% ../nbs/10b_omnizip.ipynb #1878844f
 def logit_bounds(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Lower and upper bounds (..., T) of each query's largest logit max_j q_i . k_j, from q (..., T, d) and
     k (..., d, S): its mean logit; the smaller of Cauchy-Schwarz, |q_i| max_j |k_j|, and the box bound, the sum over
@@ -42,6 +44,7 @@ def logit_bounds(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.
     box = (q.clamp(min=0) @ (high - low) + q @ low)[..., 0]  # q_id high_d where q_id > 0, else q_id low_d
     return lower, torch.minimum(cauchy_schwarz, box)
 
+# %% ../nbs/10b_omnizip.ipynb #ac68f776
 def _add_column_sums(received: torch.Tensor, q: torch.Tensor, k: torch.Tensor, buffer: torch.Tensor,
                      inverse: torch.Tensor, column: torch.Tensor, exact_max: bool = False):
     """Add into `received` (1, T) the column sums of exp(q k) normalised by row, shifted by each row's largest first
@@ -88,6 +91,7 @@ def _received_whole(query: torch.Tensor, key: torch.Tensor, max_elements: int = 
         total += received
     return total[0]
 
+# %% ../nbs/10b_omnizip.ipynb #4a5a6be1
 def qwen2_5_saliency(query: torch.Tensor, key: torch.Tensor, window_frames: int = WHOLE_AUDIO,
                      max_elements: int = SALIENCY_BLOCK) -> torch.Tensor:
     """Qwen2.5-Omni audio saliency (T // 2,) from one audio's last-layer queries and keys (T, H, d): attention each
@@ -105,6 +109,7 @@ def qwen3_saliency(query: torch.Tensor, key: torch.Tensor, window_frames: int,
     "Qwen3-Omni audio saliency (T,): attention each frame receives within its encoder window, mean over heads, sum over queries."
     return attention_received(query, key, window_frames, query.shape[-1] ** -0.5, max_elements)
 
+# %% ../nbs/10b_omnizip.ipynb #76aa0d46
 def audio_saliency(attn, hidden_states: torch.Tensor, frame_lengths: list[int], window_frames: int, pool_pairs: bool,
                    keys: bool = False, max_elements: int = SALIENCY_BLOCK) -> torch.Tensor:
     "OmniZip's saliency (N,) of the audios of one encoder call, from the last layer's attention (`audio_statistic`'s signature)."
@@ -187,7 +192,7 @@ def audio_merge(audio: torch.Tensor, video: torch.Tensor | None, saliency: torch
     merged[anchors] = torch.where(has[:, None], (anchor_audio + sums) / (1.0 + total[:, None]), anchor_audio)
     return keep, merged
 
-# %% ../nbs/10b_omnizip.ipynb #000a7d60
+# %% ../nbs/10b_omnizip.ipynb #e5007392
 DISCARD_RANGE = (0.35, 0.75)  # the release's clamp of a guided window's video discard ratio
 DENSITY_NEIGHBOURS = 5  # k of the density-peak selection
 
@@ -222,6 +227,7 @@ def video_discard_ratios(audio_retention: list[float], run_sizes: list[int], rho
                         adjusted[i] = clamp(adjusted[i] + shift)
     return adjusted + [rho_video] * (len(run_sizes) - guided)
 
+# %% ../nbs/10b_omnizip.ipynb #211391d6
 def frame_counts(num_frames: int, tokens_per_frame: int, discard_ratio: float, variant: str = "release") -> list[int]:
     """Tokens kept of each frame of a run: int(T (1 - ratio)) each as the release; `corrected`: round((1 - ratio) F T)
     in all, spread over the frames (the first ones one more)."""
@@ -232,6 +238,7 @@ def frame_counts(num_frames: int, tokens_per_frame: int, discard_ratio: float, v
     share, extra = divmod(total, max(num_frames, 1))
     return [share + (frame < extra) for frame in range(num_frames)]
 
+# %% ../nbs/10b_omnizip.ipynb #5e5cab52
 def density_scores(tokens: torch.Tensor, k: int = DENSITY_NEIGHBOURS) -> torch.Tensor:
     "Density-peak score (E, T) of the tokens of E frames (E, T, D): k-NN density times the distance to a denser token."
     n = tokens.shape[1]
@@ -248,6 +255,7 @@ def density_peaks(tokens: torch.Tensor, num_keep: int, k: int = DENSITY_NEIGHBOU
     "Indices (E, num_keep) of the density-peak tokens of E frames (E, T, D)."
     return top_indices(density_scores(tokens, k), num_keep)
 
+# %% ../nbs/10b_omnizip.ipynb #7e01e91d
 def istm_runs(features: torch.Tensor, run_lengths: list[int], tokens_per_frame: int, discard_ratios: list[float],
               variant: str = "release") -> torch.BoolTensor:
     """Keep mask (N,) of consecutive runs of frames (N, D), each at its discard ratio: even frames (counted within the
@@ -285,7 +293,7 @@ def istm(features: torch.Tensor, tokens_per_frame: int, discard_ratio: float, va
     "Keep mask (N,) of one run of frames (N, D) at `discard_ratio` (`istm_runs` of one run)."
     return istm_runs(features, [features.shape[0]], tokens_per_frame, [discard_ratio], _check_variant(variant))
 
-# %% ../nbs/10b_omnizip.ipynb #1699f35c
+# %% ../nbs/10b_omnizip.ipynb #d197f299
 RELEASE_SETTINGS = {  # the release's defaults in each family's patched thinker
     "qwen2_5": dict(rho_audio=0.3, rho_video=0.6, g=GROUP_SIZE, contextual_ratio=CONTEXTUAL_RATIO),
     "qwen3": dict(rho_audio=0.4, rho_video=0.7, g=GROUP_SIZE, contextual_ratio=CONTEXTUAL_RATIO),
@@ -298,6 +306,7 @@ def discard_fractions(video_ratio: float, audio_ratio: float, contextual_ratio: 
     anchors = contextual_ratio if g > 0 else 0.0
     return min(1.0, 1.0 - audio_ratio + anchors), 1.0 - video_ratio
 
+# %% ../nbs/10b_omnizip.ipynb #2f10baad
 def _spans(edges: list[int]) -> list[tuple[int, int]]:
     "(start, stop) of each run, from its starts and stops alternating in `edges`."
     return list(zip(edges[::2], edges[1::2]))
@@ -323,6 +332,7 @@ def row_runs(video: torch.BoolTensor, audio: torch.BoolTensor, position_ids: tor
                         [stop - start for start, stop in _spans(audio_edges)], per_frame))
     return layouts
 
+# %% ../nbs/10b_omnizip.ipynb #7c37fe46
 class OmniZip:
     "OmniZip at boundary 0: audio by encoder saliency with merged anchors; video per window, guided by the audio kept."
 
@@ -355,70 +365,76 @@ class OmniZip:
             return None
         return {1.0: True, 0.0: False}.get(self.targets[kind])
 
-    def _audio(self, state, row, audio, video_features, saliency) -> torch.BoolTensor:
-        "Keep mask of the row's audio (the anchors merged into the state), given its video's features (M, D)."
-        whole = self._whole(Kind.AUDIO)
-        if whole is not None:
-            return torch.full((len(audio),), whole, dtype=torch.bool, device=audio.device)
-        with torch.profiler.record_function("select.omnizip.audio"):
-            keep, merged = audio_merge(state.hidden_states[row, audio], video_features, saliency,
-                                       self.rho_audio, self.contextual_ratio, self.g)
-        state.hidden_states[row, audio] = merged
-        return keep
-
-    def _video(self, video_features, video_runs, audio_runs, per_frame, audio_keep) -> torch.BoolTensor:
-        "Keep mask of the row's video, window by window, from its features (M, D), its runs' lengths and the audio kept."
-        whole = self._whole(Kind.VIDEO)
-        if whole is not None:
-            return torch.full((len(video_features),), whole, dtype=torch.bool, device=video_features.device)
-        with torch.profiler.record_function("select.omnizip.video"):
-            sizes, retention = audio_runs[:len(video_runs)], []  # audio run i guides video run i
-            if sizes:
-                lengths = torch.tensor(sizes, device=audio_keep.device)
-                kept = torch.segment_reduce(audio_keep[:sum(sizes)].float(), "sum", lengths=lengths)  # (runs,)
-                retention = (kept / lengths).tolist()  # the share of each run's audio kept
-            ratios = video_discard_ratios(retention, video_runs, self.rho_video, len(video_features))
-            return istm_runs(video_features, video_runs, per_frame, ratios, self.variant)
-
-    def select(self, state) -> torch.Tensor:
-        "The boundary-0 selector: each row on its own, the batch's layout read on the host once."
-        statistic = self.recorder.current
-        input_ids = statistic.input_ids
-        if input_ids is None or tuple(input_ids.shape) != tuple(state.kinds.shape):
-            raise ValueError("omnizip needs the thinker to be called with input_ids (they tell videos from images)")
-        is_video = (input_ids.to(state.kinds.device) == self.video_token_id) & state.padding_mask  # (B, S)
-        is_audio = (state.kinds == Kind.AUDIO) & state.padding_mask
-        layouts = row_runs(is_video, is_audio, state.position_ids)
-        saliency = statistic.values.get("audio")  # (N,) every row's audio, in placeholder order
-        placeholders = sum(sum(audio_runs) for _, audio_runs, _ in layouts)
-        if saliency is not None and len(saliency) != placeholders:
-            raise ValueError(f"{placeholders} audio placeholders in input_ids, but the encoder produced "
-                             f"{len(saliency)} saliencies")
-        keep = state.padding_mask.clone()
-        end = 0
-        for row, (video_runs, audio_runs, per_frame) in enumerate(layouts):
-            start, end = end, end + sum(audio_runs)  # the row's audio among the placeholders
-            if not video_runs:  # audio without video: kept whole, as the release; images are never pruned
-                continue
-            video = is_video[row].nonzero_static(size=sum(video_runs)).flatten()  # (M,) their number is known
-            audio = is_audio[row].nonzero_static(size=end - start).flatten()  # (N,)
-            audio_keep = torch.ones(0, dtype=torch.bool, device=keep.device)
-            video_features = state.hidden_states[row, video]  # (M, D) gathered once: the audio step changes no video
-            if len(audio):
-                if saliency is None:
-                    raise ValueError("audio placeholders but no audio was encoded in this block "
-                                     "(omnizip ranks audio by the audio encoder's attention)")
-                audio_keep = self._audio(state, row, audio, video_features,
-                                         saliency[start:end].to(keep.device, torch.float32))
-                keep[row, audio] = audio_keep
-            keep[row, video] = self._video(video_features, video_runs, audio_runs, per_frame, audio_keep)
-        return keep
-
     def selectors(self, recorder=None) -> dict:
         "The one selector, at boundary 0."
         self.recorder = recorder
         return {0: self.select}
 
+# %% ../nbs/10b_omnizip.ipynb #85160fd6
+@patch
+def _audio(self: OmniZip, state, row, audio, video_features, saliency) -> torch.BoolTensor:
+    "Keep mask of the row's audio (the anchors merged into the state), given its video's features (M, D)."
+    whole = self._whole(Kind.AUDIO)
+    if whole is not None:
+        return torch.full((len(audio),), whole, dtype=torch.bool, device=audio.device)
+    with torch.profiler.record_function("select.omnizip.audio"):
+        keep, merged = audio_merge(state.hidden_states[row, audio], video_features, saliency,
+                                   self.rho_audio, self.contextual_ratio, self.g)
+    state.hidden_states[row, audio] = merged
+    return keep
+
+@patch
+def _video(self: OmniZip, video_features, video_runs, audio_runs, per_frame, audio_keep) -> torch.BoolTensor:
+    "Keep mask of the row's video, window by window, from its features (M, D), its runs' lengths and the audio kept."
+    whole = self._whole(Kind.VIDEO)
+    if whole is not None:
+        return torch.full((len(video_features),), whole, dtype=torch.bool, device=video_features.device)
+    with torch.profiler.record_function("select.omnizip.video"):
+        sizes, retention = audio_runs[:len(video_runs)], []  # audio run i guides video run i
+        if sizes:
+            lengths = torch.tensor(sizes, device=audio_keep.device)
+            kept = torch.segment_reduce(audio_keep[:sum(sizes)].float(), "sum", lengths=lengths)  # (runs,)
+            retention = (kept / lengths).tolist()  # the share of each run's audio kept
+        ratios = video_discard_ratios(retention, video_runs, self.rho_video, len(video_features))
+        return istm_runs(video_features, video_runs, per_frame, ratios, self.variant)
+
+# %% ../nbs/10b_omnizip.ipynb #1e94a1c2
+@patch
+def select(self: OmniZip, state) -> torch.Tensor:
+    "The boundary-0 selector: each row on its own, the batch's layout read on the host once."
+    statistic = self.recorder.current
+    input_ids = statistic.input_ids
+    if input_ids is None or tuple(input_ids.shape) != tuple(state.kinds.shape):
+        raise ValueError("omnizip needs the thinker to be called with input_ids (they tell videos from images)")
+    is_video = (input_ids.to(state.kinds.device) == self.video_token_id) & state.padding_mask  # (B, S)
+    is_audio = (state.kinds == Kind.AUDIO) & state.padding_mask
+    layouts = row_runs(is_video, is_audio, state.position_ids)
+    saliency = statistic.values.get("audio")  # (N,) every row's audio, in placeholder order
+    placeholders = sum(sum(audio_runs) for _, audio_runs, _ in layouts)
+    if saliency is not None and len(saliency) != placeholders:
+        raise ValueError(f"{placeholders} audio placeholders in input_ids, but the encoder produced "
+                         f"{len(saliency)} saliencies")
+    keep = state.padding_mask.clone()
+    end = 0
+    for row, (video_runs, audio_runs, per_frame) in enumerate(layouts):
+        start, end = end, end + sum(audio_runs)  # the row's audio among the placeholders
+        if not video_runs:  # audio without video: kept whole, as the release; images are never pruned
+            continue
+        video = is_video[row].nonzero_static(size=sum(video_runs)).flatten()  # (M,) their number is known
+        audio = is_audio[row].nonzero_static(size=end - start).flatten()  # (N,)
+        audio_keep = torch.ones(0, dtype=torch.bool, device=keep.device)
+        video_features = state.hidden_states[row, video]  # (M, D) gathered once: the audio step changes no video
+        if len(audio):
+            if saliency is None:
+                raise ValueError("audio placeholders but no audio was encoded in this block "
+                                 "(omnizip ranks audio by the audio encoder's attention)")
+            audio_keep = self._audio(state, row, audio, video_features,
+                                     saliency[start:end].to(keep.device, torch.float32))
+            keep[row, audio] = audio_keep
+        keep[row, video] = self._video(video_features, video_runs, audio_runs, per_frame, audio_keep)
+    return keep
+
+# %% ../nbs/10b_omnizip.ipynb #f5f21d01
 @single_use
 def omnizip(thinker, schedule, video_ratio: float, audio_ratio: float, rho_audio: float | None = None,
             rho_video: float | None = None, g: int = GROUP_SIZE, contextual_ratio: float = CONTEXTUAL_RATIO,

@@ -9,6 +9,7 @@ __all__ = ['ALLOCATIONS', 'DROPS', 'plan_notes', 'SeatsSelectors', 'seats', 'sea
 from functools import partial
 
 import torch
+from fastcore.basics import patch
 from torch.profiler import record_function
 
 from .engine import Keep
@@ -27,10 +28,11 @@ def plan_notes(plans: dict) -> list[str]:
             f"{plan.achieved_retention:.4f} (removed fraction clipped to {plan.clipped_to})"
             for name, plan in plans.items() if not plan.reachable]
 
-# %% ../nbs/09_seats.ipynb #e9f29212
+# %% ../nbs/09_seats.ipynb #da787913
 ALLOCATIONS = ("top_down", "uniform")  # how Stage II shares a drop's totals out over the temporal windows
 DROPS = ("decaying", "single")  # Stage II's cuts: every drop layer of the schedule, or its first alone
 
+# %% ../nbs/09_seats.ipynb #234c0bf4
 class SeatsSelectors:
     """The three SEATS stages for one schedule and one pair of targets, as engine selectors; each part can be switched
     off for an ablation, the retention averaged over layers still solved for the targets."""
@@ -72,20 +74,6 @@ class SeatsSelectors:
         "Whether Stage I selects among the tokens of `kind` (an encoder ratio strictly between 0 and 1)."
         return 0 < self.encoder_ratios[kind] < 1
 
-    def statistic_settings(self) -> dict | None:
-        "How `encoder_attention` must record for Stage I (None skips an encoder), or None when nothing needs it."
-        if not (self._selects(Kind.VIDEO) or self._selects(Kind.AUDIO)):
-            return None
-        return dict(video_window_grids=self.schedule.video_window_grids if self._selects(Kind.VIDEO) else None,
-                    audio_window_frames=self.schedule.audio_statistic_window_frames if self._selects(Kind.AUDIO) else None)
-
-    def _window_tokens(self, statistic, name: str, item: int) -> int:
-        "Selection window length (LLM tokens) of one item, from its grid as the encoder hooks read it."
-        if name == "audio":
-            return self.schedule.audio_window_tokens
-        _, grid_h, grid_w = statistic.grid_lists[name][item]
-        return self.schedule.video_window_tokens(grid_h, grid_w, self.spatial_merge_size)
-
     @staticmethod
     def _item_rows(positions: torch.LongTensor, lengths: list, state) -> list:
         "The row of each item whose flat positions (N,) `positions` holds: row 0 in a batch of one, else read on the host."
@@ -94,111 +82,141 @@ class SeatsSelectors:
         starts = torch.tensor([0, *lengths[:-1]]).cumsum(0).to(positions.device, non_blocking=True)
         return (positions[starts] // state.padding_mask.shape[1]).tolist()
 
-    def stage_one(self, state) -> Keep:
-        """Boundary 0: windowed winDivPrune of each video and audio item, weighted by the encoder statistic, all items in
-        one greedy loop; what each row keeps is known from the item lengths and the ratio (`windowed_keep_count`)."""
-        keep = state.padding_mask.clone()  # (B, S)
-        counts = [list(row) for row in state.counts]  # (text, video, audio) kept in each row
-        parts = []  # each video and audio item: its flat positions (B * S), statistic, window length and ratio
-        statistic = self.recorder.current if self.recorder is not None else None
-        if statistic is not None and statistic.input_ids is not None and statistic.input_ids.shape != keep.shape:
-            raise RuntimeError("Stage I must run at boundary 0, on the unpruned input")
-        for kind, names in ((Kind.VIDEO, ("image", "video")), (Kind.AUDIO, ("audio",))):
-            if self.encoder_ratios[kind] >= 1 or not any(row[kind] for row in counts):
-                continue
-            if self.encoder_ratios[kind] == 0:  # a target of 0: none of the modality enters the LLM
-                keep &= state.kinds != kind
-                for row in counts:
-                    row[kind] = 0
-                continue
-            recorded = [name for name in names if name in statistic.values]
-            if not recorded:
-                raise RuntimeError(f"no encoder attention statistic for {MODALITIES[kind]}: Stage I needs the "
-                                   "encoders to run inside the block (not precomputed encoder outputs)")
-            lengths = {name: statistic.item_lengths[name] for name in recorded}
-            placeholders = sum(row[kind] for row in counts)
-            if sum(map(sum, lengths.values())) != placeholders:
-                raise ValueError(f"{placeholders} {MODALITIES[kind]} placeholders in input_ids, but the encoders "
-                                 f"produced {sum(map(sum, lengths.values()))}")
-            with record_function(f"select.stage_one.{MODALITIES[kind]}"):
-                for name in recorded:
-                    values = statistic.values[name].to(keep.device, torch.float32)  # (N,) in placeholder order
-                    positions = statistic.flat_positions(name).to(keep.device)  # (N,)
-                    items = zip(self._item_rows(positions, lengths[name], state), positions.split(lengths[name]),
-                                values.split(lengths[name]), lengths[name])
-                    for item, (row, item_positions, attention, length) in enumerate(items):  # each video or audio
-                        window_tokens = self._window_tokens(statistic, name, item)
-                        parts.append((item_positions, attention, window_tokens, self.encoder_ratios[kind]))
-                        counts[row][kind] -= length - windowed_keep_count(length, window_tokens,
-                                                                          self.encoder_ratios[kind])
-        if parts:  # every video and audio of the batch in one selection (one graph, compiled)
-            keep = windowed_windivprune_at(keep, state.hidden_states, parts, compiled=self.compiled)
-        return Keep(keep, tuple(map(tuple, counts)))
-
-    def stage_two(self, state, video_keep: float, audio_keep: float) -> Keep:
-        """Boundary d: top-down budget on the last token's attention, recomputed with layer d's own weights, with
-        nothing read from the device. The release's budget splits each window between video and audio by the scores,
-        so what a row keeps of each is known on the host only as a bound (`media_bound`): the cut is sized by it, and
-        checked after the last layer (`Keep.lengths`). The windows are bounded by the prompt's runs (`DropState.runs`),
-        read before the prefill."""
-        seq_len = state.padding_mask.shape[1]
-        # under left padding every row's last token is the last column; after a cut sized by bounds it is found on the
-        # device (`query_relevance` without an index)
-        query = [seq_len - 1] * len(state.counts) if state.lengths is None else None
-        with record_function("select.stage_two.choose"):
-            layouts = (row_layouts(state.kinds) if state.runs is None else  # without the prompt's runs, read them
-                       [((row[Kind.VIDEO], row[Kind.AUDIO]), max(runs)) for row, runs in zip(state.counts, state.runs)])
-        keep = drop_layer_keep(state.hidden_states, state.layers[state.k - 1], state.position_embeddings, state.kinds,
-                               layouts, video_keep, audio_keep, self.schedule.temperature, query, state.padding_mask,
-                               self.allocation, self.compiled)  # (B, S): one graph, compiled
-        if state.lengths is None and all(modality_total(video_keep, video) + modality_total(audio_keep, audio)
-                                         == video + audio for _, video, audio in state.counts):
-            return Keep(keep, state.counts)  # the totals are every token: nothing is cut
-        counts, lengths = [], []
-        for row, ((text, video, audio), (_, windows)) in enumerate(zip(state.counts, layouts)):
-            media = None if state.lengths is None else state.lengths[row] - text  # the split of the last cut: bounds
-            kept = media_bound(video_keep, audio_keep, video, audio, windows, media)
-            if kept < 2 * windows:  # windows of one token are likely: one of each kind may add one a window
-                kept = min(kept + windows, video + audio if media is None else media)
-            counts.append((text, min(video, kept), min(audio, kept)))
-            lengths.append(text + kept)
-        return Keep(keep, tuple(counts), tuple(lengths))
-
     @staticmethod
     def text_only(kinds: torch.Tensor, padding_mask: torch.BoolTensor) -> torch.BoolTensor:
         "Stage III's keep mask (B, S): the text of each row (kinds compared as ints, which a compiled graph traces)."
         return (kinds == int(Kind.TEXT)) & padding_mask
 
-    def stage_three(self, state) -> Keep:
-        "Boundary late_block_layer - 1: keep text only."
-        args = (state.kinds, state.padding_mask)
-        keep = self.text_only(*args) if self.compiled is None else self.compiled.run(SeatsSelectors.text_only, *args)
-        return Keep(keep, tuple((row[Kind.TEXT], 0, 0) for row in state.counts))
+# %% ../nbs/09_seats.ipynb #e00916dd
+@patch
+def statistic_settings(self: SeatsSelectors) -> dict | None:
+    "How `encoder_attention` must record for Stage I (None skips an encoder), or None when nothing needs it."
+    if not (self._selects(Kind.VIDEO) or self._selects(Kind.AUDIO)):
+        return None
+    return dict(video_window_grids=self.schedule.video_window_grids if self._selects(Kind.VIDEO) else None,
+                audio_window_frames=self.schedule.audio_statistic_window_frames if self._selects(Kind.AUDIO) else None)
 
-    def stage_two_cuts(self) -> list[tuple]:
-        "Stage II's cuts: (boundary, video keep ratio, audio keep ratio) of each drop before the late block that removes."
-        late = self.late_block_layer
-        video_plan, audio_plan = self.plans["video"], self.plans["audio"]
-        return [(d, kv, ka) for d, kv, ka in zip(video_plan.drop_layers, video_plan.keep_ratios, audio_plan.keep_ratios)
-                if (late is None or d < late - 1) and min(kv, ka) < 1]
+# %% ../nbs/09_seats.ipynb #e2fc28aa
+@patch
+def _window_tokens(self: SeatsSelectors, statistic, name: str, item: int) -> int:
+    "Selection window length (LLM tokens) of one item, from its grid as the encoder hooks read it."
+    if name == "audio":
+        return self.schedule.audio_window_tokens
+    _, grid_h, grid_w = statistic.grid_lists[name][item]
+    return self.schedule.video_window_tokens(grid_h, grid_w, self.spatial_merge_size)
 
-    def removal_plan(self) -> tuple:
-        """What the stages remove where: Stage I's encoder ratios, Stage II's cuts and their allocation, Stage III's
-        boundary. Two variants with the same plan keep the same tokens."""
-        cuts = tuple(self.stage_two_cuts())
-        return tuple(self.encoder_ratios.values()), cuts, self.allocation if cuts else None, self.late_block_layer
+# %% ../nbs/09_seats.ipynb #73102961
+@patch
+def stage_one(self: SeatsSelectors, state) -> Keep:
+    """Boundary 0: windowed winDivPrune of each video and audio item, weighted by the encoder statistic, all items in
+    one greedy loop; what each row keeps is known from the item lengths and the ratio (`windowed_keep_count`)."""
+    keep = state.padding_mask.clone()  # (B, S)
+    counts = [list(row) for row in state.counts]  # (text, video, audio) kept in each row
+    parts = []  # each video and audio item: its flat positions (B * S), statistic, window length and ratio
+    statistic = self.recorder.current if self.recorder is not None else None
+    if statistic is not None and statistic.input_ids is not None and statistic.input_ids.shape != keep.shape:
+        raise RuntimeError("Stage I must run at boundary 0, on the unpruned input")
+    for kind, names in ((Kind.VIDEO, ("image", "video")), (Kind.AUDIO, ("audio",))):
+        if self.encoder_ratios[kind] >= 1 or not any(row[kind] for row in counts):
+            continue
+        if self.encoder_ratios[kind] == 0:  # a target of 0: none of the modality enters the LLM
+            keep &= state.kinds != kind
+            for row in counts:
+                row[kind] = 0
+            continue
+        recorded = [name for name in names if name in statistic.values]
+        if not recorded:
+            raise RuntimeError(f"no encoder attention statistic for {MODALITIES[kind]}: Stage I needs the "
+                               "encoders to run inside the block (not precomputed encoder outputs)")
+        lengths = {name: statistic.item_lengths[name] for name in recorded}
+        placeholders = sum(row[kind] for row in counts)
+        if sum(map(sum, lengths.values())) != placeholders:
+            raise ValueError(f"{placeholders} {MODALITIES[kind]} placeholders in input_ids, but the encoders "
+                             f"produced {sum(map(sum, lengths.values()))}")
+        with record_function(f"select.stage_one.{MODALITIES[kind]}"):
+            for name in recorded:
+                values = statistic.values[name].to(keep.device, torch.float32)  # (N,) in placeholder order
+                positions = statistic.flat_positions(name).to(keep.device)  # (N,)
+                items = zip(self._item_rows(positions, lengths[name], state), positions.split(lengths[name]),
+                            values.split(lengths[name]), lengths[name])
+                for item, (row, item_positions, attention, length) in enumerate(items):  # each video or audio
+                    window_tokens = self._window_tokens(statistic, name, item)
+                    parts.append((item_positions, attention, window_tokens, self.encoder_ratios[kind]))
+                    counts[row][kind] -= length - windowed_keep_count(length, window_tokens,
+                                                                      self.encoder_ratios[kind])
+    if parts:  # every video and audio of the batch in one selection (one graph, compiled)
+        keep = windowed_windivprune_at(keep, state.hidden_states, parts, compiled=self.compiled)
+    return Keep(keep, tuple(map(tuple, counts)))
 
-    def selectors(self, recorder=None) -> dict:
-        "Selectors keyed by boundary, for `drop_tokens`; `recorder` is the `encoder_attention` recorder."
-        self.recorder = recorder
-        selectors = {}
-        if self.needs_stage_one:
-            selectors[0] = self.stage_one
-        for d, kv, ka in self.stage_two_cuts():
-            selectors[d] = partial(self.stage_two, video_keep=kv, audio_keep=ka)
-        if self.late_block_layer is not None:
-            selectors[self.late_block_layer - 1] = self.stage_three
-        return selectors
+# %% ../nbs/09_seats.ipynb #2ebd491f
+@patch
+def stage_two(self: SeatsSelectors, state, video_keep: float, audio_keep: float) -> Keep:
+    """Boundary d: top-down budget on the last token's attention, recomputed with layer d's own weights, with
+    nothing read from the device. The release's budget splits each window between video and audio by the scores,
+    so what a row keeps of each is known on the host only as a bound (`media_bound`): the cut is sized by it, and
+    checked after the last layer (`Keep.lengths`). The windows are bounded by the prompt's runs (`DropState.runs`),
+    read before the prefill."""
+    seq_len = state.padding_mask.shape[1]
+    # under left padding every row's last token is the last column; after a cut sized by bounds it is found on the
+    # device (`query_relevance` without an index)
+    query = [seq_len - 1] * len(state.counts) if state.lengths is None else None
+    with record_function("select.stage_two.choose"):
+        layouts = (row_layouts(state.kinds) if state.runs is None else  # without the prompt's runs, read them
+                   [((row[Kind.VIDEO], row[Kind.AUDIO]), max(runs)) for row, runs in zip(state.counts, state.runs)])
+    keep = drop_layer_keep(state.hidden_states, state.layers[state.k - 1], state.position_embeddings, state.kinds,
+                           layouts, video_keep, audio_keep, self.schedule.temperature, query, state.padding_mask,
+                           self.allocation, self.compiled)  # (B, S): one graph, compiled
+    if state.lengths is None and all(modality_total(video_keep, video) + modality_total(audio_keep, audio)
+                                     == video + audio for _, video, audio in state.counts):
+        return Keep(keep, state.counts)  # the totals are every token: nothing is cut
+    counts, lengths = [], []
+    for row, ((text, video, audio), (_, windows)) in enumerate(zip(state.counts, layouts)):
+        media = None if state.lengths is None else state.lengths[row] - text  # the split of the last cut: bounds
+        kept = media_bound(video_keep, audio_keep, video, audio, windows, media)
+        if kept < 2 * windows:  # windows of one token are likely: one of each kind may add one a window
+            kept = min(kept + windows, video + audio if media is None else media)
+        counts.append((text, min(video, kept), min(audio, kept)))
+        lengths.append(text + kept)
+    return Keep(keep, tuple(counts), tuple(lengths))
+
+# %% ../nbs/09_seats.ipynb #2aaadc62
+@patch
+def stage_three(self: SeatsSelectors, state) -> Keep:
+    "Boundary late_block_layer - 1: keep text only."
+    args = (state.kinds, state.padding_mask)
+    keep = self.text_only(*args) if self.compiled is None else self.compiled.run(SeatsSelectors.text_only, *args)
+    return Keep(keep, tuple((row[Kind.TEXT], 0, 0) for row in state.counts))
+
+# %% ../nbs/09_seats.ipynb #8f13fcc6
+@patch
+def stage_two_cuts(self: SeatsSelectors) -> list[tuple]:
+    "Stage II's cuts: (boundary, video keep ratio, audio keep ratio) of each drop before the late block that removes."
+    late = self.late_block_layer
+    video_plan, audio_plan = self.plans["video"], self.plans["audio"]
+    return [(d, kv, ka) for d, kv, ka in zip(video_plan.drop_layers, video_plan.keep_ratios, audio_plan.keep_ratios)
+            if (late is None or d < late - 1) and min(kv, ka) < 1]
+
+# %% ../nbs/09_seats.ipynb #884d0634
+@patch
+def removal_plan(self: SeatsSelectors) -> tuple:
+    """What the stages remove where: Stage I's encoder ratios, Stage II's cuts and their allocation, Stage III's
+    boundary. Two variants with the same plan keep the same tokens."""
+    cuts = tuple(self.stage_two_cuts())
+    return tuple(self.encoder_ratios.values()), cuts, self.allocation if cuts else None, self.late_block_layer
+
+# %% ../nbs/09_seats.ipynb #04a97755
+@patch
+def selectors(self: SeatsSelectors, recorder=None) -> dict:
+    "Selectors keyed by boundary, for `drop_tokens`; `recorder` is the `encoder_attention` recorder."
+    self.recorder = recorder
+    selectors = {}
+    if self.needs_stage_one:
+        selectors[0] = self.stage_one
+    for d, kv, ka in self.stage_two_cuts():
+        selectors[d] = partial(self.stage_two, video_keep=kv, audio_keep=ka)
+    if self.late_block_layer is not None:
+        selectors[self.late_block_layer - 1] = self.stage_three
+    return selectors
 
 # %% ../nbs/09_seats.ipynb #2fc83772
 @single_use
