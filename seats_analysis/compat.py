@@ -184,8 +184,9 @@ def vision_rotary(call_kwargs: dict):
 def rotate_vision(attn, query: torch.Tensor, key: torch.Tensor, rotary) -> tuple:
     "Queries and keys (T, H, d) with the rotary embedding `rotary` (from `vision_rotary`) of vision attention `attn`."
     apply_rotary = sys.modules[type(attn).__module__].apply_rotary_pos_emb_vision
-    if isinstance(rotary, torch.Tensor):  # transformers 4.57, Qwen2.5-Omni: angles, one (1, T, H, d) tensor at a time
-        return apply_rotary(query[None], rotary)[0], apply_rotary(key[None], rotary)[0]
+    if isinstance(rotary, torch.Tensor):  # transformers 4.57, Qwen2.5-Omni: angles, one (1, T, H, d) tensor at a time,
+        both = apply_rotary(torch.cat([query, key], dim=1)[None], rotary)[0]  # elementwise: the heads side by side
+        return tuple(x.contiguous() for x in both.split(query.shape[1], dim=1))
     cos, sin = rotary
     return apply_rotary(query, key, cos, sin)
 

@@ -303,6 +303,7 @@ class EncoderAttention:
         self.count_ops, self.ops, self.syncs = count_ops, 0, 0  # with `count_ops`: the statistic's operations, host syncs
         self._vision_kind, self._vision_call, self._feature_lens = "video", None, None
         self._audio_order = None  # beams and samples: the encoded audio behind each repeated one
+        self._window_indexes = {}  # Qwen2.5-Omni: the vision grids of a call -> the encoder's window permutation
         self._encoded = {}  # id of an encoded item's tensor -> (weak ref to it, kind, statistic, keys, length, grid, as a list)
 
 # %% ../nbs/06a_encoder_attention.ipynb #b9028924
@@ -374,11 +375,14 @@ def _encoding(self: EncoderAttention, kind: str, method):
 def _start_vision(self: EncoderAttention, module, args, kwargs):
     "Note the grids of this vision call (and, for Qwen2.5-Omni, its window permutation)."
     grid_thw = _argument(args, kwargs, "grid_thw", 1)
-    window_index = None
-    if self.family == "qwen2_5":
-        window_index = vision_window_index(module, grid_thw)
-    kind = self._vision_kind
     grids = grid_thw.tolist()  # read once, as the encoder itself reads it
+    window_index = None
+    if self.family == "qwen2_5":  # made on the host from the grids alone: once for each layout
+        layout = tuple(map(tuple, grids))
+        if layout not in self._window_indexes:
+            self._window_indexes[layout] = vision_window_index(module, grid_thw)
+        window_index = self._window_indexes[layout]
+    kind = self._vision_kind
     self._vision_call = (kind, grids, window_index, module.spatial_merge_size)
     self.current.grids[kind], self.current.grid_lists[kind] = grid_thw, grids
     self.current.item_lengths[kind] = [t * h * w // module.spatial_merge_size ** 2 for t, h, w in grids]
