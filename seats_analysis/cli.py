@@ -18,17 +18,13 @@ from .parsers import PARSE_MODES
 from .registry import METHOD_REGISTRY, omni_forms
 
 # %% auto #0
-__all__ = ['ORGANISM', 'PROBE_CONDITIONS', 'PROBE_METRICS', 'PROBE_METHODS', 'DTYPES', 'ENGINE_DEMO_SECONDS', 'PLAN_DTYPES',
-           'PLAN_SOURCE_FPS', 'PLAN_MAX_SECONDS', 'WHOLE_MODEL_TYPES', 'option_value', 'method_option', 'option_groups',
-           'ratio_names', 'requested_processes', 'launch_state', 'engine_demo', 'add_sweep_arguments',
-           'add_probe_arguments', 'table_file', 'clip_seconds', 'plan_model', 'frame_cap', 'add_plan_arguments',
-           'HelpFormatter', 'command_parser', 'main', 'sweep_parser', 'sweep_main']
+__all__ = ['ORGANISM', 'DTYPES', 'ENGINE_DEMO_SECONDS', 'PLAN_DTYPES', 'PLAN_SOURCE_FPS', 'PLAN_MAX_SECONDS', 'WHOLE_MODEL_TYPES',
+           'option_value', 'method_option', 'option_groups', 'ratio_names', 'requested_processes', 'launch_state',
+           'engine_demo', 'add_sweep_arguments', 'add_probe_arguments', 'table_file', 'clip_seconds', 'plan_model',
+           'frame_cap', 'add_plan_arguments', 'HelpFormatter', 'command_parser', 'main', 'sweep_parser', 'sweep_main']
 
 # %% ../nbs/41_cli.ipynb #a1c0e002
 ORGANISM = "organism"  # the built-in model organism: a --model and a benchmark name
-PROBE_CONDITIONS = ("video", "audio", "both")
-PROBE_METRICS = ("accuracy", "kl", "logprob")
-PROBE_METHODS = ("shared", "naive")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 # %% ../nbs/41_cli.ipynb #a1c0e005
@@ -231,7 +227,7 @@ def _engine_demo(args) -> int:
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     return 0
 
-# %% ../nbs/41_cli.ipynb #a1c0e00a
+# %% ../nbs/41_cli.ipynb #b130b19e
 def _needs_data_root(parser: argparse.ArgumentParser, benchmarks: Sequence[str], data_root) -> None:
     "Stop with a usage error when a published benchmark is asked for without its data folder."
     published = [b for b in benchmarks if b != ORGANISM]
@@ -263,7 +259,7 @@ def _check_sweep(parser: argparse.ArgumentParser, args) -> None:
     if args.schedule is None:  # the organism's folder brings its own (`default_schedule`)
         parser.error(f"--schedule is required for --model {args.model}: every method checks it against the model")
 
-
+# %% ../nbs/41_cli.ipynb #13631d9b
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     "The checkpoint and device options the probe and the sweep share."
     parser.add_argument("--model", required=True,
@@ -305,9 +301,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="exit with status 1 when a cell has more failed samples than this (all cells still run)")
     return parser
 
-
+# %% ../nbs/41_cli.ipynb #c6515bc6
 def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    "The arguments of `seats-analysis probe`, added to `parser`."
+    "The arguments of `seats-analysis probe`, added to `parser`: its names from `layout` and `probe` (which import torch)."
+    from seats_analysis.layout import CONDITIONS
+    from seats_analysis.probe import COMPUTATIONS, METRICS
     _model_arguments(parser)
     parser.add_argument("--benchmark", default=ORGANISM, choices=(*PUBLISHED_BENCHMARKS, ORGANISM),
                         help="items to probe: the organism's test split or a benchmark's records")
@@ -317,11 +315,11 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help=f"probe the first N items (default: all; the organism's test split has {ORGANISM_TEST_ITEMS})")
     parser.add_argument("--out", required=True, help="probe folder: one part file per process, then probe.nc; "
                                                      "a rerun resumes")
-    parser.add_argument("--conditions", type=names(PROBE_CONDITIONS), default=",".join(PROBE_CONDITIONS),
-                        help=f"comma-separated, from {', '.join(PROBE_CONDITIONS)}")
-    parser.add_argument("--metrics", type=names(PROBE_METRICS), default=",".join(PROBE_METRICS),
-                        help=f"comma-separated, from {', '.join(PROBE_METRICS)}")
-    parser.add_argument("--method", default="shared", choices=PROBE_METHODS,
+    parser.add_argument("--conditions", type=names(CONDITIONS), default=",".join(CONDITIONS),
+                        help=f"comma-separated, from {', '.join(CONDITIONS)}")
+    parser.add_argument("--metrics", type=names(METRICS), default=",".join(METRICS),
+                        help=f"comma-separated, from {', '.join(METRICS)}")
+    parser.add_argument("--method", default="shared", choices=COMPUTATIONS,
                         help="shared: one prefix pass for every removal; naive: a full pass each")
     parser.add_argument("--seed", type=int, default=0, help="seed of the organism's test items")
     parser.add_argument("--retry-errors", action="store_true", help="probe again the samples that failed in --out")
@@ -329,7 +327,7 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="exit with status 1 when more samples than this have failed (the table is still written)")
     return parser
 
-# %% ../nbs/41_cli.ipynb #a1c0e00b
+# %% ../nbs/41_cli.ipynb #d4dda3b3
 def _model_dir(model: str) -> str | Path:
     "The checkpoint a --model names: the organism's folder for 'organism', else the argument itself."
     if model == ORGANISM:
@@ -345,7 +343,7 @@ def _load(args, state):
     model = _model_dir(args.model)
     return load_thinker(model, args.dtype, args.attn, state.device), processor_from_pretrained(model)
 
-
+# %% ../nbs/41_cli.ipynb #88f3d9e5
 def _probe_samples(args, processor) -> list:
     "The probe samples of --benchmark: organism items, or benchmark records built one at a time."
     from seats_analysis.probe import ProbeSample, option_ids
@@ -384,7 +382,7 @@ def _probe(args) -> int:
         return 1
     return 0
 
-
+# %% ../nbs/41_cli.ipynb #a0cadbe1
 def _sweep(args) -> int:
     """Methods x ratios x benchmarks into results files, the summary and the trade-off figure (data parallel); what
     the sweep refuses (an option's value, a folder of one's own, records or results it cannot use) is a usage error."""
@@ -428,7 +426,7 @@ def _sweep(args) -> int:
     state.wait_for_everyone()
     return 0
 
-# %% ../nbs/41_cli.ipynb #15fbe9f4
+# %% ../nbs/41_cli.ipynb #28acff48
 PLAN_DTYPES = ("bfloat16", "float16", "float32")
 
 def table_file(text: str) -> Path:
@@ -455,6 +453,7 @@ def clip_seconds(text: str) -> float:
                                          "lasts at most a day)")
     return seconds
 
+# %% ../nbs/41_cli.ipynb #60140d67
 def plan_model(text: str) -> str:
     "An argparse type: a shipped configuration's name, 'organism', or a path to a config.json (or its folder) holding a config."
     import json
@@ -477,6 +476,7 @@ def frame_cap(text: str) -> int:
     from seats_analysis.media import FRAME_FACTOR
     return whole_number(text, FRAME_FACTOR)
 
+# %% ../nbs/41_cli.ipynb #ee01e7dd
 def _plan(args) -> int:
     "Tokens, prefill FLOPs, KV-cache and activation memory of one clip, unpruned and with each method: no weights, no GPU."
     from seats_analysis.plan import format_plan, plan_table, write_plan
@@ -496,7 +496,7 @@ def _plan(args) -> int:
         print("Wrote", write_plan(table, args.out))
     return 0
 
-
+# %% ../nbs/41_cli.ipynb #075ebe52
 def add_plan_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     "The arguments of `seats-analysis plan`, added to `parser`."
     parser.add_argument("--model", type=plan_model, default="qwen2_5_omni_7b",
@@ -520,7 +520,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--out", type=table_file, help="also write the table: a .csv or .md file")
     return parser
 
-# %% ../nbs/41_cli.ipynb #2d58ee42
+# %% ../nbs/41_cli.ipynb #591c27d6
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     "argparse's help with each option's default (where it has one), lines not broken inside names like fastv-om."
     def _get_help_string(self, action):
@@ -529,13 +529,37 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _split_lines(self, text, width):
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
+class _DeferredParser(argparse.ArgumentParser):
+    """A sub-command's parser that adds its arguments (`add_arguments(parser)`, when given) only once it is used, so
+    that building the whole command line imports nothing that only one command's arguments need."""
+    def __init__(self, *args, add_arguments=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_arguments = add_arguments
 
+    def _add_deferred(self):
+        "Add the deferred arguments, once."
+        if self.add_arguments is not None:
+            add, self.add_arguments = self.add_arguments, None
+            add(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        "argparse's parsing, the deferred arguments added first."
+        self._add_deferred()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self):
+        "argparse's help, the deferred arguments added first."
+        self._add_deferred()
+        return super().format_help()
+
+# %% ../nbs/41_cli.ipynb #a8813ce1
 def command_parser() -> argparse.ArgumentParser:
     "The `seats-analysis` command line: one sub-command per job."
     formatter = HelpFormatter
     top = argparse.ArgumentParser(prog="seats-analysis", formatter_class=formatter,
                                   description="Stage-adaptive token selection (SEATS) toolkit.")
-    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                  parser_class=_DeferredParser)
     demo = commands.add_parser("demo", formatter_class=formatter, help="the main job on the built-in model organism",
                                description=_demo.__doc__)
     demo.add_argument("--items", type=positive_int,
@@ -560,16 +584,15 @@ def command_parser() -> argparse.ArgumentParser:
                                help="a clip's tokens, FLOPs and memory at real size, per method (no weights)")
     add_plan_arguments(plan).set_defaults(run=_plan)
     probe = commands.add_parser("probe", formatter_class=formatter, description=_probe.__doc__,
-                                help="the layer-wise dependency probe of a checkpoint")
-    add_probe_arguments(probe).set_defaults(
-        run=_probe, check=lambda args: _needs_data_root(probe, [args.benchmark], args.data_root))
+                                help="the layer-wise dependency probe of a checkpoint", add_arguments=add_probe_arguments)
+    probe.set_defaults(run=_probe, check=lambda args: _needs_data_root(probe, [args.benchmark], args.data_root))
     sweep = commands.add_parser("sweep", formatter_class=formatter, description=_sweep.__doc__,
                                 help="methods x ratios x benchmarks on a checkpoint")
     add_sweep_arguments(sweep).set_defaults(
         run=_sweep, check=lambda args: _check_sweep(sweep, args), usage_error=sweep.error)
     return top
 
-
+# %% ../nbs/41_cli.ipynb #456b1b46
 def main(argv: Sequence[str] | None = None) -> int:
     "Entry point of the `seats-analysis` command (and of `python -m seats_analysis`)."
     args = command_parser().parse_args(sys.argv[1:] if argv is None else list(argv))

@@ -158,7 +158,7 @@ def _stop(message: str, err: BaseException | None = None) -> RunStopped:
     detail = f": {type(err).__name__}: {err}" if err is not None else ""
     return RunStopped(f"{MODEL_NAME}: {message}{detail}")
 
-# %% ../nbs/40_lmms_eval.ipynb #b8819245
+# %% ../nbs/40_lmms_eval.ipynb #f12dc66c
 class SeatsQwenOmni(_ModelBase):
     "An lmms-eval model: a Qwen-Omni thinker with a token-pruning method applied, one video per request."
     is_simple = True
@@ -171,7 +171,6 @@ class SeatsQwenOmni(_ModelBase):
                  **method_options):
         from accelerate import PartialState
 
-        from seats_analysis.schedule import Schedule
         if HAS_LMMS_EVAL:
             super().__init__()
         else:
@@ -190,93 +189,75 @@ class SeatsQwenOmni(_ModelBase):
             self.video_ratio, self.audio_ratio = ratio_pair((video_ratio, audio_ratio))
         except (ValueError, ImportError, AttributeError) as err:
             raise _stop("bad model argument", err) from err
-        if schedule is None:
-            schedule = default_schedule(pretrained)
-            if schedule is None:
-                raise _stop(f"schedule= is required (method={self.method!r} checks it against the model): pass "
-                            "schedule=<a schedule JSON file or a shipped name>, e.g. schedule=qwen2_5_omni_7b")
-        elif not isinstance(schedule, Schedule):
-            try:
-                schedule = Schedule.load(schedule)
-            except Exception as err:
-                raise _stop(f"schedule={schedule!r} cannot be read", err) from err
-        self.schedule = schedule
+        self.schedule = _model_schedule(schedule, pretrained, self.method)
         state = PartialState(cpu=device == "cpu" or (device is None and not torch.cuda.is_available()))
         self._rank, self._world_size = state.process_index, state.num_processes
         self._device = torch.device(device) if device is not None and state.num_processes == 1 else state.device
-        self.cost_log = None
-        if cost_log:
-            path = Path(cost_log)
-            if self._world_size > 1:
-                path = path.with_name(f"{path.stem}.rank{self._rank}{path.suffix}")
-            try:
-                self.cost_log = check_cost_log(path)
-            except ValueError as err:
-                raise _stop("bad model argument", err) from err
-            self.cost_log.parent.mkdir(parents=True, exist_ok=True)
+        self.cost_log = self._open_cost_log(cost_log) if cost_log else None
         self.thinker = load_thinker(pretrained, dtype, attn_implementation, self._device)
         self.processor = processor_from_pretrained(pretrained)
-        try:
-            with self._context():  # the method checks its schedule and settings against the model here
-                pass
-        except Exception as err:
-            raise _stop(f"method={self.method!r} cannot run with schedule={self.schedule.model_name!r} on "
-                        f"{pretrained}", err) from err
+        self._check_method(pretrained)
         self.max_frames, self.max_new_tokens, self.system_prompt = max_frames, max_new_tokens, system_prompt
         self.progress = progress
 
-    def _context(self):
-        "A fresh context manager of the method at the model's retention."
-        return self.factory(self.thinker, self.schedule, self.video_ratio, self.audio_ratio, **self.method_options)
-
     def generate_until(self, requests) -> list[str]:
         "Replies to (context, gen_kwargs, doc_to_visual, doc_id, task, split) requests, with the task's generation arguments."
-        requests = list(requests)
-        specs = {task: task_benchmark(task) for task in dict.fromkeys(r.args[4] for r in requests)}  # once per task
-        scorer = GenerateParse(self.processor, self.max_new_tokens)
-        stops = {}
-
-        def prepare(request):
-            "One request's inputs; its generation settings go to the scorer, which runs next, and its stop strings to `stops`."
-            context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
-            scorer.max_new_tokens, scorer.generate_kwargs, stops[id(request)] = generation_settings(
-                gen_kwargs, self.max_new_tokens)
-            return self._inputs(*self._request(specs[task], doc_to_visual, doc_id, task, split, context))
-
-        replies = []
-        for sample in self._run(requests, scorer, prepare):
-            out = reply_and_cost(sample.result, self.thinker)
-            replies.append(cut_at_stops(out["response"], stops[id(sample.sample)]))
-            if self.cost_log is not None:
-                _, _, _, doc_id, task, split = sample.sample.args
-                row = dict(task=task, split=split, doc_id=doc_id, method=self.method, video_ratio=self.video_ratio,
-                           audio_ratio=self.audio_ratio)
-                append_row(self.cost_log, row | {k: v for k, v in out.items() if k != "response"})
-        return replies
+        return self._generate(list(requests))
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
         "(log-probability of the continuation, whether greedy decoding gives it) for each request."
-        requests = list(requests)
-        specs = {task: task_benchmark(task) for task in dict.fromkeys(r.args[4] for r in requests)}  # once per task
-        targets = {}
-
-        def prepare(request):
-            "One request's inputs (prompt and continuation); the continuation's tokens go to `targets` for the scorer."
-            context, doc_to_target, doc_to_visual, doc_id, task, split = request.args
-            doc = self.task_dict[task][split][doc_id]
-            continuation = doc_to_target(doc) if callable(doc_to_target) else doc_to_target
-            prompt, frames, audio = self._request(specs[task], doc_to_visual, doc_id, task, split, context)
-            inputs, with_audio = self._inputs(prompt + str(continuation), frames, audio)
-            targets["tokens"] = self._continuation(inputs, str(continuation))
-            return inputs, with_audio
-
-        scorer = lambda thinker, inputs, use_audio_in_video: _continuation_logprob(
-            thinker, inputs, targets["tokens"], use_audio_in_video)
-        return [sample.result.predictions[0] for sample in self._run(requests, scorer, prepare)]
+        return self._score_continuations(list(requests))
 
     def generate_until_multi_round(self, requests) -> list[str]:
         "Not supported: the authors' protocol is one question, one answer."
         raise NotImplementedError(f"{MODEL_NAME} answers single-round requests only (generate_until)")
+
+# %% ../nbs/40_lmms_eval.ipynb #3c5dd6d7
+def _model_schedule(schedule, pretrained: str, method: str):
+    "The model's `Schedule`: `schedule` (a `Schedule`, or a file or shipped name to load), else `pretrained`'s shipped one."
+    from seats_analysis.schedule import Schedule
+    if schedule is None:
+        schedule = default_schedule(pretrained)
+        if schedule is None:
+            raise _stop(f"schedule= is required (method={method!r} checks it against the model): pass "
+                        "schedule=<a schedule JSON file or a shipped name>, e.g. schedule=qwen2_5_omni_7b")
+    elif not isinstance(schedule, Schedule):
+        try:
+            schedule = Schedule.load(schedule)
+        except Exception as err:
+            raise _stop(f"schedule={schedule!r} cannot be read", err) from err
+    return schedule
+
+# %% ../nbs/40_lmms_eval.ipynb #6af30e76
+@patch
+def _open_cost_log(self: SeatsQwenOmni, cost_log: str) -> Path:
+    "The cost log's path, checked and its folder made (`.rankN` before the suffix in a data-parallel run)."
+    path = Path(cost_log)
+    if self._world_size > 1:
+        path = path.with_name(f"{path.stem}.rank{self._rank}{path.suffix}")
+    try:
+        path = check_cost_log(path)
+    except ValueError as err:
+        raise _stop("bad model argument", err) from err
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@patch
+def _context(self: SeatsQwenOmni):
+    "A fresh context manager of the method at the model's retention."
+    return self.factory(self.thinker, self.schedule, self.video_ratio, self.audio_ratio, **self.method_options)
+
+
+@patch
+def _check_method(self: SeatsQwenOmni, pretrained: str):
+    "Enter the method's context once: it checks its schedule and settings against the model, or the run stops."
+    try:
+        with self._context():
+            pass
+    except Exception as err:
+        raise _stop(f"method={self.method!r} cannot run with schedule={self.schedule.model_name!r} on "
+                    f"{pretrained}", err) from err
 
 # %% ../nbs/40_lmms_eval.ipynb #cfa38b02
 @patch(as_prop=True)
@@ -331,6 +312,35 @@ def _run(self: SeatsQwenOmni, requests, scorer, prepare):
     except MethodSetupError as err:
         raise _stop(f"method={self.method!r} could not be applied", err) from err
 
+# %% ../nbs/40_lmms_eval.ipynb #a03dbd5a
+@patch
+def _generate(self: SeatsQwenOmni, requests: list) -> list[str]:
+    "The replies of `generate_until`, one request at a time with its task's generation arguments."
+    specs = {task: task_benchmark(task) for task in dict.fromkeys(r.args[4] for r in requests)}  # once per task
+    scorer = GenerateParse(self.processor, self.max_new_tokens)
+    stops = {}
+
+    def prepare(request):
+        "One request's inputs; its generation settings go to the scorer, which runs next, and its stop strings to `stops`."
+        context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
+        scorer.max_new_tokens, scorer.generate_kwargs, stops[id(request)] = generation_settings(
+            gen_kwargs, self.max_new_tokens)
+        return self._inputs(*self._request(specs[task], doc_to_visual, doc_id, task, split, context))
+
+    return [self._reply(sample, stops[id(sample.sample)]) for sample in self._run(requests, scorer, prepare)]
+
+
+@patch
+def _reply(self: SeatsQwenOmni, sample, until: Sequence[str]) -> str:
+    "A generated sample's reply cut at the stop strings `until`, its cost appended to the cost log when there is one."
+    out = reply_and_cost(sample.result, self.thinker)
+    if self.cost_log is not None:
+        _, _, _, doc_id, task, split = sample.sample.args
+        row = dict(task=task, split=split, doc_id=doc_id, method=self.method, video_ratio=self.video_ratio,
+                   audio_ratio=self.audio_ratio)
+        append_row(self.cost_log, row | {k: v for k, v in out.items() if k != "response"})
+    return cut_at_stops(out["response"], until)
+
 # %% ../nbs/40_lmms_eval.ipynb #ffb91650
 @patch
 def _continuation(self: SeatsQwenOmni, inputs, continuation: str) -> torch.LongTensor:
@@ -361,6 +371,27 @@ def _continuation_logprob(thinker, inputs, target: torch.LongTensor, use_audio_i
     logprobs = logits[0, -len(target) - 1:-1].float().log_softmax(-1)  # (n, V): the positions before each token
     picked = logprobs.gather(1, target[:, None])[:, 0]
     return Scored([(float(picked.sum()), bool((logprobs.argmax(-1) == target).all()))])
+
+# %% ../nbs/40_lmms_eval.ipynb #cd7871e7
+@patch
+def _score_continuations(self: SeatsQwenOmni, requests: list) -> list[tuple[float, bool]]:
+    "The answers of `loglikelihood`: (log-probability of the continuation, whether greedy decoding gives it)."
+    specs = {task: task_benchmark(task) for task in dict.fromkeys(r.args[4] for r in requests)}  # once per task
+    targets = {}
+
+    def prepare(request):
+        "One request's inputs (prompt and continuation); the continuation's tokens go to `targets` for the scorer."
+        context, doc_to_target, doc_to_visual, doc_id, task, split = request.args
+        doc = self.task_dict[task][split][doc_id]
+        continuation = doc_to_target(doc) if callable(doc_to_target) else doc_to_target
+        prompt, frames, audio = self._request(specs[task], doc_to_visual, doc_id, task, split, context)
+        inputs, with_audio = self._inputs(prompt + str(continuation), frames, audio)
+        targets["tokens"] = self._continuation(inputs, str(continuation))
+        return inputs, with_audio
+
+    scorer = lambda thinker, inputs, use_audio_in_video: _continuation_logprob(
+        thinker, inputs, targets["tokens"], use_audio_in_video)
+    return [sample.result.predictions[0] for sample in self._run(requests, scorer, prepare)]
 
 # %% ../nbs/40_lmms_eval.ipynb #c2ff4bc2
 CLASS_PATH = "seats_analysis.lmms_eval_model.SeatsQwenOmni"

@@ -71,7 +71,7 @@ def organism_path(family: str = "qwen2_5") -> Path:
         raise ValueError(f"family={family!r} is not one of {tuple(ORGANISMS)}")
     return organism_dir(PACKAGE_DIR, ORGANISMS[family])
 
-# %% ../nbs/21_organism.ipynb #7b183a26
+# %% ../nbs/21_organism.ipynb #a89dfae7
 ORGANISM_PATCH_SIZE = 14  # vision patch side of both organisms: a 224-pixel frame gives 8x8 video tokens a second
 
 
@@ -83,7 +83,54 @@ def organism_processor(family: str = "qwen2_5"):
 def _family(processor) -> str:
     return "qwen3" if isinstance(processor, Qwen3OmniMoeProcessor) else "qwen2_5"
 
+# %% ../nbs/21_organism.ipynb #0c8cacd8
+def _qwen3_config(processor, text: dict, tokens: dict, vision_depth: int, vision_hidden_size: int,
+                  audio_d_model: int, audio_layers: int, num_experts: int, experts_per_token: int):
+    "The Qwen3-Omni-MoE organism config of `organism_config`, from the shared `text` fields and `tokens` ids."
+    hidden_size, intermediate_size = text["hidden_size"], text["intermediate_size"]
+    head_dim = hidden_size // text["num_attention_heads"]
+    half = head_dim // 2
+    # the release's layout scaled down: interleaved M-RoPE [24, 20, 20] of 64 -> [6, 5, 5] of 16, no attention
+    # bias, every layer sparse, router weights renormalised over the chosen experts
+    time_section = half * 24 // 64
+    mrope_section = [time_section, (half - time_section + 1) // 2, (half - time_section) // 2]
+    text = dict(text, head_dim=head_dim, moe_intermediate_size=intermediate_size // 2, num_experts=num_experts,
+                num_experts_per_tok=experts_per_token, decoder_sparse_step=1, mlp_only_layers=[],
+                norm_topk_prob=True, attention_bias=False,
+                **rope_fields(1e6, mrope_section, mrope_interleaved=True, interleaved=True))
+    vision = dict(depth=vision_depth, hidden_size=vision_hidden_size, intermediate_size=2 * vision_hidden_size,
+                  num_heads=4, in_channels=3, out_hidden_size=hidden_size, patch_size=ORGANISM_PATCH_SIZE,
+                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=256,
+                  deepstack_visual_indexes=list(range(vision_depth - 1)))
+    audio = dict(num_mel_bins=128, encoder_layers=audio_layers, encoder_attention_heads=4,
+                 encoder_ffn_dim=4 * audio_d_model, d_model=audio_d_model, output_dim=hidden_size,
+                 downsample_hidden_size=audio_d_model // 2, n_window=50, n_window_infer=800, conv_chunksize=500,
+                 max_source_positions=1500)
+    return Qwen3OmniMoeThinkerConfig(
+        text_config=text, vision_config=vision, audio_config=audio, audio_token_id=processor.tokenizer.audio_token_id,
+        image_token_id=processor.tokenizer.image_token_id, video_token_id=processor.tokenizer.video_token_id,
+        position_id_per_seconds=13, **tokens)
 
+
+def _qwen2_5_config(processor, text: dict, tokens: dict, vision_depth: int, vision_hidden_size: int,
+                    audio_d_model: int, audio_layers: int):
+    "The Qwen2.5-Omni organism config of `organism_config`, from the shared `text` fields and `tokens` ids."
+    hidden_size = text["hidden_size"]
+    half = hidden_size // text["num_attention_heads"] // 2
+    mrope_section = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]  # t, h, w
+    text = dict(text, **rope_fields(1e6, mrope_section))
+    vision = dict(depth=vision_depth, hidden_size=vision_hidden_size, intermediate_size=2 * vision_hidden_size,
+                  num_heads=4, in_channels=3, out_hidden_size=hidden_size, patch_size=ORGANISM_PATCH_SIZE, spatial_merge_size=2,
+                  temporal_patch_size=2, window_size=56, fullatt_block_indexes=[vision_depth - 1])
+    audio = dict(num_mel_bins=128, encoder_layers=audio_layers, encoder_attention_heads=4,
+                 encoder_ffn_dim=4 * audio_d_model, d_model=audio_d_model, output_dim=hidden_size, n_window=100,
+                 max_source_positions=1500)
+    return Qwen2_5OmniThinkerConfig(
+        text_config=text, vision_config=vision, audio_config=audio,
+        audio_token_index=processor.tokenizer.audio_token_id, image_token_index=processor.tokenizer.image_token_id,
+        video_token_index=processor.tokenizer.video_token_id, position_id_per_seconds=25, seconds_per_chunk=2, **tokens)
+
+# %% ../nbs/21_organism.ipynb #a34e46fc
 def organism_config(processor, num_layers: int = 12, hidden_size: int = 128, num_heads: int = 4,
                     num_kv_heads: int = 2, intermediate_size: int = 384, vision_hidden_size: int = 64,
                     vision_depth: int | None = None, audio_d_model: int = 64, audio_layers: int = 2,
@@ -103,8 +150,6 @@ def organism_config(processor, num_layers: int = 12, hidden_size: int = 128, num
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size={hidden_size} is not a multiple of num_heads={num_heads}")
     ids = processor.tokenizer.convert_tokens_to_ids
-    head_dim = hidden_size // num_heads
-    half = head_dim // 2
     pad, eos = processor.tokenizer.pad_token_id, processor.tokenizer.eos_token_id
     text = dict(vocab_size=len(processor.tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
                 num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
@@ -112,41 +157,12 @@ def organism_config(processor, num_layers: int = 12, hidden_size: int = 128, num
                 tie_word_embeddings=False)
     tokens = dict(vision_start_token_id=ids(processor.vision_bos_token), audio_start_token_id=ids(processor.audio_bos_token),
                   audio_end_token_id=ids(processor.audio_eos_token), pad_token_id=pad, eos_token_id=eos)
+    encoders = (vision_depth, vision_hidden_size, audio_d_model, audio_layers)
     if family == "qwen3":
-        # the release's layout scaled down: interleaved M-RoPE [24, 20, 20] of 64 -> [6, 5, 5] of 16, no attention
-        # bias, every layer sparse, router weights renormalised over the chosen experts
-        time_section = half * 24 // 64
-        mrope_section = [time_section, (half - time_section + 1) // 2, (half - time_section) // 2]
-        text.update(head_dim=head_dim, moe_intermediate_size=intermediate_size // 2, num_experts=num_experts,
-                    num_experts_per_tok=experts_per_token, decoder_sparse_step=1, mlp_only_layers=[],
-                    norm_topk_prob=True, attention_bias=False,
-                    **rope_fields(1e6, mrope_section, mrope_interleaved=True, interleaved=True))
-        vision = dict(depth=vision_depth, hidden_size=vision_hidden_size, intermediate_size=2 * vision_hidden_size,
-                      num_heads=4, in_channels=3, out_hidden_size=hidden_size, patch_size=ORGANISM_PATCH_SIZE,
-                      spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=256,
-                      deepstack_visual_indexes=list(range(vision_depth - 1)))
-        audio = dict(num_mel_bins=128, encoder_layers=audio_layers, encoder_attention_heads=4,
-                     encoder_ffn_dim=4 * audio_d_model, d_model=audio_d_model, output_dim=hidden_size,
-                     downsample_hidden_size=audio_d_model // 2, n_window=50, n_window_infer=800, conv_chunksize=500,
-                     max_source_positions=1500)
-        return Qwen3OmniMoeThinkerConfig(
-            text_config=text, vision_config=vision, audio_config=audio, audio_token_id=processor.tokenizer.audio_token_id,
-            image_token_id=processor.tokenizer.image_token_id, video_token_id=processor.tokenizer.video_token_id,
-            position_id_per_seconds=13, **tokens)
-    mrope_section = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]  # t, h, w
-    text.update(rope_fields(1e6, mrope_section))
-    vision = dict(depth=vision_depth, hidden_size=vision_hidden_size, intermediate_size=2 * vision_hidden_size,
-                  num_heads=4, in_channels=3, out_hidden_size=hidden_size, patch_size=ORGANISM_PATCH_SIZE, spatial_merge_size=2,
-                  temporal_patch_size=2, window_size=56, fullatt_block_indexes=[vision_depth - 1])
-    audio = dict(num_mel_bins=128, encoder_layers=audio_layers, encoder_attention_heads=4,
-                 encoder_ffn_dim=4 * audio_d_model, d_model=audio_d_model, output_dim=hidden_size, n_window=100,
-                 max_source_positions=1500)
-    return Qwen2_5OmniThinkerConfig(
-        text_config=text, vision_config=vision, audio_config=audio,
-        audio_token_index=processor.tokenizer.audio_token_id, image_token_index=processor.tokenizer.image_token_id,
-        video_token_index=processor.tokenizer.video_token_id, position_id_per_seconds=25, seconds_per_chunk=2, **tokens)
+        return _qwen3_config(processor, text, tokens, *encoders, num_experts, experts_per_token)
+    return _qwen2_5_config(processor, text, tokens, *encoders)
 
-
+# %% ../nbs/21_organism.ipynb #02373a2e
 def thinker_class(config):
     "The thinker class of a config of either family."
     if isinstance(config, Qwen3OmniMoeThinkerConfig):
@@ -310,7 +326,7 @@ def kind_weights(acc: dict | None, floor: float = 0.15) -> np.ndarray:
         w = np.array([1.0 - acc[k] + floor for k in KINDS])
     return w / w.sum()
 
-# %% ../nbs/21_organism.ipynb #2358645d
+# %% ../nbs/21_organism.ipynb #c32bd85f
 @dataclass(frozen=True)
 class TrainSettings:
     """The recipe of `train`."""
@@ -341,7 +357,7 @@ class TrainSettings:
             object.__setattr__(self, name, check_number(name, getattr(self, name), 0))
         object.__setattr__(self, "late_removal", check_ratio("late_removal", self.late_removal))
 
-
+# %% ../nbs/21_organism.ipynb #1437ccc2
 class TrainBatches(torch.utils.data.Dataset):
     """Batch `i` of the training stream: train items `i * batch_size ...` (kind and letter cycling as in
     `synth_items`, so a batch is balanced and no clip is seen twice) with their model inputs and token labels."""
@@ -370,7 +386,7 @@ class AuxiliaryHeads(nn.Module):
         self.colour, self.direction = nn.Linear(width, 1 + len(COLOURS)), nn.Linear(width, 1 + len(DIRECTIONS))
         self.align = nn.Linear(width, len(COLOURS))
 
-
+# %% ../nbs/21_organism.ipynb #1ceeb6eb
 @contextmanager
 def _captured(model):
     "A dict that holds, during the block, the audio tower's, vision encoder's and decoder's last outputs."
@@ -407,7 +423,7 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, clips: int) -> to
         teacher = pooled.transpose(1, 2).reshape(len(student), -1)
     return nn.functional.mse_loss(student, teacher) / teacher.var()
 
-
+# %% ../nbs/21_organism.ipynb #9ae7f296
 def training_losses(model, heads: AuxiliaryHeads, inputs, labels: dict, captured: dict,
                     teacher=None) -> dict[str, torch.Tensor]:
     """The answer loss (the letter at the last position, over the whole vocabulary) and the auxiliary losses; with a
@@ -426,7 +442,7 @@ def training_losses(model, heads: AuxiliaryHeads, inputs, labels: dict, captured
                 + cross_entropy(heads.direction(captured["video"]), labels["direction"]),
                 align=align, **({} if teacher is None else dict(distill=distill_losses(teacher, inputs, captured))))
 
-
+# %% ../nbs/21_organism.ipynb #f0bbe2f1
 def distill_losses(teacher, inputs, captured: dict) -> torch.Tensor:
     "The video and audio distillation losses of a batch, summed."
     video, audio = teacher_features(teacher, inputs)
@@ -460,7 +476,7 @@ def distill_encoders(model, teacher, processor, steps: int, batch_size: int = 16
                 break
     return losses
 
-
+# %% ../nbs/21_organism.ipynb #dfb72dda
 def _optimizer(model, heads: AuxiliaryHeads, settings: TrainSettings) -> torch.optim.AdamW:
     "AdamW with the audio tower and its head in a group of their own (a larger learning rate)."
     audio = [*multimodal_model(model).audio_tower.parameters(), *heads.pitch.parameters()]
@@ -486,7 +502,47 @@ def _write_log_row(path: Path, row: dict):
             writer.writeheader()
         writer.writerow(row)
 
+# %% ../nbs/21_organism.ipynb #37554250
+def _resume(state_path, model, heads: AuxiliaryHeads, opt) -> tuple[int, float, float]:
+    "Load a saved state at `state_path` into the model, heads and optimiser, if there is one: (step, best, elapsed_s)."
+    if state_path is None or not Path(state_path).exists():
+        return 0, -1.0, 0.0
+    state = load_training_state(state_path)
+    model.load_state_dict(state["model"])
+    heads.load_state_dict(state["heads"])
+    opt.load_state_dict(state["opt"])
+    return state["step"], state["best"], state["elapsed_s"]
 
+
+def _train_step(model, heads: AuxiliaryHeads, opt, base_lrs: list[float], settings: TrainSettings, step: int,
+                inputs, labels: dict, captured: dict, teacher) -> dict[str, float]:
+    "One optimiser step on a batch (warmed-up learning rate, late removal as `settings` say): its losses as numbers."
+    device = model.device
+    for group, base in zip(opt.param_groups, base_lrs):
+        group["lr"] = base * min(1.0, step / settings.warmup)
+    with _late_removal(model, settings, step):
+        loss = training_losses(model, heads, inputs.to(device), {k: v.to(device) for k, v in labels.items()},
+                               captured, teacher)
+    weighted = (loss["answer"] + settings.audio_weight * loss["audio"] + settings.video_weight * loss["video"]
+                + settings.align_weight * loss["align"] + settings.distill_weight * loss.get("distill", 0.0))
+    opt.zero_grad()
+    weighted.backward()
+    torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
+    opt.step()
+    return {k: v.item() for k, v in loss.items()}
+
+
+def _validate(model, processor, val_items: list, losses: list[dict], log_path: Path, step: int,
+              elapsed_before: float, t0: float) -> dict[str, float]:
+    "Score `val_items` and append the step's mean `losses` and the accuracies to the curve at `log_path`; the accuracies."
+    acc = model_accuracy(model, processor, val_items)
+    mean = pd.DataFrame(losses).mean()
+    _write_log_row(log_path, dict(
+        step=step, **{("loss" if k == "answer" else f"{k}_loss"): round(float(v), 4) for k, v in mean.items()},
+        **{f"val_{k}": round(v, 2) for k, v in acc.items()}, elapsed_s=round(elapsed_before + time.time() - t0)))
+    return acc
+
+# %% ../nbs/21_organism.ipynb #8f61de48
 def train(out_dir=None, settings: TrainSettings | None = None, model=None, processor=None, state_path=None,
           time_limit_s: float | None = None, num_workers: int = 0, progress: bool = True, family: str = "qwen2_5",
           teacher=None, **changes):
@@ -511,13 +567,7 @@ def train(out_dir=None, settings: TrainSettings | None = None, model=None, proce
                            model.config.text_config.hidden_size).to(device)
     opt = _optimizer(model, heads, settings)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    start, best, elapsed_before = 0, -1.0, 0.0
-    if state_path is not None and Path(state_path).exists():
-        state = load_training_state(state_path)
-        model.load_state_dict(state["model"])
-        heads.load_state_dict(state["heads"])
-        opt.load_state_dict(state["opt"])
-        start, best, elapsed_before = state["step"], state["best"], state["elapsed_s"]
+    start, best, elapsed_before = _resume(state_path, model, heads, opt)
     val_items = list(synth_items("validation", settings.n_val, settings.seed))
     batches = torch.utils.data.DataLoader(TrainBatches(processor, settings.batch_size, settings.seed),
                                           sampler=range(start, settings.steps), batch_size=None,
@@ -526,28 +576,13 @@ def train(out_dir=None, settings: TrainSettings | None = None, model=None, proce
     bar = tqdm(batches, initial=start, total=settings.steps, desc="train organism", disable=not progress)
     with _captured(model) as captured:
         for step, (inputs, labels) in enumerate(bar, start=start + 1):
-            for group, base in zip(opt.param_groups, base_lrs):
-                group["lr"] = base * min(1.0, step / settings.warmup)
-            with _late_removal(model, settings, step):
-                loss = training_losses(model, heads, inputs.to(device), {k: v.to(device) for k, v in labels.items()},
-                                       captured, teacher)
-            weighted = (loss["answer"] + settings.audio_weight * loss["audio"] + settings.video_weight * loss["video"]
-                        + settings.align_weight * loss["align"] + settings.distill_weight * loss.get("distill", 0.0))
-            opt.zero_grad()
-            weighted.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
-            opt.step()
-            losses.append({k: v.item() for k, v in loss.items()})
+            losses.append(_train_step(model, heads, opt, base_lrs, settings, step, inputs, labels, captured, teacher))
             bar.set_postfix(answer=f"{losses[-1]['answer']:.3f}")
             out_of_time = time_limit_s is not None and time.time() - t0 > time_limit_s
             if step % settings.eval_every and step != settings.steps and not out_of_time:
                 continue
-            acc = model_accuracy(model, processor, val_items)
-            mean = pd.DataFrame(losses).mean()
+            acc = _validate(model, processor, val_items, losses, out_dir / "training_log.csv", step, elapsed_before, t0)
             losses = []
-            _write_log_row(out_dir / "training_log.csv", dict(
-                step=step, **{("loss" if k == "answer" else f"{k}_loss"): round(float(v), 4) for k, v in mean.items()},
-                **{f"val_{k}": round(v, 2) for k, v in acc.items()}, elapsed_s=round(elapsed_before + time.time() - t0)))
             bar.write(f"step {step}: validation {acc}")
             if acc["overall"] >= best:
                 best = acc["overall"]

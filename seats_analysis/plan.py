@@ -31,7 +31,7 @@ from .harness import FULL_METHOD, ratio_pair
 from .registry import METHOD_REGISTRY, MethodRecord, method_record
 from .schedule import Schedule
 
-# %% ../nbs/23_plan.ipynb #1b063c29
+# %% ../nbs/23_plan.ipynb #fe2d273d
 CONFIGS_DIR = importlib.resources.files("seats_analysis") / "configs"  # shipped with the package
 _CONFIG_CLASSES = {"qwen2_5": (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration),
                    "qwen3": (Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration)}
@@ -49,6 +49,7 @@ def config_record(name: str) -> dict:
         raise ValueError(f"no shipped configuration {name!r}; the shipped ones are {shipped_configs()}")
     return json.loads((CONFIGS_DIR / f"{name}.json").read_text())
 
+# %% ../nbs/23_plan.ipynb #ad46a379
 def _build(record: dict):
     "The transformers thinker config of a configuration file's record."
     family = record["family"]
@@ -66,6 +67,7 @@ def _build(record: dict):
     return Qwen3OmniMoeThinkerConfig(**common, audio_token_id=ids["audio"], image_token_id=ids["image"],
                                      video_token_id=ids["video"])
 
+# %% ../nbs/23_plan.ipynb #69b1313c
 def thinker_config(model):
     "The thinker config of a shipped name, 'organism', or a path to a thinker's or a whole model's config.json (or its folder)."
     if str(model) in shipped_configs():
@@ -86,6 +88,7 @@ def thinker_config(model):
         raise ValueError(f"{path}: model_type={kind!r} is not one of {list(_THINKER_CONFIGS) + list(_WHOLE_MODELS)}")
     return _THINKER_CONFIGS[kind].from_dict(data)
 
+# %% ../nbs/23_plan.ipynb #f0608151
 def model_family(config) -> str:
     "'qwen2_5' or 'qwen3' for a thinker config."
     return "qwen3" if isinstance(config, Qwen3OmniMoeThinkerConfig) else "qwen2_5"
@@ -235,7 +238,7 @@ def _default_schedule(model, config) -> str:
         return "organism"
     raise ValueError(f"model={str(model)!r} is a config path: give its schedule (a shipped name or a schedule file)")
 
-# %% ../nbs/23_plan.ipynb #48b7a177
+# %% ../nbs/23_plan.ipynb #69d16062
 # the paper's prefill TFLOPs (means over five benchmarks), as (setting, TFLOPs) pairs
 PAPER_TFLOPS = {"qwen2_5_omni_7b": (("full", 111.0), ("R35", 36.7), ("R25", 26.5), ("R15", 17.3), ("R10", 12.2)),
                 "qwen3_omni_30b_a3b": (("full", 47.2), ("R10", 3.9))}
@@ -251,6 +254,7 @@ PAPER_FLOPS_CONVENTION = "reported"  # the FlopConvention of 08_cost that the cl
 # found by paper_fit(PAPER_FLOPS_CONVENTION) over clips of 40-120 s and items of 150-800 text tokens (steps of 25)
 PAPER_CLIPS = {"qwen2_5_omni_7b": PaperClip(seconds=81, text=400), "qwen3_omni_30b_a3b": PaperClip(seconds=87, text=400)}
 
+# %% ../nbs/23_plan.ipynb #31f11ed3
 def _paper_plans(name: str, schedule: Schedule, tokens: ClipTokens):
     "(setting, paper TFLOPs, token plan) of each figure the paper reports for `name`."
     for setting, paper in PAPER_TFLOPS[name]:
@@ -265,6 +269,7 @@ def _paper_setup(name: str, convention):
     config = thinker_config(name)
     return config, decoder_dims(config, convention), Schedule.load(config_record(name)["schedule"])
 
+# %% ../nbs/23_plan.ipynb #65d80862
 def paper_comparison(name: str, convention: str | FlopConvention = PAPER_FLOPS_CONVENTION, clip: PaperClip | None = None) -> pd.DataFrame:
     """Prefill TFLOPs on one clip beside the paper's, for each figure the paper reports for the model `name`.
 
@@ -286,6 +291,7 @@ def paper_flops_table(convention: str | FlopConvention = PAPER_FLOPS_CONVENTION,
     clips = PAPER_CLIPS if clips is None else clips
     return pd.concat([paper_comparison(name, convention, clips[name]) for name in PAPER_TFLOPS], ignore_index=True)
 
+# %% ../nbs/23_plan.ipynb #a01a4c2c
 def paper_fit(convention: str | FlopConvention = PAPER_FLOPS_CONVENTION, seconds=range(40, 121), texts=range(150, 801, 25)):
     """The clips (one item length, one duration per model) whose largest relative error against the paper's TFLOPs
     is smallest, and that error. Ties go to the shorter item, then the shorter clip."""

@@ -209,7 +209,50 @@ def write_annotation_rows(rows: list[dict], path: Path) -> Path:
         pd.DataFrame(rows).to_parquet(path, index=False)
     return path
 
-# %% ../nbs/22_testing.ipynb #2dfd98eb
+# %% ../nbs/22_testing.ipynb #f64596e1
+def _fixture_row(benchmark: str, k: int, vid: str, question: str, options: list[str], answer: str,
+                 clock: str) -> tuple[Path, dict, str, dict]:
+    "Record `k`'s clip path under the media folder, annotation row, record id and categories in `benchmark`'s layout."
+    if benchmark == "dailyomni":
+        rel = Path("videos") / vid / f"{vid}_video.mp4"
+        row = dict(Question=question, Choice=str(np.array(options)), Answer=answer, video_id=vid,
+                   question_id=k + 100, video_category="Education", Type="Inference",
+                   video_duration="30s")
+        rid, cats = str(k + 100), dict(video_category="Education", Type="Inference", video_duration="30s")
+    elif benchmark == "worldsense":
+        rel = Path("videos") / f"{vid}.mp4"
+        audio_class = ["Speech", "Music"] if k % 2 else ["Event"]
+        row = dict(index=k, video_path=str(rel), question=question, candidates=options, answer=answer,
+                   task_type="Attribute Recognition", domain="Daily Life", duration="<1min",
+                   audio_class=str(np.array(audio_class)))
+        rid, cats = str(k), dict(task_type="Attribute Recognition", domain="Daily Life",
+                                 duration="<1min", audio_class=audio_class)
+    elif benchmark == "omnivideobench":
+        rel = Path("videos") / f"video_{k + 1}.mp4"
+        row = dict(video=str(rel), question=question, options=options, correct_option=answer,
+                   duration=clock, video_type="Vlog", question_type="attribute", audio_type="Music")
+        rid, cats = str(k), dict(video_type="Vlog", question_type="attribute", audio_type="Music",
+                                 duration=clock, duration_bucket="0-1min")
+    elif benchmark == "videomme":
+        rel = Path("data") / f"{vid}{VIDEOMME_SUFFIXES[k % 3]}"
+        row = dict(video_id=f"{k + 1:03d}", duration="short", domain="Knowledge",
+                   sub_category="Astronomy", url=f"https://example.invalid/{vid}", videoID=vid,
+                   question_id=f"{k + 1:03d}-1", task_type="Attribute Perception", question=question,
+                   options=options, answer=answer)
+        rid, cats = f"{k + 1:03d}-1", dict(duration="short", domain="Knowledge",
+                                           sub_category="Astronomy", task_type="Attribute Perception")
+    else:
+        rel = Path("videos") / f"video_{k + 1}.mp4"
+        row = dict(video_id=f"video_{k + 1}", question_id=f"q{k}", question=question, options=options,
+                   answer=answer, duration=f"00:{clock}", video_category="Documentary",
+                   sub_category="Nature", question_type="perception", audio_type="speech",
+                   difficulty="easy")
+        rid, cats = f"q{k}", dict(video_category="Documentary", sub_category="Nature",
+                                  question_type="perception", audio_type="speech", difficulty="easy",
+                                  duration=f"00:{clock}", duration_bucket="0-1min")
+    return rel, row, rid, cats
+
+# %% ../nbs/22_testing.ipynb #863fcdee
 def make_fixture(benchmark: str, root: Path | str, n_records: int = 3, seed: int = 0,
                  seconds: float = 2.0, fps: int = 6, size: tuple[int, int] = (48, 64)) -> Fixture:
     """Write a tiny copy of `benchmark`'s annotation files and videos under `root`/`benchmark` (one of the five
@@ -232,43 +275,7 @@ def make_fixture(benchmark: str, root: Path | str, n_records: int = 3, seed: int
         frames = coloured_frames(int(seconds * fps), size, FIXTURE_COLOURS[correct])
         audio = tone(seconds, TONES[k % len(TONES)])
         clock = f"00:{int(seconds):02d}"
-        if benchmark == "dailyomni":
-            rel = Path("videos") / vid / f"{vid}_video.mp4"
-            row = dict(Question=question, Choice=str(np.array(options)), Answer=answer, video_id=vid,
-                       question_id=k + 100, video_category="Education", Type="Inference",
-                       video_duration="30s")
-            rid, cats = str(k + 100), dict(video_category="Education", Type="Inference", video_duration="30s")
-        elif benchmark == "worldsense":
-            rel = Path("videos") / f"{vid}.mp4"
-            audio_class = ["Speech", "Music"] if k % 2 else ["Event"]
-            row = dict(index=k, video_path=str(rel), question=question, candidates=options, answer=answer,
-                       task_type="Attribute Recognition", domain="Daily Life", duration="<1min",
-                       audio_class=str(np.array(audio_class)))
-            rid, cats = str(k), dict(task_type="Attribute Recognition", domain="Daily Life",
-                                     duration="<1min", audio_class=audio_class)
-        elif benchmark == "omnivideobench":
-            rel = Path("videos") / f"video_{k + 1}.mp4"
-            row = dict(video=str(rel), question=question, options=options, correct_option=answer,
-                       duration=clock, video_type="Vlog", question_type="attribute", audio_type="Music")
-            rid, cats = str(k), dict(video_type="Vlog", question_type="attribute", audio_type="Music",
-                                     duration=clock, duration_bucket="0-1min")
-        elif benchmark == "videomme":
-            rel = Path("data") / f"{vid}{VIDEOMME_SUFFIXES[k % 3]}"
-            row = dict(video_id=f"{k + 1:03d}", duration="short", domain="Knowledge",
-                       sub_category="Astronomy", url=f"https://example.invalid/{vid}", videoID=vid,
-                       question_id=f"{k + 1:03d}-1", task_type="Attribute Perception", question=question,
-                       options=options, answer=answer)
-            rid, cats = f"{k + 1:03d}-1", dict(duration="short", domain="Knowledge",
-                                               sub_category="Astronomy", task_type="Attribute Perception")
-        else:
-            rel = Path("videos") / f"video_{k + 1}.mp4"
-            row = dict(video_id=f"video_{k + 1}", question_id=f"q{k}", question=question, options=options,
-                       answer=answer, duration=f"00:{clock}", video_category="Documentary",
-                       sub_category="Nature", question_type="perception", audio_type="speech",
-                       difficulty="easy")
-            rid, cats = f"q{k}", dict(video_category="Documentary", sub_category="Nature",
-                                      question_type="perception", audio_type="speech", difficulty="easy",
-                                      duration=f"00:{clock}", duration_bucket="0-1min")
+        rel, row, rid, cats = _fixture_row(benchmark, k, vid, question, options, answer, clock)
         write_clip(media / rel, frames, fps=fps, audio=audio)
         rows.append(row)
         truth.append(dict(id=rid, video_path=media / rel, options=options, answer=answer, categories=cats))
