@@ -201,7 +201,7 @@ class BatchResult:
         "The prefill's latency split (`Latency`: encoders, selection, LLM, total)."
         return self._record().latency
 
-
+# %% ../nbs/12_harness.ipynb #2ea9eae4
 def method_context(method, thinker, schedule=None, video_ratio: float = 1.0, audio_ratio: float = 1.0,
                    **method_kwargs):
     "The context manager of `method` (a registered name, a record, a factory called as they are) at one setting."
@@ -209,7 +209,7 @@ def method_context(method, thinker, schedule=None, video_ratio: float = 1.0, aud
         method = (method_record(method) if isinstance(method, str) else method).build
     return method(thinker, schedule, video_ratio, audio_ratio, **method_kwargs)
 
-
+# %% ../nbs/12_harness.ipynb #7000b9e9
 def _enter_method(stack: ExitStack, method, thinker, schedule, video_ratio: float, audio_ratio: float, **method_kwargs):
     "Build and enter `method`'s context on `stack` (None: the stock thinker); any failure is a `MethodSetupError`."
     try:
