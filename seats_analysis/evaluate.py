@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -119,7 +120,7 @@ def _read_letter(spec: BenchmarkSpec, response: str, record, mode: str, rng: ran
         return spec.parse(response, record, mode, rng)
     return parse_answer(spec, response, mode, rng=rng, letters=record.letters)
 
-# %% ../nbs/16_evaluate.ipynb #5abab444
+# %% ../nbs/16_evaluate.ipynb #3539ecf9
 def _store(results_path: Path) -> RecordStore:
     """The results file of one setting and its ranks' part files as a store (`storage.FileParts`): a row per sample
     key, the first kept unless it failed and a retry answered; every row has the settings."""
@@ -131,7 +132,7 @@ def _part_path(results_path: Path, rank: int, world_size: int) -> Path:
     "Where one rank writes its rows (the results file itself when there is one process)."
     return _store(results_path).layout.part(rank, world_size)
 
-
+# %% ../nbs/16_evaluate.ipynb #911a2b09
 def run_fingerprint(thinker, processor, method: str, schedule: Schedule | None, method_kwargs: dict | None,
                     media_kwargs: dict | None, seed: int) -> dict:
     """What a results file's rows depend on beyond their settings: model, processor (settings, chat template,
@@ -141,7 +142,7 @@ def run_fingerprint(thinker, processor, method: str, schedule: Schedule | None, 
                 method_kwargs=method_kwargs or {}, media_kwargs=media_kwargs or {}, schedule=digest(schedule),
                 seed=check_int("seed", seed), package=seats_analysis.__version__)
 
-
+# %% ../nbs/16_evaluate.ipynb #f8297867
 def _check_settings(rows: list[dict], settings: dict, path: Path):
     "Raise if a results file holds rows of other settings (it is another run's file)."
     for row in rows:
@@ -161,7 +162,7 @@ def _check_run(rows: list[dict], fingerprint: dict, inputs: Mapping[str, str], p
         raise ValueError(f"{path}: the inputs of {len(changed)} stored sample(s) changed since they were run "
                          f"(first: {changed[:3]}); use another results_path, or remove it to start again")
 
-
+# %% ../nbs/16_evaluate.ipynb #cc018275
 def _distributed(rank, world_size, device: torch.device):
     "(rank, world size, barrier) from the arguments, or from accelerate's process state."
     if rank is not None or world_size is not None:
@@ -174,7 +175,7 @@ def _distributed(rank, world_size, device: torch.device):
     state = PartialState(cpu=device.type == "cpu")
     return state.process_index, state.num_processes, state.wait_for_everyone
 
-
+# %% ../nbs/16_evaluate.ipynb #cfe988cc
 def _resume(results_path: Path, rank: int, world_size: int, settings: dict, fingerprint: dict,
             inputs: Mapping[str, str]) -> tuple[Path, dict[str, dict]]:
     """This rank's file to append to and the row each key already has (an answer before a failure). Every file is
@@ -190,7 +191,118 @@ def _collect(results_path: Path, keys: list[str], rank: int, barrier) -> dict[st
     "Once every rank is done: rank 0 merges any part files into the results file, in record order; every rank reads the rows by key."
     return _store(results_path).collect(keys, rank, barrier)
 
-# %% ../nbs/16_evaluate.ipynb #5a269f18
+# %% ../nbs/16_evaluate.ipynb #f0261bb2
+def _run_records(spec: BenchmarkSpec, records: Sequence | None, data_root: str | Path | None, on_error: str,
+                 limit: int | None) -> list:
+    "The records of a run: those given, or those read from `<data_root>/<benchmark>`; the first `limit` of them."
+    if records is None:
+        if data_root is None:
+            raise ValueError("pass records or a data_root holding <data_root>/<benchmark>/{annotations,media}")
+        records = benchmark_records(spec, Path(data_root) / spec.name, on_error)
+    return list(records)[:limit]
+
+# %% ../nbs/16_evaluate.ipynb #ca192fc4
+def _cache_slots(processor, spec: BenchmarkSpec, keys: list[str], records: list, fingerprint: dict | None,
+                 inputs: Mapping[str, str], media_kwargs: dict | None) -> dict[str, str]:
+    "A sample's place in an `inputs_cache` per key: what built its inputs, so that a reused cache never goes stale."
+    built_by = digest(spec.name, (fingerprint or {}).get("processor") or processor_fingerprint(processor),
+                      media_kwargs or {})
+    return {key: digest(built_by, inputs.get(key) or record_digest(record)) for key, record in zip(keys, records)}
+
+
+def _prepare_sample(thinker, processor, spec: BenchmarkSpec, keys: list[str], prompts: dict, inputs_cache: dict | None,
+                    cached_as: dict[str, str], media_kwargs: dict | None, sample) -> tuple:
+    "The processor inputs of one (index, record) and whether its audio is interleaved, its prompt kept for the row."
+    index, record = sample
+    prompts[index] = record_prompt(processor, spec, record)
+    cache, slot = ({}, index) if inputs_cache is None else (inputs_cache, cached_as[keys[index]])
+    if slot not in cache:
+        cache[slot] = record_inputs(processor, spec, record, **(media_kwargs or {}))
+    inputs, with_audio = cache[slot]
+    return inputs.to(device=thinker.device, dtype=thinker.dtype), with_audio
+
+# %% ../nbs/16_evaluate.ipynb #1956335b
+def _sample_row(thinker, spec: BenchmarkSpec, keys: list[str], settings: dict, prompts: dict, seed: int,
+                fingerprint: dict | None, inputs: Mapping[str, str], sample) -> dict:
+    """The row of one record (a `SampleResult` of `run_samples`): prompt, response, letter and costs; after an error
+    no response, letter or score. With a `fingerprint` (a results file's row) also the run's and the inputs' digests."""
+    index, record = sample.sample
+    error = sample.error
+    out = dict(response="") if error else reply_and_cost(sample.result, thinker)
+    pred = None if error else _read_letter(spec, out["response"], record, settings["mode"],
+                                           _rng(seed, spec.name, keys[index]))
+    row = dict(key=keys[index], id=str(record.id), index=index, **settings, prompt=prompts.get(index, ""),
+               response=out["response"], pred=pred, answer=record.answer,
+               correct=None if error else pred == record.answer,
+               categories=dict(record.categories), retention=out.get("retention", {"video": None, "audio": None}),
+               **{k: out.get(k) for k in ("flops", "flops_paper", "drops", "seq_len", "new_tokens", "prefill_seconds",
+                                          "generate_seconds", "tokens", "windows")})
+    if "latency" in out:
+        row["latency"] = out["latency"]
+    if fingerprint is not None:
+        row.update(fingerprint=fingerprint, input=inputs[keys[index]])
+    return row | {"error": error}
+
+# %% ../nbs/16_evaluate.ipynb #6a94564a
+def _collected_rows(results_path: str | Path | None, new_rows: list[dict], keys: list[str], rank: int, world_size: int,
+                    barrier) -> list[dict]:
+    "Every key's row in record order: this call's rows, or (with a results file) the merged file's; else RuntimeError."
+    if results_path is None:
+        rows_by_key = {r["key"]: r for r in new_rows}
+    else:
+        rows_by_key = _collect(Path(results_path), keys, rank, barrier)
+    rows = [rows_by_key[k] for k in keys if k in rows_by_key]
+    if len(rows) != len(keys):
+        missing = [k for k in keys if k not in rows_by_key]
+        launch = (f": rank {rank} of world_size={world_size} reads the results every rank wrote, merged by rank 0, so "
+                  f"the other ranks' results are missing; start all {world_size} processes together with a launcher "
+                  f"such as `accelerate launch --num_processes {world_size}`") if world_size > 1 else ""
+        raise RuntimeError(f"{len(missing)} of {len(keys)} samples have no result (first: {missing[:3]}){launch}")
+    return rows
+
+# %% ../nbs/16_evaluate.ipynb #4873e0fe
+def _evaluate_rows(thinker, processor, spec: BenchmarkSpec, method, schedule: Schedule | None, settings: dict,
+                   records: list, keys: list[str], distributed: tuple, results_path: str | Path | None, seed: int,
+                   method_kwargs: dict, media_kwargs: dict | None, inputs_cache: dict | None, retry_errors: bool,
+                   on_sample: Callable[[dict], None] | None, progress: bool) -> list[dict]:
+    """Run this rank's samples that `results_path` does not hold yet, appending a row each (`distributed`: rank,
+    world size, barrier); return every key's row in record order."""
+    rank, world_size, barrier = distributed
+    own, done, fingerprint, inputs, lock = None, {}, None, {}, nullcontext()
+    if results_path is not None:
+        fingerprint = run_fingerprint(thinker, processor, settings["method"], schedule, method_kwargs, media_kwargs,
+                                      seed)
+        inputs = {key: record_digest(record) for key, record in zip(keys, records)}
+        Path(results_path).parent.mkdir(parents=True, exist_ok=True)
+        lock = writer_lock(_part_path(Path(results_path), rank, world_size))
+    cached_as = ({} if inputs_cache is None
+                 else _cache_slots(processor, spec, keys, records, fingerprint, inputs, media_kwargs))
+    prompts = {}  # each sample's chat text, kept by `_prepare_sample` for its row
+    prepare = partial(_prepare_sample, thinker, processor, spec, keys, prompts, inputs_cache, cached_as, media_kwargs)
+    row_of = partial(_sample_row, thinker, spec, keys, settings, prompts, seed, fingerprint, inputs)
+    video_ratio, audio_ratio = settings["video_ratio"], settings["audio_ratio"]
+    new_rows = []
+    with lock:  # one writer per file: a second process is refused before it reads or trims anything
+        if results_path is not None:
+            own, done = _resume(Path(results_path), rank, world_size, settings, fingerprint, inputs)
+        todo = [(i, r) for i, r in enumerate(records) if i % world_size == rank
+                and (keys[i] not in done or (retry_errors and done[keys[i]].get("error") is not None))]
+        base_seed = (method_kwargs or {}).get("seed", seed)  # a method that draws at random: each sample its own draw
+        samples = run_samples(thinker, todo, GenerateParse(processor, settings["max_new_tokens"]), method, schedule,
+                              video_ratio, audio_ratio, prepare=prepare, catch_errors=True,
+                              sample_seed=lambda s: sample_seed(base_seed, spec.name, keys[s[0]]),
+                              desc=f"{spec.name} {settings['method']} {ratio_name(video_ratio, audio_ratio)}",
+                              progress=progress and rank == 0, **(method_kwargs or {}))
+        for sample in samples:
+            row = row_of(sample)
+            if own is not None:
+                append_row(own, row)
+            new_rows.append(row)
+            if on_sample is not None:
+                on_sample(row)
+    return _collected_rows(results_path, new_rows, keys, rank, world_size, barrier)
+
+# %% ../nbs/16_evaluate.ipynb #16b8ed0c
 def evaluate(thinker, processor, benchmark: BenchmarkSpec | str, method="full", video_ratio: float = 1.0,
              audio_ratio: float = 1.0, records: Sequence | None = None, data_root: str | Path | None = None,
              results_path: str | Path | None = None, schedule: Schedule | str | Path | None = None, mode: str = "paper",
@@ -225,90 +337,16 @@ def evaluate(thinker, processor, benchmark: BenchmarkSpec | str, method="full", 
         max_new_tokens = min(max_new_tokens, spec.max_new_tokens)
     limit = None if limit is None else check_int("limit", limit, 1, hint="or None for every record")
     max_errors = None if max_errors is None else check_int("max_errors", max_errors, 0, hint="or None for no limit")
-    if records is None:
-        if data_root is None:
-            raise ValueError("pass records or a data_root holding <data_root>/<benchmark>/{annotations,media}")
-        records = benchmark_records(spec, Path(data_root) / name, on_error)
-    records = list(records)[:limit]
+    records = _run_records(spec, records, data_root, on_error, limit)
     keys = _record_keys(records)
     rank, world_size, barrier = _distributed(rank, world_size, thinker.device)
     if world_size > 1 and results_path is None:
         raise ValueError(f"world_size={world_size} needs a results_path (each rank writes a part file next to it)")
     settings = dict(benchmark=name, method=method_name, video_ratio=video_ratio, audio_ratio=audio_ratio,
                     mode=mode, max_new_tokens=max_new_tokens)
-    own, done, fingerprint, inputs, lock = None, {}, None, {}, nullcontext()
-    if results_path is not None:
-        fingerprint = run_fingerprint(thinker, processor, method_name, schedule, method_kwargs, media_kwargs, seed)
-        inputs = {key: record_digest(record) for key, record in zip(keys, records)}
-        Path(results_path).parent.mkdir(parents=True, exist_ok=True)
-        lock = writer_lock(_part_path(Path(results_path), rank, world_size))
-    cached_as = {}  # a sample's place in `inputs_cache`: what built its inputs, so a reused cache never goes stale
-    if inputs_cache is not None:
-        built_by = digest(name, (fingerprint or {}).get("processor") or processor_fingerprint(processor),
-                          media_kwargs or {})
-        cached_as = {key: digest(built_by, inputs.get(key) or record_digest(record)) for key, record in zip(keys, records)}
-
-    prompts = {}
-
-    def prepare(sample):
-        "The processor inputs of one (index, record) and whether its audio is interleaved, its prompt kept for the row."
-        index, record = sample
-        prompts[index] = record_prompt(processor, spec, record)
-        cache, slot = ({}, index) if inputs_cache is None else (inputs_cache, cached_as[keys[index]])
-        if slot not in cache:
-            cache[slot] = record_inputs(processor, spec, record, **(media_kwargs or {}))
-        inputs, with_audio = cache[slot]
-        return inputs.to(device=thinker.device, dtype=thinker.dtype), with_audio
-
-    def row_of(sample) -> dict:
-        "The row of one record: prompt, response, letter and costs; after an error no response, letter or score."
-        index, record = sample.sample
-        error = sample.error
-        out = dict(response="") if error else reply_and_cost(sample.result, thinker)
-        pred = None if error else _read_letter(spec, out["response"], record, mode, _rng(seed, name, keys[index]))
-        row = dict(key=keys[index], id=str(record.id), index=index, **settings, prompt=prompts.get(index, ""),
-                   response=out["response"], pred=pred, answer=record.answer,
-                   correct=None if error else pred == record.answer,
-                   categories=dict(record.categories), retention=out.get("retention", {"video": None, "audio": None}),
-                   **{k: out.get(k) for k in ("flops", "flops_paper", "drops", "seq_len", "new_tokens", "prefill_seconds",
-                                              "generate_seconds", "tokens", "windows")})
-        if "latency" in out:
-            row["latency"] = out["latency"]
-        if own is not None:
-            row.update(fingerprint=fingerprint, input=inputs[keys[index]])
-        return row | {"error": error}
-
-    new_rows = []
-    with lock:  # one writer per file: a second process is refused before it reads or trims anything
-        if results_path is not None:
-            own, done = _resume(Path(results_path), rank, world_size, settings, fingerprint, inputs)
-        todo = [(i, r) for i, r in enumerate(records) if i % world_size == rank
-                and (keys[i] not in done or (retry_errors and done[keys[i]].get("error") is not None))]
-        base_seed = (method_kwargs or {}).get("seed", seed)  # a method that draws at random: each sample its own draw
-        samples = run_samples(thinker, todo, GenerateParse(processor, max_new_tokens), method, schedule, video_ratio,
-                              audio_ratio, prepare=prepare, catch_errors=True,
-                              sample_seed=lambda s: sample_seed(base_seed, name, keys[s[0]]),
-                              desc=f"{name} {method_name} {ratio_name(video_ratio, audio_ratio)}",
-                              progress=progress and rank == 0, **(method_kwargs or {}))
-        for sample in samples:
-            row = row_of(sample)
-            if own is not None:
-                append_row(own, row)
-            new_rows.append(row)
-            if on_sample is not None:
-                on_sample(row)
-
-    if results_path is None:
-        rows_by_key = {r["key"]: r for r in new_rows}
-    else:
-        rows_by_key = _collect(Path(results_path), keys, rank, barrier)
-    rows = [rows_by_key[k] for k in keys if k in rows_by_key]
-    if len(rows) != len(keys):
-        missing = [k for k in keys if k not in rows_by_key]
-        launch = (f": rank {rank} of world_size={world_size} reads the results every rank wrote, merged by rank 0, so "
-                  f"the other ranks' results are missing; start all {world_size} processes together with a launcher "
-                  f"such as `accelerate launch --num_processes {world_size}`") if world_size > 1 else ""
-        raise RuntimeError(f"{len(missing)} of {len(keys)} samples have no result (first: {missing[:3]}){launch}")
+    rows = _evaluate_rows(thinker, processor, spec, method, schedule, settings, records, keys,
+                          (rank, world_size, barrier), results_path, seed, method_kwargs, media_kwargs, inputs_cache,
+                          retry_errors, on_sample, progress)
     scores = summarize(spec, rows)
     if max_errors is not None and scores["n_errors"] > max_errors:
         failed = [row for row in rows if row.get("error") is not None]
@@ -317,7 +355,7 @@ def evaluate(thinker, processor, benchmark: BenchmarkSpec | str, method="full", 
                               f"{failed[0]['key']}: {failed[0]['error']}", scores)
     return scores
 
-
+# %% ../nbs/16_evaluate.ipynb #0f823211
 class TooManyFailures(RuntimeError):
     "More samples failed than a run allows; `.result` holds what the run computed all the same (scores or table)."
     def __init__(self, message: str, result):
@@ -401,7 +439,8 @@ def claimed_sweep_folder(out_dir: str | Path):
 
 # %% ../nbs/16_evaluate.ipynb #dfea4147
 def _run_cells(thinker, processor, cells, out_dir, data_root, loaded, options, inputs_caches, evaluate_kwargs) -> tuple:
-    "`evaluate` each of a sweep's cells: the keys each benchmark covered, the failures, samples run, failed, the first."
+    """`evaluate` each of a sweep's cells (a benchmark's spec, a method's record, the ratios): the keys each benchmark
+    covered, the failures, samples run, failed, the first."""
     covered, failures = {}, []
     samples, failed, first_failure = 0, 0, ""
     for spec, method, video_ratio, audio_ratio in cells:
@@ -413,10 +452,10 @@ def _run_cells(thinker, processor, cells, out_dir, data_root, loaded, options, i
                                                   evaluate_kwargs.get("on_error", "raise"))
         if benchmark not in covered:  # the sample keys this call evaluates (evaluate checks the limit)
             covered[benchmark] = set(_record_keys(list(loaded[benchmark])[:evaluate_kwargs.get("limit")]))
-        path = cell_path(out_dir, benchmark, method, video_ratio, audio_ratio)
+        path = cell_path(out_dir, benchmark, method.name, video_ratio, audio_ratio)
         try:
             scores = evaluate(thinker, processor, spec, method, video_ratio, audio_ratio,
-                              records=loaded[benchmark], results_path=path, method_kwargs=options.get(method),
+                              records=loaded[benchmark], results_path=path, method_kwargs=options.get(method.name),
                               inputs_cache=None if inputs_caches is None else inputs_caches.setdefault(benchmark, {}),
                               **evaluate_kwargs)
         except TooManyFailures as failure:  # every cell still runs; the sweep fails at the end
@@ -452,21 +491,24 @@ def sweep(thinker, processor, benchmarks: Sequence[BenchmarkSpec | str], methods
     the summary written (it counts the failures) and attached. `method_kwargs` gives each method its own options,
     `{method: {option: value}}`, checked before any cell runs (`harness.check_sweep_options`). With `inputs_caches`
     (a dict, filled per benchmark: `{benchmark: evaluate's inputs_cache}`) each sample's processor inputs are built
-    once and kept for every cell, at the cost of holding them all in memory. The benchmarks (specs or registered names)
-    and the schedule are resolved once, here, and every cell's `evaluate` takes those objects."""
+    once and kept for every cell, at the cost of holding them all in memory. The benchmarks (specs or registered names),
+    the methods (names, keys of `registry` where one is given) and the schedule are resolved once, here, and every
+    cell's `evaluate` takes those objects."""
     out_dir = check_sweep_folder(out_dir)
     if evaluate_kwargs.get("schedule") is not None:
         evaluate_kwargs["schedule"] = resolve_schedule(evaluate_kwargs["schedule"])
-    options = check_sweep_options(methods, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
-                                  evaluate_kwargs.get("registry"))
     for name, value in dict(benchmarks=benchmarks, methods=methods, ratio_pairs=ratio_pairs).items():
         only_full = name == "ratio_pairs" and set(methods) == {FULL_METHOD}  # full tokens alone take no ratio pair
         if isinstance(value, str) or not (value or only_full):
             raise ValueError(f"{name}={value!r} must be a non-empty list")
+    resolved = {name: resolve_method(name, evaluate_kwargs.get("registry")) for name in methods}  # name -> record
+    options = check_sweep_options(resolved, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
+                                  evaluate_kwargs.get("registry"))
     if inputs_caches is not None and not isinstance(inputs_caches, dict):
         raise ValueError(f"inputs_caches={inputs_caches!r} is not a dict {{benchmark: inputs cache}} (or None)")
     specs = [b if isinstance(b, BenchmarkSpec) else benchmark_spec(b) for b in benchmarks]
-    cells = sweep_cells(specs, methods, ratio_pairs)
+    cells = [(spec, resolved[method], video_ratio, audio_ratio)
+             for spec, method, video_ratio, audio_ratio in sweep_cells(specs, methods, ratio_pairs)]
     with claimed_sweep_folder(out_dir):
         covered, failures, samples, failed, first_failure = _run_cells(
             thinker, processor, cells, out_dir, data_root, dict(records or {}), options, inputs_caches, evaluate_kwargs)

@@ -208,17 +208,10 @@ def method_style(names) -> dict:
                        zorder=4 if family == "seats" else 2, label=label)
             for name, (family, omni, label) in looks.items()}
 
-# %% ../nbs/17_figures.ipynb #3bc443ad
-MARKER_ZORDER = 6  # every marker above every line and error bar; SEATS' larger ones below the others
-
-def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hue: str = "method",
-                    style: str | None = "ratio_name", path: str | Path | None = None, title: str | None = None,
-                    xlabel: str | None = None, ylabel: str | None = None, paper: pd.DataFrame | None = None,
-                    interval: tuple[str, str] = ("ci_low", "ci_high"),
-                    zoom: tuple[float, float, float, float] | None = None) -> Figure:
-    """Score against cost from a results table: one line per `hue`, one marker per `style`, the score's `interval`
-    columns (where the table has them) as error bars; `paper`'s rows as stars; the box `zoom` (x_low, x_high,
-    y_low, y_high) drawn again, magnified, in a second panel."""
+# %% ../nbs/17_figures.ipynb #e875c3f4
+def _check_tradeoff_table(table: pd.DataFrame, x: str, y: str, hue: str, style: str | None,
+                          interval: tuple[str, str], zoom: tuple[float, float, float, float] | None) -> bool:
+    "Refuse a table `tradeoff_figure` cannot draw; whether it has the `interval` columns to draw as error bars."
     columns = [c for c in (x, y, hue, style) if c is not None]
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -235,26 +228,29 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hu
         raise ValueError(f"some rows' {y} lies outside their interval {list(interval)}")
     if zoom is not None and not (table[x].between(*zoom[:2]) & table[y].between(*zoom[2:])).any():
         raise ValueError(f"no row lies within zoom={tuple(zoom)} ({x} from, to, {y} from, to)")
-    width = PANEL_SIZE[0] + 1.4 + (0.0 if zoom is None else PANEL_SIZE[0] * 0.7)
-    fig = Figure(figsize=(width, PANEL_SIZE[1] + 0.4), layout="constrained")
-    axes = [fig.subplots()] if zoom is None else list(fig.subplots(1, 2, width_ratios=[1, 0.7]))
-    styles = method_style(list(dict.fromkeys(table[hue])))
-    style_order = [None] if style is None else list(table.groupby(style)[x].mean().sort_values().index)  # by cost
-    markers = dict(zip(style_order, SETTING_MARKERS * len(style_order)))
-    for ax in axes:
-        for name, look in styles.items():
-            rows = table[table[hue] == name].sort_values(x)
-            ax.plot(rows[x], rows[y], color=look["color"], ls=look["ls"], lw=look["lw"], zorder=look["zorder"])
-            if drawn_interval:
-                low, high = (rows[column].astype(float) for column in interval)
-                ax.errorbar(rows[x], rows[y], yerr=[rows[y] - low, high - rows[y]], fmt="none", ecolor=look["color"],
-                            elinewidth=0.8, capsize=2, alpha=0.7, zorder=look["zorder"])
-            seats = str(name).lower() == "seats"
-            for setting, points in (rows.groupby(style, sort=False) if style is not None else [(None, rows)]):
-                ax.scatter(points[x], points[y], marker=markers[setting], s=80 if seats else 40, facecolors="none",
-                           edgecolors=look["color"], linewidths=1.8 if seats else 1.2,
-                           zorder=MARKER_ZORDER if seats else MARKER_ZORDER + 1)
-    ax = axes[0]
+    return drawn_interval
+
+# %% ../nbs/17_figures.ipynb #0b265de1
+MARKER_ZORDER = 6  # every marker above every line and error bar; SEATS' larger ones below the others
+
+def _draw_methods(ax, table: pd.DataFrame, x: str, y: str, hue: str, style: str | None, styles: dict,
+                  markers: dict, interval: tuple[str, str] | None):
+    "On `ax`, per method of `styles`: its line in order of `x`, its `interval` as error bars (None: none), its markers."
+    for name, look in styles.items():
+        rows = table[table[hue] == name].sort_values(x)
+        ax.plot(rows[x], rows[y], color=look["color"], ls=look["ls"], lw=look["lw"], zorder=look["zorder"])
+        if interval is not None:
+            low, high = (rows[column].astype(float) for column in interval)
+            ax.errorbar(rows[x], rows[y], yerr=[rows[y] - low, high - rows[y]], fmt="none", ecolor=look["color"],
+                        elinewidth=0.8, capsize=2, alpha=0.7, zorder=look["zorder"])
+        seats = str(name).lower() == "seats"
+        for setting, points in (rows.groupby(style, sort=False) if style is not None else [(None, rows)]):
+            ax.scatter(points[x], points[y], marker=markers[setting], s=80 if seats else 40, facecolors="none",
+                       edgecolors=look["color"], linewidths=1.8 if seats else 1.2,
+                       zorder=MARKER_ZORDER if seats else MARKER_ZORDER + 1)
+
+def _tradeoff_legends(fig: Figure, styles: dict, style: str | None, style_order: list, markers: dict):
+    "The legend of the methods (their labels) and, with a `style`, that of the settings (their markers)."
     handles = [Line2D([], [], color=look["color"], ls=look["ls"], lw=look["lw"]) for look in styles.values()]
     fig.legend(handles, [look["label"] for look in styles.values()], title="method", loc="outside right upper",
                frameon=False, fontsize=8, title_fontsize=8)
@@ -262,6 +258,27 @@ def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hu
         handles = [Line2D([], [], color="0.35", marker=markers[s], markerfacecolor="none", ls="") for s in style_order]
         fig.legend(handles, [str(s) for s in style_order], title=STYLE_TITLES.get(style, style),
                    loc="outside right lower", frameon=False, fontsize=8, title_fontsize=8)
+
+# %% ../nbs/17_figures.ipynb #aad5f5dc
+def tradeoff_figure(table: pd.DataFrame, x: str = "tflops", y: str = "score", hue: str = "method",
+                    style: str | None = "ratio_name", path: str | Path | None = None, title: str | None = None,
+                    xlabel: str | None = None, ylabel: str | None = None, paper: pd.DataFrame | None = None,
+                    interval: tuple[str, str] = ("ci_low", "ci_high"),
+                    zoom: tuple[float, float, float, float] | None = None) -> Figure:
+    """Score against cost from a results table: one line per `hue`, one marker per `style`, the score's `interval`
+    columns (where the table has them) as error bars; `paper`'s rows as stars; the box `zoom` (x_low, x_high,
+    y_low, y_high) drawn again, magnified, in a second panel."""
+    drawn_interval = _check_tradeoff_table(table, x, y, hue, style, interval, zoom)
+    width = PANEL_SIZE[0] + 1.4 + (0.0 if zoom is None else PANEL_SIZE[0] * 0.7)
+    fig = Figure(figsize=(width, PANEL_SIZE[1] + 0.4), layout="constrained")
+    axes = [fig.subplots()] if zoom is None else list(fig.subplots(1, 2, width_ratios=[1, 0.7]))
+    styles = method_style(list(dict.fromkeys(table[hue])))
+    style_order = [None] if style is None else list(table.groupby(style)[x].mean().sort_values().index)  # by cost
+    markers = dict(zip(style_order, SETTING_MARKERS * len(style_order)))
+    for ax in axes:
+        _draw_methods(ax, table, x, y, hue, style, styles, markers, interval if drawn_interval else None)
+    ax = axes[0]
+    _tradeoff_legends(fig, styles, style, style_order, markers)
     if paper is not None:  # the paper's reported points, marked as the paper's
         shown = paper.dropna(subset=[x, y])
         ax.scatter(shown[x], shown[y], marker="*", s=90, color="black", zorder=10)

@@ -201,7 +201,7 @@ class BatchResult:
         "The prefill's latency split (`Latency`: encoders, selection, LLM, total)."
         return self._record().latency
 
-
+# %% ../nbs/12_harness.ipynb #2ea9eae4
 def method_context(method, thinker, schedule=None, video_ratio: float = 1.0, audio_ratio: float = 1.0,
                    **method_kwargs):
     "The context manager of `method` (a registered name, a record, a factory called as they are) at one setting."
@@ -209,7 +209,7 @@ def method_context(method, thinker, schedule=None, video_ratio: float = 1.0, aud
         method = (method_record(method) if isinstance(method, str) else method).build
     return method(thinker, schedule, video_ratio, audio_ratio, **method_kwargs)
 
-
+# %% ../nbs/12_harness.ipynb #7000b9e9
 def _enter_method(stack: ExitStack, method, thinker, schedule, video_ratio: float, audio_ratio: float, **method_kwargs):
     "Build and enter `method`'s context on `stack` (None: the stock thinker); any failure is a `MethodSetupError`."
     try:
@@ -290,17 +290,19 @@ def check_method_options(method, options: Mapping | None, thinker=None, schedule
     return options
 
 
-def check_sweep_options(methods: Sequence, method_kwargs: Mapping | None, thinker=None, schedule=None,
+def check_sweep_options(methods: Sequence | Mapping, method_kwargs: Mapping | None, thinker=None, schedule=None,
                         registry: Mapping | None = None) -> dict[str, dict]:
-    """The options of each method of a sweep over `methods` from `{method: {option: value}}`, each checked by
-    `check_method_options`; a name that is not one of `methods` is a `ValueError` (a method not named: its defaults)."""
+    """The options of each method of a sweep over `methods` (names, or `{name: record}` as the sweep's door resolved
+    them, taken as they are) from `{method: {option: value}}`, each checked by `check_method_options`; a name that is
+    not one of `methods` is a `ValueError` (a method not named: its defaults)."""
     if method_kwargs is not None and not isinstance(method_kwargs, Mapping):
         raise ValueError(f"method_kwargs={method_kwargs!r} is not a dict {{method: {{option: value}}}}")
     method_kwargs = dict(method_kwargs or {})
     strangers = sorted(set(method_kwargs) - set(methods))
     if strangers:
         raise ValueError(f"options are given for {strangers}, which are not methods of the sweep {list(methods)}")
-    return {name: check_method_options(name, options, thinker, schedule, registry)
+    records = methods if isinstance(methods, Mapping) else {}
+    return {name: check_method_options(records.get(name, name), options, thinker, schedule, registry)
             for name, options in method_kwargs.items()}
 
 # %% ../nbs/12_harness.ipynb #4808762e

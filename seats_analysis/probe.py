@@ -349,6 +349,7 @@ def _check_inputs(path: Path, done: Mapping[str, dict], mine: Sequence[tuple[int
         raise ValueError(f"{path}: the inputs of {len(changed)} stored sample(s) changed since they were probed "
                          f"(first: {changed[:3]}); probe into another folder, or remove this one to start again")
 
+# %% ../nbs/03_probe.ipynb #1736d688
 def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, layers: Iterable[int] | None = None,
           metrics: Sequence[str] = METRICS, method: str = "shared", path: str | Path | None = None,
           model_name: str | None = None, retry_errors: bool = False, shard: tuple[int, int] | None = None,

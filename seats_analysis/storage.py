@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['DIGEST_VERSION', 'append_jsonl', 'read_jsonl', 'trim_torn_line', 'replaced', 'read_parts', 'failed', 'merge_files',
-           'merge_records', 'digest', 'file_digest', 'weights_digest', 'model_fingerprint', 'processor_fingerprint',
-           'fingerprint_changes', 'check_fingerprint', 'StoreBusy', 'lock_file', 'writer_lock', 'check_records_file',
+           'merge_records', 'digest', 'file_digest', 'weights_digest', 'fingerprint_changes', 'model_fingerprint',
+           'check_fingerprint', 'processor_fingerprint', 'StoreBusy', 'lock_file', 'writer_lock', 'check_records_file',
            'newest_success', 'first_success', 'FolderParts', 'FileParts', 'RecordStore', 'markdown_table']
 
 # %% ../nbs/00e_storage.ipynb #65bcec53
@@ -22,6 +22,7 @@ import filelock
 import numpy as np
 import pandas as pd
 import torch
+from fastcore.basics import patch
 
 # %% ../nbs/00e_storage.ipynb #a41f43fb
 def _complete_end(data: bytes) -> int:
@@ -162,7 +163,7 @@ def _file_digest(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int,
             hasher.update(block)
     return digest(size, hasher.digest())
 
-# %% ../nbs/00e_storage.ipynb #4a46b0ff
+# %% ../nbs/00e_storage.ipynb #82891268
 # where a config was loaded from or saved as, not what it computes: save_pretrained fills in `architectures` (and,
 # in transformers 4.57, `dtype`) on the live config; the weights' actual dtype is a field of the fingerprint itself
 _UNSTORED_CONFIG = ("_name_or_path", "transformers_version", "_commit_hash", "architectures", "dtype", "torch_dtype")
@@ -173,6 +174,7 @@ def _config_fields(value):
         return {k: _config_fields(v) for k, v in value.items() if k not in _UNSTORED_CONFIG}
     return value
 
+# %% ../nbs/00e_storage.ipynb #9861c19d
 # How weights and media files are digested. Fingerprints carry it: a store written when digests were computed
 # another way (before this field) is refused by name rather than reported as a changed model or changed inputs.
 DIGEST_VERSION = 2
@@ -204,34 +206,7 @@ def weights_digest(model: torch.nn.Module) -> str:
                 stats.append(_row_and_column_sums(bits))
     return digest(names, torch.cat(stats).cpu() if stats else [])
 
-def model_fingerprint(model: torch.nn.Module) -> dict:
-    "What identifies a model's numbers: its class, a digest of its config and one of its weights, its dtype."
-    config = getattr(model, "config", None)
-    return dict(model_class=type(model).__name__, dtype=str(getattr(model, "dtype", "")),
-                config=digest(_config_fields(config.to_dict())) if config is not None else "",
-                weights=weights_digest(model), digest_version=DIGEST_VERSION)
-
-# a fast tokenizer's padding and truncation are set by each call (`padding=True`, `truncation=...`), not by the model
-_CALL_STATE = ("padding", "truncation")
-
-_PROCESSOR_PARTS = ("image_processor", "video_processor", "feature_extractor")  # the tokenizer is digested whole
-
-def processor_fingerprint(processor) -> dict:
-    """What identifies a processor's output: its class, its settings (those of its image and video processors and
-    feature extractor included), its chat template, and its tokenizer's vocabulary, merges and added tokens."""
-    tokenizer = getattr(processor, "tokenizer", processor)
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        vocabulary = {k: v for k, v in json.loads(backend.to_str()).items() if k not in _CALL_STATE}
-    else:
-        vocabulary = sorted(tokenizer.get_vocab().items()) if hasattr(tokenizer, "get_vocab") else None
-    template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
-    settings = processor.to_dict() if hasattr(processor, "to_dict") else {}
-    # transformers 4.57 leaves the parts out of a processor's own dict; 5.x puts them in: take them from the parts
-    settings |= {name: getattr(processor, name).to_dict() for name in _PROCESSOR_PARTS if hasattr(processor, name)}
-    return dict(processor_class=type(processor).__name__, settings=digest(_config_fields(settings)),
-                chat_template=digest(template), tokenizer=digest(vocabulary))
-
+# %% ../nbs/00e_storage.ipynb #f3ba83dc
 _MISSING = "<missing>"
 
 def fingerprint_changes(stored: dict, current: dict, prefix: str = "") -> list[str]:
@@ -245,6 +220,15 @@ def fingerprint_changes(stored: dict, current: dict, prefix: str = "") -> list[s
             changes.append(f"{prefix}{key}")
     return changes
 
+# %% ../nbs/00e_storage.ipynb #517174ef
+def model_fingerprint(model: torch.nn.Module) -> dict:
+    "What identifies a model's numbers: its class, a digest of its config and one of its weights, its dtype."
+    config = getattr(model, "config", None)
+    return dict(model_class=type(model).__name__, dtype=str(getattr(model, "dtype", "")),
+                config=digest(_config_fields(config.to_dict())) if config is not None else "",
+                weights=weights_digest(model), digest_version=DIGEST_VERSION)
+
+# %% ../nbs/00e_storage.ipynb #0c34ded3
 def check_fingerprint(where, stored: dict | None, current: dict):
     """Refuse to resume `where` when its stored fingerprint is missing or differs from `current`, naming what changed;
     a fingerprint that lacks fields this version records (an older version wrote it) is refused naming them."""
@@ -268,6 +252,28 @@ def _field(fingerprint: dict, dotted: str):
     for part in dotted.split("."):
         value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
     return value
+
+# %% ../nbs/00e_storage.ipynb #3bb6fde6
+# a fast tokenizer's padding and truncation are set by each call (`padding=True`, `truncation=...`), not by the model
+_CALL_STATE = ("padding", "truncation")
+
+_PROCESSOR_PARTS = ("image_processor", "video_processor", "feature_extractor")  # the tokenizer is digested whole
+
+def processor_fingerprint(processor) -> dict:
+    """What identifies a processor's output: its class, its settings (those of its image and video processors and
+    feature extractor included), its chat template, and its tokenizer's vocabulary, merges and added tokens."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        vocabulary = {k: v for k, v in json.loads(backend.to_str()).items() if k not in _CALL_STATE}
+    else:
+        vocabulary = sorted(tokenizer.get_vocab().items()) if hasattr(tokenizer, "get_vocab") else None
+    template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
+    settings = processor.to_dict() if hasattr(processor, "to_dict") else {}
+    # transformers 4.57 leaves the parts out of a processor's own dict; 5.x puts them in: take them from the parts
+    settings |= {name: getattr(processor, name).to_dict() for name in _PROCESSOR_PARTS if hasattr(processor, name)}
+    return dict(processor_class=type(processor).__name__, settings=digest(_config_fields(settings)),
+                chat_template=digest(template), tokenizer=digest(vocabulary))
 
 # %% ../nbs/00e_storage.ipynb #9b3266bd
 class StoreBusy(RuntimeError):
@@ -317,7 +323,7 @@ def first_success(new: Mapping, old: Mapping) -> bool:
     "For `merge_records`: a key's first record stays, unless it failed and a later one did not (a retried answer)."
     return failed(old) and not failed(new)
 
-# %% ../nbs/00e_storage.ipynb #30748b65
+# %% ../nbs/00e_storage.ipynb #7f774c21
 @dataclass(frozen=True)
 class FolderParts:
     """A folder of parts: rank r appends to `part-<r:05d>.jsonl` (for any number of ranks), the parts together are
@@ -340,49 +346,53 @@ class FolderParts:
         "Every file that holds records, in reading order."
         return self.parts()
 
-    def read_meta(self) -> dict:
-        """The stored meta of the folder: FileNotFoundError when it has none, ValueError naming the file when it is
-        not a JSON object with `meta_fields` (cut short by a full disk, say, or edited by hand)."""
-        file = Path(self.folder) / self.meta_file
-        if not file.exists():
-            raise FileNotFoundError(f"{self.folder} is not a {self.kind}: it has no {self.meta_file}")
-        try:
-            meta = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{file}, the meta file of a {self.kind}, is not valid JSON ({error}; "
-                             f"{file.stat().st_size} bytes): it is damaged or cut short; restore it, or remove "
-                             f"{self.folder} to start again") from None
-        if not isinstance(meta, dict):
-            problem = f"holds a JSON {type(meta).__name__}, not an object"
-        else:
-            missing = [field for field in self.meta_fields if field not in meta]
-            problem = f"lacks {missing}" if missing else ""
-        if problem:
-            raise ValueError(f"{file}, the meta file of a {self.kind}, {problem}; restore it, or remove "
-                             f"{self.folder} to start again")
+# %% ../nbs/00e_storage.ipynb #dec309f8
+@patch
+def read_meta(self: FolderParts) -> dict:
+    """The stored meta of the folder: FileNotFoundError when it has none, ValueError naming the file when it is
+    not a JSON object with `meta_fields` (cut short by a full disk, say, or edited by hand)."""
+    file = Path(self.folder) / self.meta_file
+    if not file.exists():
+        raise FileNotFoundError(f"{self.folder} is not a {self.kind}: it has no {self.meta_file}")
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{file}, the meta file of a {self.kind}, is not valid JSON ({error}; "
+                         f"{file.stat().st_size} bytes): it is damaged or cut short; restore it, or remove "
+                         f"{self.folder} to start again") from None
+    if not isinstance(meta, dict):
+        problem = f"holds a JSON {type(meta).__name__}, not an object"
+    else:
+        missing = [field for field in self.meta_fields if field not in meta]
+        problem = f"lacks {missing}" if missing else ""
+    if problem:
+        raise ValueError(f"{file}, the meta file of a {self.kind}, {problem}; restore it, or remove "
+                         f"{self.folder} to start again")
+    return meta
+
+# %% ../nbs/00e_storage.ipynb #fde82319
+@patch
+def prepare(self: FolderParts, meta: dict, check: Callable[[dict], None], rank: int = 0) -> dict:
+    """Create the folder with `meta` as its meta file, or `check(stored)` the meta of a folder already prepared;
+    return the stored meta. A folder without a meta file that holds anything is refused, nothing in it touched.
+    Processes starting together take turns (one writes the meta file, the others find and check it)."""
+    folder, file = Path(self.folder), Path(self.folder) / self.meta_file
+    folder.mkdir(parents=True, exist_ok=True)
+    with writer_lock(file, wait=600):
+        if file.exists():
+            stored = self.read_meta()
+            check(stored)
+            return stored
+        present = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+        if present:
+            raise ValueError(f"{folder} is not a {self.kind} (it has no {self.meta_file}) but holds {present[:3]}; "
+                             "nothing in it was changed: use a new or empty folder")
+        tmp = folder / f".{self.meta_file}.{rank}.tmp"
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, file)  # atomic: a reader never sees half a meta file
         return meta
 
-    def prepare(self, meta: dict, check: Callable[[dict], None], rank: int = 0) -> dict:
-        """Create the folder with `meta` as its meta file, or `check(stored)` the meta of a folder already prepared;
-        return the stored meta. A folder without a meta file that holds anything is refused, nothing in it touched.
-        Processes starting together take turns (one writes the meta file, the others find and check it)."""
-        folder, file = Path(self.folder), Path(self.folder) / self.meta_file
-        folder.mkdir(parents=True, exist_ok=True)
-        with writer_lock(file, wait=600):
-            if file.exists():
-                stored = self.read_meta()
-                check(stored)
-                return stored
-            present = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
-            if present:
-                raise ValueError(f"{folder} is not a {self.kind} (it has no {self.meta_file}) but holds {present[:3]}; "
-                                 "nothing in it was changed: use a new or empty folder")
-            tmp = folder / f".{self.meta_file}.{rank}.tmp"
-            tmp.write_text(json.dumps(meta, indent=1))
-            os.replace(tmp, file)  # atomic: a reader never sees half a meta file
-            return meta
-
-
+# %% ../nbs/00e_storage.ipynb #3d10fbcf
 @dataclass(frozen=True)
 class FileParts:
     """One results file: a single process appends to it; rank r of W > 1 appends to `<name>.rank<r>-of-<W>.part`
@@ -407,7 +417,7 @@ class FileParts:
         "Every file that holds records, in reading order: the results file, then the parts."
         return [Path(self.path), *self.parts()]
 
-# %% ../nbs/00e_storage.ipynb #4c1003d0
+# %% ../nbs/00e_storage.ipynb #e2c519cd
 @dataclass(frozen=True)
 class RecordStore:
     """Resumable records of one run, in JSON-lines files written by one or several processes: where they are
@@ -436,50 +446,58 @@ class RecordStore:
         "`writer_lock` of the part of rank `rank`: hold it while resuming and appending."
         return writer_lock(self.layout.part(rank, world_size), wait)
 
-    def resume(self, rank: int = 0, world_size: int = 1,
-               check: Callable[[Path, list[dict]], None] | None = None) -> tuple[Path, dict]:
-        """The part that rank `rank` appends to, and the record kept for every key already stored. Every file (the
-        rank's own part included) is read and passed to `check(path, records)`, which raises to refuse it, and two
-        different results of one key are refused, before the own part's torn last line is trimmed. Call it holding
-        `lock(rank, world_size)`."""
-        own = self.layout.part(rank, world_size)
-        files = []
-        for path in dict.fromkeys([*self.layout.files(), own]):
-            stored = self.read(path)
-            if check is not None:
-                check(path, stored)
-            files.append((path, stored))
-        kept = self.kept(files)
-        trim_torn_line(own)
-        return own, kept
+# %% ../nbs/00e_storage.ipynb #3afdded7
+@patch
+def resume(self: RecordStore, rank: int = 0, world_size: int = 1,
+           check: Callable[[Path, list[dict]], None] | None = None) -> tuple[Path, dict]:
+    """The part that rank `rank` appends to, and the record kept for every key already stored. Every file (the
+    rank's own part included) is read and passed to `check(path, records)`, which raises to refuse it, and two
+    different results of one key are refused, before the own part's torn last line is trimmed. Call it holding
+    `lock(rank, world_size)`."""
+    own = self.layout.part(rank, world_size)
+    files = []
+    for path in dict.fromkeys([*self.layout.files(), own]):
+        stored = self.read(path)
+        if check is not None:
+            check(path, stored)
+        files.append((path, stored))
+    kept = self.kept(files)
+    trim_torn_line(own)
+    return own, kept
 
-    def fold(self, order: Sequence[str] = ()):
-        """Rewrite the results file of a `FileParts` layout as one record per key (the keys of `order` in that
-        order, any other after them), then remove the parts and their locks. Call it once every rank is done."""
-        path, position = self._results_file(), {key: i for i, key in enumerate(order)}
-        merged = sorted(self.records().values(), key=lambda r: position.get(r[self.key], len(position)))
-        tmp = path.with_name(path.name + ".merging")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged), encoding="utf-8")
-        os.replace(tmp, path)
-        for part in self.layout.parts():  # every rank is done: their locks go with their parts
-            part.unlink()
-            lock_file(part).unlink(missing_ok=True)
+# %% ../nbs/00e_storage.ipynb #370c80cb
+@patch
+def fold(self: RecordStore, order: Sequence[str] = ()):
+    """Rewrite the results file of a `FileParts` layout as one record per key (the keys of `order` in that
+    order, any other after them), then remove the parts and their locks. Call it once every rank is done."""
+    path, position = self._results_file(), {key: i for i, key in enumerate(order)}
+    merged = sorted(self.records().values(), key=lambda r: position.get(r[self.key], len(position)))
+    tmp = path.with_name(path.name + ".merging")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged), encoding="utf-8")
+    os.replace(tmp, path)
+    for part in self.layout.parts():  # every rank is done: their locks go with their parts
+        part.unlink()
+        lock_file(part).unlink(missing_ok=True)
 
-    def collect(self, order: Sequence[str] = (), rank: int = 0, barrier: Callable[[], None] = lambda: None) -> dict:
-        """Once every rank is done (`barrier`, e.g. accelerate's `wait_for_everyone`): rank 0 folds any parts into the
-        results file, then every rank reads the record kept for every key."""
-        path = self._results_file()
-        barrier()
-        if rank == 0 and self.layout.parts():
-            self.fold(order)
-        barrier()
-        return self.kept([(path, self.read(path))])
+# %% ../nbs/00e_storage.ipynb #76248f1b
+@patch
+def collect(self: RecordStore, order: Sequence[str] = (), rank: int = 0,
+            barrier: Callable[[], None] = lambda: None) -> dict:
+    """Once every rank is done (`barrier`, e.g. accelerate's `wait_for_everyone`): rank 0 folds any parts into the
+    results file, then every rank reads the record kept for every key."""
+    path = self._results_file()
+    barrier()
+    if rank == 0 and self.layout.parts():
+        self.fold(order)
+    barrier()
+    return self.kept([(path, self.read(path))])
 
-    def _results_file(self) -> Path:
-        "The file the parts are folded into (only a `FileParts` layout has one)."
-        if not isinstance(self.layout, FileParts):
-            raise TypeError(f"{type(self.layout).__name__} has no results file to fold its parts into")
-        return Path(self.layout.path)
+@patch
+def _results_file(self: RecordStore) -> Path:
+    "The file the parts are folded into (only a `FileParts` layout has one)."
+    if not isinstance(self.layout, FileParts):
+        raise TypeError(f"{type(self.layout).__name__} has no results file to fold its parts into")
+    return Path(self.layout.path)
 
 # %% ../nbs/00e_storage.ipynb #8d379f0a
 def markdown_table(df: pd.DataFrame) -> str:

@@ -152,7 +152,7 @@ def _all_reached(flags: pd.Series) -> bool | None:
     "Whether every benchmark of a row reached its retention (None when one of them cannot tell: older results files)."
     return None if flags.isna().any() else bool(flags.all())
 
-
+# %% ../nbs/15_tables.ipynb #f0c00f3c
 def _mean_interval(cells: pd.DataFrame) -> pd.Series:
     """95% interval (percent) of the mean over benchmarks of one row's scores, from each benchmark's Wilson limits by
     the MOVER rule (Zou and Donner 2008; with one benchmark it is that benchmark's interval); NaN when one is missing."""
@@ -164,7 +164,7 @@ def _mean_interval(cells: pd.DataFrame) -> pd.Series:
     return pd.Series(dict(mean_ci_low=mean - float(np.sqrt(np.sum((share * (score - low)) ** 2))),
                           mean_ci_high=mean + float(np.sqrt(np.sum((share * (high - score)) ** 2)))))
 
-
+# %% ../nbs/15_tables.ipynb #020db22c
 def _established(paired: pd.DataFrame | None, row: pd.Series, benchmarks: list[str], reference: str) -> str | None:
     """The benchmarks (comma-separated) on which the paired comparison of `row`'s method with the reference at its
     setting establishes a difference; None where nothing is compared (the reference itself, no reference run)."""
@@ -176,7 +176,7 @@ def _established(paired: pd.DataFrame | None, row: pd.Series, benchmarks: list[s
         return None
     return ",".join(b for b in benchmarks if mine.loc[mine["benchmark"] == b, "established"].any())
 
-
+# %% ../nbs/15_tables.ipynb #d2462856
 def summary_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
                   reference: str = "seats") -> pd.DataFrame:
     """The paper-shaped table (method, ratio, TFLOPs, per-benchmark scores, mean, % of full) from the results files
@@ -230,7 +230,7 @@ def _with_interval(row: pd.Series, score: str, low: str, high: str, n: str | Non
         return _fmt(row[score], ".1f")
     return format_accuracy(row[score], row[low], row[high], None if n is None else row[n])
 
-
+# %% ../nbs/15_tables.ipynb #73178f43
 def summary_markdown(table: pd.DataFrame, reference: str = "seats") -> str:
     """The summary as a Markdown table with the paper's columns, titles and number formats, each score with its 95%
     interval (the item count in the title where every row counts the same), marked where it differs from
@@ -259,7 +259,7 @@ def summary_markdown(table: pd.DataFrame, reference: str = "seats") -> str:
               f"the run, below {SIGNIFICANCE:g})."]
     return "\n".join(lines) + "\n"
 
-
+# %% ../nbs/15_tables.ipynb #7c1c6bfc
 def _difference_text(row: pd.Series) -> str:
     "A difference in points with its interval ('n/a' for an interval that one item cannot give)."
     interval = "n/a" if pd.isna(row["ci_low"]) else f"{row['ci_low']:+.1f}, {row['ci_high']:+.1f}"
@@ -277,7 +277,7 @@ def paired_markdown(paired: pd.DataFrame) -> str:
                      f"{'yes' if row['established'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
-
+# %% ../nbs/15_tables.ipynb #72af202c
 def write_summary(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
                   reference: str = "seats") -> pd.DataFrame:
     """Rebuild the summary from the results files under `out_dir` (`keys` as `summary_table`); write summary.csv and
