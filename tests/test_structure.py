@@ -97,6 +97,32 @@ def test_the_flow_order_check_sees_an_import_of_a_later_notebook():
     assert _later_imports(reversed_arrow, notebook) == [f"{notebook['engine']} (engine) imports {notebook['run']} (run)"]
 
 
+def _exported_cells(notebook: Path) -> list[str]:
+    return [source for cell in json.loads(notebook.read_text())["cells"]
+            if cell["cell_type"] == "code" and re.search(r"^#\|\s*export", source := "".join(cell["source"]), re.M)]
+
+
+def test_exported_definition_cells_are_short():
+    "Definition, example and check side by side: no exported cell of a notebook is over 60 lines."
+    long = [f"{notebook.name}: a cell of {len(source.splitlines())} lines starting {source.splitlines()[1][:60]!r}"
+            for notebook in sorted((PACKAGE.parent / "nbs").glob("*.ipynb")) for source in _exported_cells(notebook)
+            if len(source.splitlines()) > 60]
+    assert not long, long
+
+
+def test_long_modules_say_why_in_their_notebook():
+    "A module over 500 lines has its notebook say why it is one module (\"This is one of the longer modules ... because\")."
+    notebook = _notebook_of_module()
+    unexplained = []
+    for module in MODULES:
+        lines = len((PACKAGE / f"{module}.py").read_text().splitlines())
+        prose = " ".join("".join(cell["source"]) for cell in json.loads(
+            (PACKAGE.parent / "nbs" / f"{notebook[module]}.ipynb").read_text())["cells"] if cell["cell_type"] == "markdown")
+        if lines > 500 and not re.search(r"one of the longer modules \(some \d+ lines\) because", prose):
+            unexplained.append(f"{module}.py ({lines} lines, {notebook[module]})")
+    assert not unexplained, unexplained
+
+
 # (module, function) that may warn about an older results file on disk (data, not API); none needs to now
 READS_OLDER_RESULTS: set[tuple[str, str]] = set()
 
