@@ -251,7 +251,8 @@ def _check_sweep(parser: argparse.ArgumentParser, args) -> None:
         args.schedule = Schedule.load(args.schedule) if args.schedule else default_schedule(_model_dir(args.model))
     except (ValueError, OSError) as err:
         parser.error(f"--schedule: {err}")
-    from seats_analysis.harness import check_sweep_options
+    from seats_analysis.harness import check_sweep_options, resolve_method
+    args.methods = {name: resolve_method(name) for name in args.methods}  # resolved once, here: the sweep takes them
     try:
         check_sweep_options(args.methods, option_groups(args.option))
     except ValueError as err:
@@ -405,7 +406,7 @@ def _sweep(args) -> int:
     except ValueError as err:
         args.usage_error(f"--option: {err}")
     try:
-        table = sweep(thinker, processor, benchmarks, args.methods, args.ratios, args.out,
+        table = sweep(thinker, processor, benchmarks, list(args.methods.values()), args.ratios, args.out,
                       data_root=args.data_root, records=records, method_kwargs=options, schedule=schedule,
                       mode=args.mode,
                       max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, progress=not args.quiet,

@@ -481,7 +481,7 @@ def sweep_cells(benchmarks: Sequence, methods: Sequence[str], ratio_pairs: Seque
             for benchmark in benchmarks]
 
 
-def sweep(thinker, processor, benchmarks: Sequence[BenchmarkSpec | str], methods: Sequence[str], ratio_pairs: Sequence,
+def sweep(thinker, processor, benchmarks: Sequence[BenchmarkSpec | str], methods: Sequence, ratio_pairs: Sequence,
           out_dir: str | Path, data_root: str | Path | None = None, records: Mapping[str, Sequence] | None = None,
           method_kwargs: Mapping[str, Mapping] | None = None, inputs_caches: dict | None = None,
           **evaluate_kwargs) -> pd.DataFrame:
@@ -492,23 +492,24 @@ def sweep(thinker, processor, benchmarks: Sequence[BenchmarkSpec | str], methods
     `{method: {option: value}}`, checked before any cell runs (`harness.check_sweep_options`). With `inputs_caches`
     (a dict, filled per benchmark: `{benchmark: evaluate's inputs_cache}`) each sample's processor inputs are built
     once and kept for every cell, at the cost of holding them all in memory. The benchmarks (specs or registered names),
-    the methods (names, keys of `registry` where one is given) and the schedule are resolved once, here, and every
+    the methods (records, names, keys of `registry` where one is given) and the schedule are resolved once, here, and every
     cell's `evaluate` takes those objects."""
     out_dir = check_sweep_folder(out_dir)
     if evaluate_kwargs.get("schedule") is not None:
         evaluate_kwargs["schedule"] = resolve_schedule(evaluate_kwargs["schedule"])
-    for name, value in dict(benchmarks=benchmarks, methods=methods, ratio_pairs=ratio_pairs).items():
-        only_full = name == "ratio_pairs" and set(methods) == {FULL_METHOD}  # full tokens alone take no ratio pair
+    names = methods if isinstance(methods, str) else [getattr(method, "name", method) for method in methods]
+    for name, value in dict(benchmarks=benchmarks, methods=names, ratio_pairs=ratio_pairs).items():
+        only_full = name == "ratio_pairs" and set(names) == {FULL_METHOD}  # full tokens alone take no ratio pair
         if isinstance(value, str) or not (value or only_full):
             raise ValueError(f"{name}={value!r} must be a non-empty list")
-    resolved = {name: resolve_method(name, evaluate_kwargs.get("registry")) for name in methods}  # name -> record
-    options = check_sweep_options(resolved, method_kwargs, thinker, evaluate_kwargs.get("schedule"),
-                                  evaluate_kwargs.get("registry"))
+    registry = evaluate_kwargs.get("registry")
+    resolved = {name: resolve_method(method, registry) for name, method in zip(names, methods)}  # name -> record
+    options = check_sweep_options(resolved, method_kwargs, thinker, evaluate_kwargs.get("schedule"), registry)
     if inputs_caches is not None and not isinstance(inputs_caches, dict):
         raise ValueError(f"inputs_caches={inputs_caches!r} is not a dict {{benchmark: inputs cache}} (or None)")
     specs = [b if isinstance(b, BenchmarkSpec) else benchmark_spec(b) for b in benchmarks]
     cells = [(spec, resolved[method], video_ratio, audio_ratio)
-             for spec, method, video_ratio, audio_ratio in sweep_cells(specs, methods, ratio_pairs)]
+             for spec, method, video_ratio, audio_ratio in sweep_cells(specs, names, ratio_pairs)]
     with claimed_sweep_folder(out_dir):
         covered, failures, samples, failed, first_failure = _run_cells(
             thinker, processor, cells, out_dir, data_root, dict(records or {}), options, inputs_caches, evaluate_kwargs)
