@@ -16,7 +16,7 @@ from fastcore.basics import patch
 
 from .inner_llm import modality_total, query_relevance
 from .layout import Kind
-from .pre_llm import window_budget, windivprune
+from .pre_llm import marked, window_budget, windivprune
 from .run import MODALITIES, prepare_run, pruning
 from .checks import check_int, check_ratio, single_use
 from .schedule import Schedule
@@ -125,7 +125,7 @@ class PreLLM:
                 if ratios[kind] == 0:  # a target of 0: none of the modality enters the LLM
                     keep[row, where] = False
                 elif self.omni or kind == Kind.VIDEO:
-                    with torch.profiler.record_function(f"select.{type(self).__name__.lower()}.{MODALITIES[kind]}"):
+                    with marked(f"select.{type(self).__name__.lower()}.{MODALITIES[kind]}"):
                         keep[row, where] = self.choose(state, row, where, kind, ratios[kind])
                 else:  # a vision method has no criterion for audio: the release drops it at random
                     keep[row, where] = _random_keep(self.generator, len(where), truncated_count(ratios[kind], len(where)),
@@ -344,7 +344,7 @@ class FastV:
 @patch
 def cut(self: FastV, state) -> torch.Tensor:
     "Boundary K: keep each modality's share with the highest attention from the last token."
-    with torch.profiler.record_function("select.fastv.score"):
+    with marked("select.fastv.score"):
         scores = query_relevance(state.hidden_states, state.layers[self.after_layers - 1], state.position_embeddings,
                                  None, state.padding_mask)  # (B, S), from each row's last real token
     keep = state.padding_mask.clone()

@@ -19,7 +19,9 @@ from .baselines import VARIANTS
 from .checks import check_bool, check_int, check_number, single_use
 from .compat import CACHE_KWARG, multimodal_model, text_model, text_rotary
 from .layout import Kind, position_runs, token_id
+from .pre_llm import marked
 from .run import MODALITIES, prepare_run, pruning
+
 
 # %% ../nbs/10a_dycoke.ipynb #ce641cba
 RELEASE_MERGING_RATIO = 0.7  # dycoke_k: the share of a pruned frame the release's evaluation drops
@@ -317,7 +319,7 @@ def _merge(self: DyCoke, features: torch.Tensor, tokens_per_frame: int, kind: Ki
                                                  self.variant)
         if not reachable:
             self._note(kind, num_frames, tokens_per_frame)
-    with torch.profiler.record_function(f"select.dycoke.{MODALITIES[kind]}"):
+    with marked(f"select.dycoke.{MODALITIES[kind]}"):
         return temporal_merge(features, tokens_per_frame, num_keep, self.variant)
 
 @patch

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 from fastcore.basics import patch
-from torch.profiler import record_function
+from .pre_llm import marked
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
@@ -398,7 +398,7 @@ def _timed(self: EncoderAttention, device, compute, kind: str):
     "Run `compute()`, adding its wall-clock time to `self.seconds` (and, counting, its operations to `self.ops`)."
     synchronize(device)
     start = time.perf_counter()
-    with torch.no_grad(), record_function(f"select.statistic.{kind}"), \
+    with torch.no_grad(), marked(f"select.statistic.{kind}"), \
             OpCounter() if self.count_ops else nullcontext() as counter:
         result = compute()
     synchronize(device)

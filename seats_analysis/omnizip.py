@@ -20,7 +20,9 @@ from .checks import check_int, check_number, single_use
 from .compat import multimodal_model, qwen3_audio_frames
 from .encoder_attention import MAX_LOGITS, attention_received
 from .layout import Kind, token_id
+from .pre_llm import marked
 from .run import MODALITIES, prepare_run, pruning
+
 
 # %% ../nbs/10b_omnizip.ipynb #b62da766
 WHOLE_AUDIO = 2 ** 31 - 1  # a window longer than any audio: the softmax runs over all of the audio's keys
@@ -377,7 +379,7 @@ def _audio(self: OmniZip, state, row, audio, video_features, saliency) -> torch.
     whole = self._whole(Kind.AUDIO)
     if whole is not None:
         return torch.full((len(audio),), whole, dtype=torch.bool, device=audio.device)
-    with torch.profiler.record_function("select.omnizip.audio"):
+    with marked("select.omnizip.audio"):
         keep, merged = audio_merge(state.hidden_states[row, audio], video_features, saliency,
                                    self.rho_audio, self.contextual_ratio, self.g)
     state.hidden_states[row, audio] = merged
@@ -389,7 +391,7 @@ def _video(self: OmniZip, video_features, video_runs, audio_runs, per_frame, aud
     whole = self._whole(Kind.VIDEO)
     if whole is not None:
         return torch.full((len(video_features),), whole, dtype=torch.bool, device=video_features.device)
-    with torch.profiler.record_function("select.omnizip.video"):
+    with marked("select.omnizip.video"):
         sizes, retention = audio_runs[:len(video_runs)], []  # audio run i guides video run i
         if sizes:
             lengths = torch.tensor(sizes, device=audio_keep.device)

@@ -25,8 +25,11 @@ NORM_EPS = 1e-8  # the release divides by |x| + 1e-8 (not max(|x|, eps)); near-t
 PICKED = -1.0  # the value a picked token takes in the running minimum `m`
 
 def marked(name: str):
-    "A profiler mark around an eager step; none inside a graph being compiled, which has no place for one."
-    return nullcontext() if torch.compiler.is_compiling() else record_function(name)
+    """A profiler mark around an eager step while a profiler records; none otherwise (entering one costs some
+    microseconds), nor inside a graph being compiled, which has no place for one."""
+    if torch.compiler.is_compiling() or not torch._C._autograd._profiler_enabled():
+        return nullcontext()
+    return record_function(name)
 
 # %% ../nbs/06_pre_llm.ipynb #f89dfa18
 def _second_smallest(dist: torch.Tensor, sync_free: bool = False) -> torch.Tensor:
@@ -284,7 +287,7 @@ class SelectionCompiler(NamedTuple):
                 options = {**INDUCTOR_OPTIONS, **list_mode_options(self.mode)}
             _COMPILED[key] = torch.compile(_own_code(function), fullgraph=True, dynamic=False, backend=backend,
                                            options=options)
-        with record_function(f"select.compiled.{function.__name__}"):  # the graph's operations, as a selection step
+        with marked(f"select.compiled.{function.__name__}"):  # the graph's operations, as a selection step
             if self.mode != "reduce-overhead":
                 return _COMPILED[key](*args)
             torch.compiler.cudagraph_mark_step_begin()  # a new replay: the last one's outputs were taken

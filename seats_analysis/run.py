@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from fastcore.basics import patch
-from torch.profiler import record_function
+from .pre_llm import marked
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -221,7 +221,7 @@ def timed(self: PrefillClock, selector):
     "`selector`, with its time counted as selection (and, for a profiler, labelled `select.selectors`)."
     def timed_selector(state):
         start = self._now()
-        with (record_function("select.selectors"), self.phase("selection"),
+        with (marked("select.selectors"), self.phase("selection"),
               OpCounter() if self.count_ops else nullcontext() as counter):
             keep = selector(state)
         latency = self._latency()

@@ -10,14 +10,14 @@ from functools import partial
 
 import torch
 from fastcore.basics import patch
-from torch.profiler import record_function
 
 from .engine import Keep
 from .inner_llm import drop_layer_keep, media_bound, modality_total, row_layouts
 from .checks import check_bool, single_use
 from .layout import Kind
 from .schedule import last_multimodal_layer, solve_keep_ratios
-from .pre_llm import SelectionCompiler, selection_compiler, windowed_keep_count, windowed_windivprune_at
+from .pre_llm import (SelectionCompiler, marked, selection_compiler, windowed_keep_count,
+                                    windowed_windivprune_at)
 from .run import MODALITIES, prepare_run, pruning
 from .schedule import Schedule
 
@@ -133,7 +133,7 @@ def stage_one(self: SeatsSelectors, state) -> Keep:
         if sum(map(sum, lengths.values())) != placeholders:
             raise ValueError(f"{placeholders} {MODALITIES[kind]} placeholders in input_ids, but the encoders "
                              f"produced {sum(map(sum, lengths.values()))}")
-        with record_function(f"select.stage_one.{MODALITIES[kind]}"):
+        with marked(f"select.stage_one.{MODALITIES[kind]}"):
             for name in recorded:
                 values = statistic.values[name].to(keep.device, torch.float32)  # (N,) in placeholder order
                 positions = statistic.flat_positions(name).to(keep.device)  # (N,)
@@ -160,7 +160,7 @@ def stage_two(self: SeatsSelectors, state, video_keep: float, audio_keep: float)
     # under left padding every row's last token is the last column; after a cut sized by bounds it is found on the
     # device (`query_relevance` without an index)
     query = [seq_len - 1] * len(state.counts) if state.lengths is None else None
-    with record_function("select.stage_two.choose"):
+    with marked("select.stage_two.choose"):
         layouts = (row_layouts(state.kinds) if state.runs is None else  # without the prompt's runs, read them
                    [((row[Kind.VIDEO], row[Kind.AUDIO]), max(runs)) for row, runs in zip(state.counts, state.runs)])
     keep = drop_layer_keep(state.hidden_states, state.layers[state.k - 1], state.position_embeddings, state.kinds,
