@@ -513,7 +513,7 @@ def sweep(thinker, processor, benchmarks: Sequence[BenchmarkSpec | str], methods
     with claimed_sweep_folder(out_dir):
         covered, failures, samples, failed, first_failure = _run_cells(
             thinker, processor, cells, out_dir, data_root, dict(records or {}), options, inputs_caches, evaluate_kwargs)
-        table = write_summary(out_dir, covered)
+        table = write_summary(out_dir, covered, specs={spec.name: spec for spec in specs})
     if failures:
         raise TooManyFailures(f"{len(failures)} cell(s) over max_errors: " + "; ".join(failures), table)
     if samples and failed == samples:

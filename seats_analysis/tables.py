@@ -79,12 +79,14 @@ def _cell_rows(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None =
     return {cell: list(merge_files(files.items(), "key", first_success).values()) for cell, files in groups.items()}
 
 
-def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
+def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
+                specs: Mapping[str, BenchmarkSpec] | None = None) -> pd.DataFrame:
     """One row per (method, ratio pair, benchmark) found in the results files under `out_dir`, with its scores; with
     `keys` ({benchmark: sample keys}), a listed benchmark's rows of those samples only (a sweep's `limit`). The
-    benchmark names the files hold are mapped to their specs once, here."""
+    benchmark names the files hold are mapped to their specs once, here, those of `specs` ({name: spec}, what a
+    caller resolved already) excepted."""
     groups = _cell_rows(out_dir, keys)
-    specs = {name: benchmark_spec(name) for name in dict.fromkeys(cell[3] for cell in groups)}
+    specs = {name: (specs or {}).get(name) or benchmark_spec(name) for name in dict.fromkeys(cell[3] for cell in groups)}
     cells = []
     for (method, video_ratio, audio_ratio, benchmark, mode), unique in groups.items():
         s = summarize(specs[benchmark], unique)
@@ -178,11 +180,12 @@ def _established(paired: pd.DataFrame | None, row: pd.Series, benchmarks: list[s
 
 # %% ../nbs/15_tables.ipynb #d2462856
 def summary_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
-                  reference: str = "seats") -> pd.DataFrame:
+                  reference: str = "seats", specs: Mapping[str, BenchmarkSpec] | None = None) -> pd.DataFrame:
     """The paper-shaped table (method, ratio, TFLOPs, per-benchmark scores, mean, % of full) from the results files
     (of the samples in `keys` for a benchmark it lists, as `cell_scores`), each score with its item count and 95%
-    interval, and per row the benchmarks where the paired comparison with `reference` establishes a difference."""
-    cells = cell_scores(out_dir, keys)
+    interval, and per row the benchmarks where the paired comparison with `reference` establishes a difference;
+    `specs` as `cell_scores`."""
+    cells = cell_scores(out_dir, keys, specs)
     benchmarks = [b for b in BENCHMARKS if b in set(cells["benchmark"])]
     index = ["method", "ratio_name", "video_ratio", "audio_ratio"]
     # one score per cell (one parser mode per folder); a cell whose every sample failed keeps its row, with no score
@@ -279,11 +282,11 @@ def paired_markdown(paired: pd.DataFrame) -> str:
 
 # %% ../nbs/15_tables.ipynb #72af202c
 def write_summary(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
-                  reference: str = "seats") -> pd.DataFrame:
-    """Rebuild the summary from the results files under `out_dir` (`keys` as `summary_table`); write summary.csv and
-    summary.md there, and with `reference`'s results the paired comparisons, paired.csv and paired.md."""
+                  reference: str = "seats", specs: Mapping[str, BenchmarkSpec] | None = None) -> pd.DataFrame:
+    """Rebuild the summary from the results files under `out_dir` (`keys`, `specs` as `summary_table`); write
+    summary.csv and summary.md there, and with `reference`'s results the paired comparisons, paired.csv and paired.md."""
     out_dir = Path(out_dir)
-    table = summary_table(out_dir, keys, reference)
+    table = summary_table(out_dir, keys, reference, specs)
     with replaced(out_dir / "summary.csv") as new:  # each file replaced whole: a reader never sees half of one
         table.to_csv(new, index=False)
     with replaced(out_dir / "summary.md") as new:
