@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['CONFIDENCE', 'ACCURACY_COLUMNS', 'BOOTSTRAP_SEED', 'BOOTSTRAP_RESAMPLES', 'BOOTSTRAP_CHUNK', 'SIGNIFICANCE',
            'PAIRED_COLUMNS', 'wilson_interval', 'check_answers', 'accuracy', 'format_accuracy', 'paired_difference',
-           'holm', 'holm_verdicts', 'paired_comparisons']
+           'holm', 'holm_verdicts', 'check_values', 'paired_continuous', 'equivalence', 'paired_comparisons']
 
 # %% ../nbs/13_stats.ipynb #9942b348
 from collections.abc import Sequence
@@ -172,49 +172,200 @@ def holm_verdicts(table: pd.DataFrame, significance: float = SIGNIFICANCE) -> pd
     p_holm = holm(table["p_value"])
     return table.assign(p_holm=p_holm, established=p_holm < significance)
 
-# %% ../nbs/13_stats.ipynb #26e61bc9
+# %% ../nbs/13_stats.ipynb #ee6cf0ac
+def check_values(values: pd.Series | Sequence, what: str = "value") -> np.ndarray:
+    """`values`, one number per item (a Series indexed by item, or a sequence), as a float array; TypeError naming the
+    first value that is not a number (True, text, None), ValueError naming the first that is not finite (NaN, inf),
+    each with its item."""
+    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    if series.dtype.kind not in "iuf":
+        is_number = np.array([isinstance(value, Real) and not isinstance(value, bool) for value in series.array],
+                             dtype=bool)
+        if not is_number.all():
+            first = int(np.argmin(is_number))
+            value = series.array[first]
+            shown = value.item() if isinstance(value, np.generic) else value
+            raise TypeError(f"{what} must be a number for every item, got {shown!r} ({type(shown).__name__}) "
+                            f"at {_item(series.index, first)}")
+    numbers = series.to_numpy(dtype=float, na_value=np.nan)
+    finite = np.isfinite(numbers)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise ValueError(f"{what} must be finite for every item, got {float(numbers[first])!r} "
+                         f"at {_item(series.index, first)}")
+    return numbers
+
+
+def _differences(first, second, check) -> np.ndarray:
+    """`first` minus `second` per item, each side checked by `check` (two Series paired by their index labels, other
+    sequences by position); at least two items."""
+    first, second = _paired(first, second)
+    first, second = check(first, "first"), check(second, "second")
+    if len(first) != len(second):
+        raise ValueError(f"paired values need the same items on both sides, got {len(first)} and {len(second)} items")
+    if len(first) < 2:
+        raise ValueError(f"a paired t-test needs at least 2 items, got {len(first)}")
+    return first.astype(float) - second.astype(float)
+
+
+def paired_continuous(first: Sequence[float], second: Sequence[float], confidence: float = CONFIDENCE) -> dict:
+    """Mean of `first` minus `second` (a number per item: two Series paired by their index labels, other sequences
+    by position) in the values' unit, its t interval and the two-sided p-value of the paired t-test; with every
+    difference the same, the interval is that difference and the p-value 1 if it is 0, else 0."""
+    confidence = check_number("confidence", confidence, 0, 1, low_open=True, high_open=True)
+    differences = _differences(first, second, check_values)
+    mean = float(differences.mean())
+    if np.ptp(differences) == 0:  # no spread: the t statistic is 0/0 or x/0
+        low = high = mean
+        p_value = 1.0 if mean == 0 else 0.0
+    else:
+        test = scipy_stats.ttest_1samp(differences, 0.0)
+        interval = test.confidence_interval(confidence)
+        low, high, p_value = float(interval.low), float(interval.high), float(test.pvalue)
+    return dict(difference=mean, ci_low=low, ci_high=high, p_value=p_value, n=len(differences))
+
+# %% ../nbs/13_stats.ipynb #90047bee
+def _is_answers(values) -> bool:
+    "Whether `values` are answers (True or False per item) rather than numbers: by their dtype, or their first value."
+    if isinstance(values, pd.Series) and values.dtype.kind in "biuf":
+        return values.dtype.kind == "b"
+    values = values.tolist() if isinstance(values, (pd.Series, np.ndarray)) else list(values)
+    return bool(values) and isinstance(values[0], (bool, np.bool_))
+
+
+def equivalence(first: Sequence, second: Sequence, margin: float, significance: float = SIGNIFICANCE) -> dict:
+    """Whether `first` and `second` (per item: True or False answers, or numbers; two Series paired by their index
+    labels, other sequences by position) are equivalent within `margin`, by two one-sided tests (TOST) with paired t
+    statistics on the per-item differences first - second (for answers -1, 0 or 1, and `margin` a share of the items:
+    0.02 is 2 points): that their mean is above -margin and that it is below margin. Returns the mean difference (in
+    the unit of `margin`), both one-sided p-values, `p_value` (TOST's: the larger) and `equivalent`: `p_value` below
+    `significance`. Differences all equal: each side's p-value is (1 - margin)^n for answers alike on all n items,
+    else 0 or 1 as the difference lies inside the margin or not."""
+    answers = _is_answers(first) or _is_answers(second)
+    margin = check_number("margin", margin, 0, 1 if answers else None, low_open=True,
+                          hint="for answers a share of the items: 0.02 is 2 points" if answers else "")
+    significance = check_number("significance", significance, 0, 1, low_open=True, high_open=True)
+    differences = _differences(first, second, check_answers if answers else check_values)
+    mean = float(differences.mean())
+    if np.ptp(differences) == 0 and answers and mean == 0:  # no discordant item
+        p_above = p_below = (1 - margin) ** len(differences)
+    elif np.ptp(differences) == 0:  # no spread: the difference is inside the margin or not
+        p_above, p_below = float(mean <= -margin), float(mean >= margin)
+    else:
+        p_above = float(scipy_stats.ttest_1samp(differences, -margin, alternative="greater").pvalue)
+        p_below = float(scipy_stats.ttest_1samp(differences, margin, alternative="less").pvalue)
+    p_value = max(p_above, p_below)
+    return dict(difference=mean, margin=margin, p_above=p_above, p_below=p_below, p_value=p_value,
+                equivalent=bool(p_value < significance), n=len(differences))
+
+# %% ../nbs/13_stats.ipynb #d95d6dee
 PAIRED_COLUMNS = ("setting", "method", "reference", "n", "difference", "ci_low", "ci_high", "p_value", "p_holm",
                   "established")
 _PAIRED_TYPES = dict(setting=str, method=str, reference=str, n=int, difference=float, ci_low=float, ci_high=float,
                      p_value=float, p_holm=float, established=bool)
 
 
-def _ids(answers: pd.Series) -> str:
+def _ids(answers: pd.Series | pd.DataFrame) -> str:
     "A few item ids of one method's answers and their types, for an error message."
     ids = list(answers.index)
     return f"{ids[:3]} ({', '.join(sorted({type(i).__name__ for i in ids}))})"
 
 
-def paired_comparisons(rows: pd.DataFrame, reference: str = "seats", every_setting: Sequence[str] = ("full",),
-                       item: str = "item", column: str = "correct", confidence: float = CONFIDENCE,
-                       seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
-    """The reference method against every other method at each of its settings, on the items both answered (in the
-    order of their ids, so the rows' order does not matter): one row each with the difference in points (reference
-    minus other), its interval and p-value, and the verdicts of `holm_verdicts` over the whole table."""
+def _paired_rows(rows: pd.DataFrame, reference: str, every_setting: Sequence[str], item: str, checks: dict) -> list:
+    """The comparisons of `paired_comparisons`: (setting, other method, the reference's values, the other's values),
+    the values being the columns of `checks` (name: its check) on the items both answered, in the order of their ids."""
     rows = pd.DataFrame(rows)
-    missing = [name for name in ("method", "setting", item, column) if name not in rows.columns]
+    missing = [name for name in ("method", "setting", item, *checks) if name not in rows.columns]
     if missing:
         raise KeyError(f"rows have no column {missing[0]!r} (they have {list(rows.columns)})")
     if reference not in set(rows["method"]):
         raise ValueError(f"no rows of the reference method {reference!r} (methods: {sorted(set(rows['method']))})")
-    answers = rows.set_index(["method", "setting", item])[column]
-    answers = pd.Series(check_answers(answers, column), index=answers.index).sort_index()
-    if not answers.index.is_unique:
+    indexed = rows.set_index(["method", "setting", item])
+    values = pd.DataFrame({name: check(indexed[name], name) for name, check in checks.items()},
+                          index=indexed.index).sort_index()
+    if not values.index.is_unique:
         raise ValueError("one method answered one item twice at one setting; pass one row per item")
-    out = []
+    pairs = []
     for setting in sorted(set(rows.loc[rows["method"] == reference, "setting"])):
-        mine = answers.loc[(reference, setting)]
+        mine = values.loc[(reference, setting)]
         others = rows.loc[(rows["setting"] == setting) | rows["method"].isin(every_setting), ["method", "setting"]]
         for method, other_setting in others.drop_duplicates().itertuples(index=False):
             if method == reference:
                 continue
-            theirs = answers.loc[(method, other_setting)]
+            theirs = values.loc[(method, other_setting)]
             shared = mine.index.intersection(theirs.index)
             if not len(shared):
                 raise ValueError(f"{reference} at {setting} and {method} at {other_setting} answered no item in common: "
                                  f"items {_ids(mine)} against {_ids(theirs)}; pair them by the same item ids")
-            result = paired_difference(mine[shared], theirs[shared], confidence, seed)
-            out.append(dict(setting=setting, method=method, reference=reference,
-                            **{k: result[k] for k in ("n", "difference", "ci_low", "ci_high", "p_value")}))
-    table = pd.DataFrame(out, columns=list(PAIRED_COLUMNS[:-2]))
-    return holm_verdicts(table)[list(PAIRED_COLUMNS)].astype(_PAIRED_TYPES)
+            pairs.append((setting, method, mine.loc[shared], theirs.loc[shared]))
+    return pairs
+
+# %% ../nbs/13_stats.ipynb #2437f5f0
+def _paired_types(margin: float | None, metric: str | None, metric_margin: float | None) -> dict:
+    "The columns of a table of `paired_comparisons` and their types: `PAIRED_COLUMNS`, then those asked for."
+    types = dict(_PAIRED_TYPES)
+    if margin is not None:
+        types |= dict(margin=float, tost_p=float, tost_p_holm=float, equivalent=bool)
+    if metric is not None:
+        types |= {f"{metric}_{k}": float for k in ("difference", "ci_low", "ci_high", "p_value", "p_holm")}
+        types |= {f"{metric}_established": bool}
+    if metric_margin is not None:
+        types |= {f"{metric}_{k}": float for k in ("margin", "tost_p", "tost_p_holm")} | {f"{metric}_equivalent": bool}
+    return types
+
+
+def _metric_columns(mine: pd.Series, theirs: pd.Series, metric: str, confidence: float,
+                    metric_margin: float | None) -> dict:
+    "A comparison's columns of `metric`; with one item, its difference, a NaN interval and p-values of 1."
+    if len(mine) < 2:
+        found = dict(difference=float(mine.iloc[0] - theirs.iloc[0]), ci_low=np.nan, ci_high=np.nan, p_value=1.0)
+    else:
+        found = paired_continuous(mine, theirs, confidence)
+    columns = {f"{metric}_{k}": found[k] for k in ("difference", "ci_low", "ci_high", "p_value")}
+    if metric_margin is not None:
+        tost_p = equivalence(mine, theirs, metric_margin)["p_value"] if len(mine) > 1 else 1.0
+        columns |= {f"{metric}_margin": metric_margin, f"{metric}_tost_p": tost_p}
+    return columns
+
+
+def _with_holm(table: pd.DataFrame, p_value: str, p_holm: str, verdict: str) -> pd.DataFrame:
+    "`table` with `p_holm`, Holm's adjustment of its column `p_value` over every row, and `verdict`: below SIGNIFICANCE."
+    adjusted = holm(table[p_value])
+    return table.assign(**{p_holm: adjusted, verdict: adjusted < SIGNIFICANCE})
+
+# %% ../nbs/13_stats.ipynb #1fa182bf
+def paired_comparisons(rows: pd.DataFrame, reference: str = "seats", every_setting: Sequence[str] = ("full",),
+                       item: str = "item", column: str = "correct", confidence: float = CONFIDENCE,
+                       seed: int = BOOTSTRAP_SEED, margin: float | None = None, metric: str | None = None,
+                       metric_margin: float | None = None) -> pd.DataFrame:
+    """The reference method against every other method at each of its settings, on the items both answered (in the
+    order of their ids, so the rows' order does not matter): one row each with the difference in points (reference
+    minus other), its interval and p-value, and the verdicts of `holm_verdicts` over the whole table; with `metric`
+    (a column of numbers per item) the same for that metric, and with `margin` (a share of the items: 0.02 is 2
+    points) and `metric_margin` (in the metric's unit) the equivalence verdicts, each Holm-adjusted over the table."""
+    if metric_margin is not None and metric is None:
+        raise ValueError(f"metric_margin={metric_margin!r} needs a metric: name its column with metric=")
+    if margin is not None:
+        margin = check_number("margin", margin, 0, 1, low_open=True, hint="a share of the items: 0.02 is 2 points")
+    if metric_margin is not None:
+        metric_margin = check_number("metric_margin", metric_margin, 0, low_open=True)
+    checks = {column: check_answers} | ({metric: check_values} if metric is not None else {})
+    out = []
+    for setting, method, mine, theirs in _paired_rows(rows, reference, every_setting, item, checks):
+        result = paired_difference(mine[column], theirs[column], confidence, seed)
+        out.append(dict(setting=setting, method=method, reference=reference,
+                        **{k: result[k] for k in ("n", "difference", "ci_low", "ci_high", "p_value")}))
+        if margin is not None:
+            tost_p = equivalence(mine[column], theirs[column], margin)["p_value"] if len(mine) > 1 else 1.0
+            out[-1] |= dict(margin=100.0 * margin, tost_p=tost_p)
+        if metric is not None:
+            out[-1] |= _metric_columns(mine[metric], theirs[metric], metric, confidence, metric_margin)
+    types = _paired_types(margin, metric, metric_margin)
+    table = holm_verdicts(pd.DataFrame(out, columns=list(types)))
+    if margin is not None:
+        table = _with_holm(table, "tost_p", "tost_p_holm", "equivalent")
+    if metric is not None:
+        table = _with_holm(table, f"{metric}_p_value", f"{metric}_p_holm", f"{metric}_established")
+    if metric_margin is not None:
+        table = _with_holm(table, f"{metric}_tost_p", f"{metric}_tost_p_holm", f"{metric}_equivalent")
+    return table[list(types)].astype(types)
