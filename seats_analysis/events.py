@@ -8,19 +8,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from datasets import Dataset, Features, Sequence, Value, Array4D
 
 from .checks import check_int
 from .media import SAMPLE_RATE
-from .synth import (COLOURS, DIRECTIONS, FPS, FRAME_SIZE, LETTERS, SECONDS, SEGMENTS, SHAPES,
-                                  _shape_mask, _split_code)
+from .synth import COLOURS, DIRECTIONS, FPS, FRAME_SIZE, LETTERS, SECONDS, SEGMENTS, SHAPES
+from .synth import _shape_mask, _split_code  # synth's shape masks and split numbering
 
 # %% auto #0
 __all__ = ['WINDOWS', 'WINDOW_FRAMES', 'WINDOW_SAMPLES', 'GRID', 'CELL_PX', 'BIG_SHAPES', 'BIG_RADIUS_PX', 'SMALL_RADIUS_PX',
            'JITTER_PX', 'MOTION_PX', 'SLOT_SECONDS', 'SLOTS', 'BEEP_HZ', 'BEEP_SECONDS', 'BUZZ_HZ', 'BUZZ_SECONDS',
            'BUZZES', 'EVENT_KINDS', 'EVENT_QUESTIONS', 'EVENT_OPTIONS', 'EVIDENCE', 'EVENT_TEST_ITEMS',
            'EVENT_FEATURES', 'Sprite', 'Sound', 'window_of_frame', 'window_of_slot', 'render_frames', 'render_audio',
-           'EventClip', 'make_event_clip', 'event_seed', 'event_index', 'make_event_item', 'event_items', 'load_events']
+           'EventClip', 'make_event_clip', 'event_seed', 'event_index', 'make_event_item', 'event_items', 'load_events',
+           'evidence_mask']
 
 # %% ../nbs/20a_events.ipynb #5b2324ab
 WINDOWS = SEGMENTS  # 2-second windows (SEATS' temporal windows): 4 frames, 128 video and 50 audio tokens each
@@ -127,6 +129,7 @@ def _streams(seed) -> list[np.random.Generator]:
 
 
 def _centre(cell: int) -> tuple[float, float]:
+    """The centre (cy, cx) of a cell of the board, numbered row by row."""
     return ((cell // GRID + 0.5) * CELL_PX, (cell % GRID + 0.5) * CELL_PX)
 
 
@@ -187,6 +190,7 @@ def _video_events(rng: np.random.Generator, kind: str, j: int, free, beep_window
 
 # %% ../nbs/20a_events.ipynb #156aefa6
 def _sound(rng: np.random.Generator, slot: int, buzz: bool, evidence: bool = False) -> Sound:
+    """A beep (at BEEP_HZ) or a buzz (at one of BUZZ_HZ) starting at `slot`, its length and loudness drawn."""
     pitch = BUZZ_HZ[rng.integers(len(BUZZ_HZ))] if buzz else BEEP_HZ
     seconds = rng.uniform(*(BUZZ_SECONDS if buzz else BEEP_SECONDS))
     return Sound(slot, float(seconds), pitch, buzz, float(rng.uniform(0.3, 0.5)), float(rng.uniform(0, 2 * np.pi)),
@@ -194,6 +198,7 @@ def _sound(rng: np.random.Generator, slot: int, buzz: bool, evidence: bool = Fal
 
 
 def _slot_in(rng: np.random.Generator, window: int) -> int:
+    """A random slot of `window`."""
     return window * SLOTS // WINDOWS + int(rng.integers(SLOTS // WINDOWS))
 
 
@@ -219,7 +224,7 @@ def _sounds(rng: np.random.Generator, kind: str, j: int, sync_slot: int | None):
 class EventClip:
     """One clip of an event question: its sprites and sounds, the frames and audio, and where the answer is."""
 
-    seed: tuple
+    seed: int | tuple  # as given to make_event_clip
     kind: str
     answer: str  # the correct option
     sprites: tuple[Sprite, ...]
@@ -245,7 +250,7 @@ def make_event_clip(seed, kind: str, letter: str) -> EventClip:
     sounds, audio_windows = _sounds(sound_rng, kind, j, sync_slot)
     sprites = tuple(big + events)
     return EventClip(
-        seed=tuple(np.atleast_1d(seed).tolist()), kind=kind, answer=EVENT_OPTIONS[kind][j], sprites=sprites,
+        seed=seed, kind=kind, answer=EVENT_OPTIONS[kind][j], sprites=sprites,
         sounds=tuple(sounds), frames=render_frames(frame_noise, sprites), audio=render_audio(audio_noise, sounds),
         evidence_windows=tuple(sorted(set(video_windows) | set(audio_windows))),
         evidence_frames=tuple(sorted(f for s in sprites if s.evidence for f in s.frames)),
@@ -293,3 +298,18 @@ EVENT_FEATURES = Features(
 def load_events(split: str, n: int, seed: int = 0) -> Dataset:
     """`n` items of `split` as a `datasets.Dataset` (numpy format)."""
     return Dataset.from_list(list(event_items(split, n, seed)), features=EVENT_FEATURES).with_format("numpy")
+
+# %% ../nbs/20a_events.ipynb #530813f9
+def evidence_mask(processor, input_ids: torch.Tensor, items) -> torch.Tensor:
+    """(B, S) bool: the tokens of each item's evidence windows, in its evidence modality."""
+    tok = processor.tokenizer
+    kinds = {"video": [tok.video_token_id], "audio": [tok.audio_token_id],
+             "both": [tok.video_token_id, tok.audio_token_id]}
+    mask = torch.zeros_like(input_ids, dtype=torch.bool)
+    for b, item in enumerate(items):
+        windows = torch.as_tensor(np.asarray(item["evidence_windows"], dtype=np.int64))
+        for token_id in kinds[str(item["evidence_modality"])]:
+            positions = (input_ids[b] == token_id).nonzero().flatten()  # (N,) in order
+            window = torch.arange(len(positions)) * WINDOWS // len(positions)
+            mask[b, positions[torch.isin(window, windows)]] = True
+    return mask
