@@ -52,7 +52,7 @@ READING_ORDER = (
     ("The methods compared", ("10_baselines", "10a_dycoke", "10b_omnizip", "11_registry", "11a_methods")),
     ("Evaluating", ("12_harness", "13_stats", "14_parsers", "14a_benchmarks", "14b_prompts", "14c_scoring",
                     "15_tables", "16_evaluate", "17_figures")),
-    ("The organisms", ("20_synth", "21_organism", "22_testing", "23_plan")),
+    ("The organisms", ("20_synth", "20a_events", "21_organism", "22_testing", "23_plan")),
     ("Results", ("30_demo", "31_organism_results", "32_ablations", "33_matched", "34_dycoke_study", "35_bench")),
     ("Clients", ("40_lmms_eval", "41_cli", "41a_main")),
 )
