@@ -14,7 +14,7 @@ from datasets import Dataset, Features, Sequence, Value, Array4D
 from .checks import check_int
 from .media import SAMPLE_RATE
 from .synth import COLOURS, DIRECTIONS, FPS, FRAME_SIZE, LETTERS, SECONDS, SEGMENTS, SHAPES
-from .synth import _shape_mask, _split_code  # synth's shape masks and split numbering
+from .synth import _option_index, _shape_mask, _split_code  # synth's checks, masks and split numbers
 
 # %% auto #0
 __all__ = ['WINDOWS', 'WINDOW_FRAMES', 'WINDOW_SAMPLES', 'GRID', 'CELL_PX', 'BIG_SHAPES', 'BIG_RADIUS_PX', 'SMALL_RADIUS_PX',
@@ -237,11 +237,7 @@ class EventClip:
 
 def make_event_clip(seed, kind: str, letter: str) -> EventClip:
     """The clip of `seed` for a question of `kind` whose answer is the option at `letter`."""
-    if kind not in EVENT_KINDS:
-        raise ValueError(f"kind={kind!r} is not one of {EVENT_KINDS}")
-    if letter not in LETTERS:
-        raise ValueError(f"letter={letter!r} is not one of {LETTERS}")
-    j = LETTERS.index(letter)
+    j = _option_index(kind, letter, EVENT_KINDS)
     scene, frame_noise, sound_rng, audio_noise = _streams(seed)
     beep_window = int(sound_rng.integers(WINDOWS))  # drawn first: only sync's flashes use it
     big, free = _board(scene)

@@ -37,6 +37,16 @@ def _item(index: pd.Index, position: int) -> str:
     return ", ".join(f"{name}={value!r}" if name else f"row {value!r}" for name, value in zip(index.names, labels))
 
 
+def _refuse_first(series: pd.Series, ok: np.ndarray, what: str, expected: str):
+    "TypeError naming the first value of `series` where `ok` is False, and its item (nothing when every value is ok)."
+    if not ok.all():
+        first = int(np.argmin(ok))
+        value = series.array[first]
+        shown = value.item() if isinstance(value, np.generic) else value
+        raise TypeError(f"{what} must be {expected} for every item, got {shown!r} ({type(shown).__name__}) "
+                        f"at {_item(series.index, first)}")
+
+
 def check_answers(values: pd.Series | Sequence, what: str = "correct") -> np.ndarray:
     """`values`, one per scored item (a Series indexed by item, or a sequence), as a boolean array; TypeError naming
     the first value that is not True or False (a NaN, the text 'True', the number 1) and its item."""
@@ -44,12 +54,7 @@ def check_answers(values: pd.Series | Sequence, what: str = "correct") -> np.nda
     if series.dtype == bool:
         return series.to_numpy()
     is_bool = np.array([isinstance(value, (bool, np.bool_)) for value in series.array], dtype=bool)
-    if not is_bool.all():
-        first = int(np.argmin(is_bool))
-        value = series.array[first]
-        shown = value.item() if isinstance(value, np.generic) else value
-        raise TypeError(f"{what} must be True or False for every item, got {shown!r} ({type(shown).__name__}) "
-                        f"at {_item(series.index, first)}")
+    _refuse_first(series, is_bool, what, "True or False")
     return series.to_numpy(dtype=object).astype(bool)
 
 # %% ../nbs/13_stats.ipynb #c6d58e3d
@@ -181,12 +186,7 @@ def check_values(values: pd.Series | Sequence, what: str = "value") -> np.ndarra
     if series.dtype.kind not in "iuf":
         is_number = np.array([isinstance(value, Real) and not isinstance(value, bool) for value in series.array],
                              dtype=bool)
-        if not is_number.all():
-            first = int(np.argmin(is_number))
-            value = series.array[first]
-            shown = value.item() if isinstance(value, np.generic) else value
-            raise TypeError(f"{what} must be a number for every item, got {shown!r} ({type(shown).__name__}) "
-                            f"at {_item(series.index, first)}")
+        _refuse_first(series, is_number, what, "a number")
     numbers = series.to_numpy(dtype=float, na_value=np.nan)
     finite = np.isfinite(numbers)
     if not finite.all():

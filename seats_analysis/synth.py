@@ -134,13 +134,18 @@ def _split_code(split: str) -> int:
     return SPLITS.index(split)
 
 
-def make_item(seed, kind: str, letter: str) -> dict:
-    """One question about the clip of `seed`, with the correct option at `letter`."""
-    if kind not in KINDS:
-        raise ValueError(f"kind={kind!r} is not one of {KINDS}")
+def _option_index(kind: str, letter: str, kinds) -> int:
+    "The index of the answer's option at `letter`, for a question of `kind`, one of `kinds`."
+    if kind not in kinds:
+        raise ValueError(f"kind={kind!r} is not one of {kinds}")
     if letter not in LETTERS:
         raise ValueError(f"letter={letter!r} is not one of {LETTERS}")
-    j = LETTERS.index(letter)
+    return LETTERS.index(letter)
+
+
+def make_item(seed, kind: str, letter: str) -> dict:
+    """One question about the clip of `seed`, with the correct option at `letter`."""
+    j = _option_index(kind, letter, KINDS)
     if kind == "visual":
         clip, options = make_clip(seed, first_colour=list(COLOURS)[j]), list(COLOURS)
     elif kind == "audio":
