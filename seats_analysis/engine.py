@@ -241,27 +241,31 @@ def _kind_counts(kinds: torch.Tensor, keep: torch.Tensor) -> tuple:
 def _host_layout(input_ids: torch.Tensor, attention_mask, config) -> tuple[tuple, tuple]:
     """(text, video, audio) real tokens and (video, audio) runs of each row, read on the host: the prompt's layout,
     before any work is queued."""
-    ids = input_ids  # (B, S), where the thinker has them: one read of the table below
-    video = (ids == token_id(config, "video")) | (ids == token_id(config, "image"))
-    audio = ids == token_id(config, "audio")
+    video = (input_ids == token_id(config, "video")) | (input_ids == token_id(config, "image"))  # (B, S)
+    audio = input_ids == token_id(config, "audio")
     kinds = video * Kind.VIDEO + audio * Kind.AUDIO  # (B, S), Kind.TEXT elsewhere
     starts = torch.ones_like(video)  # (B, S) where a run of one kind starts
     starts[:, 1:] = kinds[:, 1:] != kinds[:, :-1]
     real = (attention_mask.sum(1) if attention_mask is not None else
-            torch.full((len(ids),), ids.shape[1], device=ids.device))  # (B,)
-    table = torch.stack([real - video.sum(1) - audio.sum(1), video.sum(1), audio.sum(1),
-                         (starts & video).sum(1), (starts & audio).sum(1)], dim=1).tolist()  # (B, 5), one read
+            torch.full((len(input_ids),), input_ids.shape[1], device=input_ids.device))  # (B,)
+    videos, audios = video.sum(1), audio.sum(1)
+    table = torch.stack([real - videos - audios, videos, audios, (starts & video).sum(1), (starts & audio).sum(1)],
+                        dim=1).tolist()  # (B, 5), computed where the ids are and read once
     return tuple(tuple(row[:3]) for row in table), tuple(tuple(row[3:]) for row in table)
 
 
 # %% ../nbs/02_engine.ipynb #9b6bd44b
-def _packed_index(keep: torch.Tensor, new_len: int | None = None, real_first: bool = False) -> tuple:
+def _packed_index(keep: torch.Tensor, new_len: int | None = None, real_first: bool = False,
+                  exact: bool = False) -> tuple:
     """Gather index (B, S_new) that packs each row's kept positions to the right (with `real_first`, to the left), and
     the new padding mask; the length S_new (the most any row keeps) is read from the device unless given. A row that
-    keeps more than `new_len` loses its last kept positions (a cut sized by a bound that did not hold)."""
+    keeps more than `new_len` loses its last kept positions (a cut sized by a bound that did not hold). With `exact`, a
+    batch of one keeps exactly `new_len` positions, so it has no padding."""
     batch, seq_len = keep.shape
-    if batch == 1 and new_len is not None and real_first:  # one row, its kept positions first (-1 after the last)
+    if batch == 1 and new_len is not None and (exact or real_first):  # one row: its kept positions (-1 after the last)
         index = keep[0].nonzero_static(size=new_len).view(1, new_len)  # (1, S_new)
+        if exact:  # it keeps `new_len` positions: nothing to pad
+            return index, torch.ones_like(index, dtype=torch.bool)
         padding_mask = torch.arange(new_len, device=keep.device)[None] < keep.sum()  # (1, S_new)
         return torch.where(padding_mask, index, index[:, :1]), padding_mask  # pads repeat a kept one
     counts = keep.sum(1)  # (B,)
@@ -429,7 +433,7 @@ def _first_state(self: DropRun, decoder, hidden, attention_mask, position_ids, t
                           thinker=self.thinker, decoder=decoder, text_position_ids=text_position_ids,
                           visual_pos_masks=visual_position_mask(visual_pos_masks),
                           deepstack_embeds=deepstack_embeds, counts=counts, runs=runs)
-        unpadded = counts is not None and all(sum(row) == seq_len for row in counts)  # known without a read
+        unpadded = _known_unpadded(state)
         mask = causal_mask(decoder.config, hidden, None if unpadded else attention_mask, cache, text_position_ids)
         causal_skip = unpadded and mask is None  # the cut states' masks are None too (`_causal_mask`)
         copy_of = _copied_rows(self._input_ids, hidden, position_ids, padding_mask)  # (B,)
@@ -523,11 +527,7 @@ def cut(state: DropState, keep: torch.Tensor, cache=None, counts: tuple | None =
     before = _kind_counts(state.kinds, state.padding_mask) if state.counts is None else state.counts
     new_len = max(map(sum, counts)) if lengths is None else max(lengths)
     exact = len(keep) == 1 and lengths is None and state.lengths is None  # one row, holding `counts` (checked) tokens
-    if exact:  # its kept positions, in order: nothing to pad
-        index = keep[0].nonzero_static(size=new_len).view(1, new_len)  # (1, S_new)
-        padding_mask = torch.ones_like(index, dtype=torch.bool)
-    else:
-        index, padding_mask = _packed_index(keep, new_len, real_first=lengths is not None)  # (B, S_new)
+    index, padding_mask = _packed_index(keep, new_len, real_first=lengths is not None, exact=exact)  # (B, S_new)
     if isinstance(cache, CacheCuts):
         cache.add(state.k, index)
     elif cache is not None:
