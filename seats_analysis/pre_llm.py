@@ -240,9 +240,9 @@ def windowed_windivprune(features: torch.Tensor, attention: torch.Tensor | None,
 
 # %% ../nbs/06_pre_llm.ipynb #06c3fad9
 _COMPILED = {}  # (function, compiler, layout) -> its compiled graph, one per process
-COMPILE_MIN_TORCH = Version("2.14")  # checked on 2.14.1 and 2.15; torch 2.8's inductor fuses the first pick wrong
+COMPILE_MIN_TORCH = Version("2.11")  # checked on 2.11, 2.14.1 and 2.15; torch 2.8's inductor fuses the first pick wrong
 TORCH_VERSION = Version(torch.__version__)
-CAN_COMPILE = TORCH_VERSION.release >= COMPILE_MIN_TORCH.release  # as numbers: "2.8" sorts after "2.14" as text
+CAN_COMPILE = TORCH_VERSION.release >= COMPILE_MIN_TORCH.release  # as numbers: "2.8" sorts after "2.11" as text
 COMPILE_BACKENDS = {"default": "inductor", "reduce-overhead": "inductor"}  # fused kernels; CUDA graphs in the second
 INDUCTOR_OPTIONS = {"cpp.enable_kernel_profile": True, "emulate_precision_casts": True}
 
