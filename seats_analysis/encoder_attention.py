@@ -205,6 +205,11 @@ MASK_INDEXED_OPS = {"index", "index_put", "index_put_", "_index_put_impl_"}  # s
 def _device_of(x) -> torch.device | None:
     return x.device if isinstance(x, torch.Tensor) else None
 
+def _between_host_and_device(source: torch.device | None, target) -> bool:
+    "Whether a copy from `source` to `target` has one end on the host and the other on an accelerator."
+    ends = {source.type, torch.device(target).type} if source is not None else set()
+    return "cpu" in ends and len(ends - {"meta"}) == 2
+
 def host_sync(func, args: tuple = (), kwargs: dict | None = None) -> bool:
     """Whether an aten operation makes the host wait for a GPU: a value read on the host, an output whose size depends on
     the values (`nonzero`, `masked_select`, boolean-mask indexing, `unique`, `bincount`, `repeat_interleave` without
@@ -216,16 +221,17 @@ def host_sync(func, args: tuple = (), kwargs: dict | None = None) -> bool:
         return False
     if name in SYNCING_OPS:
         return True
-    if name in MASK_INDEXED_OPS:
+    if name in MASK_INDEXED_OPS:  # a value written from the host is copied first (seen on CUDA: `x[index] = True`)
         indices = args[1] if len(args) > 1 else kwargs.get("indices", ())
-        return any(isinstance(t, torch.Tensor) and t.dtype in (torch.bool, torch.uint8) for t in indices)
+        values = None if name == "index" else args[2] if len(args) > 2 else kwargs.get("values")
+        return (any(isinstance(t, torch.Tensor) and t.dtype in (torch.bool, torch.uint8) for t in indices)
+                or _between_host_and_device(_device_of(values), args[0].device))
     if name == "repeat_interleave":  # the Tensor overloads: the output's length is the sum of the repeats
         return isinstance(args[0] if args else kwargs.get("repeats"), torch.Tensor) and kwargs.get("output_size") is None
     if name in ("_to_copy", "copy_") and not kwargs.get("non_blocking", len(args) > 2 and args[2] is True):
         source = _device_of(args[1] if name == "copy_" else args[0])
         target = _device_of(args[0]) if name == "copy_" else kwargs.get("device") or source
-        ends = {source.type, torch.device(target).type} if source is not None else set()
-        return "cpu" in ends and len(ends - {"meta"}) == 2  # one end on the host, the other on an accelerator
+        return _between_host_and_device(source, target)
     return False
 
 # %% ../nbs/06a_encoder_attention.ipynb #a32b4d85

@@ -226,7 +226,8 @@ def _select_chunk(chunk: list[tuple], size: int, keeps: list):
         # each window keeps its first picks: a greedy's first k picks do not depend on how many follow
         offsets = torch.arange(windows.start + first * windows.length, windows.start + stop * windows.length,
                                windows.length, device=picked.device)  # (w,) each window's first token
-        keeps[windows.part][(picked[row:row + stop - first, :windows.budget] + offsets[:, None]).flatten()] = True
+        picks = (picked[row:row + stop - first, :windows.budget] + offsets[:, None]).flatten()
+        keeps[windows.part].index_fill_(0, picks, True)  # `keep[picks] = True` would copy True from the host
         row += stop - first
 
 # %% ../nbs/06_pre_llm.ipynb #5759e2a4
