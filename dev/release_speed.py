@@ -56,6 +56,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from scipy.stats import binom
 import transformers
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
@@ -67,7 +68,7 @@ from release_forwards import (FORWARD_SCHEDULE, Recorder, boundaries, config_fil
 from release_omnizip import RELEASE_DEFAULTS, SETTINGS as OMNIZIP_SETTINGS, release_method  # noqa: E402
 from release_positions import COMMIT as SEATS_COMMIT, NUM_LAYERS, THINKER_SEED  # noqa: E402
 
-from seats_analysis.bench import clip_inputs  # noqa: E402
+from seats_analysis.bench import clip_inputs, code_revision  # noqa: E402
 from seats_analysis.compat import multimodal_model, text_model  # noqa: E402
 from seats_analysis.catalog import RATIO_PAIRS  # noqa: E402
 from seats_analysis.layout import Kind, temporal_windows, token_id, token_kinds  # noqa: E402
@@ -315,8 +316,26 @@ SIDES = {"release": "release", "eager": "ours_eager", "compiled": "ours_compiled
 PARTS = ("encoders", "selection", "rest", "statistic")
 
 
+def median_interval(values: list, level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of `values`: the order statistics k and n + 1 - k, with the largest k
+    whose coverage (from the binomial law of how many values fall below the median) is at least `level`."""
+    ordered, n = sorted(values), len(values)
+    k = max([k for k in range(1, n // 2 + 1) if 1 - 2 * binom.cdf(k - 1, n, 0.5) >= level], default=None)
+    return (float("nan"), float("nan")) if k is None else (ordered[k - 1], ordered[n - k])
+
+
+def paired_ratio(ours: list, release: list) -> tuple[float, float, float]:
+    """Median over the rounds of ours / release, each round's two prefills run next to each other, and its 95%
+    interval (`median_interval`): what drifts between rounds (other work on the machine) cancels within a round."""
+    if not ours:
+        return float("nan"), float("nan"), float("nan")
+    ratios = [o["prefill"] / r["prefill"] for o, r in zip(ours, release)]
+    return (statistics.median(ratios), *median_interval(ratios))
+
+
 def row(method: str, setting: str, settings: str, times: dict, same: dict) -> dict:
-    "One table row: per side the medians of the prefill and of its parts (rest: prefill - encoders - selection)."
+    """One table row: per side the medians of the prefill and of its parts (rest: prefill - encoders - selection), and
+    ours against the release round by round (`paired_ratio`)."""
     out = dict(method=method, setting=setting, settings=settings)
     for side, prefix in SIDES.items():
         parts = [dict(t, rest=t["prefill"] - t["encoders"] - t["selection"]) for t in times.get(side, [])]
@@ -326,6 +345,8 @@ def row(method: str, setting: str, settings: str, times: dict, same: dict) -> di
         out.update({f"{prefix}_{part}_ms": 1e3 * median(part) for part in PARTS})
     for side in ("eager", "compiled"):
         out[f"{side}_over_release_prefill"] = out[f"ours_{side}_prefill_s"] / out["release_prefill_s"]
+        (out[f"{side}_over_release_paired"], out[f"{side}_paired_low"],
+         out[f"{side}_paired_high"]) = paired_ratio(times.get(side, []), times["release"])
     for side in ("eager", "compiled"):
         out[f"same_kept_{side}"] = same.get(side)
     return out
@@ -431,21 +452,22 @@ def machine() -> str:
 
 PREFILL_COLUMNS = ["method", "setting", "torch", "transformers", "release_prefill_s", "ours_eager_prefill_s",
                    "ours_compiled_prefill_s", "eager_over_release_prefill", "compiled_over_release_prefill",
-                   "same_kept_eager", "same_kept_compiled"]
+                   "eager_over_release_paired", "eager_paired_low", "eager_paired_high", "compiled_over_release_paired",
+                   "compiled_paired_low", "compiled_paired_high", "same_kept_eager", "same_kept_compiled"]
 PART_COLUMNS = [f"{prefix}_{part}_ms" for prefix in SIDES.values() for part in PARTS]
-COLUMNS = PREFILL_COLUMNS + PART_COLUMNS + ["settings", "seconds", "tokens", "windows", "repeats", "threads", "cpu"]
+COLUMNS = PREFILL_COLUMNS + PART_COLUMNS + ["settings", "seconds", "tokens", "windows", "repeats", "threads", "cpu",
+                                             "revision"]
 KERNEL_COLUMNS = ["method", "torch", "transformers", "seconds", "side", "phase", "op", "calls"]
 
 
 def replace_environment(path: Path, new: pd.DataFrame, columns: list, seconds: float) -> pd.DataFrame:
-    """`path`'s rows of other environments (torch, transformers) or clips (seconds) and `new`'s, written back; a file
-    of other columns is replaced."""
+    """`path`'s rows of other environments (torch, transformers), clips (seconds) or methods and `new`'s, written back;
+    rows written before a column existed keep it empty."""
     if path.exists():
-        old = pd.read_csv(path)
-        if list(old.columns) == columns:
-            here = ((old.torch == torch.__version__) & (old.transformers == transformers.__version__)
-                    & (old.seconds == seconds))
-            new = pd.concat([old[~here], new], ignore_index=True)
+        old = pd.read_csv(path).reindex(columns=columns)
+        here = ((old.torch == torch.__version__) & (old.transformers == transformers.__version__)
+                & (old.seconds == seconds) & old.method.isin(new.method))
+        new = pd.concat([old[~here], new], ignore_index=True)
     table = new[columns]
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
@@ -496,8 +518,13 @@ def describe(table: pd.DataFrame, kernels: pd.DataFrame) -> str:
         "- `release_prefill_s`, `ours_eager_prefill_s`, `ours_compiled_prefill_s`: the timed thinker call; for SEATS "
         "the release's own patched thinker class, for OmniZip and DyCoke the stock thinker with the release's "
         "functions on the LLM input (see the script's docstring); ours without and with `compiled=True` (SEATS "
-        "only; empty where `seats_analysis.pre_llm.CAN_COMPILE` is false, torch < 2.14). `*_over_release_prefill`: "
-        "ours / release.\n"
+        "only; empty where `seats_analysis.pre_llm.CAN_COMPILE` is false, torch < 2.11). `*_over_release_prefill`: "
+        "ours / release, of the medians. `*_over_release_paired`: the median over the rounds of ours / release, the "
+        "two prefills of a round run next to each other, so that what drifts between rounds (other work on the "
+        "machine) cancels; `*_paired_low` and `*_paired_high` its 95% interval (order statistics of the rounds' "
+        "ratios, distribution-free). Ours is slower than the release where `*_paired_low` is above 1, faster where "
+        "`*_paired_high` is below 1. `revision`: this project's code revision (empty: a row written before the "
+        "column existed).\n"
         "- `*_encoders_ms`: inside the vision and audio encoders, from forward hooks on `visual` and `audio_tower` "
         "(the encoder statistic included: both sides compute it there).\n"
         "- `*_selection_ms`: the selection outside the encoders. Release: time inside its selection functions, "
@@ -560,7 +587,7 @@ def main(argv=None):
     environment = dict(torch=torch.__version__, transformers=transformers.__version__)
     new = pd.DataFrame(rows).assign(**environment, seconds=args.seconds, tokens=len(kinds), windows=windows,
                                     repeats=args.repeats,
-                                    threads=torch.get_num_threads(), cpu=machine())
+                                    threads=torch.get_num_threads(), cpu=machine(), revision=code_revision())
     table = replace_environment(args.out.with_suffix(".csv"), new, COLUMNS, args.seconds)
     kernel_rows = pd.DataFrame(kernels, columns=[c for c in KERNEL_COLUMNS if c not in ("torch", "transformers",
                                                                                           "seconds")])
