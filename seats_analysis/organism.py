@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,8 @@ from transformers import (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditi
 
 from .checks import check_int, check_number, check_ratio
 from .engine import drop_tokens
+from .events import (BIG_SHAPES, EVENT_KINDS, EVENT_OPTIONS, EVENT_QUESTIONS, SLOT_SECONDS, WINDOWS,
+                                   event_index, make_event_clip, window_of_frame)
 from .harness import OptionLogits, run_samples
 from .layout import REMOVED_KINDS, Kind, drop_kinds, token_kinds
 from .schedule import Schedule
@@ -34,17 +37,20 @@ from .compat import (multimodal_model, processor_from_pretrained, rope_fields, s
 import seats_analysis
 from .stand_ins import FAMILIES, offline_processor
 from .stats import accuracy
-from .synth import (COLOURS, DIRECTIONS, KINDS, LETTERS, PITCHES_HZ, SECONDS, SEGMENTS,
+from .synth import (COLOURS, DIRECTIONS, FPS, FRAME_SIZE, KINDS, LETTERS, PITCHES_HZ, SECONDS, SEGMENTS,
                                   answer_token_ids, fast_inputs, item_seed, make_item, media_ids,
                                   synth_items)
+from .synth import _shape_mask  # the shapes' pixels, as the clips draw them
 
 # %% auto #0
-__all__ = ['ORGANISMS', 'PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'ORGANISM_PATCH_SIZE', 'organism_dir', 'organism_path',
-           'organism_processor', 'organism_config', 'thinker_class', 'build_organism', 'upcycle', 'predict',
-           'accuracy_by_kind', 'model_accuracy', 'save_training_state', 'load_training_state', 'audio_token_labels',
-           'video_token_labels', 'audio_time_colours', 'kind_weights', 'TrainSettings', 'TrainBatches',
-           'AuxiliaryHeads', 'teacher_features', 'distill_loss', 'training_losses', 'distill_losses',
-           'distill_encoders', 'train', 'load_organism', 'default_schedule', 'modality_predictions', 'modality_check']
+__all__ = ['ORGANISMS', 'PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'ORGANISM_PATCH_SIZE', 'SOUND_CLASSES', 'TRAIN_TASKS',
+           'RECIPE_FILE', 'organism_dir', 'organism_path', 'organism_processor', 'organism_config', 'thinker_class',
+           'build_organism', 'upcycle', 'predict', 'accuracy_by_kind', 'model_accuracy', 'save_training_state',
+           'load_training_state', 'audio_token_labels', 'video_token_labels', 'audio_time_colours', 'kind_weights',
+           'event_train_items', 'event_video_labels', 'event_audio_labels', 'event_beep_colours', 'synth_token_labels',
+           'event_token_labels', 'TrainTask', 'train_task', 'TrainSettings', 'TrainBatches', 'AuxiliaryHeads',
+           'teacher_features', 'distill_loss', 'training_losses', 'distill_losses', 'distill_encoders',
+           'training_recipe', 'train', 'load_organism', 'default_schedule', 'modality_predictions', 'modality_check']
 
 # %% ../nbs/21_organism.ipynb #531a8a11
 ORGANISMS = {"qwen2_5": "organism", "qwen3": "organism_qwen3"}  # family -> the folder name of its organism
@@ -248,11 +254,11 @@ def predict(model, processor, items, batch_size: int = 32, selectors: dict | Non
 
 
 def accuracy_by_kind(items, predictions: list[str]) -> dict[str, float]:
-    "Accuracy in percent (`stats.accuracy`) per question kind and overall of `predictions` (letters) on `items`."
+    "Accuracy in percent (`stats.accuracy`) per question kind (synth's or the events') and overall of `predictions` on `items`."
     answers = pd.DataFrame(dict(kind=[str(item["kind"]) for item in items],
                                 correct=[p == str(item["answer"]) for item, p in zip(items, predictions, strict=True)]))
     by_kind = accuracy(answers, by="kind")["accuracy"]
-    return {**{kind: float(by_kind[kind]) for kind in KINDS if kind in by_kind.index},
+    return {**{kind: float(by_kind[kind]) for kind in (*KINDS, *EVENT_KINDS) if kind in by_kind.index},
             "overall": float(accuracy(answers).loc["overall", "accuracy"])}
 
 
@@ -265,7 +271,6 @@ def model_accuracy(model, processor, items, batch_size: int = 32, selectors: dic
     predictions = predict(model, processor, items, batch_size, selectors, inputs_fn)
     model.train(was_training)
     return accuracy_by_kind(items, predictions)
-
 
 # %% ../nbs/21_organism.ipynb #0c99f65f
 def save_training_state(path, **state):
@@ -326,6 +331,111 @@ def kind_weights(acc: dict | None, floor: float = 0.15) -> np.ndarray:
         w = np.array([1.0 - acc[k] + floor for k in KINDS])
     return w / w.sum()
 
+# %% ../nbs/21_organism.ipynb #3d9b4227
+def event_train_items(split: str, n: int, seed: int = 0, start: int = 0):
+    """`event_items` with what the auxiliary labels read: each clip's `sprites` and `sounds`."""
+    for row in event_index(split, n, seed, start):
+        kind, clip = row["kind"], make_event_clip(row["seed"], row["kind"], row["answer"])
+        yield dict(id=row["id"], kind=kind, question=EVENT_QUESTIONS[kind], options=list(EVENT_OPTIONS[kind]),
+                   answer=row["answer"], frames=clip.frames, audio=clip.audio, sprites=clip.sprites, sounds=clip.sounds)
+
+# %% ../nbs/21_organism.ipynb #01addf93
+def _direction(sprite) -> int:
+    "1 + the DIRECTIONS index of a sprite's travel from its first centre to its last; 0 when it stays put."
+    (y0, x0), (y1, x1) = sprite.centres[0], sprite.centres[-1]
+    if (y0, x0) == (y1, x1):
+        return 0
+    if abs(x1 - x0) >= abs(y1 - y0):
+        return 1 + DIRECTIONS.index("right" if x1 > x0 else "left")
+    return 1 + DIRECTIONS.index("down" if y1 > y0 else "up")
+
+
+def event_video_labels(items, merge_size: int = 2, patch_size: int = 14,
+                       temporal_patch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per merged video token of `event_train_items`: the colour of the small event sprite covering at least
+    `patch_size` of its pixels in a frame (0 none, 1 + COLOURS index) and the way it moves (0 still or none,
+    1 + DIRECTIONS index); (B * N,)."""
+    side = merge_size * patch_size  # pixels covered by one merged token
+    cells, grids = FRAME_SIZE // side, SECONDS * FPS // temporal_patch_size
+    colours, directions = [], []
+    for it in items:
+        colour, direction = np.zeros((2, grids, cells, cells), dtype=np.int64)  # (grid_t, rows, columns) each
+        for s in it["sprites"][BIG_SHAPES:]:  # the large distractors come first
+            for frame, (cy, cx) in zip(s.frames, s.centres):
+                cover = _shape_mask(s.shape, cy, cx, s.radius).reshape(cells, side, cells, side).sum((1, 3))
+                colour[frame // temporal_patch_size][cover >= patch_size] = 1 + list(COLOURS).index(s.colour)
+                direction[frame // temporal_patch_size][cover >= patch_size] = _direction(s)
+        colours.append(colour.reshape(-1))
+        directions.append(direction.reshape(-1))
+    return torch.from_numpy(np.concatenate(colours)), torch.from_numpy(np.concatenate(directions))
+
+# %% ../nbs/21_organism.ipynb #a1a15d4b
+SOUND_CLASSES = ("silence", "beep", "buzz")  # the audio head's labels of an events clip
+
+
+def event_audio_labels(items, tokens_per_clip: int) -> torch.Tensor:
+    """Per audio token of each clip of `event_train_items`: what sounds at its middle, an index of SOUND_CLASSES;
+    (B * tokens,)."""
+    middles = (np.arange(tokens_per_clip) + 0.5) * SECONDS / tokens_per_clip  # (tokens,) in seconds
+    rows = np.zeros((len(items), tokens_per_clip), dtype=np.int64)
+    for row, it in zip(rows, items):
+        for s in it["sounds"]:
+            start = s.slot * SLOT_SECONDS
+            row[(middles >= start) & (middles < start + s.seconds)] = SOUND_CLASSES.index("buzz" if s.buzz else "beep")
+    return torch.from_numpy(rows.reshape(-1))
+
+
+def event_beep_colours(items, tokens_per_clip: int) -> torch.Tensor:
+    """Per audio token of each clip of `event_train_items`: while a beep sounds, 1 + the COLOURS index of the small
+    sprite shown in the beep's window (0 when none is, and where no beep sounds); (B * tokens,)."""
+    beeping = event_audio_labels(items, tokens_per_clip).reshape(len(items), -1) == SOUND_CLASSES.index("beep")
+    window = np.arange(tokens_per_clip) * WINDOWS // tokens_per_clip  # (tokens,)
+    rows = []
+    for it, beeps in zip(items, beeping):
+        shown = {window_of_frame(f): 1 + list(COLOURS).index(s.colour) for s in it["sprites"][BIG_SHAPES:] for f in s.frames}
+        rows.append(torch.where(beeps, torch.tensor([shown.get(int(w), 0) for w in window]), 0))
+    return torch.cat(rows)
+
+# %% ../nbs/21_organism.ipynb #2a2c9889
+def synth_token_labels(items, tokens_per_clip: int) -> dict[str, torch.Tensor]:
+    "The auxiliary labels of a batch of synth items whose clips have `tokens_per_clip` audio tokens each."
+    colours, directions = video_token_labels(items)
+    return dict(audio=audio_token_labels(items, tokens_per_clip), colour=colours, direction=directions,
+                align=audio_time_colours(items, tokens_per_clip))
+
+
+def event_token_labels(items, tokens_per_clip: int) -> dict[str, torch.Tensor]:
+    "The auxiliary labels of a batch of `event_train_items` whose clips have `tokens_per_clip` audio tokens each."
+    colours, directions = event_video_labels(items)
+    return dict(audio=event_audio_labels(items, tokens_per_clip), colour=colours, direction=directions,
+                align=event_beep_colours(items, tokens_per_clip))
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    "A task `train` can learn."
+
+    name: str
+    items: Callable  # (split, n, seed, start) -> items, kind and letter cycling
+    labels: Callable  # (items, audio tokens per clip) -> dict of audio, colour, direction and align labels
+    audio_classes: int  # of the head on the audio tower's tokens
+    align_classes: int  # of the head on the decoder's output at audio positions
+    late_removal: bool  # whether its recipe may remove the media before a fixed layer
+
+
+TRAIN_TASKS = {
+    "synth": TrainTask("synth", synth_items, synth_token_labels, 1 + len(PITCHES_HZ), len(COLOURS), late_removal=True),
+    "events": TrainTask("events", event_train_items, event_token_labels, len(SOUND_CLASSES), 1 + len(COLOURS),
+                        late_removal=False),
+}
+
+
+def train_task(name: str) -> TrainTask:
+    "The record of the task `name` (a key of `TRAIN_TASKS`)."
+    if name not in TRAIN_TASKS:
+        raise ValueError(f"task={name!r} is not one of {tuple(TRAIN_TASKS)}")
+    return TRAIN_TASKS[name]
+
 # %% ../nbs/21_organism.ipynb #c32bd85f
 @dataclass(frozen=True)
 class TrainSettings:
@@ -359,32 +469,31 @@ class TrainSettings:
 
 # %% ../nbs/21_organism.ipynb #1437ccc2
 class TrainBatches(torch.utils.data.Dataset):
-    """Batch `i` of the training stream: train items `i * batch_size ...` (kind and letter cycling as in
-    `synth_items`, so a batch is balanced and no clip is seen twice) with their model inputs and token labels."""
+    """Batch `i` of the training stream of `task`: train items `i * batch_size ...` (kind and letter cycling, so a
+    batch is balanced and no clip is seen twice) with their model inputs and token labels."""
 
-    def __init__(self, processor, batch_size: int, seed: int = 0):
-        self.processor, self.batch_size, self.seed = processor, batch_size, seed
+    def __init__(self, processor, batch_size: int, seed: int = 0, task: TrainTask = TRAIN_TASKS["synth"]):
+        self.processor, self.batch_size, self.seed, self.task = processor, batch_size, seed, task
         self.media, self.letters = media_ids(processor), answer_token_ids(processor)
 
     def __getitem__(self, i: int) -> tuple[dict, dict]:
-        items = list(synth_items("train", self.batch_size, self.seed, start=i * self.batch_size))
+        items = list(self.task.items("train", self.batch_size, self.seed, start=i * self.batch_size))
         inputs = fast_inputs(self.processor, items, self.media)
         tokens = int((inputs.input_ids[0] == self.processor.tokenizer.audio_token_id).sum())  # a clip's audio tokens
-        colours, directions = video_token_labels(items)
         labels = dict(answer=torch.tensor([self.letters[LETTERS.index(it["answer"])] for it in items]),
-                      audio=audio_token_labels(items, tokens), colour=colours, direction=directions,
-                      align=audio_time_colours(items, tokens))
+                      **self.task.labels(items, tokens))
         return inputs, labels
 
 
 class AuxiliaryHeads(nn.Module):
-    "The linear heads of the auxiliary losses: used in training only, not saved with the model."
+    """The linear heads of the auxiliary losses of `task`: used in training only, not saved with the model. `pitch`
+    reads the audio tower's tokens (synth: the beep's pitch; events: silence, beep or buzz)."""
 
-    def __init__(self, audio_width: int, width: int):
+    def __init__(self, audio_width: int, width: int, task: TrainTask = TRAIN_TASKS["synth"]):
         super().__init__()
-        self.pitch = nn.Linear(audio_width, 1 + len(PITCHES_HZ))
+        self.pitch = nn.Linear(audio_width, task.audio_classes)
         self.colour, self.direction = nn.Linear(width, 1 + len(COLOURS)), nn.Linear(width, 1 + len(DIRECTIONS))
-        self.align = nn.Linear(width, len(COLOURS))
+        self.align = nn.Linear(width, task.align_classes)
 
 # %% ../nbs/21_organism.ipynb #1ceeb6eb
 @contextmanager
@@ -542,34 +651,62 @@ def _validate(model, processor, val_items: list, losses: list[dict], log_path: P
         **{f"val_{k}": round(v, 2) for k, v in acc.items()}, elapsed_s=round(elapsed_before + time.time() - t0)))
     return acc
 
+# %% ../nbs/21_organism.ipynb #dab5f1a8
+RECIPE_FILE = "training_recipe.json"  # written beside every model `train` saves
+
+
+def training_recipe(task: TrainTask, settings: TrainSettings, family: str, teacher: bool) -> dict:
+    "What `train` was asked for, as `RECIPE_FILE` beside the saved model records it."
+    return dict(task=task.name, family=family, teacher=teacher, settings=dataclasses.asdict(settings))
+
+
+def _save_model(folder: Path, model, processor, recipe: dict):
+    "Save the model, its processor and the recipe that trained it to `folder`."
+    model.save_pretrained(folder)
+    save_processor(processor, folder)
+    (Path(folder) / RECIPE_FILE).write_text(json.dumps(recipe, indent=1))
+
+
+def _check_recipe(task: TrainTask, settings: TrainSettings, model):
+    "Refuse a late removal where `task`'s recipe names no layer, and a removal layer outside the model's depth."
+    if settings.late_removal > 0 and not task.late_removal:
+        raise ValueError(f"late_removal={settings.late_removal} removes the video and audio before layer "
+                         f"{settings.late_removal_layer}, a fixed depth; the {task.name} recipe names no layer "
+                         "(use late_removal=0)")
+    if task.late_removal:
+        check_int("late_removal_layer", settings.late_removal_layer, 1, len(text_model(model).layers), "1-based")
+
 # %% ../nbs/21_organism.ipynb #8f61de48
 def train(out_dir=None, settings: TrainSettings | None = None, model=None, processor=None, state_path=None,
           time_limit_s: float | None = None, num_workers: int = 0, progress: bool = True, family: str = "qwen2_5",
-          teacher=None, **changes):
-    """Train the organism of `family` (a new one unless `model` is given) on its device; save the best model and
-    processor to `out_dir` (the family's organism folder by default) and append the curve to its
-    `training_log.csv`; return the model. `changes` replace fields of `settings` (`train(steps=100)`); `num_workers`
-    processes build the batches; with a `teacher` (a trained organism) the encoders also learn its outputs."""
-    settings = dataclasses.replace(settings or TrainSettings(), **changes)
+          teacher=None, task: str = "synth", keep_checkpoints: bool = False, **changes):
+    """Train the organism of `family` (a new one unless `model` is given) on `task` (a key of `TRAIN_TASKS`) on its
+    device; save the best model, processor and recipe to `out_dir` (the family's organism folder by default) and
+    append the curve to its `training_log.csv`; return the model. `changes` replace fields of `settings`
+    (`train(steps=100)`); `num_workers` processes build the batches; with a `teacher` (a trained organism) the
+    encoders also learn its outputs; with `keep_checkpoints` every validated model is also kept, in
+    `out_dir/checkpoints/step_<step>`."""
+    settings, task = dataclasses.replace(settings or TrainSettings(), **changes), train_task(task)
     if time_limit_s is not None:
         check_number("time_limit_s", time_limit_s, 0, low_open=True, hint="or None for no limit")
     check_int("num_workers", num_workers, 0)
     out_dir = organism_path(family) if out_dir is None else out_dir
     processor = processor or organism_processor(family)
     model = model or build_organism(organism_config(processor), seed=settings.seed)
-    check_int("late_removal_layer", settings.late_removal_layer, 1, len(text_model(model).layers), "1-based")
+    _check_recipe(task, settings, model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.train()
     device = model.device
     teacher = None if teacher is None else teacher.eval().to(device)
+    recipe = training_recipe(task, settings, _family(processor), teacher is not None)
     heads = AuxiliaryHeads(multimodal_model(model).audio_tower.config.output_dim,
-                           model.config.text_config.hidden_size).to(device)
+                           model.config.text_config.hidden_size, task).to(device)
     opt = _optimizer(model, heads, settings)
     base_lrs = [g["lr"] for g in opt.param_groups]
     start, best, elapsed_before = _resume(state_path, model, heads, opt)
-    val_items = list(synth_items("validation", settings.n_val, settings.seed))
-    batches = torch.utils.data.DataLoader(TrainBatches(processor, settings.batch_size, settings.seed),
+    val_items = list(task.items("validation", settings.n_val, settings.seed))
+    batches = torch.utils.data.DataLoader(TrainBatches(processor, settings.batch_size, settings.seed, task),
                                           sampler=range(start, settings.steps), batch_size=None,
                                           num_workers=num_workers)
     t0, losses = time.time(), []
@@ -586,8 +723,9 @@ def train(out_dir=None, settings: TrainSettings | None = None, model=None, proce
             bar.write(f"step {step}: validation {acc}")
             if acc["overall"] >= best:
                 best = acc["overall"]
-                model.save_pretrained(out_dir)
-                save_processor(processor, out_dir)
+                _save_model(out_dir, model, processor, recipe)
+            if keep_checkpoints:
+                _save_model(out_dir / "checkpoints" / f"step_{step}", model, processor, recipe)
             if state_path is not None:
                 save_training_state(state_path, model=model.state_dict(), heads=heads.state_dict(),
                                     opt=opt.state_dict(), step=step, best=best,
