@@ -78,7 +78,7 @@ class FlopConvention:
 FLOP_CONVENTIONS = {convention.name: convention for convention in (
     FlopConvention("exact", "head_dim", "active", causal_attention=False, lm_head_positions="all"),
     FlopConvention("paper", "hidden/heads", "intermediate_size", causal_attention=False, lm_head_positions="all"),
-    FlopConvention("reported", "head_dim", "active", causal_attention=True, lm_head_positions="last"))}
+    FlopConvention("fitted", "head_dim", "active", causal_attention=True, lm_head_positions="last"))}
 
 # %% ../nbs/08_cost.ipynb #ae5e58f2
 @dataclass(frozen=True)
