@@ -9,7 +9,7 @@ __all__ = ['QWEN2_5_OMNI_7B', 'SIZES', 'REPO_DATA_DIR', 'HOST_MEMORY', 'PACKAGE_
            'code_revision', 'seats_compiled', 'SyncDebug', 'selection_sync_error', 'sync_checked', 'benchmark_prefill',
            'write_table', 'selection_steps', 'clip_scaling', 'selection_launches', 'compiled_selection', 'check_device',
            'check_benchmark', 'run_benchmark', 'flash_attention_installed', 'gpu_variants', 'r10_summary', 'eager_rows',
-           'gpu_tables', 'bench_device', 'thread_count', 'bench_main']
+           'gpu_tables', 'bench_device', 'thread_count', 'compiled_modes', 'bench_main']
 
 # %% ../nbs/35_bench.ipynb #be8393cc
 import argparse
@@ -643,6 +643,10 @@ def thread_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{value} is above the {cpus} CPU(s) this process may run on (allowed: 1 to {cpus})")
     return value
 
+def compiled_modes(text: str) -> list[str]:
+    "An argparse type: SEATS' compiled modes of the GPU tables, comma-separated (`none`: SEATS eager only)."
+    return [] if text.strip() == "none" else names(tuple(COMPILE_BACKENDS))(text)
+
 def bench_main(argv: list[str] | None = None):
     "Command line: `python -m seats_analysis.bench --size 7b --device cuda --dtype bfloat16 --out PATH` (a GPU: `gpu_tables`)."
     parser = argparse.ArgumentParser(prog="python -m seats_analysis.bench",
@@ -661,14 +665,18 @@ def bench_main(argv: list[str] | None = None):
     parser.add_argument("--methods", type=names(BENCH_METHODS), help="comma-separated subset of " + ", ".join(BENCH_METHODS))
     parser.add_argument("--settings", type=names(tuple(RATIO_PAIRS)), help="comma-separated subset of " + ", ".join(RATIO_PAIRS))
     parser.add_argument("--threads", type=thread_count, help="torch CPU threads")
+    parser.add_argument("--compiled", type=compiled_modes, help="GPU tables: SEATS' compiled modes, a comma-separated "
+                        f"subset of {', '.join(COMPILE_BACKENDS)}, or none (default: every mode the device runs)")
     parser.add_argument("--system-memory", action="store_true",
                         help="leave the C allocator's defaults (glibc returns every freed block over 32 MiB to the kernel)")
     args = parser.parse_args(argv)
+    if args.compiled is not None and torch.device(args.device).type != "cuda":
+        parser.error("--compiled: an option of the GPU tables (a cuda --device); the CPU run writes its compiled table itself")
     if args.threads:
         torch.set_num_threads(args.threads)
     if torch.device(args.device).type == "cuda":
         return gpu_tables(args.out, args.device, args.size, args.dtype, None if args.attn is None else [args.attn],
-                          args.methods, args.settings, args.seconds, args.repeats,
+                          args.methods, args.settings, args.seconds, args.repeats, compiled=args.compiled,
                           scaling_seconds=args.scaling_seconds, keep_memory=not args.system_memory)
     return run_benchmark(args.out, args.size, args.device, args.dtype, args.seconds, args.repeats, args.methods,
                          args.settings, args.scaling_seconds, keep_memory=not args.system_memory,

@@ -149,11 +149,28 @@ def test_the_command_writes_the_gpu_tables_on_a_cuda_device(tmp_path, monkeypatc
     bench.bench_main(["--device", "cuda", "--size", "7b", "--dtype", "bfloat16", "--out", out])
     bench.bench_main(["--device", "cuda", "--attn", "flash_attention_2", "--settings", "R10", "--out", out])
     bench.bench_main(["--out", out])
-    (gpu, args, kwargs), (gpu_flash, flash_args, _), (cpu, cpu_args, cpu_kwargs) = calls
+    bench.bench_main(["--device", "cuda", "--compiled", "none", "--out", out])
+    bench.bench_main(["--device", "cuda", "--compiled", "reduce-overhead", "--out", out])
+    (gpu, args, kwargs), (gpu_flash, flash_args, _), (cpu, cpu_args, cpu_kwargs), *compiled = calls
     assert (gpu, gpu_flash, cpu) == ("gpu", "gpu", "cpu")
     assert args[:5] == (out, "cuda", "7b", "bfloat16", None)  # attentions: sdpa, and flash where flash-attn imports
     assert flash_args[4] == ["flash_attention_2"] and flash_args[6] == ["R10"]
+    assert kwargs["compiled"] is None  # every mode the device runs
+    assert [call[2]["compiled"] for call in compiled] == [[], ["reduce-overhead"]]
     assert cpu_args[:4] == (out, "cpu", "cpu", "float32") and cpu_kwargs["attn"] == "sdpa"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--compiled", "default"], "--compiled: an option of the GPU tables"),  # the CPU run
+    (["--device", "cuda", "--compiled", "fast"], "'fast': give distinct names from default, reduce-overhead"),
+    (["--device", "cuda", "--compiled", "default,default"], "give distinct names")])
+def test_the_command_refuses_compiled_modes_it_cannot_run(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(bench, "gpu_tables", lambda *args, **kwargs: pytest.fail("ran despite a bad --compiled"))
+    monkeypatch.setattr(bench, "run_benchmark", lambda *args, **kwargs: pytest.fail("ran despite a bad --compiled"))
+    with pytest.raises(SystemExit) as exit_:
+        bench.bench_main([*argv, "--out", str(tmp_path / "t")])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_same_kept_compares_a_compiled_row_with_the_eager_one_at_its_setting():
