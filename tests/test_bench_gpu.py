@@ -38,7 +38,9 @@ def repo_revision() -> str:
     "The package repository's revision as git gives it, worked out here independently of the bench."
     git = lambda *args: subprocess.run(["git", "-C", str(bench.PACKAGE_ROOT), *args], capture_output=True,
                                        text=True, check=True).stdout.strip()
-    return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    code_changed = any(not path.startswith(("data/", "figures/")) for path in changed)  # outputs are no code
+    return git("rev-parse", "--short", "HEAD") + ("-dirty" if code_changed else "")
 
 
 @pytest.fixture(scope="module")
