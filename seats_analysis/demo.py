@@ -61,6 +61,11 @@ class OrganismRecord:
     def categories(self) -> dict:
         return {"kind": str(self.item["kind"])}
 
+    @property
+    def letters(self) -> str:
+        "Its option letters (every item offers the same four): those whose log-probabilities its results row keeps."
+        return "".join(LETTERS)
+
 def organism_records(num_items: int = ORGANISM_TEST_ITEMS, seed: int = 0) -> list:
     """The first `num_items` of the organism's test split as harness records; the split holds `ORGANISM_TEST_ITEMS`, every one
     of them when `num_items` is larger (a sweep's `limit` above the split's size takes the whole split)."""

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections import Counter
@@ -23,9 +24,10 @@ from .benchmarks import BenchmarkSpec, benchmark_records, benchmark_spec, record
 from .checks import check_int, check_launch, check_out_folder, check_ratio
 from .compat import audio_from_video
 from .harness import (FULL_METHOD, GenerateParse, check_method_options, check_sweep_options, method_cells, ratio_name,
-                                    ratio_pair, resolve_method, run_batch, run_samples, sample_cost)
+                                    option_logprobs, ratio_pair, resolve_method, run_batch, run_samples, sample_cost)
 from .media import load_media
 from .parsers import PARSE_MODES
+from .probe import option_ids
 from .prompts import build_messages, chat_text
 from .scoring import parse_answer
 from .run import resolve_schedule
@@ -36,8 +38,8 @@ from .tables import RESULT_SETTINGS, summarize, write_summary
 
 # %% auto #0
 __all__ = ['SWEEP_FILES', 'SWEEP_MARK', 'append_row', 'sample_seed', 'processor_inputs', 'reply_and_cost', 'generate_response',
-           'record_prompt', 'record_media', 'record_inputs', 'run_fingerprint', 'evaluate', 'TooManyFailures',
-           'cell_path', 'check_sweep_folder', 'claimed_sweep_folder', 'sweep_cells', 'sweep']
+           'record_prompt', 'record_media', 'record_inputs', 'run_fingerprint', 'run_option_ids', 'evaluate',
+           'TooManyFailures', 'cell_path', 'check_sweep_folder', 'claimed_sweep_folder', 'sweep_cells', 'sweep']
 
 # %% ../nbs/16_evaluate.ipynb #fe9fa20d
 def append_row(path: str | Path, row: dict):
@@ -221,11 +223,34 @@ def _prepare_sample(thinker, processor, spec: BenchmarkSpec, keys: list[str], pr
     inputs, with_audio = cache[slot]
     return inputs.to(device=thinker.device, dtype=thinker.dtype), with_audio
 
+# %% ../nbs/16_evaluate.ipynb #c315e837
+def run_option_ids(processor, records: Sequence) -> tuple[str, list[int] | None]:
+    """The option letters of a run's records (every letter any of them offers, in order) and their token ids; ("", None)
+    when a record names no options (`letters`) or a letter is not one token."""
+    if not records or not all(hasattr(record, "letters") for record in records):
+        return "", None
+    letters = "".join(sorted(set("".join(record.letters for record in records))))
+    try:
+        return letters, option_ids(processor.tokenizer, letters)
+    except ValueError:  # a letter of several tokens has no one logit to read
+        return "", None
+
+
+def _row_logprobs(result, record, letters: str) -> dict[str, float] | None:
+    """A sample's `{letter: log-probability}` over its record's options, from the logits its scorer read over `letters`
+    (None when it read none, or a value is not finite, which JSON cannot hold)."""
+    logits = result.details.get("logits")
+    if logits is None or not letters:
+        return None
+    logprobs = option_logprobs(logits[:, [letters.index(letter) for letter in record.letters]], record.letters)[0]
+    return logprobs if all(math.isfinite(value) for value in logprobs.values()) else None
+
 # %% ../nbs/16_evaluate.ipynb #1956335b
 def _sample_row(thinker, spec: BenchmarkSpec, keys: list[str], settings: dict, prompts: dict, seed: int,
-                fingerprint: dict | None, inputs: Mapping[str, str], sample) -> dict:
-    """The row of one record (a `SampleResult` of `run_samples`): prompt, response, letter and costs; after an error
-    no response, letter or score. With a `fingerprint` (a results file's row) also the run's and the inputs' digests."""
+                fingerprint: dict | None, inputs: Mapping[str, str], letters: str, sample) -> dict:
+    """The row of one record (a `SampleResult` of `run_samples`): prompt, response, letter, the options'
+    log-probabilities (read over `letters`) and costs; after an error no response, letter or score. With a
+    `fingerprint` (a results file's row) also the run's and the inputs' digests."""
     index, record = sample.sample
     error = sample.error
     out = dict(response="") if error else reply_and_cost(sample.result, thinker)
@@ -234,6 +259,7 @@ def _sample_row(thinker, spec: BenchmarkSpec, keys: list[str], settings: dict, p
     row = dict(key=keys[index], id=str(record.id), index=index, **settings, prompt=prompts.get(index, ""),
                response=out["response"], pred=pred, answer=record.answer,
                correct=None if error else pred == record.answer,
+               option_logprobs=None if error else _row_logprobs(sample.result, record, letters),
                categories=dict(record.categories), retention=out.get("retention", {"video": None, "audio": None}),
                **{k: out.get(k) for k in ("flops", "flops_paper", "drops", "seq_len", "new_tokens", "prefill_seconds",
                                           "generate_seconds", "tokens", "windows")})
@@ -279,7 +305,8 @@ def _evaluate_rows(thinker, processor, spec: BenchmarkSpec, method, schedule: Sc
                  else _cache_slots(processor, spec, keys, records, fingerprint, inputs, media_kwargs))
     prompts = {}  # each sample's chat text, kept by `_prepare_sample` for its row
     prepare = partial(_prepare_sample, thinker, processor, spec, keys, prompts, inputs_cache, cached_as, media_kwargs)
-    row_of = partial(_sample_row, thinker, spec, keys, settings, prompts, seed, fingerprint, inputs)
+    letters, option_tokens = run_option_ids(processor, records)
+    row_of = partial(_sample_row, thinker, spec, keys, settings, prompts, seed, fingerprint, inputs, letters)
     video_ratio, audio_ratio = settings["video_ratio"], settings["audio_ratio"]
     new_rows = []
     with lock:  # one writer per file: a second process is refused before it reads or trims anything
@@ -288,8 +315,9 @@ def _evaluate_rows(thinker, processor, spec: BenchmarkSpec, method, schedule: Sc
         todo = [(i, r) for i, r in enumerate(records) if i % world_size == rank
                 and (keys[i] not in done or (retry_errors and done[keys[i]].get("error") is not None))]
         base_seed = (method_kwargs or {}).get("seed", seed)  # a method that draws at random: each sample its own draw
-        samples = run_samples(thinker, todo, GenerateParse(processor, settings["max_new_tokens"]), method, schedule,
-                              video_ratio, audio_ratio, prepare=prepare, catch_errors=True,
+        scorer = GenerateParse(processor, settings["max_new_tokens"], option_ids=option_tokens)
+        samples = run_samples(thinker, todo, scorer, method, schedule, video_ratio, audio_ratio, prepare=prepare,
+                              catch_errors=True,
                               sample_seed=lambda s: sample_seed(base_seed, spec.name, keys[s[0]]),
                               desc=f"{spec.name} {settings['method']} {ratio_name(video_ratio, audio_ratio)}",
                               progress=progress and rank == 0, **(method_kwargs or {}))

@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['FULL_RATIOS', 'FULL_METHOD', 'method_cells', 'ratio_name', 'ratio_pair', 'reached', 'Scored', 'option_logits',
-           'OptionLogits', 'GreedyToken', 'Elapsed', 'first_forward_clock', 'GenerateParse', 'MethodSetupError',
-           'BatchResult', 'method_context', 'run_batch', 'resolve_method', 'method_options', 'check_method_options',
-           'check_sweep_options', 'SampleResult', 'run_samples', 'sample_cost']
+           'OptionLogits', 'GreedyToken', 'option_logprobs', 'FirstLogits', 'first_forward_logits', 'Elapsed',
+           'first_forward_clock', 'GenerateParse', 'MethodSetupError', 'BatchResult', 'method_context', 'run_batch',
+           'resolve_method', 'method_options', 'check_method_options', 'check_sweep_options', 'SampleResult',
+           'run_samples', 'sample_cost']
 
 # %% ../nbs/12_harness.ipynb #db002560
 import inspect
@@ -112,6 +113,36 @@ class GreedyToken:
         texts = self.tokenizer.batch_decode(next_tokens[:, None], skip_special_tokens=True)
         return Scored([self.parse(text) for text in texts], {"texts": texts, "tokens": next_tokens})
 
+# %% ../nbs/12_harness.ipynb #0f5f0a2f
+def option_logprobs(logits: torch.Tensor, options: Sequence[str]) -> list[dict[str, float]]:
+    "Each row's log-probability of each option, `{option: value}`: the log-softmax over the options' logits (B, n)."
+    if logits.shape[-1] != len(options):
+        raise ValueError(f"logits have {logits.shape[-1]} options per row, but the options are {list(options)}")
+    logprobs = torch.log_softmax(logits.detach().float(), dim=-1)  # (B, n)
+    return [dict(zip(options, row)) for row in logprobs.tolist()]
+
+# %% ../nbs/12_harness.ipynb #00748f5e
+@dataclass
+class FirstLogits:
+    "The options' logits (B, n) kept by `first_forward_logits` (None until the first forward call has ended)."
+    logits: torch.Tensor | None = None
+
+
+@contextmanager
+def first_forward_logits(module: torch.nn.Module, option_ids: Sequence[int]):
+    "The logits (B, n) of the options' tokens at the last position of `module`'s first forward call in the block."
+    first, option_ids = FirstLogits(), list(option_ids)
+
+    def keep(mod, args, kwargs, output):
+        if first.logits is None:
+            first.logits = output.logits[:, -1, option_ids].detach()
+
+    hook = module.register_forward_hook(keep, with_kwargs=True)
+    try:
+        yield first
+    finally:
+        hook.remove()
+
 # %% ../nbs/12_harness.ipynb #eb9ff4f7
 @dataclass
 class Elapsed:
@@ -141,18 +172,21 @@ def first_forward_clock(module: torch.nn.Module):
 
 @dataclass
 class GenerateParse:
-    "Scorer: greedy generation of at most `max_new_tokens`, decoded; each reply parsed by `parse` (kept as text when None)."
+    """Scorer: greedy generation of at most `max_new_tokens`, decoded; each reply parsed by `parse` (kept as text when
+    None); with `option_ids`, the options' logits at the last prompt position too."""
     processor: object
     max_new_tokens: int
     parse: Callable[[str], object] | None = None
     generate_kwargs: dict = field(default_factory=dict)
+    option_ids: Sequence[int] | None = None  # tokens whose prefill logits are kept, as `details["logits"]` (B, n)
 
     def __call__(self, thinker, inputs, use_audio_in_video: bool = True) -> Scored:
         tokenizer = self.processor.tokenizer
         prompt_len = inputs["input_ids"].shape[1]
         settings = dict(do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        with first_forward_clock(thinker) as clock:
+        reading = nullcontext() if self.option_ids is None else first_forward_logits(thinker, self.option_ids)
+        with first_forward_clock(thinker) as clock, reading as first:
             start = time.perf_counter()
             output = thinker.generate(**inputs, use_audio_in_video=use_audio_in_video,
                                       **settings | self.generate_kwargs)
@@ -161,8 +195,9 @@ class GenerateParse:
         responses = self.processor.batch_decode(new_tokens, skip_special_tokens=True,
                                                 clean_up_tokenization_spaces=False)
         predictions = responses if self.parse is None else [self.parse(response) for response in responses]
-        return Scored(predictions, dict(responses=responses, seq_len=prompt_len, new_tokens=new_tokens.shape[1],
-                                        prefill_seconds=clock.seconds, generate_seconds=time.perf_counter() - start))
+        details = dict(responses=responses, seq_len=prompt_len, new_tokens=new_tokens.shape[1],
+                       prefill_seconds=clock.seconds, generate_seconds=time.perf_counter() - start)
+        return Scored(predictions, details | ({} if first is None else {"logits": first.logits}))
 
 # %% ../nbs/12_harness.ipynb #3b439535
 class MethodSetupError(RuntimeError):

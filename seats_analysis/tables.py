@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Collection, Mapping
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,9 @@ from .stats import (
 
 
 # %% auto #0
-__all__ = ['RESULT_SETTINGS', 'ANSWER_COLUMNS', 'PAPER_RESULTS', 'summarize', 'cell_scores', 'answer_table', 'paired_table',
-           'summary_table', 'summary_markdown', 'paired_markdown', 'write_summary', 'paper_results', 'with_paper_rows']
+__all__ = ['RESULT_SETTINGS', 'ANSWER_COLUMNS', 'OPTION_METRICS', 'PAPER_RESULTS', 'summarize', 'cell_scores', 'answer_table',
+           'paired_table', 'summary_table', 'summary_markdown', 'paired_markdown', 'write_summary',
+           'with_option_metrics', 'paper_results', 'with_paper_rows']
 
 # %% ../nbs/15_tables.ipynb #db91a3cd
 RESULT_SETTINGS = ("benchmark", "method", "video_ratio", "audio_ratio", "mode", "max_new_tokens")
@@ -104,13 +106,14 @@ def cell_scores(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None 
     return table
 
 # %% ../nbs/15_tables.ipynb #027fcdd3
-ANSWER_COLUMNS = ("method", "setting", "benchmark", "item", "correct")
+ANSWER_COLUMNS = ("method", "setting", "benchmark", "item", "correct", "answer", "option_logprobs")
 
 
 def _answers(groups: dict[tuple, list[dict]]) -> pd.DataFrame:
     "The answered rows of `_cell_rows`' groups, one each: `ANSWER_COLUMNS`, then the sample's category fields."
     answers = [{**(row.get("categories") or {}), "method": method, "setting": ratio_name(video_ratio, audio_ratio),
-                "benchmark": benchmark, "item": row["key"], "correct": row["pred"] == row["answer"]}
+                "benchmark": benchmark, "item": row["key"], "correct": row["pred"] == row["answer"],
+                "answer": row["answer"], "option_logprobs": row.get("option_logprobs")}  # None: an older file
                for (method, video_ratio, audio_ratio, benchmark, _), rows in groups.items()
                for row in rows if row.get("error") is None]
     table = pd.DataFrame(answers, columns=list(dict.fromkeys([*ANSWER_COLUMNS, *(k for a in answers for k in a)])))
@@ -120,7 +123,8 @@ def _answers(groups: dict[tuple, list[dict]]) -> pd.DataFrame:
 def answer_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
     """Every answered sample of the results files under `out_dir` (of the samples in `keys` for a benchmark it
     lists, as `cell_scores`), one row each: method, setting, benchmark, item (its sample key), whether its letter was
-    right, and one column per category field (`stats.accuracy` groups by any of them)."""
+    right, the right letter, the options' log-probabilities (None where the file has none) and one column per
+    category field (`stats.accuracy` groups by any of them)."""
     return _answers(_cell_rows(out_dir, keys))
 
 
@@ -298,6 +302,43 @@ def write_summary(out_dir: str | Path, keys: Mapping[str, Collection[str]] | Non
         with replaced(out_dir / "paired.md") as new:
             new.write_text(paired_markdown(paired))
     return table
+
+# %% ../nbs/15_tables.ipynb #da17efa6
+OPTION_METRICS = ("correct_logprob", "kl_from_full")
+
+
+def _logprob_of(logprobs, option: str) -> float:
+    "The log-probability of `option` in a row's `{option: log-probability}` (NaN when the row has none)."
+    return float(logprobs[option]) if isinstance(logprobs, Mapping) and option in logprobs else math.nan
+
+
+def _kl(reference, other) -> float:
+    "KL(p || q) in nats between two rows' `{option: log-probability}` over the same options (NaN when one has none)."
+    if not isinstance(reference, Mapping) or not isinstance(other, Mapping) or set(reference) != set(other):
+        return math.nan
+    return float(sum(math.exp(logp) * (logp - other[option]) for option, logp in reference.items()))
+
+
+def with_option_metrics(rows: pd.DataFrame, full: str = FULL_METHOD,
+                        on: Sequence[str] = ("benchmark", "item")) -> pd.DataFrame:
+    """`rows` (one per method and item, with `answer` and `option_logprobs`, as `answer_table` gives them) with
+    `OPTION_METRICS`: `correct_logprob`, the log-probability of the right option, and `kl_from_full`,
+    KL(p_full || p_method) over the options against the `full` method's row of the same item (the same values of
+    `on`); NaN where a row, or its item's full row, has no log-probabilities."""
+    missing = [name for name in ("method", "answer", *on) if name not in rows.columns]
+    if missing:
+        raise KeyError(f"rows have no column {missing[0]!r} (they have {list(rows.columns)})")
+    logprobs = rows["option_logprobs"].tolist() if "option_logprobs" in rows.columns else [None] * len(rows)
+    keys = list(rows[list(on)].itertuples(index=False, name=None))
+    is_full = (rows["method"] == full).tolist()
+    repeated = [key for key, n in Counter(k for k, f in zip(keys, is_full) if f).items() if n > 1]
+    if repeated:
+        raise ValueError(f"the {full!r} method has several rows of one item ({dict(zip(on, repeated[0]))}); "
+                         "pass one row per method and item")
+    reference = {key: value for key, value, f in zip(keys, logprobs, is_full) if f}
+    return rows.assign(correct_logprob=[_logprob_of(lp, answer) for lp, answer in zip(logprobs, rows["answer"])],
+                       kl_from_full=[_kl(reference.get(key), lp) for key, lp in zip(keys, logprobs)]
+                       ).astype({name: float for name in OPTION_METRICS})
 
 # %% ../nbs/15_tables.ipynb #a7e4c002
 # in the repository beside the package (data/ is not package data)

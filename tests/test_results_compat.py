@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from seats_analysis.tables import RESULT_SETTINGS
+from seats_analysis.tables import OPTION_METRICS, RESULT_SETTINGS, answer_table, with_option_metrics
 from seats_analysis.evaluate import _collect, _resume
 from seats_analysis.probe import _store, merge_parts
 from seats_analysis.storage import read_jsonl
@@ -63,6 +63,19 @@ def test_an_old_results_file_with_parts_resumes_and_merges_as_before(tmp_path):
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["videomme.jsonl"]
     assert list(collected) == keys and same(list(collected.values()), read_jsonl(results))
 
+
+def test_an_old_results_file_loads_with_nan_option_metrics(tmp_path):
+    """Rows written before the options' log-probabilities were stored (no `option_logprobs`) load into the answer
+    table as before, and their continuous metrics are NaN, not an error."""
+    cell = tmp_path / "sweep" / "full" / "vr1-ar1"
+    cell.mkdir(parents=True)
+    shutil.copy(FIXTURE / "evaluate_merged.jsonl", cell / "videomme.jsonl")
+    rows = read_jsonl(cell / "videomme.jsonl")
+    assert rows and not any("option_logprobs" in row for row in rows)
+    answers = with_option_metrics(answer_table(tmp_path / "sweep"))
+    assert sorted(answers["item"]) == sorted(row["key"] for row in rows if row.get("error") is None)
+    assert answers["option_logprobs"].isna().all() and answers[list(OPTION_METRICS)].isna().all(axis=None)
+    assert answers["correct"].tolist() == [row["pred"] == row["answer"] for row in rows if row.get("error") is None]
 
 
 def test_resuming_an_old_store_is_refused_naming_what_its_fingerprint_lacks(tmp_path):
