@@ -151,7 +151,8 @@ def _check_mask(keep, state: DropState) -> torch.Tensor:
                          f"values; it must return a bool tensor {shape} on {state.padding_mask.device}")
     if tuple(keep.shape) != shape:
         raise ValueError(f"the selector at boundary {state.k} returned shape {tuple(keep.shape)}; expected {shape}")
-    return keep.to(state.padding_mask.device) & state.padding_mask
+    keep = keep.to(state.padding_mask.device)
+    return keep if _known_unpadded(state) else keep & state.padding_mask  # unpadded: every position is real
 
 def _known_unpadded(state: DropState) -> bool:
     "Whether the state's counts tell, without a read, that every row holds real tokens only."
@@ -291,10 +292,11 @@ def _copied_rows(input_ids: torch.Tensor, hidden: torch.Tensor, position_ids: to
     starts = torch.where(torch.cat([same.new_zeros(1), same]), 0, rows)  # a row that starts a run: itself
     return starts.cummax(0).values
 
-def _take(x: torch.Tensor, index: torch.Tensor, batch_dim: int = 0, seq_dim: int = 1) -> torch.Tensor:
-    "Gather along `seq_dim` with a per-row index (B, S_new); a batch dimension of 1 is broadcast first."
+def _take(x: torch.Tensor, index: torch.Tensor, batch_dim: int = 0, seq_dim: int = 1, row=None) -> torch.Tensor:
+    """Gather along `seq_dim` with a per-row index (B, S_new); a batch dimension of 1 is broadcast first. `row`: `index[0]`,
+    where the caller takes several tensors by one index of one row (each `index[0]` is an operation of its own)."""
     if index.shape[0] == 1 and x.shape[batch_dim] == 1:  # one row: whole slices copied, several times faster than gather
-        return x.index_select(seq_dim, index[0])
+        return x.index_select(seq_dim, index[0] if row is None else row)
     x = x.expand(*[index.shape[0] if d == batch_dim else -1 for d in range(x.dim())])
     view = [1] * x.dim()
     view[batch_dim], view[seq_dim] = index.shape
@@ -503,7 +505,7 @@ def _select_and_cut(state: DropState, keep, copy_of: torch.LongTensor, cache, re
         mask, counts, lengths, over = _check_counted(keep, state)
         if lengths is None and state.lengths is None and counts == state.counts:  # every real token kept
             return state, None
-        state = cut(state, mask[copy_of], cache, counts, lengths)
+        state = cut(state, mask if len(copy_of) == 1 else mask[copy_of], cache, counts, lengths)
     else:
         keep = _check_keep(keep, state)[copy_of]
         if bool((keep == state.padding_mask).all()):  # every real token kept
@@ -522,12 +524,13 @@ def cut(state: DropState, keep: torch.Tensor, cache=None, counts: tuple | None =
     `lengths` too, `counts` are upper bounds and `lengths` bound each row's total: the rows are cut to the longest
     bound, real tokens first and padding after them (a batch of one needs no padding mask then), and Qwen3-Omni's
     deepstack features, all added already, are dropped."""
-    keep = keep & state.padding_mask
+    keep = keep if _known_unpadded(state) else keep & state.padding_mask
     counts = _kind_counts(state.kinds, keep) if counts is None else counts
     before = _kind_counts(state.kinds, state.padding_mask) if state.counts is None else state.counts
     new_len = max(map(sum, counts)) if lengths is None else max(lengths)
     exact = len(keep) == 1 and lengths is None and state.lengths is None  # one row, holding `counts` (checked) tokens
     index, padding_mask = _packed_index(keep, new_len, real_first=lengths is not None, exact=exact)  # (B, S_new)
+    row = index[0] if len(index) == 1 else None  # (S_new,) one row's index, read once for every tensor it takes
     if isinstance(cache, CacheCuts):
         cache.add(state.k, index)
     elif cache is not None:
@@ -541,31 +544,34 @@ def cut(state: DropState, keep: torch.Tensor, cache=None, counts: tuple | None =
         visual_before, visual_after = (sum(row[Kind.VIDEO] for row in c) for c in (before, counts))
         positions = visual_pos_masks.flatten().nonzero_static(size=visual_before).flatten()  # (N_before,)
         kept_rows = keep.flatten()[positions].nonzero_static(size=visual_after).flatten()  # (N_after,)
-        visual_pos_masks = _take(visual_pos_masks, index) & padding_mask
+        visual_pos_masks = _take(visual_pos_masks, index, row=row) & padding_mask
         deepstack_embeds = [embeds.index_select(0, kept_rows) for embeds in deepstack_embeds]
         assert all(len(embeds) == visual_after for embeds in deepstack_embeds), "a deepstack row for each kept visual token"
-    original_index, kinds = _take(state.original_index, index), _take(state.kinds, index)  # (B, S_new)
+    original_index, kinds = _take(state.original_index, index, row=row), _take(state.kinds, index, row=row)  # (B, S_new)
     if not exact:
-        original_index, kinds = original_index.masked_fill(~padding_mask, -1), kinds.masked_fill(~padding_mask, Kind.TEXT)
+        padding = ~padding_mask  # (B, S_new) the pad slots
+        original_index, kinds = original_index.masked_fill(padding, -1), kinds.masked_fill(padding, Kind.TEXT)
+    if not exact and len(keep) > 1:  # one row is packed in its own order (`_packed_index`); several are checked
         both_real = padding_mask[:, 1:] & padding_mask[:, :-1]
         torch._assert_async(((original_index.diff(dim=1) > 0) | ~both_real).all(),
                             "kept positions must stay in their order")
     return replace(
-        state, hidden_states=_take(state.hidden_states, index), padding_mask=padding_mask, kinds=kinds,
+        state, hidden_states=_take(state.hidden_states, index, row=row), padding_mask=padding_mask, kinds=kinds,
         original_index=original_index,
-        position_ids=_take(state.position_ids, index, batch_dim=1, seq_dim=2),
-        position_embeddings=tuple(_take(x, index, batch_dim=x.dim() - 3, seq_dim=x.dim() - 2)
+        position_ids=_take(state.position_ids, index, batch_dim=1, seq_dim=2, row=row),
+        position_embeddings=tuple(_take(x, index, batch_dim=x.dim() - 3, seq_dim=x.dim() - 2, row=row)
                                   for x in state.position_embeddings),
-        text_position_ids=None if state.text_position_ids is None else _take(state.text_position_ids, index),
+        text_position_ids=None if state.text_position_ids is None else _take(state.text_position_ids, index, row=row),
         visual_pos_masks=visual_pos_masks, deepstack_embeds=deepstack_embeds, counts=counts, lengths=lengths)
 
 
 # %% ../nbs/02_engine.ipynb #350d9e8e
 def _take_layers(cache_layers, index: torch.Tensor):
     "The keys and values of `cache_layers` cut to the positions of `index` (B, S_new)."
+    row = index[0] if len(index) == 1 else None
     for cache_layer in cache_layers:
-        cache_layer.keys = _take(cache_layer.keys, index, seq_dim=2)
-        cache_layer.values = _take(cache_layer.values, index, seq_dim=2)
+        cache_layer.keys = _take(cache_layer.keys, index, seq_dim=2, row=row)
+        cache_layer.values = _take(cache_layer.values, index, seq_dim=2, row=row)
 
 class CacheCuts:
     """A prefill's cuts of its KV cache, kept until its last layer has run and then made once a layer: a layer's keys
