@@ -14,5 +14,5 @@ RATIO_PAIRS = {"R35": (0.30, 0.65), "R25": (0.20, 0.55), "R15": (0.10, 0.45), "R
 
 # %% ../nbs/00d_catalog.ipynb #a4668d58
 ORGANISM_TEST_ITEMS = 600  # the held-out test items the organism's accuracy is reported on
-DEMO_ITEMS = 48  # test items the main job probes and evaluates: 4 per (question kind, answer letter)
+DEMO_ITEMS = 48  # items the main job probes (validation) and evaluates (test): 4 per (question kind, answer letter)
 DEMO_OUT = Path("seats-runs") / "demo"  # under the current directory; the Qwen3 organism's: demo-qwen3

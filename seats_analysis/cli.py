@@ -187,7 +187,7 @@ def _demo_command(args, out) -> str:
 # %% ../nbs/41_cli.ipynb #43ea2c12
 def _demo(args) -> int:
     "The main job: probe, blocks, schedule, every method, tables and figures, into one run folder."
-    from seats_analysis.demo import DemoPaths, run_demo, stored_probe_samples, terminal_summary
+    from seats_analysis.demo import PROBE_SPLIT, DemoPaths, run_demo, stored_probe_samples, terminal_summary
     from seats_analysis.storage import read_jsonl
     items = args.items or (24 if args.quick else DEMO_ITEMS)  # --items is honoured with --quick too
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
@@ -199,12 +199,8 @@ def _demo(args) -> int:
     except ValueError as err:
         print(f"seats-analysis demo: error: {err}", file=sys.stderr)
         return 2
-    _say(f"Probing the {args.organism} organism on {items} test items, deriving its blocks, evaluating every method; "
-         f"writing to {out}/ (Ctrl-C stops it, keeping what is done)")
-    stored = stored_probe_samples(paths.probe)
-    if stored and not args.fresh_probe:
-        _say(f"Reusing the probe records of {stored} samples stored in {paths.probe}/ (--fresh-probe starts the probe "
-             "and the answers again)")
+    _say(f"Probing the {args.organism} organism on {items} {PROBE_SPLIT} items, deriving its blocks, evaluating every "
+         f"method on {items} test items; writing to {out}/ (Ctrl-C stops it, keeping what is done)")
     try:
         with _StopsAsInterrupt():
             result = run_demo(out, num_items=items, methods=methods, fresh_probe=args.fresh_probe,
@@ -564,7 +560,7 @@ def command_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", formatter_class=formatter, help="the main job on the built-in model organism",
                                description=_demo.__doc__)
     demo.add_argument("--items", type=positive_int,
-                      help=f"test items to probe and evaluate (default: {DEMO_ITEMS}, 24 with --quick)")
+                      help=f"items to probe (validation) and to evaluate (test) (default: {DEMO_ITEMS}, 24 with --quick)")
     demo.add_argument("--quick", action="store_true", help="a few items and four methods, for a smoke test")
     demo.add_argument("--out", type=out_folder, default=None,
                       help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "
