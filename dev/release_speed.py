@@ -2,7 +2,7 @@
 (a development tool, not run in CI).
 
 Usage, in the release's environment (torch 2.8, transformers 4.57.1), then where `seats(..., compiled=True)` runs
-(torch >= 2.14; `seats_analysis.pre_llm.CAN_COMPILE`):
+(torch >= 2.11; `seats_analysis.pre_llm.CAN_COMPILE`), from a clean checkout of the code (the `revision` column):
 
     PYTHONPATH=. OMP_NUM_THREADS=1 /work/venv-release/bin/python dev/release_speed.py \\
         --seats /work/release/SEATS --omnizip /work/release/OmniZip --dycoke /work/release/DyCoke
@@ -11,9 +11,10 @@ Usage, in the release's environment (torch 2.8, transformers 4.57.1), then where
 
 Options: --repeats N (timed rounds, default 7), --seconds S (clip length, default 20: ten 2-second
 windows), --methods seats,omnizip,dycoke-om, --out PREFIX (default data/benchmarks/release_side_by_side).
-Each run replaces its own environment's and clip's rows (same torch, transformers and seconds) in PREFIX.csv and
-PREFIX.kernels.csv and rewrites PREFIX.md from all rows, so the runs give one table. The committed table: each
-environment at the default 20 s with every method, then `--seconds 60 --methods seats` (thirty windows).
+Each run replaces its own environment's, clip's and methods' rows (same torch, transformers, seconds and method) in
+PREFIX.csv and PREFIX.kernels.csv and rewrites PREFIX.md from all rows, so the runs give one table. The committed
+table: each environment at the default 20 s with every method, then `--seconds 60 --methods seats` (thirty windows),
+all with `--repeats 21`.
 
 Every side times the same thing: the wall clock around one `thinker(**inputs, use_audio_in_video=True)` under
 `torch.no_grad()`, this project's methods inside their context entered once per row before the first prefill; the
