@@ -6,9 +6,10 @@
 __all__ = ['ROOT', 'PROBE_SPLIT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'REFERENCE_ITEMS',
            'ITEMS_AT_ONCE', 'ZOOM_POINTS', 'ZOOM_MARGIN', 'SUMMARY_HEADERS', 'SUMMARY_LEGEND', 'OrganismRecord',
            'organism_records', 'organism_spec', 'register_organism', 'organism_samples', 'check_disjoint',
-           'probe_items', 'organism_schedule', 'organism_table', 'DemoPaths', 'DemoOutputs', 'organism_tradeoff',
-           'stored_probe_ids', 'stored_probe_samples', 'other_probe_items', 'answers_stand', 'blocks_line',
-           'stored_answers', 'cell_summary', 'cell_line', 'run_demo', 'terminal_summary', 'refresh_methods']
+           'probe_items', 'organism_schedule', 'organism_table', 'organism_paired', 'DemoPaths', 'DemoOutputs',
+           'organism_tradeoff', 'stored_probe_ids', 'stored_probe_samples', 'other_probe_items', 'answers_stand',
+           'blocks_line', 'stored_answers', 'cell_summary', 'cell_line', 'run_demo', 'terminal_summary',
+           'refresh_methods']
 
 # %% ../nbs/30_demo.ipynb #f00b1a76
 import shutil
@@ -35,9 +36,9 @@ from .parsers import parse_strict
 from .probe import ProbeSample, probe
 from .storage import markdown_table, read_jsonl, read_parts, replaced
 from .schedule import SCHEDULES_DIR, Schedule
-from .stats import PAIRED_COLUMNS, accuracy, format_accuracy, holm_verdicts, paired_comparisons
+from .stats import EQUIVALENCE_MARGIN, accuracy, format_accuracy, holm_verdicts, paired_comparisons
 from .synth import ANSWER_TOKENS, FPS, KINDS, LETTERS, answer_token_ids, chat, synth_items
-from .tables import answer_table, cell_scores, write_summary
+from .tables import OPTION_METRICS, answer_table, cell_scores, complete_metrics, with_option_metrics, write_summary
 
 # %% ../nbs/30_demo.ipynb #a97bcd8b
 import seats_analysis
@@ -137,10 +138,11 @@ def organism_table(folder, cells: list[tuple[str, str]], keys=None) -> tuple[pd.
     """The main job's table from the organism's sweep results under `folder` (of the sample ids in `keys` only, when
     given): one row per (method, setting) of `cells` with accuracy and its interval overall and per question kind,
     retention, whether it was reached, analytic prefill GFLOPs per item and their reduction from full tokens, prefill
-    and selection milliseconds; and the answers item by item (method, setting, item, kind, correct)."""
+    and selection milliseconds; and the answers item by item (method, setting, item, kind, correct and the
+    `tables.OPTION_METRICS`, NaN where a results file has no log-probabilities)."""
     keys = None if keys is None else {"organism": set(keys)}
     scores = cell_scores(folder, keys).set_index(["method", "ratio_name"])
-    answers = answer_table(folder, keys)
+    answers = with_option_metrics(answer_table(folder, keys))
     chosen = pd.MultiIndex.from_tuples(cells, names=["method", "setting"])
     answers = answers[answers.set_index(["method", "setting"]).index.isin(chosen)]
     by_kind = accuracy(answers, by=["method", "setting", "kind"])
@@ -158,8 +160,16 @@ def organism_table(folder, cells: list[tuple[str, str]], keys=None) -> tuple[pd.
                    reached=bool(cell.reached), gflops=1e3 * cell.tflops, flops_reduction=full_tflops / cell.tflops,
                    prefill_ms=1e3 * cell.prefill_seconds, selection_ms=1e3 * cell.selection_seconds)
         rows.append(row)
-    answers = answers[["method", "setting", "item", "kind", "correct"]].reset_index(drop=True)
+    answers = answers[["method", "setting", "item", "kind", "correct", *OPTION_METRICS]].reset_index(drop=True)
     return pd.DataFrame(rows), answers
+
+
+def organism_paired(answers: pd.DataFrame, every_setting=(FULL_METHOD,)) -> pd.DataFrame:
+    """SEATS against every other method of `answers` (`organism_table`'s) on the same items: accuracy, its equivalence
+    verdict within `EQUIVALENCE_MARGIN`, and each of the option metrics that every answer has, with Holm's verdicts
+    over the table (`stats.paired_comparisons`)."""
+    return paired_comparisons(answers, every_setting=every_setting, margin=EQUIVALENCE_MARGIN,
+                              metrics=complete_metrics(answers))
 
 # %% ../nbs/30_demo.ipynb #eb4527d0
 @dataclass(frozen=True)
@@ -428,7 +438,7 @@ def run_demo(out=DEMO_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: in
     keys = [record.id for record in records]
     write_summary(paths.sweep, {"organism": keys})  # the sweep's own summary, of every item of this run
     results, answers = organism_table(paths.sweep, cells, keys=keys)
-    paired = paired_comparisons(answers) if "seats" in set(answers["method"]) else pd.DataFrame()
+    paired = organism_paired(answers) if "seats" in set(answers["method"]) else pd.DataFrame()
     _write_tables(paths, results, paired)
     label = f"{name.replace('_', ' ')} ({PROBE_SPLIT} split)"
     dependency_figure({label: table}, blocks={label: blocks},
@@ -508,11 +518,11 @@ def refresh_methods(paths: "DemoPaths", methods, organism: str = "qwen2_5", num_
     results = stored.set_index(["method", "setting"])
     results.loc[new.index] = new[results.columns]
     results = results.reset_index()[stored.columns].astype(stored.dtypes.to_dict())
-    fresh = paired_comparisons(answers[answers.method.isin(["seats", *methods])], every_setting=())
+    fresh = organism_paired(answers[answers.method.isin(["seats", *methods])], every_setting=())
     paired = stored_paired.set_index(["setting", "method"])  # the rows in their committed order
     fresh = fresh.set_index(["setting", "method"])
     paired.loc[fresh.index] = fresh[paired.columns]
-    paired = holm_verdicts(paired.reset_index())[list(PAIRED_COLUMNS)].astype(stored_paired.dtypes.to_dict())
+    paired = holm_verdicts(paired.reset_index())[list(stored_paired.columns)].astype(stored_paired.dtypes.to_dict())
     _write_tables(paths, results, paired)
     organism_tradeoff(results, paths.figure_files[2].with_suffix(""))
     return results, paired

@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['CONFIDENCE', 'ACCURACY_COLUMNS', 'BOOTSTRAP_SEED', 'BOOTSTRAP_RESAMPLES', 'BOOTSTRAP_CHUNK', 'SIGNIFICANCE',
-           'PAIRED_COLUMNS', 'wilson_interval', 'check_answers', 'accuracy', 'format_accuracy', 'paired_difference',
-           'holm', 'holm_verdicts', 'check_values', 'paired_continuous', 'equivalence', 'paired_comparisons']
+           'EQUIVALENCE_MARGIN', 'PAIRED_COLUMNS', 'wilson_interval', 'check_answers', 'accuracy', 'format_accuracy',
+           'paired_difference', 'holm', 'holm_verdicts', 'check_values', 'paired_continuous', 'equivalence',
+           'paired_comparisons']
 
 # %% ../nbs/13_stats.ipynb #9942b348
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Real
 
 import numpy as np
@@ -148,6 +149,7 @@ def paired_difference(first: Sequence[bool], second: Sequence[bool], confidence:
 
 # %% ../nbs/13_stats.ipynb #7b2d9e43
 SIGNIFICANCE = 0.05  # a difference is established when its Holm-adjusted p-value is below this
+EQUIVALENCE_MARGIN = 0.02  # the accuracies' margin of the tables' equivalence verdicts (`equivalence`): 2 points
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -170,12 +172,30 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return adjusted
 
 
+def _families(columns) -> dict[str, tuple[str, str]]:
+    "The p-value columns among `columns`, each with the columns of its Holm adjustment and its verdict."
+    families = {}
+    for column in columns:
+        for suffix, verdict in (("p_value", "established"), ("tost_p", "equivalent")):
+            if column == suffix or column.endswith(f"_{suffix}"):
+                prefix = column[:-len(suffix)]
+                families[column] = (f"{prefix}{'p_holm' if suffix == 'p_value' else 'tost_p_holm'}", f"{prefix}{verdict}")
+    return families
+
+
 def holm_verdicts(table: pd.DataFrame, significance: float = SIGNIFICANCE) -> pd.DataFrame:
     """`table` (one paired comparison per row, McNemar's exact p-value in `p_value`) with `p_holm`, its p-values
-    adjusted by Holm over every row, and `established`: whether `p_holm` is below `significance`."""
+    adjusted by Holm over every row, and `established`: whether `p_holm` is below `significance`. Each other family
+    of p-values in the table is adjusted over every row on its own the same way: TOST's `tost_p` into `tost_p_holm`
+    and `equivalent`, a metric's `<metric>_p_value` and `<metric>_tost_p` into `<metric>_p_holm`,
+    `<metric>_established`, `<metric>_tost_p_holm` and `<metric>_equivalent`."""
     significance = check_number("significance", significance, 0, 1, low_open=True, high_open=True)
-    p_holm = holm(table["p_value"])
-    return table.assign(p_holm=p_holm, established=p_holm < significance)
+    if "p_value" not in table.columns:
+        raise KeyError(f"the table has no column 'p_value' (it has {list(table.columns)})")
+    for p_value, (p_holm, verdict) in _families(table.columns).items():
+        adjusted = holm(table[p_value])
+        table = table.assign(**{p_holm: adjusted, verdict: adjusted < significance})
+    return table
 
 # %% ../nbs/13_stats.ipynb #ee6cf0ac
 def check_values(values: pd.Series | Sequence, what: str = "value") -> np.ndarray:
@@ -301,16 +321,17 @@ def _paired_rows(rows: pd.DataFrame, reference: str, every_setting: Sequence[str
     return pairs
 
 # %% ../nbs/13_stats.ipynb #2437f5f0
-def _paired_types(margin: float | None, metric: str | None, metric_margin: float | None) -> dict:
+def _paired_types(margin: float | None, metrics: Mapping[str, float | None]) -> dict:
     "The columns of a table of `paired_comparisons` and their types: `PAIRED_COLUMNS`, then those asked for."
     types = dict(_PAIRED_TYPES)
     if margin is not None:
         types |= dict(margin=float, tost_p=float, tost_p_holm=float, equivalent=bool)
-    if metric is not None:
+    for metric, metric_margin in metrics.items():
         types |= {f"{metric}_{k}": float for k in ("difference", "ci_low", "ci_high", "p_value", "p_holm")}
         types |= {f"{metric}_established": bool}
-    if metric_margin is not None:
-        types |= {f"{metric}_{k}": float for k in ("margin", "tost_p", "tost_p_holm")} | {f"{metric}_equivalent": bool}
+        if metric_margin is not None:
+            types |= {f"{metric}_{k}": float for k in ("margin", "tost_p", "tost_p_holm")}
+            types |= {f"{metric}_equivalent": bool}
     return types
 
 
@@ -328,28 +349,23 @@ def _metric_columns(mine: pd.Series, theirs: pd.Series, metric: str, confidence:
     return columns
 
 
-def _with_holm(table: pd.DataFrame, p_value: str, p_holm: str, verdict: str) -> pd.DataFrame:
-    "`table` with `p_holm`, Holm's adjustment of its column `p_value` over every row, and `verdict`: below SIGNIFICANCE."
-    adjusted = holm(table[p_value])
-    return table.assign(**{p_holm: adjusted, verdict: adjusted < SIGNIFICANCE})
-
 # %% ../nbs/13_stats.ipynb #1fa182bf
 def paired_comparisons(rows: pd.DataFrame, reference: str = "seats", every_setting: Sequence[str] = ("full",),
                        item: str = "item", column: str = "correct", confidence: float = CONFIDENCE,
-                       seed: int = BOOTSTRAP_SEED, margin: float | None = None, metric: str | None = None,
-                       metric_margin: float | None = None) -> pd.DataFrame:
+                       seed: int = BOOTSTRAP_SEED, margin: float | None = None,
+                       metrics: Mapping[str, float | None] | None = None) -> pd.DataFrame:
     """The reference method against every other method at each of its settings, on the items both answered (in the
     order of their ids, so the rows' order does not matter): one row each with the difference in points (reference
-    minus other), its interval and p-value, and the verdicts of `holm_verdicts` over the whole table; with `metric`
-    (a column of numbers per item) the same for that metric, and with `margin` (a share of the items: 0.02 is 2
-    points) and `metric_margin` (in the metric's unit) the equivalence verdicts, each Holm-adjusted over the table."""
-    if metric_margin is not None and metric is None:
-        raise ValueError(f"metric_margin={metric_margin!r} needs a metric: name its column with metric=")
+    minus other), its interval and p-value, and the verdicts of `holm_verdicts` over the whole table; for each of
+    `metrics` (a column of numbers per item: its equivalence margin in its unit, or None) the same for that metric,
+    and with `margin` (a share of the items: 0.02 is 2 points) and the metrics' margins the equivalence verdicts,
+    each Holm-adjusted over the table."""
     if margin is not None:
         margin = check_number("margin", margin, 0, 1, low_open=True, hint="a share of the items: 0.02 is 2 points")
-    if metric_margin is not None:
-        metric_margin = check_number("metric_margin", metric_margin, 0, low_open=True)
-    checks = {column: check_answers} | ({metric: check_values} if metric is not None else {})
+    metrics = {metric: None if metric_margin is None else check_number(f"metrics[{metric!r}]", metric_margin, 0,
+                                                                        low_open=True, hint="its equivalence margin")
+               for metric, metric_margin in dict(metrics or {}).items()}
+    checks = {column: check_answers} | {metric: check_values for metric in metrics}
     out = []
     for setting, method, mine, theirs in _paired_rows(rows, reference, every_setting, item, checks):
         result = paired_difference(mine[column], theirs[column], confidence, seed)
@@ -358,14 +374,7 @@ def paired_comparisons(rows: pd.DataFrame, reference: str = "seats", every_setti
         if margin is not None:
             tost_p = equivalence(mine[column], theirs[column], margin)["p_value"] if len(mine) > 1 else 1.0
             out[-1] |= dict(margin=100.0 * margin, tost_p=tost_p)
-        if metric is not None:
+        for metric, metric_margin in metrics.items():
             out[-1] |= _metric_columns(mine[metric], theirs[metric], metric, confidence, metric_margin)
-    types = _paired_types(margin, metric, metric_margin)
-    table = holm_verdicts(pd.DataFrame(out, columns=list(types)))
-    if margin is not None:
-        table = _with_holm(table, "tost_p", "tost_p_holm", "equivalent")
-    if metric is not None:
-        table = _with_holm(table, f"{metric}_p_value", f"{metric}_p_holm", f"{metric}_established")
-    if metric_margin is not None:
-        table = _with_holm(table, f"{metric}_tost_p", f"{metric}_tost_p_holm", f"{metric}_equivalent")
-    return table[list(types)].astype(types)
+    types = _paired_types(margin, metrics)
+    return holm_verdicts(pd.DataFrame(out, columns=list(types)))[list(types)].astype(types)

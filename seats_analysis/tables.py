@@ -19,13 +19,13 @@ from .harness import FULL_METHOD, ratio_name, reached
 from .scoring import score
 from .storage import first_success, merge_files, read_jsonl, replaced
 from .stats import (
-    CONFIDENCE, PAIRED_COLUMNS, SIGNIFICANCE, format_accuracy, holm_verdicts, paired_comparisons)
+    CONFIDENCE, EQUIVALENCE_MARGIN, PAIRED_COLUMNS, SIGNIFICANCE, format_accuracy, holm_verdicts, paired_comparisons)
 
 
 # %% auto #0
-__all__ = ['RESULT_SETTINGS', 'ANSWER_COLUMNS', 'OPTION_METRICS', 'PAPER_RESULTS', 'summarize', 'cell_scores', 'answer_table',
-           'paired_table', 'summary_table', 'summary_markdown', 'paired_markdown', 'write_summary',
-           'with_option_metrics', 'paper_results', 'with_paper_rows']
+__all__ = ['RESULT_SETTINGS', 'ANSWER_COLUMNS', 'OPTION_METRICS', 'METRIC_TITLES', 'PAPER_RESULTS', 'summarize', 'cell_scores',
+           'answer_table', 'paired_table', 'with_option_metrics', 'complete_metrics', 'summary_table',
+           'summary_markdown', 'paired_markdown', 'write_summary', 'paper_results', 'with_paper_rows']
 
 # %% ../nbs/15_tables.ipynb #db91a3cd
 RESULT_SETTINGS = ("benchmark", "method", "video_ratio", "audio_ratio", "mode", "max_new_tokens")
@@ -129,23 +129,70 @@ def answer_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None
 
 
 def paired_table(out_dir: str | Path, keys: Mapping[str, Collection[str]] | None = None,
-                 reference: str = "seats") -> pd.DataFrame:
+                 reference: str = "seats", margin: float | None = EQUIVALENCE_MARGIN) -> pd.DataFrame:
     """`reference` against every other method on the same samples, per benchmark and setting (and against the full
-    model at each of its settings): difference in points, paired bootstrap interval, McNemar p-value, and the
-    verdicts of `stats.holm_verdicts` over the whole table (every benchmark's comparisons together). Failed samples
-    are left out; with no answered sample of the reference the table is empty."""
+    model at each of its settings): difference in points, paired bootstrap interval, McNemar p-value; with `margin`
+    (a share of the items, None for none) the accuracies' equivalence test (TOST); each of `OPTION_METRICS` that
+    every answered row has (`with_option_metrics`), as `stats.paired_comparisons` gives them; and the verdicts of
+    `stats.holm_verdicts` over the whole table (every benchmark's comparisons together, each family of p-values on its
+    own). Failed samples are left out; with no answered sample of the reference the table is empty."""
     groups = _cell_rows(out_dir, keys)
     methods = {method for method, *_ in groups}
     if reference not in methods:
         raise ValueError(f"no results of {reference!r} under {out_dir} to compare with (methods: {sorted(methods)})")
-    rows = _answers(groups)
-    tables = [paired_comparisons(group, reference).assign(benchmark=benchmark)
+    rows = with_option_metrics(_answers(groups))
+    metrics = complete_metrics(rows)
+    tables = [paired_comparisons(group, reference, margin=margin, metrics=metrics).assign(benchmark=benchmark)
               for benchmark, group in rows.groupby("benchmark", sort=False) if reference in set(group["method"])]
     if not tables:  # the reference answered nothing (every sample failed): nothing to pair
         return pd.DataFrame(columns=["benchmark", *PAIRED_COLUMNS])
     order = [b for b in BENCHMARKS if b in set(rows["benchmark"])] + sorted(set(rows["benchmark"]) - set(BENCHMARKS))
-    table = holm_verdicts(pd.concat(tables, ignore_index=True))[["benchmark", *PAIRED_COLUMNS]]
+    table = holm_verdicts(pd.concat(tables, ignore_index=True))
+    table = table[["benchmark", *(column for column in table.columns if column != "benchmark")]]
     return table.sort_values("benchmark", key=lambda b: b.map(order.index), kind="stable").reset_index(drop=True)
+
+# %% ../nbs/15_tables.ipynb #da17efa6
+OPTION_METRICS = ("correct_logprob", "kl_from_full")
+
+
+def _logprob_of(logprobs, option: str) -> float:
+    "The log-probability of `option` in a row's `{option: log-probability}` (NaN when the row has none)."
+    return float(logprobs[option]) if isinstance(logprobs, Mapping) and option in logprobs else math.nan
+
+
+def _kl(reference, other) -> float:
+    "KL(p || q) in nats between two rows' `{option: log-probability}` over the same options (NaN when one has none)."
+    if not isinstance(reference, Mapping) or not isinstance(other, Mapping) or set(reference) != set(other):
+        return math.nan
+    return float(sum(math.exp(logp) * (logp - other[option]) for option, logp in reference.items()))
+
+
+def with_option_metrics(rows: pd.DataFrame, full: str = FULL_METHOD,
+                        on: Sequence[str] = ("benchmark", "item")) -> pd.DataFrame:
+    """`rows` (one per method and item, with `answer` and `option_logprobs`, as `answer_table` gives them) with
+    `OPTION_METRICS`: `correct_logprob`, the log-probability of the right option, and `kl_from_full`,
+    KL(p_full || p_method) over the options against the `full` method's row of the same item (the same values of
+    `on`); NaN where a row, or its item's full row, has no log-probabilities."""
+    missing = [name for name in ("method", "answer", *on) if name not in rows.columns]
+    if missing:
+        raise KeyError(f"rows have no column {missing[0]!r} (they have {list(rows.columns)})")
+    logprobs = rows["option_logprobs"].tolist() if "option_logprobs" in rows.columns else [None] * len(rows)
+    keys = list(rows[list(on)].itertuples(index=False, name=None))
+    is_full = (rows["method"] == full).tolist()
+    repeated = [key for key, n in Counter(k for k, f in zip(keys, is_full) if f).items() if n > 1]
+    if repeated:
+        raise ValueError(f"the {full!r} method has several rows of one item ({dict(zip(on, repeated[0]))}); "
+                         "pass one row per method and item")
+    reference = {key: value for key, value, f in zip(keys, logprobs, is_full) if f}
+    return rows.assign(correct_logprob=[_logprob_of(lp, answer) for lp, answer in zip(logprobs, rows["answer"])],
+                       kl_from_full=[_kl(reference.get(key), lp) for key, lp in zip(keys, logprobs)]
+                       ).astype({name: float for name in OPTION_METRICS})
+
+
+def complete_metrics(rows: pd.DataFrame) -> dict[str, None]:
+    """The `OPTION_METRICS` that every one of `rows` (from `with_option_metrics`) has, each with no equivalence
+    margin: the `metrics` of `stats.paired_comparisons` for them."""
+    return {name: None for name in OPTION_METRICS if np.isfinite(rows[name]).all()}
 
 # %% ../nbs/15_tables.ipynb #a5f8292e
 def _row_order(table: pd.DataFrame) -> pd.DataFrame:
@@ -273,15 +320,40 @@ def _difference_text(row: pd.Series) -> str:
     return f"{row['difference']:+.1f} [{interval}]"
 
 
+METRIC_TITLES = dict(correct_logprob="log p(correct)", kl_from_full="KL from full (nats)")
+
+
+def _verdict_text(established: bool, p_holm: float) -> str:
+    return f"{'yes' if established else 'no'} ({p_holm:.3g})"
+
+
+def _metric_text(row: pd.Series, metric: str) -> str:
+    "A metric's mean difference with its interval ('n/a' for one item)."
+    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    interval = "n/a" if pd.isna(low) else f"{low:+.3f}, {high:+.3f}"
+    return f"{row[f'{metric}_difference']:+.3f} [{interval}]"
+
+
 def paired_markdown(paired: pd.DataFrame) -> str:
     """The paired comparisons as a Markdown table: difference in points with its interval, McNemar's p-value, its
-    Holm adjustment over the table, established."""
-    lines = ["| Benchmark | Ratio | Method | vs | Items | Difference (points) | p (McNemar) | p (Holm) | Established |",
-             "|---|---|---|---|---:|---:|---:|---:|---|"]
+    Holm adjustment over the table, established; then, where the table has them, the accuracies' equivalence verdict
+    (TOST within the margin, Holm-adjusted p) and each of `OPTION_METRICS`' difference with its interval and verdict."""
+    metrics = [m for m in OPTION_METRICS if f"{m}_difference" in paired.columns]
+    head = ["Benchmark", "Ratio", "Method", "vs", "Items", "Difference (points)", "p (McNemar)", "p (Holm)", "Established"]
+    if "equivalent" in paired.columns:
+        margins = sorted(set(paired["margin"]))
+        head.append(f"Within ±{'/'.join(f'{m:g}' for m in margins)} points (TOST, Holm p)")
+    for metric in metrics:
+        head += [f"Δ {METRIC_TITLES[metric]}", f"Δ {METRIC_TITLES[metric]} established (Holm p)"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---|---|" + "---:|" * 4 + "---|" * (len(head) - 8)]
     for _, row in paired.iterrows():
-        lines.append(f"| {row['benchmark']} | {row['setting']} | {row['reference']} | {row['method']} | {row['n']} | "
-                     f"{_difference_text(row)} | {row['p_value']:.3g} | {row['p_holm']:.3g} | "
-                     f"{'yes' if row['established'] else 'no'} |")
+        cells = [row["benchmark"], row["setting"], row["reference"], row["method"], row["n"], _difference_text(row),
+                 f"{row['p_value']:.3g}", f"{row['p_holm']:.3g}", "yes" if row["established"] else "no"]
+        if "equivalent" in paired.columns:
+            cells.append(_verdict_text(row["equivalent"], row["tost_p_holm"]))
+        for metric in metrics:
+            cells += [_metric_text(row, metric), _verdict_text(row[f"{metric}_established"], row[f"{metric}_p_holm"])]
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/15_tables.ipynb #72af202c
@@ -302,43 +374,6 @@ def write_summary(out_dir: str | Path, keys: Mapping[str, Collection[str]] | Non
         with replaced(out_dir / "paired.md") as new:
             new.write_text(paired_markdown(paired))
     return table
-
-# %% ../nbs/15_tables.ipynb #da17efa6
-OPTION_METRICS = ("correct_logprob", "kl_from_full")
-
-
-def _logprob_of(logprobs, option: str) -> float:
-    "The log-probability of `option` in a row's `{option: log-probability}` (NaN when the row has none)."
-    return float(logprobs[option]) if isinstance(logprobs, Mapping) and option in logprobs else math.nan
-
-
-def _kl(reference, other) -> float:
-    "KL(p || q) in nats between two rows' `{option: log-probability}` over the same options (NaN when one has none)."
-    if not isinstance(reference, Mapping) or not isinstance(other, Mapping) or set(reference) != set(other):
-        return math.nan
-    return float(sum(math.exp(logp) * (logp - other[option]) for option, logp in reference.items()))
-
-
-def with_option_metrics(rows: pd.DataFrame, full: str = FULL_METHOD,
-                        on: Sequence[str] = ("benchmark", "item")) -> pd.DataFrame:
-    """`rows` (one per method and item, with `answer` and `option_logprobs`, as `answer_table` gives them) with
-    `OPTION_METRICS`: `correct_logprob`, the log-probability of the right option, and `kl_from_full`,
-    KL(p_full || p_method) over the options against the `full` method's row of the same item (the same values of
-    `on`); NaN where a row, or its item's full row, has no log-probabilities."""
-    missing = [name for name in ("method", "answer", *on) if name not in rows.columns]
-    if missing:
-        raise KeyError(f"rows have no column {missing[0]!r} (they have {list(rows.columns)})")
-    logprobs = rows["option_logprobs"].tolist() if "option_logprobs" in rows.columns else [None] * len(rows)
-    keys = list(rows[list(on)].itertuples(index=False, name=None))
-    is_full = (rows["method"] == full).tolist()
-    repeated = [key for key, n in Counter(k for k, f in zip(keys, is_full) if f).items() if n > 1]
-    if repeated:
-        raise ValueError(f"the {full!r} method has several rows of one item ({dict(zip(on, repeated[0]))}); "
-                         "pass one row per method and item")
-    reference = {key: value for key, value, f in zip(keys, logprobs, is_full) if f}
-    return rows.assign(correct_logprob=[_logprob_of(lp, answer) for lp, answer in zip(logprobs, rows["answer"])],
-                       kl_from_full=[_kl(reference.get(key), lp) for key, lp in zip(keys, logprobs)]
-                       ).astype({name: float for name in OPTION_METRICS})
 
 # %% ../nbs/15_tables.ipynb #a7e4c002
 # in the repository beside the package (data/ is not package data)
