@@ -305,11 +305,11 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     from seats_analysis.probe import COMPUTATIONS, METRICS
     _model_arguments(parser)
     parser.add_argument("--benchmark", default=ORGANISM, choices=(*PUBLISHED_BENCHMARKS, ORGANISM),
-                        help="items to probe: the organism's test split or a benchmark's records")
+                        help="items to probe: the organism's validation split or a benchmark's records")
     parser.add_argument("--data-root", help="folder with <benchmark>/annotations and <benchmark>/media "
                                             "(not needed for the organism)")
     parser.add_argument("--items", type=positive_int,
-                        help=f"probe the first N items (default: all; the organism's test split has {ORGANISM_TEST_ITEMS})")
+                        help=f"probe the first N items (default: all; the organism's: {ORGANISM_TEST_ITEMS})")
     parser.add_argument("--out", required=True, help="probe folder: one part file per process, then probe.nc; "
                                                      "a rerun resumes")
     parser.add_argument("--conditions", type=names(CONDITIONS), default=",".join(CONDITIONS),
@@ -318,7 +318,7 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help=f"comma-separated, from {', '.join(METRICS)}")
     parser.add_argument("--method", default="shared", choices=COMPUTATIONS,
                         help="shared: one prefix pass for every removal; naive: a full pass each")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the organism's test items")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the organism's items")
     parser.add_argument("--retry-errors", action="store_true", help="probe again the samples that failed in --out")
     parser.add_argument("--max-errors", type=count,
                         help="exit with status 1 when more samples than this have failed (the table is still written)")
@@ -345,8 +345,8 @@ def _probe_samples(args, processor) -> list:
     "The probe samples of --benchmark: organism items, or benchmark records built one at a time."
     from seats_analysis.probe import ProbeSample, option_ids
     if args.benchmark == ORGANISM:
-        from seats_analysis.demo import organism_records, organism_samples
-        return organism_samples(processor, organism_records(args.items or ORGANISM_TEST_ITEMS, args.seed))
+        from seats_analysis.demo import PROBE_SPLIT, organism_records, organism_samples
+        return organism_samples(processor, organism_records(args.items or ORGANISM_TEST_ITEMS, args.seed, PROBE_SPLIT))
     from seats_analysis.benchmarks import benchmark_spec
     from seats_analysis.benchmarks import benchmark_records
     from seats_analysis.evaluate import record_inputs
