@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['ATTENTION_SCALE', 'NORM_EPS', 'PICKED', 'MAX_DISTANCE_ELEMENTS', 'COMPILE_MIN_TORCH', 'TORCH_VERSION', 'CAN_COMPILE',
            'COMPILE_BACKENDS', 'INDUCTOR_OPTIONS', 'marked', 'window_distances', 'windivprune', 'window_budget',
-           'windowed_keep_count', 'windowed_windivprune_parts', 'windowed_windivprune', 'check_compile', 'layout_of',
-           'SelectionCompiler', 'selection_compiler', 'windowed_windivprune_at']
+           'windowed_keep_count', 'windowed_uniform', 'windowed_windivprune_parts', 'windowed_windivprune',
+           'check_compile', 'layout_of', 'SelectionCompiler', 'selection_compiler', 'windowed_windivprune_at']
 
 # %% ../nbs/06_pre_llm.ipynb #ece81d49
 import types
@@ -132,6 +132,19 @@ def windowed_keep_count(total: int, window_tokens: int, ratio: float) -> int:
     window_tokens = min(window_tokens, max(total, 1))
     num_full, last_len = divmod(total, window_tokens)
     return num_full * window_budget(window_tokens, ratio) + (window_budget(last_len, ratio) if last_len else 0)
+
+def windowed_uniform(total: int, window_tokens: int, ratio: float, device=None) -> torch.BoolTensor:
+    """Keep mask (T,) with, in each window of `window_tokens` tokens, `window_budget` tokens evenly spaced (the
+    middle token of each of that many equal stretches): as many as `windowed_windivprune` keeps, chosen without
+    looking at the tokens (Stage I's selection replaced, for an ablation)."""
+    window_tokens = min(window_tokens, max(total, 1))
+    keep = torch.zeros(total, dtype=torch.bool, device=device)
+    for start in range(0, total, window_tokens):
+        length = min(window_tokens, total - start)
+        budget = window_budget(length, ratio)
+        picks = start + (2 * torch.arange(budget, device=device) + 1) * length // (2 * budget)
+        keep.index_fill_(0, picks, True)
+    return keep
 
 # %% ../nbs/06_pre_llm.ipynb #72f1fb2d
 def _padded(dist: torch.Tensor, size: int) -> torch.Tensor:

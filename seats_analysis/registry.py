@@ -85,8 +85,10 @@ _BASELINES = "seats_analysis.baselines"
 register_method("full", f"{_BASELINES}:full", f"{_BASELINES}:full_token_plan", "full tokens")
 register_method("seats", "seats_analysis.seats:seats", "seats_analysis.seats:seats_token_plan", "SEATS")
 register_method("random", f"{_BASELINES}:random_pruning", f"{_BASELINES}:random_token_plan", "Random")
-register_method("fastv", f"{_BASELINES}:fastv", f"{_BASELINES}:fastv_token_plan", "FastV")
-register_method("fastv-om", f"{_BASELINES}:fastv", f"{_BASELINES}:fastv_token_plan", "FastV-om", dict(omni=True))
+register_method("fastv", f"{_BASELINES}:fastv", f"{_BASELINES}:fastv_token_plan", "FastV (K=2)")
+register_method("fastv-om", f"{_BASELINES}:fastv", f"{_BASELINES}:fastv_token_plan", "FastV-om (K=2)", dict(omni=True))
+register_method("fastv-probe-om", f"{_BASELINES}:fastv", f"{_BASELINES}:fastv_token_plan", "FastV-om (K from probe)",
+                dict(omni=True, after_layers="probe"))  # K: the layers before the schedule's middle block
 register_method("visionzip", f"{_BASELINES}:visionzip", f"{_BASELINES}:visionzip_token_plan", "VisionZip")
 register_method("visionzip-om", f"{_BASELINES}:visionzip", f"{_BASELINES}:visionzip_token_plan", "VisionZip-om",
                 dict(omni=True))
