@@ -69,7 +69,8 @@ from release_forwards import (FORWARD_SCHEDULE, Recorder, boundaries, config_fil
 from release_omnizip import RELEASE_DEFAULTS, SETTINGS as OMNIZIP_SETTINGS, release_method  # noqa: E402
 from release_positions import COMMIT as SEATS_COMMIT, NUM_LAYERS, THINKER_SEED  # noqa: E402
 
-from seats_analysis.bench import clip_inputs, code_revision  # noqa: E402
+from seats_analysis.bench import clip_inputs  # noqa: E402
+from seats_analysis.storage import code_revision  # noqa: E402
 from seats_analysis.compat import multimodal_model, text_model  # noqa: E402
 from seats_analysis.catalog import RATIO_PAIRS  # noqa: E402
 from seats_analysis.layout import Kind, temporal_windows, token_id, token_kinds  # noqa: E402

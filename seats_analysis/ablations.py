@@ -5,8 +5,7 @@
 # %% auto #0
 __all__ = ['ABLATIONS', 'FLOPS_TOLERANCE', 'CALIBRATION_ITEMS', 'CALIBRATION_STEPS', 'TARGET_DECIMALS', 'COMPUTES',
            'ABLATION_COLUMNS', 'ablation_registry', 'matched_targets', 'prefill_gflops', 'calibration_inputs',
-           'ablation_plan', 'ablation_table', 'organism_setup', 'sweep_organism', 'write_results_table',
-           'run_ablations']
+           'ablation_plan', 'ablation_table', 'organism_setup', 'sweep_organism', 'run_ablations']
 
 # %% ../nbs/32_ablations.ipynb #5edd6297
 from functools import partial
@@ -22,7 +21,7 @@ from .evaluate import record_inputs, sweep
 from .catalog import RATIO_PAIRS
 from .harness import OptionLogits, ratio_name, run_samples
 from .organism import ORGANISMS, load_organism
-from .storage import markdown_table, replaced
+from .storage import stamped, write_table
 from .schedule import Schedule
 from .seats import SeatsSelectors, seats
 from .stats import paired_comparisons
@@ -170,12 +169,6 @@ def sweep_organism(thinker, processor, schedule, records, cells: dict, folder, i
     write_summary(folder, {"organism": keys})
     return keys
 
-def write_results_table(table: pd.DataFrame, out: Path, stem: str):
-    "`table` as `out/{stem}.csv` and `.md`, each replaced whole."
-    with replaced(out / f"{stem}.csv") as new:
-        table.to_csv(new, index=False)
-    with replaced(out / f"{stem}.md") as new:
-        new.write_text(markdown_table(table.round(4)) + "\n")
 
 def run_ablations(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_ITEMS, settings=None,
                   variants=None, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True) -> pd.DataFrame:
@@ -197,6 +190,6 @@ def run_ablations(organism: str = "qwen2_5", out=None, num_items: int = REFERENC
     folder = out / f"{name}_ablations_sweep"
     keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once, f"{name} ablations",
                           progress, registry=ablation_registry())
-    table = ablation_table(folder, plan, keys)
-    write_results_table(table, out, f"{name}_ablations")
+    table = stamped(ablation_table(folder, plan, keys), organism=organism, items=num_items, seed=seed)
+    write_table(table, out / f"{name}_ablations")
     return table

@@ -34,7 +34,7 @@ from .methods import METHODS
 from .organism import ORGANISMS, load_organism, organism_path
 from .parsers import parse_strict
 from .probe import ProbeSample, probe
-from .storage import markdown_table, read_jsonl, read_parts, replaced
+from .storage import read_jsonl, read_parts, stamped, write_table
 from .schedule import SCHEDULES_DIR, Schedule
 from .stats import EQUIVALENCE_MARGIN, accuracy, format_accuracy, holm_verdicts, paired_comparisons
 from .synth import ANSWER_TOKENS, FPS, KINDS, LETTERS, answer_token_ids, chat, synth_items
@@ -290,11 +290,8 @@ def organism_tradeoff(results: pd.DataFrame, path=None):
 
 def _write_tables(paths: "DemoPaths", results: pd.DataFrame, paired: pd.DataFrame):
     "The results and paired tables as CSV and Markdown, each replaced whole: a reader never sees half of one."
-    for table, (csv, markdown) in ((results, paths.tables[:2]), (paired, paths.tables[2:])):
-        with replaced(csv) as new:
-            table.to_csv(new, index=False)
-        with replaced(markdown) as new:
-            new.write_text(markdown_table(table.round(4)) + "\n")
+    for table, csv in ((results, paths.tables[0]), (paired, paths.tables[2])):
+        write_table(table, csv.with_suffix(""))
 
 # %% ../nbs/30_demo.ipynb #d15a0b06
 def stored_probe_ids(store: Path) -> set:
@@ -439,6 +436,8 @@ def run_demo(out=DEMO_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: in
     write_summary(paths.sweep, {"organism": keys})  # the sweep's own summary, of every item of this run
     results, answers = organism_table(paths.sweep, cells, keys=keys)
     paired = organism_paired(answers) if "seats" in set(answers["method"]) else pd.DataFrame()
+    made = dict(organism=organism, items=num_items, seed=seed)  # every row says what made it (`storage.stamped`)
+    results, paired = stamped(results, **made), stamped(paired, **made) if len(paired) else paired
     _write_tables(paths, results, paired)
     label = f"{name.replace('_', ' ')} ({PROBE_SPLIT} split)"
     dependency_figure({label: table}, blocks={label: blocks},
@@ -451,7 +450,7 @@ def run_demo(out=DEMO_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: in
 SUMMARY_HEADERS = {  # results column: short header for a terminal
     "method": "method", "setting": "setting", "accuracy": "acc[CI95]", "accuracy_visual": "acc_V",
     "accuracy_audio": "acc_A", "accuracy_audiovisual": "acc_AV", "video_retention": "ret_V",
-    "audio_retention": "ret_A", "reached": "reached", "gflops": "GFLOPs", "flops_reduction": "xFLOPs",
+    "audio_retention": "ret_A", "reached": "reach", "gflops": "GFLOPs", "flops_reduction": "xFLOPs",
     "prefill_ms": "ms"}
 SUMMARY_LEGEND = {  # printed under the terminal table: what its short headers mean
     "setting": "video/audio share asked: " + ", ".join(f"{name} {video:g}/{audio:g}"
@@ -459,7 +458,7 @@ SUMMARY_LEGEND = {  # printed under the terminal table: what its short headers m
     "acc[CI95]": "accuracy (%) on every item, with its 95% interval",
     "acc_V, acc_A, acc_AV": "accuracy (%) on the visual, the audio and the audio-visual questions",
     "ret_V, ret_A": "share of the video and of the audio tokens kept, averaged over the decoder layers",
-    "reached": "whether every item kept its setting's share, within a token per 2-second window",
+    "reach": "whether every item kept its setting's share, within a token per 2-second window",
     "GFLOPs": "analytic prefill GFLOPs per item",
     "xFLOPs": "how many times fewer prefill FLOPs than full tokens",
     "ms": "measured prefill time per item on this machine (the method's selection included)"}
@@ -510,6 +509,8 @@ def refresh_methods(paths: "DemoPaths", methods, organism: str = "qwen2_5", num_
     cells = [(method, setting) for method, setting, _, _ in method_cells(["seats", *methods], RATIO_PAIRS)]
     keys = [record.id for record in records]
     rows, answers = organism_table(paths.sweep, cells, keys=keys)
+    made = dict(organism=organism, items=num_items, seed=seed)  # the rerun rows' own provenance
+    rows = stamped(rows, **made)
     anchors = [FULL_METHOD, "seats"]
     if not _same_rows(rows[rows.method.isin(anchors)], stored[stored.method.isin(anchors)]):
         raise ValueError(f"full tokens' or SEATS' rows rerun here differ from {paths.tables[0]}: the other rows are not "
@@ -518,7 +519,7 @@ def refresh_methods(paths: "DemoPaths", methods, organism: str = "qwen2_5", num_
     results = stored.set_index(["method", "setting"])
     results.loc[new.index] = new[results.columns]
     results = results.reset_index()[stored.columns].astype(stored.dtypes.to_dict())
-    fresh = organism_paired(answers[answers.method.isin(["seats", *methods])], every_setting=())
+    fresh = stamped(organism_paired(answers[answers.method.isin(["seats", *methods])], every_setting=()), **made)
     paired = stored_paired.set_index(["setting", "method"])  # the rows in their committed order
     fresh = fresh.set_index(["setting", "method"])
     paired.loc[fresh.index] = fresh[paired.columns]

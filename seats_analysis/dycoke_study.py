@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .ablations import organism_setup, sweep_organism, write_results_table
+from .ablations import organism_setup, sweep_organism
+from .storage import stamped, write_table
 from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_spec
 from .dycoke import dycoke
@@ -132,8 +133,10 @@ def run_dycoke_study(organism: str = "qwen2_5", out=None, num_items: int = REFER
     folder = out / f"{name}_dycoke_sweep"
     keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once, f"{name} DyCoke-om",
                           progress, registry=dycoke_registry())
-    audio = audio_table(folder, settings, keys)
-    write_results_table(audio, out, f"{name}_dycoke_audio")
-    kv = kv_table(thinker, processor, schedule, records[:kv_items], settings, new_tokens, progress)
-    write_results_table(kv, out, f"{name}_dycoke_kv")
+    made = dict(organism=organism, items=num_items, seed=seed)
+    audio = stamped(audio_table(folder, settings, keys), **made)
+    write_table(audio, out / f"{name}_dycoke_audio")
+    kv = stamped(kv_table(thinker, processor, schedule, records[:kv_items], settings, new_tokens, progress), **made,
+                 kv_items=kv_items, new_tokens=new_tokens)
+    write_table(kv, out / f"{name}_dycoke_kv")
     return audio, kv

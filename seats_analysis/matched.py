@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .ablations import (COMPUTES, FLOPS_TOLERANCE, calibration_inputs, matched_targets, organism_setup,
-                                      prefill_gflops, sweep_organism, write_results_table)
+                                      prefill_gflops, sweep_organism)
 from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS
 from .figures import MAX_COLUMNS, PANEL_SIZE, method_style, save_figure
@@ -25,6 +25,7 @@ from .methods import METHODS
 from .organism import ORGANISMS
 from .stats import CONFIDENCE, paired_comparisons, wilson_interval
 from .synth import answer_token_ids
+from .storage import PROVENANCE_COLUMNS, stamped, write_table
 from .tables import answer_table, cell_scores
 
 # %% ../nbs/33_matched.ipynb #42c01d91
@@ -110,8 +111,9 @@ def run_matched(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_
     folder = out / f"{stem}_sweep"
     keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once,
                           f"{name} at equal {compute} compute", progress)
-    table = matched_table(folder, plan, keys, compute)
-    write_results_table(table, out, stem)
+    table = stamped(matched_table(folder, plan, keys, compute), organism=organism, items=num_items, seed=seed,
+                    compute=compute)
+    write_table(table, out / stem)
     return table
 
 # %% ../nbs/33_matched.ipynb #7c2e9b02

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from seats_analysis import bench
+from seats_analysis import bench, storage
 from seats_analysis.catalog import RATIO_PAIRS
 from seats_analysis.pre_llm import CAN_COMPILE
 from seats_analysis.schedule import Schedule
@@ -36,7 +36,7 @@ class RecordedSyncDebug:
 
 def repo_revision() -> str:
     "The package repository's revision as git gives it, worked out here independently of the bench."
-    git = lambda *args: subprocess.run(["git", "-C", str(bench.PACKAGE_ROOT), *args], capture_output=True,
+    git = lambda *args: subprocess.run(["git", "-C", str(storage.PACKAGE_ROOT), *args], capture_output=True,
                                        text=True, check=True).stdout.strip()
     changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
     code_changed = any(not path.startswith(("data/", "figures/")) for path in changed)  # outputs are no code
