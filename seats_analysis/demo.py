@@ -6,10 +6,10 @@
 __all__ = ['ROOT', 'PROBE_SPLIT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'REFERENCE_ITEMS',
            'ITEMS_AT_ONCE', 'ZOOM_POINTS', 'ZOOM_MARGIN', 'SUMMARY_HEADERS', 'SUMMARY_LEGEND', 'OrganismRecord',
            'organism_records', 'organism_spec', 'register_organism', 'organism_samples', 'check_disjoint',
-           'probe_items', 'organism_schedule', 'organism_table', 'organism_paired', 'DemoPaths', 'DemoOutputs',
-           'organism_tradeoff', 'stored_probe_ids', 'stored_probe_samples', 'other_probe_items', 'answers_stand',
-           'blocks_line', 'stored_answers', 'cell_summary', 'cell_line', 'run_demo', 'terminal_summary',
-           'refresh_methods']
+           'probe_items', 'organism_schedule', 'organism_table', 'organism_paired', 'repeated_settings', 'DemoPaths',
+           'DemoOutputs', 'organism_tradeoff', 'stored_probe_ids', 'stored_probe_samples', 'other_probe_items',
+           'answers_stand', 'blocks_line', 'stored_answers', 'cell_summary', 'cell_line', 'run_demo',
+           'terminal_summary', 'refresh_methods']
 
 # %% ../nbs/30_demo.ipynb #f00b1a76
 import shutil
@@ -170,6 +170,28 @@ def organism_paired(answers: pd.DataFrame, every_setting=(FULL_METHOD,)) -> pd.D
     over the table (`stats.paired_comparisons`)."""
     return paired_comparisons(answers, every_setting=every_setting, margin=EQUIVALENCE_MARGIN,
                               metrics=complete_metrics(answers))
+
+# %% ../nbs/30_demo.ipynb #6d0e1f02
+def repeated_settings(results: pd.DataFrame, answers: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """The (method, setting) rows of `results` (`organism_table`'s) that repeat a configuration of the same method at a
+    setting before them, each with the setting it repeats: the same retention of both modalities and GFLOPs, and the
+    same answers and log-probabilities of the correct letter on every item of `answers`."""
+    by_cell = {cell: part.set_index("item").sort_index()[["correct", "correct_logprob"]]
+               for cell, part in answers.groupby(["method", "setting"], sort=False)}
+    repeats = {}
+    for method, rows in results.groupby("method", sort=False):
+        earlier = []
+        for row in rows.itertuples():
+            same = [first.setting for first in earlier
+                    if np.allclose([first.video_retention, first.audio_retention, first.gflops],
+                                   [row.video_retention, row.audio_retention, row.gflops], rtol=0, atol=1e-9)
+                    and by_cell[(method, first.setting)].equals(by_cell[(method, row.setting)])]
+            if same:
+                repeats[(method, row.setting)] = same[0]
+            else:
+                earlier.append(row)
+    return repeats
+
 
 # %% ../nbs/30_demo.ipynb #eb4527d0
 @dataclass(frozen=True)
@@ -435,7 +457,10 @@ def run_demo(out=DEMO_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: in
     keys = [record.id for record in records]
     write_summary(paths.sweep, {"organism": keys})  # the sweep's own summary, of every item of this run
     results, answers = organism_table(paths.sweep, cells, keys=keys)
-    paired = organism_paired(answers) if "seats" in set(answers["method"]) else pd.DataFrame()
+    repeats = repeated_settings(results, answers)  # compared once: see above
+    results["repeats"] = [repeats.get(cell, "") for cell in zip(results.method, results.setting)]
+    counted = answers[[cell not in repeats for cell in zip(answers.method, answers.setting)]]
+    paired = organism_paired(counted) if "seats" in set(answers["method"]) else pd.DataFrame()
     made = dict(organism=organism, items=num_items, seed=seed)  # every row says what made it (`storage.stamped`)
     results, paired = stamped(results, **made), stamped(paired, **made) if len(paired) else paired
     _write_tables(paths, results, paired)
@@ -493,6 +518,8 @@ def refresh_methods(paths: "DemoPaths", methods, organism: str = "qwen2_5", num_
         raise ValueError(f"methods={methods} must name one or more methods of METHODS other than full and seats "
                          "(their rows enter every paired row: run_demo reruns them with everything else)")
     stored = pd.read_csv(paths.tables[0])
+    if "repeats" in stored.columns:  # a column of names, mostly empty: read back as text, not as NaN
+        stored["repeats"] = stored["repeats"].fillna("").astype(str)
     stored_paired = pd.read_csv(paths.tables[2])
     missing = sorted(set(methods) - set(stored["method"]))
     if missing:
@@ -510,7 +537,9 @@ def refresh_methods(paths: "DemoPaths", methods, organism: str = "qwen2_5", num_
     keys = [record.id for record in records]
     rows, answers = organism_table(paths.sweep, cells, keys=keys)
     made = dict(organism=organism, items=num_items, seed=seed)  # the rerun rows' own provenance
-    rows = stamped(rows, **made)
+    repeats = repeated_settings(rows, answers)
+    rows = stamped(rows.assign(repeats=[repeats.get(cell, "") for cell in zip(rows.method, rows.setting)]), **made)
+    answers = answers[[cell not in repeats for cell in zip(answers.method, answers.setting)]]
     anchors = [FULL_METHOD, "seats"]
     if not _same_rows(rows[rows.method.isin(anchors)], stored[stored.method.isin(anchors)]):
         raise ValueError(f"full tokens' or SEATS' rows rerun here differ from {paths.tables[0]}: the other rows are not "
