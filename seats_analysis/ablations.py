@@ -21,7 +21,7 @@ from .evaluate import record_inputs, sweep
 from .catalog import RATIO_PAIRS
 from .harness import OptionLogits, ratio_name, run_samples
 from .organism import ORGANISMS, load_organism
-from .storage import stamped, write_table
+from .storage import stamped, save_table
 from .schedule import Schedule
 from .seats import SeatsSelectors, seats
 from .stats import paired_comparisons
@@ -191,5 +191,5 @@ def run_ablations(organism: str = "qwen2_5", out=None, num_items: int = REFERENC
     keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once, f"{name} ablations",
                           progress, registry=ablation_registry())
     table = stamped(ablation_table(folder, plan, keys), organism=organism, items=num_items, seed=seed)
-    write_table(table, out / f"{name}_ablations")
+    save_table(table, out / f"{name}_ablations")
     return table

@@ -6,10 +6,10 @@
 __all__ = ['ROOT', 'PROBE_SPLIT', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE', 'REFERENCE_ITEMS',
            'ITEMS_AT_ONCE', 'ZOOM_POINTS', 'ZOOM_MARGIN', 'SUMMARY_HEADERS', 'SUMMARY_LEGEND', 'OrganismRecord',
            'organism_records', 'organism_spec', 'register_organism', 'organism_samples', 'check_disjoint',
-           'probe_items', 'organism_schedule', 'organism_table', 'organism_paired', 'repeated_settings', 'DemoPaths',
-           'DemoOutputs', 'organism_tradeoff', 'stored_probe_ids', 'stored_probe_samples', 'other_probe_items',
-           'answers_stand', 'blocks_line', 'stored_answers', 'cell_summary', 'cell_line', 'run_demo',
-           'terminal_summary', 'refresh_methods']
+           'probe_items', 'organism_schedule', 'organism_table', 'organism_paired', 'repeated_settings', 'mark_repeats',
+           'DemoPaths', 'DemoOutputs', 'organism_tradeoff', 'stored_probe_ids', 'stored_probe_samples',
+           'other_probe_items', 'answers_stand', 'blocks_line', 'stored_answers', 'cell_summary', 'cell_line',
+           'run_demo', 'terminal_summary', 'refresh_methods']
 
 # %% ../nbs/30_demo.ipynb #f00b1a76
 import shutil
@@ -34,7 +34,7 @@ from .methods import METHODS
 from .organism import ORGANISMS, load_organism, organism_path
 from .parsers import parse_strict
 from .probe import ProbeSample, probe
-from .storage import read_jsonl, read_parts, stamped, write_table
+from .storage import read_jsonl, read_parts, stamped, save_table
 from .schedule import SCHEDULES_DIR, Schedule
 from .stats import EQUIVALENCE_MARGIN, accuracy, format_accuracy, holm_verdicts, paired_comparisons
 from .synth import ANSWER_TOKENS, FPS, KINDS, LETTERS, answer_token_ids, chat, synth_items
@@ -193,6 +193,13 @@ def repeated_settings(results: pd.DataFrame, answers: pd.DataFrame) -> dict[tupl
     return repeats
 
 
+def mark_repeats(results: pd.DataFrame, answers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "`results` with the setting each row repeats (`repeats`, '' for none), and the answers of the rows that repeat none."
+    repeats = repeated_settings(results, answers)
+    marked = results.assign(repeats=[repeats.get(cell, "") for cell in zip(results.method, results.setting)])
+    return marked, answers[[cell not in repeats for cell in zip(answers.method, answers.setting)]]
+
+
 # %% ../nbs/30_demo.ipynb #eb4527d0
 @dataclass(frozen=True)
 class DemoPaths:
@@ -313,7 +320,7 @@ def organism_tradeoff(results: pd.DataFrame, path=None):
 def _write_tables(paths: "DemoPaths", results: pd.DataFrame, paired: pd.DataFrame):
     "The results and paired tables as CSV and Markdown, each replaced whole: a reader never sees half of one."
     for table, csv in ((results, paths.tables[0]), (paired, paths.tables[2])):
-        write_table(table, csv.with_suffix(""))
+        save_table(table, csv.with_suffix(""))
 
 # %% ../nbs/30_demo.ipynb #d15a0b06
 def stored_probe_ids(store: Path) -> set:
@@ -457,10 +464,8 @@ def run_demo(out=DEMO_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: in
     keys = [record.id for record in records]
     write_summary(paths.sweep, {"organism": keys})  # the sweep's own summary, of every item of this run
     results, answers = organism_table(paths.sweep, cells, keys=keys)
-    repeats = repeated_settings(results, answers)  # compared once: see above
-    results["repeats"] = [repeats.get(cell, "") for cell in zip(results.method, results.setting)]
-    counted = answers[[cell not in repeats for cell in zip(answers.method, answers.setting)]]
-    paired = organism_paired(counted) if "seats" in set(answers["method"]) else pd.DataFrame()
+    results, counted = mark_repeats(results, answers)  # one configuration counted once
+    paired = organism_paired(counted) if "seats" in set(counted["method"]) else pd.DataFrame()
     made = dict(organism=organism, items=num_items, seed=seed)  # every row says what made it (`storage.stamped`)
     results, paired = stamped(results, **made), stamped(paired, **made) if len(paired) else paired
     _write_tables(paths, results, paired)
@@ -537,9 +542,8 @@ def refresh_methods(paths: "DemoPaths", methods, organism: str = "qwen2_5", num_
     keys = [record.id for record in records]
     rows, answers = organism_table(paths.sweep, cells, keys=keys)
     made = dict(organism=organism, items=num_items, seed=seed)  # the rerun rows' own provenance
-    repeats = repeated_settings(rows, answers)
-    rows = stamped(rows.assign(repeats=[repeats.get(cell, "") for cell in zip(rows.method, rows.setting)]), **made)
-    answers = answers[[cell not in repeats for cell in zip(answers.method, answers.setting)]]
+    rows, answers = mark_repeats(rows, answers)
+    rows = stamped(rows, **made)
     anchors = [FULL_METHOD, "seats"]
     if not _same_rows(rows[rows.method.isin(anchors)], stored[stored.method.isin(anchors)]):
         raise ValueError(f"full tokens' or SEATS' rows rerun here differ from {paths.tables[0]}: the other rows are not "

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .ablations import organism_setup, sweep_organism
-from .storage import stamped, write_table
+from .storage import stamped, save_table
 from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_spec
 from .dycoke import dycoke
@@ -135,8 +135,8 @@ def run_dycoke_study(organism: str = "qwen2_5", out=None, num_items: int = REFER
                           progress, registry=dycoke_registry())
     made = dict(organism=organism, items=num_items, seed=seed)
     audio = stamped(audio_table(folder, settings, keys), **made)
-    write_table(audio, out / f"{name}_dycoke_audio")
+    save_table(audio, out / f"{name}_dycoke_audio")
     kv = stamped(kv_table(thinker, processor, schedule, records[:kv_items], settings, new_tokens, progress), **made,
                  kv_items=kv_items, new_tokens=new_tokens)
-    write_table(kv, out / f"{name}_dycoke_kv")
+    save_table(kv, out / f"{name}_dycoke_kv")
     return audio, kv

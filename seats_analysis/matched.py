@@ -25,7 +25,7 @@ from .methods import METHODS
 from .organism import ORGANISMS
 from .stats import CONFIDENCE, paired_comparisons, wilson_interval
 from .synth import answer_token_ids
-from .storage import PROVENANCE_COLUMNS, stamped, write_table
+from .storage import PROVENANCE_COLUMNS, stamped, save_table
 from .tables import answer_table, cell_scores
 
 # %% ../nbs/33_matched.ipynb #42c01d91
@@ -113,7 +113,7 @@ def run_matched(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_
                           f"{name} at equal {compute} compute", progress)
     table = stamped(matched_table(folder, plan, keys, compute), organism=organism, items=num_items, seed=seed,
                     compute=compute)
-    write_table(table, out / stem)
+    save_table(table, out / stem)
     return table
 
 # %% ../nbs/33_matched.ipynb #7c2e9b02

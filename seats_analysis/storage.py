@@ -8,7 +8,7 @@ __all__ = ['DIGEST_VERSION', 'PACKAGE_ROOT', 'OUTPUT_FOLDERS', 'PROVENANCE_COLUM
            'file_digest', 'weights_digest', 'fingerprint_changes', 'model_fingerprint', 'check_fingerprint',
            'processor_fingerprint', 'StoreBusy', 'lock_file', 'writer_lock', 'check_records_file', 'newest_success',
            'first_success', 'FolderParts', 'FileParts', 'RecordStore', 'markdown_table', 'code_revision', 'stamped',
-           'write_table']
+           'save_table']
 
 # %% ../nbs/00e_storage.ipynb #65bcec53
 import functools
@@ -548,7 +548,7 @@ def stamped(table: pd.DataFrame, **settings) -> pd.DataFrame:
     return table.assign(**made_with, **settings)
 
 
-def write_table(table: pd.DataFrame, stem: str | Path):
+def save_table(table: pd.DataFrame, stem: str | Path):
     "`table` as `stem.csv` and `stem.md` (`markdown_table`, floats rounded to 4 places), each replaced whole."
     stem = Path(stem)
     with replaced(stem.with_name(stem.name + ".csv")) as new:

@@ -1,0 +1,76 @@
+"""Regenerate every committed table and figure of the model organisms from one code state.
+
+    python dev/regenerate_organisms.py                      # both families, 600 items, into the repository
+    python dev/regenerate_organisms.py --families qwen3 --steps main,ablations
+
+For each family, in this order (each step reads the schedule the main job wrote):
+
+- main: the main job on the committed outputs (`demo.run_demo` into `DemoPaths.reference`): the probe on validation
+  items, the blocks and the shipped schedule, every method at R35-R10 on test items, the results and paired tables
+  and the figures;
+- ablations: the stage ablations at full SEATS' compute (`ablations.run_ablations`);
+- matched: every baseline against SEATS at its compute, counted on the decoder and on the whole prefill
+  (`matched.run_matched`, both `compute`s), with the figure of the first;
+- dycoke: the DyCoke-om study (`dycoke_study.run_dycoke_study`).
+
+Every table records the code revision it was made with (`storage.stamped`), so the code must be committed first: a
+tree with uncommitted changes outside `data/` and `figures/` is refused. Every step resumes from its sweep folder
+(`data/results/*_sweep/`, ignored by git), so a stopped run goes on where it stopped when started again with the same
+revision. On a 2-core CPU a family takes several hours.
+"""
+import argparse
+import sys
+
+import torch
+
+from seats_analysis.ablations import run_ablations
+from seats_analysis.demo import REFERENCE_ITEMS, ROOT, DemoPaths, run_demo
+from seats_analysis.dycoke_study import run_dycoke_study
+from seats_analysis.matched import matched_figure, run_matched
+from seats_analysis.organism import ORGANISMS
+from seats_analysis.storage import code_revision
+
+STEPS = ("main", "ablations", "matched", "dycoke")
+
+
+def regenerate(family: str, steps, items: int):
+    "The steps of one family, in order, into the repository's committed outputs."
+    results, name = ROOT / "data" / "results", ORGANISMS[family]
+    if "main" in steps:
+        run_demo(DemoPaths.reference(family), num_items=items, organism=family, report=print)
+    if "ablations" in steps:
+        run_ablations(family, results, num_items=items)
+    if "matched" in steps:
+        for compute in ("decoder", "prefill"):
+            table = run_matched(family, results, num_items=items, compute=compute)
+            if compute == "decoder":
+                matched_figure(table, ROOT / "figures" / f"{name}_matched",
+                               title=f"{name}: each baseline and SEATS at the same prefill GFLOPs")
+    if "dycoke" in steps:
+        run_dycoke_study(family, results, num_items=items)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", default=",".join(ORGANISMS), help=f"comma-separated, from {', '.join(ORGANISMS)}")
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, from {', '.join(STEPS)}")
+    parser.add_argument("--items", type=int, default=REFERENCE_ITEMS, help="test items per cell (and probe items)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    args = parser.parse_args(argv)
+    families, steps = args.families.split(","), args.steps.split(",")
+    unknown = sorted(set(families) - set(ORGANISMS)) + sorted(set(steps) - set(STEPS))
+    if unknown:
+        parser.error(f"unknown families or steps: {unknown}")
+    revision = code_revision()
+    if revision == "unknown" or revision.endswith("-dirty"):
+        parser.error(f"the code is at revision {revision!r}: commit it first, so that every table names one revision")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"regenerating {families} ({', '.join(steps)}) at revision {revision}, {args.items} items a cell")
+    for family in families:
+        regenerate(family, steps, args.items)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
