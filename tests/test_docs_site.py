@@ -228,7 +228,8 @@ def test_member_names_link_to_their_own_entry(site, browser):
         "links => links.filter(a => a.innerText.trim() === 'forward').length") == 0
     page, errors = visit(browser, f"{url}/api/seats_analysis.seats.html", root / "api_seats.png")
     entry = page.locator("dt[id='seats_analysis.seats.seats'] + dd")
-    assert entry.locator("code", has_text="stage_one").count() == 1
+    assert entry.locator("code", has_text="stage_one").evaluate_all(  # `stage_one`, not `stage_one_selection=...`
+        "codes => codes.filter(c => c.innerText.trim() === 'stage_one').length") == 1
     assert entry.locator("a", has_text="stage_one").count() == 0
 
 
