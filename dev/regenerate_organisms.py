@@ -41,11 +41,9 @@ def regenerate(family: str, steps, items: int):
     if "ablations" in steps:
         run_ablations(family, results, num_items=items)
     if "matched" in steps:
-        for compute in ("decoder", "prefill"):
-            table = run_matched(family, results, num_items=items, compute=compute)
-            if compute == "decoder":
-                matched_figure(table, ROOT / "figures" / f"{name}_matched",
-                               title=f"{name}: each baseline and SEATS at the same prefill GFLOPs")
+        matched_figure(run_matched(family, results, num_items=items), ROOT / "figures" / f"{name}_matched",
+                       title=f"{name}: each baseline and SEATS at the same prefill GFLOPs")
+        run_matched(family, results, num_items=items, compute="prefill")
     if "dycoke" in steps:
         run_dycoke_study(family, results, num_items=items)
 

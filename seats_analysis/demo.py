@@ -467,7 +467,7 @@ def run_demo(out=DEMO_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: in
     results, counted = mark_repeats(results, answers)  # one configuration counted once
     paired = organism_paired(counted) if "seats" in set(counted["method"]) else pd.DataFrame()
     made = dict(organism=organism, items=num_items, seed=seed)  # every row says what made it (`storage.stamped`)
-    results, paired = stamped(results, **made), stamped(paired, **made) if len(paired) else paired
+    results, paired = stamped(results, **made), stamped(paired, **made)
     _write_tables(paths, results, paired)
     label = f"{name.replace('_', ' ')} ({PROBE_SPLIT} split)"
     dependency_figure({label: table}, blocks={label: blocks},

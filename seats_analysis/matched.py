@@ -78,7 +78,8 @@ def matched_table(folder, plan: pd.DataFrame, keys: list, compute: str = "decode
     table = pd.DataFrame(rows)
     whole = compute == "prefill"
     if whole:
-        table["prefill_gflops"], table["reference_prefill_gflops"] = plan.calibration_gflops, plan.seats_calibration_gflops
+        table["prefill_gflops"] = plan.calibration_gflops.to_numpy()  # the plan's rows, in the table's order
+        table["reference_prefill_gflops"] = plan.seats_calibration_gflops.to_numpy()
     matched_on = list(PREFILL_COLUMNS) if whole else ["gflops", "reference_gflops"]
     table["matched"] = (table[matched_on[1]] / table[matched_on[0]] - 1).abs() <= FLOPS_TOLERANCE
     paired = paired_comparisons(pd.concat(compared), reference="seats", every_setting=())

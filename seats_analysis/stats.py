@@ -172,14 +172,17 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return adjusted
 
 
+_VERDICTS = (("p_value", "p_holm", "established"), ("tost_p", "tost_p_holm", "equivalent"))  # p, adjusted, verdict
+
+
 def _families(columns) -> dict[str, tuple[str, str]]:
     "The p-value columns among `columns`, each with the columns of its Holm adjustment and its verdict."
     families = {}
     for column in columns:
-        for suffix, verdict in (("p_value", "established"), ("tost_p", "equivalent")):
-            if column == suffix or column.endswith(f"_{suffix}"):
-                prefix = column[:-len(suffix)]
-                families[column] = (f"{prefix}{'p_holm' if suffix == 'p_value' else 'tost_p_holm'}", f"{prefix}{verdict}")
+        for p_value, p_holm, verdict in _VERDICTS:
+            if column == p_value or column.endswith(f"_{p_value}"):
+                prefix = column[:-len(p_value)]
+                families[column] = (prefix + p_holm, prefix + verdict)
     return families
 
 

@@ -314,24 +314,20 @@ def summary_markdown(table: pd.DataFrame, reference: str = "seats") -> str:
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/15_tables.ipynb #7c1c6bfc
-def _difference_text(row: pd.Series) -> str:
-    "A difference in points with its interval ('n/a' for an interval that one item cannot give)."
-    interval = "n/a" if pd.isna(row["ci_low"]) else f"{row['ci_low']:+.1f}, {row['ci_high']:+.1f}"
-    return f"{row['difference']:+.1f} [{interval}]"
+def _difference_text(row: pd.Series, prefix: str = "", digits: int = 1) -> str:
+    """A difference (in points; a metric's with its `prefix`, `correct_logprob_`) with its interval ('n/a' for an
+    interval that one item cannot give)."""
+    low, high = row[f"{prefix}ci_low"], row[f"{prefix}ci_high"]
+    interval = "n/a" if pd.isna(low) else f"{low:+.{digits}f}, {high:+.{digits}f}"
+    return f"{row[f'{prefix}difference']:+.{digits}f} [{interval}]"
 
 
 METRIC_TITLES = dict(correct_logprob="log p(correct)", kl_from_full="KL from full (nats)")
 
 
 def _verdict_text(established: bool, p_holm: float) -> str:
+    "A verdict with its Holm-adjusted p-value: 'yes (0.012)'."
     return f"{'yes' if established else 'no'} ({p_holm:.3g})"
-
-
-def _metric_text(row: pd.Series, metric: str) -> str:
-    "A metric's mean difference with its interval ('n/a' for one item)."
-    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
-    interval = "n/a" if pd.isna(low) else f"{low:+.3f}, {high:+.3f}"
-    return f"{row[f'{metric}_difference']:+.3f} [{interval}]"
 
 
 def paired_markdown(paired: pd.DataFrame) -> str:
@@ -352,7 +348,8 @@ def paired_markdown(paired: pd.DataFrame) -> str:
         if "equivalent" in paired.columns:
             cells.append(_verdict_text(row["equivalent"], row["tost_p_holm"]))
         for metric in metrics:
-            cells += [_metric_text(row, metric), _verdict_text(row[f"{metric}_established"], row[f"{metric}_p_holm"])]
+            cells += [_difference_text(row, f"{metric}_", digits=3),
+                      _verdict_text(row[f"{metric}_established"], row[f"{metric}_p_holm"])]
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 
