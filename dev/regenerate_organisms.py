@@ -1,9 +1,9 @@
 """Regenerate every committed table and figure of the model organisms from one code state.
 
-    python dev/regenerate_organisms.py                      # both families, 600 items, into the repository
-    python dev/regenerate_organisms.py --families qwen3 --steps main,ablations
+    python dev/regenerate_organisms.py                      # every organism, its whole test split, into the repository
+    python dev/regenerate_organisms.py --organisms qwen3 --steps main,ablations
 
-For each family, in this order (each step reads the schedule the main job wrote):
+For each organism of `catalog.ORGANISMS`, on the task it learned (`organism.learned_task`), in this order (each step reads the schedule the main job wrote):
 
 - main: the main job on the committed outputs (`demo.run_demo` into `DemoPaths.reference`): the probe on validation
   items, the blocks and the shipped schedule, every method at R35-R10 on test items, the results and paired tables
@@ -16,7 +16,8 @@ For each family, in this order (each step reads the schedule the main job wrote)
 Every table records the code revision it was made with (`storage.stamped`), so the code must be committed first: a
 tree with uncommitted changes outside `data/` and `figures/` is refused. Every step resumes from its sweep folder
 (`data/results/*_sweep/`, ignored by git), so a stopped run goes on where it stopped when started again with the same
-revision. On a 2-core CPU a family takes several hours.
+revision. By default every cell has the organism's whole test split (600 synth items, 1,200 events items); on a
+2-core CPU an organism takes several hours.
 """
 import argparse
 import sys
@@ -24,49 +25,53 @@ import sys
 import torch
 
 from seats_analysis.ablations import run_ablations
-from seats_analysis.demo import REFERENCE_ITEMS, ROOT, DemoPaths, run_demo
+from seats_analysis.demo import ROOT, DemoPaths, run_demo
 from seats_analysis.dycoke_study import run_dycoke_study
 from seats_analysis.matched import matched_figure, run_matched
-from seats_analysis.organism import ORGANISMS
+from seats_analysis.catalog import ORGANISMS
+from seats_analysis.organism import learned_task
 from seats_analysis.storage import code_revision
 
 STEPS = ("main", "ablations", "matched", "dycoke")
 
 
-def regenerate(family: str, steps, items: int):
-    "The steps of one family, in order, into the repository's committed outputs."
-    results, name = ROOT / "data" / "results", ORGANISMS[family]
+def regenerate(organism: str, steps, items: int | None):
+    "The steps of one organism, in order, into the repository's committed outputs (`items` None: its whole test split)."
+    results, name = ROOT / "data" / "results", ORGANISMS[organism]
+    items = items or learned_task(organism).test_items
+    print(f"{organism}: {', '.join(steps)} on {items} {learned_task(organism).name} items a cell")
     if "main" in steps:
-        run_demo(DemoPaths.reference(family), num_items=items, organism=family, report=print)
+        run_demo(DemoPaths.reference(organism), num_items=items, organism=organism, report=print)
     if "ablations" in steps:
-        run_ablations(family, results, num_items=items)
+        run_ablations(organism, results, num_items=items)
     if "matched" in steps:
-        matched_figure(run_matched(family, results, num_items=items), ROOT / "figures" / f"{name}_matched",
+        matched_figure(run_matched(organism, results, num_items=items), ROOT / "figures" / f"{name}_matched",
                        title=f"{name}: each baseline and SEATS at the same prefill GFLOPs")
-        run_matched(family, results, num_items=items, compute="prefill")
+        run_matched(organism, results, num_items=items, compute="prefill")
     if "dycoke" in steps:
-        run_dycoke_study(family, results, num_items=items)
+        run_dycoke_study(organism, results, num_items=items)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", default=",".join(ORGANISMS), help=f"comma-separated, from {', '.join(ORGANISMS)}")
+    parser.add_argument("--organisms", default=",".join(ORGANISMS), help=f"comma-separated, from {', '.join(ORGANISMS)}")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, from {', '.join(STEPS)}")
-    parser.add_argument("--items", type=int, default=REFERENCE_ITEMS, help="test items per cell (and probe items)")
+    parser.add_argument("--items", type=int, default=None,
+                        help="test items per cell (and probe items; default: the organism's whole test split)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
-    families, steps = args.families.split(","), args.steps.split(",")
-    unknown = sorted(set(families) - set(ORGANISMS)) + sorted(set(steps) - set(STEPS))
+    organisms, steps = args.organisms.split(","), args.steps.split(",")
+    unknown = sorted(set(organisms) - set(ORGANISMS)) + sorted(set(steps) - set(STEPS))
     if unknown:
-        parser.error(f"unknown families or steps: {unknown}")
+        parser.error(f"unknown organisms or steps: {unknown}")
     revision = code_revision()
     if revision == "unknown" or revision.endswith("-dirty"):
         parser.error(f"the code is at revision {revision!r}: commit it first, so that every table names one revision")
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"regenerating {families} ({', '.join(steps)}) at revision {revision}, {args.items} items a cell")
-    for family in families:
-        regenerate(family, steps, args.items)
+    print(f"regenerating {organisms} at revision {revision}")
+    for organism in organisms:
+        regenerate(organism, steps, args.items)
     return 0
 
 

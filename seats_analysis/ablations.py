@@ -18,9 +18,9 @@ from .checks import check_int
 from .cost import measured_flops
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_records, organism_spec, register_organism
 from .evaluate import record_inputs, sweep
-from .catalog import RATIO_PAIRS
+from .catalog import ORGANISMS, RATIO_PAIRS
 from .harness import OptionLogits, ratio_name, run_samples
-from .organism import ORGANISMS, load_organism
+from .organism import learned_task, load_organism
 from .storage import stamped, save_table
 from .schedule import Schedule
 from .seats import SeatsSelectors, seats
@@ -144,14 +144,14 @@ def ablation_table(folder, plan: pd.DataFrame, keys: list) -> pd.DataFrame:
 
 # %% ../nbs/32_ablations.ipynb #845703f5
 def organism_setup(organism: str, num_items: int, seed: int) -> tuple:
-    """(name, thinker, processor, shipped schedule, test records) of the organism of family `organism`, its first
-    `num_items` test items registered as the `organism` benchmark."""
+    """(name, thinker, processor, shipped schedule, test records) of the organism `organism` (a key of `ORGANISMS`),
+    its first `num_items` test items of the task it learned registered as the `organism` benchmark."""
     if organism not in ORGANISMS:
         raise ValueError(f"organism={organism!r} is not one of {list(ORGANISMS)}")
-    name = ORGANISMS[organism]
+    name, task = ORGANISMS[organism], learned_task(organism)
     thinker, processor = load_organism(organism)
-    register_organism(num_items, seed)
-    return name, thinker, processor, Schedule.load(name), organism_records(num_items, seed)
+    register_organism(num_items, seed, task)
+    return name, thinker, processor, Schedule.load(name), organism_records(num_items, seed, task=task)
 
 def sweep_organism(thinker, processor, schedule, records, cells: dict, folder, items_at_once: int, desc: str,
                    progress: bool = True, registry=None) -> list:
@@ -172,8 +172,8 @@ def sweep_organism(thinker, processor, schedule, records, cells: dict, folder, i
 
 def run_ablations(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_ITEMS, settings=None,
                   variants=None, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """Every variant of `ABLATIONS` at every setting on the organism of family `organism` with its shipped schedule, at
-    full SEATS' compute (`ablation_plan`), on `num_items` test items; writes `{name}_ablations.csv` and `.md` into
+    """Every variant of `ABLATIONS` at every setting on the organism `organism` (a key of `ORGANISMS`) with its shipped
+    schedule, at full SEATS' compute (`ablation_plan`), on `num_items` test items; writes `{name}_ablations.csv` and `.md` into
     `out` (the answers into `{name}_ablations_sweep/` beside them, resumable) and returns the table."""
     variants = list(ABLATIONS) if variants is None else list(variants)
     unknown = sorted(set(variants) - set(ABLATIONS))

@@ -12,7 +12,8 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from .catalog import DEMO_ITEMS, DEMO_OUT, ORGANISM_TEST_ITEMS, PUBLISHED_BENCHMARKS, RATIO_PAIRS
+from .catalog import (DEMO_ITEMS, DEMO_OUT, ORGANISM_TEST_ITEMS, ORGANISMS, PUBLISHED_BENCHMARKS,
+                                    RATIO_PAIRS)
 from .checks import bounded_float, count, names, out_folder, positive_float, positive_int, whole_number
 from .parsers import PARSE_MODES
 from .registry import METHOD_REGISTRY, omni_forms
@@ -191,7 +192,7 @@ def _demo(args) -> int:
     from seats_analysis.storage import read_jsonl
     items = args.items or (24 if args.quick else DEMO_ITEMS)  # --items is honoured with --quick too
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
-    suffix = ("-qwen3" if args.organism == "qwen3" else "") + ("-quick" if args.quick else "")
+    suffix = ("" if args.organism == "qwen2_5" else f"-{args.organism}") + ("-quick" if args.quick else "")
     out = args.out or DEMO_OUT.with_name(DEMO_OUT.name + suffix)
     paths = DemoPaths.run_folder(out)
     try:
@@ -333,6 +334,14 @@ def _model_dir(model: str) -> str | Path:
     return model
 
 
+def _organism_task(args):
+    """The task whose items the organism benchmark holds for --model: the one a model organism learned
+    (`organism.learned_task`), the synth task for any other model."""
+    from seats_analysis.organism import LEGACY_TASK, ORGANISM_TASKS, learned_task
+    model = Path(_model_dir(args.model))
+    return learned_task(model) if (model / "config.json").is_file() else ORGANISM_TASKS[LEGACY_TASK]
+
+
 def _load(args, state):
     "Thinker (on this process's device) and processor of --model."
     from seats_analysis.compat import processor_from_pretrained
@@ -346,7 +355,7 @@ def _probe_samples(args, processor) -> list:
     from seats_analysis.probe import ProbeSample, option_ids
     if args.benchmark == ORGANISM:
         from seats_analysis.demo import PROBE_SPLIT, organism_records, organism_samples
-        return organism_samples(processor, organism_records(args.items or ORGANISM_TEST_ITEMS, args.seed, PROBE_SPLIT))
+        return organism_samples(processor, organism_records(args.items, args.seed, PROBE_SPLIT, _organism_task(args)))
     from seats_analysis.benchmarks import benchmark_spec
     from seats_analysis.benchmarks import benchmark_records
     from seats_analysis.evaluate import record_inputs
@@ -392,8 +401,8 @@ def _sweep(args) -> int:
     records = {}
     if ORGANISM in args.benchmarks:  # the organism's test items, registered with the harness as a benchmark
         from seats_analysis.demo import register_organism
-        num_items = min(args.limit or ORGANISM_TEST_ITEMS, ORGANISM_TEST_ITEMS)  # a larger --limit: the whole split
-        records[ORGANISM] = register_organism(num_items=num_items).records(None)
+        # a larger --limit, or none: the whole test split
+        records[ORGANISM] = register_organism(args.limit, task=_organism_task(args)).records(None)
     benchmarks = [benchmark_spec(name) for name in args.benchmarks]  # resolved once, here: the sweep takes the specs
     thinker, processor = _load(args, state)
     schedule = args.schedule  # a Schedule: resolved by `_check_sweep`
@@ -565,9 +574,9 @@ def command_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=out_folder, default=None,
                       help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "
                            f"{DEMO_OUT}-quick with --quick)")
-    demo.add_argument("--organism", choices=["qwen2_5", "qwen3"], default="qwen2_5",
-                      help="the organism's family: the Qwen2.5-Omni one, or the Qwen3-Omni-MoE one (run folder "
-                           "seats-runs/demo-qwen3 by default)")
+    demo.add_argument("--organism", choices=list(ORGANISMS), default="qwen2_5",
+                      help="the trained organism: qwen2_5 (Qwen2.5-Omni) or qwen3 (Qwen3-Omni-MoE) on the synth task, "
+                           "or one named for its task (run folder seats-runs/demo-<organism> by default)")
     demo.add_argument("--fresh-probe", action="store_true",
                       help="probe again instead of reusing the probe records stored in the run folder")
     demo.set_defaults(run=_demo)

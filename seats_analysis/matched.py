@@ -19,10 +19,9 @@ from .ablations import (COMPUTES, FLOPS_TOLERANCE, calibration_inputs, matched_t
 from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS
 from .figures import MAX_COLUMNS, PANEL_SIZE, method_style, save_figure
-from .catalog import RATIO_PAIRS
+from .catalog import ORGANISMS, RATIO_PAIRS
 from .harness import FULL_METHOD, OptionLogits, ratio_name
 from .methods import METHODS
-from .organism import ORGANISMS
 from .stats import CONFIDENCE, paired_comparisons, wilson_interval
 from .synth import answer_token_ids
 from .storage import PROVENANCE_COLUMNS, stamped, save_table
@@ -91,8 +90,8 @@ def run_matched(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_
                 baselines=BASELINES, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True,
                 compute: str = "decoder") -> pd.DataFrame:
     """Every baseline at every setting against SEATS at the baseline's compute (`matched_plan`: the decoder's GFLOPs, or
-    with `compute="prefill"` the whole prefill's) on `num_items` test items of the organism of family `organism` with
-    its shipped schedule; writes `{name}_matched.csv` and `.md` (`{name}_matched_prefill.*`) into `out` (the answers
+    with `compute="prefill"` the whole prefill's) on `num_items` test items of the organism `organism` (a key of
+    `ORGANISMS`) with its shipped schedule; writes `{name}_matched.csv` and `.md` (`{name}_matched_prefill.*`) into `out` (the answers
     into a sweep folder beside them, `_sweep` added to that name, resumable) and returns the table."""
     if compute not in COMPUTES:
         raise ValueError(f"compute={compute!r} is not one of {list(COMPUTES)}")

@@ -24,10 +24,11 @@ from tqdm.auto import tqdm
 from transformers import (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration, Qwen3OmniMoeProcessor,
                           Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration)
 
+from .catalog import ORGANISM_TEST_ITEMS, ORGANISMS
 from .checks import check_int, check_number, check_ratio
 from .engine import drop_tokens
-from .events import (BIG_SHAPES, EVENT_KINDS, EVENT_OPTIONS, EVENT_QUESTIONS, SLOT_SECONDS, WINDOWS,
-                                   event_index, make_event_clip, window_of_frame)
+from .events import (BIG_SHAPES, EVENT_KINDS, EVENT_OPTIONS, EVENT_QUESTIONS, EVENT_TEST_ITEMS,
+                                   SLOT_SECONDS, WINDOWS, event_index, event_items, make_event_clip, window_of_frame)
 from .harness import OptionLogits, run_samples
 from .layout import REMOVED_KINDS, Kind, drop_kinds, token_kinds
 from .schedule import Schedule
@@ -43,19 +44,17 @@ from .synth import (COLOURS, DIRECTIONS, FPS, FRAME_SIZE, KINDS, LETTERS, PITCHE
 from .synth import _shape_mask  # the shapes' pixels, as the clips draw them
 
 # %% auto #0
-__all__ = ['ORGANISMS', 'PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'ORGANISM_PATCH_SIZE', 'SOUND_CLASSES', 'TRAIN_TASKS',
-           'RECIPE_FILE', 'organism_dir', 'organism_path', 'organism_processor', 'organism_config', 'thinker_class',
+__all__ = ['PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'ORGANISM_PATCH_SIZE', 'SOUND_CLASSES', 'ORGANISM_TASKS', 'RECIPE_FILE',
+           'LEGACY_TASK', 'organism_dir', 'organism_path', 'organism_processor', 'organism_config', 'thinker_class',
            'build_organism', 'upcycle', 'predict', 'accuracy_by_kind', 'model_accuracy', 'save_training_state',
            'load_training_state', 'audio_token_labels', 'video_token_labels', 'audio_time_colours', 'kind_weights',
            'event_train_items', 'event_video_labels', 'event_audio_labels', 'event_beep_colours', 'synth_token_labels',
-           'event_token_labels', 'TrainTask', 'train_task', 'TrainSettings', 'TrainBatches', 'AuxiliaryHeads',
+           'event_token_labels', 'OrganismTask', 'organism_task', 'TrainSettings', 'TrainBatches', 'AuxiliaryHeads',
            'teacher_features', 'distill_loss', 'training_losses', 'distill_losses', 'distill_encoders',
-           'training_recipe', 'train', 'load_organism', 'default_schedule', 'modality_predictions', 'modality_check']
+           'training_recipe', 'train', 'organism_folder', 'load_organism', 'learned_task', 'default_schedule',
+           'modality_predictions', 'modality_check']
 
 # %% ../nbs/21_organism.ipynb #531a8a11
-ORGANISMS = {"qwen2_5": "organism", "qwen3": "organism_qwen3"}  # family -> the folder name of its organism
-
-
 def organism_dir(package_dir: Path, name: str = "organism") -> Path:
     """The folder of the organism `name` for the package at `package_dir`: the repository's `data/<name>` when it
     holds one, else the wheel's copy `package_dir/data/<name>` when that does, else the repository's (where
@@ -71,11 +70,11 @@ DATA_DIR = organism_dir(PACKAGE_DIR)  # the Qwen2.5-Omni organism, from any fold
 QWEN3_DIR = organism_dir(PACKAGE_DIR, ORGANISMS["qwen3"])  # the Qwen3-Omni one
 
 
-def organism_path(family: str = "qwen2_5") -> Path:
-    "The folder of the organism of `family` (one of `ORGANISMS`)."
-    if family not in ORGANISMS:
-        raise ValueError(f"family={family!r} is not one of {tuple(ORGANISMS)}")
-    return organism_dir(PACKAGE_DIR, ORGANISMS[family])
+def organism_path(name: str = "qwen2_5") -> Path:
+    "The folder of the organism `name` (a key of `ORGANISMS`)."
+    if name not in ORGANISMS:
+        raise ValueError(f"organism={name!r} is not one of {tuple(ORGANISMS)}")
+    return organism_dir(PACKAGE_DIR, ORGANISMS[name])
 
 # %% ../nbs/21_organism.ipynb #a89dfae7
 ORGANISM_PATCH_SIZE = 14  # vision patch side of both organisms: a 224-pixel frame gives 8x8 video tokens a second
@@ -412,29 +411,32 @@ def event_token_labels(items, tokens_per_clip: int) -> dict[str, torch.Tensor]:
 
 
 @dataclass(frozen=True)
-class TrainTask:
-    "A task `train` can learn."
+class OrganismTask:
+    "A task an organism learns (`train`) and is evaluated on."
 
     name: str
-    items: Callable  # (split, n, seed, start) -> items, kind and letter cycling
+    train_items: Callable  # (split, n, seed, start) -> items, kind and letter cycling, with what `labels` reads
     labels: Callable  # (items, audio tokens per clip) -> dict of audio, colour, direction and align labels
     audio_classes: int  # of the head on the audio tower's tokens
     align_classes: int  # of the head on the decoder's output at audio positions
     late_removal: bool  # whether its recipe may remove the media before a fixed layer
+    evaluation_items: Callable  # (split, n, seed, start) -> items as the harness's records hold them
+    test_items: int  # the size of its test split
 
 
-TRAIN_TASKS = {
-    "synth": TrainTask("synth", synth_items, synth_token_labels, 1 + len(PITCHES_HZ), len(COLOURS), late_removal=True),
-    "events": TrainTask("events", event_train_items, event_token_labels, len(SOUND_CLASSES), 1 + len(COLOURS),
-                        late_removal=False),
+ORGANISM_TASKS = {
+    "synth": OrganismTask("synth", synth_items, synth_token_labels, 1 + len(PITCHES_HZ), len(COLOURS),
+                          late_removal=True, evaluation_items=synth_items, test_items=ORGANISM_TEST_ITEMS),
+    "events": OrganismTask("events", event_train_items, event_token_labels, len(SOUND_CLASSES), 1 + len(COLOURS),
+                           late_removal=False, evaluation_items=event_items, test_items=EVENT_TEST_ITEMS),
 }
 
 
-def train_task(name: str) -> TrainTask:
-    "The record of the task `name` (a key of `TRAIN_TASKS`)."
-    if name not in TRAIN_TASKS:
-        raise ValueError(f"task={name!r} is not one of {tuple(TRAIN_TASKS)}")
-    return TRAIN_TASKS[name]
+def organism_task(name: str) -> OrganismTask:
+    "The record of the task `name` (a key of `ORGANISM_TASKS`)."
+    if name not in ORGANISM_TASKS:
+        raise ValueError(f"task={name!r} is not one of {tuple(ORGANISM_TASKS)}")
+    return ORGANISM_TASKS[name]
 
 # %% ../nbs/21_organism.ipynb #c32bd85f
 @dataclass(frozen=True)
@@ -472,12 +474,12 @@ class TrainBatches(torch.utils.data.Dataset):
     """Batch `i` of the training stream of `task`: train items `i * batch_size ...` (kind and letter cycling, so a
     batch is balanced and no clip is seen twice) with their model inputs and token labels."""
 
-    def __init__(self, processor, batch_size: int, seed: int = 0, task: TrainTask = TRAIN_TASKS["synth"]):
+    def __init__(self, processor, batch_size: int, seed: int = 0, task: OrganismTask = ORGANISM_TASKS["synth"]):
         self.processor, self.batch_size, self.seed, self.task = processor, batch_size, seed, task
         self.media, self.letters = media_ids(processor), answer_token_ids(processor)
 
     def __getitem__(self, i: int) -> tuple[dict, dict]:
-        items = list(self.task.items("train", self.batch_size, self.seed, start=i * self.batch_size))
+        items = list(self.task.train_items("train", self.batch_size, self.seed, start=i * self.batch_size))
         inputs = fast_inputs(self.processor, items, self.media)
         tokens = int((inputs.input_ids[0] == self.processor.tokenizer.audio_token_id).sum())  # a clip's audio tokens
         labels = dict(answer=torch.tensor([self.letters[LETTERS.index(it["answer"])] for it in items]),
@@ -489,7 +491,7 @@ class AuxiliaryHeads(nn.Module):
     """The linear heads of the auxiliary losses of `task`: used in training only, not saved with the model. `pitch`
     reads the audio tower's tokens (synth: the beep's pitch; events: silence, beep or buzz)."""
 
-    def __init__(self, audio_width: int, width: int, task: TrainTask = TRAIN_TASKS["synth"]):
+    def __init__(self, audio_width: int, width: int, task: OrganismTask = ORGANISM_TASKS["synth"]):
         super().__init__()
         self.pitch = nn.Linear(audio_width, task.audio_classes)
         self.colour, self.direction = nn.Linear(width, 1 + len(COLOURS)), nn.Linear(width, 1 + len(DIRECTIONS))
@@ -655,7 +657,7 @@ def _validate(model, processor, val_items: list, losses: list[dict], log_path: P
 RECIPE_FILE = "training_recipe.json"  # written beside every model `train` saves
 
 
-def training_recipe(task: TrainTask, settings: TrainSettings, family: str, teacher: bool) -> dict:
+def training_recipe(task: OrganismTask, settings: TrainSettings, family: str, teacher: bool) -> dict:
     "What `train` was asked for, as `RECIPE_FILE` beside the saved model records it."
     return dict(task=task.name, family=family, teacher=teacher, settings=dataclasses.asdict(settings))
 
@@ -667,7 +669,7 @@ def _save_model(folder: Path, model, processor, recipe: dict):
     (Path(folder) / RECIPE_FILE).write_text(json.dumps(recipe, indent=1))
 
 
-def _check_recipe(task: TrainTask, settings: TrainSettings, model):
+def _check_recipe(task: OrganismTask, settings: TrainSettings, model):
     "Refuse a late removal where `task`'s recipe names no layer, and a removal layer outside the model's depth."
     if settings.late_removal > 0 and not task.late_removal:
         raise ValueError(f"late_removal={settings.late_removal} removes the video and audio before layer "
@@ -680,13 +682,13 @@ def _check_recipe(task: TrainTask, settings: TrainSettings, model):
 def train(out_dir=None, settings: TrainSettings | None = None, model=None, processor=None, state_path=None,
           time_limit_s: float | None = None, num_workers: int = 0, progress: bool = True, family: str = "qwen2_5",
           teacher=None, task: str = "synth", keep_checkpoints: bool = False, **changes):
-    """Train the organism of `family` (a new one unless `model` is given) on `task` (a key of `TRAIN_TASKS`) on its
+    """Train the organism of `family` (a new one unless `model` is given) on `task` (a key of `ORGANISM_TASKS`) on its
     device; save the best model, processor and recipe to `out_dir` (the family's organism folder by default) and
     append the curve to its `training_log.csv`; return the model. `changes` replace fields of `settings`
     (`train(steps=100)`); `num_workers` processes build the batches; with a `teacher` (a trained organism) the
     encoders also learn its outputs; with `keep_checkpoints` every validated model is also kept, in
     `out_dir/checkpoints/step_<step>`."""
-    settings, task = dataclasses.replace(settings or TrainSettings(), **changes), train_task(task)
+    settings, task = dataclasses.replace(settings or TrainSettings(), **changes), organism_task(task)
     if time_limit_s is not None:
         check_number("time_limit_s", time_limit_s, 0, low_open=True, hint="or None for no limit")
     check_int("num_workers", num_workers, 0)
@@ -705,7 +707,7 @@ def train(out_dir=None, settings: TrainSettings | None = None, model=None, proce
     opt = _optimizer(model, heads, settings)
     base_lrs = [g["lr"] for g in opt.param_groups]
     start, best, elapsed_before = _resume(state_path, model, heads, opt)
-    val_items = list(task.items("validation", settings.n_val, settings.seed))
+    val_items = list(task.train_items("validation", settings.n_val, settings.seed))
     batches = torch.utils.data.DataLoader(TrainBatches(processor, settings.batch_size, settings.seed, task),
                                           sampler=range(start, settings.steps), batch_size=None,
                                           num_workers=num_workers)
@@ -735,16 +737,32 @@ def train(out_dir=None, settings: TrainSettings | None = None, model=None, proce
     return model.eval()
 
 # %% ../nbs/21_organism.ipynb #9c4994f4
-def load_organism(path: str | Path = "qwen2_5"):
-    """The trained thinker (eval mode) and its processor, offline: the organism of a family named by `path` (a key of
-    `ORGANISMS`: `load_organism("qwen3")`; by default the Qwen2.5-Omni one), or the one in the folder `path`."""
+def organism_folder(path: str | Path = "qwen2_5") -> Path:
+    """The folder of the organism named by `path`: a key of `ORGANISMS` (`"qwen3"`; by default the Qwen2.5-Omni one)
+    or a folder; refused when it holds no trained organism."""
     path = organism_path(path) if path in ORGANISMS else Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no trained organism in {path} (config.json missing)")
+    return path
+
+
+def load_organism(path: str | Path = "qwen2_5"):
+    "The trained thinker (eval mode) and its processor, offline, of the organism named by `path` (`organism_folder`)."
+    path = organism_folder(path)
     qwen3 = json.loads((path / "config.json").read_text()).get("model_type") == Qwen3OmniMoeThinkerConfig.model_type
     cls = Qwen3OmniMoeThinkerForConditionalGeneration if qwen3 else Qwen2_5OmniThinkerForConditionalGeneration
     model = thinker_from_pretrained(cls, path, dtype=torch.float32).eval()
     return model, processor_from_pretrained(path)
+
+
+LEGACY_TASK = "synth"  # the task of an organism saved before `train` wrote its recipe (the two in `data/`)
+
+
+def learned_task(path: str | Path = "qwen2_5") -> OrganismTask:
+    """The task the organism named by `path` (as `load_organism` reads it) learned: its recipe's, or `LEGACY_TASK`
+    where its folder has no recipe."""
+    recipe = organism_folder(path) / RECIPE_FILE
+    return organism_task(json.loads(recipe.read_text())["task"] if recipe.is_file() else LEGACY_TASK)
 
 # %% ../nbs/21_organism.ipynb #255072c2
 def default_schedule(pretrained: str | Path) -> Schedule | None:

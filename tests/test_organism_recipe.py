@@ -1,6 +1,10 @@
 """An events organism's saved recipe names no decoder layer: a tiny training run writes `training_recipe.json` beside
-its model, and nothing in it removes tokens (or does anything else) at a fixed depth."""
+its model, and nothing in it removes tokens (or does anything else) at a fixed depth; nor do the runs of the training
+driver (`dev/train_organisms.py`), whose band check picks the checkpoints worth testing."""
+import dataclasses
+import importlib.util
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -8,7 +12,7 @@ import torch
 
 from seats_analysis.events import EVENT_KINDS
 from seats_analysis.organism import (RECIPE_FILE, TrainSettings, build_organism, organism_config, organism_processor,
-                                     train)
+                                     organism_task, train, training_recipe)
 
 # the settings that name a decoder layer, and the value of another setting under which each is inert
 INERT_UNLESS = {"late_removal_layer": ("late_removal", 0.0)}
@@ -61,3 +65,29 @@ def test_a_late_removal_is_refused_for_events(tmp_path):
     with pytest.raises(ValueError, match="the events recipe names no layer"):
         train(tmp_path, steps=1, late_removal=0.5, task="events", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def training_driver():
+    "The events organisms' training driver, `dev/train_organisms.py`, imported from its file."
+    path = Path(__file__).parents[1] / "dev" / "train_organisms.py"
+    spec = importlib.util.spec_from_file_location("train_organisms", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_drivers_runs_name_no_layer():
+    driver = training_driver()
+    assert {family for family, _ in driver.RUNS.values()} == {"qwen2_5", "qwen3"}  # both families
+    assert len({seed for family, seed in driver.RUNS.values() if family == "qwen2_5"}) >= 2  # two seeds of one
+    for name, (family, seed) in driver.RUNS.items():
+        settings = dataclasses.replace(driver.SETTINGS, seed=seed)
+        assert layer_dependent_steps(training_recipe(organism_task("events"), settings, family, False)) == [], name
+
+
+def test_the_band_keeps_good_unsaturated_steps(tmp_path):
+    curve = pd.DataFrame(dict(step=[100, 200, 300, 400, 500], val_flash=[50.0, 85, 96, 90, 88],
+                              val_count=[60.0, 90, 90, 99, 79], val_overall=[55.0, 87, 93, 91, 80]))
+    curve.to_csv(tmp_path / "training_log.csv", index=False)
+    band = training_driver().band_steps(tmp_path / "training_log.csv")
+    assert band.step.tolist() == [200, 500]  # 300: over 92 overall; 400: a kind over 95

@@ -18,11 +18,11 @@ from packaging.version import Version
 from transformers import BatchFeature
 
 from seats_analysis.compat import TRANSFORMERS_VERSION
-from seats_analysis.catalog import RATIO_PAIRS
+from seats_analysis.catalog import ORGANISMS, RATIO_PAIRS
 from seats_analysis.harness import method_context
 from seats_analysis.media import SAMPLE_RATE
 from seats_analysis.methods import METHODS
-from seats_analysis.organism import ORGANISMS, load_organism
+from seats_analysis.organism import load_organism
 from seats_analysis.schedule import Schedule
 from seats_analysis.synth import FPS, item_inputs, synth_items
 

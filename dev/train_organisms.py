@@ -1,0 +1,81 @@
+"""Train the events organisms (`21_organism`: the events task, a recipe that names no layer), resumably.
+
+    python dev/train_organisms.py                                  # every run, one after another
+    python dev/train_organisms.py --runs qwen3 --workers 12 --time-limit 3000
+
+Each run keeps its state file in the runs folder (`seats-runs/organism_v2/` by default, ignored by git) every
+`eval_every` steps, and starts from it when there is one, so a stopped run (a session's end, `--time-limit`) goes on
+where it stopped, on a CPU or a GPU alike. Every validated model is kept (`keep_checkpoints`), with the curve in
+`<run>/training_log.csv` (a column per question kind), so that a checkpoint in the target band can be chosen:
+
+    python dev/train_organisms.py --band                           # each run's validated steps in the band
+
+The band is the one the test split must show: 80-92% overall with no question kind above 95%.
+"""
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from seats_analysis.organism import TrainSettings, build_organism, organism_config, organism_processor, train
+
+RUNS = {  # run name -> (family, seed of the data and of the initial weights)
+    "qwen2_5": ("qwen2_5", 0),
+    "qwen2_5_seed1": ("qwen2_5", 1),
+    "qwen3": ("qwen3", 0),
+}
+SETTINGS = TrainSettings(steps=3000, eval_every=100, n_val=240)  # 40 validation items of each kind
+
+
+BAND = (80.0, 92.0)  # overall validation accuracy, percent
+KIND_CEILING = 95.0  # no question kind above it
+
+
+def band_steps(log: Path) -> pd.DataFrame:
+    "The validated steps of a training curve whose accuracy is in `BAND` with no kind above `KIND_CEILING`."
+    curve = pd.read_csv(log)
+    kinds = [c for c in curve.columns if c.startswith("val_") and c != "val_overall"]
+    inside = curve.val_overall.between(*BAND) & (curve[kinds] <= KIND_CEILING).all(axis=1)
+    return curve.loc[inside, ["step", "val_overall", *kinds]]
+
+
+def train_run(name: str, runs: Path, device: str, workers: int, time_limit_s: float | None):
+    "Train (or go on training) the run `name` into `runs/name`, its state in `runs/name.state`."
+    family, seed = RUNS[name]
+    processor = organism_processor(family)
+    model = build_organism(organism_config(processor), seed=seed).to(device)
+    train(runs / name, dataclasses.replace(SETTINGS, seed=seed), model=model, processor=processor, state_path=runs / f"{name}.state",
+          time_limit_s=time_limit_s, num_workers=workers, family=family, task="events", keep_checkpoints=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, from {', '.join(RUNS)}")
+    parser.add_argument("--folder", type=Path, default=Path("seats-runs") / "organism_v2", help="the runs folder")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--workers", type=int, default=0, help="processes that build the batches")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds each run may take before it stops")
+    parser.add_argument("--band", action="store_true", help="list each run's validated steps in the band; train none")
+    args = parser.parse_args(argv)
+    names = args.runs.split(",")
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        parser.error(f"unknown runs: {unknown}")
+    if args.band:
+        for name in names:
+            log = args.folder / name / "training_log.csv"
+            print(f"{name}:", band_steps(log).to_string(index=False) if log.is_file() else "no training curve yet")
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for name in names:
+        train_run(name, args.folder, args.device, args.workers, args.time_limit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
