@@ -225,7 +225,7 @@ class DemoPaths:
 
     @classmethod
     def reference(cls, organism: str = "qwen2_5") -> "DemoPaths":
-        """The repository's committed reference outputs of one family's organism (for the maintainers' regeneration
+        """The repository's committed reference outputs of the organism `organism` (for the maintainers' regeneration
         only): the shipped schedule named for it, its tables and probe in `data/results/`, its figures in `figures/`."""
         name = ORGANISMS[organism]
         return cls(Path(SCHEDULES_DIR / f"{name}.json"), ROOT / "data" / "results", ROOT / "figures", False, name)
