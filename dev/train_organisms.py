@@ -9,11 +9,14 @@ where it stopped, on a CPU or a GPU alike. Every validated model is kept (`keep_
 `<run>/training_log.csv` (a column per question kind), so that a checkpoint in the target band can be chosen:
 
     python dev/train_organisms.py --band                           # each run's validated steps in the band
+    python dev/train_organisms.py --runs qwen3 --install 1800      # its checkpoint at step 1800 into data/
 
-The band is the one the test split must show: 80-92% overall with no question kind above 95%.
+The band is the one the test split must show: 80-92% overall with no question kind above 95%. An installed checkpoint
+becomes an organism once `catalog.ORGANISMS` (`nbs/00d_catalog.ipynb`) and `setup.py` name its folder.
 """
 import argparse
 import dataclasses
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,11 +25,12 @@ import torch
 
 from seats_analysis.organism import TrainSettings, build_organism, organism_config, organism_processor, train
 
-RUNS = {  # run name -> (family, seed of the data and of the initial weights)
-    "qwen2_5": ("qwen2_5", 0),
-    "qwen2_5_seed1": ("qwen2_5", 1),
-    "qwen3": ("qwen3", 0),
+RUNS = {  # run name -> (family, seed of the data and of the initial weights, its folder under data/ when installed)
+    "qwen2_5": ("qwen2_5", 0, "organism_events"),
+    "qwen2_5_seed1": ("qwen2_5", 1, "organism_events_seed1"),
+    "qwen3": ("qwen3", 0, "organism_qwen3_events"),
 }
+DATA = Path(__file__).resolve().parents[1] / "data"
 SETTINGS = TrainSettings(steps=3000, eval_every=100, n_val=240)  # 40 validation items of each kind
 
 
@@ -44,11 +48,20 @@ def band_steps(log: Path) -> pd.DataFrame:
 
 def train_run(name: str, runs: Path, device: str, workers: int, time_limit_s: float | None):
     "Train (or go on training) the run `name` into `runs/name`, its state in `runs/name.state`."
-    family, seed = RUNS[name]
+    family, seed, _ = RUNS[name]
     processor = organism_processor(family)
     model = build_organism(organism_config(processor), seed=seed).to(device)
-    train(runs / name, dataclasses.replace(SETTINGS, seed=seed), model=model, processor=processor, state_path=runs / f"{name}.state",
-          time_limit_s=time_limit_s, num_workers=workers, family=family, task="events", keep_checkpoints=True)
+    train(runs / name, dataclasses.replace(SETTINGS, seed=seed), model=model, processor=processor,
+          state_path=runs / f"{name}.state", time_limit_s=time_limit_s, num_workers=workers, family=family, task="events", keep_checkpoints=True)
+
+
+def install(name: str, step: int, runs: Path, data: Path = DATA) -> Path:
+    "Copy the checkpoint of run `name` at `step` into its folder under `data` (refused where that folder exists)."
+    checkpoint, folder = runs / name / "checkpoints" / f"step_{step}", data / RUNS[name][2]
+    if not (checkpoint / "config.json").is_file():
+        raise FileNotFoundError(f"no checkpoint of {name} at step {step} in {checkpoint}")
+    shutil.copytree(checkpoint, folder)  # refuses an existing folder
+    return folder
 
 
 def main(argv=None) -> int:
@@ -60,6 +73,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds each run may take before it stops")
     parser.add_argument("--band", action="store_true", help="list each run's validated steps in the band; train none")
+    parser.add_argument("--install", type=int, metavar="STEP", help="copy each run's checkpoint at STEP into data/")
     args = parser.parse_args(argv)
     names = args.runs.split(",")
     unknown = sorted(set(names) - set(RUNS))
@@ -69,6 +83,10 @@ def main(argv=None) -> int:
         for name in names:
             log = args.folder / name / "training_log.csv"
             print(f"{name}:", band_steps(log).to_string(index=False) if log.is_file() else "no training curve yet")
+        return 0
+    if args.install is not None:
+        for name in names:
+            print(f"{name}: installed in {install(name, args.install, args.folder)}")
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -4,6 +4,7 @@ driver (`dev/train_organisms.py`), whose band check picks the checkpoints worth 
 import dataclasses
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -78,9 +79,9 @@ def training_driver():
 
 def test_the_drivers_runs_name_no_layer():
     driver = training_driver()
-    assert {family for family, _ in driver.RUNS.values()} == {"qwen2_5", "qwen3"}  # both families
-    assert len({seed for family, seed in driver.RUNS.values() if family == "qwen2_5"}) >= 2  # two seeds of one
-    for name, (family, seed) in driver.RUNS.items():
+    assert {family for family, _, _ in driver.RUNS.values()} == {"qwen2_5", "qwen3"}  # both families
+    assert len({seed for family, seed, _ in driver.RUNS.values() if family == "qwen2_5"}) >= 2  # two seeds of one
+    for name, (family, seed, _) in driver.RUNS.items():
         settings = dataclasses.replace(driver.SETTINGS, seed=seed)
         assert layer_dependent_steps(training_recipe(organism_task("events"), settings, family, False)) == [], name
 
@@ -91,3 +92,16 @@ def test_the_band_keeps_good_unsaturated_steps(tmp_path):
     curve.to_csv(tmp_path / "training_log.csv", index=False)
     band = training_driver().band_steps(tmp_path / "training_log.csv")
     assert band.step.tolist() == [200, 500]  # 300: over 92 overall; 400: a kind over 95
+
+
+def test_install_copies_a_checkpoint_once(tiny_run, tmp_path):
+    driver = training_driver()
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    shutil.copytree(tiny_run, runs / "qwen3" / "checkpoints" / "step_2")
+    folder = driver.install("qwen3", 2, runs, data)
+    assert folder == data / driver.RUNS["qwen3"][2]
+    assert (folder / "model.safetensors").read_bytes() == (tiny_run / "model.safetensors").read_bytes()
+    with pytest.raises(FileExistsError):
+        driver.install("qwen3", 2, runs, data)
+    with pytest.raises(FileNotFoundError, match="no checkpoint of qwen3 at step 3"):
+        driver.install("qwen3", 3, runs, data)
