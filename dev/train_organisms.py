@@ -52,7 +52,8 @@ def train_run(name: str, runs: Path, device: str, workers: int, time_limit_s: fl
     processor = organism_processor(family)
     model = build_organism(organism_config(processor), seed=seed).to(device)
     train(runs / name, dataclasses.replace(SETTINGS, seed=seed), model=model, processor=processor,
-          state_path=runs / f"{name}.state", time_limit_s=time_limit_s, num_workers=workers, family=family, task="events", keep_checkpoints=True)
+          state_path=runs / f"{name}.state", time_limit_s=time_limit_s, num_workers=workers, family=family,
+          task="events", keep_checkpoints=True)
 
 
 def install(name: str, step: int, runs: Path, data: Path = DATA) -> Path:
