@@ -1,4 +1,6 @@
 from configparser import ConfigParser
+import runpy
+
 import setuptools
 from packaging.version import Version
 
@@ -13,7 +15,8 @@ Version(min_python)  # fail early on a malformed version
 licenses = {"apache2": "Apache-2.0"}  # SPDX expressions
 lib = cfg["lib_name"]
 
-ORGANISMS = ("organism", "organism_qwen3")  # the folders under data/ of the trained organisms
+# the folders under data/ of the trained organisms, as the catalog names them (it imports only the standard library)
+ORGANISMS = tuple(runpy.run_path(f"{lib}/catalog.py")["ORGANISMS"].values())
 
 setuptools.setup(
     name=cfg["lib_name"],
@@ -27,7 +30,7 @@ setuptools.setup(
     ],
     url=cfg["git_url"],
     # Every package by name: the folders of data (no __init__.py) are packages too, which find_packages misses.
-    # The trained organisms stay at the top of the repository (data/organism and data/organism_qwen3, where training
+    # The trained organisms stay at the top of the repository (data/organism, data/organism_qwen3, ..., where training
     # writes them); a wheel carries them inside the package, as seats_analysis/data/<name>, for installs that are not
     # editable.
     packages=[lib, f"{lib}.schedules", f"{lib}.configs", *(f"{lib}.data.{name}" for name in ORGANISMS)],

@@ -12,7 +12,7 @@ where it stopped, on a CPU or a GPU alike. Every validated model is kept (`keep_
     python dev/train_organisms.py --runs qwen3 --install 1800      # its checkpoint at step 1800 into data/
 
 The band is the one the test split must show: 80-92% overall with no question kind above 95%. An installed checkpoint
-becomes an organism once `catalog.ORGANISMS` (`nbs/00d_catalog.ipynb`) and `setup.py` name its folder.
+becomes an organism once `catalog.ORGANISMS` (`nbs/00d_catalog.ipynb`) names its folder (`setup.py` reads it there).
 """
 import argparse
 import dataclasses
