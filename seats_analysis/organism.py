@@ -36,11 +36,10 @@ from .compat import (multimodal_model, processor_from_pretrained, rope_fields, s
                                    text_model, thinker_from_pretrained, vision_features)
 
 import seats_analysis
-from .stand_ins import FAMILIES, offline_processor
+from .stand_ins import offline_processor
 from .stats import accuracy
 from .synth import (COLOURS, DIRECTIONS, FPS, FRAME_SIZE, KINDS, LETTERS, PITCHES_HZ, SECONDS, SEGMENTS,
-                                  answer_token_ids, fast_inputs, item_seed, make_item, media_ids,
-                                  synth_items)
+                                  answer_token_ids, fast_inputs, media_ids, synth_items)
 from .synth import _shape_mask  # the shapes' pixels, as the clips draw them
 
 # %% auto #0
