@@ -173,8 +173,8 @@ def sweep_organism(thinker, processor, schedule, records, cells: dict, folder, i
 def run_ablations(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_ITEMS, settings=None,
                   variants=None, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Every variant of `ABLATIONS` at every setting on the organism `organism` (a key of `ORGANISMS`) with its shipped
-    schedule, at full SEATS' compute (`ablation_plan`), on `num_items` test items; writes `{name}_ablations.csv` and `.md` into
-    `out` (the answers into `{name}_ablations_sweep/` beside them, resumable) and returns the table."""
+    schedule, at full SEATS' compute (`ablation_plan`), on `num_items` test items; writes `{name}_ablations.csv` and
+    `.md` into `out` (the answers into `{name}_ablations_sweep/` beside them, resumable) and returns the table."""
     variants = list(ABLATIONS) if variants is None else list(variants)
     unknown = sorted(set(variants) - set(ABLATIONS))
     if unknown or "seats" not in variants:

@@ -575,8 +575,8 @@ def command_parser() -> argparse.ArgumentParser:
                       help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "
                            f"{DEMO_OUT}-quick with --quick)")
     demo.add_argument("--organism", choices=list(ORGANISMS), default="qwen2_5",
-                      help="the trained organism: qwen2_5 (Qwen2.5-Omni) or qwen3 (Qwen3-Omni-MoE) on the synth task, "
-                           "or one named for its task (run folder seats-runs/demo-<organism> by default)")
+                      help="the trained organism, by its name in catalog.ORGANISMS: qwen2_5 is the Qwen2.5-Omni one, "
+                           "qwen3 the Qwen3-Omni-MoE one (run folder seats-runs/demo-<organism> by default)")
     demo.add_argument("--fresh-probe", action="store_true",
                       help="probe again instead of reusing the probe records stored in the run folder")
     demo.set_defaults(run=_demo)
