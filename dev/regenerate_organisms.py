@@ -3,7 +3,8 @@
     python dev/regenerate_organisms.py                      # every organism, its whole test split, into the repository
     python dev/regenerate_organisms.py --organisms qwen3 --steps main,ablations
 
-For each organism of `catalog.ORGANISMS`, on the task it learned (`organism.learned_task`), in this order (each step reads the schedule the main job wrote):
+For each organism of `catalog.ORGANISMS`, on the task it learned (`organism.learned_task`), in this order (each step
+reads the schedule the main job wrote):
 
 - main: the main job on the committed outputs (`demo.run_demo` into `DemoPaths.reference`): the probe on validation
   items, the blocks and the shipped schedule, every method at R35-R10 on test items, the results and paired tables
@@ -37,9 +38,9 @@ STEPS = ("main", "ablations", "matched", "dycoke")
 
 def regenerate(organism: str, steps, items: int | None):
     "The steps of one organism, in order, into the repository's committed outputs (`items` None: its whole test split)."
-    results, name = ROOT / "data" / "results", ORGANISMS[organism]
-    items = items or learned_task(organism).test_items
-    print(f"{organism}: {', '.join(steps)} on {items} {learned_task(organism).name} items a cell")
+    results, name, task = ROOT / "data" / "results", ORGANISMS[organism], learned_task(organism)
+    items = items or task.test_items
+    print(f"{organism}: {', '.join(steps)} on {items} {task.name} items a cell")
     if "main" in steps:
         run_demo(DemoPaths.reference(organism), num_items=items, organism=organism, report=print)
     if "ablations" in steps:

@@ -32,8 +32,6 @@ RUNS = {  # run name -> (family, seed of the data and of the initial weights, it
 }
 DATA = Path(__file__).resolve().parents[1] / "data"
 SETTINGS = TrainSettings(steps=3000, eval_every=100, n_val=240)  # 40 validation items of each kind
-
-
 BAND = (80.0, 92.0)  # overall validation accuracy, percent
 KIND_CEILING = 95.0  # no question kind above it
 

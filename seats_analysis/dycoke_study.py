@@ -32,6 +32,8 @@ DYCOKE_VARIANTS = {  # name in the sweep -> the options of `dycoke`
     "dycoke-om-audio-keep": dict(audio="keep"),  # the release: audio whole
 }
 ADAPTATION, RELEASE_AUDIO = DYCOKE_VARIANTS
+
+
 def audio_columns(kinds) -> tuple[str, ...]:
     "The audio table's columns, with the accuracy of each of the task's question `kinds`."
     return ("variant", "setting", "video_ratio", "audio_ratio", "accuracy", "n", "ci_low", "ci_high",

@@ -91,8 +91,8 @@ def run_matched(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_
                 compute: str = "decoder") -> pd.DataFrame:
     """Every baseline at every setting against SEATS at the baseline's compute (`matched_plan`: the decoder's GFLOPs, or
     with `compute="prefill"` the whole prefill's) on `num_items` test items of the organism `organism` (a key of
-    `ORGANISMS`) with its shipped schedule; writes `{name}_matched.csv` and `.md` (`{name}_matched_prefill.*`) into `out` (the answers
-    into a sweep folder beside them, `_sweep` added to that name, resumable) and returns the table."""
+    `ORGANISMS`) with its shipped schedule; writes `{name}_matched.csv` and `.md` (`{name}_matched_prefill.*`) into
+    `out` (the answers into a sweep folder beside them, `_sweep` added to that name, resumable) and returns the table."""
     if compute not in COMPUTES:
         raise ValueError(f"compute={compute!r} is not one of {list(COMPUTES)}")
     baselines = list(baselines)
