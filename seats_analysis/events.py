@@ -5,6 +5,7 @@
 # %% ../nbs/20a_events.ipynb #73d8a41a
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,10 +20,10 @@ from .synth import _option_index, _shape_mask, _split_code  # synth's checks, ma
 # %% auto #0
 __all__ = ['WINDOWS', 'WINDOW_FRAMES', 'WINDOW_SAMPLES', 'GRID', 'CELL_PX', 'BIG_SHAPES', 'BIG_RADIUS_PX', 'SMALL_RADIUS_PX',
            'JITTER_PX', 'MOTION_PX', 'SLOT_SECONDS', 'SLOTS', 'BEEP_HZ', 'BEEP_SECONDS', 'BUZZ_HZ', 'BUZZ_SECONDS',
-           'BUZZES', 'EVENT_KINDS', 'EVENT_QUESTIONS', 'EVENT_OPTIONS', 'EVIDENCE', 'EVENT_TEST_ITEMS',
+           'BUZZES', 'EVENT_KINDS', 'EVENT_QUESTIONS', 'EVENT_OPTIONS', 'EVIDENCE', 'EVENT_TEST_ITEMS', 'UNANSWERABLE',
            'EVENT_FEATURES', 'Sprite', 'Sound', 'window_of_frame', 'window_of_slot', 'render_frames', 'render_audio',
-           'EventClip', 'make_event_clip', 'event_seed', 'event_index', 'make_event_item', 'event_items', 'load_events',
-           'evidence_mask']
+           'EventClip', 'is_answerable', 'make_event_clip', 'event_seed', 'event_index', 'make_event_item',
+           'event_items', 'load_events', 'evidence_mask']
 
 # %% ../nbs/20a_events.ipynb #5b2324ab
 WINDOWS = SEGMENTS  # 2-second windows (SEATS' temporal windows): 4 frames, 128 video and 50 audio tokens each
@@ -58,6 +59,7 @@ EVIDENCE = {  # kind: (modality, rule); rule "all": every evidence window is nee
     "spot": ("video", "any"), "count": ("audio", "all"), "sync": ("both", "all"),
 }
 EVENT_TEST_ITEMS = 1200  # the test split's standard size: 50 items of each (kind, letter)
+UNANSWERABLE = 0.12  # the chance that a clip leaves its question's evidence out: a guess is then all there is
 
 # %% ../nbs/20a_events.ipynb #88d9e997
 @dataclass(frozen=True)
@@ -124,8 +126,8 @@ def render_audio(rng: np.random.Generator, sounds) -> np.ndarray:
 
 # %% ../nbs/20a_events.ipynb #f9af449d
 def _streams(seed) -> list[np.random.Generator]:
-    """The scene, frame-noise, sound and audio-noise generators of a clip seed."""
-    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
+    """The scene, frame-noise, sound, audio-noise and answerability generators of a clip seed."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
 
 
 def _centre(cell: int) -> tuple[float, float]:
@@ -231,25 +233,44 @@ class EventClip:
     sounds: tuple[Sound, ...]
     frames: np.ndarray  # (T, H, W, 3) uint8
     audio: np.ndarray  # (SECONDS * SAMPLE_RATE,) float32
-    evidence_windows: tuple[int, ...]
+    evidence_windows: tuple[int, ...]  # empty where the clip is not answerable
     evidence_frames: tuple[int, ...]
+    answerable: bool  # False: the evidence was left out, and the clip is the same whatever the answer
+
+
+def is_answerable(seed) -> bool:
+    """Whether the clip of `seed` holds its question's evidence (False with chance `UNANSWERABLE`)."""
+    return bool(_streams(seed)[4].random() >= UNANSWERABLE)
+
+
+def _without_evidence(kind: str, events: list[Sprite], sounds: list[Sound]) -> tuple[list[Sprite], list[Sound]]:
+    """The clip's sprites and sounds with what answers a question of `kind` left out: `sync`'s beep (its four
+    flashes stay, as none of them is then the answer), every other kind's evidence sprites or beeps."""
+    if kind == "sync":
+        return [dataclasses.replace(e, evidence=False) for e in events], [s for s in sounds if not s.evidence]
+    return [e for e in events if not e.evidence], [s for s in sounds if not s.evidence]
 
 
 def make_event_clip(seed, kind: str, letter: str) -> EventClip:
-    """The clip of `seed` for a question of `kind` whose answer is the option at `letter`."""
+    """The clip of `seed` for a question of `kind` whose answer is the option at `letter`; with chance
+    `UNANSWERABLE` (drawn from the seed alone), a clip drawn for option A with the evidence left out."""
     j = _option_index(kind, letter, EVENT_KINDS)
-    scene, frame_noise, sound_rng, audio_noise = _streams(seed)
+    scene, frame_noise, sound_rng, audio_noise, _ = _streams(seed)
+    answerable = is_answerable(seed)
+    drawn = j if answerable else 0  # an unanswerable clip does not depend on the answer at all
     beep_window = int(sound_rng.integers(WINDOWS))  # drawn first: only sync's flashes use it
     big, free = _board(scene)
-    events, video_windows = _video_events(scene, kind, j, free, beep_window)
+    events, video_windows = _video_events(scene, kind, drawn, free, beep_window)
     sync_slot = next((e.frames[0] for e in events if e.evidence), None) if kind == "sync" else None
-    sounds, audio_windows = _sounds(sound_rng, kind, j, sync_slot)
+    sounds, audio_windows = _sounds(sound_rng, kind, drawn, sync_slot)
+    if not answerable:
+        (events, sounds), video_windows, audio_windows = _without_evidence(kind, events, sounds), [], []
     sprites = tuple(big + events)
     return EventClip(
         seed=seed, kind=kind, answer=EVENT_OPTIONS[kind][j], sprites=sprites,
         sounds=tuple(sounds), frames=render_frames(frame_noise, sprites), audio=render_audio(audio_noise, sounds),
         evidence_windows=tuple(sorted(set(video_windows) | set(audio_windows))),
-        evidence_frames=tuple(sorted(f for s in sprites if s.evidence for f in s.frames)),
+        evidence_frames=tuple(sorted(f for s in sprites if s.evidence for f in s.frames)), answerable=answerable,
     )
 
 # %% ../nbs/20a_events.ipynb #2487858d
@@ -259,11 +280,14 @@ def event_seed(split: str, index: int, seed: int = 0) -> tuple[int, int, int, in
 
 
 def event_index(split: str, n: int, seed: int = 0, start: int = 0) -> list[dict]:
-    """Id, kind, answer letter and clip seed of items `start .. start + n - 1` of `split`, without their clips."""
+    """Id, kind, answer letter, clip seed and answerability of items `start .. start + n - 1` of `split`, without
+    their clips."""
     rows = []
     for i in range(check_int("start", start, 0), start + check_int("n", n, 1)):
+        clip_seed = event_seed(split, i, seed)
         rows.append(dict(id=f"events-{split}-{seed}-{i}", kind=EVENT_KINDS[i % len(EVENT_KINDS)],
-                         answer=LETTERS[(i // len(EVENT_KINDS)) % len(LETTERS)], seed=event_seed(split, i, seed)))
+                         answer=LETTERS[(i // len(EVENT_KINDS)) % len(LETTERS)], seed=clip_seed,
+                         answerable=is_answerable(clip_seed)))
     return rows
 
 
@@ -273,7 +297,8 @@ def make_event_item(seed, kind: str, letter: str) -> dict:
     modality, rule = EVIDENCE[kind]
     return dict(kind=kind, question=EVENT_QUESTIONS[kind], options=list(EVENT_OPTIONS[kind]), answer=letter,
                 evidence_windows=list(clip.evidence_windows), evidence_modality=modality, evidence_rule=rule,
-                evidence_frames=list(clip.evidence_frames), frames=clip.frames, audio=clip.audio)
+                evidence_frames=list(clip.evidence_frames), answerable=clip.answerable, frames=clip.frames,
+                audio=clip.audio)
 
 
 def event_items(split: str, n: int, seed: int = 0, start: int = 0):
@@ -285,7 +310,7 @@ def event_items(split: str, n: int, seed: int = 0, start: int = 0):
 EVENT_FEATURES = Features(
     id=Value("string"), kind=Value("string"), question=Value("string"), options=Sequence(Value("string")),
     answer=Value("string"), evidence_windows=Sequence(Value("int32")), evidence_modality=Value("string"),
-    evidence_rule=Value("string"), evidence_frames=Sequence(Value("int32")),
+    evidence_rule=Value("string"), evidence_frames=Sequence(Value("int32")), answerable=Value("bool"),
     frames=Array4D(shape=(SECONDS * FPS, FRAME_SIZE, FRAME_SIZE, 3), dtype="uint8"),
     audio=Sequence(Value("float32")),
 )

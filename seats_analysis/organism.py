@@ -49,9 +49,9 @@ __all__ = ['PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'ORGANISM_PATCH_SIZE', 'SOUND
            'load_training_state', 'audio_token_labels', 'video_token_labels', 'audio_time_colours', 'kind_weights',
            'event_train_items', 'event_video_labels', 'event_audio_labels', 'event_beep_colours', 'synth_token_labels',
            'event_token_labels', 'OrganismTask', 'organism_task', 'TrainSettings', 'TrainBatches', 'AuxiliaryHeads',
-           'teacher_features', 'distill_loss', 'training_losses', 'distill_losses', 'distill_encoders',
-           'training_recipe', 'train', 'organism_folder', 'load_organism', 'learned_task', 'default_schedule',
-           'modality_predictions', 'modality_check']
+           'teacher_features', 'distill_loss', 'balanced_cross_entropy', 'training_losses', 'distill_losses',
+           'distill_encoders', 'training_recipe', 'train', 'organism_folder', 'load_organism', 'learned_task',
+           'default_schedule', 'modality_predictions', 'modality_check']
 
 # %% ../nbs/21_organism.ipynb #531a8a11
 def organism_dir(package_dir: Path, name: str = "organism") -> Path:
@@ -534,6 +534,16 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, clips: int) -> to
     return nn.functional.mse_loss(student, teacher) / teacher.var()
 
 # %% ../nbs/21_organism.ipynb #9ae7f296
+def balanced_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of token labels where 0 means "nothing here": the mean over the tokens labelled 0 and the mean
+    over the others, averaged, so that a label on 1% of the tokens (a small sprite) weighs as much as the
+    background. Without such tokens in the batch, the background's mean alone."""
+    losses = nn.functional.cross_entropy(logits, labels, reduction="none")
+    present = labels > 0
+    parts = [losses[~present].mean()] + ([losses[present].mean()] if present.any() else [])
+    return torch.stack(parts).mean()
+
+
 def training_losses(model, heads: AuxiliaryHeads, inputs, labels: dict, captured: dict,
                     teacher=None) -> dict[str, torch.Tensor]:
     """The answer loss (the letter at the last position, over the whole vocabulary) and the auxiliary losses; with a
@@ -548,8 +558,8 @@ def training_losses(model, heads: AuxiliaryHeads, inputs, labels: dict, captured
         align = logits.new_zeros(())
     return dict(answer=cross_entropy(logits, labels["answer"]),
                 audio=cross_entropy(heads.pitch(captured["audio"]), labels["audio"]),
-                video=cross_entropy(heads.colour(captured["video"]), labels["colour"])
-                + cross_entropy(heads.direction(captured["video"]), labels["direction"]),
+                video=balanced_cross_entropy(heads.colour(captured["video"]), labels["colour"])
+                + balanced_cross_entropy(heads.direction(captured["video"]), labels["direction"]),
                 align=align, **({} if teacher is None else dict(distill=distill_losses(teacher, inputs, captured))))
 
 # %% ../nbs/21_organism.ipynb #f0bbe2f1
