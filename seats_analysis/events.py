@@ -18,12 +18,12 @@ from .synth import COLOURS, DIRECTIONS, FPS, FRAME_SIZE, LETTERS, SECONDS, SEGME
 from .synth import _option_index, _shape_mask, _split_code  # synth's checks, masks and split numbers
 
 # %% auto #0
-__all__ = ['WINDOWS', 'WINDOW_FRAMES', 'WINDOW_SAMPLES', 'GRID', 'CELL_PX', 'BIG_SHAPES', 'BIG_RADIUS_PX', 'SMALL_RADIUS_PX',
-           'JITTER_PX', 'MOTION_PX', 'SLOT_SECONDS', 'SLOTS', 'BEEP_HZ', 'BEEP_SECONDS', 'BUZZ_HZ', 'BUZZ_SECONDS',
-           'BUZZES', 'EVENT_KINDS', 'EVENT_QUESTIONS', 'EVENT_OPTIONS', 'EVIDENCE', 'EVENT_TEST_ITEMS', 'UNANSWERABLE',
-           'EVENT_FEATURES', 'Sprite', 'Sound', 'window_of_frame', 'window_of_slot', 'render_frames', 'render_audio',
-           'EventClip', 'is_answerable', 'make_event_clip', 'event_seed', 'event_index', 'make_event_item',
-           'event_items', 'load_events', 'evidence_mask']
+__all__ = ['WINDOWS', 'WINDOW_FRAMES', 'WINDOW_SAMPLES', 'GRID', 'CELL_PX', 'BIG_SHAPES', 'DISTRACTOR_COLOURS', 'PAINT',
+           'BIG_RADIUS_PX', 'SMALL_RADIUS_PX', 'JITTER_PX', 'MOTION_PX', 'SLOT_SECONDS', 'SLOTS', 'BEEP_HZ',
+           'BEEP_SECONDS', 'BUZZ_HZ', 'BUZZ_SECONDS', 'BUZZES', 'EVENT_KINDS', 'EVENT_QUESTIONS', 'EVENT_OPTIONS',
+           'EVIDENCE', 'EVENT_TEST_ITEMS', 'UNANSWERABLE', 'EVENT_FEATURES', 'Sprite', 'Sound', 'window_of_frame',
+           'window_of_slot', 'render_frames', 'render_audio', 'EventClip', 'is_answerable', 'make_event_clip',
+           'event_seed', 'event_index', 'make_event_item', 'event_items', 'load_events', 'evidence_mask']
 
 # %% ../nbs/20a_events.ipynb #5b2324ab
 WINDOWS = SEGMENTS  # 2-second windows (SEATS' temporal windows): 4 frames, 128 video and 50 audio tokens each
@@ -32,6 +32,9 @@ WINDOW_SAMPLES = SECONDS * SAMPLE_RATE // WINDOWS  # audio samples in a window
 GRID = 3  # the frame is a GRID x GRID board; each shape keeps to its own cell
 CELL_PX = FRAME_SIZE / GRID
 BIG_SHAPES = 3  # large static distractors, in every frame of every clip
+DISTRACTOR_COLOURS = {  # the large distractors' colours: none is a palette colour (COLOURS), none near one
+    "white": (230, 230, 230), "grey": (130, 130, 130), "magenta": (210, 60, 210), "cyan": (40, 200, 210)}
+PAINT = {**COLOURS, **DISTRACTOR_COLOURS}  # every colour a sprite may have
 BIG_RADIUS_PX = (16.0, 20.0)
 SMALL_RADIUS_PX = (5.0, 7.0)  # the events' shapes: one or two video tokens
 JITTER_PX = 8.0  # how far a static shape sits from its cell's centre
@@ -67,7 +70,7 @@ class Sprite:
     """A shape drawn in some frames: its centre (cy, cx) in each of them."""
 
     shape: str  # one of SHAPES
-    colour: str  # one of COLOURS
+    colour: str  # one of PAINT: a palette colour (COLOURS) for an event, a DISTRACTOR_COLOURS one for a large shape
     radius: float
     frames: tuple[int, ...]
     centres: tuple[tuple[float, float], ...]  # one per frame
@@ -107,7 +110,7 @@ def render_frames(rng: np.random.Generator, sprites) -> np.ndarray:
         for s in sprites:
             if f in s.frames:
                 cy, cx = s.centres[s.frames.index(f)]
-                frame[_shape_mask(s.shape, cy, cx, s.radius)] = COLOURS[s.colour]
+                frame[_shape_mask(s.shape, cy, cx, s.radius)] = PAINT[s.colour]
         frames[f] = np.clip(frame, 0, 255)
     return frames
 
@@ -142,7 +145,7 @@ def _board(rng: np.random.Generator) -> tuple[list[Sprite], list[tuple[float, fl
     big = []
     for cell in cells[:BIG_SHAPES]:
         cy, cx = np.array(_centre(cell)) + rng.uniform(-JITTER_PX, JITTER_PX, size=2)
-        big.append(Sprite(SHAPES[rng.integers(len(SHAPES))], list(COLOURS)[rng.integers(len(COLOURS))],
+        big.append(Sprite(SHAPES[rng.integers(len(SHAPES))], list(DISTRACTOR_COLOURS)[rng.integers(len(DISTRACTOR_COLOURS))],
                           float(rng.uniform(*BIG_RADIUS_PX)), all_frames, ((float(cy), float(cx)),) * len(all_frames)))
     return big, [_centre(c) for c in cells[BIG_SHAPES:]]
 
