@@ -145,8 +145,10 @@ def _board(rng: np.random.Generator) -> tuple[list[Sprite], list[tuple[float, fl
     big = []
     for cell in cells[:BIG_SHAPES]:
         cy, cx = np.array(_centre(cell)) + rng.uniform(-JITTER_PX, JITTER_PX, size=2)
-        big.append(Sprite(SHAPES[rng.integers(len(SHAPES))], list(DISTRACTOR_COLOURS)[rng.integers(len(DISTRACTOR_COLOURS))],
-                          float(rng.uniform(*BIG_RADIUS_PX)), all_frames, ((float(cy), float(cx)),) * len(all_frames)))
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        colour = list(DISTRACTOR_COLOURS)[rng.integers(len(DISTRACTOR_COLOURS))]
+        big.append(Sprite(shape, colour, float(rng.uniform(*BIG_RADIUS_PX)), all_frames,
+                          ((float(cy), float(cx)),) * len(all_frames)))
     return big, [_centre(c) for c in cells[BIG_SHAPES:]]
 
 
@@ -250,8 +252,10 @@ def _without_evidence(kind: str, events: list[Sprite], sounds: list[Sound]) -> t
     """The clip's sprites and sounds with what answers a question of `kind` left out: `sync`'s beep (its four
     flashes stay, as none of them is then the answer), every other kind's evidence sprites or beeps."""
     if kind == "sync":
-        return [dataclasses.replace(e, evidence=False) for e in events], [s for s in sounds if not s.evidence]
-    return [e for e in events if not e.evidence], [s for s in sounds if not s.evidence]
+        kept = [dataclasses.replace(e, evidence=False) for e in events]
+    else:
+        kept = [e for e in events if not e.evidence]
+    return kept, [s for s in sounds if not s.evidence]
 
 
 def make_event_clip(seed, kind: str, letter: str) -> EventClip:
