@@ -15,10 +15,12 @@ reads the schedule the main job wrote):
 - dycoke: the DyCoke-om study (`dycoke_study.run_dycoke_study`).
 
 Every table records the code revision it was made with (`storage.stamped`), so the code must be committed first: a
-tree with uncommitted changes outside `data/` and `figures/` is refused. Every step resumes from its sweep folder
-(`data/results/*_sweep/`, ignored by git), so a stopped run goes on where it stopped when started again with the same
-revision. By default every cell has the organism's whole test split (600 synth items, 1,200 events items); on a
-2-core CPU an organism takes several hours.
+tree with uncommitted changes outside the outputs (`storage.OUTPUT_PATHS`: `data/`, `figures/`, the organisms'
+schedules) is refused. Committing the outputs leaves the revision as it was, so the tables of a regeneration that
+takes several days can be committed as they come. Every step resumes from its sweep folder (`data/results/*_sweep/`,
+ignored by git), so a stopped run goes on where it stopped when started again at the same revision. By default every
+cell has the organism's whole test split (600 synth items, 1,200 events items); on a 2-core CPU an organism takes
+several hours.
 """
 import argparse
 import sys
@@ -55,7 +57,8 @@ def regenerate(organism: str, steps, items: int | None):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--organisms", default=",".join(ORGANISMS), help=f"comma-separated, from {', '.join(ORGANISMS)}")
+    parser.add_argument("--organisms", default=",".join(ORGANISMS),
+                        help=f"comma-separated, from {', '.join(ORGANISMS)}")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, from {', '.join(STEPS)}")
     parser.add_argument("--items", type=int, default=None,
                         help="test items per cell (and probe items; default: the organism's whole test split)")
