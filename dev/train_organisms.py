@@ -9,21 +9,29 @@ where it stopped, on a CPU or a GPU alike. Every validated model is kept (`keep_
 `<run>/training_log.csv` (a column per question kind), so that a checkpoint in the target band can be chosen:
 
     python dev/train_organisms.py --band                           # each run's validated steps in the band
-    python dev/train_organisms.py --runs qwen3 --install 1800      # its checkpoint at step 1800 into data/
+    python dev/train_organisms.py --runs qwen3 --test 1800         # its checkpoint at step 1800 on the test split
+    python dev/train_organisms.py --runs qwen3 --install 1800      # that checkpoint into data/
 
-The band is the one the test split must show: 80-92% overall with no question kind above 95%. An installed checkpoint
-becomes an organism once `catalog.ORGANISMS` (`nbs/00d_catalog.ipynb`) names its folder (`setup.py` reads it there).
+The band is the one the test split must show: 80-92% overall with no question kind above 95%. A checkpoint is chosen
+on the validation curve (`--band`); `--test` then answers the whole test split with all tokens (what the main job's
+`full` row will show), writes it beside the checkpoint (`test_accuracy.json`) and says whether it is in the band. An
+installed checkpoint becomes an organism once `catalog.ORGANISMS` (`nbs/00d_catalog.ipynb`) names its folder
+(`setup.py` reads it there).
 """
 import argparse
 import dataclasses
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
-from seats_analysis.organism import TrainSettings, build_organism, organism_config, organism_processor, train
+from seats_analysis.events import EVENT_TEST_ITEMS, event_items
+from seats_analysis.organism import (TrainSettings, accuracy_by_kind, build_organism, load_organism, organism_config,
+                                     organism_processor, predict, train)
 
 RUNS = {  # run name -> (family, seed of the data and of the initial weights, its folder under data/ when installed)
     "qwen2_5": ("qwen2_5", 0, "organism_events"),
@@ -36,12 +44,33 @@ BAND = (80.0, 92.0)  # overall validation accuracy, percent
 KIND_CEILING = 95.0  # no question kind above it
 
 
+def in_band(accuracy: dict) -> bool:
+    "Whether accuracies in percent ({kind: ..., 'overall': ...}) are in `BAND` with no kind above `KIND_CEILING`."
+    kinds = [value for kind, value in accuracy.items() if kind != "overall"]
+    return BAND[0] <= accuracy["overall"] <= BAND[1] and max(kinds) <= KIND_CEILING
+
+
 def band_steps(log: Path) -> pd.DataFrame:
     "The validated steps of a training curve whose accuracy is in `BAND` with no kind above `KIND_CEILING`."
     curve = pd.read_csv(log)
     kinds = [c for c in curve.columns if c.startswith("val_") and c != "val_overall"]
-    inside = curve.val_overall.between(*BAND) & (curve[kinds] <= KIND_CEILING).all(axis=1)
+    inside = [in_band({**row[kinds], "overall": row.val_overall}) for _, row in curve.iterrows()]
     return curve.loc[inside, ["step", "val_overall", *kinds]]
+
+
+def accuracy_on_test_split(name: str, step: int, runs: Path, items: int = EVENT_TEST_ITEMS, chunk: int = 96) -> dict:
+    """Accuracy per kind and overall of run `name`'s checkpoint at `step` on the first `items` of the events test split
+    (by default all of it), all tokens kept, `chunk` clips held at a time."""
+    checkpoint = runs / name / "checkpoints" / f"step_{step}"
+    model, processor = load_organism(checkpoint)
+    answered, letters = [], []
+    for start in tqdm(range(0, items, chunk), desc=f"{name} step {step}, test split"):
+        part = list(event_items("test", min(chunk, items - start), start=start))
+        letters += predict(model, processor, part)
+        answered += [dict(kind=item["kind"], answer=item["answer"]) for item in part]  # the clips are let go
+    accuracy = accuracy_by_kind(answered, letters)
+    (checkpoint / "test_accuracy.json").write_text(json.dumps(dict(items=items, accuracy=accuracy), indent=1))
+    return accuracy
 
 
 def train_run(name: str, runs: Path, device: str, workers: int, time_limit_s: float | None):
@@ -72,6 +101,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds each run may take before it stops")
     parser.add_argument("--band", action="store_true", help="list each run's validated steps in the band; train none")
+    parser.add_argument("--test", type=int, metavar="STEP", help="each run's checkpoint at STEP on the test split")
     parser.add_argument("--install", type=int, metavar="STEP", help="copy each run's checkpoint at STEP into data/")
     args = parser.parse_args(argv)
     names = args.runs.split(",")
@@ -82,6 +112,12 @@ def main(argv=None) -> int:
         for name in names:
             log = args.folder / name / "training_log.csv"
             print(f"{name}:", band_steps(log).to_string(index=False) if log.is_file() else "no training curve yet")
+        return 0
+    if args.test is not None:
+        for name in names:
+            accuracy = accuracy_on_test_split(name, args.test, args.folder)
+            shown = ", ".join(f"{kind} {value:.1f}" for kind, value in accuracy.items())
+            print(f"{name} step {args.test}: {shown}; {'in' if in_band(accuracy) else 'not in'} the band")
         return 0
     if args.install is not None:
         for name in names:

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from seats_analysis.events import EVENT_KINDS
-from seats_analysis.organism import (RECIPE_FILE, TrainSettings, build_organism, organism_config, organism_processor,
-                                     organism_task, train, training_recipe)
+from seats_analysis.events import EVENT_KINDS, event_items
+from seats_analysis.organism import (RECIPE_FILE, TrainSettings, accuracy_by_kind, build_organism, load_organism,
+                                     organism_config, organism_processor, organism_task, predict, train,
+                                     training_recipe)
 
 # the settings that name a decoder layer, and the value of another setting under which each is inert
 INERT_UNLESS = {"late_removal_layer": ("late_removal", 0.0)}
@@ -53,7 +54,8 @@ def test_the_events_recipe_names_no_layer(tiny_run):
 def test_the_check_sees_a_late_removal():
     settings = dict(late_removal=0.5, late_removal_layer=10, steps=2)
     assert layer_dependent_steps(dict(settings=settings)) == ["late_removal_layer=10"]
-    assert layer_dependent_steps(dict(settings=dict(settings, late_removal=0.0, dropout_layer=3))) == ["dropout_layer=3"]
+    acting = layer_dependent_steps(dict(settings=dict(settings, late_removal=0.0, dropout_layer=3)))
+    assert acting == ["dropout_layer=3"]
 
 
 def test_the_curve_has_every_events_kind(tiny_run):
@@ -92,6 +94,22 @@ def test_the_band_keeps_good_unsaturated_steps(tmp_path):
     curve.to_csv(tmp_path / "training_log.csv", index=False)
     band = training_driver().band_steps(tmp_path / "training_log.csv")
     assert band.step.tolist() == [200, 500]  # 300: over 92 overall; 400: a kind over 95
+
+
+def test_the_band_of_a_test_split():
+    in_band = training_driver().in_band
+    assert in_band(dict(flash=95.0, count=70.0, overall=80.0)) and in_band(dict(flash=91.0, overall=92.0))
+    assert not in_band(dict(flash=95.5, count=80.0, overall=87.0))  # a kind over 95
+    assert not in_band(dict(flash=90.0, overall=79.9)) and not in_band(dict(flash=93.0, overall=92.1))
+
+
+def test_a_checkpoint_on_the_test_split(tiny_run, tmp_path):
+    driver, checkpoint = training_driver(), tmp_path / "qwen3" / "checkpoints" / "step_2"
+    shutil.copytree(tiny_run, checkpoint)
+    accuracy = driver.accuracy_on_test_split("qwen3", 2, tmp_path, items=7, chunk=3)  # three chunks, the last of one item
+    items = list(event_items("test", 7))  # all at once: the same letters
+    assert accuracy == accuracy_by_kind(items, predict(*load_organism(tiny_run), items))
+    assert json.loads((checkpoint / "test_accuracy.json").read_text()) == dict(items=7, accuracy=accuracy)
 
 
 def test_install_copies_a_checkpoint_once(tiny_run, tmp_path):
