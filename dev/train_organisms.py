@@ -58,7 +58,8 @@ def band_steps(log: Path) -> pd.DataFrame:
     return curve.loc[inside, ["step", "val_overall", *kinds]]
 
 
-def accuracy_on_test_split(name: str, step: int, runs: Path, items: int = EVENT_TEST_ITEMS, chunk: int = 96) -> dict:
+def accuracy_on_test_split(name: str, step: int, runs: Path, items: int = EVENT_TEST_ITEMS,
+                           chunk: int = 96) -> dict:
     """Accuracy per kind and overall of run `name`'s checkpoint at `step` on the first `items` of the events test split
     (by default all of it), all tokens kept, `chunk` clips held at a time."""
     checkpoint = runs / name / "checkpoints" / f"step_{step}"

@@ -106,7 +106,7 @@ def test_the_band_of_a_test_split():
 def test_a_checkpoint_on_the_test_split(tiny_run, tmp_path):
     driver, checkpoint = training_driver(), tmp_path / "qwen3" / "checkpoints" / "step_2"
     shutil.copytree(tiny_run, checkpoint)
-    accuracy = driver.accuracy_on_test_split("qwen3", 2, tmp_path, items=7, chunk=3)  # three chunks, the last of one item
+    accuracy = driver.accuracy_on_test_split("qwen3", 2, tmp_path, items=7, chunk=3)  # chunks of 3, 3 and 1 items
     items = list(event_items("test", 7))  # all at once: the same letters
     assert accuracy == accuracy_by_kind(items, predict(*load_organism(tiny_run), items))
     assert json.loads((checkpoint / "test_accuracy.json").read_text()) == dict(items=7, accuracy=accuracy)
