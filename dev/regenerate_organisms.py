@@ -11,7 +11,8 @@ reads the schedule the main job wrote):
   and the figures;
 - ablations: the stage ablations at full SEATS' compute (`ablations.run_ablations`);
 - matched: every baseline against SEATS at its compute, counted on the decoder and on the whole prefill
-  (`matched.run_matched`, both `compute`s), with the figure of the first;
+  (`matched.run_matched`, both `compute`s), with the figure of the first; both answer into the main job's sweep
+  folder, so their baselines' answers are the main table's, answered once;
 - dycoke: the DyCoke-om study (`dycoke_study.run_dycoke_study`).
 
 Every table records the code revision it was made with (`storage.stamped`), so the code must be committed first: a

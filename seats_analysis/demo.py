@@ -7,7 +7,7 @@ __all__ = ['ROOT', 'PROBE_SPLIT', 'SYNTH', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MAR
            'ITEMS_AT_ONCE', 'ZOOM_POINTS', 'ZOOM_MARGIN', 'SUMMARY_HEADERS', 'SUMMARY_LEGEND', 'OrganismRecord',
            'organism_records', 'organism_spec', 'register_organism', 'organism_samples', 'check_disjoint',
            'probe_items', 'organism_schedule', 'organism_table', 'organism_paired', 'repeated_settings', 'mark_repeats',
-           'DemoPaths', 'DemoOutputs', 'organism_tradeoff', 'stored_probe_ids', 'stored_probe_samples',
+           'sweep_folder', 'DemoPaths', 'DemoOutputs', 'organism_tradeoff', 'stored_probe_ids', 'stored_probe_samples',
            'other_probe_items', 'answers_stand', 'blocks_line', 'stored_answers', 'cell_summary', 'cell_line',
            'run_demo', 'terminal_summary', 'refresh_methods']
 
@@ -208,6 +208,12 @@ def mark_repeats(results: pd.DataFrame, answers: pd.DataFrame) -> tuple[pd.DataF
 
 
 # %% ../nbs/30_demo.ipynb #eb4527d0
+def sweep_folder(results, name: str) -> Path:
+    """The main job's sweep folder of the organism whose outputs are named `name`, under the folder `results`: a results
+    file per (method, setting), which the equal-compute tables answer into too (`matched.run_matched`)."""
+    return Path(results) / f"{name}_sweep"
+
+
 @dataclass(frozen=True)
 class DemoPaths:
     "Where the main job writes: the schedule file, the results folder (tables and probe store), the figures folder."
@@ -237,8 +243,8 @@ class DemoPaths:
 
     @property
     def sweep(self) -> Path:
-        "The sweep's results files, one per (method, setting), and its own summary."
-        return self.results / f"{self.name}_sweep"
+        "The sweep's results files, one per (method, setting), and its own summary (`sweep_folder`)."
+        return sweep_folder(self.results, self.name)
 
     @property
     def tables(self) -> list[Path]:

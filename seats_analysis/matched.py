@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 from .ablations import (COMPUTES, FLOPS_TOLERANCE, calibration_inputs, matched_targets, organism_setup,
                                       prefill_gflops, sweep_organism)
 from .checks import check_int
-from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS
+from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, sweep_folder
 from .figures import MAX_COLUMNS, PANEL_SIZE, method_style, save_figure
 from .catalog import ORGANISMS, RATIO_PAIRS
 from .harness import FULL_METHOD, OptionLogits, ratio_name
@@ -92,7 +92,9 @@ def run_matched(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_
     """Every baseline at every setting against SEATS at the baseline's compute (`matched_plan`: the decoder's GFLOPs, or
     with `compute="prefill"` the whole prefill's) on `num_items` test items of the organism `organism` (a key of
     `ORGANISMS`) with its shipped schedule; writes `{name}_matched.csv` and `.md` (`{name}_matched_prefill.*`) into
-    `out` (the answers into a sweep folder beside them, `_sweep` added to that name, resumable) and returns the table."""
+    `out` and returns the table. The answers go into the main job's sweep folder of the organism there
+    (`demo.sweep_folder`, resumable): a baseline at a setting is one configuration, answered once for the main table
+    and both equal-compute tables, and a SEATS run at targets another table asked for is not run again."""
     if compute not in COMPUTES:
         raise ValueError(f"compute={compute!r} is not one of {list(COMPUTES)}")
     baselines = list(baselines)
@@ -108,7 +110,7 @@ def run_matched(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_
     stem = f"{name}_matched" + ("_prefill" if compute == "prefill" else "")
     cells = {method: sorted(set(zip(part.video_ratio, part.audio_ratio))) for method, part in plan.groupby("method")}
     cells["seats"] = sorted(set(zip(plan.seats_video_ratio, plan.seats_audio_ratio)))
-    folder = out / f"{stem}_sweep"
+    folder = sweep_folder(out, name)
     keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once,
                           f"{name} at equal {compute} compute", progress)
     table = stamped(matched_table(folder, plan, keys, compute), organism=organism, items=num_items, seed=seed,
