@@ -20,7 +20,7 @@ tree with uncommitted changes outside the outputs (`storage.OUTPUT_PATHS`: `data
 schedules) is refused. Committing the outputs leaves the revision as it was, so the tables of a regeneration that
 takes several days can be committed as they come. Every step resumes from its sweep folder (`data/results/*_sweep/`,
 ignored by git), so a stopped run goes on where it stopped when started again at the same revision. By default every
-cell has the organism's whole test split (600 synth items, 1,200 events items); on a 2-core CPU an organism takes
+cell has the organism's whole test split (600 synth items, 1,008 events items); on a 2-core CPU an organism takes
 several hours.
 """
 import argparse

@@ -39,7 +39,7 @@ RUNS = {  # run name -> (family, seed of the data and of the initial weights, it
     "qwen3": ("qwen3", 0, "organism_qwen3_events"),
 }
 DATA = Path(__file__).resolve().parents[1] / "data"
-SETTINGS = TrainSettings(steps=3000, eval_every=100, n_val=240)  # 40 validation items of each kind
+SETTINGS = TrainSettings(steps=3000, eval_every=100, n_val=280)  # 40 validation items of each kind
 BAND = (80.0, 92.0)  # overall validation accuracy, percent
 KIND_CEILING = 95.0  # no question kind above it
 

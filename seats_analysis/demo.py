@@ -78,7 +78,7 @@ SYNTH = ORGANISM_TASKS["synth"]  # the task of the shipped organisms
 def organism_records(num_items: int | None = None, seed: int = 0, split: str = "test",
                      task: OrganismTask = SYNTH) -> list:
     """The first `num_items` of `task`'s `split` (one of `synth.SPLITS`) as harness records; the test split holds
-    `task.test_items` (600 for synth, 1200 for events), every one of them when `num_items` is larger or None (a sweep's
+    `task.test_items` (600 for synth, 1008 for events), every one of them when `num_items` is larger or None (a sweep's
     `limit` above the split's size takes the whole split)."""
     num_items = task.test_items if num_items is None else check_int("num_items", num_items, 1)
     num_items = min(num_items, task.test_items) if split == "test" else num_items

@@ -46,22 +46,25 @@ BEEP_SECONDS = (0.2, 0.35)
 BUZZ_HZ = (400, 700, 3000)  # distractor sounds: odd harmonics below the Nyquist frequency, none near BEEP_HZ
 BUZZ_SECONDS = (0.2, 0.4)
 BUZZES = (2, 4)  # range of the number of buzzes in a clip
-EVENT_KINDS = ("flash", "order", "motion", "spot", "count", "sync")
+EVENT_KINDS = ("flash", "order", "motion", "spot", "count", "buzzes", "sync")
 EVENT_QUESTIONS = {
     "flash": "What colour was the brief flash?",
     "order": "Which colour flashed first?",
     "motion": "Which way did the small shape move?",
     "spot": "What colour is the small shape?",
     "count": f"How many {BEEP_HZ} Hz beeps were there?",
+    "buzzes": "How many buzzes were there?",
     "sync": f"What colour flashed with the {BEEP_HZ} Hz beep?",
 }
 EVENT_OPTIONS = {"flash": list(COLOURS), "order": list(COLOURS), "motion": list(DIRECTIONS),
-                 "spot": list(COLOURS), "count": ["1", "2", "3", "4"], "sync": list(COLOURS)}
+                 "spot": list(COLOURS), "count": ["1", "2", "3", "4"], "buzzes": ["1", "2", "3", "4"],
+                 "sync": list(COLOURS)}
 EVIDENCE = {  # kind: (modality, rule); rule "all": every evidence window is needed, "any": one is enough
     "flash": ("video", "all"), "order": ("video", "all"), "motion": ("video", "all"),
-    "spot": ("video", "any"), "count": ("audio", "all"), "sync": ("both", "all"),
+    "spot": ("video", "any"), "count": ("audio", "all"), "buzzes": ("audio", "all"),
+    "sync": ("both", "all"),
 }
-EVENT_TEST_ITEMS = 1200  # the test split's standard size: 50 items of each (kind, letter)
+EVENT_TEST_ITEMS = 1008  # the test split's standard size: 36 items of each (kind, letter)
 UNANSWERABLE = 0.12  # the chance that a clip leaves its question's evidence out: a guess is then all there is
 
 # %% ../nbs/20a_events.ipynb #88d9e997
@@ -193,7 +196,7 @@ def _video_events(rng: np.random.Generator, kind: str, j: int, free, beep_window
         flashes = [_small(rng, c, free[w], _flash_frames(rng, w), evidence=w == beep_window)
                    for w, c in enumerate(order)]
         return flashes, [beep_window]
-    return [], []  # count: no visual evidence
+    return [], []  # count, buzzes: no visual evidence
 
 # %% ../nbs/20a_events.ipynb #156aefa6
 def _sound(rng: np.random.Generator, slot: int, buzz: bool, evidence: bool = False) -> Sound:
@@ -215,6 +218,9 @@ def _sounds(rng: np.random.Generator, kind: str, j: int, sync_slot: int | None):
     if kind == "count":
         sounds = [_sound(rng, _slot_in(rng, w), buzz=False, evidence=True) for w in sorted(windows[: j + 1])]
         evidence = sorted(windows[: j + 1])
+    elif kind == "buzzes":
+        evidence = sorted(windows[: j + 1])
+        sounds = [_sound(rng, _slot_in(rng, w), buzz=True, evidence=True) for w in evidence]
     elif kind == "sync":
         sounds, evidence = [_sound(rng, sync_slot, buzz=False, evidence=True)], [window_of_slot(sync_slot)]
     else:
@@ -222,8 +228,10 @@ def _sounds(rng: np.random.Generator, kind: str, j: int, sync_slot: int | None):
         evidence = []
     used = {s.slot for s in sounds}
     free = [s for s in range(SLOTS) if s not in used]
-    for slot in sorted(rng.choice(free, int(rng.integers(BUZZES[0], BUZZES[1] + 1)), replace=False)):
-        sounds.append(_sound(rng, int(slot), buzz=True))
+    beeps = kind == "buzzes"  # the distractors: one to four beeps where buzzes are counted, else buzzes
+    low, high = (1, WINDOWS) if beeps else BUZZES
+    for slot in sorted(rng.choice(free, int(rng.integers(low, high + 1)), replace=False)):
+        sounds.append(_sound(rng, int(slot), buzz=not beeps))
     return sounds, evidence
 
 # %% ../nbs/20a_events.ipynb #9aece325
