@@ -10,11 +10,15 @@ where it stopped, on a CPU or a GPU alike. Every validated model is kept (`keep_
 
     python dev/train_organisms.py --band                           # each run's validated steps in the band
     python dev/train_organisms.py --runs qwen3 --test 1800         # its checkpoint at step 1800 on the test split
+    python dev/train_organisms.py --runs qwen3 --probe 1800        # the blocks the main job would derive from it
     python dev/train_organisms.py --runs qwen3 --install 1800      # that checkpoint into data/
 
 The band is the one the test split must show: 80-92% overall with no question kind above 95%. A checkpoint is chosen
 on the validation curve (`--band`); `--test` then answers the whole test split with all tokens (what the main job's
-`full` row will show), writes it beside the checkpoint (`test_accuracy.json`) and says whether it is in the band. An
+`full` row will show), writes it beside the checkpoint (`test_accuracy.json`) and says whether it is in the band.
+`--probe` runs the main job's probe and block rule on a checkpoint (the first `--probe-items` validation items, the
+store beside the checkpoint, so a stopped probe goes on) and prints the blocks, the drop layers and the accuracy with
+both modalities removed before each layer, per question kind: where the model reads its media. An
 installed checkpoint becomes an organism once `catalog.ORGANISMS` (`nbs/00d_catalog.ipynb`) names its folder
 (`setup.py` reads it there).
 """
@@ -29,9 +33,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from seats_analysis.demo import (ORGANISM_LATE_TOLERANCE, PROBE_SPLIT, blocks_line, organism_records, organism_samples,
+                                 organism_schedule)
 from seats_analysis.events import EVENT_TEST_ITEMS, event_items
 from seats_analysis.organism import (TrainSettings, accuracy_by_kind, build_organism, load_organism, organism_config,
-                                     organism_processor, predict, train)
+                                     organism_processor, organism_task, predict, train)
+from seats_analysis.probe import probe
 
 RUNS = {  # run name -> (family, seed of the data and of the initial weights, its folder under data/ when installed)
     "qwen2_5": ("qwen2_5", 0, "organism_events"),
@@ -74,6 +81,19 @@ def accuracy_on_test_split(name: str, step: int, runs: Path, items: int = EVENT_
     return accuracy
 
 
+def probe_checkpoint(name: str, step: int, runs: Path, items: int = 480) -> tuple:
+    """The main job's probe of run `name`'s checkpoint at `step` on the first `items` validation items (its store
+    `probe/` beside the checkpoint): (the probe table, the accuracy in percent with both modalities removed before
+    each layer, a row per question kind)."""
+    checkpoint = runs / name / "checkpoints" / f"step_{step}"
+    model, processor = load_organism(checkpoint)
+    records = organism_records(items, 0, PROBE_SPLIT, organism_task("events"))
+    table = probe(model, organism_samples(processor, records), path=checkpoint / "probe")
+    kinds = pd.Series({record.id: record.categories["kind"] for record in records})
+    both = table["accuracy"].sel(condition="both").to_pandas().T  # (sample, layer)
+    return table, 100 * both.groupby(kinds.reindex(both.index)).mean()
+
+
 def train_run(name: str, runs: Path, device: str, workers: int, time_limit_s: float | None):
     "Train (or go on training) the run `name` into `runs/name`, its state in `runs/name.state`."
     family, seed, _ = RUNS[name]
@@ -103,6 +123,8 @@ def main(argv=None) -> int:
     parser.add_argument("--time-limit", type=float, default=None, help="seconds each run may take before it stops")
     parser.add_argument("--band", action="store_true", help="list each run's validated steps in the band; train none")
     parser.add_argument("--test", type=int, metavar="STEP", help="each run's checkpoint at STEP on the test split")
+    parser.add_argument("--probe", type=int, metavar="STEP", help="the main job's blocks from each run's checkpoint")
+    parser.add_argument("--probe-items", type=int, default=480, help="validation items --probe reads")
     parser.add_argument("--install", type=int, metavar="STEP", help="copy each run's checkpoint at STEP into data/")
     args = parser.parse_args(argv)
     names = args.runs.split(",")
@@ -119,6 +141,14 @@ def main(argv=None) -> int:
             accuracy = accuracy_on_test_split(name, args.test, args.folder)
             shown = ", ".join(f"{kind} {value:.1f}" for kind, value in accuracy.items())
             print(f"{name} step {args.test}: {shown}; {'in' if in_band(accuracy) else 'not in'} the band")
+        return 0
+    if args.probe is not None:
+        for name in names:
+            table, curves = probe_checkpoint(name, args.probe, args.folder, args.probe_items)
+            blocks, schedule = organism_schedule(table, late_tolerance=ORGANISM_LATE_TOLERANCE, name=name,
+                                                 family=RUNS[name][0])
+            print(f"{name} step {args.probe}: {blocks_line(blocks, schedule)}")
+            print(curves.round(1).to_string())
         return 0
     if args.install is not None:
         for name in names:

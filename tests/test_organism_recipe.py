@@ -123,3 +123,19 @@ def test_install_copies_a_checkpoint_once(tiny_run, tmp_path):
         driver.install("qwen3", 2, runs, data)
     with pytest.raises(FileNotFoundError, match="no checkpoint of qwen3 at step 3"):
         driver.install("qwen3", 3, runs, data)
+
+
+def test_a_checkpoint_probed_as_the_main_job_would(tiny_run, tmp_path):
+    driver, checkpoint = training_driver(), tmp_path / "qwen2_5" / "checkpoints" / "step_2"
+    shutil.copytree(tiny_run, checkpoint)
+    table, curves = driver.probe_checkpoint("qwen2_5", 2, tmp_path, items=14)
+    assert table.sample.values.tolist() == [f"events-validation-0-{i}" for i in range(14)]
+    assert (checkpoint / "probe" / "probe.nc").is_file()
+    assert curves.index.tolist() == sorted(EVENT_KINDS) and curves.columns.tolist() == [1, 2]
+    # two items of each kind: the mean of the kinds' curves is the whole probe's
+    overall = 100 * table["accuracy"].sel(condition="both").mean("sample").values
+    assert curves.mean().round(6).tolist() == overall.round(6).tolist()
+    kind = table["accuracy"].sel(condition="both", sample=["events-validation-0-4", "events-validation-0-11"])
+    assert curves.loc["count"].tolist() == (100 * kind.mean("sample").values).tolist()  # items 4 and 11: count
+    again_table, again = driver.probe_checkpoint("qwen2_5", 2, tmp_path, items=14)  # read back from its store
+    assert again.equals(curves) and again_table["accuracy"].equals(table["accuracy"])
