@@ -25,7 +25,7 @@ from .stats import (
 # %% auto #0
 __all__ = ['RESULT_SETTINGS', 'ANSWER_COLUMNS', 'OPTION_METRICS', 'METRIC_TITLES', 'PAPER_RESULTS', 'summarize', 'cell_scores',
            'answer_table', 'paired_table', 'with_option_metrics', 'complete_metrics', 'summary_table',
-           'summary_markdown', 'paired_markdown', 'write_summary', 'paper_results', 'with_paper_rows']
+           'summary_markdown', 'paired_markdown', 'write_summary', 'seed_spread', 'paper_results', 'with_paper_rows']
 
 # %% ../nbs/15_tables.ipynb #db91a3cd
 RESULT_SETTINGS = ("benchmark", "method", "video_ratio", "audio_ratio", "mode", "max_new_tokens")
@@ -371,6 +371,29 @@ def write_summary(out_dir: str | Path, keys: Mapping[str, Collection[str]] | Non
         with replaced(out_dir / "paired.md") as new:
             new.write_text(paired_markdown(paired))
     return table
+
+# %% ../nbs/15_tables.ipynb #39e16aa6
+def seed_spread(paired: Mapping[str, pd.DataFrame], column: str = "difference") -> pd.DataFrame:
+    """The paired tables of models trained alike (`{model: paired table}`, two or more, the same (setting, method) rows
+    in each) side by side: per row each model's `column`, its interval and verdict (`{model}_...`), the range of
+    `column` between the models (`spread`), the widest half-interval within one (`within`) and whether every model's
+    verdict is the same (`agree`: established with one sign by all, or by none)."""
+    if len(paired) < 2:
+        raise ValueError(f"seed_spread compares two or more models' tables; got {list(paired)}")
+    prefix = "" if column == "difference" else column[: -len("_difference")] + "_"
+    keys = {name: set(zip(table.setting, table.method)) for name, table in paired.items()}
+    first, *others = paired
+    for name in others:
+        if keys[name] != keys[first]:
+            raise ValueError(f"the tables of {first!r} and {name!r} do not hold the same comparisons: "
+                             f"{sorted(keys[first] ^ keys[name])[:4]} are in one only")
+    columns = [column, f"{prefix}ci_low", f"{prefix}ci_high", f"{prefix}established"]
+    side = pd.concat({name: table.set_index(["setting", "method"])[columns] for name, table in paired.items()}, axis=1)
+    values, low, high = (side.xs(c, axis=1, level=1) for c in columns[:3])
+    signs = np.sign(values).where(side.xs(columns[3], axis=1, level=1).astype(bool), 0)
+    side.columns = [f"{name}_{c}" for name, c in side.columns]
+    return side.assign(spread=values.max(1) - values.min(1), within=((high - low) / 2).max(1),
+                       agree=signs.nunique(axis=1) == 1).reset_index()
 
 # %% ../nbs/15_tables.ipynb #a7e4c002
 # in the repository beside the package (data/ is not package data)
