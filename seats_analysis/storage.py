@@ -7,7 +7,8 @@ __all__ = ['DIGEST_VERSION', 'PACKAGE_ROOT', 'OUTPUT_PATHS', 'PROVENANCE_COLUMNS
            'replaced', 'read_parts', 'failed', 'merge_files', 'merge_records', 'digest', 'file_digest',
            'weights_digest', 'fingerprint_changes', 'model_fingerprint', 'check_fingerprint', 'processor_fingerprint',
            'StoreBusy', 'lock_file', 'writer_lock', 'check_records_file', 'newest_success', 'first_success',
-           'FolderParts', 'FileParts', 'RecordStore', 'markdown_table', 'code_revision', 'stamped', 'save_table']
+           'FolderParts', 'FileParts', 'RecordStore', 'markdown_table', 'code_revision', 'stamped', 'save_table',
+           'table_revisions']
 
 # %% ../nbs/00e_storage.ipynb #65bcec53
 import functools
@@ -557,3 +558,14 @@ def save_table(table: pd.DataFrame, stem: str | Path):
     with replaced(stem.with_name(stem.name + ".md")) as new:
         new.write_text(markdown_table(table.round(4)) + "\n")
 
+
+# %% ../nbs/00e_storage.ipynb #9d49b1f5
+def table_revisions(folder: str | Path, pattern: str = "*.csv") -> dict[str, list[str]]:
+    """The distinct `revision`s of the rows of each table matching `pattern` in `folder`, by file name (sorted; an
+    empty list for a table without the column)."""
+    revisions = {}
+    for path in sorted(Path(folder).glob(pattern)):
+        columns = pd.read_csv(path, nrows=0).columns
+        revisions[path.name] = (sorted(pd.read_csv(path, usecols=["revision"], dtype=str).revision.dropna().unique())
+                                if "revision" in columns else [])
+    return revisions
