@@ -131,6 +131,8 @@ def main(argv=None) -> int:
     unknown = sorted(set(names) - set(RUNS))
     if unknown:
         parser.error(f"unknown runs: {unknown}")
+    if args.threads:  # for training, --test and --probe alike
+        torch.set_num_threads(args.threads)
     if args.band:
         for name in names:
             log = args.folder / name / "training_log.csv"
@@ -154,8 +156,6 @@ def main(argv=None) -> int:
         for name in names:
             print(f"{name}: installed in {install(name, args.install, args.folder)}")
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
     for name in names:
         train_run(name, args.folder, args.device, args.workers, args.time_limit)
     return 0
