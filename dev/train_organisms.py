@@ -49,6 +49,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 SETTINGS = TrainSettings(steps=3000, eval_every=100, n_val=280)  # 40 validation items of each kind
 BAND = (80.0, 92.0)  # overall validation accuracy, percent
 KIND_CEILING = 95.0  # no question kind above it
+PROBE_ITEMS = 280  # validation items `--probe` reads by default: 40 of each kind
 
 
 def in_band(accuracy: dict) -> bool:
@@ -81,7 +82,7 @@ def accuracy_on_test_split(name: str, step: int, runs: Path, items: int = EVENT_
     return accuracy
 
 
-def probe_checkpoint(name: str, step: int, runs: Path, items: int = 480) -> tuple:
+def probe_checkpoint(name: str, step: int, runs: Path, items: int = PROBE_ITEMS) -> tuple:
     """The main job's probe of run `name`'s checkpoint at `step` on the first `items` validation items (its store
     `probe/` beside the checkpoint): (the probe table, the accuracy in percent with both modalities removed before
     each layer, a row per question kind)."""
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
     parser.add_argument("--band", action="store_true", help="list each run's validated steps in the band; train none")
     parser.add_argument("--test", type=int, metavar="STEP", help="each run's checkpoint at STEP on the test split")
     parser.add_argument("--probe", type=int, metavar="STEP", help="the main job's blocks from each run's checkpoint")
-    parser.add_argument("--probe-items", type=int, default=480, help="validation items --probe reads")
+    parser.add_argument("--probe-items", type=int, default=PROBE_ITEMS, help="validation items --probe reads")
     parser.add_argument("--install", type=int, metavar="STEP", help="copy each run's checkpoint at STEP into data/")
     args = parser.parse_args(argv)
     names = args.runs.split(",")

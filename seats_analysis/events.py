@@ -215,12 +215,9 @@ def _slot_in(rng: np.random.Generator, window: int) -> int:
 def _sounds(rng: np.random.Generator, kind: str, j: int, sync_slot: int | None):
     """(sounds, evidence windows) of the audio of `kind` with the answer at option `j`."""
     windows = [int(w) for w in rng.permutation(WINDOWS)]
-    if kind == "count":
-        sounds = [_sound(rng, _slot_in(rng, w), buzz=False, evidence=True) for w in sorted(windows[: j + 1])]
+    if kind in ("count", "buzzes"):  # one counted sound in each of j + 1 windows
         evidence = sorted(windows[: j + 1])
-    elif kind == "buzzes":
-        evidence = sorted(windows[: j + 1])
-        sounds = [_sound(rng, _slot_in(rng, w), buzz=True, evidence=True) for w in evidence]
+        sounds = [_sound(rng, _slot_in(rng, w), buzz=kind == "buzzes", evidence=True) for w in evidence]
     elif kind == "sync":
         sounds, evidence = [_sound(rng, sync_slot, buzz=False, evidence=True)], [window_of_slot(sync_slot)]
     else:

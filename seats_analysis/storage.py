@@ -565,7 +565,6 @@ def table_revisions(folder: str | Path, pattern: str = "*.csv") -> dict[str, lis
     empty list for a table without the column)."""
     revisions = {}
     for path in sorted(Path(folder).glob(pattern)):
-        columns = pd.read_csv(path, nrows=0).columns
-        revisions[path.name] = (sorted(pd.read_csv(path, usecols=["revision"], dtype=str).revision.dropna().unique())
-                                if "revision" in columns else [])
+        table = pd.read_csv(path, dtype=str)
+        revisions[path.name] = sorted(table.revision.dropna().unique()) if "revision" in table else []
     return revisions

@@ -380,7 +380,9 @@ def seed_spread(paired: Mapping[str, pd.DataFrame], column: str = "difference") 
     verdict is the same (`agree`: established with one sign by all, or by none)."""
     if len(paired) < 2:
         raise ValueError(f"seed_spread compares two or more models' tables; got {list(paired)}")
-    prefix = "" if column == "difference" else column[: -len("_difference")] + "_"
+    if column != "difference" and not column.endswith("_difference"):
+        raise ValueError(f"column={column!r} is not a difference column: 'difference' or '<metric>_difference'")
+    prefix = column[: -len("difference")]  # '' or '<metric>_'
     keys = {name: set(zip(table.setting, table.method)) for name, table in paired.items()}
     first, *others = paired
     for name in others:

@@ -137,5 +137,5 @@ def test_a_checkpoint_probed_as_the_main_job_would(tiny_run, tmp_path):
     assert curves.mean().round(6).tolist() == overall.round(6).tolist()
     kind = table["accuracy"].sel(condition="both", sample=["events-validation-0-4", "events-validation-0-11"])
     assert curves.loc["count"].tolist() == (100 * kind.mean("sample").values).tolist()  # items 4 and 11: count
-    again_table, again = driver.probe_checkpoint("qwen2_5", 2, tmp_path, items=14)  # read back from its store
+    again_table, again = driver.probe_checkpoint("qwen2_5", 2, tmp_path, items=14)  # again, its store in place: the same
     assert again.equals(curves) and again_table["accuracy"].equals(table["accuracy"])
