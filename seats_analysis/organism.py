@@ -43,15 +43,16 @@ from .synth import (COLOURS, DIRECTIONS, FPS, FRAME_SIZE, KINDS, LETTERS, PITCHE
 from .synth import _shape_mask  # the shapes' pixels, as the clips draw them
 
 # %% auto #0
-__all__ = ['PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'ORGANISM_PATCH_SIZE', 'SOUND_CLASSES', 'ORGANISM_TASKS', 'RECIPE_FILE',
-           'LEGACY_TASK', 'organism_dir', 'organism_path', 'organism_processor', 'organism_config', 'thinker_class',
-           'build_organism', 'upcycle', 'predict', 'accuracy_by_kind', 'model_accuracy', 'save_training_state',
-           'load_training_state', 'audio_token_labels', 'video_token_labels', 'audio_time_colours', 'kind_weights',
-           'event_train_items', 'event_video_labels', 'event_audio_labels', 'event_beep_colours', 'synth_token_labels',
-           'event_token_labels', 'OrganismTask', 'organism_task', 'TrainSettings', 'TrainBatches', 'AuxiliaryHeads',
-           'teacher_features', 'distill_loss', 'balanced_cross_entropy', 'training_losses', 'distill_losses',
-           'distill_encoders', 'training_recipe', 'train', 'organism_folder', 'load_organism', 'learned_task',
-           'default_schedule', 'modality_predictions', 'modality_check']
+__all__ = ['PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'ORGANISM_PATCH_SIZE', 'SOUND_CLASSES', 'TALLY_MAX', 'ORGANISM_TASKS',
+           'RECIPE_FILE', 'LEGACY_TASK', 'organism_dir', 'organism_path', 'organism_processor', 'organism_config',
+           'thinker_class', 'build_organism', 'upcycle', 'predict', 'accuracy_by_kind', 'model_accuracy',
+           'save_training_state', 'load_training_state', 'audio_token_labels', 'video_token_labels',
+           'audio_time_colours', 'kind_weights', 'event_train_items', 'event_video_labels', 'event_audio_labels',
+           'event_tallies', 'event_beep_colours', 'synth_token_labels', 'event_token_labels', 'OrganismTask',
+           'organism_task', 'TrainSettings', 'TrainBatches', 'AuxiliaryHeads', 'teacher_features', 'distill_loss',
+           'balanced_cross_entropy', 'training_losses', 'distill_losses', 'distill_encoders', 'training_recipe',
+           'train', 'organism_folder', 'load_organism', 'learned_task', 'default_schedule', 'modality_predictions',
+           'modality_check']
 
 # %% ../nbs/21_organism.ipynb #531a8a11
 def organism_dir(package_dir: Path, name: str = "organism") -> Path:
@@ -272,14 +273,19 @@ def model_accuracy(model, processor, items, batch_size: int = 32, selectors: dic
 
 # %% ../nbs/21_organism.ipynb #0c99f65f
 def save_training_state(path, **state):
-    "Write a resumable training state: state dicts, tensors and plain values only (a numpy generator as its state dict)."
-    torch.save(state, path)
+    """Write a resumable training state: state dicts, tensors and plain values only (a numpy generator as its state
+    dict). It is written beside `path` and then renamed, so a run stopped while saving keeps its last state whole."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    partial.replace(path)
 
 def load_training_state(path) -> dict:
-    """A state written by `save_training_state`, read with `weights_only=True`: a file that holds anything else
-    (arbitrary objects, which unpickling could turn into running code) is refused before any of it is built."""
+    """A state written by `save_training_state`, read with `weights_only=True` onto the CPU (a state saved on a GPU
+    resumes on a machine without one): a file that holds anything else (arbitrary objects, which unpickling could turn
+    into running code) is refused before any of it is built."""
     try:
-        return torch.load(path, weights_only=True)
+        return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as error:
         raise ValueError(f"{path} is not a training state written by save_training_state: it holds objects other "
                          "than tensors and plain values, and is not loaded") from error
@@ -383,6 +389,20 @@ def event_audio_labels(items, tokens_per_clip: int) -> torch.Tensor:
     return torch.from_numpy(rows.reshape(-1))
 
 
+TALLY_MAX = 4  # the most beeps, and the most buzzes, an events clip holds (`20a_events`)
+
+
+def event_tallies(items, tokens_per_clip: int) -> torch.Tensor:
+    """Per audio token of each clip of `event_train_items`: how many beeps and how many buzzes have begun by its
+    middle; (B * tokens, 2)."""
+    middles = (np.arange(tokens_per_clip) + 0.5) * SECONDS / tokens_per_clip  # (tokens,) in seconds
+    rows = np.zeros((len(items), tokens_per_clip, 2), dtype=np.int64)
+    for row, it in zip(rows, items):
+        for s in it["sounds"]:
+            row[middles >= s.slot * SLOT_SECONDS, int(s.buzz)] += 1
+    return torch.from_numpy(rows.reshape(-1, 2))
+
+
 def event_beep_colours(items, tokens_per_clip: int) -> torch.Tensor:
     """Per audio token of each clip of `event_train_items`: while a beep sounds, 1 + the COLOURS index of the small
     sprite shown in the beep's window (0 when none is, and where no beep sounds); (B * tokens,)."""
@@ -406,7 +426,7 @@ def event_token_labels(items, tokens_per_clip: int) -> dict[str, torch.Tensor]:
     "The auxiliary labels of a batch of `event_train_items` whose clips have `tokens_per_clip` audio tokens each."
     colours, directions = event_video_labels(items)
     return dict(audio=event_audio_labels(items, tokens_per_clip), colour=colours, direction=directions,
-                align=event_beep_colours(items, tokens_per_clip))
+                align=event_beep_colours(items, tokens_per_clip), tally=event_tallies(items, tokens_per_clip))
 
 
 @dataclass(frozen=True)
@@ -415,19 +435,21 @@ class OrganismTask:
 
     name: str
     train_items: Callable  # (split, n, seed, start) -> items, kind and letter cycling, with what `labels` reads
-    labels: Callable  # (items, audio tokens per clip) -> dict of audio, colour, direction and align labels
+    labels: Callable  # (items, audio tokens per clip) -> dict of audio, colour, direction, align (and tally) labels
     audio_classes: int  # of the head on the audio tower's tokens
     align_classes: int  # of the head on the decoder's output at audio positions
     late_removal: bool  # whether its recipe may remove the media before a fixed layer
     evaluation_items: Callable  # (split, n, seed, start) -> items as the harness's records hold them
     test_items: int  # the size of its test split
+    tally_classes: int = 0  # of each tally head (beeps, buzzes) on the decoder's output at audio positions; 0: none
 
 
 ORGANISM_TASKS = {
     "synth": OrganismTask("synth", synth_items, synth_token_labels, 1 + len(PITCHES_HZ), len(COLOURS),
                           late_removal=True, evaluation_items=synth_items, test_items=ORGANISM_TEST_ITEMS),
     "events": OrganismTask("events", event_train_items, event_token_labels, len(SOUND_CLASSES), 1 + len(COLOURS),
-                           late_removal=False, evaluation_items=event_items, test_items=EVENT_TEST_ITEMS),
+                           late_removal=False, evaluation_items=event_items, test_items=EVENT_TEST_ITEMS,
+                           tally_classes=1 + TALLY_MAX),
 }
 
 
@@ -456,6 +478,8 @@ class TrainSettings:
     late_removal: float = 0.0  # share of batches with every video and audio token removed before `late_removal_layer`
     late_removal_layer: int = 10  # 1-based
     distill_weight: float = 1.0  # per encoder output token: its distance to the teacher's (when `train` has a teacher)
+    tally_weight: float = 0.0  # per audio token: beeps and buzzes heard so far (on the decoder's last layer; events)
+    decay_from: int | None = None  # the step from which the learning rate falls linearly to 0 at `steps` (None: never)
 
     def __post_init__(self):
         "Check every setting, naming the first out of range; numbers computed with numpy or torch become plain ones."
@@ -464,9 +488,19 @@ class TrainSettings:
         object.__setattr__(self, "seed", check_int("seed", self.seed, 0))
         for name in ("lr", "audio_lr_scale"):
             object.__setattr__(self, name, check_number(name, getattr(self, name), 0, low_open=True))
-        for name in ("audio_weight", "video_weight", "align_weight", "distill_weight"):
+        for name in ("audio_weight", "video_weight", "align_weight", "distill_weight", "tally_weight"):
             object.__setattr__(self, name, check_number(name, getattr(self, name), 0))
+        if self.decay_from is not None:
+            object.__setattr__(self, "decay_from", check_int("decay_from", self.decay_from, 0, self.steps - 1,
+                                                             "a step before the last, or None for no decay"))
         object.__setattr__(self, "late_removal", check_ratio("late_removal", self.late_removal))
+
+    def lr_factor(self, step: int) -> float:
+        "The learning rate of `step` (1-based) as a share of `lr`: the linear warm-up, then 1, then the linear decay."
+        warm = min(1.0, step / self.warmup)
+        if self.decay_from is None or step <= self.decay_from:
+            return warm
+        return warm * (self.steps - step) / (self.steps - self.decay_from)
 
 # %% ../nbs/21_organism.ipynb #1437ccc2
 class TrainBatches(torch.utils.data.Dataset):
@@ -488,13 +522,15 @@ class TrainBatches(torch.utils.data.Dataset):
 
 class AuxiliaryHeads(nn.Module):
     """The linear heads of the auxiliary losses of `task`: used in training only, not saved with the model. `pitch`
-    reads the audio tower's tokens (synth: the beep's pitch; events: silence, beep or buzz)."""
+    reads the audio tower's tokens (synth: the beep's pitch; events: silence, beep or buzz); `tally` (a task with
+    tallies only) the decoder's output at audio positions, the beeps' and the buzzes' classes side by side."""
 
     def __init__(self, audio_width: int, width: int, task: OrganismTask = ORGANISM_TASKS["synth"]):
         super().__init__()
         self.pitch = nn.Linear(audio_width, task.audio_classes)
         self.colour, self.direction = nn.Linear(width, 1 + len(COLOURS)), nn.Linear(width, 1 + len(DIRECTIONS))
         self.align = nn.Linear(width, task.align_classes)
+        self.tally = nn.Linear(width, 2 * task.tally_classes) if task.tally_classes else None
 
 # %% ../nbs/21_organism.ipynb #1ceeb6eb
 @contextmanager
@@ -554,13 +590,16 @@ def training_losses(model, heads: AuxiliaryHeads, inputs, labels: dict, captured
         audio_positions = token_kinds(inputs.input_ids, model.config) == Kind.AUDIO
         at_audio = captured["last"][audio_positions]  # (B * tokens, D), row-major
         align = cross_entropy(heads.align(at_audio), labels["align"])
+        if heads.tally is not None:  # (B * tokens, 2 * classes) -> (B * tokens * 2, classes), as the labels flatten
+            tally = cross_entropy(heads.tally(at_audio).unflatten(-1, (2, -1)).flatten(0, 1), labels["tally"].flatten())
     else:  # the audio positions were removed inside the decoder
-        align = logits.new_zeros(())
+        align = tally = logits.new_zeros(())
     return dict(answer=cross_entropy(logits, labels["answer"]),
                 audio=cross_entropy(heads.pitch(captured["audio"]), labels["audio"]),
                 video=balanced_cross_entropy(heads.colour(captured["video"]), labels["colour"])
                 + balanced_cross_entropy(heads.direction(captured["video"]), labels["direction"]),
-                align=align, **({} if teacher is None else dict(distill=distill_losses(teacher, inputs, captured))))
+                align=align, **({} if heads.tally is None else dict(tally=tally)),
+                **({} if teacher is None else dict(distill=distill_losses(teacher, inputs, captured))))
 
 # %% ../nbs/21_organism.ipynb #f0bbe2f1
 def distill_losses(teacher, inputs, captured: dict) -> torch.Tensor:
@@ -636,15 +675,16 @@ def _resume(state_path, model, heads: AuxiliaryHeads, opt) -> tuple[int, float, 
 
 def _train_step(model, heads: AuxiliaryHeads, opt, base_lrs: list[float], settings: TrainSettings, step: int,
                 inputs, labels: dict, captured: dict, teacher) -> dict[str, float]:
-    "One optimiser step on a batch (warmed-up learning rate, late removal as `settings` say): its losses as numbers."
+    "One optimiser step on a batch (learning rate and late removal as `settings` say): its losses as numbers."
     device = model.device
     for group, base in zip(opt.param_groups, base_lrs):
-        group["lr"] = base * min(1.0, step / settings.warmup)
+        group["lr"] = base * settings.lr_factor(step)
     with _late_removal(model, settings, step):
         loss = training_losses(model, heads, inputs.to(device), {k: v.to(device) for k, v in labels.items()},
                                captured, teacher)
     weighted = (loss["answer"] + settings.audio_weight * loss["audio"] + settings.video_weight * loss["video"]
-                + settings.align_weight * loss["align"] + settings.distill_weight * loss.get("distill", 0.0))
+                + settings.align_weight * loss["align"] + settings.tally_weight * loss.get("tally", 0.0)
+                + settings.distill_weight * loss.get("distill", 0.0))
     opt.zero_grad()
     weighted.backward()
     torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)

@@ -62,6 +62,7 @@ def test_the_curve_has_every_events_kind(tiny_run):
     curve = pd.read_csv(tiny_run / "training_log.csv")
     assert curve["step"].tolist() == [1, 2]
     assert [f"val_{kind}" for kind in EVENT_KINDS] + ["val_overall"] == [c for c in curve if c.startswith("val_")]
+    assert curve["tally_loss"].gt(0).all()  # the events recipe counts the sounds heard so far
 
 
 def test_a_late_removal_is_refused_for_events(tmp_path):
