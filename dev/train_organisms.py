@@ -19,7 +19,8 @@ on the validation curve (`--band`); `--test` then answers the whole test split w
 `full` row will show), writes it beside the checkpoint (`test_accuracy.json`) and says whether it is in the band.
 `--probe` runs the main job's probe and block rule on a checkpoint (the first `--probe-items` validation items, the
 store beside the checkpoint, so a stopped probe goes on) and prints the blocks, the drop layers and the accuracy with
-both modalities removed before each layer, per question kind: where the model reads its media. An
+both modalities removed before each layer, per question kind: where the model reads its media (the curves are printed
+also where the block rule finds no schedule, with its reason). An
 installed checkpoint becomes an organism once `catalog.ORGANISMS` (`nbs/00d_catalog.ipynb`) names its folder
 (`setup.py` reads it there).
 """
@@ -151,9 +152,13 @@ def main(argv=None) -> int:
     if args.probe is not None:
         for name in names:
             table, curves = probe_checkpoint(name, args.probe, args.folder, args.probe_items)
-            blocks, schedule = organism_schedule(table, late_tolerance=ORGANISM_LATE_TOLERANCE, name=name,
-                                                 family=RUNS[name][0])
-            print(f"{name} step {args.probe}: {blocks_line(blocks, schedule)}")
+            try:
+                blocks, schedule = organism_schedule(table, late_tolerance=ORGANISM_LATE_TOLERANCE, name=name,
+                                                     family=RUNS[name][0])
+                found = blocks_line(blocks, schedule)
+            except ValueError as error:  # a model still reading its media at the last layer has no late block
+                found = f"no schedule ({error})"
+            print(f"{name} step {args.probe}: {found}")
             print(curves.round(1).to_string())
         return 0
     if args.install is not None:

@@ -140,3 +140,16 @@ def test_a_checkpoint_probed_as_the_main_job_would(tiny_run, tmp_path):
     assert curves.loc["count"].tolist() == (100 * kind.mean("sample").values).tolist()  # items 4 and 11: count
     again_table, again = driver.probe_checkpoint("qwen2_5", 2, tmp_path, items=14)  # again, its store in place: the same
     assert again.equals(curves) and again_table["accuracy"].equals(table["accuracy"])
+
+
+def test_the_probe_command_reports_a_model_without_blocks(tiny_run, tmp_path, capsys, monkeypatch):
+    driver = training_driver()
+    shutil.copytree(tiny_run, tmp_path / "qwen2_5" / "checkpoints" / "step_2")
+
+    def no_late_block(*args, **kwargs):
+        raise ValueError("no late block: read at the last layer")
+    monkeypatch.setattr(driver, "organism_schedule", no_late_block)
+    assert driver.main(["--folder", str(tmp_path), "--runs", "qwen2_5", "--probe", "2", "--probe-items", "7"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "qwen2_5 step 2: no schedule (no late block: read at the last layer)"
+    assert printed[1].split() == ["layer", "1", "2"] and len(printed) == 2 + 7  # the curves: a row per question kind
