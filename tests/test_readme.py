@@ -17,7 +17,7 @@ BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README.read_text(), flags=re.S)
 def test_readme_has_the_two_commands():
     shell = [code for lang, code in BLOCKS if lang == "sh"]
     assert 'pip install -e . && seats-analysis demo\n' in shell
-    assert 'pip install -e ".[dev]" && pytest -n 2 tests\n' in shell
+    assert 'pip install -e ".[dev]" && pytest -n 2 --dist worksteal tests\n' in shell
 
 
 def test_python_blocks_run_from_any_folder(tmp_path, monkeypatch):
