@@ -16,17 +16,18 @@ from tqdm.auto import tqdm
 
 from .checks import check_int
 from .cost import measured_flops
-from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_records, organism_spec, register_organism
+from .demo import (ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_paired, organism_records, organism_spec,
+                                 register_organism)
 from .evaluate import record_inputs, sweep
 from .catalog import ORGANISMS, RATIO_PAIRS
-from .harness import OptionLogits, ratio_name, run_samples
+from .harness import FULL_METHOD, OptionLogits, ratio_name, run_samples
 from .organism import learned_task, load_organism
 from .storage import stamped, save_table
 from .schedule import Schedule
 from .seats import SeatsSelectors, seats
-from .stats import paired_comparisons
+from .stats import verdict_columns
 from .synth import ANSWER_TOKENS, answer_token_ids
-from .tables import answer_table, cell_scores, write_summary
+from .tables import answer_table, cell_scores, with_option_metrics, write_summary
 
 # %% ../nbs/32_ablations.ipynb #d307c2db
 ABLATIONS = {  # variant -> the options of `seats` that switch one part off
@@ -116,11 +117,12 @@ ABLATION_COLUMNS = ("variant", "setting", "video_ratio", "audio_ratio", "accurac
 
 def ablation_table(folder, plan: pd.DataFrame, keys: list) -> pd.DataFrame:
     """The ablation table from the sweep under `folder`: each (variant, setting) of `plan` with its accuracy and
-    interval, measured GFLOPs against full SEATS', and its paired comparison with full SEATS (Holm over the table;
-    none for a variant that is full SEATS by construction)."""
+    interval, measured GFLOPs against full SEATS', and its paired comparison with full SEATS (`demo.organism_paired`:
+    accuracy, its equivalence within 2 points and the option metrics, Holm over the table; none for a variant that is
+    full SEATS by construction). The KL divergence is taken from the sweep's full-token answers, where it has them."""
     keys = {"organism": set(keys)}
     scores = cell_scores(folder, keys).set_index(["method", "ratio_name"])
-    answers = answer_table(folder, keys)
+    answers = with_option_metrics(answer_table(folder, keys))
     rows, tested = [], []
     for row in plan.itertuples():
         method, name = ("seats", row.setting) if row.same_as_full else (row.variant, ratio_name(row.video_ratio, row.audio_ratio))
@@ -136,11 +138,13 @@ def ablation_table(folder, plan: pd.DataFrame, keys: list) -> pd.DataFrame:
     full = table[table.variant == "seats"].set_index("setting").gflops
     table["reference_gflops"] = table.setting.map(full)
     table["matched"] = (table.gflops / table.reference_gflops - 1).abs() <= FLOPS_TOLERANCE
-    paired = paired_comparisons(pd.concat(tested), reference="seats", every_setting=())
+    paired = organism_paired(pd.concat(tested), every_setting=())
+    verdicts = verdict_columns(paired)
     paired = paired.rename(columns=dict(method="variant", ci_low="diff_ci_low", ci_high="diff_ci_high"))
     table = table.merge(paired.drop(columns=["reference", "n"]), on=["setting", "variant"], how="left")
-    table["established"] = table.established.fillna(False).astype(bool)
-    return table[list(ABLATION_COLUMNS)]
+    for verdict in paired.columns[paired.dtypes == bool]:  # no verdict where nothing was compared
+        table[verdict] = table[verdict].fillna(False).astype(bool)
+    return table[[*ABLATION_COLUMNS, *verdicts]]
 
 # %% ../nbs/32_ablations.ipynb #845703f5
 def organism_setup(organism: str, num_items: int, seed: int) -> tuple:
@@ -156,15 +160,17 @@ def organism_setup(organism: str, num_items: int, seed: int) -> tuple:
 def sweep_organism(thinker, processor, schedule, records, cells: dict, folder, items_at_once: int, desc: str,
                    progress: bool = True, registry=None) -> list:
     """Answer `records` in every cell of `cells` ({method: [(video_ratio, audio_ratio), ...]}) into the sweep under
-    `folder`, resuming it, `items_at_once` items' inputs held at a time; writes the sweep's summary of those records and
-    returns their keys."""
-    with tqdm(total=len(records) * sum(map(len, cells.values())), desc=desc, disable=not progress) as bar:
+    `folder`, resuming it, `items_at_once` items' inputs held at a time (full tokens, `{FULL_METHOD: []}`, as the
+    harness names them, not from `registry`); writes the sweep's summary of those records and returns their keys."""
+    with tqdm(total=len(records) * sum(len(pairs) or 1 for pairs in cells.values()), desc=desc,
+              disable=not progress) as bar:
         for start in range(0, len(records), items_at_once):  # each round adds its items' rows
             chunk, caches = records[start:start + items_at_once], {}
             for method, pairs in cells.items():
                 sweep(thinker, processor, ["organism"], [method], pairs, folder, records={"organism": chunk},
                       schedule=schedule, mode="strict", max_new_tokens=ANSWER_TOKENS, inputs_caches=caches,
-                      registry=registry, progress=False, on_sample=lambda row: bar.update())
+                      registry=None if method == FULL_METHOD else registry, progress=False,
+                      on_sample=lambda row: bar.update())
     keys = [record.id for record in records]
     write_summary(folder, {"organism": keys})
     return keys
@@ -187,6 +193,7 @@ def run_ablations(organism: str = "qwen2_5", out=None, num_items: int = REFERENC
     plan = ablation_plan(thinker, processor, schedule, records, settings, variants)
     runs = plan[~plan.same_as_full]
     cells = {variant: list(zip(part.video_ratio, part.audio_ratio)) for variant, part in runs.groupby("variant", sort=False)}
+    cells[FULL_METHOD] = []  # full tokens: the reference of the answers' KL divergence
     folder = out / f"{name}_ablations_sweep"
     keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once, f"{name} ablations",
                           progress, registry=ablation_registry())

@@ -171,11 +171,13 @@ def organism_table(folder, cells: list[tuple[str, str]], keys=None) -> tuple[pd.
     return pd.DataFrame(rows), answers
 
 
-def organism_paired(answers: pd.DataFrame, every_setting=(FULL_METHOD,)) -> pd.DataFrame:
-    """SEATS against every other method of `answers` (`organism_table`'s) on the same items: accuracy, its equivalence
-    verdict within `EQUIVALENCE_MARGIN`, and each of the option metrics that every answer has, with Holm's verdicts
-    over the table (`stats.paired_comparisons`)."""
-    return paired_comparisons(answers, every_setting=every_setting, margin=EQUIVALENCE_MARGIN,
+def organism_paired(answers: pd.DataFrame, every_setting=(FULL_METHOD,), reference: str = "seats") -> pd.DataFrame:
+    """`reference` (SEATS) against every other method of `answers` (`organism_table`'s, or any with the option metrics
+    of `tables.with_option_metrics`) on the same items: accuracy, its equivalence verdict within `EQUIVALENCE_MARGIN`,
+    and each of the option metrics that every answer has, with Holm's verdicts over the table
+    (`stats.paired_comparisons`). Every paired table of the organisms (main, ablations, equal compute, DyCoke) is made
+    here."""
+    return paired_comparisons(answers, reference=reference, every_setting=every_setting, margin=EQUIVALENCE_MARGIN,
                               metrics=complete_metrics(answers))
 
 # %% ../nbs/30_demo.ipynb #6d0e1f02

@@ -17,14 +17,14 @@ from tqdm.auto import tqdm
 from .ablations import organism_setup, sweep_organism
 from .storage import stamped, save_table
 from .checks import check_int
-from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_spec
+from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_paired, organism_spec
 from .dycoke import dycoke
 from .evaluate import record_inputs
 from .catalog import RATIO_PAIRS
-from .harness import ratio_name
+from .harness import FULL_METHOD, ratio_name
 from .layout import token_id
-from .stats import accuracy, paired_comparisons
-from .tables import answer_table, cell_scores
+from .stats import accuracy, verdict_columns
+from .tables import answer_table, cell_scores, with_option_metrics
 
 # %% ../nbs/34_dycoke_study.ipynb #3707a444
 DYCOKE_VARIANTS = {  # name in the sweep -> the options of `dycoke`
@@ -47,11 +47,12 @@ def dycoke_registry() -> dict:
 def audio_table(folder, settings: dict, keys: list) -> pd.DataFrame:
     """Both variants at each of `settings` ({name: (video, audio)}) from the sweep under `folder`: accuracy overall and
     per question kind, retention and analytic prefill GFLOPs, and on the adaptation's rows its paired comparison with
-    the release's audio at the same setting (the adaptation minus the release; Holm over the table)."""
+    the release's audio at the same setting (the adaptation minus the release: `demo.organism_paired`'s accuracy,
+    equivalence and option metrics, Holm over the table)."""
     keys = {"organism": set(keys)}
     scores = cell_scores(folder, keys).set_index(["method", "ratio_name"])
     names = {ratio_name(*pair): setting for setting, pair in settings.items()}
-    answers = answer_table(folder, keys)
+    answers = with_option_metrics(answer_table(folder, keys))  # against the sweep's full tokens, where it has them
     answers = answers[answers.setting.isin(names) & answers.method.isin(DYCOKE_VARIANTS)]
     answers = answers.assign(setting=answers.setting.map(names))
     by_kind, kinds = accuracy(answers, by=["method", "setting", "kind"])["accuracy"], answers.kind.unique()
@@ -64,12 +65,14 @@ def audio_table(folder, settings: dict, keys: list) -> pd.DataFrame:
                              **{f"accuracy_{kind}": by_kind[(variant, setting, kind)] for kind in kinds},
                              video_retention=cell.video_retention, audio_retention=cell.audio_retention,
                              gflops=1e3 * cell.tflops))
-    paired = paired_comparisons(answers, reference=ADAPTATION, every_setting=())
+    paired = organism_paired(answers, every_setting=(), reference=ADAPTATION)
+    verdicts = verdict_columns(paired)
     paired = paired.assign(variant=ADAPTATION).rename(columns=dict(ci_low="diff_ci_low", ci_high="diff_ci_high"))
     table = pd.DataFrame(rows).merge(paired.drop(columns=["method", "reference", "n"]), on=["variant", "setting"],
                                      how="left")
-    table["established"] = table.established.fillna(False).astype(bool)
-    return table[list(audio_columns(kinds))]
+    for verdict in paired.columns[paired.dtypes == bool]:  # none on the release's rows
+        table[verdict] = table[verdict].fillna(False).astype(bool)
+    return table[[*audio_columns(kinds), *verdicts]]
 
 # %% ../nbs/34_dycoke_study.ipynb #0292fe19
 KV_ITEMS = 100  # test items whose answers are continued
@@ -132,7 +135,7 @@ def run_dycoke_study(organism: str = "qwen2_5", out=None, num_items: int = REFER
     name, thinker, processor, schedule, records = organism_setup(organism, num_items, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cells = {variant: list(settings.values()) for variant in DYCOKE_VARIANTS}
+    cells = {variant: list(settings.values()) for variant in DYCOKE_VARIANTS} | {FULL_METHOD: []}  # full: the KL's reference
     folder = out / f"{name}_dycoke_sweep"
     keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once, f"{name} DyCoke-om",
                           progress, registry=dycoke_registry())

@@ -17,15 +17,15 @@ from matplotlib.lines import Line2D
 from .ablations import (COMPUTES, FLOPS_TOLERANCE, calibration_inputs, matched_targets, organism_setup,
                                       prefill_gflops, sweep_organism)
 from .checks import check_int
-from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, sweep_folder
+from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_paired, sweep_folder
 from .figures import MAX_COLUMNS, PANEL_SIZE, method_style, save_figure
 from .catalog import ORGANISMS, RATIO_PAIRS
 from .harness import FULL_METHOD, OptionLogits, ratio_name
 from .methods import METHODS
-from .stats import CONFIDENCE, paired_comparisons, wilson_interval
+from .stats import CONFIDENCE, verdict_columns, wilson_interval
 from .synth import answer_token_ids
 from .storage import PROVENANCE_COLUMNS, stamped, save_table
-from .tables import answer_table, cell_scores
+from .tables import answer_table, cell_scores, with_option_metrics
 
 # %% ../nbs/33_matched.ipynb #42c01d91
 BASELINES = tuple(name for name in METHODS if name not in (FULL_METHOD, "seats"))
@@ -56,12 +56,14 @@ def matched_plan(thinker, processor, schedule, records, settings: dict, baseline
 # %% ../nbs/33_matched.ipynb #8ce95fdc
 def matched_table(folder, plan: pd.DataFrame, keys: list, compute: str = "decoder") -> pd.DataFrame:
     """The equal-compute table from the sweep under `folder`: each baseline at each setting of `plan` against SEATS at its
-    calibrated targets, with both measured GFLOPs and accuracies and the paired comparison (SEATS minus the baseline,
-    Holm over the table). Matched on the whole prefill (`compute="prefill"`), the pair's whole-prefill GFLOPs on the
-    calibration items come too (`PREFILL_COLUMNS`), and `matched` is decided on them."""
+    calibrated targets, with both measured GFLOPs and accuracies and the paired comparison (SEATS minus the baseline:
+    `demo.organism_paired`'s accuracy, equivalence and option metrics, Holm over the table). Matched on the whole
+    prefill (`compute="prefill"`), the pair's whole-prefill GFLOPs on the calibration items come too
+    (`PREFILL_COLUMNS`), and `matched` is decided on them. The KL divergence is taken from the sweep's full-token
+    answers (`run_matched` answers full tokens there too)."""
     keys = {"organism": set(keys)}
     scores = cell_scores(folder, keys).set_index(["method", "ratio_name"])
-    answers = answer_table(folder, keys)
+    answers = with_option_metrics(answer_table(folder, keys))
     rows, compared = [], []
     for row in plan.itertuples():
         label = f"{row.setting} {row.method}"  # one comparison: the pair's own items
@@ -81,9 +83,9 @@ def matched_table(folder, plan: pd.DataFrame, keys: list, compute: str = "decode
         table["reference_prefill_gflops"] = plan.seats_calibration_gflops.to_numpy()
     matched_on = list(PREFILL_COLUMNS) if whole else ["gflops", "reference_gflops"]
     table["matched"] = (table[matched_on[1]] / table[matched_on[0]] - 1).abs() <= FLOPS_TOLERANCE
-    paired = paired_comparisons(pd.concat(compared), reference="seats", every_setting=())
+    paired = organism_paired(pd.concat(compared), every_setting=())
     table = table.merge(paired.drop(columns=["reference"]).rename(columns={"setting": "label"}), on=["label", "method"])
-    return table[list(MATCHED_COLUMNS) + (list(PREFILL_COLUMNS) if whole else [])]
+    return table[[*MATCHED_COLUMNS, *(PREFILL_COLUMNS if whole else ()), *verdict_columns(paired)]]
 
 # %% ../nbs/33_matched.ipynb #4cd40ce5
 def run_matched(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_ITEMS, settings=None,
@@ -110,6 +112,7 @@ def run_matched(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_
     stem = f"{name}_matched" + ("_prefill" if compute == "prefill" else "")
     cells = {method: sorted(set(zip(part.video_ratio, part.audio_ratio))) for method, part in plan.groupby("method")}
     cells["seats"] = sorted(set(zip(plan.seats_video_ratio, plan.seats_audio_ratio)))
+    cells[FULL_METHOD] = []  # the reference of the KL divergence: answered once, with the main table's
     folder = sweep_folder(out, name)
     keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once,
                           f"{name} at equal {compute} compute", progress)

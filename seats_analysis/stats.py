@@ -6,7 +6,7 @@
 __all__ = ['CONFIDENCE', 'ACCURACY_COLUMNS', 'BOOTSTRAP_SEED', 'BOOTSTRAP_RESAMPLES', 'BOOTSTRAP_CHUNK', 'SIGNIFICANCE',
            'EQUIVALENCE_MARGIN', 'PAIRED_COLUMNS', 'wilson_interval', 'check_answers', 'accuracy', 'format_accuracy',
            'paired_difference', 'holm', 'holm_verdicts', 'check_values', 'paired_continuous', 'equivalence',
-           'paired_comparisons']
+           'paired_comparisons', 'verdict_columns']
 
 # %% ../nbs/13_stats.ipynb #9942b348
 from collections.abc import Mapping, Sequence
@@ -381,3 +381,9 @@ def paired_comparisons(rows: pd.DataFrame, reference: str = "seats", every_setti
             out[-1] |= _metric_columns(mine[metric], theirs[metric], metric, confidence, metric_margin)
     types = _paired_types(margin, metrics)
     return holm_verdicts(pd.DataFrame(out, columns=list(types)))[list(types)].astype(types)
+
+
+def verdict_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of a `paired_comparisons` table beyond `PAIRED_COLUMNS`, in its order: the equivalence verdict's
+    and the option metrics' (none for a table made without them)."""
+    return [column for column in table.columns if column not in PAIRED_COLUMNS]
