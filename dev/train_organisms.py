@@ -6,8 +6,9 @@
 Each run keeps its state file in the runs folder (`data/training/` by default) every `eval_every` steps, and starts
 from it when there is one, so a stopped run (`--time-limit`, a machine given back) goes on where it stopped, on a CPU or
 a GPU alike. Only the state files and the curves are tracked by git; commit a state file when a stint of training ends,
-not at every save, since each commit of it adds its whole size (a model and its optimiser's moments) to the history. Every validated model is kept (`keep_checkpoints`), with the curve in
-`<run>/training_log.csv` (a column per question kind), so that a checkpoint in the target band can be chosen:
+not at every save, since each commit of it adds its whole size (a model and its optimiser's moments) to the history.
+Every validated model is kept (`keep_checkpoints`, untracked), with the curve in `<run>/training_log.csv` (a column per
+question kind), so that a checkpoint in the target band can be chosen:
 
     python dev/train_organisms.py --band                           # each run's validated steps in the band
     python dev/train_organisms.py --runs qwen3 --test 1800         # its checkpoint at step 1800 on the test split
@@ -20,9 +21,8 @@ on the validation curve (`--band`); `--test` then answers the whole test split w
 `--probe` runs the main job's probe and block rule on a checkpoint (the first `--probe-items` validation items, the
 store beside the checkpoint, so a stopped probe goes on) and prints the blocks, the drop layers and the accuracy with
 both modalities removed before each layer, per question kind: where the model reads its media (the curves are printed
-also where the block rule finds no schedule, with its reason). An
-installed checkpoint becomes an organism once `catalog.ORGANISMS` (`nbs/00d_catalog.ipynb`) names its folder
-(`setup.py` reads it there).
+also where the block rule finds no schedule, with its reason). An installed checkpoint becomes an organism once
+`catalog.ORGANISMS` (`nbs/00d_catalog.ipynb`) names its folder (`setup.py` reads it there).
 """
 import argparse
 import dataclasses

@@ -135,7 +135,8 @@ def run_dycoke_study(organism: str = "qwen2_5", out=None, num_items: int = REFER
     name, thinker, processor, schedule, records = organism_setup(organism, num_items, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cells = {variant: list(settings.values()) for variant in DYCOKE_VARIANTS} | {FULL_METHOD: []}  # full: the KL's reference
+    cells = {variant: list(settings.values()) for variant in DYCOKE_VARIANTS}
+    cells[FULL_METHOD] = []  # full tokens: the reference of the answers' KL divergence
     folder = out / f"{name}_dycoke_sweep"
     keys = sweep_organism(thinker, processor, schedule, records, cells, folder, items_at_once, f"{name} DyCoke-om",
                           progress, registry=dycoke_registry())
