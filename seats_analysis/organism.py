@@ -50,9 +50,9 @@ __all__ = ['PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'ORGANISM_PATCH_SIZE', 'SOUND
            'audio_time_colours', 'kind_weights', 'event_train_items', 'event_video_labels', 'event_audio_labels',
            'event_tallies', 'event_beep_colours', 'synth_token_labels', 'event_token_labels', 'OrganismTask',
            'organism_task', 'TrainSettings', 'TrainBatches', 'AuxiliaryHeads', 'teacher_features', 'distill_loss',
-           'balanced_cross_entropy', 'training_losses', 'distill_losses', 'distill_encoders', 'training_recipe',
-           'train', 'organism_folder', 'load_organism', 'learned_task', 'default_schedule', 'modality_predictions',
-           'modality_check']
+           'balanced_cross_entropy', 'training_losses', 'distill_losses', 'distill_encoders', 'weighted_loss',
+           'training_recipe', 'train', 'organism_folder', 'load_organism', 'learned_task', 'default_schedule',
+           'modality_predictions', 'modality_check']
 
 # %% ../nbs/21_organism.ipynb #531a8a11
 def organism_dir(package_dir: Path, name: str = "organism") -> Path:
@@ -673,6 +673,13 @@ def _resume(state_path, model, heads: AuxiliaryHeads, opt) -> tuple[int, float, 
     return state["step"], state["best"], state["elapsed_s"]
 
 
+def weighted_loss(loss: dict, settings: TrainSettings):
+    "The loss a step descends: the answer's, plus each auxiliary loss of `loss` times its weight in `settings`."
+    return (loss["answer"] + settings.audio_weight * loss["audio"] + settings.video_weight * loss["video"]
+            + settings.align_weight * loss["align"] + settings.tally_weight * loss.get("tally", 0.0)
+            + settings.distill_weight * loss.get("distill", 0.0))
+
+
 def _train_step(model, heads: AuxiliaryHeads, opt, base_lrs: list[float], settings: TrainSettings, step: int,
                 inputs, labels: dict, captured: dict, teacher) -> dict[str, float]:
     "One optimiser step on a batch (learning rate and late removal as `settings` say): its losses as numbers."
@@ -682,9 +689,7 @@ def _train_step(model, heads: AuxiliaryHeads, opt, base_lrs: list[float], settin
     with _late_removal(model, settings, step):
         loss = training_losses(model, heads, inputs.to(device), {k: v.to(device) for k, v in labels.items()},
                                captured, teacher)
-    weighted = (loss["answer"] + settings.audio_weight * loss["audio"] + settings.video_weight * loss["video"]
-                + settings.align_weight * loss["align"] + settings.tally_weight * loss.get("tally", 0.0)
-                + settings.distill_weight * loss.get("distill", 0.0))
+    weighted = weighted_loss(loss, settings)
     opt.zero_grad()
     weighted.backward()
     torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
