@@ -48,8 +48,7 @@ RUNS = {  # run name -> (family, seed of the data and of the initial weights, it
     "qwen3": ("qwen3", 0, "organism_qwen3_events"),
 }
 DATA = Path(__file__).resolve().parents[1] / "data"
-# 40 validation items of each kind; the tallies and the late decay are what let one run learn the counting kinds and
-# the visual ones together
+# 40 validation items of each kind; the tallies train the decoder to count the sounds at the audio positions
 SETTINGS = TrainSettings(steps=2400, eval_every=100, n_val=280, tally_weight=0.1, decay_from=1500)
 BAND = (80.0, 92.0)  # overall validation accuracy, percent
 KIND_CEILING = 95.0  # no question kind above it
