@@ -17,7 +17,8 @@ question kind), so that a checkpoint in the target band can be chosen:
 
 The band is the one the test split must show: 80-92% overall with no question kind above 95%. A checkpoint is chosen
 on the validation curve (`--band`); `--test` then answers the whole test split with all tokens (what the main job's
-`full` row will show), writes it beside the checkpoint (`test_accuracy.json`) and says whether it is in the band.
+`full` row will show) and with Random at R10, writes both beside the checkpoint (`test_accuracy.json`) and says whether
+the first is in the band and the second at least `RANDOM_GAP` points below it.
 `--probe` runs the main job's probe and block rule on a checkpoint (the first `--probe-items` validation items, the
 store beside the checkpoint, so a stopped probe goes on) and prints the blocks, the drop layers and the accuracy with
 both modalities removed before each layer, per question kind: where the model reads its media (the curves are printed
@@ -35,12 +36,17 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from seats_analysis.catalog import RATIO_PAIRS
 from seats_analysis.demo import (ORGANISM_LATE_TOLERANCE, PROBE_SPLIT, blocks_line, organism_records, organism_samples,
                                  organism_schedule)
+from seats_analysis.evaluate import sample_seed
 from seats_analysis.events import EVENT_TEST_ITEMS, event_items
+from seats_analysis.harness import OptionLogits, run_samples
 from seats_analysis.organism import (TrainSettings, accuracy_by_kind, build_organism, load_organism, organism_config,
                                      organism_processor, organism_task, predict, train)
 from seats_analysis.probe import probe
+from seats_analysis.schedule import Schedule, text_num_layers
+from seats_analysis.synth import LETTERS, answer_token_ids, fast_inputs, media_ids
 
 RUNS = {  # run name -> (family, seed of the data and of the initial weights, its folder under data/ when installed)
     "qwen2_5": ("qwen2_5", 0, "organism_events"),
@@ -52,6 +58,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 SETTINGS = TrainSettings(steps=2400, eval_every=100, n_val=280, tally_weight=0.1, decay_from=1500)
 BAND = (80.0, 92.0)  # overall validation accuracy, percent
 KIND_CEILING = 95.0  # no question kind above it
+RANDOM_GAP = 10.0  # points Random at R10 must lose against all tokens on the test split
 PROBE_ITEMS = 280  # validation items `--probe` reads by default: 40 of each kind
 
 
@@ -69,18 +76,34 @@ def band_steps(log: Path) -> pd.DataFrame:
     return curve.loc[inside, ["step", "val_overall", *kinds]]
 
 
+def random_letters(model, processor, items, setting: str = "R10") -> list[str]:
+    """The answer letter of each of `items` with Random at `setting` (a key of `RATIO_PAIRS`), one item per forward,
+    each item its own draw (`evaluate.sample_seed`, as the main job seeds it). Random reads nothing of a schedule but
+    its layer count, so it is given one with no blocks."""
+    video, audio = RATIO_PAIRS[setting]
+    scorer, media = OptionLogits(answer_token_ids(processor), LETTERS), media_ids(processor)
+    schedule = Schedule(model_name="random-check", num_layers=text_num_layers(model.config), middle_block_layer=None,
+                        late_block_layer=None, drop_layers=[], provenance=dict(source="manual"))
+    runs = run_samples(model, items, scorer, "random", schedule, video, audio,
+                       prepare=lambda item: (fast_inputs(processor, [item], media).to(model.device), True),
+                       sample_seed=lambda item: sample_seed(0, "organism", item["id"]))
+    return [letter for run in runs for letter in run.result.predictions]
+
+
 def accuracy_on_test_split(name: str, step: int, runs: Path, items: int = EVENT_TEST_ITEMS,
                            chunk: int = 96) -> dict:
     """Accuracy per kind and overall of run `name`'s checkpoint at `step` on the first `items` of the events test split
-    (by default all of it), all tokens kept, `chunk` clips held at a time."""
+    (by default all of it), with all tokens kept and with Random at R10 (`{"full": ..., "random_R10": ...}`), `chunk`
+    clips held at a time; written beside the checkpoint (`test_accuracy.json`)."""
     checkpoint = runs / name / "checkpoints" / f"step_{step}"
     model, processor = load_organism(checkpoint)
-    answered, letters = [], []
+    answered, letters, random = [], [], []
     for start in tqdm(range(0, items, chunk), desc=f"{name} step {step}, test split"):
         part = list(event_items("test", min(chunk, items - start), start=start))
         letters += predict(model, processor, part)
+        random += random_letters(model, processor, part)
         answered += [dict(kind=item["kind"], answer=item["answer"]) for item in part]  # the clips are let go
-    accuracy = accuracy_by_kind(answered, letters)
+    accuracy = dict(full=accuracy_by_kind(answered, letters), random_R10=accuracy_by_kind(answered, random))
     (checkpoint / "test_accuracy.json").write_text(json.dumps(dict(items=items, accuracy=accuracy), indent=1))
     return accuracy
 
@@ -145,8 +168,11 @@ def main(argv=None) -> int:
     if args.test is not None:
         for name in names:
             accuracy = accuracy_on_test_split(name, args.test, args.folder)
-            shown = ", ".join(f"{kind} {value:.1f}" for kind, value in accuracy.items())
-            print(f"{name} step {args.test}: {shown}; {'in' if in_band(accuracy) else 'not in'} the band")
+            for row, values in accuracy.items():
+                print(f"{name} step {args.test}, {row}:", ", ".join(f"{kind} {value:.1f}" for kind, value in values.items()))
+            gap = accuracy["full"]["overall"] - accuracy["random_R10"]["overall"]
+            print(f"{'in' if in_band(accuracy['full']) else 'not in'} the band; Random at R10 {gap:.1f} points below "
+                  f"all tokens ({'at least' if gap >= RANDOM_GAP else 'less than'} {RANDOM_GAP:g})")
         return 0
     if args.probe is not None:
         for name in names:

@@ -108,8 +108,9 @@ def test_a_checkpoint_on_the_test_split(tiny_run, tmp_path):
     driver, checkpoint = training_driver(), tmp_path / "qwen3" / "checkpoints" / "step_2"
     shutil.copytree(tiny_run, checkpoint)
     accuracy = driver.accuracy_on_test_split("qwen3", 2, tmp_path, items=7, chunk=3)  # chunks of 3, 3 and 1 items
-    items = list(event_items("test", 7))  # all at once: the same letters
-    assert accuracy == accuracy_by_kind(items, predict(*load_organism(tiny_run), items))
+    items, (model, processor) = list(event_items("test", 7)), load_organism(tiny_run)  # all at once: the same letters
+    assert accuracy["full"] == accuracy_by_kind(items, predict(model, processor, items))
+    assert accuracy["random_R10"] == accuracy_by_kind(items, driver.random_letters(model, processor, items))
     assert json.loads((checkpoint / "test_accuracy.json").read_text()) == dict(items=7, accuracy=accuracy)
 
 
@@ -153,3 +154,10 @@ def test_the_probe_command_reports_a_model_without_blocks(tiny_run, tmp_path, ca
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "qwen2_5 step 2: no schedule (no late block: read at the last layer)"
     assert printed[1].split() == ["layer", "1", "2"] and len(printed) == 2 + 7  # the curves: a row per question kind
+
+
+def test_random_keeps_every_token_at_ratio_one(tiny_run, monkeypatch):
+    driver, (model, processor) = training_driver(), load_organism(tiny_run)
+    items = list(event_items("test", 7))
+    monkeypatch.setitem(driver.RATIO_PAIRS, "R10", (1.0, 1.0))  # Random keeping everything answers as all tokens do
+    assert driver.random_letters(model, processor, items) == predict(model, processor, items)
