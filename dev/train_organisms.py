@@ -13,7 +13,8 @@ question kind), so that a checkpoint in the target band can be chosen:
     python dev/train_organisms.py --band                           # each run's validated steps in the band
     python dev/train_organisms.py --runs qwen3 --test 1800         # its checkpoint at step 1800 on the test split
     python dev/train_organisms.py --runs qwen3 --probe 1800        # the blocks the main job would derive from it
-    python dev/train_organisms.py --runs qwen3 --install 1800      # that checkpoint into data/
+    python dev/train_organisms.py --runs qwen3 --probe 1800 --probe-items 1008
+    python dev/train_organisms.py --runs qwen3 --install 1800      # that checkpoint, its probe and schedule installed
 
 The band is the one the test split must show: 80-92% overall with no question kind above 95%. A checkpoint is chosen
 on the validation curve (`--band`); `--test` then answers the whole test split with all tokens (what the main job's
@@ -22,7 +23,9 @@ the first is in the band and the second at least `RANDOM_GAP` points below it.
 `--probe` runs the main job's probe and block rule on a checkpoint (the first `--probe-items` validation items, the
 store beside the checkpoint, so a stopped probe goes on) and prints the blocks, the drop layers and the accuracy with
 both modalities removed before each layer, per question kind: where the model reads its media (the curves are printed
-also where the block rule finds no schedule, with its reason). An installed checkpoint becomes an organism once
+also where the block rule finds no schedule, with its reason). `--install` needs the probe of as many validation
+items as the test split holds (what the main job probes), and installs the model, that probe's store and the schedule
+it gives, as the main job's reference run would write them. An installed checkpoint becomes an organism once
 `catalog.ORGANISMS` (`nbs/00d_catalog.ipynb`) names its folder (`setup.py` reads it there).
 """
 import argparse
@@ -34,18 +37,19 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import xarray as xr
 from tqdm.auto import tqdm
 
 from seats_analysis.catalog import RATIO_PAIRS
 from seats_analysis.demo import (ORGANISM_LATE_TOLERANCE, PROBE_SPLIT, blocks_line, organism_records, organism_samples,
-                                 organism_schedule)
+                                 organism_schedule, probe_items)
 from seats_analysis.evaluate import sample_seed
 from seats_analysis.events import EVENT_TEST_ITEMS, event_items
 from seats_analysis.harness import OptionLogits, run_samples
 from seats_analysis.organism import (TrainSettings, accuracy_by_kind, build_organism, load_organism, organism_config,
                                      organism_processor, organism_task, predict, train)
 from seats_analysis.probe import probe
-from seats_analysis.schedule import Schedule, text_num_layers
+from seats_analysis.schedule import SCHEDULES_DIR, Schedule, text_num_layers
 from seats_analysis.synth import LETTERS, answer_token_ids, fast_inputs, media_ids
 
 RUNS = {  # run name -> (family, seed of the data and of the initial weights, its folder under data/ when installed)
@@ -110,12 +114,13 @@ def accuracy_on_test_split(name: str, step: int, runs: Path, items: int = EVENT_
 
 def probe_checkpoint(name: str, step: int, runs: Path, items: int = PROBE_ITEMS) -> tuple:
     """The main job's probe of run `name`'s checkpoint at `step` on the first `items` validation items (its store
-    `probe/` beside the checkpoint): (the probe table, the accuracy in percent with both modalities removed before
-    each layer, a row per question kind)."""
+    `probe/` beside the checkpoint, under the name the main job gives the installed organism): (the probe table, the
+    accuracy in percent with both modalities removed before each layer, a row per question kind)."""
     checkpoint = runs / name / "checkpoints" / f"step_{step}"
     model, processor = load_organism(checkpoint)
     records = organism_records(items, 0, PROBE_SPLIT, organism_task("events"))
-    table = probe(model, organism_samples(processor, records), path=checkpoint / "probe")
+    table = probe(model, organism_samples(processor, records), model_name=f"seats-analysis/{RUNS[name][2]}",
+                  path=checkpoint / "probe")
     kinds = pd.Series({record.id: record.categories["kind"] for record in records})
     both = table["accuracy"].sel(condition="both").to_pandas().T  # (sample, layer)
     return table, 100 * both.groupby(kinds.reindex(both.index)).mean()
@@ -131,13 +136,30 @@ def train_run(name: str, runs: Path, device: str, workers: int, time_limit_s: fl
           task="events", keep_checkpoints=True)
 
 
-def install(name: str, step: int, runs: Path, data: Path = DATA) -> Path:
-    "Copy the checkpoint of run `name` at `step` into its folder under `data` (refused where that folder exists)."
-    checkpoint, folder = runs / name / "checkpoints" / f"step_{step}", data / RUNS[name][2]
+def install(name: str, step: int, runs: Path, data: Path = DATA, schedules: Path = SCHEDULES_DIR,
+            items: int = EVENT_TEST_ITEMS) -> Path:
+    """Install the checkpoint of run `name` at `step` as the main job would leave it: the model in its folder under
+    `data`, its probe store (`--probe` on `items` validation items, as many as the main job probes: the test split's
+    size) in `data/results/<folder>_probe/`, and the schedule the main job derives from that probe in
+    `schedules/<folder>.json`. Refused where the folder exists or the probe read other items."""
+    family, _, folder = RUNS[name]
+    checkpoint = runs / name / "checkpoints" / f"step_{step}"
+    store = checkpoint / "probe"
     if not (checkpoint / "config.json").is_file():
         raise FileNotFoundError(f"no checkpoint of {name} at step {step} in {checkpoint}")
-    shutil.copytree(checkpoint, folder)  # refuses an existing folder
-    return folder
+    records = organism_records(items, 0, PROBE_SPLIT, organism_task("events"))
+    table = xr.load_dataset(store / "probe.nc") if (store / "probe.nc").is_file() else None
+    if table is None or table.sample.values.tolist() != [record.id for record in records]:
+        raise ValueError(f"{name} step {step} has no probe of the first {items} {PROBE_SPLIT} items: "
+                         f"run --probe {step} --probe-items {items} first")
+    _, schedule = organism_schedule(table, late_tolerance=ORGANISM_LATE_TOLERANCE, name=folder, family=family)
+    probed = data / "results" / f"{folder}_probe"
+    schedule.provenance.update(probe_file=f"{probed.relative_to(data.parent)}/probe.nc",
+                               probe_items=probe_items(records, PROBE_SPLIT))
+    shutil.copytree(checkpoint, data / folder, ignore=shutil.ignore_patterns("probe"))  # refuses an existing folder
+    shutil.copytree(store, probed)
+    schedule.save(schedules / f"{folder}.json")
+    return data / folder
 
 
 def main(argv=None) -> int:
@@ -152,7 +174,8 @@ def main(argv=None) -> int:
     parser.add_argument("--test", type=int, metavar="STEP", help="each run's checkpoint at STEP on the test split")
     parser.add_argument("--probe", type=int, metavar="STEP", help="the main job's blocks from each run's checkpoint")
     parser.add_argument("--probe-items", type=int, default=PROBE_ITEMS, help="validation items --probe reads")
-    parser.add_argument("--install", type=int, metavar="STEP", help="copy each run's checkpoint at STEP into data/")
+    parser.add_argument("--install", type=int, metavar="STEP",
+                        help="install each run's checkpoint at STEP, its probe and its schedule (see above)")
     args = parser.parse_args(argv)
     names = args.runs.split(",")
     unknown = sorted(set(names) - set(RUNS))

@@ -2,6 +2,7 @@
 its model, and nothing in it removes tokens (or does anything else) at a fixed depth; nor do the runs of the training
 driver (`dev/train_organisms.py`), whose band check picks the checkpoints worth testing."""
 import dataclasses
+import functools
 import importlib.util
 import json
 import shutil
@@ -10,11 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import xarray as xr
 
+from seats_analysis.demo import organism_schedule
 from seats_analysis.events import EVENT_KINDS, event_items
 from seats_analysis.organism import (RECIPE_FILE, TrainSettings, accuracy_by_kind, build_organism, load_organism,
                                      organism_config, organism_processor, organism_task, predict, train,
                                      training_recipe)
+from seats_analysis.schedule import Schedule
 
 # the settings that name a decoder layer, and the value of another setting under which each is inert
 INERT_UNLESS = {"late_removal_layer": ("late_removal", 0.0)}
@@ -114,17 +118,37 @@ def test_a_checkpoint_on_the_test_split(tiny_run, tmp_path):
     assert json.loads((checkpoint / "test_accuracy.json").read_text()) == dict(items=7, accuracy=accuracy)
 
 
-def test_install_copies_a_checkpoint_once(tiny_run, tmp_path):
+def test_install_copies_a_probed_checkpoint_once(tiny_run, tmp_path):
     driver = training_driver()
-    runs, data = tmp_path / "runs", tmp_path / "data"
-    shutil.copytree(tiny_run, runs / "qwen3" / "checkpoints" / "step_2")
-    folder = driver.install("qwen3", 2, runs, data)
-    assert folder == data / driver.RUNS["qwen3"][2]
+    runs, data, schedules = tmp_path / "runs", tmp_path / "data", tmp_path / "schedules"
+    shutil.copytree(tiny_run, runs / "qwen2_5" / "checkpoints" / "step_2")
+    install = functools.partial(driver.install, "qwen2_5", 2, runs, data, schedules, items=14)
+    with pytest.raises(ValueError, match="run --probe 2 --probe-items 14 first"):
+        install()  # no probe yet
+    driver.probe_checkpoint("qwen2_5", 2, runs, items=7)
+    with pytest.raises(ValueError, match="no probe of the first 14 validation items"):
+        install()  # a probe of other items
+    shutil.rmtree(runs / "qwen2_5" / "checkpoints" / "step_2" / "probe")
+    table, _ = driver.probe_checkpoint("qwen2_5", 2, runs, items=14)
+    # the tiny model reads nothing: its curves are made those of one that has read its media by layer 2 of 2
+    table["accuracy"].loc[dict(condition="both", layer=1)], table["accuracy_ref"][:] = 0.0, 1.0
+    table["accuracy"].loc[dict(condition="both", layer=2)] = 1.0
+    table.to_netcdf(runs / "qwen2_5" / "checkpoints" / "step_2" / "probe" / "probe.nc")
+    folder = install()
+    assert folder == data / driver.RUNS["qwen2_5"][2] and not (folder / "probe").exists()
     assert (folder / "model.safetensors").read_bytes() == (tiny_run / "model.safetensors").read_bytes()
+    probed = data / "results" / f"{folder.name}_probe"
+    assert xr.load_dataset(probed / "probe.nc").identical(table)  # the store the main job would reuse
+    _, derived = organism_schedule(table, late_tolerance=driver.ORGANISM_LATE_TOLERANCE, name=folder.name)
+    installed = Schedule.load(schedules / f"{folder.name}.json")
+    assert installed.model_name == f"seats-analysis/{folder.name}"
+    assert installed.late_block_layer == derived.late_block_layer == 2
+    assert installed.provenance["probe_items"]["num_items"] == 14
+    assert installed.provenance["probe_file"] == f"data/results/{folder.name}_probe/probe.nc"
     with pytest.raises(FileExistsError):
-        driver.install("qwen3", 2, runs, data)
-    with pytest.raises(FileNotFoundError, match="no checkpoint of qwen3 at step 3"):
-        driver.install("qwen3", 3, runs, data)
+        install()
+    with pytest.raises(FileNotFoundError, match="no checkpoint of qwen2_5 at step 3"):
+        driver.install("qwen2_5", 3, runs, data, schedules, items=14)
 
 
 def test_a_checkpoint_probed_as_the_main_job_would(tiny_run, tmp_path):
