@@ -98,7 +98,8 @@ def accuracy_on_test_split(name: str, step: int, runs: Path, items: int = EVENT_
                            chunk: int = 96) -> dict:
     """Accuracy per kind and overall of run `name`'s checkpoint at `step` on the first `items` of the events test split
     (by default all of it), with all tokens kept and with Random at R10 (`{"full": ..., "random_R10": ...}`), `chunk`
-    clips held at a time; written beside the checkpoint (`test_accuracy.json`)."""
+    clips held at a time; written beside the checkpoint (`test_accuracy.json`) with the letters answered
+    (`test_predictions.json`)."""
     checkpoint = runs / name / "checkpoints" / f"step_{step}"
     model, processor = load_organism(checkpoint)
     answered, letters, random = [], [], []
@@ -109,6 +110,7 @@ def accuracy_on_test_split(name: str, step: int, runs: Path, items: int = EVENT_
         answered += [dict(kind=item["kind"], answer=item["answer"]) for item in part]  # the clips are let go
     accuracy = dict(full=accuracy_by_kind(answered, letters), random_R10=accuracy_by_kind(answered, random))
     (checkpoint / "test_accuracy.json").write_text(json.dumps(dict(items=items, accuracy=accuracy), indent=1))
+    (checkpoint / "test_predictions.json").write_text(json.dumps(dict(full=letters, random_R10=random)))
     return accuracy
 
 
