@@ -1,10 +1,10 @@
 """Regenerate every committed table and figure of the model organisms from one code state.
 
     python dev/regenerate_organisms.py                      # every organism, its whole test split, into the repository
-    python dev/regenerate_organisms.py --organisms qwen3 --steps main,ablations
+    python dev/regenerate_organisms.py --organisms qwen3_imposed --steps main,ablations
 
 For each organism of `catalog.ORGANISMS`, on the task it learned (`organism.learned_task`), in this order (each step
-reads the schedule the main job wrote):
+reads the schedule the main job wrote; the three studies for `catalog.STUDIED_ORGANISMS` only):
 
 - main: the main job on the committed outputs (`demo.run_demo` into `DemoPaths.reference`): the probe on validation
   items, the blocks and the shipped schedule, every method at R35-R10 on test items, the results and paired tables
@@ -32,7 +32,7 @@ from seats_analysis.ablations import run_ablations
 from seats_analysis.demo import ROOT, DemoPaths, run_demo
 from seats_analysis.dycoke_study import run_dycoke_study
 from seats_analysis.matched import matched_figure, run_matched
-from seats_analysis.catalog import ORGANISMS
+from seats_analysis.catalog import ORGANISMS, STUDIED_ORGANISMS
 from seats_analysis.organism import learned_task
 from seats_analysis.storage import code_revision
 
@@ -43,6 +43,7 @@ def regenerate(organism: str, steps, items: int | None):
     "The steps of one organism, in order, into the repository's committed outputs (`items` None: its whole test split)."
     results, name, task = ROOT / "data" / "results", ORGANISMS[organism], learned_task(organism)
     items = items or task.test_items
+    steps = [step for step in steps if step == "main" or organism in STUDIED_ORGANISMS]
     print(f"{organism}: {', '.join(steps)} on {items} {task.name} items a cell")
     if "main" in steps:
         run_demo(DemoPaths.reference(organism), num_items=items, organism=organism, report=print)

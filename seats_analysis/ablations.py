@@ -19,7 +19,7 @@ from .cost import measured_flops
 from .demo import (ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_paired, organism_records, organism_spec,
                                  register_organism)
 from .evaluate import record_inputs, sweep
-from .catalog import ORGANISMS, RATIO_PAIRS
+from .catalog import DEFAULT_ORGANISM, ORGANISMS, RATIO_PAIRS, STUDIED_ORGANISMS
 from .harness import FULL_METHOD, OptionLogits, ratio_name, run_samples
 from .organism import learned_task, load_organism
 from .storage import stamped, save_table
@@ -176,7 +176,7 @@ def sweep_organism(thinker, processor, schedule, records, cells: dict, folder, i
     return keys
 
 
-def run_ablations(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_ITEMS, settings=None,
+def run_ablations(organism: str = DEFAULT_ORGANISM, out=None, num_items: int = REFERENCE_ITEMS, settings=None,
                   variants=None, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Every variant of `ABLATIONS` at every setting on the organism `organism` (a key of `ORGANISMS`) with its shipped
     schedule, at full SEATS' compute (`ablation_plan`), on `num_items` test items; writes `{name}_ablations.csv` and

@@ -12,8 +12,8 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from .catalog import (DEMO_ITEMS, DEMO_OUT, ORGANISM_TEST_ITEMS, ORGANISMS, PUBLISHED_BENCHMARKS,
-                                    RATIO_PAIRS)
+from .catalog import (DEFAULT_ORGANISM, DEMO_ITEMS, DEMO_OUT, ORGANISMS, PUBLISHED_BENCHMARKS,
+                                    RATIO_PAIRS, TEST_ITEMS)
 from .checks import bounded_float, count, names, out_folder, positive_float, positive_int, whole_number
 from .parsers import PARSE_MODES
 from .registry import METHOD_REGISTRY, omni_forms
@@ -183,7 +183,7 @@ def _demo_command(args, out) -> str:
     import shlex
     return shlex.join(["seats-analysis", "demo", *(["--quick"] if args.quick else []),
                        *(["--items", str(args.items)] if args.items else []),
-                       *(["--organism", args.organism] if args.organism != "qwen2_5" else []), "--out", str(out)])
+                       *(["--organism", args.organism] if args.organism != DEFAULT_ORGANISM else []), "--out", str(out)])
 
 # %% ../nbs/41_cli.ipynb #43ea2c12
 def _demo(args) -> int:
@@ -192,7 +192,7 @@ def _demo(args) -> int:
     from seats_analysis.storage import read_jsonl
     items = args.items or (24 if args.quick else DEMO_ITEMS)  # --items is honoured with --quick too
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
-    suffix = ("" if args.organism == "qwen2_5" else f"-{args.organism}") + ("-quick" if args.quick else "")
+    suffix = ("" if args.organism == DEFAULT_ORGANISM else f"-{args.organism}") + ("-quick" if args.quick else "")
     out = args.out or DEMO_OUT.with_name(DEMO_OUT.name + suffix)
     paths = DemoPaths.run_folder(out)
     try:
@@ -310,7 +310,8 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--data-root", help="folder with <benchmark>/annotations and <benchmark>/media "
                                             "(not needed for the organism)")
     parser.add_argument("--items", type=positive_int,
-                        help=f"probe the first N items (default: all; the organism's: {ORGANISM_TEST_ITEMS})")
+                        help="probe the first N items (default: all; an organism's split: "
+                             + ", ".join(f"{items} items ({task} task)" for task, items in TEST_ITEMS.items()) + ")")
     parser.add_argument("--out", required=True, help="probe folder: one part file per process, then probe.nc; "
                                                      "a rerun resumes")
     parser.add_argument("--conditions", type=names(CONDITIONS), default=",".join(CONDITIONS),
@@ -327,10 +328,10 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 # %% ../nbs/41_cli.ipynb #d4dda3b3
 def _model_dir(model: str) -> str | Path:
-    "The checkpoint a --model names: the organism's folder for 'organism', else the argument itself."
+    "The checkpoint a --model names: the default organism's folder for 'organism', else the argument itself."
     if model == ORGANISM:
-        from seats_analysis.organism import DATA_DIR
-        return DATA_DIR
+        from seats_analysis.organism import organism_path
+        return organism_path(DEFAULT_ORGANISM)
     return model
 
 
@@ -574,9 +575,10 @@ def command_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=out_folder, default=None,
                       help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "
                            f"{DEMO_OUT}-quick with --quick)")
-    demo.add_argument("--organism", choices=list(ORGANISMS), default="qwen2_5",
-                      help="the trained organism, by its name in catalog.ORGANISMS: qwen2_5 is the Qwen2.5-Omni one, "
-                           "qwen3 the Qwen3-Omni-MoE one (run folder seats-runs/demo-<organism> by default)")
+    demo.add_argument("--organism", choices=list(ORGANISMS), default=DEFAULT_ORGANISM,
+                      help="the trained organism, by its name in catalog.ORGANISMS (its family and how it was trained: "
+                           "21_organism); run folder seats-runs/demo-<organism> by default for another than the "
+                           f"default, {DEFAULT_ORGANISM}")
     demo.add_argument("--fresh-probe", action="store_true",
                       help="probe again instead of reusing the probe records stored in the run folder")
     demo.set_defaults(run=_demo)

@@ -23,7 +23,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .blocks import derive_blocks
-from .catalog import DEMO_ITEMS, DEMO_OUT, ORGANISMS, RATIO_PAIRS
+from .catalog import DEFAULT_ORGANISM, DEMO_ITEMS, DEMO_OUT, ORGANISMS, RATIO_PAIRS
 from .checks import check_int, check_out_folder
 from .benchmarks import BenchmarkSpec, register_benchmark
 from .compat import audio_rates
@@ -232,7 +232,7 @@ class DemoPaths:
         return cls(out / "organism.json", out / "results", out / "figures")
 
     @classmethod
-    def reference(cls, organism: str = "qwen2_5") -> "DemoPaths":
+    def reference(cls, organism: str = DEFAULT_ORGANISM) -> "DemoPaths":
         """The repository's committed reference outputs of the organism `organism` (for the maintainers' regeneration
         only): the shipped schedule named for it, its tables and probe in `data/results/`, its figures in `figures/`."""
         name = ORGANISMS[organism]
@@ -450,7 +450,7 @@ def _prepare_probe(paths: "DemoPaths", probe_records, fresh_probe: bool, report:
 # %% ../nbs/30_demo.ipynb #5d1e0a05
 def run_demo(out=DEMO_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: int = 0, methods=None,
              progress: bool = True, fresh_probe: bool = False, items_at_once: int = ITEMS_AT_ONCE,
-             late_tolerance: float = ORGANISM_LATE_TOLERANCE, organism: str = "qwen2_5",
+             late_tolerance: float = ORGANISM_LATE_TOLERANCE, organism: str = DEFAULT_ORGANISM,
              report: Callable[[str], None] | None = None, **block_kwargs) -> DemoOutputs:
     """Probe the organism `organism` (a key of `ORGANISMS`; its shipped folder unless `model_dir` is given) on
     `num_items` validation items of the task it learned, derive blocks, export the schedule, sweep full tokens and
@@ -534,7 +534,7 @@ def _same_rows(mine: pd.DataFrame, stored: pd.DataFrame) -> bool:
     mine, stored = (table.set_index(["method", "setting"]).sort_index()[columns] for table in (mine, stored))
     return mine.index.equals(stored.index) and np.allclose(mine.to_numpy(float), stored.to_numpy(float))
 
-def refresh_methods(paths: "DemoPaths", methods, organism: str = "qwen2_5", num_items: int = REFERENCE_ITEMS,
+def refresh_methods(paths: "DemoPaths", methods, organism: str = DEFAULT_ORGANISM, num_items: int = REFERENCE_ITEMS,
                     seed: int = 0, items_at_once: int = ITEMS_AT_ONCE, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rerun `methods` (with full tokens and SEATS, to check and pair them) at every setting on the `num_items` items
     of the main job's tables under `paths` (a run folder, or `DemoPaths.reference(organism)`), with the schedule stored

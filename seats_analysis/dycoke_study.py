@@ -20,7 +20,7 @@ from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_paired, organism_spec
 from .dycoke import dycoke
 from .evaluate import record_inputs
-from .catalog import RATIO_PAIRS
+from .catalog import DEFAULT_ORGANISM, RATIO_PAIRS
 from .harness import FULL_METHOD, ratio_name
 from .layout import token_id
 from .stats import accuracy, verdict_columns
@@ -124,7 +124,7 @@ def kv_table(thinker, processor, schedule, records, settings: dict, new_tokens: 
     return pd.DataFrame(rows, columns=list(KV_COLUMNS))
 
 # %% ../nbs/34_dycoke_study.ipynb #070a2f59
-def run_dycoke_study(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_ITEMS, kv_items: int = KV_ITEMS,
+def run_dycoke_study(organism: str = DEFAULT_ORGANISM, out=None, num_items: int = REFERENCE_ITEMS, kv_items: int = KV_ITEMS,
                      new_tokens: int = KV_NEW_TOKENS, settings=None, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0,
                      progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The audio table and the KV table of DyCoke-om on the organism `organism` (a key of `ORGANISMS`) with its

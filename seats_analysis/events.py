@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from datasets import Dataset, Features, Sequence, Value, Array4D
 
+from .catalog import TEST_ITEMS
 from .checks import check_int
 from .media import SAMPLE_RATE
 from .synth import COLOURS, DIRECTIONS, FPS, FRAME_SIZE, LETTERS, SECONDS, SEGMENTS, SHAPES
@@ -64,7 +65,7 @@ EVIDENCE = {  # kind: (modality, rule); rule "all": every evidence window is nee
     "spot": ("video", "any"), "count": ("audio", "all"), "buzzes": ("audio", "all"),
     "sync": ("both", "all"),
 }
-EVENT_TEST_ITEMS = 1008  # the test split's standard size: 36 items of each (kind, letter)
+EVENT_TEST_ITEMS = TEST_ITEMS["events"]  # the test split's standard size: 36 items of each (kind, letter)
 UNANSWERABLE = 0.12  # the chance that a clip leaves its question's evidence out: a guess is then all there is
 
 # %% ../nbs/20a_events.ipynb #88d9e997

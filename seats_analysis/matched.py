@@ -19,7 +19,7 @@ from .ablations import (COMPUTES, FLOPS_TOLERANCE, calibration_inputs, matched_t
 from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_paired, sweep_folder
 from .figures import MAX_COLUMNS, PANEL_SIZE, method_style, save_figure
-from .catalog import ORGANISMS, RATIO_PAIRS
+from .catalog import DEFAULT_ORGANISM, ORGANISMS, RATIO_PAIRS, STUDIED_ORGANISMS
 from .harness import FULL_METHOD, OptionLogits, ratio_name
 from .methods import METHODS
 from .stats import CONFIDENCE, verdict_columns, wilson_interval
@@ -88,7 +88,7 @@ def matched_table(folder, plan: pd.DataFrame, keys: list, compute: str = "decode
     return table[[*MATCHED_COLUMNS, *(PREFILL_COLUMNS if whole else ()), *verdict_columns(paired)]]
 
 # %% ../nbs/33_matched.ipynb #4cd40ce5
-def run_matched(organism: str = "qwen2_5", out=None, num_items: int = REFERENCE_ITEMS, settings=None,
+def run_matched(organism: str = DEFAULT_ORGANISM, out=None, num_items: int = REFERENCE_ITEMS, settings=None,
                 baselines=BASELINES, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True,
                 compute: str = "decoder") -> pd.DataFrame:
     """Every baseline at every setting against SEATS at the baseline's compute (`matched_plan`: the decoder's GFLOPs, or

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from transformers import (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration, Qwen3OmniMoeProcessor,
                           Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration)
 
-from .catalog import ORGANISM_TEST_ITEMS, ORGANISMS
+from .catalog import DEFAULT_ORGANISM, ORGANISMS, TEST_ITEMS
 from .checks import check_int, check_number, check_ratio
 from .engine import drop_tokens
 from .events import (BIG_SHAPES, EVENT_KINDS, EVENT_OPTIONS, EVENT_QUESTIONS, EVENT_TEST_ITEMS,
@@ -43,16 +43,15 @@ from .synth import (COLOURS, DIRECTIONS, FPS, FRAME_SIZE, KINDS, LETTERS, PITCHE
 from .synth import _shape_mask  # the shapes' pixels, as the clips draw them
 
 # %% auto #0
-__all__ = ['PACKAGE_DIR', 'DATA_DIR', 'QWEN3_DIR', 'ORGANISM_PATCH_SIZE', 'SOUND_CLASSES', 'TALLY_MAX', 'ORGANISM_TASKS',
-           'RECIPE_FILE', 'LEGACY_TASK', 'organism_dir', 'organism_path', 'organism_processor', 'organism_config',
-           'thinker_class', 'build_organism', 'upcycle', 'predict', 'accuracy_by_kind', 'model_accuracy',
-           'save_training_state', 'load_training_state', 'audio_token_labels', 'video_token_labels',
-           'audio_time_colours', 'kind_weights', 'event_train_items', 'event_video_labels', 'event_audio_labels',
-           'event_tallies', 'event_beep_colours', 'synth_token_labels', 'event_token_labels', 'OrganismTask',
-           'organism_task', 'TrainSettings', 'TrainBatches', 'AuxiliaryHeads', 'teacher_features', 'distill_loss',
-           'balanced_cross_entropy', 'training_losses', 'distill_losses', 'distill_encoders', 'weighted_loss',
-           'training_recipe', 'train', 'organism_folder', 'load_organism', 'learned_task', 'default_schedule',
-           'modality_predictions', 'modality_check']
+__all__ = ['PACKAGE_DIR', 'ORGANISM_PATCH_SIZE', 'SOUND_CLASSES', 'TALLY_MAX', 'ORGANISM_TASKS', 'RECIPE_FILE', 'LEGACY_TASK',
+           'organism_dir', 'organism_path', 'organism_processor', 'organism_config', 'thinker_class', 'build_organism',
+           'upcycle', 'predict', 'accuracy_by_kind', 'model_accuracy', 'save_training_state', 'load_training_state',
+           'audio_token_labels', 'video_token_labels', 'audio_time_colours', 'kind_weights', 'event_train_items',
+           'event_video_labels', 'event_audio_labels', 'event_tallies', 'event_beep_colours', 'synth_token_labels',
+           'event_token_labels', 'OrganismTask', 'organism_task', 'TrainSettings', 'TrainBatches', 'AuxiliaryHeads',
+           'teacher_features', 'distill_loss', 'balanced_cross_entropy', 'training_losses', 'distill_losses',
+           'distill_encoders', 'weighted_loss', 'training_recipe', 'train', 'organism_folder', 'load_organism',
+           'learned_task', 'default_schedule', 'modality_predictions', 'modality_check']
 
 # %% ../nbs/21_organism.ipynb #531a8a11
 def organism_dir(package_dir: Path, name: str = "organism") -> Path:
@@ -66,11 +65,9 @@ def organism_dir(package_dir: Path, name: str = "organism") -> Path:
 
 
 PACKAGE_DIR = Path(seats_analysis.__file__).resolve().parent
-DATA_DIR = organism_dir(PACKAGE_DIR)  # the Qwen2.5-Omni organism, from any folder
-QWEN3_DIR = organism_dir(PACKAGE_DIR, ORGANISMS["qwen3"])  # the Qwen3-Omni one
 
 
-def organism_path(name: str = "qwen2_5") -> Path:
+def organism_path(name: str = DEFAULT_ORGANISM) -> Path:
     "The folder of the organism `name` (a key of `ORGANISMS`)."
     if name not in ORGANISMS:
         raise ValueError(f"organism={name!r} is not one of {tuple(ORGANISMS)}")
@@ -446,7 +443,7 @@ class OrganismTask:
 
 ORGANISM_TASKS = {
     "synth": OrganismTask("synth", synth_items, synth_token_labels, 1 + len(PITCHES_HZ), len(COLOURS),
-                          late_removal=True, evaluation_items=synth_items, test_items=ORGANISM_TEST_ITEMS),
+                          late_removal=True, evaluation_items=synth_items, test_items=TEST_ITEMS["synth"]),
     "events": OrganismTask("events", event_train_items, event_token_labels, len(SOUND_CLASSES), 1 + len(COLOURS),
                            late_removal=False, evaluation_items=event_items, test_items=EVENT_TEST_ITEMS,
                            tally_classes=1 + TALLY_MAX),
@@ -733,11 +730,11 @@ def _check_recipe(task: OrganismTask, settings: TrainSettings, model):
         check_int("late_removal_layer", settings.late_removal_layer, 1, len(text_model(model).layers), "1-based")
 
 # %% ../nbs/21_organism.ipynb #8f61de48
-def train(out_dir=None, settings: TrainSettings | None = None, model=None, processor=None, state_path=None,
+def train(out_dir, settings: TrainSettings | None = None, model=None, processor=None, state_path=None,
           time_limit_s: float | None = None, num_workers: int = 0, progress: bool = True, family: str = "qwen2_5",
           teacher=None, task: str = "synth", keep_checkpoints: bool = False, **changes):
     """Train the organism of `family` (a new one unless `model` is given) on `task` (a key of `ORGANISM_TASKS`) on its
-    device; save the best model, processor and recipe to `out_dir` (the family's organism folder by default) and
+    device; save the best model, processor and recipe to the folder `out_dir` and
     append the curve to its `training_log.csv`; return the model. `changes` replace fields of `settings`
     (`train(steps=100)`); `num_workers` processes build the batches; with a `teacher` (a trained organism) the
     encoders also learn its outputs; with `keep_checkpoints` every validated model is also kept, in
@@ -746,7 +743,6 @@ def train(out_dir=None, settings: TrainSettings | None = None, model=None, proce
     if time_limit_s is not None:
         check_number("time_limit_s", time_limit_s, 0, low_open=True, hint="or None for no limit")
     check_int("num_workers", num_workers, 0)
-    out_dir = organism_path(family) if out_dir is None else out_dir
     processor = processor or organism_processor(family)
     model = model or build_organism(organism_config(processor), seed=settings.seed)
     _check_recipe(task, settings, model)
@@ -791,16 +787,16 @@ def train(out_dir=None, settings: TrainSettings | None = None, model=None, proce
     return model.eval()
 
 # %% ../nbs/21_organism.ipynb #9c4994f4
-def organism_folder(path: str | Path = "qwen2_5") -> Path:
-    """The folder of the organism named by `path`: a key of `ORGANISMS` (`"qwen3"`; by default the Qwen2.5-Omni one)
-    or a folder; refused when it holds no trained organism."""
+def organism_folder(path: str | Path = DEFAULT_ORGANISM) -> Path:
+    """The folder of the organism named by `path`: a key of `ORGANISMS` (by default `DEFAULT_ORGANISM`) or a
+    folder; refused when it holds no trained organism."""
     path = organism_path(path) if path in ORGANISMS else Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no trained organism in {path} (config.json missing)")
     return path
 
 
-def load_organism(path: str | Path = "qwen2_5"):
+def load_organism(path: str | Path = DEFAULT_ORGANISM):
     "The trained thinker (eval mode) and its processor, offline, of the organism named by `path` (`organism_folder`)."
     path = organism_folder(path)
     qwen3 = json.loads((path / "config.json").read_text()).get("model_type") == Qwen3OmniMoeThinkerConfig.model_type
@@ -809,10 +805,10 @@ def load_organism(path: str | Path = "qwen2_5"):
     return model, processor_from_pretrained(path)
 
 
-LEGACY_TASK = "synth"  # the task of an organism saved before `train` wrote its recipe (the two in `data/`)
+LEGACY_TASK = "synth"  # the task of an organism saved before `train` wrote its recipe (the imposed two)
 
 
-def learned_task(path: str | Path = "qwen2_5") -> OrganismTask:
+def learned_task(path: str | Path = DEFAULT_ORGANISM) -> OrganismTask:
     """The task the organism named by `path` (as `load_organism` reads it) learned: its recipe's, or `LEGACY_TASK`
     where its folder has no recipe."""
     recipe = organism_folder(path) / RECIPE_FILE
@@ -820,8 +816,10 @@ def learned_task(path: str | Path = "qwen2_5") -> OrganismTask:
 
 # %% ../nbs/21_organism.ipynb #255072c2
 def default_schedule(pretrained: str | Path) -> Schedule | None:
-    "The schedule shipped for a checkpoint folder: the organism's (`Schedule.load('organism')`) for the organism's folder, else None."
-    return Schedule.load("organism") if Path(pretrained).resolve() == DATA_DIR.resolve() else None
+    "The schedule shipped for a checkpoint folder: an organism's own for its folder (both named alike), else None."
+    folders = {organism_path(name).resolve(): folder for name, folder in ORGANISMS.items()}
+    folder = folders.get(Path(pretrained).resolve())
+    return None if folder is None else Schedule.load(folder)
 
 # %% ../nbs/21_organism.ipynb #dcff01a0
 def modality_predictions(model, processor, items, boundary: int = 0, batch_size: int = 32) -> dict[str, list[str]]:

@@ -38,12 +38,12 @@ def test_a_stop_names_the_command_that_goes_on(tmp_path, monkeypatch, capsys):
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     out = tmp_path / "my run"
     try:
-        code = cli.main(["demo", "--fresh-probe", "--items", "5", "--organism", "qwen3", "--out", str(out)])
+        code = cli.main(["demo", "--fresh-probe", "--items", "5", "--organism", "qwen3_imposed", "--out", str(out)])
     except KeyboardInterrupt:
         pytest.fail("the stop reached the caller as a KeyboardInterrupt")
     lines = capsys.readouterr().out.splitlines()
     assert code == 130
     assert lines[-2] == "Blocks (from the probe of 5 items): ..."
     assert lines[-1].startswith(f"Stopped. Kept in {out}/: the probe records of 0 samples and 0 answers"), lines[-1]
-    assert lines[-1].endswith(f"To go on from there: seats-analysis demo --items 5 --organism qwen3 --out '{out}'")
+    assert lines[-1].endswith(f"To go on from there: seats-analysis demo --items 5 --organism qwen3_imposed --out '{out}'")
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers

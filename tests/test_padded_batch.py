@@ -18,13 +18,14 @@ from packaging.version import Version
 from transformers import BatchFeature
 
 from seats_analysis.compat import TRANSFORMERS_VERSION
-from seats_analysis.catalog import ORGANISMS, RATIO_PAIRS
+from seats_analysis.catalog import ORGANISMS, RATIO_PAIRS, STUDIED_ORGANISMS
 from seats_analysis.harness import method_context
 from seats_analysis.media import SAMPLE_RATE
 from seats_analysis.methods import METHODS
-from seats_analysis.organism import load_organism
+from seats_analysis.organism import learned_task, load_organism
+from seats_analysis.plan import model_family
 from seats_analysis.schedule import Schedule
-from seats_analysis.synth import FPS, item_inputs, synth_items
+from seats_analysis.synth import FPS, item_inputs
 
 SHORT_SECONDS = 1  # the short clip (2 frames at 2 fps), padded beside a full 8-second one
 TOLERANCE = 1e-4  # max abs difference of the last-position logits; batched matrix products differ by ~1e-5
@@ -62,15 +63,16 @@ def _short(item) -> dict:
     return dict(item, frames=item["frames"][:SHORT_SECONDS * FPS], audio=item["audio"][:SHORT_SECONDS * SAMPLE_RATE])
 
 
-@pytest.fixture(scope="module", params=list(ORGANISMS))
+@pytest.fixture(scope="module", params=STUDIED_ORGANISMS)
 def organism(request):
-    "(family, thinker, processor, schedule, the two rows alone, their padded batch) of one organism, built once."
+    """(family, thinker, processor, schedule, the two rows alone, their padded batch) of one studied organism, on the
+    first two test items of its task, built once."""
     thinker, processor = load_organism(request.param)
-    first, second = synth_items("test", 2)
+    first, second = learned_task(request.param).evaluation_items("test", 2)
     items = [_short(first), second]  # the short row first: it is the one padded
     rows = [item_inputs(processor, [item]) for item in items]
     batch = padded_batch(rows, processor.tokenizer.pad_token_id)
-    return dict(family=request.param, thinker=thinker, processor=processor, items=items, rows=rows, batch=batch,
+    return dict(family=model_family(thinker.config), thinker=thinker, processor=processor, items=items, rows=rows, batch=batch,
                 schedule=Schedule.load(ORGANISMS[request.param]))
 
 

@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
-from seats_analysis import bench, catalog, cli, evaluate
+from seats_analysis import bench, cli, evaluate
 from seats_analysis.evaluate import SWEEP_MARK
+from seats_analysis.organism import learned_task
 from seats_analysis.storage import read_jsonl
 
 ORGANISM_SWEEP = ["sweep", "--model", "organism", "--benchmarks", "organism", "--quiet"]
@@ -119,7 +120,7 @@ def test_a_limit_beyond_the_organism_is_all_of_it(tmp_path, monkeypatch):
         with pytest.raises(Stopped):
             cli.main([*ORGANISM_SWEEP, *limit, "--out", str(tmp_path / "out")])
     (large, limit), (whole, _) = asked
-    assert large == whole and len(whole) == catalog.ORGANISM_TEST_ITEMS and limit == 100000
+    assert large == whole and len(whole) == learned_task().test_items and limit == 100000
 
 
 # engine-demo, plan and bench: numbers within their ranges
