@@ -194,7 +194,8 @@ def main(argv=None) -> int:
         for name in names:
             accuracy = accuracy_on_test_split(name, args.test, args.folder)
             for row, values in accuracy.items():
-                print(f"{name} step {args.test}, {row}:", ", ".join(f"{kind} {value:.1f}" for kind, value in values.items()))
+                shown = ", ".join(f"{kind} {value:.1f}" for kind, value in values.items())
+                print(f"{name} step {args.test}, {row}: {shown}")
             gap = accuracy["full"]["overall"] - accuracy["random_R10"]["overall"]
             print(f"{'in' if in_band(accuracy['full']) else 'not in'} the band; Random at R10 {gap:.1f} points below "
                   f"all tokens ({'at least' if gap >= RANDOM_GAP else 'less than'} {RANDOM_GAP:g})")
