@@ -19,7 +19,7 @@ from .cost import measured_flops
 from .demo import (ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_paired, organism_records, organism_spec,
                                  register_organism)
 from .evaluate import record_inputs, sweep
-from .catalog import DEFAULT_ORGANISM, ORGANISMS, RATIO_PAIRS, STUDIED_ORGANISMS
+from .catalog import DEFAULT_ORGANISM, ORGANISMS, RATIO_PAIRS
 from .harness import FULL_METHOD, OptionLogits, ratio_name, run_samples
 from .organism import learned_task, load_organism
 from .storage import stamped, save_table

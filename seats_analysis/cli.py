@@ -183,7 +183,8 @@ def _demo_command(args, out) -> str:
     import shlex
     return shlex.join(["seats-analysis", "demo", *(["--quick"] if args.quick else []),
                        *(["--items", str(args.items)] if args.items else []),
-                       *(["--organism", args.organism] if args.organism != DEFAULT_ORGANISM else []), "--out", str(out)])
+                       *(["--organism", args.organism] if args.organism != DEFAULT_ORGANISM else []),
+                       "--out", str(out)])
 
 # %% ../nbs/41_cli.ipynb #43ea2c12
 def _demo(args) -> int:

@@ -19,7 +19,7 @@ from .ablations import (COMPUTES, FLOPS_TOLERANCE, calibration_inputs, matched_t
 from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_paired, sweep_folder
 from .figures import MAX_COLUMNS, PANEL_SIZE, method_style, save_figure
-from .catalog import DEFAULT_ORGANISM, ORGANISMS, RATIO_PAIRS, STUDIED_ORGANISMS
+from .catalog import DEFAULT_ORGANISM, ORGANISMS, RATIO_PAIRS
 from .harness import FULL_METHOD, OptionLogits, ratio_name
 from .methods import METHODS
 from .stats import CONFIDENCE, verdict_columns, wilson_interval

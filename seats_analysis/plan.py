@@ -69,7 +69,8 @@ def _build(record: dict):
 
 # %% ../nbs/23_plan.ipynb #69b1313c
 def thinker_config(model):
-    "The thinker config of a shipped name, 'organism' (the default organism's), or a path to a thinker's or a whole model's config.json (or its folder)."
+    """The thinker config of a shipped name, 'organism' (the default organism's), or a path to a thinker's or a whole
+    model's config.json (or its folder)."""
     if str(model) in shipped_configs():
         return _build(config_record(str(model)))
     if str(model) == "organism":

@@ -45,5 +45,6 @@ def test_a_stop_names_the_command_that_goes_on(tmp_path, monkeypatch, capsys):
     assert code == 130
     assert lines[-2] == "Blocks (from the probe of 5 items): ..."
     assert lines[-1].startswith(f"Stopped. Kept in {out}/: the probe records of 0 samples and 0 answers"), lines[-1]
-    assert lines[-1].endswith(f"To go on from there: seats-analysis demo --items 5 --organism qwen3_imposed --out '{out}'")
+    going_on = f"seats-analysis demo --items 5 --organism qwen3_imposed --out '{out}'"
+    assert lines[-1].endswith(f"To go on from there: {going_on}")
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers

@@ -24,7 +24,7 @@ from seats_analysis.organism import load_organism, organism_path  # noqa: E402
 from seats_analysis.parsers import lmms_clean, parse_strict  # noqa: E402
 
 ITEMS = 6
-ORGANISM_DIR = organism_path("qwen2_5_imposed")  # the synth task's organism: its items and its schedule
+SYNTH_ORGANISM = organism_path("qwen2_5_imposed")  # the synth task's organism: its items and its schedule
 MAX_NEW_TOKENS = 4  # what the harness is asked for; the organism benchmark, like its task, reads one token
 SEATS_R10 = "method=seats,video_ratio=0.06,audio_ratio=0.35"
 
@@ -52,7 +52,8 @@ def reply(sample: dict) -> str:
 
 def test_scores_equal_the_harness(task_dir, tmp_path):
     # the organism's schedule named, as for any checkpoint (its default for the organism's folder is tested in 40_lmms_eval)
-    done = lmms_eval(task_dir, tmp_path, f"pretrained={ORGANISM_DIR},{SEATS_R10},schedule=organism,device=cpu,progress=False")
+    model_args = f"pretrained={SYNTH_ORGANISM},{SEATS_R10},schedule=organism,device=cpu,progress=False"
+    done = lmms_eval(task_dir, tmp_path, model_args)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results_files = list((tmp_path / "lmms").rglob("*_results.json"))
     samples_files = list((tmp_path / "lmms").rglob(f"*_samples_{ORGANISM_TASK}.jsonl"))
@@ -61,9 +62,10 @@ def test_scores_equal_the_harness(task_dir, tmp_path):
     samples = sorted(map(json.loads, samples_files[0].read_text().splitlines()), key=lambda s: s["doc_id"])
 
     torch.set_num_threads(1)
-    thinker, processor = load_organism(ORGANISM_DIR)
+    thinker, processor = load_organism(SYNTH_ORGANISM)
     harness = evaluate(thinker, processor, "organism", "seats", 0.06, 0.35,
-                       records=register_organism(num_items=ITEMS).records(None), schedule=default_schedule(ORGANISM_DIR),
+                       records=register_organism(num_items=ITEMS).records(None),
+                       schedule=default_schedule(SYNTH_ORGANISM),
                        max_new_tokens=MAX_NEW_TOKENS, results_path=tmp_path / "harness.jsonl", progress=False)
     rows = read_jsonl(tmp_path / "harness.jsonl")
     assert [reply(s) for s in samples] == [lmms_clean(row["response"]) for row in rows]
@@ -73,8 +75,8 @@ def test_scores_equal_the_harness(task_dir, tmp_path):
 
 
 @pytest.mark.parametrize("model_args, reason", [
-    (f"pretrained={ORGANISM_DIR},{SEATS_R10},schedule=nowhere.json", "schedule='nowhere.json' cannot be read"),
-    (f"pretrained={ORGANISM_DIR},method=tome", "method 'tome' is not one of"),
+    (f"pretrained={SYNTH_ORGANISM},{SEATS_R10},schedule=nowhere.json", "schedule='nowhere.json' cannot be read"),
+    (f"pretrained={SYNTH_ORGANISM},method=tome", "method 'tome' is not one of"),
 ])
 def test_misconfigured_model_argument_exits_non_zero(task_dir, tmp_path, model_args, reason):
     done = lmms_eval(task_dir, tmp_path, f"{model_args},device=cpu,progress=False")

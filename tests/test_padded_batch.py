@@ -72,8 +72,8 @@ def organism(request):
     items = [_short(first), second]  # the short row first: it is the one padded
     rows = [item_inputs(processor, [item]) for item in items]
     batch = padded_batch(rows, processor.tokenizer.pad_token_id)
-    return dict(family=model_family(thinker.config), thinker=thinker, processor=processor, items=items, rows=rows, batch=batch,
-                schedule=Schedule.load(ORGANISMS[request.param]))
+    return dict(family=model_family(thinker.config), thinker=thinker, processor=processor, items=items, rows=rows,
+                batch=batch, schedule=Schedule.load(ORGANISMS[request.param]))
 
 
 def test_the_batch_is_the_processors_but_for_the_last_mel_frame(organism):
