@@ -126,7 +126,8 @@ def kv_table(thinker, processor, schedule, records, settings: dict, new_tokens: 
 # %% ../nbs/34_dycoke_study.ipynb #070a2f59
 def run_dycoke_study(organism: str = DEFAULT_ORGANISM, out=None, num_items: int = REFERENCE_ITEMS,
                      kv_items: int = KV_ITEMS, new_tokens: int = KV_NEW_TOKENS, settings=None,
-                     items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     items_at_once: int = ITEMS_AT_ONCE, seed: int = 0,
+                     progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The audio table and the KV table of DyCoke-om on the organism `organism` (a key of `ORGANISMS`) with its
     shipped schedule, written into `out` as `{name}_dycoke_audio` and `{name}_dycoke_kv` (CSV and Markdown)."""
     settings = dict(RATIO_PAIRS) if settings is None else {name: RATIO_PAIRS[name] for name in settings}
