@@ -14,7 +14,9 @@ PUBLISHED_BENCHMARKS = ("dailyomni", "worldsense", "omnivideobench", "videomme",
 RATIO_PAIRS = {"R35": (0.30, 0.65), "R25": (0.20, 0.55), "R15": (0.10, 0.45), "R10": (0.06, 0.35)}
 
 # %% ../nbs/00d_catalog.ipynb #a4668d58
-ORGANISMS = {"qwen2_5_imposed": "organism", "qwen3_imposed": "organism_qwen3"}  # name -> its folder under data/
+ORGANISMS = {  # name -> its folder under data/
+    "qwen2_5": "organism_events",  # the events task, blocks of its own
+    "qwen2_5_imposed": "organism", "qwen3_imposed": "organism_qwen3"}  # the synth task, a late block imposed
 DEFAULT_ORGANISM = "qwen2_5_imposed"
 STUDIED_ORGANISMS = ("qwen2_5_imposed", "qwen3_imposed")
 TEST_ITEMS = {"synth": 600, "events": 1008}  # the size of each task's test split
