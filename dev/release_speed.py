@@ -459,7 +459,7 @@ PREFILL_COLUMNS = ["method", "setting", "torch", "transformers", "release_prefil
 PART_COLUMNS = [f"{prefix}_{part}_ms" for prefix in SIDES.values() for part in PARTS]
 COLUMNS = PREFILL_COLUMNS + PART_COLUMNS + ["settings", "seconds", "tokens", "windows", "repeats", "threads", "cpu",
                                              "revision"]
-KERNEL_COLUMNS = ["method", "torch", "transformers", "seconds", "side", "phase", "op", "calls"]
+KERNEL_COLUMNS = ["method", "torch", "transformers", "seconds", "side", "phase", "op", "calls", "revision"]
 
 
 def replace_environment(path: Path, new: pd.DataFrame, columns: list, seconds: float) -> pd.DataFrame:
@@ -591,10 +591,9 @@ def main(argv=None):
                                     repeats=args.repeats,
                                     threads=torch.get_num_threads(), cpu=machine(), revision=code_revision())
     table = replace_environment(args.out.with_suffix(".csv"), new, COLUMNS, args.seconds)
-    kernel_rows = pd.DataFrame(kernels, columns=[c for c in KERNEL_COLUMNS if c not in ("torch", "transformers",
-                                                                                          "seconds")])
-    kernel_table = replace_environment(args.out.with_suffix(".kernels.csv"),
-                                       kernel_rows.assign(**environment, seconds=args.seconds)[KERNEL_COLUMNS],
+    made = dict(environment, seconds=args.seconds, revision=code_revision())  # what made every kernel row
+    kernel_rows = pd.DataFrame(kernels, columns=[c for c in KERNEL_COLUMNS if c not in made])
+    kernel_table = replace_environment(args.out.with_suffix(".kernels.csv"), kernel_rows.assign(**made)[KERNEL_COLUMNS],
                                        KERNEL_COLUMNS, args.seconds)
     page = describe(table, kernel_table)
     args.out.with_suffix(".md").write_text(page)
