@@ -2,6 +2,7 @@
 every method of `BENCH_METHODS` at the tiny width on a 2-s clip at R10 with one repeat, with sdpa and flash attention
 (the pure-torch stand-in where flash-attn is missing): the rows, the R10 summary, the code revision, and the sync debug
 mode set around SEATS' selection, through a stand-in for CUDA's."""
+import fnmatch
 import subprocess
 from itertools import product
 
@@ -35,12 +36,16 @@ class RecordedSyncDebug:
 
 
 def repo_revision() -> str:
-    "The package repository's revision as git gives it, worked out here independently of the bench."
+    """The package repository's revision worked out here from git's log, independently of the bench: the newest commit
+    that changed a file other than the runs' outputs, `-dirty` where such a file changed since."""
     git = lambda *args: subprocess.run(["git", "-C", str(storage.PACKAGE_ROOT), *args], capture_output=True,
-                                       text=True, check=True).stdout.strip()
+                                       text=True, check=True).stdout
+    is_code = lambda path: not (path.startswith(("data/", "figures/"))
+                                or fnmatch.fnmatch(path, "seats_analysis/schedules/organism*.json"))
+    newest = next(commit for commit in git("log", "--format=%x00%h", "--name-only").split("\0")[1:]
+                  if any(is_code(path) for path in commit.split()[1:]))
     changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    code_changed = any(not path.startswith(("data/", "figures/")) for path in changed)  # outputs are no code
-    return git("rev-parse", "--short", "HEAD") + ("-dirty" if code_changed else "")
+    return newest.split()[0] + ("-dirty" if any(map(is_code, changed)) else "")
 
 
 @pytest.fixture(scope="module")
