@@ -8,7 +8,7 @@ __all__ = ['DIGEST_VERSION', 'PACKAGE_ROOT', 'OUTPUT_PATHS', 'PROVENANCE_COLUMNS
            'weights_digest', 'fingerprint_changes', 'model_fingerprint', 'check_fingerprint', 'processor_fingerprint',
            'StoreBusy', 'lock_file', 'writer_lock', 'check_records_file', 'newest_success', 'first_success',
            'FolderParts', 'FileParts', 'RecordStore', 'markdown_table', 'code_revision', 'stamped', 'save_table',
-           'table_revisions']
+           'table_revisions', 'is_committed_revision']
 
 # %% ../nbs/00e_storage.ipynb #65bcec53
 import functools
@@ -17,6 +17,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -568,3 +569,8 @@ def table_revisions(folder: str | Path, pattern: str = "*.csv") -> dict[str, lis
         table = pd.read_csv(path, dtype=str)
         revisions[path.name] = sorted(table.revision.dropna().unique()) if "revision" in table else []
     return revisions
+
+# %% ../nbs/00e_storage.ipynb #c0f3a1d2
+def is_committed_revision(revision: str) -> bool:
+    "Whether `revision` names a commit (a hex short hash), so that the code behind a table can be checked out again."
+    return re.fullmatch(r"[0-9a-f]{7,40}", str(revision)) is not None
