@@ -1,5 +1,6 @@
 from configparser import ConfigParser
 import runpy
+from pathlib import Path
 
 import setuptools
 from packaging.version import Version
@@ -15,8 +16,10 @@ Version(min_python)  # fail early on a malformed version
 licenses = {"apache2": "Apache-2.0"}  # SPDX expressions
 lib = cfg["lib_name"]
 
-# the folders under data/ of the trained organisms, as the catalog names them (it imports only the standard library)
-ORGANISMS = tuple(runpy.run_path(f"{lib}/catalog.py")["ORGANISMS"].values())
+# the folders under data/ of the trained organisms, as the catalog names them (it imports only the standard library),
+# that hold one (a name whose run is not installed yet has no folder)
+ORGANISMS = tuple(folder for folder in runpy.run_path(f"{lib}/catalog.py")["ORGANISMS"].values()
+                  if Path("data", folder, "config.json").is_file())
 
 setuptools.setup(
     name=cfg["lib_name"],

@@ -3,8 +3,9 @@
     python dev/regenerate_organisms.py                      # every organism, its whole test split, into the repository
     python dev/regenerate_organisms.py --organisms qwen3_imposed --steps main,ablations
 
-For each organism of `catalog.ORGANISMS`, on the task it learned (`organism.learned_task`), in this order (each step
-reads the schedule the main job wrote; the three studies for `catalog.STUDIED_ORGANISMS` only):
+For each installed organism (`organism.installed_organisms`: those of `catalog.ORGANISMS` whose weights are in their
+folder), on the task it learned (`organism.learned_task`), in this order (each step reads the schedule the main job
+wrote):
 
 - main: the main job on the committed outputs (`demo.run_demo` into `DemoPaths.reference`): the probe on validation
   items, the blocks and the shipped schedule, every method at R35-R10 on test items, the results and paired tables
@@ -32,8 +33,8 @@ from seats_analysis.ablations import run_ablations
 from seats_analysis.demo import ROOT, DemoPaths, run_demo
 from seats_analysis.dycoke_study import run_dycoke_study
 from seats_analysis.matched import matched_figure, run_matched
-from seats_analysis.catalog import ORGANISMS, STUDIED_ORGANISMS
-from seats_analysis.organism import learned_task
+from seats_analysis.catalog import ORGANISMS
+from seats_analysis.organism import installed_organisms, learned_task
 from seats_analysis.storage import code_revision
 
 STEPS = ("main", "ablations", "matched", "dycoke")
@@ -43,7 +44,6 @@ def regenerate(organism: str, steps, items: int | None):
     "The steps of one organism, in order, into the repository's committed outputs (`items` None: its whole test split)."
     results, name, task = ROOT / "data" / "results", ORGANISMS[organism], learned_task(organism)
     items = items or task.test_items
-    steps = [step for step in steps if step == "main" or organism in STUDIED_ORGANISMS]
     print(f"{organism}: {', '.join(steps)} on {items} {task.name} items a cell")
     if "main" in steps:
         run_demo(DemoPaths.reference(organism), num_items=items, organism=organism, report=print)
@@ -59,17 +59,17 @@ def regenerate(organism: str, steps, items: int | None):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--organisms", default=",".join(ORGANISMS),
-                        help=f"comma-separated, from {', '.join(ORGANISMS)}")
+    parser.add_argument("--organisms", default=",".join(installed_organisms()),
+                        help=f"comma-separated, from the installed {', '.join(installed_organisms())}")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, from {', '.join(STEPS)}")
     parser.add_argument("--items", type=int, default=None,
                         help="test items per cell (and probe items; default: the organism's whole test split)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
     organisms, steps = args.organisms.split(","), args.steps.split(",")
-    unknown = sorted(set(organisms) - set(ORGANISMS)) + sorted(set(steps) - set(STEPS))
+    unknown = sorted(set(organisms) - set(installed_organisms())) + sorted(set(steps) - set(STEPS))
     if unknown:
-        parser.error(f"unknown organisms or steps: {unknown}")
+        parser.error(f"unknown or uninstalled organisms, or unknown steps: {unknown}")
     revision = code_revision()
     if revision == "unknown" or revision.endswith("-dirty"):
         parser.error(f"the code is at revision {revision!r}: commit it first, so that every table names one revision")

@@ -25,8 +25,8 @@ store beside the checkpoint, so a stopped probe goes on) and prints the blocks, 
 both modalities removed before each layer, per question kind: where the model reads its media (the curves are printed
 also where the block rule finds no schedule, with its reason). `--install` needs the probe of as many validation
 items as the test split holds (what the main job probes), and installs the model, that probe's store and the schedule
-it gives, as the main job's reference run would write them. An installed checkpoint becomes an organism once
-`catalog.ORGANISMS` (`nbs/00d_catalog.ipynb`) names its folder (`setup.py` reads it there).
+it gives, as the main job's reference run would write them, into the folder `catalog.ORGANISMS` names for the run:
+from then on it is one of `organism.installed_organisms()` (and `setup.py` packs it), with no change to the code.
 """
 import argparse
 import dataclasses

@@ -44,14 +44,15 @@ from .synth import _shape_mask  # the shapes' pixels, as the clips draw them
 
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'ORGANISM_PATCH_SIZE', 'SOUND_CLASSES', 'TALLY_MAX', 'ORGANISM_TASKS', 'RECIPE_FILE', 'LEGACY_TASK',
-           'organism_dir', 'organism_path', 'organism_processor', 'organism_config', 'thinker_class', 'build_organism',
-           'upcycle', 'predict', 'accuracy_by_kind', 'model_accuracy', 'save_training_state', 'load_training_state',
-           'audio_token_labels', 'video_token_labels', 'audio_time_colours', 'kind_weights', 'event_train_items',
-           'event_video_labels', 'event_audio_labels', 'event_tallies', 'event_beep_colours', 'synth_token_labels',
-           'event_token_labels', 'OrganismTask', 'organism_task', 'TrainSettings', 'TrainBatches', 'AuxiliaryHeads',
-           'teacher_features', 'distill_loss', 'balanced_cross_entropy', 'training_losses', 'distill_losses',
-           'distill_encoders', 'weighted_loss', 'training_recipe', 'train', 'organism_folder', 'load_organism',
-           'learned_task', 'default_schedule', 'modality_predictions', 'modality_check']
+           'organism_dir', 'organism_path', 'installed_organisms', 'organism_processor', 'organism_config',
+           'thinker_class', 'build_organism', 'upcycle', 'predict', 'accuracy_by_kind', 'model_accuracy',
+           'save_training_state', 'load_training_state', 'audio_token_labels', 'video_token_labels',
+           'audio_time_colours', 'kind_weights', 'event_train_items', 'event_video_labels', 'event_audio_labels',
+           'event_tallies', 'event_beep_colours', 'synth_token_labels', 'event_token_labels', 'OrganismTask',
+           'organism_task', 'TrainSettings', 'TrainBatches', 'AuxiliaryHeads', 'teacher_features', 'distill_loss',
+           'balanced_cross_entropy', 'training_losses', 'distill_losses', 'distill_encoders', 'weighted_loss',
+           'training_recipe', 'train', 'organism_folder', 'load_organism', 'learned_task', 'default_schedule',
+           'modality_predictions', 'modality_check']
 
 # %% ../nbs/21_organism.ipynb #531a8a11
 def organism_dir(package_dir: Path, name: str = "organism") -> Path:
@@ -72,6 +73,11 @@ def organism_path(name: str = DEFAULT_ORGANISM) -> Path:
     if name not in ORGANISMS:
         raise ValueError(f"organism={name!r} is not one of {tuple(ORGANISMS)}")
     return organism_dir(PACKAGE_DIR, ORGANISMS[name])
+
+
+def installed_organisms() -> tuple[str, ...]:
+    "The names in `ORGANISMS` whose folder holds a trained organism (its config), in the catalog's order."
+    return tuple(name for name in ORGANISMS if (organism_path(name) / "config.json").is_file())
 
 # %% ../nbs/21_organism.ipynb #a89dfae7
 ORGANISM_PATCH_SIZE = 14  # vision patch side of both organisms: a 224-pixel frame gives 8x8 video tokens a second
