@@ -86,11 +86,11 @@ def training_driver():
 
 def test_the_drivers_runs_name_no_layer():
     driver = training_driver()
-    assert {family for family, _, _ in driver.RUNS.values()} == {"qwen2_5", "qwen3"}  # both families
-    assert len({seed for family, seed, _ in driver.RUNS.values() if family == "qwen2_5"}) >= 2  # two seeds of one
-    for name, (family, seed, _) in driver.RUNS.items():
-        settings = dataclasses.replace(driver.SETTINGS, seed=seed)
-        assert layer_dependent_steps(training_recipe(organism_task("events"), settings, family, False)) == [], name
+    assert {run.family for run in driver.RUNS.values()} == {"qwen2_5", "qwen3"}  # both families
+    assert len({run.seed for run in driver.RUNS.values() if run.family == "qwen2_5"}) >= 2  # two seeds of one
+    for name, run in driver.RUNS.items():
+        settings = dataclasses.replace(driver.SETTINGS, seed=run.seed)
+        assert layer_dependent_steps(training_recipe(organism_task("events"), settings, run.family, False)) == [], name
 
 
 def test_the_band_keeps_good_unsaturated_steps(tmp_path):
@@ -137,7 +137,7 @@ def test_install_copies_a_probed_checkpoint_once(tiny_run, tmp_path):
     table["accuracy"].loc[dict(condition="both", layer=2)] = 1.0
     table.to_netcdf(runs / "qwen2_5" / "checkpoints" / "step_2" / "probe" / "probe.nc")
     folder = install()
-    assert folder == data / driver.RUNS["qwen2_5"][2] and not (folder / "probe").exists()
+    assert folder == data / driver.RUNS["qwen2_5"].folder and not (folder / "probe").exists()
     assert (folder / "model.safetensors").read_bytes() == (tiny_run / "model.safetensors").read_bytes()
     probed = data / "results" / f"{folder.name}_probe"
     assert xr.load_dataset(probed / "probe.nc").identical(table)  # the store the main job would reuse
