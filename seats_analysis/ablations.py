@@ -176,7 +176,7 @@ def sweep_organism(thinker, processor, schedule, records, cells: dict, folder, i
     return keys
 
 
-def run_ablations(organism: str = DEFAULT_ORGANISM, out=None, num_items: int = REFERENCE_ITEMS, settings=None,
+def run_ablations(organism: str, out: str | Path, num_items: int = REFERENCE_ITEMS, settings=None,
                   variants=None, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Every variant of `ABLATIONS` at every setting on the organism `organism` (a key of `ORGANISMS`) with its shipped
     schedule, at full SEATS' compute (`ablation_plan`), on `num_items` test items; writes `{name}_ablations.csv` and

@@ -124,7 +124,7 @@ def kv_table(thinker, processor, schedule, records, settings: dict, new_tokens: 
     return pd.DataFrame(rows, columns=list(KV_COLUMNS))
 
 # %% ../nbs/34_dycoke_study.ipynb #070a2f59
-def run_dycoke_study(organism: str = DEFAULT_ORGANISM, out=None, num_items: int = REFERENCE_ITEMS,
+def run_dycoke_study(organism: str, out: str | Path, num_items: int = REFERENCE_ITEMS,
                      kv_items: int = KV_ITEMS, new_tokens: int = KV_NEW_TOKENS, settings=None,
                      items_at_once: int = ITEMS_AT_ONCE, seed: int = 0,
                      progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:

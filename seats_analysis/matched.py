@@ -88,7 +88,7 @@ def matched_table(folder, plan: pd.DataFrame, keys: list, compute: str = "decode
     return table[[*MATCHED_COLUMNS, *(PREFILL_COLUMNS if whole else ()), *verdict_columns(paired)]]
 
 # %% ../nbs/33_matched.ipynb #4cd40ce5
-def run_matched(organism: str = DEFAULT_ORGANISM, out=None, num_items: int = REFERENCE_ITEMS, settings=None,
+def run_matched(organism: str, out: str | Path, num_items: int = REFERENCE_ITEMS, settings=None,
                 baselines=BASELINES, items_at_once: int = ITEMS_AT_ONCE, seed: int = 0, progress: bool = True,
                 compute: str = "decoder") -> pd.DataFrame:
     """Every baseline at every setting against SEATS at the baseline's compute (`matched_plan`: the decoder's GFLOPs, or
