@@ -58,16 +58,16 @@ def regenerate(organism: str, steps, items: int | None):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--organisms", default=",".join(installed_organisms()),
-                        help=f"comma-separated, from the installed {', '.join(installed_organisms())}")
+    parser, installed = argparse.ArgumentParser(description=__doc__.splitlines()[0]), installed_organisms()
+    parser.add_argument("--organisms", default=",".join(installed),
+                        help=f"comma-separated, from the installed {', '.join(installed)}")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, from {', '.join(STEPS)}")
     parser.add_argument("--items", type=int, default=None,
                         help="test items per cell (and probe items; default: the organism's whole test split)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
     organisms, steps = args.organisms.split(","), args.steps.split(",")
-    unknown = sorted(set(organisms) - set(installed_organisms())) + sorted(set(steps) - set(STEPS))
+    unknown = sorted(set(organisms) - set(installed)) + sorted(set(steps) - set(STEPS))
     if unknown:
         parser.error(f"unknown or uninstalled organisms, or unknown steps: {unknown}")
     revision = code_revision()

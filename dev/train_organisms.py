@@ -41,7 +41,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from seats_analysis.catalog import RATIO_PAIRS
+from seats_analysis.catalog import ORGANISMS, RATIO_PAIRS
 from seats_analysis.demo import (ORGANISM_LATE_TOLERANCE, PROBE_SPLIT, blocks_line, organism_records, organism_samples,
                                  organism_schedule, probe_items)
 from seats_analysis.evaluate import sample_seed
@@ -54,18 +54,15 @@ from seats_analysis.schedule import SCHEDULES_DIR, Schedule, text_num_layers
 from seats_analysis.synth import LETTERS, answer_token_ids, fast_inputs, media_ids
 
 class Run(NamedTuple):
-    "A training run: its family, the seed of its data and initial weights, its folder under data/ when installed."
+    "A training run: its family and the seed of its data and initial weights (its folder: `catalog.ORGANISMS[name]`)."
     family: str
     seed: int
-    folder: str
     num_layers: int = 12  # decoder layers
 
 
 # The Qwen3 run has 16 decoder layers: at 12 (`data/training/qwen3_12_layers/`, step 1,800: 81.5% on the test split),
 # the probe found its counting kinds read only at the last layer, so no middle block (see `21_organism`).
-RUNS = {"qwen2_5": Run("qwen2_5", 0, "organism_events"),
-        "qwen2_5_seed1": Run("qwen2_5", 1, "organism_events_seed1"),
-        "qwen3": Run("qwen3", 0, "organism_qwen3_events", num_layers=16)}
+RUNS = {"qwen2_5": Run("qwen2_5", 0), "qwen2_5_seed1": Run("qwen2_5", 1), "qwen3": Run("qwen3", 0, num_layers=16)}
 DATA = Path(__file__).resolve().parents[1] / "data"
 # 40 validation items of each kind; the tallies train the decoder to count the sounds at the audio positions
 SETTINGS = TrainSettings(steps=2400, eval_every=100, n_val=280, tally_weight=0.1, decay_from=1500)
@@ -130,7 +127,7 @@ def probe_checkpoint(name: str, step: int, runs: Path, items: int = PROBE_ITEMS)
     checkpoint = runs / name / "checkpoints" / f"step_{step}"
     model, processor = load_organism(checkpoint)
     records = organism_records(items, 0, PROBE_SPLIT, organism_task("events"))
-    table = probe(model, organism_samples(processor, records), model_name=f"seats-analysis/{RUNS[name].folder}",
+    table = probe(model, organism_samples(processor, records), model_name=f"seats-analysis/{ORGANISMS[name]}",
                   path=checkpoint / "probe")
     kinds = pd.Series({record.id: record.categories["kind"] for record in records})
     both = table["accuracy"].sel(condition="both").to_pandas().T  # (sample, layer)
@@ -153,7 +150,7 @@ def install(name: str, step: int, runs: Path, data: Path = DATA, schedules: Path
     `data`, its probe store (`--probe` on `items` validation items, as many as the main job probes: the test split's
     size) in `data/results/<folder>_probe/`, and the schedule the main job derives from that probe in
     `schedules/<folder>.json`. Refused where the folder exists or the probe read other items."""
-    family, folder = RUNS[name].family, RUNS[name].folder
+    family, folder = RUNS[name].family, ORGANISMS[name]
     checkpoint = runs / name / "checkpoints" / f"step_{step}"
     store = checkpoint / "probe"
     if not (checkpoint / "config.json").is_file():

@@ -13,6 +13,7 @@ import pytest
 import torch
 import xarray as xr
 
+from seats_analysis.catalog import ORGANISMS
 from seats_analysis.demo import organism_schedule
 from seats_analysis.events import EVENT_KINDS, event_items
 from seats_analysis.organism import (RECIPE_FILE, TrainSettings, accuracy_by_kind, build_organism, load_organism,
@@ -90,7 +91,8 @@ def test_the_drivers_runs_name_no_layer():
     assert len({run.seed for run in driver.RUNS.values() if run.family == "qwen2_5"}) >= 2  # two seeds of one
     for name, run in driver.RUNS.items():
         settings = dataclasses.replace(driver.SETTINGS, seed=run.seed)
-        assert layer_dependent_steps(training_recipe(organism_task("events"), settings, run.family, False)) == [], name
+        recipe = training_recipe(organism_task("events"), settings, run.family, False)
+        assert layer_dependent_steps(recipe) == [] and name in ORGANISMS, name
 
 
 def test_the_band_keeps_good_unsaturated_steps(tmp_path):
@@ -137,7 +139,7 @@ def test_install_copies_a_probed_checkpoint_once(tiny_run, tmp_path):
     table["accuracy"].loc[dict(condition="both", layer=2)] = 1.0
     table.to_netcdf(runs / "qwen2_5" / "checkpoints" / "step_2" / "probe" / "probe.nc")
     folder = install()
-    assert folder == data / driver.RUNS["qwen2_5"].folder and not (folder / "probe").exists()
+    assert folder == data / ORGANISMS["qwen2_5"] and not (folder / "probe").exists()
     assert (folder / "model.safetensors").read_bytes() == (tiny_run / "model.safetensors").read_bytes()
     probed = data / "results" / f"{folder.name}_probe"
     assert xr.load_dataset(probed / "probe.nc").identical(table)  # the store the main job would reuse
