@@ -41,6 +41,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from seats_analysis.blocks import group_curves
 from seats_analysis.catalog import ORGANISMS, RATIO_PAIRS
 from seats_analysis.demo import (ORGANISM_LATE_TOLERANCE, PROBE_SPLIT, blocks_line, organism_records, organism_samples,
                                  organism_schedule, probe_items)
@@ -129,9 +130,7 @@ def probe_checkpoint(name: str, step: int, runs: Path, items: int = PROBE_ITEMS)
     records = organism_records(items, 0, PROBE_SPLIT, organism_task("events"))
     table = probe(model, organism_samples(processor, records), model_name=f"seats-analysis/{ORGANISMS[name]}",
                   path=checkpoint / "probe")
-    kinds = pd.Series({record.id: record.categories["kind"] for record in records})
-    both = table["accuracy"].sel(condition="both").to_pandas().T  # (sample, layer)
-    return table, 100 * both.groupby(kinds.reindex(both.index)).mean()
+    return table, group_curves(table, {record.id: record.categories["kind"] for record in records})
 
 
 def train_run(name: str, runs: Path, device: str, workers: int, time_limit_s: float | None):

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['HIGHER_IS_BETTER', 'KL_FLOOR', 'DEFAULT_DAMAGE', 'ROUNDING', 'BLOCK_NAMES', 'load_probe', 'check_probe_table',
            'step_damage', 'synthetic_probe', 'usable_samples', 'check_fractions', 'block_boundaries', 'monotone_fit',
-           'normalise_score', 'Blocks', 'derive_blocks', 'spread_drop_layers']
+           'normalise_score', 'Blocks', 'derive_blocks', 'group_curves', 'spread_drop_layers']
 
 # %% ../nbs/05_blocks.ipynb #8ff4843d
 import json
@@ -295,6 +295,24 @@ def derive_blocks(probe: xr.Dataset | str | Path, metric: str = "accuracy", cond
         mean_score=tuple(map(float, mean_score)), fitted_score=tuple(map(float, d["fitted"])),
         normalised_score=tuple(map(float, d["normalised"])), source=source,
         model_name=None if model_name is None else str(model_name), **boot)
+
+# %% ../nbs/05_blocks.ipynb #b10c5a02
+def group_curves(probe: xr.Dataset | str | Path, groups, metric: str = "accuracy",
+                 condition: str = "both") -> pd.DataFrame:
+    """The mean `metric` of each group of the usable samples (`usable_samples`) of the probe table `probe` with
+    `condition` removed before each layer: a row per group, a column per layer (accuracy in percent). `groups` maps
+    each sample id to its group, such as the question kind; a sample it does not name is refused."""
+    ds = load_probe(probe)
+    check_probe_table(ds, metric)
+    if condition not in ds.condition.values:
+        raise ValueError(f"condition={condition!r} is not in the probe table; it has {ds.condition.values.tolist()}")
+    scores = usable_samples(ds, metric)[metric].sel(condition=condition).to_pandas().T  # (sample, layer)
+    groups = pd.Series(dict(groups))
+    unnamed = sorted(set(scores.index) - set(groups.index))
+    if unnamed:
+        raise ValueError(f"{len(unnamed)} samples of the probe table have no group, such as {unnamed[0]!r}")
+    curves = scores.groupby(groups.reindex(scores.index)).mean()
+    return 100 * curves if metric == "accuracy" else curves
 
 # %% ../nbs/05_blocks.ipynb #871c79ff
 def spread_drop_layers(middle_block_layer: int, late_block_layer: int, num_drops: int = 3) -> list[int]:

@@ -9,7 +9,7 @@ __all__ = ['ROOT', 'PROBE_SPLIT', 'SYNTH', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MAR
            'probe_items', 'organism_schedule', 'organism_table', 'organism_paired', 'repeated_settings', 'mark_repeats',
            'sweep_folder', 'DemoPaths', 'DemoOutputs', 'organism_tradeoff', 'stored_probe_ids', 'stored_probe_samples',
            'other_probe_items', 'answers_stand', 'blocks_line', 'stored_answers', 'cell_summary', 'cell_line',
-           'run_demo', 'terminal_summary', 'refresh_methods']
+           'run_demo', 'terminal_summary']
 
 # %% ../nbs/30_demo.ipynb #f00b1a76
 import shutil
@@ -38,7 +38,7 @@ from .parsers import parse_strict
 from .probe import ProbeSample, probe
 from .storage import read_jsonl, read_parts, stamped, save_table
 from .schedule import SCHEDULES_DIR, Schedule
-from .stats import EQUIVALENCE_MARGIN, accuracy, format_accuracy, holm_verdicts, paired_comparisons
+from .stats import EQUIVALENCE_MARGIN, accuracy, format_accuracy, paired_comparisons
 from .synth import ANSWER_TOKENS, FPS, LETTERS, answer_token_ids, chat
 from .tables import OPTION_METRICS, answer_table, cell_scores, complete_metrics, with_option_metrics, write_summary
 
@@ -526,61 +526,3 @@ def terminal_summary(results: pd.DataFrame) -> str:
                "ret_A": "{:.3f}", "GFLOPs": "{:.3g}", "xFLOPs": "{:.2f}", "ms": "{:.0f}"}
     table = shown.to_string(index=False, formatters={name: f.format for name, f in formats.items()})
     return "\n".join([table, *(f"  {header}: {meaning}" for header, meaning in SUMMARY_LEGEND.items())])
-
-# %% ../nbs/30_demo.ipynb #5e1f0a22
-def _same_rows(mine: pd.DataFrame, stored: pd.DataFrame) -> bool:
-    "Whether two results tables' rows agree on what the answers and the plan decide (the milliseconds aside)."
-    columns = ["accuracy", "n", "video_retention", "audio_retention", "gflops"]
-    mine, stored = (table.set_index(["method", "setting"]).sort_index()[columns] for table in (mine, stored))
-    return mine.index.equals(stored.index) and np.allclose(mine.to_numpy(float), stored.to_numpy(float))
-
-def refresh_methods(paths: "DemoPaths", methods, organism: str = DEFAULT_ORGANISM, num_items: int = REFERENCE_ITEMS,
-                    seed: int = 0, items_at_once: int = ITEMS_AT_ONCE, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rerun `methods` (with full tokens and SEATS, to check and pair them) at every setting on the `num_items` items
-    of the main job's tables under `paths` (a run folder, or `DemoPaths.reference(organism)`), with the schedule stored
-    there, and replace those methods' rows of the results and paired tables, Holm applied again over the whole paired
-    table; the trade-off figure is redrawn. Returns the two tables."""
-    methods = list(methods)
-    refused = sorted(set(methods) & {FULL_METHOD, "seats"})
-    unknown = sorted(set(methods) - set(METHODS))
-    if refused or unknown or not methods:
-        raise ValueError(f"methods={methods} must name one or more methods of METHODS other than full and seats "
-                         "(their rows enter every paired row: run_demo reruns them with everything else)")
-    stored = pd.read_csv(paths.tables[0])
-    if "repeats" in stored.columns:  # a column of names, mostly empty: read back as text, not as NaN
-        stored["repeats"] = stored["repeats"].fillna("").astype(str)
-    stored_paired = pd.read_csv(paths.tables[2])
-    missing = sorted(set(methods) - set(stored["method"]))
-    if missing:
-        raise ValueError(f"{missing} have no rows in {paths.tables[0]} to replace (methods there: "
-                         f"{sorted(set(stored['method']))})")
-    if set(stored["n"]) != {num_items}:
-        raise ValueError(f"{paths.tables[0]} counts {sorted(set(stored['n']))} items a cell, not num_items={num_items}")
-    items_at_once = check_int("items_at_once", items_at_once, 1)
-    thinker, processor = load_organism(organism)
-    schedule, task = Schedule.load(paths.schedule), learned_task(organism)
-    register_organism(num_items, seed, task)
-    records = organism_records(num_items, seed, task=task)
-    _answer_all(thinker, processor, paths, records, ["seats", *methods], schedule, items_at_once, progress)
-    cells = [(method, setting) for method, setting, _, _ in method_cells(["seats", *methods], RATIO_PAIRS)]
-    keys = [record.id for record in records]
-    rows, answers = organism_table(paths.sweep, cells, keys=keys)
-    made = dict(organism=organism, items=num_items, seed=seed)  # the rerun rows' own provenance
-    rows, answers = mark_repeats(rows, answers)
-    rows = stamped(rows, **made)
-    anchors = [FULL_METHOD, "seats"]
-    if not _same_rows(rows[rows.method.isin(anchors)], stored[stored.method.isin(anchors)]):
-        raise ValueError(f"full tokens' or SEATS' rows rerun here differ from {paths.tables[0]}: the other rows are not "
-                         "what this code computes either; run the main job whole (run_demo)")
-    new = rows[rows.method.isin(methods)].set_index(["method", "setting"])
-    results = stored.set_index(["method", "setting"])
-    results.loc[new.index] = new[results.columns]
-    results = results.reset_index()[stored.columns].astype(stored.dtypes.to_dict())
-    fresh = stamped(organism_paired(answers[answers.method.isin(["seats", *methods])], every_setting=()), **made)
-    paired = stored_paired.set_index(["setting", "method"])  # the rows in their committed order
-    fresh = fresh.set_index(["setting", "method"])
-    paired.loc[fresh.index] = fresh[paired.columns]
-    paired = holm_verdicts(paired.reset_index())[list(stored_paired.columns)].astype(stored_paired.dtypes.to_dict())
-    _write_tables(paths, results, paired)
-    organism_tradeoff(results, paths.figure_files[2].with_suffix(""))
-    return results, paired
