@@ -35,7 +35,7 @@ FIGURES = ROOT / "figures"
 STAGE = ROOT / "_proc"  # nbdev's folder of processed notebooks: the staged pages and Sphinx's working files
 OUT = ROOT / "_docs"
 # Notebooks the build runs before rendering: they only read committed files (and show them), in seconds.
-EXECUTED = ("index.ipynb", "31_organism_results.ipynb")
+EXECUTED = ("index.ipynb", "31_organism_results.ipynb", "31a_imposed_organisms.ipynb")
 # Method notebooks whose opening example, the cells above their first exported definition, the build runs: a few
 # seconds on the built-in organism, so that the page shows what the example prints.
 OPENINGS = ("09_seats.ipynb", "10_baselines.ipynb", "10a_dycoke.ipynb", "10b_omnizip.ipynb")
@@ -53,7 +53,8 @@ READING_ORDER = (
     ("Evaluating", ("12_harness", "13_stats", "14_parsers", "14a_benchmarks", "14b_prompts", "14c_scoring",
                     "15_tables", "16_evaluate", "17_figures")),
     ("The organisms", ("20_synth", "20a_events", "21_organism", "22_testing", "23_plan")),
-    ("Results", ("30_demo", "31_organism_results", "32_ablations", "33_matched", "34_dycoke_study", "35_bench")),
+    ("Results", ("30_demo", "31_organism_results", "31a_imposed_organisms", "32_ablations", "33_matched",
+                 "34_dycoke_study", "35_bench")),
     ("Clients", ("40_lmms_eval", "41_cli", "41a_main")),
 )
 FOLD_LINES = 8  # a check cell longer than this is folded under its prose (the reader opens it to see the code)

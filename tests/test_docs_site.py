@@ -95,7 +95,7 @@ def test_home_page(site, browser):
     page, errors = visit(browser, f"{url}/index.html", root / "home.png")
     assert page.title().startswith("seats_analysis"), page.title()
     assert page.locator("h1").first.inner_text().strip().startswith("seats_analysis")
-    assert any("organism_tradeoff.png" in src for src in loaded_figures(page)), loaded_figures(page)
+    assert any("organism_events_tradeoff.png" in src for src in loaded_figures(page)), loaded_figures(page)
     navigation = " ".join(page.locator("nav").all_inner_texts())
     assert all(section in navigation for section in ("Notebooks", "Figures", "API reference")), navigation
     body = " ".join(page.locator("article").inner_text().split())
@@ -173,12 +173,12 @@ def test_results_page(site, browser):
     headings = page.eval_on_selector_all("article h2", "hs => hs.map(h => h.innerText.trim())")
     assert headings[0].startswith("What the organism shows") and headings[-1].startswith("Checks"), headings
     text = page.locator("article").inner_text()
-    assert text.index("The blocks: shallow 1-8") < text.index("The same curves as numbers"), headings
+    assert text.index("The blocks: shallow 1-5") < text.index("The same curves as numbers"), headings
     assert "NaN" not in page.eval_on_selector_all("article table", "ts => ts.map(t => t.innerText).join(' ')")
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # wide tables scroll inside the column
     figures = page.eval_on_selector_all("figure.sa-figure", """fs => fs.map(f => ({
         caption: f.querySelector('figcaption').innerText, full: f.querySelector('a').getAttribute('href')}))""")
-    assert len(figures) == 4, figures
+    assert len(figures) == 2, figures
     for figure in figures:
         assert len(figure["caption"]) > 60 and figure["full"].startswith("figures/organism"), figure
     assert errors == []
@@ -253,7 +253,7 @@ def test_method_page(site, browser):
     assert "def seats(" in body and "video_ratio:float" in body, body[:2000]
     assert "Stage I" in body and "#|" not in body
     sidebar = page.locator("#pst-primary-sidebar").inner_text()  # every notebook, in reading order
-    assert sidebar.index("Token layout") < sidebar.index("SEATS") < sidebar.index("What the model organism shows"), sidebar
+    assert sidebar.index("Token layout") < sidebar.index("SEATS") < sidebar.index("What the organisms show"), sidebar
     # a backticked name of the package in the prose links to its API entry, and the entry exists
     href = page.locator("a[href*='seats_analysis.schedule.Schedule.plan']").first.get_attribute("href")
     assert href.startswith("api/seats_analysis.schedule.html#"), href
