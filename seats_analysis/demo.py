@@ -328,7 +328,7 @@ def organism_tradeoff(results: pd.DataFrame, path=None):
     if len(near):
         left, right = near.gflops.min(), near.gflops.max()
         margin = ZOOM_MARGIN * ((right - left) or right)  # one point: a margin of its own cost's share
-        zoom = (left - margin, right + margin, full - ZOOM_POINTS - 0.2, max(100.0, near.ci_high.max()) + 0.2)
+        zoom = (left - margin, right + margin, full - ZOOM_POINTS - 0.2, max(full, near.ci_high.max()) + 0.2)
     return tradeoff_figure(curve, x="gflops", y="score", path=path, xlabel="prefill GFLOPs per item (analytic)",
                            ylabel="accuracy (%)", zoom=zoom)
 
