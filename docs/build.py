@@ -475,9 +475,12 @@ def build(out: Path = OUT, work: Path = STAGE) -> Path:
     site; returns `out`. Sphinx's and MyST-NB's working files stay in `work`."""
     from sphinx.cmd.build import build_main
 
+    from seats_analysis.testing import released_shells
+
     if work.exists():
         shutil.rmtree(work)
-    pages = stage(work / "pages")
+    with released_shells():  # each notebook's shell ends with its staging, not at the process's exit
+        pages = stage(work / "pages")
     status = build_main(["-b", "html", "-W", "--keep-going", "-q", "-c", str(DOCS), "-d", str(work / "doctrees"),
                          str(pages), str(work / "html")])  # MyST-NB writes beside the HTML folder, so in `work`
     if status:

@@ -5,6 +5,7 @@
 # %% ../nbs/22_testing.ipynb #a07cf858
 from __future__ import annotations
 
+import atexit
 import copy
 import dataclasses
 import json
@@ -31,8 +32,8 @@ from .stand_ins import _check_family, make_inputs, offline_processor, synthetic_
 # %% auto #0
 __all__ = ['TEST_QUESTIONS', 'MEDIA_INPUTS', 'MAX_NEAR_TIES', 'FAKE_GPU', 'FAKE_GPU_CHECKS', 'FIXTURE_COLOURS', 'TONES',
            'tiny_schedule', 'clip_batch', 'kept_mask', 'perturb_media', 'rounding_sensitive', 'one_swap',
-           'recorded_generate', 'on_fake_gpu', 'Fixture', 'coloured_frames', 'index_frames', 'frame_index_of', 'tone',
-           'write_annotation_rows', 'make_fixture', 'tiny_prefill_flops']
+           'recorded_generate', 'released_shells', 'on_fake_gpu', 'Fixture', 'coloured_frames', 'index_frames',
+           'frame_index_of', 'tone', 'write_annotation_rows', 'make_fixture', 'tiny_prefill_flops']
 
 # %% ../nbs/22_testing.ipynb #0cca9adf
 TEST_QUESTIONS = ("What is happening?", "Which colour?")
@@ -108,6 +109,31 @@ def recorded_generate(thinker):
             del thinker.generate
         else:
             thinker.generate = own
+
+# %% ../nbs/22_testing.ipynb #b7e1a002
+@contextmanager
+def released_shells():
+    "Within the block, IPython shells register no clean-up at exit; those made inside are released when it ends."
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shells, register = [], atexit.register
+
+    def register_unless_a_shell(func, *args, **kwargs):
+        if isinstance(getattr(func, "__self__", None), InteractiveShell):
+            shells.append(func.__self__)
+            return func
+        return register(func, *args, **kwargs)
+    atexit.register = register_unless_a_shell
+    try:
+        yield shells
+    finally:
+        atexit.register = register
+        for shell in shells:
+            shell.history_manager.end_session()
+            shell.user_ns.clear()
+            shell.user_ns_hidden.clear()
+            if InteractiveShell._instance is shell:
+                InteractiveShell.clear_instance()
 
 # %% ../nbs/22_testing.ipynb #5739efe9
 FAKE_GPU = torch.device("cuda", 0)
