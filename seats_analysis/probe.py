@@ -36,8 +36,8 @@ from .checks import check_int, check_launch
 from .compat import last_hidden_state
 from .engine import check_thinker, continue_from, drop_tokens
 from .layout import CONDITIONS, REMOVED_KINDS, Kind, drop_kinds, token_kinds
-from .storage import (FolderParts, RecordStore, append_jsonl, check_fingerprint,
-                                    digest, markdown_table, model_fingerprint, newest_success, replaced, stamped)
+from .storage import (FolderParts, RecordStore, append_jsonl, check_fingerprint, digest, markdown_table,
+                                    model_fingerprint, newest_success, replaced, stamped)
 from .stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
 # %% ../nbs/03_probe.ipynb #bec8806a
@@ -428,9 +428,9 @@ def benchmark_probe(num_layers: int = 24, hidden_size: int = 128, clip_seconds: 
     df["time_ratio"] = df.seconds / df.seconds[df.method == "naive"].item()
     df["work_ratio"] = df.layer_positions / df.layer_positions[df.method == "naive"].item()
     df = stamped(df.assign(family=family, num_layers=num_layers, hidden_size=hidden_size, clip_seconds=clip_seconds,
-                   tokens=len(kinds), video_tokens=int((kinds == Kind.VIDEO).sum()),
-                   audio_tokens=int((kinds == Kind.AUDIO).sum()), threads=num_threads, max_abs_diff=diff,
-                   device=platform.processor() or platform.machine()))  # with the code and library versions
+                           tokens=len(kinds), video_tokens=int((kinds == Kind.VIDEO).sum()),
+                           audio_tokens=int((kinds == Kind.AUDIO).sum()), threads=num_threads, max_abs_diff=diff,
+                           device=platform.processor() or platform.machine()))  # with the code and library versions
     if path is not None:
         path = Path(path).with_suffix("")
         path.parent.mkdir(parents=True, exist_ok=True)
