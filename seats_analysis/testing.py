@@ -113,7 +113,7 @@ def recorded_generate(thinker):
 # %% ../nbs/22_testing.ipynb #b7e1a002
 @contextmanager
 def released_shells():
-    "Within the block, IPython shells register no clean-up at exit; those made inside are released when it ends."
+    "Within the block, IPython shells register no clean-up at exit; those made inside end their session when it ends."
     from IPython.core.interactiveshell import InteractiveShell
 
     shells, register = [], atexit.register
@@ -130,8 +130,6 @@ def released_shells():
         atexit.register = register
         for shell in shells:
             shell.history_manager.end_session()
-            shell.user_ns.clear()
-            shell.user_ns_hidden.clear()
             if InteractiveShell._instance is shell:
                 InteractiveShell.clear_instance()
 

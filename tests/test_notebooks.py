@@ -15,6 +15,6 @@ NOTEBOOKS = sorted(Path(p) for p in nbglob(cfg.nbs_path))
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.name for nb in NOTEBOOKS])
 def test_notebook(nb):
     flags = cfg.get("tst_flags", "").split()
-    with released_shells():  # the notebook's shell and namespace end with it, not at the worker's exit
+    with released_shells():  # the notebook's shell ends with it, not at the worker's exit
         ok, duration = nbt.test_nb(nb, skip_flags=flags, basepath=cfg.config_path)
     assert ok, f"{nb.name} failed (see the traceback above)"
