@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PUBLISHED_BENCHMARKS', 'RATIO_PAIRS', 'ORGANISMS', 'DEFAULT_ORGANISM', 'STUDIED_ORGANISMS', 'TEST_ITEMS',
-           'DEMO_ITEMS', 'DEMO_OUT']
+           'DEMO_ITEMS', 'QUICK_ITEMS', 'DEMO_OUT']
 
 # %% ../nbs/00d_catalog.ipynb #c5908206
 from pathlib import Path
@@ -18,8 +18,9 @@ ORGANISMS = {  # name -> its folder under data/
     "qwen2_5": "organism_events", "qwen2_5_seed1": "organism_events_seed1",  # the events task, blocks of their own
     "qwen3": "organism_qwen3_events",
     "qwen2_5_imposed": "organism", "qwen3_imposed": "organism_qwen3"}  # the synth task, a late block imposed
-DEFAULT_ORGANISM = "qwen2_5_imposed"
+DEFAULT_ORGANISM = "qwen2_5"
 STUDIED_ORGANISMS = ("qwen2_5_imposed", "qwen3_imposed")
 TEST_ITEMS = {"synth": 600, "events": 1008}  # the size of each task's test split
-DEMO_ITEMS = 48  # items the main job probes (validation) and evaluates (test): 4 per (question kind, answer letter)
+DEMO_ITEMS = 56  # items the main job probes (validation) and evaluates (test): 2 per events kind and answer letter
+QUICK_ITEMS = 28  # the same with --quick: 1 per events kind and answer letter
 DEMO_OUT = Path("seats-runs") / "demo"  # under the current directory; another organism's: demo-<name>

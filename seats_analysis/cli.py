@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .catalog import (DEFAULT_ORGANISM, DEMO_ITEMS, DEMO_OUT, ORGANISMS, PUBLISHED_BENCHMARKS,
-                                    RATIO_PAIRS, TEST_ITEMS)
+                                    QUICK_ITEMS, RATIO_PAIRS, TEST_ITEMS)
 from .checks import bounded_float, count, names, out_folder, positive_float, positive_int, whole_number
 from .parsers import PARSE_MODES
 from .registry import METHOD_REGISTRY, omni_forms
@@ -191,7 +191,7 @@ def _demo(args) -> int:
     "The main job: probe, blocks, schedule, every method, tables and figures, into one run folder."
     from seats_analysis.demo import PROBE_SPLIT, DemoPaths, run_demo, stored_probe_samples, terminal_summary
     from seats_analysis.storage import read_jsonl
-    items = args.items or (24 if args.quick else DEMO_ITEMS)  # --items is honoured with --quick too
+    items = args.items or (QUICK_ITEMS if args.quick else DEMO_ITEMS)  # --items is honoured with --quick too
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
     suffix = ("" if args.organism == DEFAULT_ORGANISM else f"-{args.organism}") + ("-quick" if args.quick else "")
     out = args.out or DEMO_OUT.with_name(DEMO_OUT.name + suffix)
@@ -571,7 +571,8 @@ def command_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", formatter_class=formatter, help="the main job on the built-in model organism",
                                description=_demo.__doc__)
     demo.add_argument("--items", type=positive_int,
-                      help=f"items to probe (validation) and to evaluate (test) (default: {DEMO_ITEMS}, 24 with --quick)")
+                      help=f"items to probe (validation) and to evaluate (test) "
+                           f"(default: {DEMO_ITEMS}, {QUICK_ITEMS} with --quick)")
     demo.add_argument("--quick", action="store_true", help="a few items and four methods, for a smoke test")
     demo.add_argument("--out", type=out_folder, default=None,
                       help=f"run folder to write into (default: {DEMO_OUT} under the current directory, "

@@ -20,7 +20,7 @@ from .checks import check_int
 from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_paired, organism_spec
 from .dycoke import dycoke
 from .evaluate import record_inputs
-from .catalog import DEFAULT_ORGANISM, RATIO_PAIRS
+from .catalog import RATIO_PAIRS
 from .harness import FULL_METHOD, ratio_name
 from .layout import token_id
 from .stats import accuracy, verdict_columns

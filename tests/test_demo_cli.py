@@ -5,13 +5,14 @@ import signal
 import pytest
 
 from seats_analysis import cli, demo
+from seats_analysis.catalog import DEMO_ITEMS, QUICK_ITEMS
 
 
 class Stopped(Exception):
     "Raised by the stand-in main job once it has seen its arguments."
 
 
-@pytest.mark.parametrize("argv, items", [(["--quick", "--items", "2"], 2), (["--quick"], 24), ([], 48),
+@pytest.mark.parametrize("argv, items", [(["--quick", "--items", "2"], 2), (["--quick"], QUICK_ITEMS), ([], DEMO_ITEMS),
                                          (["--items", "5"], 5)])
 def test_items_reach_the_main_job(tmp_path, monkeypatch, argv, items):
     asked = {}

@@ -20,7 +20,7 @@ from seats_analysis.organism import default_schedule  # noqa: E402
 from seats_analysis.evaluate import evaluate  # noqa: E402
 from seats_analysis.storage import read_jsonl  # noqa: E402
 from seats_analysis.lmms_eval_model import MODEL_NAME, ORGANISM_TASK, write_organism_task  # noqa: E402
-from seats_analysis.organism import load_organism, organism_path  # noqa: E402
+from seats_analysis.organism import ORGANISM_TASKS, load_organism, organism_path  # noqa: E402
 from seats_analysis.parsers import lmms_clean, parse_strict  # noqa: E402
 
 ITEMS = 6
@@ -64,7 +64,7 @@ def test_scores_equal_the_harness(task_dir, tmp_path):
     torch.set_num_threads(1)
     thinker, processor = load_organism(SYNTH_ORGANISM)
     harness = evaluate(thinker, processor, "organism", "seats", 0.06, 0.35,
-                       records=register_organism(num_items=ITEMS).records(None),
+                       records=register_organism(num_items=ITEMS, task=ORGANISM_TASKS["synth"]).records(None),
                        schedule=default_schedule(SYNTH_ORGANISM),
                        max_new_tokens=MAX_NEW_TOKENS, results_path=tmp_path / "harness.jsonl", progress=False)
     rows = read_jsonl(tmp_path / "harness.jsonl")
