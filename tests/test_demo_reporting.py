@@ -17,11 +17,14 @@ import pandas as pd
 import pytest
 
 from launching import ENV
+from seats_analysis.catalog import QUICK_ITEMS
+from seats_analysis.demo import DemoPaths
 from seats_analysis.storage import read_jsonl
 from seats_analysis.stats import format_accuracy
 
 SEATS_ANALYSIS = [sys.executable, "-m", "seats_analysis"]  # the `seats-analysis` command, run by this interpreter
-STEP = 30  # answers a run stores before it is stopped: more than full tokens' 24, so that one cell ends in it
+NAME = DemoPaths.name  # the prefix of a run folder's files, whichever organism the run is on
+STEP = QUICK_ITEMS + 6  # answers a run stores before it is stopped: more than a cell's, so that one cell ends in it
 BAR = re.compile(r"^answers:\s+\d+%\|.*\|\s*(\d+)/(\d+) ")  # a line of the answers' progress bar: done/total
 DONE = re.compile(r"^Done (full tokens|\S+ R\d+): accuracy ")  # a cell's line, as it ends
 
@@ -53,7 +56,7 @@ class Run:
 def stored(folder: Path) -> dict[Path, int]:
     "The answers stored in a run folder: the distinct items of each results file."
     return {path: len({row["key"] for row in read_jsonl(path)})
-            for path in sorted((folder / "results" / "organism_sweep").rglob("*.jsonl"))}
+            for path in sorted((folder / "results" / f"{NAME}_sweep").rglob("*.jsonl"))}
 
 
 def line_counts(folder: Path) -> dict[Path, int]:
@@ -111,7 +114,7 @@ def test_a_stop_keeps_the_answers_and_names_the_command_to_go_on(runs):
         assert run.code == 130, run.text[-3000:]
         assert "Traceback" not in run.text, run.text[-3000:]
         last = run.lines[-1]
-        assert last.startswith(f"Stopped. Kept in {folder}/: the probe records of 24 samples and "
+        assert last.startswith(f"Stopped. Kept in {folder}/: the probe records of {QUICK_ITEMS} samples and "
                                f"{sum(kept.values())} answers"), last
         assert go_on_command(run) == f"seats-analysis demo --quick --out {folder}", last
         assert written == kept  # every line a whole row, one per item: nothing torn by the stop
@@ -124,15 +127,15 @@ def test_a_run_goes_on_from_the_stored_answers(runs):
     every item answered once in every cell."""
     third, folder = runs["third"], runs["folder"]
     assert third.code == 0, third.text[-3000:]
-    results = pd.read_csv(folder / "results" / "organism_results.csv")
-    total = 24 * len(results)
+    results = pd.read_csv(folder / "results" / f"{NAME}_results.csv")
+    total = QUICK_ITEMS * len(results)
     for run, before in ((runs["second"], runs["after_first"]), (runs["third"], runs["after_second"])):
         first_bar = BAR.match(run.lines[run.first(BAR)])
         assert (int(first_bar[1]), int(first_bar[2])) == (sum(before.values()), total), run.lines[run.first(BAR)]
         assert f"Reusing {sum(before.values())} of the {total} answers" in run.text
-    assert set(results["n"]) == {24}
-    assert sorted(stored(folder).values()) == [24] * len(results)
-    assert all(len(read_jsonl(path)) == 24 for path in stored(folder)), "an item answered twice"
+    assert set(results["n"]) == {QUICK_ITEMS}
+    assert sorted(stored(folder).values()) == [QUICK_ITEMS] * len(results)
+    assert all(len(read_jsonl(path)) == QUICK_ITEMS for path in stored(folder)), "an item answered twice"
 
 
 def test_blocks_come_before_the_answers_and_each_cell_reports_as_it_ends(runs):
@@ -141,11 +144,11 @@ def test_blocks_come_before_the_answers_and_each_cell_reports_as_it_ends(runs):
     marked as stored, before its bar), with the numbers of the results table."""
     first, third, folder = runs["first"], runs["third"], runs["folder"]
     for run in (first, runs["second"], third):
-        blocks = run.first(re.compile(r"^Blocks \(from the probe of 24 items\): middle from layer \d+"))
+        blocks = run.first(re.compile(rf"^Blocks \(from the probe of {QUICK_ITEMS} items\): middle from layer \d+"))
         assert blocks < run.first(BAR), run.lines[:blocks + 3]
-    whole = lambda after: {path for path, n in after.items() if n == 24}
+    whole = lambda after: {path for path, n in after.items() if n == QUICK_ITEMS}
     assert len(first.done()) == len(whole(runs["after_first"])) >= 1, first.done()
-    results = pd.read_csv(folder / "results" / "organism_results.csv")
+    results = pd.read_csv(folder / "results" / f"{NAME}_results.csv")
     done = third.done()
     names = ["full tokens" if method == "full" else f"{method} {setting}" for method, setting in
              zip(results.method, results.setting)]
@@ -165,7 +168,7 @@ def test_the_table_is_explained_and_the_file_to_open_first_named(runs):
     from seats_analysis.demo import SUMMARY_HEADERS
     lines, folder = runs["third"].lines, runs["folder"]
     header = next(i for i, line in enumerate(lines) if line.split() == list(SUMMARY_HEADERS.values()))
-    results = pd.read_csv(folder / "results" / "organism_results.csv")
+    results = pd.read_csv(folder / "results" / f"{NAME}_results.csv")
     legend = lines[header + 1 + len(results):]
     explained = set()
     for line in legend:
@@ -174,5 +177,5 @@ def test_the_table_is_explained_and_the_file_to_open_first_named(runs):
             explained.update(names.split(", "))
     assert explained == set(SUMMARY_HEADERS.values()) - {"method"}, legend
     opened = [line for line in legend if line.startswith("Open first: ")]
-    assert opened and opened[0].startswith(f"Open first: {folder / 'figures' / 'organism_tradeoff.png'} "), legend
-    assert (folder / "figures" / "organism_tradeoff.png").is_file()
+    assert opened and opened[0].startswith(f"Open first: {folder / 'figures' / f'{NAME}_tradeoff.png'} "), legend
+    assert (folder / "figures" / f"{NAME}_tradeoff.png").is_file()
