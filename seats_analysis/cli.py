@@ -190,12 +190,17 @@ def _demo_command(args, out) -> str:
 def _demo(args) -> int:
     "The main job: probe, blocks, schedule, every method, tables and figures, into one run folder."
     from seats_analysis.demo import PROBE_SPLIT, DemoPaths, run_demo, stored_probe_samples, terminal_summary
+    from seats_analysis.organism import installed_organisms
     from seats_analysis.storage import read_jsonl
     items = args.items or (QUICK_ITEMS if args.quick else DEMO_ITEMS)  # --items is honoured with --quick too
     methods = ["seats", "random", "fastv", "divprune"] if args.quick else None
     suffix = ("" if args.organism == DEFAULT_ORGANISM else f"-{args.organism}") + ("-quick" if args.quick else "")
     out = args.out or DEMO_OUT.with_name(DEMO_OUT.name + suffix)
     paths = DemoPaths.run_folder(out)
+    if args.organism not in installed_organisms():  # catalogued, but its weights are not in its folder
+        print(f"seats-analysis demo: error: the {args.organism} organism is not installed (installed: "
+              f"{', '.join(installed_organisms())}; 21_organism trains and installs the others)", file=sys.stderr)
+        return 2
     try:
         paths.check()  # before anything is read or written: a folder that is not a run folder stays as it is
     except ValueError as err:
