@@ -197,9 +197,10 @@ def _demo(args) -> int:
     suffix = ("" if args.organism == DEFAULT_ORGANISM else f"-{args.organism}") + ("-quick" if args.quick else "")
     out = args.out or DEMO_OUT.with_name(DEMO_OUT.name + suffix)
     paths = DemoPaths.run_folder(out)
-    if args.organism not in installed_organisms():  # catalogued, but its weights are not in its folder
+    installed = installed_organisms()
+    if args.organism not in installed:  # catalogued, but its weights are not in its folder
         print(f"seats-analysis demo: error: the {args.organism} organism is not installed (installed: "
-              f"{', '.join(installed_organisms())}; 21_organism trains and installs the others)", file=sys.stderr)
+              f"{', '.join(installed)}; 21_organism trains and installs the others)", file=sys.stderr)
         return 2
     try:
         paths.check()  # before anything is read or written: a folder that is not a run folder stays as it is

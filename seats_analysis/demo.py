@@ -9,7 +9,8 @@ __all__ = ['ROOT', 'PROBE_SPLIT', 'DEFAULT_TASK', 'BOUNDARY_RESAMPLES', 'RUN_FOL
            'check_disjoint', 'probe_items', 'organism_schedule', 'organism_table', 'organism_paired',
            'repeated_settings', 'mark_repeats', 'sweep_folder', 'DemoPaths', 'DemoOutputs', 'organism_tradeoff',
            'stored_probe_ids', 'stored_probe_samples', 'other_probe_items', 'answers_stand', 'blocks_line',
-           'stored_answers', 'cell_summary', 'cell_line', 'run_demo', 'weakest_kind', 'terminal_summary']
+           'stored_answers', 'cell_summary', 'cell_line', 'run_demo', 'kind_columns', 'weakest_kind',
+           'terminal_summary']
 
 # %% ../nbs/30_demo.ipynb #f00b1a76
 import shutil
@@ -516,11 +517,14 @@ SUMMARY_LEGEND = {  # printed under the terminal table: what its short headers m
     "xFLOPs": "how many times fewer prefill FLOPs than full tokens",
     "ms": "measured prefill time per item on this machine (the method's selection included)"}
 
+def kind_columns(results: pd.DataFrame) -> list[str]:
+    "The per-question-kind accuracy columns of a results table (`accuracy_<kind>`), without their interval bounds."
+    return [name for name in results.columns
+            if name.startswith("accuracy_") and not name.endswith(("_ci_low", "_ci_high"))]
+
 def weakest_kind(results: pd.DataFrame) -> pd.Series:
     "Each row's question kind of lowest accuracy in a results table, with that accuracy: `buzzes 41.0`."
-    kinds = [name for name in results.columns
-             if name.startswith("accuracy_") and not name.endswith(("_ci_low", "_ci_high"))]
-    by_kind = results[kinds].rename(columns=lambda name: name.removeprefix("accuracy_"))
+    by_kind = results[kind_columns(results)].rename(columns=lambda name: name.removeprefix("accuracy_"))
     return by_kind.idxmin(axis=1) + " " + by_kind.min(axis=1).map("{:.1f}".format)
 
 def terminal_summary(results: pd.DataFrame) -> str:
