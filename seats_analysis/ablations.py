@@ -161,7 +161,8 @@ def sweep_organism(thinker, processor, schedule, records, cells: dict, folder, i
                    progress: bool = True, registry=None) -> list:
     """Answer `records` in every cell of `cells` ({method: [(video_ratio, audio_ratio), ...]}) into the sweep under
     `folder`, resuming it, `items_at_once` items' inputs held at a time (full tokens, `{FULL_METHOD: []}`, as the
-    harness names them, not from `registry`); writes the sweep's summary of those records and returns their keys."""
+    harness names them, not from `registry`); writes the sweep's summary of those records once, at the end, and returns
+    their keys."""
     with tqdm(total=len(records) * sum(len(pairs) or 1 for pairs in cells.values()), desc=desc,
               disable=not progress) as bar:
         for start in range(0, len(records), items_at_once):  # each round adds its items' rows
@@ -170,7 +171,7 @@ def sweep_organism(thinker, processor, schedule, records, cells: dict, folder, i
                 sweep(thinker, processor, ["organism"], [method], pairs, folder, records={"organism": chunk},
                       schedule=schedule, mode="strict", max_new_tokens=ANSWER_TOKENS, inputs_caches=caches,
                       registry=None if method == FULL_METHOD else registry, progress=False,
-                      on_sample=lambda row: bar.update())
+                      on_sample=lambda row: bar.update(), summary=False)
     keys = [record.id for record in records]
     write_summary(folder, {"organism": keys})
     return keys

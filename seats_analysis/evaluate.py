@@ -512,7 +512,7 @@ def sweep_cells(benchmarks: Sequence, methods: Sequence[str], ratio_pairs: Seque
 def sweep(thinker, processor, benchmarks: Sequence[BenchmarkSpec | str], methods: Sequence, ratio_pairs: Sequence,
           out_dir: str | Path, data_root: str | Path | None = None, records: Mapping[str, Sequence] | None = None,
           method_kwargs: Mapping[str, Mapping] | None = None, inputs_caches: dict | None = None,
-          **evaluate_kwargs) -> pd.DataFrame:
+          summary: bool = True, **evaluate_kwargs) -> pd.DataFrame | None:
     """Evaluate every (benchmark, method, ratio pair) cell into its own results file; return and write the summary of
     the samples this call covers (the first `limit` records of each benchmark). When more samples of a cell failed
     than `max_errors`, or every sample of the call failed, `TooManyFailures` is raised once every cell has run,
@@ -521,7 +521,9 @@ def sweep(thinker, processor, benchmarks: Sequence[BenchmarkSpec | str], methods
     (a dict, filled per benchmark: `{benchmark: evaluate's inputs_cache}`) each sample's processor inputs are built
     once and kept for every cell, at the cost of holding them all in memory. The benchmarks (specs or registered names),
     the methods (records, names, keys of `registry` where one is given) and the schedule are resolved once, here, and every
-    cell's `evaluate` takes those objects."""
+    cell's `evaluate` takes those objects. With `summary=False` no summary is made (None is returned, and attached to
+    `TooManyFailures`): a caller that sweeps one folder in rounds makes it once at the end, since each summary reads
+    every answer in the folder again."""
     out_dir = check_sweep_folder(out_dir)
     if evaluate_kwargs.get("schedule") is not None:
         evaluate_kwargs["schedule"] = resolve_schedule(evaluate_kwargs["schedule"])
@@ -541,7 +543,7 @@ def sweep(thinker, processor, benchmarks: Sequence[BenchmarkSpec | str], methods
     with claimed_sweep_folder(out_dir):
         covered, failures, samples, failed, first_failure = _run_cells(
             thinker, processor, cells, out_dir, data_root, dict(records or {}), options, inputs_caches, evaluate_kwargs)
-        table = write_summary(out_dir, covered, specs={spec.name: spec for spec in specs})
+        table = write_summary(out_dir, covered, specs={spec.name: spec for spec in specs}) if summary else None
     if failures:
         raise TooManyFailures(f"{len(failures)} cell(s) over max_errors: " + "; ".join(failures), table)
     if samples and failed == samples:
