@@ -4,27 +4,23 @@ repository's history, and the organisms' tables (`data/results/`) all name the s
 import subprocess
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
+from seats_analysis.storage import table_revisions
+
 ROOT = Path(__file__).parents[1]
-ORGANISM_TABLES = sorted((ROOT / "data" / "results").glob("*.csv"))
-TABLES = ORGANISM_TABLES + sorted((ROOT / "data" / "benchmarks").glob("*.csv"))
+ORGANISMS = table_revisions(ROOT / "data" / "results")
+TABLES = ORGANISMS | table_revisions(ROOT / "data" / "benchmarks")
 
 
 def git(*args) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
 
 
-def revisions(table: Path) -> set:
-    frame = pd.read_csv(table)
-    assert "revision" in frame.columns, f"{table.name} does not say which code made it"
-    return set(frame["revision"].astype(str))
-
-
-@pytest.mark.parametrize("table", TABLES, ids=lambda path: path.name)
-def test_a_results_table_names_one_committed_revision(table):
-    [revision] = revisions(table)  # one, not rows from several code states
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_a_results_table_names_one_committed_revision(name):
+    assert len(TABLES[name]) == 1, f"{name} was made by {TABLES[name] or 'code it does not name'}"
+    [revision] = TABLES[name]
     assert not revision.endswith("-dirty") and revision != "unknown", revision
     if git("rev-parse", "--is-shallow-repository").stdout.strip() != "false":
         pytest.skip("not a full git clone: the history to find the revision in is missing")
@@ -32,6 +28,5 @@ def test_a_results_table_names_one_committed_revision(table):
 
 
 def test_the_organisms_tables_name_one_revision():
-    assert len(ORGANISM_TABLES) > 0
-    made = {table.name: revisions(table) for table in ORGANISM_TABLES}
-    assert len(set().union(*made.values())) == 1, made
+    assert ORGANISMS, "no organism table is committed"
+    assert len({revision for made in ORGANISMS.values() for revision in made}) == 1, ORGANISMS
