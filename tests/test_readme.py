@@ -2,6 +2,7 @@
 repository; the shell ones name commands and options that exist."""
 import contextlib
 import io
+import json
 import re
 import shlex
 import subprocess
@@ -9,6 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from seats_analysis.catalog import ORGANISMS
+from seats_analysis.organism import organism_path
+from seats_analysis.schedule import Schedule
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README.read_text(), flags=re.S)
@@ -34,6 +39,19 @@ def test_python_blocks_run_from_any_folder(tmp_path, monkeypatch):
     assert "PruningRun(seats:" in shown and "tensor(" not in shown, shown
     assert re.search(r"Prefill\(2 row\(s\) of \d+ tokens, 12 layers; \(k, seq_len_after\) \[\(0, \d+\)\]", shown), shown
     assert list(tmp_path.iterdir()) == []  # nothing written into the folder it ran in
+
+
+@pytest.mark.parametrize("name", ["qwen2_5", "qwen3"])
+def test_an_events_organism_is_described_as_installed(name):
+    "The README gives each events organism's blocks and full-token test accuracy as its shipped files do."
+    text = " ".join(README.read_text().split())
+    schedule = Schedule.load(ORGANISMS[name])
+    drops = schedule.drop_layers
+    assert drops == list(range(drops[0], drops[-1] + 1)), drops  # the README writes them as a range
+    blocks = (f"middle from layer {schedule.middle_block_layer}, late from layer {schedule.late_block_layer}, "
+              f"drop layers {drops[0]}-{drops[-1]}")
+    tested = json.loads((organism_path(name) / "test_accuracy.json").read_text())["accuracy"]["full"]["overall"]
+    assert re.search(re.escape(blocks) + rf"[^%]*? answers {round(tested)}%", text), (name, blocks, tested)
 
 
 def _shell_commands():
