@@ -16,7 +16,7 @@ RATIO_PAIRS = {"R35": (0.30, 0.65), "R25": (0.20, 0.55), "R15": (0.10, 0.45), "R
 # %% ../nbs/00d_catalog.ipynb #a4668d58
 ORGANISMS = {  # name -> its folder under data/
     "qwen2_5": "organism_events", "qwen2_5_seed1": "organism_events_seed1",  # the events task, blocks of their own
-    "qwen3": "organism_qwen3_events",
+    "qwen2_5_seed2": "organism_events_seed2", "qwen3": "organism_qwen3_events",
     "qwen2_5_imposed": "organism", "qwen3_imposed": "organism_qwen3"}  # the synth task, a late block imposed
 DEFAULT_ORGANISM = "qwen2_5"
 STUDIED_ORGANISMS = ("qwen2_5_imposed", "qwen3_imposed")
