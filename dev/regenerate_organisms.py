@@ -51,7 +51,7 @@ def regenerate(organism: str, steps, items: int | None):
         run_ablations(organism, results, num_items=items)
     if "matched" in steps:
         matched_figure(run_matched(organism, results, num_items=items), ROOT / "figures" / f"{name}_matched",
-                       title=f"{name}: each baseline and SEATS at the same prefill GFLOPs")
+                       title=f"{name}: each baseline and SEATS at the same decoder GFLOPs")
         run_matched(organism, results, num_items=items, compute="prefill")
     if "dycoke" in steps:
         run_dycoke_study(organism, results, num_items=items)

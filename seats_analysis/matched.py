@@ -31,7 +31,7 @@ from .tables import answer_table, cell_scores, with_option_metrics
 BASELINES = tuple(name for name in METHODS if name not in (FULL_METHOD, "seats"))
 MATCHED_COLUMNS = ("method", "reference", "setting", "video_ratio", "audio_ratio", "reference_video_ratio",
                    "reference_audio_ratio", "gflops", "reference_gflops", "matched", "accuracy", "reference_accuracy", "n",
-                   "difference", "ci_low", "ci_high", "p_value", "p_holm", "established")
+                   "difference", "ci_low", "ci_high", "p_value", "p_holm", "established", "repeats")
 PREFILL_COLUMNS = ("prefill_gflops", "reference_prefill_gflops")  # the whole prefill's, on the calibration items
 
 def matched_plan(thinker, processor, schedule, records, settings: dict, baselines, compute: str = "decoder") -> pd.DataFrame:
@@ -60,18 +60,26 @@ def matched_table(folder, plan: pd.DataFrame, keys: list, compute: str = "decode
     `demo.organism_paired`'s accuracy, equivalence and option metrics, Holm over the table). Matched on the whole
     prefill (`compute="prefill"`), the pair's whole-prefill GFLOPs on the calibration items come too
     (`PREFILL_COLUMNS`), and `matched` is decided on them. The KL divergence is taken from the sweep's full-token
-    answers (`run_matched` answers full tokens there too)."""
+    answers (`run_matched` answers full tokens there too). A row whose comparison is that of an earlier row of the same
+    baseline (both sides one configuration there too: the same retention, GFLOPs and answers item by item) names that
+    row's setting in `repeats` ('' for none) and takes its verdicts: Holm counts the comparison once."""
     keys = {"organism": set(keys)}
     scores = cell_scores(folder, keys).set_index(["method", "ratio_name"])
     answers = with_option_metrics(answer_table(folder, keys))
-    rows, compared = [], []
+    def outcome(cell) -> tuple:  # what one configuration gives: retention, GFLOPs and every item's answer
+        part = answers[(answers.method == cell[0]) & (answers.setting == cell[1])].sort_values("item")
+        return (*scores.loc[cell, ["video_retention", "audio_retention", "tflops"]].round(12), *part.correct,
+                *part.correct_logprob)
+    rows, compared, first = [], [], {}  # first: the setting of each (baseline, outcomes) pair's first row
     for row in plan.itertuples():
         label = f"{row.setting} {row.method}"  # one comparison: the pair's own items
         theirs = (row.method, ratio_name(row.video_ratio, row.audio_ratio))
         mine = ("seats", ratio_name(row.seats_video_ratio, row.seats_audio_ratio))
-        for method, name in (theirs, mine):
+        repeats = first.setdefault((row.method, outcome(theirs), outcome(mine)), row.setting)
+        repeats = "" if repeats == row.setting else repeats
+        for method, name in (theirs, mine) if not repeats else ():
             compared.append(answers[(answers.method == method) & (answers.setting == name)].assign(setting=label))
-        rows.append(dict(label=label, method=row.method, reference="seats", setting=row.setting,
+        rows.append(dict(label=label, counted=f"{repeats} {row.method}" if repeats else label, repeats=repeats, method=row.method, reference="seats", setting=row.setting,
                          video_ratio=row.video_ratio, audio_ratio=row.audio_ratio,
                          reference_video_ratio=row.seats_video_ratio, reference_audio_ratio=row.seats_audio_ratio,
                          gflops=1e3 * scores.loc[theirs].tflops, reference_gflops=1e3 * scores.loc[mine].tflops,
@@ -84,7 +92,8 @@ def matched_table(folder, plan: pd.DataFrame, keys: list, compute: str = "decode
     matched_on = list(PREFILL_COLUMNS) if whole else ["gflops", "reference_gflops"]
     table["matched"] = (table[matched_on[1]] / table[matched_on[0]] - 1).abs() <= FLOPS_TOLERANCE
     paired = organism_paired(pd.concat(compared), every_setting=())
-    table = table.merge(paired.drop(columns=["reference"]).rename(columns={"setting": "label"}), on=["label", "method"])
+    table = table.merge(paired.drop(columns=["reference"]).rename(columns={"setting": "counted"}),
+                        on=["counted", "method"])
     return table[[*MATCHED_COLUMNS, *(PREFILL_COLUMNS if whole else ()), *verdict_columns(paired)]]
 
 # %% ../nbs/33_matched.ipynb #4cd40ce5
