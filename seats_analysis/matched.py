@@ -79,7 +79,9 @@ def matched_table(folder, plan: pd.DataFrame, keys: list, compute: str = "decode
         repeats = "" if repeats == row.setting else repeats
         for method, name in (theirs, mine) if not repeats else ():
             compared.append(answers[(answers.method == method) & (answers.setting == name)].assign(setting=label))
-        rows.append(dict(label=label, counted=f"{repeats} {row.method}" if repeats else label, repeats=repeats, method=row.method, reference="seats", setting=row.setting,
+        counted = f"{repeats} {row.method}" if repeats else label  # the comparison whose verdicts it takes
+        rows.append(dict(label=label, counted=counted, repeats=repeats, method=row.method, reference="seats",
+                         setting=row.setting,
                          video_ratio=row.video_ratio, audio_ratio=row.audio_ratio,
                          reference_video_ratio=row.seats_video_ratio, reference_audio_ratio=row.seats_audio_ratio,
                          gflops=1e3 * scores.loc[theirs].tflops, reference_gflops=1e3 * scores.loc[mine].tflops,
