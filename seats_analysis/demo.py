@@ -6,7 +6,7 @@
 __all__ = ['ROOT', 'PROBE_SPLIT', 'DEFAULT_TASK', 'BOUNDARY_RESAMPLES', 'RUN_FOLDER_MARK', 'ORGANISM_LATE_TOLERANCE',
            'REFERENCE_ITEMS', 'ITEMS_AT_ONCE', 'ZOOM_POINTS', 'ZOOM_MARGIN', 'SUMMARY_HEADERS', 'SUMMARY_LEGEND',
            'OrganismRecord', 'organism_records', 'organism_spec', 'register_organism', 'organism_samples',
-           'check_disjoint', 'probe_items', 'organism_schedule', 'organism_table', 'organism_paired',
+           'check_disjoint', 'probe_items', 'organism_schedule', 'organism_table', 'organism_paired', 'configuration',
            'repeated_settings', 'mark_repeats', 'sweep_folder', 'DemoPaths', 'DemoOutputs', 'organism_tradeoff',
            'stored_probe_ids', 'stored_probe_samples', 'other_probe_items', 'answers_stand', 'blocks_line',
            'stored_answers', 'cell_summary', 'cell_line', 'run_demo', 'kind_columns', 'weakest_kind',
@@ -182,24 +182,24 @@ def organism_paired(answers: pd.DataFrame, every_setting=(FULL_METHOD,), referen
                               metrics=complete_metrics(answers))
 
 # %% ../nbs/30_demo.ipynb #6d0e1f02
+def configuration(retention_and_gflops, answers: pd.DataFrame) -> tuple:
+    """What one cell gives, as a key two cells of a method share when they are one configuration: the retention of
+    both modalities and the GFLOPs (`retention_and_gflops`, to 9 decimals), and each item of `answers` (the cell's)
+    with its answer and log-probability of the correct letter, in item order (as text, so that missing values match)."""
+    items = answers.sort_values("item")[["item", "correct", "correct_logprob"]]
+    return (*np.round(retention_and_gflops, 9).tolist(), *map(tuple, items.astype(str).to_numpy()))
+
+
 def repeated_settings(results: pd.DataFrame, answers: pd.DataFrame) -> dict[tuple[str, str], str]:
     """The (method, setting) rows of `results` (`organism_table`'s) that repeat a configuration of the same method at a
-    setting before them, each with the setting it repeats: the same retention of both modalities and GFLOPs, and the
-    same answers and log-probabilities of the correct letter on every item of `answers`."""
-    by_cell = {cell: part.set_index("item").sort_index()[["correct", "correct_logprob"]]
-               for cell, part in answers.groupby(["method", "setting"], sort=False)}
-    repeats = {}
-    for method, rows in results.groupby("method", sort=False):
-        earlier = []
-        for row in rows.itertuples():
-            same = [first.setting for first in earlier
-                    if np.allclose([first.video_retention, first.audio_retention, first.gflops],
-                                   [row.video_retention, row.audio_retention, row.gflops], rtol=0, atol=1e-9)
-                    and by_cell[(method, first.setting)].equals(by_cell[(method, row.setting)])]
-            if same:
-                repeats[(method, row.setting)] = same[0]
-            else:
-                earlier.append(row)
+    setting before them (`configuration` of `answers`), each with the setting it repeats."""
+    by_cell = dict(list(answers.groupby(["method", "setting"], sort=False)))
+    first, repeats = {}, {}  # first: the setting of each (method, configuration) pair's first row
+    for row in results.itertuples():
+        given = configuration([row.video_retention, row.audio_retention, row.gflops], by_cell[(row.method, row.setting)])
+        earlier = first.setdefault((row.method, given), row.setting)
+        if earlier != row.setting:
+            repeats[(row.method, row.setting)] = earlier
     return repeats
 
 

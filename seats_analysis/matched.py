@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 from .ablations import (COMPUTES, FLOPS_TOLERANCE, calibration_inputs, matched_targets, organism_setup,
                                       prefill_gflops, sweep_organism)
 from .checks import check_int
-from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, organism_paired, sweep_folder
+from .demo import ITEMS_AT_ONCE, REFERENCE_ITEMS, configuration, organism_paired, sweep_folder
 from .figures import MAX_COLUMNS, PANEL_SIZE, method_style, save_figure
 from .catalog import DEFAULT_ORGANISM, ORGANISMS, RATIO_PAIRS
 from .harness import FULL_METHOD, OptionLogits, ratio_name
@@ -66,10 +66,10 @@ def matched_table(folder, plan: pd.DataFrame, keys: list, compute: str = "decode
     keys = {"organism": set(keys)}
     scores = cell_scores(folder, keys).set_index(["method", "ratio_name"])
     answers = with_option_metrics(answer_table(folder, keys))
-    def outcome(cell) -> tuple:  # what one configuration gives: retention, GFLOPs and every item's answer
-        part = answers[(answers.method == cell[0]) & (answers.setting == cell[1])].sort_values("item")
-        return (*scores.loc[cell, ["video_retention", "audio_retention", "tflops"]].round(12), *part.correct,
-                *part.correct_logprob)
+    def outcome(cell) -> tuple:  # what the cell gives, the key its configuration shares
+        retention = scores.loc[cell, ["video_retention", "audio_retention"]].tolist()
+        return configuration([*retention, 1e3 * scores.loc[cell].tflops],
+                             answers[(answers.method == cell[0]) & (answers.setting == cell[1])])
     rows, compared, first = [], [], {}  # first: the setting of each (baseline, outcomes) pair's first row
     for row in plan.itertuples():
         label = f"{row.setting} {row.method}"  # one comparison: the pair's own items
