@@ -18,14 +18,17 @@ wrote):
 
 Every table records the code revision it was made with (`storage.stamped`), so the code must be committed first: a
 tree with uncommitted changes outside the outputs (`storage.OUTPUT_PATHS`: `data/`, `figures/`, the organisms'
-schedules) is refused. Committing the outputs leaves the revision as it was, so the tables of a regeneration that
-takes several days can be committed as they come. Every step resumes from its sweep folder (`data/results/*_sweep/`,
-ignored by git), so a stopped run goes on where it stopped when started again at the same revision. By default every
-cell has the organism's whole test split (600 synth items, 1,008 events items); on a 2-core CPU an organism takes
-several hours.
+schedules) is refused. Committing the outputs leaves the revision as it was. The organisms' tables in `data/results/`
+must all name one revision, so a regeneration that takes several sessions runs in a git worktree at its revision
+(`PYTHONPATH=.`, so that it imports the worktree's package) and its outputs wait in `data/regeneration/` between
+sessions (`dev/stage_regeneration.py`) until every organism's are made. Every step resumes from its sweep folder
+(`data/results/*_sweep/`, ignored by git), so a stopped run goes on where it stopped when started again at the same
+revision. By default every cell has the organism's whole test split (600 synth items, 1,008 events items); on a 2-core
+CPU an organism takes several hours.
 """
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -66,6 +69,8 @@ def main(argv=None) -> int:
                         help="test items per cell (and probe items; default: the organism's whole test split)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
+    if ROOT != Path(__file__).resolve().parents[1]:
+        parser.error(f"the package imported is {ROOT}'s, not this checkout's: run it with PYTHONPATH=.")
     organisms, steps = args.organisms.split(","), args.steps.split(",")
     unknown = sorted(set(organisms) - set(installed)) + sorted(set(steps) - set(STEPS))
     if unknown:
