@@ -63,8 +63,8 @@ class Run(NamedTuple):
 
 # The Qwen3 run has 16 decoder layers: at 12 (`data/training/qwen3_12_layers/`, step 1,800: 81.5% on the test split),
 # the probe found its counting kinds read only at the last layer, so no middle block (see `21_organism`).
-# qwen2_5_seed1 is in the band at steps 2,200-2,400, but its probe finds no late block at any of them (21_organism),
-# so the recipe is run from a third seed.
+# qwen2_5_seed1 is in the band at steps 2,200-2,400, but its probe finds no late block at any of them and a middle
+# block from layer 11: one drop layer (21_organism), so the recipe is run from a third seed.
 RUNS = {"qwen2_5": Run("qwen2_5", 0), "qwen2_5_seed1": Run("qwen2_5", 1), "qwen2_5_seed2": Run("qwen2_5", 2),
         "qwen3": Run("qwen3", 0, num_layers=16)}
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ABLATIONS', 'FLOPS_TOLERANCE', 'CALIBRATION_ITEMS', 'CALIBRATION_STEPS', 'TARGET_DECIMALS', 'COMPUTES',
            'ABLATION_COLUMNS', 'ablation_registry', 'matched_targets', 'prefill_gflops', 'calibration_inputs',
-           'ablation_plan', 'ablation_table', 'organism_setup', 'sweep_organism', 'run_ablations']
+           'ablation_plan', 'ablation_table', 'ablation_variants', 'organism_setup', 'sweep_organism', 'run_ablations']
 
 # %% ../nbs/32_ablations.ipynb #5edd6297
 from functools import partial
@@ -146,6 +146,16 @@ def ablation_table(folder, plan: pd.DataFrame, keys: list) -> pd.DataFrame:
         table[verdict] = table[verdict].fillna(False).astype(bool)
     return table[[*ABLATION_COLUMNS, *verdicts]]
 
+# %% ../nbs/32_ablations.ipynb #845703f4
+def ablation_variants(schedule: Schedule, variants=None) -> list[str]:
+    """The variants of `ABLATIONS` (all by default) to run with `schedule`, 'seats' among them. A schedule with no
+    late block has no Stage III to switch off, so there "no-stage-3" would be SEATS itself, and is left out."""
+    variants = list(ABLATIONS) if variants is None else list(variants)
+    unknown = sorted(set(variants) - set(ABLATIONS))
+    if unknown or "seats" not in variants:
+        raise ValueError(f"variants={variants} must include 'seats' and name only {list(ABLATIONS)}")
+    return [variant for variant in variants if variant != "no-stage-3" or schedule.late_block_layer is not None]
+
 # %% ../nbs/32_ablations.ipynb #845703f5
 def organism_setup(organism: str, num_items: int, seed: int) -> tuple:
     """(name, thinker, processor, shipped schedule, test records) of the organism `organism` (a key of `ORGANISMS`),
@@ -182,13 +192,10 @@ def run_ablations(organism: str, out: str | Path, num_items: int = REFERENCE_ITE
     """Every variant of `ABLATIONS` at every setting on the organism `organism` (a key of `ORGANISMS`) with its shipped
     schedule, at full SEATS' compute (`ablation_plan`), on `num_items` test items; writes `{name}_ablations.csv` and
     `.md` into `out` (the answers into `{name}_ablations_sweep/` beside them, resumable) and returns the table."""
-    variants = list(ABLATIONS) if variants is None else list(variants)
-    unknown = sorted(set(variants) - set(ABLATIONS))
-    if unknown or "seats" not in variants:
-        raise ValueError(f"variants={variants} must include 'seats' and name only {list(ABLATIONS)}")
     settings = dict(RATIO_PAIRS) if settings is None else {name: RATIO_PAIRS[name] for name in settings}
     items_at_once = check_int("items_at_once", items_at_once, 1)
     name, thinker, processor, schedule, records = organism_setup(organism, num_items, seed)
+    variants = ablation_variants(schedule, variants)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plan = ablation_plan(thinker, processor, schedule, records, settings, variants)

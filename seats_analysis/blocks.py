@@ -167,7 +167,7 @@ class Blocks:
     "Where the middle and late blocks start (1-based layers), and the probe numbers that decided it."
     num_layers: int
     middle_block_layer: int
-    late_block_layer: int
+    late_block_layer: int | None  # None: no late block, the curve never stays within the tolerance
     metric: str
     condition: str
     higher_is_better: bool
@@ -193,7 +193,8 @@ class Blocks:
     def block_of(self, layer: int) -> str:
         "Which block a 1-based `layer` belongs to."
         check_int("layer", layer, 1, self.num_layers)
-        return BLOCK_NAMES[(layer >= self.middle_block_layer) + (layer >= self.late_block_layer)]
+        late = self.num_layers + 1 if self.late_block_layer is None else self.late_block_layer
+        return BLOCK_NAMES[(layer >= self.middle_block_layer) + (layer >= late)]
 
     def to_frame(self) -> pd.DataFrame:
         "The evidence per layer: mean, fitted and normalised score and the block."
@@ -266,12 +267,12 @@ def derive_blocks(probe: xr.Dataset | str | Path, metric: str = "accuracy", cond
     values, refs = _curve(usable_samples(ds, metric), metric, condition)  # (N, L), (N,)
     mean_score, reference = values.mean(0), float(refs.mean())
     d = _decide(mean_score, reference, higher_is_better, normalise, late_tolerance, middle_fraction)
-    if d["late"] is None:
+    if d["middle"] is None:
         raise ValueError(
-            f"no late block: with {condition} removed before the last layer ({num_layers}) the {metric} is "
+            f"no middle block: with {condition} removed before the last layer ({num_layers}) the {metric} is "
             f"{d['fitted'][-1]:.4g} (fitted; raw mean {mean_score[-1]:.4g}) against {reference:.4g} unpruned, "
-            f"{d['normalised'][-1]:.3f} on the normalised scale ({normalise}) < 1 - late_tolerance = "
-            f"{1 - late_tolerance:.3f}, over {len(values)} samples; raise late_tolerance or probe more samples")
+            f"{d['normalised'][-1]:.3f} on the normalised scale ({normalise}) < middle_fraction = "
+            f"{middle_fraction:.3f}, over {len(values)} samples: no layer can lose the media")
     boot = dict(num_boot=num_boot)
     if num_boot:
         rng = np.random.default_rng(seed)
@@ -333,14 +334,14 @@ def to_schedule(self: Blocks, model_name: str, drop_layers: list[int] | None = N
     "A `Schedule` with these blocks, drop layers spread over the middle block unless given, and provenance."
     from seats_analysis.schedule import Schedule  # imported here: the schedule module loads transformers' model code
 
-    spread = drop_layers is None
-    if spread:
-        drops = spread_drop_layers(self.middle_block_layer, self.late_block_layer, num_drops)
+    spread, late = drop_layers is None, self.late_block_layer
+    if spread:  # with no late block, over the middle block's layers before the last
+        drops = spread_drop_layers(self.middle_block_layer, self.num_layers if late is None else late, num_drops)
     else:
         drops = list(drop_layers)
     provenance = {"source": "probe", "probe": self.source, "probe_model_name": self.model_name,
                   "drop_layers": "spread over the middle block: middle + floor(k * n / (K + 1))" if spread else "given",
                   "blocks": self.to_dict(), **schedule_kwargs.pop("provenance", {})}
-    middle = self.middle_block_layer if self.middle_block_layer < self.late_block_layer else None
+    middle = self.middle_block_layer if late is None or self.middle_block_layer < late else None
     return Schedule(model_name=model_name, num_layers=self.num_layers, middle_block_layer=middle,
                     late_block_layer=self.late_block_layer, drop_layers=drops, provenance=provenance, **schedule_kwargs)

@@ -137,7 +137,8 @@ def organism_schedule(table, metric: str = "accuracy", num_boot: int = BOUNDARY_
     a second)."""
     blocks = derive_blocks(table, metric=metric, num_boot=num_boot, **block_kwargs)
     rates = audio_rates("qwen3") if family == "qwen3" else {}
-    schedule = blocks.to_schedule(f"seats-analysis/{name}", num_drops=min(3, blocks.late_block_layer - 1), **rates)
+    end = blocks.num_layers if blocks.late_block_layer is None else blocks.late_block_layer  # no late block: the last
+    schedule = blocks.to_schedule(f"seats-analysis/{name}", num_drops=min(3, end - 1), **rates)
     return blocks, schedule
 
 # %% ../nbs/30_demo.ipynb #8c106476
@@ -365,9 +366,10 @@ def blocks_line(blocks, schedule: Schedule) -> str:
     def start(layer, interval):
         shown = f" ({100 * blocks.confidence:g}% interval {interval[0]}-{interval[1]})" if interval else ""
         return f"{layer}{shown}"
+    late = (f"no late block in {blocks.num_layers} layers" if blocks.late_block_layer is None
+            else f"late from layer {start(blocks.late_block_layer, blocks.late_interval)} of {blocks.num_layers}")
     return (f"Blocks (from the probe of {blocks.num_samples} items): middle from layer "
-            f"{start(blocks.middle_block_layer, blocks.middle_interval)}, late from layer "
-            f"{start(blocks.late_block_layer, blocks.late_interval)} of {blocks.num_layers}; drop layers "
+            f"{start(blocks.middle_block_layer, blocks.middle_interval)}, {late}; drop layers "
             f"{list(schedule.drop_layers)}")
 
 def stored_answers(folder, cells, keys) -> dict:

@@ -97,8 +97,9 @@ def _panel_blocks(blocks, titles: list[str]) -> dict[str, Blocks | None]:
 
 # %% ../nbs/17_figures.ipynb #a5143972
 def _shade_blocks(ax, blocks: Blocks):
-    "Shade the shallow, middle and late blocks (skipping empty ones) and name them at the top of `ax`."
-    edges = [1, blocks.middle_block_layer, blocks.late_block_layer, blocks.num_layers + 1]
+    "Shade the shallow, middle and late blocks (skipping an empty or absent one) and name them at the top of `ax`."
+    end = blocks.num_layers + 1
+    edges = [1, blocks.middle_block_layer, end if blocks.late_block_layer is None else blocks.late_block_layer, end]
     for name, start, stop in zip(BLOCK_NAMES, edges, edges[1:]):
         if stop > start:
             ax.axvspan(start - 0.5, stop - 0.5, color=BLOCK_COLORS[name], zorder=0, lw=0)
