@@ -38,7 +38,7 @@ from seats_analysis.dycoke_study import run_dycoke_study
 from seats_analysis.matched import matched_figure, run_matched
 from seats_analysis.catalog import ORGANISMS
 from seats_analysis.organism import installed_organisms, learned_task
-from seats_analysis.storage import code_revision
+from seats_analysis.storage import code_revision, is_committed_revision
 
 STEPS = ("main", "ablations", "matched", "dycoke")
 
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown or uninstalled organisms, or unknown steps: {unknown}")
     revision = code_revision()
-    if revision == "unknown" or revision.endswith("-dirty"):
+    if not is_committed_revision(revision):
         parser.error(f"the code is at revision {revision!r}: commit it first, so that every table names one revision")
     if args.threads:
         torch.set_num_threads(args.threads)

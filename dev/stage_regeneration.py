@@ -17,7 +17,6 @@ copies the worktree's outputs that git tracks (the sweep folders stay ignored) i
 worktree deleted, and removes `data/regeneration/`: commit that with the notebooks run again on the new tables.
 """
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -25,11 +24,11 @@ import sys
 import tarfile
 from pathlib import Path
 
-from seats_analysis.storage import OUTPUT_PATHS, code_revision
+from seats_analysis.storage import OUTPUT_PATHS, code_revision, file_digest, is_committed_revision
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "data" / "regeneration"
-MANIFEST = "manifest.json"  # in the staging folder: {"revision": ..., "archives": [...], "files": {path: sha256}}
+MANIFEST = "manifest.json"  # in the staging folder: {"revision": ..., "archives": [...], "files": {path: digest}}
 SKIPPED = ("data/training/", "data/cache/", "data/regeneration/")  # not outputs of a regeneration
 
 
@@ -51,15 +50,11 @@ def changed_outputs(worktree: Path, ignored: bool) -> tuple[list[str], list[str]
     return changed, deleted
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def pack(worktree: Path, stage: Path = STAGE) -> Path | None:
     """Archive the worktree's outputs that the staged archives do not already hold, as they are now, and note the
     ones it deleted; None if nothing changed."""
     revision = code_revision(worktree)
-    if revision == "unknown" or revision.endswith("-dirty"):
+    if not is_committed_revision(revision):
         raise ValueError(f"the worktree's code is at {revision!r}: a regeneration runs on committed code")
     manifest_file = stage / MANIFEST
     manifest = (json.loads(manifest_file.read_text()) if manifest_file.is_file()
@@ -68,7 +63,7 @@ def pack(worktree: Path, stage: Path = STAGE) -> Path | None:
         raise ValueError(f"data/regeneration/ holds a regeneration at {manifest['revision']}; the worktree is at "
                          f"{revision}")
     changed, deleted = changed_outputs(worktree, ignored=True)
-    now = {path: sha256(worktree / path) for path in changed} | dict.fromkeys(deleted)  # None: deleted
+    now = {path: file_digest(worktree / path) for path in changed} | dict.fromkeys(deleted)  # None: deleted
     new = {path: digest for path, digest in sorted(now.items()) if manifest["files"].get(path, "") != digest}
     if not new:
         return None
