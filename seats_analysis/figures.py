@@ -96,8 +96,9 @@ def _panel_blocks(blocks, titles: list[str]) -> dict[str, Blocks | None]:
     return dict(zip(titles, blocks))
 
 # %% ../nbs/17_figures.ipynb #a5143972
-def _shade_blocks(ax, blocks: Blocks):
-    "Shade the shallow, middle and late blocks (skipping an empty or absent one) and name them at the top of `ax`."
+def _shade_blocks(ax, blocks: Blocks) -> list[str]:
+    "Shade and name the blocks at the top of `ax` (not an empty or absent one); return the names shaded."
+    shaded = []
     end = blocks.num_layers + 1
     edges = [1, blocks.middle_block_layer, end if blocks.late_block_layer is None else blocks.late_block_layer, end]
     for name, start, stop in zip(BLOCK_NAMES, edges, edges[1:]):
@@ -106,6 +107,8 @@ def _shade_blocks(ax, blocks: Blocks):
             span = f"{start}-{stop - 1}" if stop - 1 > start else f"{start}"
             ax.text((start + stop - 1) / 2, 0.98, f"{name} {span}", transform=ax.get_xaxis_transform(), ha="center",
                     va="top", fontsize=8, color="0.35")
+            shaded.append(name)
+    return shaded
 
 # %% ../nbs/17_figures.ipynb #0ee89218
 def _boundary_intervals(ax, blocks: Blocks) -> list[str]:
@@ -116,11 +119,17 @@ def _boundary_intervals(ax, blocks: Blocks) -> list[str]:
         if interval is None:
             continue
         low, high = interval
+        if layer is None:  # the curve has no such boundary; only some resamples find one, and nothing is drawn
+            span = f"{low}-{high}" if high > low else f"{low}"
+            found = f"{blocks.late_found_fraction:.0%} of the resamples"
+            said.append(f"no {name} block (one from layer {span} in {found})")
+            continue
         ax.plot([low - 0.5, high - 0.5], [INTERVAL_HEIGHT] * 2, transform=ax.get_xaxis_transform(), color="0.25",
                 lw=1.2, marker="|", markersize=6, solid_capstyle="butt")
         said.append(f"{name} block from layer {layer} ({blocks.confidence:.0%} interval {low}-{high})")
-    if said and blocks.late_found_fraction is not None and blocks.late_found_fraction < 1:
-        said.append(f"a late block in {blocks.late_found_fraction:.0%} of the resamples")
+    fraction = blocks.late_found_fraction
+    if blocks.late_block_layer is not None and fraction is not None and fraction < 1:
+        said.append(f"a late block in {fraction:.0%} of the resamples")
     return said
 
 # %% ../nbs/17_figures.ipynb #315a2a55
@@ -140,6 +149,7 @@ def dependency_figure(probes, metric: str = "accuracy", blocks=None, path: str |
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     caption = [f"Lines: mean score over the samples; bands: its 95% bootstrap confidence interval ({n_boot} "
                "resamples of the samples); dashed: the unpruned score."]
+    shaded = set()  # the blocks shaded in some panel, for the legend
     for ax, (title, ds) in zip(axes, panels.items()):
         check_probe_table(ds, metric)
         ds = usable_samples(ds, metric)
@@ -157,7 +167,7 @@ def dependency_figure(probes, metric: str = "accuracy", blocks=None, path: str |
                 ax.text(0.5, 0.03, f"{reason}: blocks not shaded", transform=ax.transAxes, ha="center",
                         va="bottom", fontsize=8, color="0.35")
         if panel_blocks is not None:
-            _shade_blocks(ax, panel_blocks)
+            shaded.update(_shade_blocks(ax, panel_blocks))
             boundaries = _boundary_intervals(ax, panel_blocks)
             if boundaries:
                 boot = panel_blocks.num_boot
@@ -174,8 +184,9 @@ def dependency_figure(probes, metric: str = "accuracy", blocks=None, path: str |
         ax.set_axis_off()
     seen = [c for c in CONDITIONS if any(c in ds.condition for ds in panels.values())]
     handles = [Line2D([], [], color=CONDITION_COLORS[c], marker="o", markersize=3) for c in seen]
-    handles += [Line2D([], [], ls="--", lw=1, color="0.3")] + [Patch(color=BLOCK_COLORS[b]) for b in BLOCK_NAMES]
-    labels = [CONDITION_LABELS[c] for c in seen] + ["unpruned"] + [f"{b} block" for b in BLOCK_NAMES]
+    blocks_seen = [b for b in BLOCK_NAMES if b in shaded]
+    handles += [Line2D([], [], ls="--", lw=1, color="0.3")] + [Patch(color=BLOCK_COLORS[b]) for b in blocks_seen]
+    labels = [CONDITION_LABELS[c] for c in seen] + ["unpruned"] + [f"{b} block" for b in blocks_seen]
     fig.legend(handles, labels, loc="outside upper center", ncols=4, fontsize=8, frameon=False)
     if len(caption) > 1:
         caption.append("Bars under the block names: each boundary's bootstrap interval.")
