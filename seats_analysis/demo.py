@@ -8,8 +8,8 @@ __all__ = ['ROOT', 'PROBE_SPLIT', 'DEFAULT_TASK', 'BOUNDARY_RESAMPLES', 'RUN_FOL
            'OrganismRecord', 'organism_records', 'organism_spec', 'register_organism', 'organism_samples',
            'check_disjoint', 'probe_items', 'organism_schedule', 'organism_table', 'organism_paired', 'configuration',
            'repeated_settings', 'mark_repeats', 'sweep_folder', 'DemoPaths', 'DemoOutputs', 'organism_tradeoff',
-           'stored_probe_ids', 'stored_probe_samples', 'other_probe_items', 'answers_stand', 'blocks_line',
-           'stored_answers', 'cell_summary', 'cell_line', 'run_demo', 'kind_columns', 'weakest_kind',
+           'organism_dependency', 'stored_probe_ids', 'stored_probe_samples', 'other_probe_items', 'answers_stand',
+           'blocks_line', 'stored_answers', 'cell_summary', 'cell_line', 'run_demo', 'kind_columns', 'weakest_kind',
            'terminal_summary']
 
 # %% ../nbs/30_demo.ipynb #f00b1a76
@@ -334,6 +334,11 @@ def organism_tradeoff(results: pd.DataFrame, path=None):
     return tradeoff_figure(curve, x="gflops", y="score", path=path, xlabel="prefill GFLOPs per item (analytic)",
                            ylabel="accuracy (%)", zoom=zoom)
 
+def organism_dependency(table, blocks, name: str, path=None):
+    "The dependency figure of an organism's probe table (of `PROBE_SPLIT` items) with its `blocks`, titled by `name`."
+    label = f"{name.replace('_', ' ')} ({PROBE_SPLIT} split)"
+    return dependency_figure({label: table}, blocks={label: blocks}, path=path)
+
 def _write_tables(paths: "DemoPaths", results: pd.DataFrame, paired: pd.DataFrame):
     "The results and paired tables as CSV and Markdown, each replaced whole: a reader never sees half of one."
     for table, csv in ((results, paths.tables[0]), (paired, paths.tables[2])):
@@ -496,9 +501,7 @@ def run_demo(out=DEMO_OUT, model_dir=None, num_items: int = DEMO_ITEMS, seed: in
     made = dict(organism=organism, items=num_items, seed=seed)  # every row says what made it (`storage.stamped`)
     results, paired = stamped(results, **made), stamped(paired, **made)
     _write_tables(paths, results, paired)
-    label = f"{name.replace('_', ' ')} ({PROBE_SPLIT} split)"
-    dependency_figure({label: table}, blocks={label: blocks},
-                      path=paths.figure_files[0].with_suffix(""))
+    organism_dependency(table, blocks, name, paths.figure_files[0].with_suffix(""))
     organism_tradeoff(results, paths.figure_files[2].with_suffix(""))
     files = [paths.schedule, *paths.tables, paths.probe / "probe.nc", paths.sweep / "summary.csv", *paths.figure_files]
     return DemoOutputs(table, blocks, schedule, results, paired, answers, files, reused, reused_answers)
