@@ -16,6 +16,10 @@ wrote):
   folder, so their baselines' answers are the main table's, answered once;
 - dycoke: the DyCoke-om study (`dycoke_study.run_dycoke_study`).
 
+Not every organism runs every step: `COMMITTED_STEPS` names the steps whose tables are committed for each (the
+studies of equal compute and DyCoke for one events organism of each family, the ablations for every events organism,
+the main job alone for the imposed ones), and `--steps` chooses others.
+
 Every table records the code revision it was made with (`storage.stamped`), so the code must be committed first: a
 tree with uncommitted changes outside the outputs (`storage.OUTPUT_PATHS`: `data/`, `figures/`, the organisms'
 schedules) is refused. Committing the outputs leaves the revision as it was. The organisms' tables in `data/results/`
@@ -41,6 +45,8 @@ from seats_analysis.organism import installed_organisms, learned_task
 from seats_analysis.storage import code_revision, is_committed_revision
 
 STEPS = ("main", "ablations", "matched", "dycoke")
+COMMITTED_STEPS = {"qwen2_5": STEPS, "qwen3": STEPS, "qwen2_5_seed2": ("main", "ablations"),
+                   "qwen2_5_imposed": ("main",), "qwen3_imposed": ("main",)}  # an organism not named: every step
 
 
 def regenerate(organism: str, steps, items: int | None):
@@ -64,15 +70,19 @@ def main(argv=None) -> int:
     parser, installed = argparse.ArgumentParser(description=__doc__.splitlines()[0]), installed_organisms()
     parser.add_argument("--organisms", default=",".join(installed),
                         help=f"comma-separated, from the installed {', '.join(installed)}")
-    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, from {', '.join(STEPS)}")
+    parser.add_argument("--steps", default=None,
+                        help=f"comma-separated, from {', '.join(STEPS)} (default: each organism's COMMITTED_STEPS)")
     parser.add_argument("--items", type=int, default=None,
                         help="test items per cell (and probe items; default: the organism's whole test split)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
     if ROOT != Path(__file__).resolve().parents[1]:
         parser.error(f"the package imported is {ROOT}'s, not this checkout's: run it with PYTHONPATH=.")
-    organisms, steps = args.organisms.split(","), args.steps.split(",")
-    unknown = sorted(set(organisms) - set(installed)) + sorted(set(steps) - set(STEPS))
+    organisms = args.organisms.split(",")
+    steps = {organism: args.steps.split(",") if args.steps else COMMITTED_STEPS.get(organism, STEPS)
+             for organism in organisms}
+    chosen = {step for organism_steps in steps.values() for step in organism_steps}
+    unknown = sorted(set(organisms) - set(installed)) + sorted(chosen - set(STEPS))
     if unknown:
         parser.error(f"unknown or uninstalled organisms, or unknown steps: {unknown}")
     revision = code_revision()
@@ -82,7 +92,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     print(f"regenerating {organisms} at revision {revision}")
     for organism in organisms:
-        regenerate(organism, steps, args.items)
+        regenerate(organism, steps[organism], args.items)
     return 0
 
 
