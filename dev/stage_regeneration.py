@@ -10,6 +10,8 @@ worktree at its revision, and between sessions its outputs wait in `data/regener
     python dev/stage_regeneration.py unpack ../regeneration    # into a new worktree at REVISION, before going on
     python dev/stage_regeneration.py install ../regeneration   # once every organism is done
 
+Every session's answers must come from one torch and one transformers (near-tied answers differ between releases),
+so the staging records the versions of the first `pack` and `pack` and `unpack` refuse an environment with others.
 `pack` adds to `data/regeneration/` an archive of the worktree's outputs (`storage.OUTPUT_PATHS`, and the folder of an
 organism installed there) that differ from what the archives already hold, sweep folders included, so that a step
 stopped half way goes on from its answers; `unpack` extracts every archive, in order, into the worktree. `install`
@@ -17,6 +19,7 @@ copies the worktree's outputs that git tracks (the sweep folders stay ignored) i
 worktree deleted, and removes `data/regeneration/`: commit that with the notebooks run again on the new tables.
 """
 import argparse
+import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -28,8 +31,19 @@ from seats_analysis.storage import OUTPUT_PATHS, code_revision, file_digest, is_
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "data" / "regeneration"
-MANIFEST = "manifest.json"  # in the staging folder: {"revision": ..., "archives": [...], "files": {path: digest}}
+MANIFEST = "manifest.json"  # in the staging folder: revision, libraries, archives and files ({path: digest})
 SKIPPED = ("data/training/", "data/cache/", "data/regeneration/")  # not outputs of a regeneration
+LIBRARIES = ("torch", "transformers")  # their versions are the staging's: the answers are theirs
+
+
+def check_libraries(manifest: dict) -> dict:
+    "This environment's `LIBRARIES` versions, refused when the staged answers were made with others."
+    here = {library: importlib.metadata.version(library) for library in LIBRARIES}
+    staged = manifest.get("libraries", here)  # a staging from before the versions were recorded: this one's
+    if staged != here:
+        raise ValueError(f"the staged regeneration's answers were made with {staged}; this environment has {here}, "
+                         f"and near-tied answers differ between releases: install those versions")
+    return here
 
 
 def git(worktree: Path, *args) -> str:
@@ -62,6 +76,7 @@ def pack(worktree: Path, stage: Path = STAGE) -> Path | None:
     if manifest["revision"] != revision:
         raise ValueError(f"data/regeneration/ holds a regeneration at {manifest['revision']}; the worktree is at "
                          f"{revision}")
+    libraries = check_libraries(manifest)
     changed, deleted = changed_outputs(worktree, ignored=True)
     now = {path: file_digest(worktree / path) for path in changed} | dict.fromkeys(deleted)  # None: deleted
     new = {path: digest for path, digest in sorted(now.items()) if manifest["files"].get(path, "") != digest}
@@ -74,6 +89,7 @@ def pack(worktree: Path, stage: Path = STAGE) -> Path | None:
             tar.add(worktree / path, arcname=path)
     manifest["archives"].append(archive.name)
     manifest["files"].update(new)
+    manifest["libraries"] = libraries
     manifest_file.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return archive
 
@@ -85,6 +101,7 @@ def unpack(worktree: Path, stage: Path = STAGE):
     revision = code_revision(worktree)
     if revision != manifest["revision"]:
         raise ValueError(f"the staged regeneration is at {manifest['revision']}; the worktree is at {revision}")
+    check_libraries(manifest)
     for name in manifest["archives"]:
         with tarfile.open(stage / name) as tar:
             tar.extractall(worktree, filter="data")

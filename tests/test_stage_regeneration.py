@@ -1,7 +1,9 @@
 """A regeneration carried over sessions (`dev/stage_regeneration.py`) comes back whole: what one worktree wrote, packed
 in steps, unpacks into a fresh worktree at the same revision file for file (the ignored sweep answers too, deletions
 too), and installs into a checkout as the tracked outputs alone."""
+import importlib.metadata
 import importlib.util
+import json
 import subprocess
 from pathlib import Path
 
@@ -92,3 +94,17 @@ def test_staging_refuses_another_revision(stage_script, repository, tmp_path):
         stage_script.pack(worktree, stage)
     with pytest.raises(ValueError, match="the worktree is at"):
         stage_script.unpack(worktree, stage)
+
+
+def test_staging_refuses_other_library_versions(stage_script, repository, tmp_path):
+    stage, worktree = tmp_path / "stage", clone(repository, "worktree")
+    write(worktree, {"data/results/a_results.csv": "new\n"})
+    stage_script.pack(worktree, stage)
+    manifest = json.loads((stage / "manifest.json").read_text())
+    assert manifest["libraries"] == {name: importlib.metadata.version(name) for name in ("torch", "transformers")}
+    manifest["libraries"]["torch"] = "0.1"  # the answers staged so far were another torch's
+    (stage / "manifest.json").write_text(json.dumps(manifest))
+    write(worktree, {"data/results/a_paired.csv": "new\n"})
+    for step in (stage_script.pack, stage_script.unpack):
+        with pytest.raises(ValueError, match="made with .'torch': '0.1'"):
+            step(worktree, stage)
