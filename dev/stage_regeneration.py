@@ -19,7 +19,6 @@ copies the worktree's outputs that git tracks (the sweep folders stay ignored) i
 worktree deleted, and removes `data/regeneration/`: commit that with the notebooks run again on the new tables.
 """
 import argparse
-import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -27,18 +26,17 @@ import sys
 import tarfile
 from pathlib import Path
 
-from seats_analysis.storage import OUTPUT_PATHS, code_revision, file_digest, is_committed_revision
+from seats_analysis.storage import OUTPUT_PATHS, code_revision, file_digest, is_committed_revision, library_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "data" / "regeneration"
 MANIFEST = "manifest.json"  # in the staging folder: revision, libraries, archives and files ({path: digest})
 SKIPPED = ("data/training/", "data/cache/", "data/regeneration/")  # not outputs of a regeneration
-LIBRARIES = ("torch", "transformers")  # their versions are the staging's: the answers are theirs
 
 
 def check_libraries(manifest: dict) -> dict:
-    "This environment's `LIBRARIES` versions, refused when the staged answers were made with others."
-    here = {library: importlib.metadata.version(library) for library in LIBRARIES}
+    "This environment's `storage.library_versions`, refused when the staged answers were made with others."
+    here = library_versions()
     staged = manifest.get("libraries", here)  # a staging from before the versions were recorded: this one's
     if staged != here:
         raise ValueError(f"the staged regeneration's answers were made with {staged}; this environment has {here}, "

@@ -32,7 +32,8 @@ from .prompts import build_messages, chat_text
 from .scoring import parse_answer
 from .run import resolve_schedule
 from .storage import (FileParts, RecordStore, append_jsonl, check_fingerprint, digest, first_success,
-                                    model_fingerprint, processor_fingerprint, read_jsonl, writer_lock)
+                                    library_versions, model_fingerprint, processor_fingerprint, read_jsonl,
+                                    writer_lock)
 from .schedule import Schedule
 from .tables import RESULT_SETTINGS, summarize, write_summary
 
@@ -138,11 +139,12 @@ def _part_path(results_path: Path, rank: int, world_size: int) -> Path:
 def run_fingerprint(thinker, processor, method: str, schedule: Schedule | None, method_kwargs: dict | None,
                     media_kwargs: dict | None, seed: int) -> dict:
     """What a results file's rows depend on beyond their settings: model, processor (settings, chat template,
-    tokenizer), method options, media options, schedule, the parser's seed (its random fallback), package version."""
+    tokenizer), method options, media options, schedule, the parser's seed (its random fallback), package version,
+    and the torch and transformers releases (`storage.library_versions`: another one can tip a near-tie)."""
     schedule = None if schedule is None else asdict(schedule)
     return dict(model=model_fingerprint(thinker), processor=processor_fingerprint(processor), method=method,
                 method_kwargs=method_kwargs or {}, media_kwargs=media_kwargs or {}, schedule=digest(schedule),
-                seed=check_int("seed", seed), package=seats_analysis.__version__)
+                seed=check_int("seed", seed), package=seats_analysis.__version__, libraries=library_versions())
 
 # %% ../nbs/16_evaluate.ipynb #f8297867
 def _check_settings(rows: list[dict], settings: dict, path: Path):

@@ -37,7 +37,7 @@ from .compat import last_hidden_state
 from .engine import check_thinker, continue_from, drop_tokens
 from .layout import CONDITIONS, REMOVED_KINDS, Kind, drop_kinds, token_kinds
 from .storage import (FolderParts, RecordStore, append_jsonl, check_fingerprint, digest, markdown_table,
-                                    model_fingerprint, newest_success, replaced, stamped)
+                                    library_versions, model_fingerprint, newest_success, replaced, stamped)
 from .stand_ins import make_inputs, offline_processor, synthetic_clip, tiny_thinker
 
 # %% ../nbs/03_probe.ipynb #bec8806a
@@ -368,8 +368,9 @@ def probe(thinker, samples: Iterable, conditions: Sequence[str] = CONDITIONS, la
     records, done, store = [], {}, None
     if path is not None:
         path = Path(path)
-        _prepare_folder(path, settings, dict(model=model_fingerprint(thinker), package=seats_analysis.__version__),
-                        rank)
+        fingerprint = dict(model=model_fingerprint(thinker), package=seats_analysis.__version__,
+                           libraries=library_versions())  # another torch answers near-ties otherwise
+        _prepare_folder(path, settings, fingerprint, rank)
         store = _store(path)
     with store.lock(rank, world) if store is not None else nullcontext():  # one writer per part
         if store is not None:

@@ -79,11 +79,12 @@ def test_an_old_results_file_loads_with_nan_option_metrics(tmp_path):
 
 
 def test_resuming_an_old_store_is_refused_naming_what_its_fingerprint_lacks(tmp_path):
-    """Older fingerprints lack fields recorded now (how digests are computed, the processor, the parser's seed): a
-    resume into such a store is refused naming them, before anything is trimmed, and its records still read."""
+    """Older fingerprints lack fields recorded now (how digests are computed, the processor, the parser's seed, the
+    torch and transformers releases): a resume into such a store is refused naming them, before anything is trimmed,
+    and its records still read."""
     from seats_analysis.evaluate import run_fingerprint
     from seats_analysis.probe import _prepare_folder
-    from seats_analysis.storage import model_fingerprint
+    from seats_analysis.storage import library_versions, model_fingerprint
     from seats_analysis.stand_ins import offline_processor, tiny_thinker
 
     thinker, processor = tiny_thinker(num_layers=4), offline_processor()
@@ -94,15 +95,16 @@ def test_resuming_an_old_store_is_refused_naming_what_its_fingerprint_lacks(tmp_
     settings = {k: rows[0][k] for k in RESULT_SETTINGS}
     current = run_fingerprint(thinker, processor, "full", None, None, None, seed=0)
     with pytest.raises(ValueError, match=r"older version of the package: its fingerprint lacks "
-                                         r"model\.digest_version, processor, seed, so it cannot be checked"):
+                                         r"model\.digest_version, processor, seed, libraries, so it cannot be checked"):
         _resume(results, 0, 2, settings, current, {row["key"]: row["input"] for row in rows})
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the torn part line included
     assert same(read_jsonl(results), read_jsonl(FIXTURE / "evaluate" / "videomme.jsonl"))
 
     probe_folder = shutil.copytree(FIXTURE / "probe", tmp_path / "probe")
     meta = json.loads((probe_folder / "meta.json").read_text())
-    fingerprint = {"model": model_fingerprint(thinker.eval()), "package": meta["fingerprint"]["package"]}
-    with pytest.raises(ValueError, match=r"its fingerprint lacks model\.digest_version, so it cannot be checked"):
+    fingerprint = {"model": model_fingerprint(thinker.eval()), "package": meta["fingerprint"]["package"],
+                   "libraries": library_versions()}
+    with pytest.raises(ValueError, match=r"its fingerprint lacks model\.digest_version, libraries, so it cannot be"):
         _prepare_folder(probe_folder, meta["settings"], fingerprint, 0)
     with xr.open_dataset(FIXTURE / "probe_merged.nc") as stored:
         xr.testing.assert_identical(merge_parts(probe_folder), stored.load())
