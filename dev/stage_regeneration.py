@@ -11,7 +11,7 @@ worktree at its revision, and between sessions its outputs wait in `data/regener
     python dev/stage_regeneration.py install ../regeneration   # once every organism is done
 
 Every session's answers must come from one torch and one transformers (near-tied answers differ between releases),
-so the staging records the versions of the first `pack` and `pack` and `unpack` refuse an environment with others.
+so the staging records the versions its first `pack` ran under, and `pack` and `unpack` refuse any others.
 `pack` adds to `data/regeneration/` an archive of the worktree's outputs (`storage.OUTPUT_PATHS`, and the folder of an
 organism installed there) that differ from what the archives already hold, sweep folders included, so that a step
 stopped half way goes on from its answers; `unpack` extracts every archive, in order, into the worktree. `install`
