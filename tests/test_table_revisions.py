@@ -6,6 +6,7 @@ import importlib.util
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from seats_analysis.catalog import ORGANISMS as ORGANISM_FOLDERS
@@ -36,6 +37,17 @@ def test_a_results_table_names_one_committed_revision(name):
 def test_the_organisms_tables_name_one_revision():
     assert ORGANISMS, "no organism table is committed"
     assert len({revision for made in ORGANISMS.values() for revision in made}) == 1, ORGANISMS
+
+
+@pytest.mark.parametrize("library", ["torch", "transformers"])
+def test_the_organisms_tables_name_one_library_version(library):
+    # near-tied answers differ between torch releases, so one code state includes the libraries
+    versions = {}
+    for path in sorted((ROOT / "data" / "results").glob("*.csv")):
+        table = pd.read_csv(path, dtype=str)
+        if "revision" in table:
+            versions[path.name] = sorted(table[library].unique()) if library in table else ["not named"]
+    assert len({version for made in versions.values() for version in made}) == 1, versions
 
 
 def test_each_organism_has_the_tables_of_its_committed_steps():
