@@ -3,11 +3,13 @@ repository's history, and the organisms' tables (`data/results/`) all name the s
 (`dev/regenerate_organisms.py`). The committed tables of each installed organism are those of the steps the
 regeneration script commits for it (`COMMITTED_STEPS`), each step's whole."""
 import importlib.util
+import json
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import xarray as xr
 
 from seats_analysis.catalog import ORGANISMS as ORGANISM_FOLDERS
 from seats_analysis.organism import installed_organisms
@@ -41,12 +43,17 @@ def test_the_organisms_tables_name_one_revision():
 
 @pytest.mark.parametrize("library", ["torch", "transformers"])
 def test_the_organisms_tables_name_one_library_version(library):
-    # near-tied answers differ between torch releases, so one code state includes the libraries
+    # near-tied answers differ between torch releases, so one code state includes the libraries; the probe tables the
+    # schedules come from too
     versions = {}
     for path in sorted((ROOT / "data" / "results").glob("*.csv")):
         table = pd.read_csv(path, dtype=str)
         if "revision" in table:
             versions[path.name] = sorted(table[library].unique()) if library in table else ["not named"]
+    for results in sorted((ROOT / "data" / "results").glob("*_results.csv")):  # each main job's probe
+        with xr.open_dataset(str(results).replace("_results.csv", "_probe/probe.nc")) as probe:
+            made = json.loads(probe.attrs["versions"])[library]
+            versions[results.name.replace("_results.csv", "_probe")] = [made.split("+")[0]]  # not the local build
     assert len({version for made in versions.values() for version in made}) == 1, versions
 
 
